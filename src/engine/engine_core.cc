@@ -1,0 +1,473 @@
+#include "src/engine/engine_core.h"
+
+#include <algorithm>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "src/common/logging.h"
+#include "src/engine/batch_builder.h"
+
+namespace muse::engine {
+
+struct EngineCore::RequestState {
+  struct Sample {
+    std::unique_ptr<Sequence> seq;  // null for samples 1..n-1 until the leader forks
+    std::unique_ptr<TextDecoder> decoder;
+    std::unique_ptr<StopStringMatcher> stop;
+    bool finished = false;
+    SampleDelta delta;
+    bool dirty = false;
+  };
+  Request req;
+  std::shared_ptr<OutputStream> stream;
+  uint64_t seed = 0;
+  bool forked = false;  // samples 1..n-1 exist (true from the start when n == 1)
+  std::vector<Sample> samples;
+  int num_finished = 0;
+  bool admitted = false;
+  bool dirty = false;
+  absl::Time first_scheduled, first_token, last_token;
+  bool has_token = false;
+  Usage usage;
+  absl::Status error;  // sent on the final message
+};
+
+absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(runtime::ModelRunner* runner,
+                                                               const EngineOptions& options) {
+  if (runner == nullptr) return absl::InvalidArgumentError("runner must not be null");
+  RETURN_IF_ERROR(ValidateSchedulerConfig(options.scheduler));
+  const int64_t blocks = runner->num_kv_blocks();
+  if (blocks < 1 || blocks > (int64_t{1} << 30)) {
+    return absl::InvalidArgumentError(absl::StrCat("runner has ", blocks, " KV blocks"));
+  }
+  if (runner->config().vocab_size < 1) {
+    return absl::InvalidArgumentError("model config has no vocab_size");
+  }
+  return std::unique_ptr<EngineCore>(new EngineCore(runner, options, static_cast<int>(blocks)));
+}
+
+EngineCore::EngineCore(runtime::ModelRunner* runner, const EngineOptions& options, int num_blocks)
+    : runner_(runner),
+      options_(options),
+      vocab_size_(runner->config().vocab_size),
+      max_model_len_(options.max_model_len > 0 ? options.max_model_len
+                                               : runner->config().max_position_embeddings),
+      eos_token_ids_(runner->config().eos_token_ids),
+      blocks_(num_blocks, options.scheduler.enable_prefix_caching),
+      scheduler_(options.scheduler, &blocks_),
+      sampler_(static_cast<int>(runner->config().vocab_size)),
+      seed_base_(options.seed != 0 ? options.seed
+                                   : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {
+  counters_.kv_blocks_total = num_blocks;
+}
+
+EngineCore::~EngineCore() { AbortAll(FinishReason::kAbort); }
+
+absl::Status EngineCore::ValidateRequest(const Request& r) const {
+  if (r.id.empty()) return absl::InvalidArgumentError("request id must be non-empty");
+  if (r.prompt_token_ids.empty()) return absl::InvalidArgumentError("prompt must be non-empty");
+  for (size_t i = 0; i < r.prompt_token_ids.size(); ++i) {
+    const int32_t t = r.prompt_token_ids[i];
+    if (t < 0 || t >= vocab_size_) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " must be in [0, ",
+                                                     vocab_size_, "), got ", t));
+    }
+  }
+  RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, vocab_size_, options_.text_decoder != nullptr));
+  if (r.sampling.n > options_.scheduler.max_num_seqs) {
+    return absl::InvalidArgumentError(absl::StrCat("n must be <= max_num_seqs (",
+                                                   options_.scheduler.max_num_seqs, "), got ",
+                                                   r.sampling.n));
+  }
+  const int64_t prompt = static_cast<int64_t>(r.prompt_token_ids.size());
+  const int64_t total = prompt + r.sampling.max_tokens;
+  if (max_model_len_ > 0 && total > max_model_len_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("prompt (", prompt, " tokens) + max_tokens (", r.sampling.max_tokens, ") = ",
+                     total, " exceeds max_model_len ", max_model_len_));
+  }
+  const int64_t need = (total + kBlockSize - 1) / kBlockSize;
+  if (need > blocks_.num_blocks()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "request needs ", need, " KV blocks (prompt ", prompt, " + max_tokens ",
+        r.sampling.max_tokens, " tokens, ", kBlockSize, " tokens per block) but the KV pool has ",
+        blocks_.num_blocks(), " blocks even when empty"));
+  }
+  int32_t prev_end = 0;
+  for (const ContentSpan& c : r.content) {
+    if (c.num_tokens < 1 || c.offset < prev_end || c.offset + c.num_tokens > prompt) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "content span [", c.offset, ", ", c.offset + c.num_tokens,
+          ") must be non-empty, sorted, non-overlapping and inside the prompt (", prompt, ")"));
+    }
+    if (c.embeddings && c.embeddings->size() % c.num_tokens != 0) {
+      return absl::InvalidArgumentError("content embeddings size must be num_tokens * hidden_size");
+    }
+    prev_end = c.offset + c.num_tokens;
+  }
+  if (r.deadline && r.arrival_time != absl::InfinitePast() && *r.deadline < r.arrival_time) {
+    return absl::InvalidArgumentError("deadline is before the arrival time");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineCore::AddRequest(Request request, std::shared_ptr<OutputStream> stream) {
+  RETURN_IF_ERROR(ValidateRequest(request));
+  if (requests_.contains(request.id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request id '", request.id, "' is already live"));
+  }
+  if (num_queued_ >= options_.scheduler.max_waiting) {
+    return absl::ResourceExhaustedError(absl::StrCat("waiting queue is full (",
+                                                     num_queued_, " requests, max_waiting ",
+                                                     options_.scheduler.max_waiting, ")"));
+  }
+  if (request.arrival_time == absl::InfinitePast()) request.arrival_time = absl::Now();
+  auto rs = std::make_unique<RequestState>();
+  rs->req = std::move(request);
+  rs->stream = std::move(stream);
+  const SamplingParams& p = rs->req.sampling;
+  rs->seed = p.seed ? *p.seed : seed_base_ ^ (0x9E3779B97F4A7C15ull * (next_seq_id_ + 1));
+  rs->forked = p.n == 1;
+  rs->samples.resize(p.n);
+  for (int i = 0; i < p.n; ++i) {
+    auto& s = rs->samples[i];
+    s.delta.index = i;
+    if (options_.text_decoder) {
+      s.decoder = options_.text_decoder->Create(rs->req.prompt_token_ids);
+      s.stop = std::make_unique<StopStringMatcher>(p.stop);
+    }
+  }
+  auto seq = std::make_unique<Sequence>();
+  seq->id = next_seq_id_++;
+  seq->owner = rs.get();
+  seq->tokens = rs->req.prompt_token_ids;
+  seq->num_prompt_tokens = static_cast<int>(seq->tokens.size());
+  seq->content = &rs->req.content;
+  seq->priority_key = PriorityKey(rs->req.priority, rs->req.arrival_time, options_.scheduler.aging);
+  seq->seats = p.n;
+  rs->usage.prompt_tokens = seq->num_prompt_tokens;
+  scheduler_.AddWaiting(seq.get());
+  rs->samples[0].seq = std::move(seq);
+  ++num_queued_;
+  MUSE_LOG_REQ(debug, rs->req.id, "queued: {} prompt tokens, n={}, max_tokens={}",
+               rs->usage.prompt_tokens, p.n, p.max_tokens);
+  const std::string id = rs->req.id;
+  requests_.emplace(id, std::move(rs));
+  return absl::OkStatus();
+}
+
+void EngineCore::FinishSample(RequestState* rs, int i, FinishReason reason,
+                              std::string stop_reason) {
+  auto& s = rs->samples[i];
+  if (s.finished) return;
+  s.finished = true;
+  ++rs->num_finished;
+  if (s.seq) scheduler_.Remove(s.seq.get());
+  if (s.decoder && reason != FinishReason::kStop) {
+    // No stop string cut the text: release what the decoder and the matcher held back.
+    auto r = s.stop->Append(s.decoder->Flush());
+    s.delta.text += r.text + s.stop->Flush();
+  }
+  s.delta.finish_reason = reason;
+  s.delta.stop_reason = std::move(stop_reason);
+  s.dirty = true;
+  if (!rs->dirty) dirty_.push_back(rs);
+  rs->dirty = true;
+}
+
+void EngineCore::FinishRequest(RequestState* rs, FinishReason reason, const absl::Status& error) {
+  if (!rs->admitted) {
+    rs->admitted = true;  // leaves the queued count
+    --num_queued_;
+  }
+  if (!error.ok()) {
+    MUSE_LOG_REQ(warn, rs->req.id, "failed: {}", error.ToString());
+    rs->error = error;
+  }
+  for (int i = 0; i < static_cast<int>(rs->samples.size()); ++i) FinishSample(rs, i, reason, "");
+}
+
+bool EngineCore::Abort(const std::string& id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  ++counters_.requests_aborted;
+  FinishRequest(it->second.get(), FinishReason::kAbort, absl::OkStatus());
+  FlushOutputs(absl::Now());
+  return true;
+}
+
+void EngineCore::AbortAll(FinishReason reason) {
+  std::vector<RequestState*> all;
+  for (auto& [id, rs] : requests_) all.push_back(rs.get());
+  for (RequestState* rs : all) FinishRequest(rs, reason, absl::OkStatus());
+  FlushOutputs(absl::Now());
+}
+
+void EngineCore::ExpireDeadlines(absl::Time now) {
+  std::vector<RequestState*> expired;
+  for (auto& [id, rs] : requests_) {
+    if (rs->req.deadline && now >= *rs->req.deadline) expired.push_back(rs.get());
+  }
+  for (RequestState* rs : expired) {
+    ++counters_.requests_deadline;
+    MUSE_LOG_REQ(info, rs->req.id, "deadline reached");
+    FinishRequest(rs, FinishReason::kDeadline, absl::OkStatus());
+  }
+}
+
+std::optional<absl::Time> EngineCore::NextDeadline() const {
+  std::optional<absl::Time> next;
+  for (const auto& [id, rs] : requests_) {
+    if (rs->req.deadline && (!next || *rs->req.deadline < *next)) next = rs->req.deadline;
+  }
+  return next;
+}
+
+void EngineCore::PublishFullBlocks(Sequence* seq) {
+  if (!blocks_.prefix_caching()) return;
+  const int full = seq->num_computed_tokens / kBlockSize;
+  if (full <= seq->num_cached_blocks) return;
+  static const std::vector<ContentSpan> kNone;
+  const auto& content = seq->content ? *seq->content : kNone;
+  ExtendBlockHashes(seq->tokens, content, &seq->block_hashes);
+  for (int b = seq->num_cached_blocks; b < full; ++b) {
+    const uint64_t parent = b == 0 ? 0 : seq->block_hashes[b - 1];
+    blocks_.Cache(seq->block_table[b], MakeBlockKey(seq->tokens, b, parent, content),
+                  seq->block_hashes[b]);
+  }
+  seq->num_cached_blocks = full;
+}
+
+SamplingRow EngineCore::MakeRow(const RequestState& rs, const Sequence& seq,
+                                const float* logits) const {
+  return SamplingRow{logits, &rs.req.sampling, &seq.tokens, seq.num_prompt_tokens, rs.seed,
+                     seq.sample_index, &eos_token_ids_};
+}
+
+void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
+  Sequence* leader = rs->samples[0].seq.get();
+  const int n = static_cast<int>(rs->samples.size());
+  std::vector<SampleResult> results(n);
+  for (int i = 0; i < n; ++i) {
+    SamplingRow row = MakeRow(*rs, *leader, logits);
+    row.sample_index = i;
+    results[i] = sampler_.Sample(row);
+  }
+  // Samples share the prompt's full blocks; each recomputes the partial tail into its own block
+  // (the runner has no block copy, so copy-on-write is done by recompute: < kBlockSize tokens).
+  const int shared = leader->num_prompt_tokens / kBlockSize;
+  for (int i = 1; i < n; ++i) {
+    auto seq = std::make_unique<Sequence>();
+    seq->id = next_seq_id_++;
+    seq->sample_index = i;
+    seq->owner = rs;
+    seq->tokens = leader->tokens;
+    seq->num_prompt_tokens = leader->num_prompt_tokens;
+    seq->content = leader->content;
+    seq->priority_key = leader->priority_key;
+    for (int b = 0; b < shared; ++b) {
+      blocks_.Acquire(leader->block_table[b]);
+      seq->block_table.push_back(leader->block_table[b]);
+    }
+    seq->num_computed_tokens = shared * kBlockSize;
+    seq->block_hashes.assign(leader->block_hashes.begin(),
+                             leader->block_hashes.begin() +
+                                 std::min<size_t>(shared, leader->block_hashes.size()));
+    seq->num_cached_blocks = std::min(shared, leader->num_cached_blocks);
+    scheduler_.AddRunning(seq.get());
+    rs->samples[i].seq = std::move(seq);
+  }
+  leader->seats = 1;
+  rs->forked = true;
+  for (int i = 0; i < n; ++i) AppendToken(rs, i, results[i], now);
+}
+
+void EngineCore::AppendToken(RequestState* rs, int i, const SampleResult& result, absl::Time now) {
+  auto& s = rs->samples[i];
+  Sequence* seq = s.seq.get();
+  const SamplingParams& p = rs->req.sampling;
+  const int32_t tok = result.token_id;
+  seq->tokens.push_back(tok);
+  s.delta.token_ids.push_back(tok);
+  if (p.logprobs >= 0) s.delta.logprobs.push_back(result.logprobs);
+  s.dirty = true;
+  if (!rs->dirty) dirty_.push_back(rs);
+  rs->dirty = true;
+  ++rs->usage.completion_tokens;
+  ++counters_.num_generated_tokens;
+  if (!rs->has_token) rs->first_token = now;
+  rs->has_token = true;
+  rs->last_token = now;
+
+  const int generated = seq->num_generated();
+  const bool may_stop = generated >= p.min_tokens;
+  const bool is_stop_token =
+      std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), tok) != p.stop_token_ids.end() ||
+      (!p.ignore_eos &&
+       std::find(eos_token_ids_.begin(), eos_token_ids_.end(), tok) != eos_token_ids_.end());
+  if (may_stop && is_stop_token) {
+    if (s.decoder) s.delta.text += s.stop->Append(s.decoder->Flush()).text + s.stop->Flush();
+    FinishSample(rs, i, FinishReason::kStop, absl::StrCat("token:", tok));
+    return;
+  }
+  if (s.decoder) {
+    std::string piece = s.decoder->Decode(tok);
+    if (may_stop) {
+      auto r = s.stop->Append(piece);
+      s.delta.text += r.text;
+      if (r.stopped) {
+        FinishSample(rs, i, FinishReason::kStop, r.matched);
+        return;
+      }
+    } else {
+      s.delta.text += piece;  // stop strings only count from min_tokens on
+    }
+  }
+  if (generated >= p.max_tokens) FinishSample(rs, i, FinishReason::kLength, "");
+}
+
+void EngineCore::FlushOutputs(absl::Time now) {
+  for (RequestState* rs : dirty_) {
+    rs->dirty = false;
+    RequestOutput out;
+    out.request_id = rs->req.id;
+    for (auto& s : rs->samples) {
+      if (!s.dirty) continue;
+      s.dirty = false;
+      out.samples.push_back(std::move(s.delta));
+      s.delta = SampleDelta{};
+      s.delta.index = out.samples.back().index;
+    }
+    out.usage = rs->usage;
+    out.finished = rs->num_finished == static_cast<int>(rs->samples.size());
+    if (out.finished) {
+      const absl::Time arrival = rs->req.arrival_time;
+      Timings& t = out.timings;
+      t.e2e = now - arrival;
+      if (rs->admitted && rs->first_scheduled != absl::Time()) t.queue = rs->first_scheduled - arrival;
+      if (rs->has_token) {
+        t.ttft = rs->first_token - arrival;
+        const int64_t per_sample = rs->usage.completion_tokens / static_cast<int64_t>(rs->samples.size());
+        if (per_sample > 1) t.tpot = (rs->last_token - rs->first_token) / (per_sample - 1);
+        counters_.sum_queue += t.queue;
+        counters_.sum_ttft += t.ttft;
+        counters_.sum_tpot += t.tpot;
+        ++counters_.num_timed;
+      }
+      ++counters_.requests_finished;
+      MUSE_LOG_REQ(debug, rs->req.id, "finished: {} completion tokens, ttft {}",
+                   rs->usage.completion_tokens, absl::FormatDuration(t.ttft));
+    }
+    const bool finished = out.finished;
+    if (finished) out.error = rs->error;
+    rs->stream->Push(std::move(out));
+    if (finished) {
+      finished_ids_.push_back(rs->req.id);
+      requests_.erase(rs->req.id);  // destroys rs and its sequences (all already removed)
+    }
+  }
+  dirty_.clear();
+}
+
+absl::Status EngineCore::Step() {
+  const absl::Time start = absl::Now();
+  ExpireDeadlines(start);
+  SchedulerOutput plan = scheduler_.Schedule();
+  for (Sequence* seq : plan.admitted) {
+    auto* rs = static_cast<RequestState*>(seq->owner);
+    if (rs->admitted) continue;
+    rs->admitted = true;
+    --num_queued_;
+    rs->first_scheduled = start;
+    rs->usage.cached_tokens = seq->num_computed_tokens;
+  }
+  for (Sequence* seq : plan.preempted) {
+    MUSE_LOG_REQ(debug, static_cast<RequestState*>(seq->owner)->req.id,
+                 "sample {} preempted (recompute {} tokens)", seq->sample_index, seq->tokens.size());
+  }
+  if (!plan.scheduled.empty()) {
+    BuildBatch(plan.scheduled, &batch_, &logits_seq_);
+    absl::Status st = runner_->Forward(batch_, &logits_);
+    if (st.ok() && logits_.num_rows != static_cast<int>(logits_seq_.size())) {
+      st = absl::InternalError(absl::StrCat("runner returned ", logits_.num_rows,
+                                            " logits rows, expected ", logits_seq_.size()));
+    }
+    if (!st.ok()) {
+      // The batch's KV is suspect: fail its requests, keep serving the others.
+      std::vector<RequestState*> failed;
+      for (const auto& s : plan.scheduled) {
+        auto* rs = static_cast<RequestState*>(s.seq->owner);
+        if (std::find(failed.begin(), failed.end(), rs) == failed.end()) failed.push_back(rs);
+      }
+      for (RequestState* rs : failed) {
+        ++counters_.requests_failed;
+        FinishRequest(rs, FinishReason::kError, st);
+      }
+    } else {
+      for (const auto& s : plan.scheduled) {
+        s.seq->num_computed_tokens += s.num_new_tokens;
+        PublishFullBlocks(s.seq);
+      }
+      const absl::Time now = absl::Now();
+      for (size_t r = 0; r < logits_seq_.size(); ++r) {
+        Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
+        auto* rs = static_cast<RequestState*>(seq->owner);
+        if (!rs->forked) {
+          Fork(rs, logits_.row(static_cast<int>(r)), now);
+        } else {
+          AppendToken(rs, seq->sample_index,
+                      sampler_.Sample(MakeRow(*rs, *seq, logits_.row(static_cast<int>(r)))), now);
+        }
+      }
+    }
+    ++counters_.num_steps;
+    counters_.num_batched_tokens += plan.num_batched_tokens;
+  }
+  FlushOutputs(absl::Now());
+  counters_.last_step = absl::Now() - start;
+  return absl::OkStatus();
+}
+
+EngineStats EngineCore::Stats() const {
+  EngineStats s = counters_;
+  s.num_requests = static_cast<int64_t>(requests_.size());
+  s.num_queued_requests = num_queued_;
+  s.num_running_seqs = scheduler_.num_running();
+  s.num_waiting_seqs = scheduler_.num_waiting();
+  s.kv_blocks_total = blocks_.num_blocks();
+  s.kv_blocks_used = blocks_.num_used_blocks();
+  s.kv_blocks_cached = blocks_.num_cached_blocks();
+  s.kv_usage = blocks_.usage();
+  s.prefix_cache_query_tokens = scheduler_.counters().prefix_query_tokens;
+  s.prefix_cache_hit_tokens = scheduler_.counters().prefix_hit_tokens;
+  s.num_preemptions = scheduler_.counters().num_preemptions;
+  return s;
+}
+
+absl::Status EngineCore::CheckInvariants() const {
+  std::vector<const std::vector<int32_t>*> tables;
+  for (const auto& [id, rs] : requests_) {
+    for (const auto& s : rs->samples) {
+      if (!s.seq) continue;
+      if (s.seq->status != SeqStatus::kRunning && !s.seq->block_table.empty()) {
+        return absl::InternalError(absl::StrCat("request ", id, " sample ", s.seq->sample_index,
+                                                " holds blocks while not running"));
+      }
+      if (s.seq->status == SeqStatus::kRunning &&
+          static_cast<int>(s.seq->block_table.size()) <
+              BlockManager::BlocksFor(s.seq->num_computed_tokens)) {
+        return absl::InternalError(absl::StrCat("request ", id, " table shorter than its KV"));
+      }
+      tables.push_back(&s.seq->block_table);
+    }
+  }
+  return blocks_.CheckInvariants(tables);
+}
+
+std::vector<std::string> EngineCore::TakeFinished() {
+  std::vector<std::string> out;
+  out.swap(finished_ids_);
+  return out;
+}
+
+}  // namespace muse::engine

@@ -1,0 +1,128 @@
+// EngineCore: the single-threaded heart of the engine. Owns every RequestState / Sequence, the
+// block manager, the scheduler and the sampler; runs one iteration per Step(): expire deadlines ->
+// schedule -> build batch -> runner Forward -> publish full blocks to the prefix cache -> sample
+// -> stop checks -> push outputs. Not thread-safe: Engine (engine.h) drives it from one thread.
+// Unit tests drive it directly with a real runner for deterministic step-by-step checks.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "src/engine/block_manager.h"
+#include "src/engine/output_stream.h"
+#include "src/engine/request.h"
+#include "src/engine/sampler.h"
+#include "src/engine/scheduler.h"
+#include "src/engine/sequence.h"
+#include "src/engine/text_decoder.h"
+#include "src/runtime/model_runner.h"
+
+namespace muse::engine {
+
+struct EngineOptions {
+  SchedulerConfig scheduler;
+  int64_t max_model_len = 0;  // 0 = the model's max_position_embeddings (unbounded if 0 too)
+  std::shared_ptr<TextDecoderFactory> text_decoder;  // optional; needed for stop strings / text
+  uint64_t seed = 0;  // seeds of unseeded requests derive from it; 0 = from std::random_device
+};
+
+struct EngineStats {
+  int64_t num_requests = 0;          // live (queued or running)
+  int64_t num_queued_requests = 0;   // never admitted yet
+  int64_t num_running_seqs = 0;
+  int64_t num_waiting_seqs = 0;      // queued + preempted
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_used = 0;        // referenced by a sequence
+  int64_t kv_blocks_cached = 0;      // in the prefix cache (used or evictable)
+  double kv_usage = 0.0;             // used / total
+  int64_t prefix_cache_query_tokens = 0;
+  int64_t prefix_cache_hit_tokens = 0;
+  int64_t num_preemptions = 0;
+  int64_t num_steps = 0;
+  int64_t num_batched_tokens = 0;    // summed over steps
+  int64_t num_generated_tokens = 0;
+  int64_t requests_finished = 0;     // any reason
+  int64_t requests_aborted = 0;
+  int64_t requests_deadline = 0;
+  int64_t requests_failed = 0;
+  int64_t requests_rejected = 0;     // by Engine::AddRequest (filled there)
+  absl::Duration sum_queue = absl::ZeroDuration();  // over finished requests that got a token
+  absl::Duration sum_ttft = absl::ZeroDuration();
+  absl::Duration sum_tpot = absl::ZeroDuration();
+  int64_t num_timed = 0;
+  absl::Duration last_step = absl::ZeroDuration();  // engine-side time of the last Step()
+};
+
+class EngineCore {
+ public:
+  // `runner` must outlive the core.
+  static absl::StatusOr<std::unique_ptr<EngineCore>> Create(runtime::ModelRunner* runner,
+                                                            const EngineOptions& options);
+  ~EngineCore();
+
+  // Field-by-field checks that depend only on immutable state (safe from any thread).
+  absl::Status ValidateRequest(const Request& request) const;
+  // Queues a request. Errors: ValidateRequest's, AlreadyExists (live id), ResourceExhausted
+  // (more than max_waiting requests queued).
+  absl::Status AddRequest(Request request, std::shared_ptr<OutputStream> stream);
+  // Finishes a live request with "abort" and frees its blocks now; false if unknown.
+  bool Abort(const std::string& request_id);
+  // Finishes every live request with `reason`.
+  void AbortAll(FinishReason reason);
+
+  // One iteration. Runner failures fail the batch's requests (finish reason "error") and return
+  // OK; the error is returned only for broken invariants.
+  absl::Status Step();
+  bool HasWork() const { return scheduler_.num_running() + scheduler_.num_waiting() > 0; }
+  std::optional<absl::Time> NextDeadline() const;
+
+  EngineStats Stats() const;
+  // Block refcounts vs. sequence tables, free lists, cache map (see BlockManager).
+  absl::Status CheckInvariants() const;
+  // Ids finished since the last call.
+  std::vector<std::string> TakeFinished();
+
+  const BlockManager& blocks() const { return blocks_; }
+  const Scheduler& scheduler() const { return scheduler_; }
+  int64_t max_model_len() const { return max_model_len_; }
+
+ private:
+  struct RequestState;
+  EngineCore(runtime::ModelRunner* runner, const EngineOptions& options, int num_blocks);
+
+  void FinishRequest(RequestState* rs, FinishReason reason, const absl::Status& error);
+  void ExpireDeadlines(absl::Time now);
+  void PublishFullBlocks(Sequence* seq);
+  void Fork(RequestState* rs, const float* logits, absl::Time now);
+  void AppendToken(RequestState* rs, int sample, const SampleResult& result, absl::Time now);
+  void FinishSample(RequestState* rs, int sample, FinishReason reason, std::string stop_reason);
+  SamplingRow MakeRow(const RequestState& rs, const Sequence& seq, const float* logits) const;
+  void FlushOutputs(absl::Time now);
+
+  runtime::ModelRunner* runner_;
+  EngineOptions options_;
+  int64_t vocab_size_;
+  int64_t max_model_len_;
+  std::vector<int64_t> eos_token_ids_;
+  BlockManager blocks_;
+  Scheduler scheduler_;
+  Sampler sampler_;
+  uint64_t seed_base_;
+
+  absl::flat_hash_map<std::string, std::unique_ptr<RequestState>> requests_;
+  std::vector<RequestState*> dirty_;  // requests with output to push this step
+  std::vector<std::string> finished_ids_;
+  int64_t next_seq_id_ = 0;
+  int64_t num_queued_ = 0;
+  EngineStats counters_;
+
+  runtime::Batch batch_;
+  runtime::Logits logits_;
+  std::vector<int> logits_seq_;
+};
+
+}  // namespace muse::engine
