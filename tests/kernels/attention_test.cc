@@ -170,6 +170,9 @@ TEST(DecodeGqa, GroupSizes) {
   run_decode({DType::kBFloat16, 128, 32, 8, 0}, {7, 2050});   // Llama-8B shape
   run_decode({DType::kBFloat16, 128, 16, 1, 0}, {83, 1000});  // group 16 > kMaxGroup
   run_decode({DType::kFloat16, 64, 12, 4, 0}, {1, 600});      // group 3
+  std::vector<int> many(40);                                    // enough CTAs: single partition
+  for (int i = 0; i < 40; ++i) many[i] = 1 + (i * 37) % 500;
+  run_decode({DType::kBFloat16, 128, 32, 8, 0}, many);
 }
 
 TEST(DecodeWindow, SlidingWindow) {
