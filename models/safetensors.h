@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,7 +25,10 @@ struct TensorView {
   std::string name;
   DType dtype = DType::kF32;
   std::vector<int64_t> shape;
-  const void* data = nullptr;  // points into the mapping; valid while the owning file lives
+  // Points into the mapping; valid while the owning file lives. Aligned to the dtype size when
+  // the writer aligned it (HF writers and WriteSafetensors of one dtype do); the format does not
+  // promise it, so check before reinterpret_cast on other files.
+  const void* data = nullptr;
   size_t nbytes = 0;
   int64_t numel() const;
 };
@@ -61,5 +65,22 @@ struct TensorToWrite {
 // Writes tensors (in the given order) with optional metadata, atomically (tmp file + rename).
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                               const std::map<std::string, std::string>& metadata = {});
+
+// Streaming variant for checkpoints larger than memory: the header is built from `specs`, then
+// `produce(i, sink)` is called for each tensor in order and must pass exactly
+// numel * DTypeSize bytes to `sink` (in any number of pieces). Also atomic.
+struct TensorSpec {
+  std::string name;
+  DType dtype = DType::kF32;
+  std::vector<int64_t> shape;
+};
+using ByteSink = std::function<absl::Status(const void* data, size_t nbytes)>;
+using TensorProducer = std::function<absl::Status(size_t index, const ByteSink& sink)>;
+absl::Status WriteSafetensorsStreamed(const std::string& path, const std::vector<TensorSpec>& specs,
+                                      const TensorProducer& produce,
+                                      const std::map<std::string, std::string>& metadata = {});
+
+// Largest header Open() accepts; real checkpoints stay far below it (Llama 3 405B: ~100 KB).
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
 
 }  // namespace muse::models

@@ -1,0 +1,172 @@
+#include "models/checkpoint.h"
+
+#include <sys/stat.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_join.h"
+
+namespace muse::models {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr const char* kSingleFile = "model.safetensors";
+constexpr const char* kIndexFile = "model.safetensors.index.json";
+
+bool FileExists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// Reads the index's weight_map: tensor name -> shard file name.
+absl::StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  json index;
+  try {
+    index = json::parse(ss.str());
+  } catch (const json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": missing object 'weight_map'"));
+  }
+  std::map<std::string, std::string> weight_map;
+  for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+    if (!it.value().is_string()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path, ": weight_map entry for '", it.key(), "' must be a file name"));
+    }
+    const std::string shard = it.value().get<std::string>();
+    // Shards live beside the index; a path would let an index read files elsewhere.
+    if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..") {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": weight_map entry for '", it.key(),
+                                                     "' has invalid shard name '", shard, "'"));
+    }
+    weight_map[it.key()] = shard;
+  }
+  if (weight_map.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": empty weight_map"));
+  return weight_map;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& model_dir) {
+  std::unique_ptr<Checkpoint> ckpt(new Checkpoint());
+  ckpt->dir_ = model_dir;
+  ASSIGN_OR_RETURN(ckpt->config_, LoadModelConfig(model_dir));
+
+  const std::string single = model_dir + "/" + kSingleFile;
+  const std::string index_path = model_dir + "/" + kIndexFile;
+  std::map<std::string, std::string> weight_map;  // empty for a single-file checkpoint
+  std::vector<std::string> shard_names;
+  if (FileExists(single)) {
+    shard_names.push_back(kSingleFile);
+  } else if (FileExists(index_path)) {
+    ASSIGN_OR_RETURN(weight_map, ReadWeightMap(index_path));
+    std::set<std::string> unique;
+    for (const auto& [name, shard] : weight_map) {
+      if (unique.insert(shard).second && !FileExists(model_dir + "/" + shard)) {
+        return absl::NotFoundError(absl::StrCat(index_path, " maps tensor '", name, "' to shard ",
+                                                model_dir, "/", shard, ", which does not exist"));
+      }
+    }
+    shard_names.assign(unique.begin(), unique.end());
+  } else {
+    return absl::NotFoundError(absl::StrCat("no weights in ", model_dir, ": neither ", single,
+                                            " nor ", index_path, " exists"));
+  }
+
+  std::map<std::string, std::string> owner;  // tensor -> shard it was found in
+  for (const std::string& shard : shard_names) {
+    ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(model_dir + "/" + shard));
+    for (const auto& [name, view] : file->tensors()) {
+      auto [it, inserted] = owner.emplace(name, shard);
+      if (!inserted) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' is in both ", model_dir,
+                                                       "/", it->second, " and ", model_dir, "/",
+                                                       shard));
+      }
+      ckpt->index_[name] = &view;
+    }
+    ckpt->shards_.push_back(std::move(file));
+  }
+  for (const auto& [name, shard] : weight_map) {
+    auto it = owner.find(name);
+    if (it == owner.end() || it->second != shard) {
+      return absl::NotFoundError(absl::StrCat(index_path, " maps tensor '", name, "' to ",
+                                              model_dir, "/", shard, ", which does not contain it"));
+    }
+  }
+  return ckpt;
+}
+
+const TensorView* Checkpoint::Find(const std::string& name) const {
+  auto it = index_.find(name);
+  return it == index_.end() ? nullptr : it->second;
+}
+
+absl::StatusOr<const TensorView*> Checkpoint::Get(const std::string& name,
+                                                  const std::vector<int64_t>& expected_shape) const {
+  const TensorView* view = Find(name);
+  if (view == nullptr) {
+    return absl::NotFoundError(absl::StrCat("tensor '", name, "' not found in checkpoint ", dir_));
+  }
+  if (view->shape != expected_shape) {
+    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ",
+                                                   ShapeString(view->shape),
+                                                   " but the config expects ",
+                                                   ShapeString(expected_shape)));
+  }
+  return view;
+}
+
+std::vector<std::string> Checkpoint::names() const {
+  std::vector<std::string> out;
+  out.reserve(index_.size());
+  for (const auto& [name, view] : index_) out.push_back(name);
+  return out;
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedDecoderTensors(
+    const ModelConfig& c) {
+  const int64_t h = c.hidden_size;
+  const int64_t q = c.num_attention_heads * c.head_dim;
+  const int64_t kv = c.num_key_value_heads * c.head_dim;
+  const int64_t ffn = c.intermediate_size;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  out.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
+    out.push_back({p + "input_layernorm.weight", {h}});
+    out.push_back({p + "self_attn.q_proj.weight", {q, h}});
+    out.push_back({p + "self_attn.k_proj.weight", {kv, h}});
+    out.push_back({p + "self_attn.v_proj.weight", {kv, h}});
+    if (c.attention_bias) {
+      out.push_back({p + "self_attn.q_proj.bias", {q}});
+      out.push_back({p + "self_attn.k_proj.bias", {kv}});
+      out.push_back({p + "self_attn.v_proj.bias", {kv}});
+    }
+    out.push_back({p + "self_attn.o_proj.weight", {h, q}});
+    out.push_back({p + "post_attention_layernorm.weight", {h}});
+    out.push_back({p + "mlp.gate_proj.weight", {ffn, h}});
+    out.push_back({p + "mlp.up_proj.weight", {ffn, h}});
+    out.push_back({p + "mlp.down_proj.weight", {h, ffn}});
+  }
+  out.push_back({"model.norm.weight", {h}});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, h}});
+  return out;
+}
+
+}  // namespace muse::models
