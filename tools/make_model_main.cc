@@ -40,7 +40,7 @@ constexpr const char* kUsage = R"(usage: muse-make-model --out DIR [options]
   --bos N --eos N[,N...]                special token ids (when the preset's ids do not fit a
                                         smaller --vocab they become 1 and 2)
   --tie                                 tie lm_head to the embedding
-  --rope-scaling llama3|none
+  --rope-scaling llama3|none            (presets use llama3 scaling only for --arch llama)
   --sliding-window N                    (mistral, qwen2)
 )";
 
@@ -247,6 +247,8 @@ absl::Status Run(const Flags& f) {
     return absl::InvalidArgumentError(absl::StrCat("unknown --arch '", f.arch,
                                                    "' (llama, mistral, qwen2)"));
   }
+  // llama3 RoPE scaling is a Llama 3 thing; other architectures get it only when asked for.
+  if (c.arch != Arch::kLlama) c.rope_scaling = {};
   if (f.vocab) c.vocab_size = *f.vocab;
   if (f.hidden) c.hidden_size = *f.hidden;
   if (f.layers) c.num_hidden_layers = *f.layers;

@@ -122,6 +122,24 @@ TEST(MakeModelTest, OverridesArchAndShards) {
   EXPECT_EQ((*bias)->dtype, DType::kF16);
 }
 
+TEST(MakeModelTest, MistralKeepsPlainRopeUnlessAsked) {
+  testing::TempDir dir;
+  ASSERT_EQ(MakeModel(std::string(kSmallDims) + " --arch mistral --sliding-window 64 --out " +
+                      (dir / "a")),
+            0);
+  auto c = LoadModelConfig(dir / "a");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->arch, Arch::kMistral);
+  EXPECT_EQ(c->sliding_window, 64);
+  EXPECT_EQ(c->rope_scaling.type, "");
+  ASSERT_EQ(MakeModel(std::string(kSmallDims) + " --arch mistral --rope-scaling llama3 --out " +
+                      (dir / "b")),
+            0);
+  c = LoadModelConfig(dir / "b");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope_scaling.type, "llama3");
+}
+
 TEST(MakeModelTest, StoredValuesAreTheRoundedRandomStream) {
   testing::TempDir dir;
   ASSERT_EQ(MakeModel(std::string(kSmallDims) + " --dtype bfloat16 --seed 3 --out " + dir.path()),
