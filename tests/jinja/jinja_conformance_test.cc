@@ -25,12 +25,16 @@ Json LoadReference() {
   return Json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
 }
 
+std::string Quote(const std::string& s) {
+  return Json(s).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 std::string FirstDifference(const std::string& got, const std::string& want) {
   size_t i = 0;
   while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
   const size_t from = i > 40 ? i - 40 : 0;
-  return "first difference at byte " + std::to_string(i) + "\n  got:  ..." + Json(got.substr(from, 120)).dump() +
-         "\n  want: ..." + Json(want.substr(from, 120)).dump();
+  return "first difference at byte " + std::to_string(i) + "\n  got:  ..." + Quote(got.substr(from, 120)) +
+         "\n  want: ..." + Quote(want.substr(from, 120));
 }
 
 class ConformanceTest : public ::testing::Test {
