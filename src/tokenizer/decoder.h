@@ -1,0 +1,24 @@
+// tokenizer.json "decoder": ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, Sequence.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace muse::tokenizer {
+
+class Decoder {
+ public:
+  virtual ~Decoder() = default;
+  // One step of HF's decode_chain: token strings in, token strings out.
+  virtual absl::Status DecodeChain(std::vector<std::string>& tokens) const = 0;
+};
+
+absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& config);
+
+}  // namespace muse::tokenizer
