@@ -63,9 +63,15 @@ absl::StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::stri
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& model_dir) {
+  ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(model_dir));
+  return Open(model_dir, config);
+}
+
+absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& model_dir,
+                                                             const ModelConfig& config) {
   std::unique_ptr<Checkpoint> ckpt(new Checkpoint());
   ckpt->dir_ = model_dir;
-  ASSIGN_OR_RETURN(ckpt->config_, LoadModelConfig(model_dir));
+  ckpt->config_ = config;
 
   const std::string single = model_dir + "/" + kSingleFile;
   const std::string index_path = model_dir + "/" + kIndexFile;
@@ -140,15 +146,15 @@ std::vector<std::string> Checkpoint::names() const {
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedDecoderTensors(
-    const ModelConfig& c) {
+    const ModelConfig& c, const std::string& prefix) {
   const int64_t h = c.hidden_size;
   const int64_t q = c.num_attention_heads * c.head_dim;
   const int64_t kv = c.num_key_value_heads * c.head_dim;
   const int64_t ffn = c.intermediate_size;
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  out.push_back({"model.embed_tokens.weight", {c.vocab_size, h}});
+  out.push_back({prefix + "model.embed_tokens.weight", {c.vocab_size, h}});
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = absl::StrCat("model.layers.", i, ".");
+    const std::string p = absl::StrCat(prefix, "model.layers.", i, ".");
     out.push_back({p + "input_layernorm.weight", {h}});
     out.push_back({p + "self_attn.q_proj.weight", {q, h}});
     out.push_back({p + "self_attn.k_proj.weight", {kv, h}});
@@ -164,8 +170,8 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedDecoderTensors
     out.push_back({p + "mlp.up_proj.weight", {ffn, h}});
     out.push_back({p + "mlp.down_proj.weight", {h, ffn}});
   }
-  out.push_back({"model.norm.weight", {h}});
-  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, h}});
+  out.push_back({prefix + "model.norm.weight", {h}});
+  if (!c.tie_word_embeddings) out.push_back({prefix + "lm_head.weight", {c.vocab_size, h}});
   return out;
 }
 

@@ -17,6 +17,10 @@ class Checkpoint {
   // Opens and validates every shard; a tensor present in two shards, or an index entry that
   // points to a missing shard or a tensor absent from its shard, is an error.
   static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& model_dir);
+  // Same, with the decoder config supplied by the caller instead of parsed from config.json
+  // (multimodal checkpoints, whose config.json nests the decoder's under "text_config").
+  static absl::StatusOr<std::unique_ptr<Checkpoint>> Open(const std::string& model_dir,
+                                                          const ModelConfig& config);
 
   const ModelConfig& config() const { return config_; }
   const std::string& dir() const { return dir_; }
@@ -37,7 +41,8 @@ class Checkpoint {
 
 // The tensor names and shapes a decoder of this config needs, in HF naming
 // (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ..., lm_head.weight).
+// `prefix` is prepended to every name (LLaVA keeps its decoder under "language_model.").
 std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedDecoderTensors(
-    const ModelConfig& config);
+    const ModelConfig& config, const std::string& prefix = "");
 
 }  // namespace muse::models

@@ -62,7 +62,8 @@ at::Tensor RopeInvFreq(const ModelConfig& c) {
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const Checkpoint& ckpt,
                                                             at::ScalarType dtype,
-                                                            at::Device device) {
+                                                            at::Device device,
+                                                            const std::string& weight_prefix) {
   auto m = std::unique_ptr<LlamaModel>(new LlamaModel());
   m->config_ = ckpt.config();
   m->dtype_ = dtype;
@@ -73,7 +74,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const Checkpoint& c
   // Views into the mmapped file; the copy below owns the data, so the mapping can go afterwards.
   auto load = [&](const std::string& name,
                   const std::vector<int64_t>& shape) -> absl::StatusOr<at::Tensor> {
-    ASSIGN_OR_RETURN(const TensorView* v, ckpt.Get(name, shape));
+    ASSIGN_OR_RETURN(const TensorView* v, ckpt.Get(weight_prefix + name, shape));
     at::Tensor t = at::from_blob(const_cast<void*>(v->data), v->shape,
                                  at::TensorOptions().dtype(ToScalarType(v->dtype)));
     return t.to(opts, /*non_blocking=*/false, /*copy=*/true);

@@ -42,9 +42,11 @@ struct AttentionMeta {
 class LlamaModel {
  public:
   // Loads and validates every tensor (names and shapes from ExpectedDecoderTensors), casting to
-  // `dtype` on `device`.
+  // `dtype` on `device`. `weight_prefix` is prepended to every tensor name (LLaVA checkpoints
+  // keep the decoder under "language_model.").
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const Checkpoint& ckpt,
-                                                          at::ScalarType dtype, at::Device device);
+                                                          at::ScalarType dtype, at::Device device,
+                                                          const std::string& weight_prefix = "");
 
   const ModelConfig& config() const { return config_; }
   at::ScalarType dtype() const { return dtype_; }
