@@ -114,9 +114,14 @@ void Engine::Loop() {
     if (stopping) {
       core_->AbortAll(FinishReason::kAbort);
     } else if (core_->HasWork()) {
+      const int64_t steps_before = core_->Stats().num_steps;
       if (absl::Status st = core_->Step(); !st.ok()) {
         spdlog::error("engine step failed: {}; aborting all requests", st.ToString());
         core_->AbortAll(FinishReason::kError);
+      } else if (core_->Stats().num_steps == steps_before) {
+        // Nothing could run (should not happen: admission always fits an empty pool); do not spin.
+        std::unique_lock lock(mu_);
+        cv_.wait_for(lock, std::chrono::milliseconds(1));
       }
     }
     const std::vector<std::string> finished = core_->TakeFinished();
