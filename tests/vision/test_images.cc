@@ -1,0 +1,63 @@
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#define STBI_WRITE_NO_STDIO
+#include <stb/stb_image_write.h>
+
+#include <algorithm>
+
+#include "tests/vision/test_images.h"
+
+namespace muse::testing {
+
+std::vector<uint8_t> TestPixels(int w, int h, int c, uint32_t seed) {
+  std::vector<uint8_t> px(static_cast<size_t>(w) * h * c);
+  uint32_t s = seed * 2654435761u + 1;
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x) {
+      for (int k = 0; k < c; ++k) {
+        s = s * 1664525u + 1013904223u;
+        const int smooth = (x * 255 / std::max(1, w - 1) * (k + 1) + y * 255 / std::max(1, h - 1)) / (k + 2);
+        px[(static_cast<size_t>(y) * w + x) * c + k] =
+            static_cast<uint8_t>((smooth + static_cast<int>(s >> 27) * 3 + ((x / 3 + y / 2) % 2) * 40) & 255);
+      }
+    }
+  }
+  return px;
+}
+
+namespace {
+void Append(void* ctx, void* data, int size) {
+  static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size);
+}
+}  // namespace
+
+std::string EncodePng(const std::vector<uint8_t>& px, int w, int h, int c) {
+  std::string out;
+  stbi_write_png_to_func(Append, &out, w, h, c, px.data(), w * c);
+  return out;
+}
+
+std::string EncodeJpeg(const std::vector<uint8_t>& px, int w, int h, int c, int quality) {
+  std::string out;
+  stbi_write_jpg_to_func(Append, &out, w, h, c, px.data(), quality);
+  return out;
+}
+
+std::string Base64Encode(const std::string& in) {
+  static const char* k = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  size_t i = 0;
+  for (; i + 2 < in.size(); i += 3) {
+    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += {k[v >> 18], k[(v >> 12) & 63], k[(v >> 6) & 63], k[v & 63]};
+  }
+  if (i + 1 == in.size()) {
+    const uint32_t v = uint8_t(in[i]) << 16;
+    out += {k[v >> 18], k[(v >> 12) & 63], '=', '='};
+  } else if (i + 2 == in.size()) {
+    const uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += {k[v >> 18], k[(v >> 12) & 63], k[(v >> 6) & 63], '='};
+  }
+  return out;
+}
+
+}  // namespace muse::testing
