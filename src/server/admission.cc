@@ -1,0 +1,153 @@
+// Request admission shared by Generate and GenerateUnary (see service_context.h).
+#include <chrono>
+#include <vector>
+
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/unknown_field_set.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "src/common/logging.h"
+#include "src/server/service_context.h"
+
+namespace muse::server {
+namespace {
+
+bool ValidUtf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = s[i];
+    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+    for (int k = 1; k < len; ++k) {
+      const unsigned char cc = s[i + k];
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+// Walks the wire format (no UTF-8 checks there) with the descriptor to name the bad field.
+std::optional<std::string> FindInvalidUtf8(const google::protobuf::Descriptor* d,
+                                           const google::protobuf::UnknownFieldSet& fields,
+                                           const std::string& prefix) {
+  std::map<int, int> seen;  // field number -> occurrences so far (repeated index)
+  for (int i = 0; i < fields.field_count(); ++i) {
+    const auto& f = fields.field(i);
+    if (f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
+    const google::protobuf::FieldDescriptor* fd = d->FindFieldByNumber(f.number());
+    if (fd == nullptr) continue;
+    const int index = seen[f.number()]++;
+    std::string name = prefix + fd->name();
+    if (fd->is_repeated() && !fd->is_map()) absl::StrAppend(&name, "[", index, "]");
+    if (fd->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
+      if (!ValidUtf8(f.length_delimited())) return name;
+    } else if (fd->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE && !fd->is_map()) {
+      google::protobuf::UnknownFieldSet sub;
+      if (sub.ParseFromString(f.length_delimited())) {
+        if (auto r = FindInvalidUtf8(fd->message_type(), sub, name + ".")) return r;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+const Tenant& Anonymous() {
+  static const Tenant t{.name = "anonymous", .max_priority = engine::Priority::kInteractive};
+  return t;
+}
+
+}  // namespace
+
+absl::Status ParseMessage(const grpc::ByteBuffer& buf, google::protobuf::Message* msg) {
+  std::vector<grpc::Slice> slices;
+  if (!buf.Dump(&slices).ok()) return absl::InvalidArgumentError("request: unreadable message");
+  std::string bytes;
+  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  if (msg->ParseFromString(bytes)) return absl::OkStatus();
+  google::protobuf::UnknownFieldSet raw;
+  if (raw.ParseFromString(bytes)) {
+    if (auto field = FindInvalidUtf8(msg->GetDescriptor(), raw, "")) {
+      return absl::InvalidArgumentError(absl::StrCat(*field, ": invalid UTF-8"));
+    }
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("request: not a valid ", msg->GetDescriptor()->full_name(), " message"));
+}
+
+grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg) {
+  const std::string bytes = msg.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx, const grpc::CallbackServerContext& sctx) {
+  if (ctx.draining.load()) return absl::UnavailableError("server is draining (shutting down)");
+  if (!ctx.ready.load()) return absl::UnavailableError("model is loading");
+  if (!ctx.keys) return &Anonymous();
+  std::optional<std::string> auth;
+  const auto& md = sctx.client_metadata();
+  if (auto it = md.find("authorization"); it != md.end()) {
+    auth = std::string(it->second.data(), it->second.size());
+  }
+  return ctx.keys->Authenticate(std::move(auth));
+}
+
+absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
+                                                 const grpc::CallbackServerContext& sctx,
+                                                 const grpc::ByteBuffer& buf) {
+  auto a = std::make_unique<Admission>();
+  ASSIGN_OR_RETURN(a->tenant, CheckAccess(ctx, sctx));
+  RETURN_IF_ERROR(ParseMessage(buf, &a->request));
+  ASSIGN_OR_RETURN(a->built, BuildRequest(a->request, *ctx.model));
+  engine::Request& r = a->built.request;
+
+  using P = engine::Priority;
+  switch (a->request.priority()) {
+    case v1::PRIORITY_UNSPECIFIED: r.priority = a->tenant->max_priority; break;
+    case v1::PRIORITY_BATCH: r.priority = P::kBatch; break;
+    case v1::PRIORITY_INTERACTIVE:
+      if (a->tenant->max_priority == P::kBatch) {
+        return absl::PermissionDeniedError(
+            "priority: interactive is above the batch class this API key allows");
+      }
+      r.priority = P::kInteractive;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("priority: unknown value ", a->request.priority()));
+  }
+  if (a->request.request_id().size() > 256) {
+    return absl::InvalidArgumentError("request_id: at most 256 bytes");
+  }
+
+  const absl::Time now = absl::Now();
+  RETURN_IF_ERROR(ctx.limiter.Admit(*a->tenant, static_cast<int64_t>(r.prompt_token_ids.size()), now));
+  a->engine_id = absl::StrCat("req-", ctx.next_id.fetch_add(1) + 1);
+  a->client_id = a->request.request_id().empty() ? a->engine_id : a->request.request_id();
+  r.id = a->engine_id;
+  r.arrival_time = now;
+  const auto deadline = sctx.deadline();
+  if (deadline != std::chrono::system_clock::time_point::max()) r.deadline = absl::FromChrono(deadline);
+  if (!a->built.skip_special_tokens) a->prompt_ids = r.prompt_token_ids;
+  auto stream = ctx.engine->AddRequest(std::move(r));
+  if (!stream.ok()) {
+    // Engine messages name engine fields; the server checked all proto fields already.
+    if (stream.status().code() == absl::StatusCode::kInvalidArgument) {
+      return absl::InvalidArgumentError(absl::StrCat("request: ", stream.status().message()));
+    }
+    return stream.status();
+  }
+  a->stream = std::move(*stream);
+  MUSE_LOG_REQ(debug, a->engine_id, "admitted: tenant {} client id '{}' input {}", a->tenant->name,
+               a->client_id, a->built.input_field);
+  return a;
+}
+
+}  // namespace muse::server

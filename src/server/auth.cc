@@ -1,0 +1,126 @@
+#include "src/server/auth.h"
+
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
+namespace muse::server {
+
+absl::StatusOr<ApiKeys> ApiKeys::FromJson(const std::string& text) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("api keys: expected a JSON object {\"<key>\": {...}}");
+  }
+  ApiKeys keys;
+  for (auto& [key, v] : j.items()) {
+    if (key.empty() || !v.is_object()) {
+      return absl::InvalidArgumentError("api keys: every entry must be \"<key>\": {object}");
+    }
+    const std::string where = absl::StrCat("api keys: entry of tenant ", v.value("tenant", "?"));
+    Tenant t;
+    if (!v.contains("tenant") || !v["tenant"].is_string() || v["tenant"].get<std::string>().empty()) {
+      return absl::InvalidArgumentError("api keys: every key needs a non-empty \"tenant\"");
+    }
+    t.name = v["tenant"].get<std::string>();
+    const std::string prio = v.value("priority", std::string("interactive"));
+    if (prio == "interactive") {
+      t.max_priority = engine::Priority::kInteractive;
+    } else if (prio == "batch") {
+      t.max_priority = engine::Priority::kBatch;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(where, ": priority must be interactive or batch"));
+    }
+    for (auto [name, dst] : {std::pair{"requests_per_minute", &t.requests_per_minute},
+                             std::pair{"tokens_per_minute", &t.tokens_per_minute}}) {
+      if (!v.contains(name)) continue;
+      if (!v[name].is_number() || v[name].get<double>() < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(where, ": ", name, " must be a number >= 0"));
+      }
+      *dst = v[name].get<double>();
+    }
+    keys.keys_[key] = std::move(t);
+  }
+  if (keys.keys_.empty()) return absl::InvalidArgumentError("api keys: no keys defined");
+  return keys;
+}
+
+absl::StatusOr<ApiKeys> ApiKeys::FromFile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::NotFoundError(absl::StrCat("api keys file ", path, " cannot be read"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return FromJson(ss.str());
+}
+
+absl::StatusOr<const Tenant*> ApiKeys::Authenticate(std::optional<std::string> authorization) const {
+  if (!authorization) {
+    return absl::UnauthenticatedError("missing 'authorization: Bearer <key>' metadata");
+  }
+  absl::string_view v = *authorization;
+  if (!absl::ConsumePrefix(&v, "Bearer ") && !absl::ConsumePrefix(&v, "bearer ")) {
+    return absl::UnauthenticatedError("authorization metadata must be 'Bearer <key>'");
+  }
+  auto it = keys_.find(absl::StripAsciiWhitespace(v));
+  if (it == keys_.end()) return absl::UnauthenticatedError("invalid API key");
+  return &it->second;
+}
+
+void TenantLimiter::Refill(const Tenant& t, Bucket& b, absl::Time now) {
+  if (b.last == absl::InfinitePast()) {
+    b.requests = t.requests_per_minute;
+    b.tokens = t.tokens_per_minute;
+  } else {
+    const double minutes = absl::ToDoubleSeconds(now - b.last) / 60.0;
+    if (minutes > 0) {
+      b.requests = std::min(t.requests_per_minute, b.requests + minutes * t.requests_per_minute);
+      b.tokens = std::min(t.tokens_per_minute, b.tokens + minutes * t.tokens_per_minute);
+    }
+  }
+  b.last = now;
+}
+
+absl::Status TenantLimiter::Admit(const Tenant& t, int64_t prompt_tokens, absl::Time now) {
+  std::lock_guard lock(mu_);
+  Bucket& b = buckets_[t.name];
+  Refill(t, b, now);
+  TenantUsage& u = usage_[t.name];
+  if (t.requests_per_minute > 0 && b.requests < 1) {
+    ++u.rejected;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "tenant '", t.name, "' is over its limit of ", t.requests_per_minute, " requests/min"));
+  }
+  // A prompt larger than a whole minute's budget is admitted when the bucket is full, so big
+  // prompts are slow rather than impossible.
+  if (t.tokens_per_minute > 0 &&
+      b.tokens < std::min<double>(static_cast<double>(prompt_tokens), t.tokens_per_minute)) {
+    ++u.rejected;
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "tenant '", t.name, "' is over its limit of ", t.tokens_per_minute, " tokens/min"));
+  }
+  if (t.requests_per_minute > 0) b.requests -= 1;
+  if (t.tokens_per_minute > 0) b.tokens -= static_cast<double>(prompt_tokens);
+  ++u.requests;
+  u.prompt_tokens += prompt_tokens;
+  return absl::OkStatus();
+}
+
+void TenantLimiter::Finish(const Tenant& t, int64_t completion_tokens, absl::Time now) {
+  std::lock_guard lock(mu_);
+  Bucket& b = buckets_[t.name];
+  Refill(t, b, now);
+  if (t.tokens_per_minute > 0) b.tokens -= static_cast<double>(completion_tokens);
+  usage_[t.name].completion_tokens += completion_tokens;
+}
+
+std::map<std::string, TenantUsage> TenantLimiter::Usage() const {
+  std::lock_guard lock(mu_);
+  return usage_;
+}
+
+}  // namespace muse::server

@@ -1,0 +1,370 @@
+// Generate (server streaming) and GenerateUnary reactors.
+//
+// Flow control: the engine pushes into the request's OutputStream (unbounded, engine thread never
+// blocks) and fires the stream's notify hook. The hook only calls Pump(), which, when no write is
+// in flight, drains everything queued into ONE response and starts one write. OnWriteDone pumps
+// again. So each stream has at most one write in flight, a slow reader only grows its own
+// OutputStream, and no thread ever waits on a stream.
+//
+// Lifetime: gRPC owns the reactor until OnDone; the hook holds a weak_ptr, so a late notify after
+// OnDone is a no-op. Cancel / disconnect / deadline -> Engine::Abort (frees KV before the next step).
+#include <map>
+#include <memory>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "src/common/logging.h"
+#include "src/server/inference_service.h"
+#include "src/tokenizer/incremental_detokenizer.h"
+
+namespace muse::server {
+namespace {
+
+v1::FinishReason ToProto(engine::FinishReason r) {
+  switch (r) {
+    case engine::FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case engine::FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    default: return v1::FINISH_REASON_ABORT;
+  }
+}
+
+double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
+
+// Merges engine outputs into per-sample proto deltas; optionally re-decodes text server-side
+// (skip_special_tokens = false keeps special tokens, which the engine's decoder drops).
+class Accumulator {
+ public:
+  Accumulator(const ServedModel& model, const Admission& a) {
+    if (!a.built.skip_special_tokens) {
+      tokenizer_ = model.tokenizer.get();
+      prompt_ = a.prompt_ids;
+    }
+  }
+
+  // Returns true when `out` is the final message.
+  bool Add(const engine::RequestOutput& out, std::map<int, v1::SampleDelta>* samples) {
+    for (const engine::SampleDelta& d : out.samples) {
+      v1::SampleDelta& s = (*samples)[d.index];
+      s.set_index(d.index);
+      for (size_t i = 0; i < d.token_ids.size(); ++i) {
+        s.add_token_ids(d.token_ids[i]);
+        if (tokenizer_) s.mutable_text()->append(Detok(d.index).Step(d.token_ids[i]).value_or(""));
+      }
+      if (!tokenizer_) s.mutable_text()->append(d.text);
+      for (const auto& lp : d.logprobs) {
+        v1::TokenLogprob* p = s.add_logprobs();
+        p->set_logprob(lp.logprob);
+        for (const auto& t : lp.top) {
+          v1::TopLogprob* tp = p->add_top();
+          tp->set_token_id(t.token_id);
+          tp->set_logprob(t.logprob);
+        }
+      }
+      // Logprob entries line up with the new tokens.
+      const int base = s.logprobs_size() - static_cast<int>(d.logprobs.size());
+      for (size_t i = 0; i < d.logprobs.size(); ++i) {
+        s.mutable_logprobs(base + static_cast<int>(i))->set_token_id(d.token_ids[i]);
+      }
+      if (d.finish_reason) {
+        if (tokenizer_) s.mutable_text()->append(Detok(d.index).Flush().value_or(""));
+        s.set_finish_reason(ToProto(*d.finish_reason));
+        s.set_stop_reason(d.stop_reason);
+        last_reason_ = engine::FinishReasonName(*d.finish_reason);
+      }
+    }
+    usage_ = out.usage;
+    if (out.finished) {
+      timings_ = out.timings;
+      error_ = out.error;
+    }
+    return out.finished;
+  }
+
+  void FillUsage(v1::Usage* u, v1::Timings* t) const {
+    u->set_prompt_tokens(usage_.prompt_tokens);
+    u->set_cached_tokens(usage_.cached_tokens);
+    u->set_completion_tokens(usage_.completion_tokens);
+    t->set_queue_ms(Ms(timings_.queue));
+    t->set_ttft_ms(Ms(timings_.ttft));
+    t->set_tpot_ms(Ms(timings_.tpot));
+    t->set_total_ms(Ms(timings_.e2e));
+  }
+
+  const engine::Usage& usage() const { return usage_; }
+  const engine::Timings& timings() const { return timings_; }
+  const absl::Status& error() const { return error_; }
+  const std::string& last_reason() const { return last_reason_; }
+
+ private:
+  tokenizer::IncrementalDetokenizer& Detok(int index) {
+    auto it = detok_.find(index);
+    if (it == detok_.end()) {
+      it = detok_.emplace(index, std::make_unique<tokenizer::IncrementalDetokenizer>(
+                                     *tokenizer_, prompt_, /*skip_special_tokens=*/false)).first;
+    }
+    return *it->second;
+  }
+
+  const tokenizer::Tokenizer* tokenizer_ = nullptr;
+  std::vector<int32_t> prompt_;
+  std::map<int, std::unique_ptr<tokenizer::IncrementalDetokenizer>> detok_;
+  engine::Usage usage_;
+  engine::Timings timings_;
+  absl::Status error_;
+  std::string last_reason_ = "abort";
+};
+
+// Status of a finished generation: engine error, deadline, shutdown abort, or OK.
+absl::Status FinalStatus(const Accumulator& acc, bool client_cancelled) {
+  if (client_cancelled) return absl::CancelledError("cancelled by the client");
+  if (!acc.error().ok()) {
+    switch (acc.error().code()) {
+      case absl::StatusCode::kUnavailable:
+      case absl::StatusCode::kResourceExhausted:  // lost the queue-full race inside the engine
+      case absl::StatusCode::kInvalidArgument:
+        return acc.error();
+      default:
+        break;
+    }
+    return absl::InternalError(absl::StrCat("generation failed: ", acc.error().message()));
+  }
+  if (acc.last_reason() == "deadline") return absl::DeadlineExceededError("deadline exceeded");
+  if (acc.last_reason() == "abort") return absl::UnavailableError("server shut down before the request finished");
+  return absl::OkStatus();
+}
+
+void RecordFinished(ServiceContext* ctx, const Admission& a, const Accumulator& acc) {
+  ctx->metrics.RecordGeneration(acc.usage(), acc.timings(), acc.last_reason());
+  ctx->limiter.Finish(*a.tenant, acc.usage().completion_tokens, absl::Now());
+}
+
+class ErrorStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  explicit ErrorStream(const grpc::Status& s) { Finish(s); }
+  void OnDone() override { delete this; }
+};
+
+class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
+                             public std::enable_shared_from_this<GenerateStream> {
+ public:
+  GenerateStream(ServiceContext* ctx, std::unique_ptr<Admission> a)
+      : ctx_(ctx), a_(std::move(a)), acc_(*ctx->model, *a_) {
+    ctx_->in_flight.fetch_add(1);
+  }
+
+  void Start() {
+    self_ = shared_from_this();
+    std::weak_ptr<GenerateStream> weak = self_;
+    a_->stream->SetNotify([weak] {
+      if (auto s = weak.lock()) s->Pump();
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      std::lock_guard lock(mu_);
+      write_in_flight_ = false;
+      if (!ok) cancelled_ = true;  // the client went away
+    }
+    if (!ok) (void)ctx_->engine->Abort(a_->engine_id);
+    Pump();
+  }
+
+  void OnCancel() override {
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+    }
+    MUSE_LOG_REQ(debug, a_->engine_id, "cancelled by the client (cancel, disconnect or deadline)");
+    (void)ctx_->engine->Abort(a_->engine_id);
+    Pump();
+  }
+
+  void OnDone() override {
+    ctx_->metrics.RecordRequest("Generate", code_name_);
+    ctx_->in_flight.fetch_sub(1);
+    std::shared_ptr<GenerateStream> self;
+    {
+      std::lock_guard lock(mu_);
+      self.swap(self_);
+    }
+    // `self` going out of scope may destroy this object (a running hook keeps its own ref).
+  }
+
+ private:
+  void Pump() {
+    std::unique_lock lock(mu_);
+    if (finish_called_ || write_in_flight_) return;
+    if (cancelled_) {
+      finish_called_ = true;
+      if (!recorded_) {
+        recorded_ = true;
+        RecordFinished(ctx_, *a_, acc_);
+      }
+      code_name_ = "CANCELLED";
+      lock.unlock();
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+      return;
+    }
+    std::map<int, v1::SampleDelta> samples;
+    bool final = false, any = false;
+    while (auto out = a_->stream->TryNext()) {
+      any = true;
+      if (acc_.Add(*out, &samples)) {
+        final = true;
+        break;
+      }
+    }
+    if (!any) return;
+    v1::GenerateResponse resp;
+    resp.set_request_id(a_->client_id);
+    for (auto& [i, s] : samples) *resp.add_samples() = std::move(s);
+    if (!final) {
+      write_in_flight_ = true;
+      out_ = SerializeMessage(resp);
+      lock.unlock();
+      StartWrite(&out_);
+      return;
+    }
+    finish_called_ = true;
+    recorded_ = true;
+    RecordFinished(ctx_, *a_, acc_);
+    const absl::Status st = FinalStatus(acc_, false);
+    code_name_ = absl::StatusCodeToString(st.code());
+    resp.set_finished(true);
+    acc_.FillUsage(resp.mutable_usage(), resp.mutable_timings());
+    out_ = SerializeMessage(resp);
+    lock.unlock();
+    if (st.ok()) {
+      StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      Finish(ToGrpc(st));
+    }
+  }
+
+  ServiceContext* const ctx_;
+  std::unique_ptr<Admission> a_;
+  std::mutex mu_;
+  Accumulator acc_;  // guarded by mu_
+  bool write_in_flight_ = false;
+  bool finish_called_ = false;
+  bool cancelled_ = false;
+  bool recorded_ = false;
+  std::string code_name_ = "UNKNOWN";
+  grpc::ByteBuffer out_;
+  std::shared_ptr<GenerateStream> self_;
+};
+
+class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
+                                   public std::enable_shared_from_this<GenerateUnaryReactor> {
+ public:
+  GenerateUnaryReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, grpc::ByteBuffer* response)
+      : ctx_(ctx), a_(std::move(a)), acc_(*ctx->model, *a_), response_(response) {
+    ctx_->in_flight.fetch_add(1);
+  }
+
+  void Start() {
+    self_ = shared_from_this();
+    std::weak_ptr<GenerateUnaryReactor> weak = self_;
+    a_->stream->SetNotify([weak] {
+      if (auto s = weak.lock()) s->Pump();
+    });
+  }
+
+  void OnCancel() override {
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+    }
+    (void)ctx_->engine->Abort(a_->engine_id);
+    Pump();
+  }
+
+  void OnDone() override {
+    ctx_->metrics.RecordRequest("GenerateUnary", code_name_);
+    ctx_->in_flight.fetch_sub(1);
+    std::shared_ptr<GenerateUnaryReactor> self;
+    {
+      std::lock_guard lock(mu_);
+      self.swap(self_);
+    }
+  }
+
+ private:
+  void Pump() {
+    std::unique_lock lock(mu_);
+    if (finish_called_) return;
+    bool final = false;
+    while (auto out = a_->stream->TryNext()) {
+      if (acc_.Add(*out, &samples_)) {
+        final = true;
+        break;
+      }
+    }
+    if (!final && !cancelled_) return;
+    finish_called_ = true;
+    RecordFinished(ctx_, *a_, acc_);
+    const absl::Status st = FinalStatus(acc_, cancelled_ && !final);
+    code_name_ = absl::StatusCodeToString(st.code());
+    if (st.ok()) {
+      v1::GenerateUnaryResponse resp;
+      resp.set_request_id(a_->client_id);
+      for (auto& [i, s] : samples_) {
+        v1::Completion* c = resp.add_completions();
+        c->set_index(s.index());
+        *c->mutable_token_ids() = std::move(*s.mutable_token_ids());
+        c->set_text(std::move(*s.mutable_text()));
+        *c->mutable_logprobs() = std::move(*s.mutable_logprobs());
+        c->set_finish_reason(s.finish_reason());
+        c->set_stop_reason(s.stop_reason());
+      }
+      acc_.FillUsage(resp.mutable_usage(), resp.mutable_timings());
+      *response_ = SerializeMessage(resp);
+    }
+    lock.unlock();
+    Finish(ToGrpc(st));
+  }
+
+  ServiceContext* const ctx_;
+  std::unique_ptr<Admission> a_;
+  std::mutex mu_;
+  Accumulator acc_;
+  std::map<int, v1::SampleDelta> samples_;
+  grpc::ByteBuffer* response_;
+  bool finish_called_ = false;
+  bool cancelled_ = false;
+  std::string code_name_ = "UNKNOWN";
+  std::shared_ptr<GenerateUnaryReactor> self_;
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* ctx,
+                                                                grpc::CallbackServerContext* sctx,
+                                                                const grpc::ByteBuffer& request) {
+  auto a = Admit(*ctx, *sctx, request);
+  if (!a.ok()) {
+    ctx->metrics.RecordRequest("Generate", absl::StatusCodeToString(a.status().code()));
+    return new ErrorStream(ToGrpc(a.status()));
+  }
+  auto r = std::make_shared<GenerateStream>(ctx, std::move(*a));
+  r->Start();
+  return r.get();  // kept alive by its self_ reference until OnDone
+}
+
+grpc::ServerUnaryReactor* StartGenerateUnary(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
+                                             const grpc::ByteBuffer& request, grpc::ByteBuffer* response) {
+  auto a = Admit(*ctx, *sctx, request);
+  if (!a.ok()) {
+    ctx->metrics.RecordRequest("GenerateUnary", absl::StatusCodeToString(a.status().code()));
+    auto* r = sctx->DefaultReactor();
+    r->Finish(ToGrpc(a.status()));
+    return r;
+  }
+  auto r = std::make_shared<GenerateUnaryReactor>(ctx, std::move(*a), response);
+  r->Start();
+  return r.get();
+}
+
+}  // namespace muse::server

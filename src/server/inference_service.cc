@@ -1,0 +1,94 @@
+#include "src/server/inference_service.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+
+namespace muse::server {
+namespace {
+
+grpc::ServerUnaryReactor* Done(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
+                               const char* method, const absl::Status& st) {
+  ctx->metrics.RecordRequest(method, absl::StatusCodeToString(st.code()));
+  auto* r = sctx->DefaultReactor();
+  r->Finish(ToGrpc(st));
+  return r;
+}
+
+void FillInfo(const ServedModel& m, v1::ModelInfoResponse* out) {
+  out->set_id(m.id);
+  out->set_architecture(m.config.architecture);
+  out->set_context_length(m.max_model_len);
+  out->set_vocab_size(m.config.vocab_size);
+  out->set_supports_images(m.supports_images);
+  out->set_has_chat_template(m.chat_template.has_value());
+  out->set_num_layers(m.config.num_hidden_layers);
+  out->set_hidden_size(m.config.hidden_size);
+  out->set_kv_blocks_total(m.kv_blocks_total);
+}
+
+absl::Status DoTokenize(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
+                        const grpc::ByteBuffer& in, grpc::ByteBuffer* out) {
+  RETURN_IF_ERROR(CheckAccess(*ctx, *sctx).status());
+  v1::TokenizeRequest req;
+  RETURN_IF_ERROR(ParseMessage(in, &req));
+  const ServedModel& m = *ctx->model;
+  RETURN_IF_ERROR(CheckModelName(req.model(), m));
+  if (req.prompt().empty() == req.messages().empty()) {
+    return absl::InvalidArgumentError("input: set exactly one of prompt or messages");
+  }
+  v1::TokenizeResponse resp;
+  std::vector<int32_t> ids;
+  if (!req.prompt().empty()) {
+    auto enc = m.tokenizer->Encode(req.prompt(), /*add_special_tokens=*/true);
+    if (!enc.ok()) return absl::InvalidArgumentError(absl::StrCat("prompt: ", enc.status().message()));
+    ids = std::move(*enc);
+  } else {
+    const bool gen = !req.has_add_generation_prompt() || req.add_generation_prompt();
+    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), {}, gen, m));
+  }
+  for (int32_t id : ids) {
+    resp.add_token_ids(id);
+    if (req.return_tokens()) resp.add_tokens(m.tokenizer->IdToToken(id).value_or(""));
+  }
+  resp.set_max_model_len(m.max_model_len);
+  *out = SerializeMessage(resp);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(grpc::CallbackServerContext* sctx,
+                                                                       const grpc::ByteBuffer* request) {
+  return StartGenerateStream(ctx_, sctx, *request);
+}
+
+grpc::ServerUnaryReactor* InferenceService::GenerateUnary(grpc::CallbackServerContext* sctx,
+                                                          const grpc::ByteBuffer* request,
+                                                          grpc::ByteBuffer* response) {
+  return StartGenerateUnary(ctx_, sctx, *request, response);
+}
+
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* sctx,
+                                                     const grpc::ByteBuffer* request,
+                                                     grpc::ByteBuffer* response) {
+  return Done(ctx_, sctx, "Tokenize", DoTokenize(ctx_, sctx, *request, response));
+}
+
+grpc::ServerUnaryReactor* InferenceService::ListModels(grpc::CallbackServerContext* sctx,
+                                                       const v1::ListModelsRequest*,
+                                                       v1::ListModelsResponse* response) {
+  absl::Status st = CheckAccess(*ctx_, *sctx).status();
+  if (st.ok()) FillInfo(*ctx_->model, response->add_models());
+  return Done(ctx_, sctx, "ListModels", st);
+}
+
+grpc::ServerUnaryReactor* InferenceService::ModelInfo(grpc::CallbackServerContext* sctx,
+                                                      const v1::ModelInfoRequest* request,
+                                                      v1::ModelInfoResponse* response) {
+  absl::Status st = CheckAccess(*ctx_, *sctx).status();
+  if (st.ok()) st = CheckModelName(request->model(), *ctx_->model);
+  if (st.ok()) FillInfo(*ctx_->model, response);
+  return Done(ctx_, sctx, "ModelInfo", st);
+}
+
+}  // namespace muse::server

@@ -1,0 +1,132 @@
+#include "src/server/metrics.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace muse::server {
+namespace {
+
+void Header(std::string* out, const std::string& name, const char* type, const std::string& help) {
+  absl::StrAppend(out, "# HELP ", name, " ", help, "\n# TYPE ", name, " ", type, "\n");
+}
+
+void Gauge(std::string* out, const std::string& name, const std::string& help, double v) {
+  Header(out, name, "gauge", help);
+  absl::StrAppend(out, name, " ", absl::StrFormat("%.6g", v), "\n");
+}
+
+void Counter(std::string* out, const std::string& name, const std::string& help, int64_t v) {
+  Header(out, name, "counter", help);
+  absl::StrAppend(out, name, " ", v, "\n");
+}
+
+// Label values: escape backslash, quote and newline.
+std::string Esc(const std::string& s) {
+  std::string o;
+  for (char c : s) {
+    if (c == '\\' || c == '"') o.push_back('\\');
+    if (c == '\n') {
+      o += "\\n";
+      continue;
+    }
+    o.push_back(c);
+  }
+  return o;
+}
+
+std::vector<double> LatencyBuckets() {
+  return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
+}
+
+}  // namespace
+
+void Histogram::Observe(double v) {
+  size_t i = 0;
+  while (i < bounds_.size() && v > bounds_[i]) ++i;
+  ++counts_[i];
+  sum_ += v;
+  ++count_;
+}
+
+void Histogram::Render(const std::string& name, const std::string& help, std::string* out) const {
+  Header(out, name, "histogram", help);
+  int64_t cum = 0;
+  for (size_t i = 0; i < bounds_.size(); ++i) {
+    cum += counts_[i];
+    absl::StrAppend(out, name, "_bucket{le=\"", absl::StrFormat("%g", bounds_[i]), "\"} ", cum, "\n");
+  }
+  absl::StrAppend(out, name, "_bucket{le=\"+Inf\"} ", count_, "\n", name, "_sum ",
+                  absl::StrFormat("%.6f", sum_), "\n", name, "_count ", count_, "\n");
+}
+
+Metrics::Metrics()
+    : ttft_(LatencyBuckets()), tpot_(LatencyBuckets()), queue_(LatencyBuckets()), e2e_(LatencyBuckets()) {}
+
+void Metrics::RecordRequest(const std::string& method, const std::string& code) {
+  std::lock_guard lock(mu_);
+  ++requests_[{method, code}];
+}
+
+void Metrics::RecordGeneration(const engine::Usage& usage, const engine::Timings& t,
+                               const std::string& finish_reason) {
+  std::lock_guard lock(mu_);
+  prompt_tokens_ += usage.prompt_tokens;
+  cached_tokens_ += usage.cached_tokens;
+  generation_tokens_ += usage.completion_tokens;
+  ++finish_reasons_[finish_reason];
+  if (usage.completion_tokens > 0) {
+    ttft_.Observe(absl::ToDoubleSeconds(t.ttft));
+    queue_.Observe(absl::ToDoubleSeconds(t.queue));
+    if (usage.completion_tokens > 1) tpot_.Observe(absl::ToDoubleSeconds(t.tpot));
+  }
+  e2e_.Observe(absl::ToDoubleSeconds(t.e2e));
+}
+
+std::string Metrics::Render(const engine::EngineStats& s,
+                            const std::map<std::string, TenantUsage>& tenants) const {
+  std::string out;
+  {
+    std::lock_guard lock(mu_);
+    Header(&out, "muse_requests_total", "counter", "Finished RPCs by method and gRPC status code.");
+    for (const auto& [key, n] : requests_) {
+      absl::StrAppend(&out, "muse_requests_total{method=\"", key.first, "\",code=\"", key.second,
+                      "\"} ", n, "\n");
+    }
+    Header(&out, "muse_generations_total", "counter", "Finished generations by finish reason.");
+    for (const auto& [reason, n] : finish_reasons_) {
+      absl::StrAppend(&out, "muse_generations_total{finish_reason=\"", reason, "\"} ", n, "\n");
+    }
+    Counter(&out, "muse_prompt_tokens_total", "Prompt tokens of finished generations.", prompt_tokens_);
+    Counter(&out, "muse_cached_prompt_tokens_total", "Prompt tokens served by the prefix cache.",
+            cached_tokens_);
+    Counter(&out, "muse_generation_tokens_total", "Generated tokens.", generation_tokens_);
+    ttft_.Render("muse_time_to_first_token_seconds", "Arrival to first token.", &out);
+    tpot_.Render("muse_time_per_output_token_seconds", "Mean time per output token after the first.", &out);
+    queue_.Render("muse_queue_time_seconds", "Arrival to first scheduled.", &out);
+    e2e_.Render("muse_e2e_request_latency_seconds", "Arrival to finish.", &out);
+  }
+  Gauge(&out, "muse_num_requests_running", "Sequences running in the engine.", s.num_running_seqs);
+  Gauge(&out, "muse_num_requests_waiting", "Sequences waiting (queued or preempted).", s.num_waiting_seqs);
+  Gauge(&out, "muse_kv_cache_usage_ratio", "KV blocks referenced by sequences / total.", s.kv_usage);
+  Gauge(&out, "muse_kv_blocks_total", "KV blocks in the pool.", s.kv_blocks_total);
+  Gauge(&out, "muse_kv_blocks_used", "KV blocks referenced by sequences.", s.kv_blocks_used);
+  Gauge(&out, "muse_prefix_cache_hit_rate", "Prompt tokens served from the prefix cache / looked up.",
+        s.prefix_cache_query_tokens > 0
+            ? static_cast<double>(s.prefix_cache_hit_tokens) / s.prefix_cache_query_tokens
+            : 0.0);
+  Counter(&out, "muse_num_preemptions_total", "Sequences preempted (recompute).", s.num_preemptions);
+  Counter(&out, "muse_engine_steps_total", "Engine iterations.", s.num_steps);
+  Counter(&out, "muse_engine_rejected_total", "Requests the engine rejected at AddRequest.",
+          s.requests_rejected);
+  Header(&out, "muse_tenant_requests_total", "counter", "Admitted requests per tenant.");
+  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_requests_total{tenant=\"", Esc(t), "\"} ", u.requests, "\n");
+  Header(&out, "muse_tenant_rejected_total", "counter", "Requests over the tenant's rate limit.");
+  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_rejected_total{tenant=\"", Esc(t), "\"} ", u.rejected, "\n");
+  Header(&out, "muse_tenant_prompt_tokens_total", "counter", "Prompt tokens per tenant.");
+  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_prompt_tokens_total{tenant=\"", Esc(t), "\"} ", u.prompt_tokens, "\n");
+  Header(&out, "muse_tenant_completion_tokens_total", "counter", "Completion tokens per tenant.");
+  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_completion_tokens_total{tenant=\"", Esc(t), "\"} ", u.completion_tokens, "\n");
+  return out;
+}
+
+}  // namespace muse::server

@@ -1,0 +1,326 @@
+#include "src/server/request_builder.h"
+
+#include <cmath>
+#include <utility>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "src/runtime/batch.h"
+
+namespace muse::server {
+namespace {
+
+constexpr int kMaxN = 16;
+constexpr int kMaxTopLogprobs = 20;
+constexpr int kMaxStops = 16;
+constexpr int kDefaultMaxTokens = 16;
+
+absl::Status Bad(const std::string& field, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
+}
+
+bool InRange(float v, float lo, float hi) { return std::isfinite(v) && v >= lo && v <= hi; }
+
+absl::Status CheckTokenId(const std::string& field, int64_t id, int64_t vocab) {
+  if (id < 0 || id >= vocab) {
+    return Bad(field, absl::StrCat("token id ", id, " is out of range [0, ", vocab, ")"));
+  }
+  return absl::OkStatus();
+}
+
+// "data:image/png;base64,...." -> bytes.
+absl::StatusOr<std::string> DecodeDataUri(const std::string& uri, const std::string& field) {
+  if (!absl::StartsWith(uri, "data:")) {
+    return Bad(field, "only data: URIs are accepted (remote images are not fetched)");
+  }
+  const size_t comma = uri.find(',');
+  if (comma == std::string::npos) return Bad(field, "malformed data: URI (no ',')");
+  const absl::string_view meta(uri.data() + 5, comma - 5);
+  if (!absl::StartsWith(meta, "image/")) return Bad(field, "data: URI must have an image/* type");
+  if (!absl::EndsWith(meta, ";base64")) return Bad(field, "data: URI must be base64 encoded");
+  std::string bytes;
+  if (!absl::Base64Unescape(absl::string_view(uri).substr(comma + 1), &bytes)) {
+    return Bad(field, "data: URI payload is not valid base64");
+  }
+  return bytes;
+}
+
+absl::Status CheckSampling(const v1::SamplingParams& s, int64_t vocab, engine::SamplingParams* p) {
+  if (s.has_n()) {
+    if (s.n() < 1 || s.n() > kMaxN) {
+      return Bad("sampling.n", absl::StrCat("must be in [1, ", kMaxN, "], got ", s.n()));
+    }
+    p->n = s.n();
+  }
+  if (s.has_temperature()) {
+    if (!InRange(s.temperature(), 0, 100)) {
+      return Bad("sampling.temperature", absl::StrCat("must be in [0, 100], got ", s.temperature()));
+    }
+    p->temperature = s.temperature();
+  }
+  if (s.has_top_p()) {
+    if (!(std::isfinite(s.top_p()) && s.top_p() > 0 && s.top_p() <= 1)) {
+      return Bad("sampling.top_p", absl::StrCat("must be in (0, 1], got ", s.top_p()));
+    }
+    p->top_p = s.top_p();
+  }
+  if (s.has_top_k()) {
+    if (s.top_k() < -1) {
+      return Bad("sampling.top_k", absl::StrCat("must be -1, 0 (off) or >= 1, got ", s.top_k()));
+    }
+    p->top_k = s.top_k();
+  }
+  if (s.has_min_p()) {
+    if (!InRange(s.min_p(), 0, 1)) {
+      return Bad("sampling.min_p", absl::StrCat("must be in [0, 1], got ", s.min_p()));
+    }
+    p->min_p = s.min_p();
+  }
+  if (s.has_repetition_penalty()) {
+    if (!(std::isfinite(s.repetition_penalty()) && s.repetition_penalty() > 0)) {
+      return Bad("sampling.repetition_penalty",
+                 absl::StrCat("must be > 0, got ", s.repetition_penalty()));
+    }
+    p->repetition_penalty = s.repetition_penalty();
+  }
+  if (s.has_presence_penalty()) {
+    if (!InRange(s.presence_penalty(), -2, 2)) {
+      return Bad("sampling.presence_penalty",
+                 absl::StrCat("must be in [-2, 2], got ", s.presence_penalty()));
+    }
+    p->presence_penalty = s.presence_penalty();
+  }
+  if (s.has_frequency_penalty()) {
+    if (!InRange(s.frequency_penalty(), -2, 2)) {
+      return Bad("sampling.frequency_penalty",
+                 absl::StrCat("must be in [-2, 2], got ", s.frequency_penalty()));
+    }
+    p->frequency_penalty = s.frequency_penalty();
+  }
+  for (const auto& [token, bias] : s.logit_bias()) {
+    const std::string field = absl::StrCat("sampling.logit_bias[", token, "]");
+    RETURN_IF_ERROR(CheckTokenId(field, token, vocab));
+    if (!InRange(bias, -100, 100)) return Bad(field, absl::StrCat("must be in [-100, 100], got ", bias));
+    p->logit_bias.emplace_back(token, bias);
+  }
+  if (s.has_seed()) p->seed = s.seed();
+  if (s.top_logprobs() < 0 || s.top_logprobs() > kMaxTopLogprobs) {
+    return Bad("sampling.top_logprobs",
+               absl::StrCat("must be in [0, ", kMaxTopLogprobs, "], got ", s.top_logprobs()));
+  }
+  if (s.top_logprobs() > 0 && !s.logprobs()) {
+    return Bad("sampling.top_logprobs", "needs sampling.logprobs = true");
+  }
+  p->logprobs = s.logprobs() ? s.top_logprobs() : -1;
+  return absl::OkStatus();
+}
+
+absl::Status CheckStopping(const v1::StoppingCriteria& s, int64_t vocab, int64_t prompt_len,
+                           int64_t max_model_len, engine::SamplingParams* p) {
+  const int64_t room = max_model_len - prompt_len;
+  if (s.has_max_tokens()) {
+    if (s.max_tokens() < 1) {
+      return Bad("stopping.max_tokens", absl::StrCat("must be >= 1, got ", s.max_tokens()));
+    }
+    if (s.max_tokens() > room) {
+      return Bad("stopping.max_tokens",
+                 absl::StrCat("prompt (", prompt_len, " tokens) + max_tokens (", s.max_tokens(),
+                              ") exceeds the context length ", max_model_len));
+    }
+    p->max_tokens = s.max_tokens();
+  } else {
+    p->max_tokens = static_cast<int>(std::min<int64_t>(kDefaultMaxTokens, room));
+  }
+  if (s.min_tokens() < 0 || s.min_tokens() > p->max_tokens) {
+    return Bad("stopping.min_tokens",
+               absl::StrCat("must be in [0, max_tokens = ", p->max_tokens, "], got ", s.min_tokens()));
+  }
+  p->min_tokens = s.min_tokens();
+  if (s.stop_size() > kMaxStops) {
+    return Bad("stopping.stop", absl::StrCat("at most ", kMaxStops, " stop strings, got ", s.stop_size()));
+  }
+  for (int i = 0; i < s.stop_size(); ++i) {
+    if (s.stop(i).empty()) return Bad(absl::StrCat("stopping.stop[", i, "]"), "must not be empty");
+    p->stop.push_back(s.stop(i));
+  }
+  for (int i = 0; i < s.stop_token_ids_size(); ++i) {
+    RETURN_IF_ERROR(CheckTokenId(absl::StrCat("stopping.stop_token_ids[", i, "]"),
+                                 s.stop_token_ids(i), vocab));
+    p->stop_token_ids.push_back(s.stop_token_ids(i));
+  }
+  p->ignore_eos = s.ignore_eos();
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status CheckImageBytes(const std::string& b, const std::string& field) {
+  static constexpr unsigned char kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  auto u = [&](size_t i) { return static_cast<unsigned char>(b[i]); };
+  if (b.empty()) return Bad(field, "empty image");
+  if (b.size() >= 33 && std::equal(kPng, kPng + 8, b.begin(), [](unsigned char x, char y) {
+        return x == static_cast<unsigned char>(y);
+      })) {
+    if (b.compare(12, 4, "IHDR") != 0) return Bad(field, "undecodable PNG image (no IHDR chunk)");
+    const uint32_t w = (u(16) << 24) | (u(17) << 16) | (u(18) << 8) | u(19);
+    const uint32_t h = (u(20) << 24) | (u(21) << 16) | (u(22) << 8) | u(23);
+    if (w == 0 || h == 0) return Bad(field, "undecodable PNG image (zero width or height)");
+    return absl::OkStatus();
+  }
+  if (b.size() >= 4 && u(0) == 0xFF && u(1) == 0xD8 && u(2) == 0xFF) {
+    if (u(b.size() - 2) != 0xFF || u(b.size() - 1) != 0xD9) {
+      return Bad(field, "undecodable JPEG image (truncated: no end-of-image marker)");
+    }
+    return absl::OkStatus();
+  }
+  return Bad(field, "undecodable image (not PNG or JPEG)");
+}
+
+absl::Status CheckModelName(const std::string& model, const ServedModel& served) {
+  if (!model.empty() && model != served.id) {
+    return absl::NotFoundError(
+        absl::StrCat("model: unknown model '", model, "' (this server serves '", served.id, "')"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int32_t>> TokenizeChat(
+    const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages,
+    const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
+    const ServedModel& served) {
+  nlohmann::json msgs = nlohmann::json::array();
+  for (int i = 0; i < messages.size(); ++i) {
+    const v1::ChatMessage& m = messages[i];
+    const std::string field = absl::StrCat("messages[", i, "]");
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" && m.role() != "tool") {
+      return Bad(field + ".role",
+                 absl::StrCat("must be system, user, assistant or tool, got '", m.role(), "'"));
+    }
+    std::string text;
+    for (int j = 0; j < m.content_size(); ++j) {
+      const v1::ContentPart& part = m.content(j);
+      const std::string pfield = absl::StrCat(field, ".content[", j, "]");
+      switch (part.part_case()) {
+        case v1::ContentPart::kText:
+          text += part.text();
+          break;
+        case v1::ContentPart::kImage:
+        case v1::ContentPart::kImageUrl: {
+          std::string bytes;
+          if (part.part_case() == v1::ContentPart::kImage) {
+            bytes = part.image();
+          } else {
+            ASSIGN_OR_RETURN(bytes, DecodeDataUri(part.image_url(), pfield + ".image_url"));
+          }
+          const std::string ifield =
+              pfield + (part.part_case() == v1::ContentPart::kImage ? ".image" : ".image_url");
+          RETURN_IF_ERROR(CheckImageBytes(bytes, ifield));
+          if (!served.supports_images) {
+            return Bad(ifield, absl::StrCat("model ", served.id, " does not accept images"));
+          }
+          return absl::UnimplementedError(ifield + ": image inputs are not wired to the engine yet");
+        }
+        case v1::ContentPart::PART_NOT_SET:
+          return Bad(pfield, "empty content part (set text, image or image_url)");
+      }
+    }
+    nlohmann::json jm = {{"role", m.role()}, {"content", text}};
+    if (!m.name().empty()) jm["name"] = m.name();
+    if (!m.tool_call_id().empty()) jm["tool_call_id"] = m.tool_call_id();
+    msgs.push_back(std::move(jm));
+  }
+  if (msgs.empty()) return Bad("messages", "must not be empty");
+  if (!served.chat_template) {
+    return Bad("messages", absl::StrCat("model ", served.id, " has no chat template; send prompt"));
+  }
+  nlohmann::json ctx = {{"messages", std::move(msgs)},
+                        {"add_generation_prompt", add_generation_prompt},
+                        {"bos_token", served.bos_token},
+                        {"eos_token", served.eos_token}};
+  if (!tools.empty()) {
+    nlohmann::json jt = nlohmann::json::array();
+    for (int i = 0; i < tools.size(); ++i) {
+      nlohmann::json params = nlohmann::json::object();
+      if (!tools[i].parameters_json().empty()) {
+        params = nlohmann::json::parse(tools[i].parameters_json(), nullptr, /*allow_exceptions=*/false);
+        if (params.is_discarded()) {
+          return Bad(absl::StrCat("tools[", i, "].parameters_json"), "is not valid JSON");
+        }
+      }
+      jt.push_back({{"type", tools[i].type().empty() ? "function" : tools[i].type()},
+                    {"function",
+                     {{"name", tools[i].name()},
+                      {"description", tools[i].description()},
+                      {"parameters", params}}}});
+    }
+    ctx["tools"] = std::move(jt);
+  }
+  auto rendered = served.chat_template->Render(ctx);
+  if (!rendered.ok()) {
+    return Bad("messages", absl::StrCat("chat template: ", rendered.status().message()));
+  }
+  auto ids = served.tokenizer->Encode(*rendered, /*add_special_tokens=*/false);
+  if (!ids.ok()) return Bad("messages", std::string(ids.status().message()));
+  return std::move(*ids);
+}
+
+absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served) {
+  RETURN_IF_ERROR(CheckModelName(req.model(), served));
+  if (req.has_response_format() &&
+      req.response_format().format_case() != v1::ResponseFormat::FORMAT_NOT_SET) {
+    return absl::UnimplementedError("response_format: structured output is not implemented yet");
+  }
+  const int64_t vocab = served.config.vocab_size;
+  BuiltRequest out;
+  const int inputs = !req.prompt().empty() + !req.prompt_token_ids().empty() + !req.messages().empty();
+  if (inputs == 0) {
+    return Bad("input", "one of prompt, prompt_token_ids or messages is required (all are empty)");
+  }
+  if (inputs > 1) return Bad("input", "set only one of prompt, prompt_token_ids or messages");
+  std::vector<int32_t>& ids = out.request.prompt_token_ids;
+  if (!req.prompt().empty()) {
+    out.input_field = "prompt";
+    auto enc = served.tokenizer->Encode(req.prompt(), /*add_special_tokens=*/true);
+    if (!enc.ok()) return Bad("prompt", std::string(enc.status().message()));
+    ids = std::move(*enc);
+  } else if (!req.prompt_token_ids().empty()) {
+    out.input_field = "prompt_token_ids";
+    for (int i = 0; i < req.prompt_token_ids_size(); ++i) {
+      RETURN_IF_ERROR(CheckTokenId(absl::StrCat("prompt_token_ids[", i, "]"), req.prompt_token_ids(i), vocab));
+    }
+    ids.assign(req.prompt_token_ids().begin(), req.prompt_token_ids().end());
+  } else {
+    out.input_field = "messages";
+    const bool gen_prompt = !req.has_add_generation_prompt() || req.add_generation_prompt();
+    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), req.tools(), gen_prompt, served));
+  }
+  if (ids.empty()) return Bad(out.input_field, "tokenizes to zero tokens");
+  if (static_cast<int64_t>(ids.size()) >= served.max_model_len) {
+    return Bad(out.input_field, absl::StrCat(ids.size(), " prompt tokens leave no room in the context length ",
+                                             served.max_model_len));
+  }
+  engine::SamplingParams& p = out.request.sampling;
+  RETURN_IF_ERROR(CheckSampling(req.sampling(), vocab, &p));
+  RETURN_IF_ERROR(CheckStopping(req.stopping(), vocab, ids.size(), served.max_model_len, &p));
+  if (p.n > served.max_num_seqs) {
+    return Bad("sampling.n", absl::StrCat("must be <= max_num_seqs (", served.max_num_seqs, "), got ", p.n));
+  }
+  out.skip_special_tokens = !req.has_skip_special_tokens() || req.skip_special_tokens();
+  if (!out.skip_special_tokens && !p.stop.empty()) {
+    return absl::UnimplementedError(
+        "skip_special_tokens: false together with stopping.stop is not supported yet");
+  }
+  const int64_t total_blocks = (static_cast<int64_t>(ids.size()) + p.max_tokens + runtime::kBlockSize - 1) /
+                               runtime::kBlockSize;
+  if (total_blocks > served.kv_blocks_total) {
+    return Bad("stopping.max_tokens",
+               absl::StrCat("prompt + max_tokens need ", total_blocks, " KV blocks but the pool has ",
+                            served.kv_blocks_total));
+  }
+  return out;
+}
+
+}  // namespace muse::server

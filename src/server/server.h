@@ -1,0 +1,66 @@
+// muse-server: the gRPC front end around one Engine. Plain header (no gRPC, no libtorch): tools
+// and tests include it; the implementation lives in server.cc.
+//
+// Start(): validate options, load API keys, start listening (health NOT_SERVING), start the
+// metrics port, load the model, warm it up with one real forward, then health SERVING.
+// Drain(): health NOT_SERVING, new requests UNAVAILABLE, wait for in-flight generations up to
+// the grace period, abort the rest, stop gRPC and the engine.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "src/common/status.h"
+#include "src/engine/engine_core.h"
+
+namespace muse::server {
+
+struct ServerOptions {
+  std::string model_dir;
+  std::string served_model_name;  // default: basename of model_dir
+  std::string host = "0.0.0.0";
+  int port = 50051;               // 0 = ephemeral (see Server::port())
+  std::string device = "cpu";
+  std::string dtype = "float32";
+  int threads = 0;                // ATen intra-op threads; 0 = libtorch default
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 2048;
+  int max_waiting = 256;          // queued requests beyond this are RESOURCE_EXHAUSTED
+  int64_t kv_cache_bytes = 256ll << 20;
+  int64_t num_kv_blocks = 0;      // > 0 overrides kv_cache_bytes
+  int64_t max_model_len = 0;      // 0 = the model's max_position_embeddings
+  uint64_t seed = 0;
+  std::string api_keys_file;      // required unless no_auth
+  bool no_auth = false;
+  std::string tls_cert, tls_key;  // PEM files; both or neither
+  std::string tls_client_ca;      // set: clients must present a certificate signed by it (mTLS)
+  int metrics_port = -1;          // -1 = off, 0 = ephemeral
+  int max_receive_message_bytes = 32 << 20;
+};
+
+class Server {
+ public:
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();  // Drain(0) if still running
+
+  int port() const;
+  int metrics_port() const;  // -1 when off
+  bool serving() const;
+  engine::EngineStats EngineStats() const;
+  // Graceful stop; idempotent. Returns once gRPC and the engine are stopped.
+  void Drain(absl::Duration grace);
+
+  struct Impl;
+
+ private:
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Parses server flags (see tools/server_main.cc --help). Errors name the flag.
+absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv, std::string* log_level,
+                                               double* drain_grace_seconds);
+
+}  // namespace muse::server
