@@ -1,9 +1,10 @@
 // muse-generate: offline greedy generation straight on the model runner (no engine), for checks
 // and for the batch-1 / batch-N decode benchmark.
 //
-//   muse-generate --model DIR --prompt-ids 1,2,3 --max-tokens N [--batch B] [--dtype float32]
-//                 [--threads T] [--quiet]
-// Prints the generated ids of sequence 0 on stdout and timing on stderr. With --batch B, B copies
+//   muse-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) --max-tokens N [--batch B]
+//                 [--dtype float32] [--threads T] [--quiet]
+// Prints the generated ids of sequence 0 on stdout (and, with --prompt, the decoded text on the
+// next line, using the model directory's tokenizer.json) and timing on stderr. With --batch B, B copies
 // of the prompt decode together (same ids, so every sequence's output must equal sequence 0's).
 #include <chrono>
 #include <cstdio>
@@ -16,12 +17,13 @@
 #include "absl/strings/str_split.h"
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
+#include "src/tokenizer/tokenizer.h"
 
 namespace {
 
 int Usage(const char* msg) {
   std::fprintf(stderr,
-               "error: %s\nusage: muse-generate --model DIR --prompt-ids 1,2,3 [--max-tokens N] "
+               "error: %s\nusage: muse-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) [--max-tokens N] "
                "[--batch B] [--dtype float32|bfloat16] [--threads T] [--quiet]\n",
                msg);
   return 2;
@@ -42,6 +44,8 @@ int main(int argc, char** argv) {
   std::vector<int32_t> prompt;
   int max_tokens = 16, batch = 1;
   bool quiet = false;
+  std::string prompt_text;
+  bool have_text = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -53,6 +57,9 @@ int main(int argc, char** argv) {
         if (!absl::SimpleAtoi(p, &v)) return Usage("--prompt-ids: not a comma-separated id list");
         prompt.push_back(v);
       }
+    } else if (a == "--prompt") {
+      prompt_text = next();
+      have_text = true;
     } else if (a == "--max-tokens") {
       if (!absl::SimpleAtoi(next(), &max_tokens) || max_tokens < 1) return Usage("--max-tokens");
     } else if (a == "--batch") {
@@ -68,8 +75,24 @@ int main(int argc, char** argv) {
     }
   }
   if (opts.model_dir.empty()) return Usage("--model is required");
-  if (prompt.empty()) return Usage("--prompt-ids is required");
+  if (have_text == !prompt.empty()) return Usage("give exactly one of --prompt-ids and --prompt");
   InitLogging(quiet ? "warn" : "info");
+  std::unique_ptr<tokenizer::Tokenizer> tok;
+  if (have_text) {
+    auto tok_or = tokenizer::Tokenizer::FromDirectory(opts.model_dir);
+    if (!tok_or.ok()) {
+      std::fprintf(stderr, "error: %s\n", tok_or.status().ToString().c_str());
+      return 1;
+    }
+    tok = std::move(*tok_or);
+    auto ids = tok->Encode(prompt_text);
+    if (!ids.ok()) {
+      std::fprintf(stderr, "error: --prompt: %s\n", ids.status().ToString().c_str());
+      return 1;
+    }
+    prompt = std::move(*ids);
+    if (prompt.empty()) return Usage("--prompt encodes to no tokens");
+  }
 
   const int total = static_cast<int>(prompt.size()) + max_tokens;
   const int blocks_per_seq = (total + runtime::kBlockSize - 1) / runtime::kBlockSize;
@@ -130,6 +153,14 @@ int main(int argc, char** argv) {
   }
   std::vector<int32_t> gen(seqs[0].begin() + prompt.size(), seqs[0].end());
   std::cout << absl::StrJoin(gen, ",") << std::endl;
+  if (tok) {
+    auto text = tok->Decode(gen, /*skip_special_tokens=*/true);
+    if (!text.ok()) {
+      std::fprintf(stderr, "error: decode: %s\n", text.status().ToString().c_str());
+      return 1;
+    }
+    std::cout << *text << std::endl;
+  }
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();
   const double decode_s = std::chrono::duration<double>(t2 - t1).count();
   const int decode_steps = max_tokens - 1;
