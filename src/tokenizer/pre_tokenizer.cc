@@ -128,7 +128,7 @@ class ByteLevelPreTokenizer : public PreTokenizer {
   absl::Status PreTokenize(std::vector<Piece>& pieces) const override {
     if (add_prefix_space_) {
       for (Piece& p : pieces) {
-        if (p.text.empty() || p.text[0] != ' ') p.text.insert(0, " ");
+        if (p.text.empty() || p.text[0] != ' ') p.text.insert(p.text.begin(), ' ');
       }
     }
     if (regex_split_) RETURN_IF_ERROR(regex_split_->PreTokenize(pieces));
@@ -167,7 +167,7 @@ class MetaspacePreTokenizer : public PreTokenizer {
       }
       const bool starts = r.compare(0, replacement_.size(), replacement_) == 0;
       if (!starts && (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && p.at_start))) {
-        r.insert(0, replacement_);
+        r = replacement_ + r;
       }
       Piece np{std::move(r), p.at_start};
       if (!split_) {
