@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 
@@ -50,55 +51,156 @@ void Sampler::ApplyPenalties(const SamplingRow& row) {
   }
 }
 
-int32_t Sampler::Draw(const SamplingRow& row, double u) {
+// exp(x) for x <= 0 (inputs are logit - max), branch-free so the loop vectorizes: Cody-Waite
+// range reduction + degree-6 polynomial, ~2 ulp; x < -87 (incl. -inf for masked tokens) -> 0.
+static inline float ExpNonPositive(float x) {
+  const float xc = x < -87.0f ? -87.0f : x;
+  const float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const float n = (xc * 1.44269504f + kMagic) - kMagic;
+  const float r = (xc - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  float p = 1.0f / 720;
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return x < -87.0f ? 0.0f : p * scale;
+}
+
+// Reductions in 8 independent lanes so they vectorize (sampler.cc builds with -fno-trapping-math).
+static inline float MaxOf(const float* x, int n) {
+  float m[8];
+  for (int j = 0; j < 8; ++j) m[j] = kNegInf;
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) m[j] = m[j] > x[i + j] ? m[j] : x[i + j];
+  }
+  float r = kNegInf;
+  for (int j = 0; j < 8; ++j) r = r > m[j] ? r : m[j];
+  for (; i < n; ++i) r = r > x[i] ? r : x[i];
+  return r;
+}
+
+static inline double SumOf(const float* x, int n) {
+  float m[8] = {};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) m[j] += x[i + j];
+  }
+  double r = 0;
+  for (int j = 0; j < 8; ++j) r += m[j];
+  for (; i < n; ++i) r += x[i];
+  return r;
+}
+
+// (count, sum) of the positive probs >= th, in lanes.
+static inline std::pair<int64_t, double> MaskedSum(const float* x, int n, float th) {
+  float m[8] = {};
+  int32_t c[8] = {};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) {
+      const bool in = x[i + j] >= th && x[i + j] > 0;
+      m[j] += in ? x[i + j] : 0.0f;
+      c[j] += in;
+    }
+  }
+  double r = 0;
+  int64_t cnt = 0;
+  for (int j = 0; j < 8; ++j) { r += m[j]; cnt += c[j]; }
+  for (; i < n; ++i) {
+    if (x[i] >= th && x[i] > 0) { r += x[i]; ++cnt; }
+  }
+  return {cnt, r};
+}
+
+// Index of the first maximum (two vectorized passes instead of a serial compare chain).
+static inline int32_t ArgMax(const float* x, int n) {
+  const float m = MaxOf(x, n);
+  for (int i = 0; i < n; ++i) if (x[i] == m) return i;
+  return 0;
+}
+
+// First index where the running sum of probs exceeds target (blocked: whole blocks are skipped
+// by their vectorized sum). Returns the last positive index if rounding leaves target unreached.
+static inline int32_t InverseCdf(const float* probs, int n, double target) {
+  constexpr int kBlock = 256;
+  double acc = 0;
+  int32_t last = 0;
+  for (int b = 0; b < n; b += kBlock) {
+    const int len = std::min(kBlock, n - b);
+    const double block = SumOf(probs + b, len);
+    if (acc + block <= target) {
+      acc += block;
+      if (block > 0) {
+        for (int i = b + len - 1; i >= b; --i) if (probs[i] > 0) { last = i; break; }
+      }
+      continue;
+    }
+    for (int i = b; i < b + len; ++i) {
+      if (probs[i] <= 0) continue;
+      acc += probs[i];
+      last = i;
+      if (acc > target) return i;
+    }
+  }
+  return last;
+}
+
+int32_t Sampler::Draw(const SamplingRow& row, const float* w, double u) {
   const SamplingParams& p = *row.params;
   const int V = vocab_size_;
   const float inv_t = 1.0f / p.temperature;
-  float mx = kNegInf;
-  for (int i = 0; i < V; ++i) mx = std::max(mx, work_[i]);
+  const float mx = MaxOf(w, V);
   probs_.resize(V);
-  for (int i = 0; i < V; ++i) probs_[i] = std::exp((work_[i] - mx) * inv_t);
+  float* probs = probs_.data();
+  for (int i = 0; i < V; ++i) probs[i] = ExpNonPositive((w[i] - mx) * inv_t);  // max prob is 1
 
   const bool use_k = p.top_k > 0 && p.top_k < V;
   const bool use_p = p.top_p < 1.0f;
   const bool use_min_p = p.min_p > 0.0f;
-  if (!use_k && !use_p && !use_min_p) {
-    double total = 0;
-    for (int i = 0; i < V; ++i) total += probs_[i];
-    double target = u * total, acc = 0;
-    int32_t last = 0;
-    for (int i = 0; i < V; ++i) {
-      if (probs_[i] <= 0) continue;
-      acc += probs_[i];
-      last = i;
-      if (acc > target) return i;
-    }
-    return last;
+  if (!use_k && !use_p && !use_min_p) return InverseCdf(probs, V, u * SumOf(probs, V));
+  // min_p survivors: prob >= min_p * p_max (p_max == 1).
+  const float surv = use_min_p ? p.min_p : 0.0f;
+  double mass_surv = use_min_p ? MaskedSum(probs, V, surv).second : SumOf(probs, V);
+  // Sort only the head of the distribution: the smallest threshold whose candidate set provably
+  // contains the top-k (count >= k), or the nucleus (mass >= top_p * survivor mass). Exact.
+  float t = 1.0f / 16;
+  while (true) {
+    const auto [count, mass] = MaskedSum(probs, V, std::max(t, surv));
+    const bool enough = use_k ? count >= p.top_k
+                              : (use_p ? mass >= p.top_p * mass_surv : t <= surv);
+    if (enough || t == 0.0f) break;
+    t = t < 0x1.0p-40f ? 0.0f : t * (1.0f / 256);
   }
-  // Candidates sorted by probability, descending, ties by token id (deterministic).
-  idx_.resize(V);
-  std::iota(idx_.begin(), idx_.end(), 0);
+  const float th = std::max(t, surv);
+  idx_.clear();
+  for (int i = 0; i < V; ++i) {
+    if (probs[i] >= th && probs[i] > 0) idx_.push_back(i);
+  }
+  // Descending probability, ties by token id (deterministic).
   auto better = [&](int32_t a, int32_t b) {
-    return probs_[a] != probs_[b] ? probs_[a] > probs_[b] : a < b;
+    return probs[a] != probs[b] ? probs[a] > probs[b] : a < b;
   };
-  int n = V;
-  if (use_k) {
-    std::nth_element(idx_.begin(), idx_.begin() + p.top_k, idx_.end(), better);
-    n = p.top_k;
-  }
-  std::sort(idx_.begin(), idx_.begin() + n, better);
-  while (n > 1 && probs_[idx_[n - 1]] <= 0) --n;
-  if (use_min_p) {
-    const float thresh = p.min_p * probs_[idx_[0]];  // p_max is the unnormalised max (= 1)
-    while (n > 1 && probs_[idx_[n - 1]] < thresh) --n;
-  }
+  std::sort(idx_.begin(), idx_.end(), better);
+  int n = static_cast<int>(idx_.size());
+  if (n == 0) return ArgMax(w, V);
+  if (use_k) n = std::min(n, p.top_k);
   double total = 0;
-  for (int i = 0; i < n; ++i) total += probs_[idx_[i]];
+  if (use_k) {
+    for (int i = 0; i < n; ++i) total += probs[idx_[i]];
+  } else {
+    total = mass_surv;
+  }
   if (use_p) {
     double acc = 0;
     int keep = n;
     for (int i = 0; i < n; ++i) {
-      acc += probs_[idx_[i]];
+      acc += probs[idx_[i]];
       if (acc >= p.top_p * total) { keep = i + 1; break; }
     }
     n = keep;
@@ -106,7 +208,7 @@ int32_t Sampler::Draw(const SamplingRow& row, double u) {
   }
   double target = u * total, acc = 0;
   for (int i = 0; i < n; ++i) {
-    acc += probs_[idx_[i]];
+    acc += probs[idx_[i]];
     if (acc > target) return idx_[i];
   }
   return idx_[n - 1];
@@ -115,44 +217,56 @@ int32_t Sampler::Draw(const SamplingRow& row, double u) {
 SampleResult Sampler::Sample(const SamplingRow& row) {
   const SamplingParams& p = *row.params;
   const int V = vocab_size_;
-  work_.assign(row.logits, row.logits + V);
   const int generated = static_cast<int>(row.tokens->size()) - row.num_prompt_tokens;
-
-  if (generated < p.min_tokens) {
-    if (!p.ignore_eos && row.eos_token_ids) {
-      for (int64_t e : *row.eos_token_ids) if (e >= 0 && e < V) work_[e] = kNegInf;
+  const bool mask = generated < p.min_tokens;
+  const bool modify = mask || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
+                      p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  // Unmodified logits are read in place (a 128k-vocab row is 512 KiB).
+  const float* w = row.logits;
+  if (modify) {
+    work_.assign(row.logits, row.logits + V);
+    if (mask) {
+      if (!p.ignore_eos && row.eos_token_ids) {
+        for (int64_t e : *row.eos_token_ids) if (e >= 0 && e < V) work_[e] = kNegInf;
+      }
+      for (int32_t t : p.stop_token_ids) if (t >= 0 && t < V) work_[t] = kNegInf;
     }
-    for (int32_t t : p.stop_token_ids) if (t >= 0 && t < V) work_[t] = kNegInf;
+    for (const auto& [t, bias] : p.logit_bias) {
+      if (t >= 0 && t < V) work_[t] += bias;
+    }
+    ApplyPenalties(row);
+    w = work_.data();
   }
-  for (const auto& [t, bias] : p.logit_bias) {
-    if (t >= 0 && t < V) work_[t] += bias;
-  }
-  ApplyPenalties(row);
 
   SampleResult result;
   if (p.temperature == 0.0f) {
-    result.token_id = static_cast<int32_t>(std::max_element(work_.begin(), work_.end()) - work_.begin());
+    result.token_id = ArgMax(w, V);
   } else {
     const double u = CounterUniform(row.seed, static_cast<uint64_t>(row.sample_index),
                                     static_cast<uint64_t>(generated));
-    result.token_id = Draw(row, u);
+    result.token_id = Draw(row, w, u);
   }
 
   if (p.logprobs >= 0) {
-    float mx = kNegInf;
-    for (int i = 0; i < V; ++i) mx = std::max(mx, work_[i]);
-    double sum = 0;
-    for (int i = 0; i < V; ++i) sum += std::exp(static_cast<double>(work_[i] - mx));
+    const float mx = MaxOf(w, V);
+    probs_.resize(V);
+    for (int i = 0; i < V; ++i) probs_[i] = ExpNonPositive(w[i] - mx);
+    const double sum = SumOf(probs_.data(), V);
     const float lse = mx + static_cast<float>(std::log(sum));
-    result.logprobs.logprob = work_[result.token_id] - lse;
+    result.logprobs.logprob = w[result.token_id] - lse;
     const int k = std::min(p.logprobs, V);
     if (k > 0) {
-      idx_.resize(V);
-      std::iota(idx_.begin(), idx_.end(), 0);
-      std::partial_sort(idx_.begin(), idx_.begin() + k, idx_.end(), [&](int32_t a, int32_t b) {
-        return work_[a] != work_[b] ? work_[a] > work_[b] : a < b;
-      });
-      for (int i = 0; i < k; ++i) result.logprobs.top.push_back({idx_[i], work_[idx_[i]] - lse});
+      // Top-k by a bounded insertion list: one pass, no V-sized sort.
+      std::vector<int32_t>& top = idx_;
+      top.clear();
+      auto better = [&](int32_t a, int32_t b) { return w[a] != w[b] ? w[a] > w[b] : a < b; };
+      for (int i = 0; i < V; ++i) {
+        if (static_cast<int>(top.size()) == k && !better(i, top.back())) continue;
+        auto pos = std::upper_bound(top.begin(), top.end(), i, better);
+        top.insert(pos, i);
+        if (static_cast<int>(top.size()) > k) top.pop_back();
+      }
+      for (int32_t t : top) result.logprobs.top.push_back({t, w[t] - lse});
     }
   }
   return result;

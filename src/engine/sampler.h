@@ -38,10 +38,10 @@ class Sampler {
 
  private:
   void ApplyPenalties(const SamplingRow& row);
-  int32_t Draw(const SamplingRow& row, double u);
+  int32_t Draw(const SamplingRow& row, const float* logits, double u);
 
   int vocab_size_;
-  std::vector<float> work_;     // processed logits
+  std::vector<float> work_;     // processed logits (when any knob modifies them)
   std::vector<float> probs_;
   std::vector<int32_t> idx_;
   std::vector<int32_t> count_;  // generated-token counts (penalties), kept zeroed between rows

@@ -1,0 +1,117 @@
+// Engine-side cost of one step without a model: schedule -> build the runner Batch -> advance KV
+// and publish full blocks -> append a token. Reported per step (and per sequence) so it can be
+// set against the model's step time: the engine must never be the bottleneck.
+//
+//   build-engine/bin/engine_benchmark --benchmark_filter=Step
+#include <memory>
+#include <numeric>
+#include <random>
+
+#include <benchmark/benchmark.h>
+
+#include "src/engine/batch_builder.h"
+#include "src/engine/sampler.h"
+#include "src/engine/scheduler.h"
+
+namespace muse::engine {
+namespace {
+
+// Steady decode with turnover: `num_seqs` running sequences; each finishes after `gen` tokens
+// and is replaced by a new prompt that shares a 64-token system prefix (prefix-cache hits).
+void BM_SchedulerStep(benchmark::State& state) {
+  const int num_seqs = static_cast<int>(state.range(0));
+  const int prompt = 512, gen = 256;
+  SchedulerConfig config{.max_num_batched_tokens = 8192, .max_num_seqs = num_seqs};
+  BlockManager blocks(num_seqs * ((prompt + gen) / kBlockSize + 2));
+  Scheduler sched(config, &blocks);
+  std::mt19937 rng(1);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  int64_t next_id = 0;
+  auto fresh = [&](Sequence* s) {
+    s->id = next_id++;
+    s->tokens.resize(prompt);
+    std::iota(s->tokens.begin(), s->tokens.begin() + 64, 1000);  // shared system prompt
+    for (int i = 64; i < prompt; ++i) s->tokens[i] = static_cast<int32_t>(rng() % 32000);
+    s->num_prompt_tokens = prompt;
+    s->num_computed_tokens = 0;
+    s->num_cached_blocks = 0;
+    s->block_hashes.clear();
+    s->priority_key = s->id;
+    sched.AddWaiting(s);
+  };
+  for (int i = 0; i < num_seqs; ++i) {
+    seqs.push_back(std::make_unique<Sequence>());
+    fresh(seqs.back().get());
+  }
+  runtime::Batch batch;
+  std::vector<int> logits_seq;
+  const std::vector<ContentSpan> none;
+  int64_t scheduled_seqs = 0;
+  for (auto _ : state) {
+    SchedulerOutput out = sched.Schedule();
+    BuildBatch(out.scheduled, &batch, &logits_seq);
+    for (const auto& s : out.scheduled) {
+      Sequence* seq = s.seq;
+      seq->num_computed_tokens += s.num_new_tokens;
+      const int full = seq->num_computed_tokens / kBlockSize;
+      if (full > seq->num_cached_blocks) {
+        ExtendBlockHashes(seq->tokens, none, &seq->block_hashes);
+        for (int b = seq->num_cached_blocks; b < full; ++b) {
+          blocks.Cache(seq->block_table[b],
+                       MakeBlockKey(seq->tokens, b, b ? seq->block_hashes[b - 1] : 0, none),
+                       seq->block_hashes[b]);
+        }
+        seq->num_cached_blocks = full;
+      }
+    }
+    for (int i : logits_seq) {
+      Sequence* seq = out.scheduled[i].seq;
+      seq->tokens.push_back(static_cast<int32_t>(rng() % 32000));
+      if (seq->num_generated() >= gen) {
+        sched.Remove(seq);
+        fresh(seq);
+      }
+    }
+    scheduled_seqs += static_cast<int64_t>(out.scheduled.size());
+    benchmark::DoNotOptimize(batch.input_ids.data());
+  }
+  state.counters["seqs_per_step"] =
+      benchmark::Counter(static_cast<double>(scheduled_seqs) / state.iterations());
+}
+BENCHMARK(BM_SchedulerStep)->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond);
+
+// Host sampling over a decode step: `rows` logits rows of a 128k vocabulary.
+void BM_SampleStep(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0));
+  const int mode = static_cast<int>(state.range(1));  // 0 greedy, 1 temperature, 2 top-p + top-k
+  constexpr int kVocab = 128256;
+  std::vector<float> logits(static_cast<size_t>(rows) * kVocab);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  for (auto& l : logits) l = nd(rng);
+  SamplingParams p;
+  p.temperature = mode == 0 ? 0.0f : 0.8f;
+  if (mode == 2) {
+    p.top_p = 0.9f;
+    p.top_k = 50;
+  }
+  std::vector<int32_t> tokens(600, 5);
+  std::vector<int64_t> eos{2};
+  Sampler sampler(kVocab);
+  for (auto _ : state) {
+    for (int r = 0; r < rows; ++r) {
+      SamplingRow row{logits.data() + static_cast<size_t>(r) * kVocab, &p, &tokens, 512, 7, r, &eos};
+      benchmark::DoNotOptimize(sampler.Sample(row).token_id);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK(BM_SampleStep)
+    ->Args({256, 0})->Args({256, 1})->Args({256, 2})
+    ->ArgNames({"rows", "mode"})
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
+}  // namespace muse::engine
+
+BENCHMARK_MAIN();
