@@ -19,6 +19,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "models/checkpoint.h"
+#include "models/llava/random_llava_checkpoint.h"
 #include "models/model_config.h"
 #include "models/random_checkpoint.h"
 
@@ -42,6 +43,11 @@ constexpr const char* kUsage = R"(usage: muse-make-model --out DIR [options]
   --tie                                 tie lm_head to the embedding
   --rope-scaling llama3|none            (presets use llama3 scaling only for --arch llama)
   --sliding-window N                    (mistral, qwen2)
+LLaVA (LlavaForConditionalGeneration, HF layout, + preprocessor_config.json):
+  --preset llava-tiny                   CLIP-like tower (image 32, patch 8, hidden 32, 2 layers)
+                                        + the tiny decoder (decoder flags apply)
+  --preset llava-1.5-7b-shape           CLIP ViT-L/14-336 + Llama-2-7B dims (bfloat16, ~14 GB)
+  --vision clip|siglip                  tower of llava-tiny (siglip: image 30, patch 6)
 )";
 
 struct Flags {
@@ -57,6 +63,7 @@ struct Flags {
   std::optional<std::vector<int64_t>> eos;
   bool tie = false;
   std::optional<std::string> rope_scaling;
+  std::string vision = "clip";  // LLaVA presets
 };
 
 absl::StatusOr<ModelConfig> Preset(const std::string& name) {
@@ -137,6 +144,7 @@ absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
     std::optional<int64_t>* int_target = nullptr;
     if (flag == "--preset") f.preset = value;
     else if (flag == "--arch") f.arch = value;
+    else if (flag == "--vision") f.vision = value;
     else if (flag == "--dtype") f.dtype = value;
     else if (flag == "--out") f.out = value;
     else if (flag == "--tokenizer") f.tokenizer = value;
@@ -231,8 +239,56 @@ absl::Status CopyTokenizer(const std::string& from, const std::string& to) {
   return absl::OkStatus();
 }
 
+// LLaVA presets: the decoder flags shape llava-tiny's decoder; the 7B shape is fixed.
+absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
+                      const muse::models::RandomCheckpointOptions& opts) {
+  if (f.vision != "clip" && f.vision != "siglip") {
+    return absl::InvalidArgumentError(absl::StrCat("--vision: '", f.vision, "' (clip, siglip)"));
+  }
+  std::string name = f.preset;
+  if (f.vision == "siglip") {
+    if (name != "llava-tiny") return absl::InvalidArgumentError("--vision siglip needs --preset llava-tiny");
+    name = "llava-tiny-siglip";
+  }
+  ASSIGN_OR_RETURN(auto lc, muse::models::llava::LlavaPreset(name, decoder));
+  int64_t vision_params = 0;
+  for (const auto& list : {muse::models::llava::ExpectedVisionTensors(lc, true),
+                           muse::models::llava::ExpectedProjectorTensors(lc)}) {
+    for (const auto& [n, shape] : list) {
+      int64_t k = 1;
+      for (int64_t d : shape) k *= d;
+      vision_params += k;
+    }
+  }
+  std::printf("muse-make-model: %s preset=%s (LLaVA, %s tower) dtype=%s seed=%llu\n", f.out.c_str(),
+              f.preset.c_str(), f.vision.c_str(), muse::models::TorchDTypeName(opts.dtype),
+              static_cast<unsigned long long>(f.seed));
+  std::printf("  vision: image=%lld patch=%lld hidden=%lld layers=%lld heads=%lld mlp=%lld, "
+              "image tokens=%lld, tower+projector params=%.2fM\n",
+              (long long)lc.vision.image_size, (long long)lc.vision.patch_size,
+              (long long)lc.vision.hidden_size, (long long)lc.vision.num_hidden_layers,
+              (long long)lc.vision.num_attention_heads, (long long)lc.vision.intermediate_size,
+              (long long)lc.num_image_tokens(), vision_params / 1e6);
+  std::printf("  text: vocab=%lld hidden=%lld layers=%lld heads=%lld kv_heads=%lld ffn=%lld, "
+              "image_token_index=%lld\n",
+              (long long)lc.text.vocab_size, (long long)lc.text.hidden_size,
+              (long long)lc.text.num_hidden_layers, (long long)lc.text.num_attention_heads,
+              (long long)lc.text.num_key_value_heads, (long long)lc.text.intermediate_size,
+              (long long)lc.image_token_index);
+  std::fflush(stdout);
+  if (opts.num_shards != 1) return absl::InvalidArgumentError("--shards is not supported for LLaVA presets");
+  ASSIGN_OR_RETURN(auto files, muse::models::llava::WriteRandomLlavaCheckpoint(
+                                   f.out, lc, muse::models::llava::PreprocessorFor(lc), opts));
+  for (const auto& file : files) {
+    std::printf("  %s (%llu bytes)\n", file.path.c_str(), static_cast<unsigned long long>(file.bytes));
+  }
+  if (!f.tokenizer.empty()) RETURN_IF_ERROR(CopyTokenizer(f.tokenizer, f.out));
+  return absl::OkStatus();
+}
+
 absl::Status Run(const Flags& f) {
-  ASSIGN_OR_RETURN(ModelConfig c, Preset(f.preset));
+  const bool llava = f.preset.rfind("llava", 0) == 0;
+  ASSIGN_OR_RETURN(ModelConfig c, Preset(llava ? "tiny" : f.preset));
   if (f.arch == "llama") {
     c.arch = Arch::kLlama;
     c.architecture = "LlamaForCausalLM";
@@ -298,8 +354,11 @@ absl::Status Run(const Flags& f) {
   opts.seed = f.seed;
   opts.num_shards = f.shards;
   ASSIGN_OR_RETURN(opts.dtype, muse::models::DTypeFromTorchName(
-                                   f.dtype.value_or(f.preset == "llama3-8b-shape" ? "bfloat16"
-                                                                                  : "float32")));
+                                   f.dtype.value_or(f.preset == "llama3-8b-shape" ||
+                                                            f.preset == "llava-1.5-7b-shape"
+                                                        ? "bfloat16"
+                                                        : "float32")));
+  if (llava) return RunLlava(f, c, opts);
   int64_t params = 0;
   for (const auto& [name, shape] : muse::models::ExpectedDecoderTensors(c)) {
     int64_t n = 1;

@@ -416,6 +416,31 @@ TEST(LlavaForwardTest, ImageRequestGivesSameLogitsAloneAndBatchedWithText) {
   EXPECT_GT(diff, 1e-4);
 }
 
+TEST(MakeModelTest, LlavaPresetsWriteLoadableDirectories) {
+  for (const std::string vision : {"clip", "siglip"}) {
+    const std::string dir = TempDir("make-llava-" + vision);
+    const std::string cmd = std::string(MUSE_MAKE_MODEL_BIN) + " --preset llava-tiny --vocab 500 --vision " +
+                            vision + " --out " + dir + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    auto cfg = LoadLlavaConfig(dir);
+    ASSERT_TRUE(cfg.ok()) << cfg.status();
+    EXPECT_EQ(cfg->vision.arch, vision == "clip" ? VisionArch::kClip : VisionArch::kSiglip);
+    auto pre = vision::LoadPreprocessorConfig(dir);
+    ASSERT_TRUE(pre.ok()) << pre.status();
+    auto encoder = CreateImageEncoder(dir, {});
+    ASSERT_TRUE(encoder.ok()) << encoder.status();
+    const auto px = muse::testing::TestPixels(50, 41, 3, 1);
+    auto p = vision::PrepareImage(muse::testing::EncodePng(px, 50, 41, 3), *pre);
+    ASSERT_TRUE(p.ok()) << p.status();
+    auto e = (*encoder)->EncodeBatch({&p->pixels});
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ((*e)[0].size(), size_t((*encoder)->num_image_tokens() * cfg->text.hidden_size));
+    auto ck = Checkpoint::Open(dir, cfg->text);
+    ASSERT_TRUE(ck.ok()) << ck.status();
+    EXPECT_TRUE(LlamaModel::Load(**ck, at::kFloat, at::kCPU, kDecoderPrefix).ok());
+  }
+}
+
 TEST(LlavaEncoderTest, RejectsWrongPixelSize) {
   auto encoder = CreateImageEncoder(TinyDirs().llava, {});
   ASSERT_TRUE(encoder.ok()) << encoder.status();
