@@ -2,6 +2,7 @@
 //   muse-bench --port 50051 --dataset-name random --random-input-len 128 --random-output-len 64
 //              --num-prompts 200 --rates 1,2,4,inf --result-json r.json --html r.html
 //   muse-bench --self-test --streams 2000     # client overhead against an in-process pacer
+#include <signal.h>
 #include <unistd.h>
 
 #include <cmath>
@@ -43,6 +44,8 @@ metrics:    --slo ttft:MS,tpot:MS,e2el:MS (goodput; --goodput is an alias)
 output:     --result-json FILE, --html FILE, --no-progress, --quiet-requests
 self-test:  --self-test [--streams N (2000) --messages N (20) --interval-ms MS (20)
             --first-delay-ms MS (50)]
+            --serve-pacer --port P [--messages ...]: only run the pacer server (until SIGTERM),
+            to calibrate a client in another process
 )";
 
 double ParseRate(const std::string& s) {
@@ -91,7 +94,7 @@ int main(int argc, char** argv) {
   std::vector<double> rates = {std::numeric_limits<double>::infinity()};
   double wait_s = 30;
   int64_t warmup = 1;
-  bool progress = true, self_test = false;
+  bool progress = true, self_test = false, serve_pacer = false;
   muse::bench::SelfTestConfig st;
   std::string cmdline = absl::StrJoin(std::vector<std::string>(argv, argv + argc), " ");
 
@@ -101,7 +104,7 @@ int main(int argc, char** argv) {
       v = a.substr(eq + 1);
       a = a.substr(0, eq);
     } else {
-      const bool is_switch = a == "--ignore-eos" || a == "--no-progress" || a == "--self-test" ||
+      const bool is_switch = a == "--ignore-eos" || a == "--no-progress" || a == "--self-test" || a == "--serve-pacer" ||
                              a == "--help" || a == "-h";
       if (!is_switch) {
         if (i + 1 >= argc) {
@@ -170,6 +173,7 @@ int main(int argc, char** argv) {
     } else if (a == "--html") { html_path = v;
     } else if (a == "--no-progress") { progress = false;
     } else if (a == "--self-test") { self_test = true;
+    } else if (a == "--serve-pacer") { serve_pacer = true;
     } else if (a == "--streams") { num(&st.streams);
     } else if (a == "--messages") { num(&st.pacer.messages);
     } else if (a == "--interval-ms") { num(&st.pacer.interval_s); st.pacer.interval_s /= 1000;
@@ -180,6 +184,24 @@ int main(int argc, char** argv) {
     }
   }
 
+  if (serve_pacer) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before gRPC starts threads
+    int p = 0;
+    if (!absl::SimpleAtoi(port, &p)) return 2;
+    auto pacer = muse::bench::PacerServer::Start(st.pacer, p);
+    if (!pacer.ok()) {
+      std::cerr << pacer.status() << "\n";
+      return 1;
+    }
+    std::cerr << "pacer listening on 127.0.0.1:" << (*pacer)->port() << "\n";
+    int sig = 0;
+    sigwait(&set, &sig);
+    return 0;
+  }
   if (self_test) {
     st.connections = run.connections;
     auto r = muse::bench::RunSelfTest(st);
