@@ -1,5 +1,6 @@
 #include "src/vision/image.h"
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 
@@ -34,6 +35,45 @@ int Base64Value(char c) {
   if (c == '+') return 62;
   if (c == '/') return 63;
   return -1;
+}
+
+// stb_image 2.27 (Debian 12) does not bound the symbol count of a JPEG Huffman table and writes
+// past its 257-entry size list when the 16 counts sum above 256 (fixed upstream in 2.28; found by
+// vision_fuzzer). Walk the markers and refuse such tables before stb sees them.
+absl::Status CheckJpegHuffmanTables(const uint8_t* d, size_t n) {
+  size_t i = 2;  // after SOI
+  while (i + 1 < n) {
+    if (d[i] != 0xff) {  // stb resynchronises by skipping bytes up to the next 0xff; so do we
+      ++i;
+      continue;
+    }
+    while (i < n && d[i] == 0xff) ++i;          // fill bytes
+    if (i >= n) return absl::OkStatus();
+    const uint8_t m = d[i++];
+    if (m == 0xd9) return absl::OkStatus();                            // EOI
+    if (m == 0x01 || m == 0xd8 || (m >= 0xd0 && m <= 0xd7)) continue;  // no payload
+    if (i + 2 > n) return absl::OkStatus();
+    const size_t len = (size_t{d[i]} << 8) | d[i + 1];
+    if (len < 2) return absl::OkStatus();
+    const size_t end = std::min(n, i + len);
+    if (m == 0xc4) {  // DHT: one or more (class/id, 16 counts, symbols)
+      size_t p = i + 2;
+      while (p + 17 <= end) {
+        size_t total = 0;
+        for (int k = 1; k <= 16; ++k) total += d[p + k];
+        if (total > 256) {
+          return absl::InvalidArgumentError(absl::StrCat(
+              "image: corrupt JPEG (Huffman table with ", total, " symbols, at most 256 allowed)"));
+        }
+        p += 17 + total;
+      }
+    }
+    i += len;
+    if (m == 0xda) {  // SOS: skip entropy-coded data up to the next real marker
+      while (i + 1 < n && !(d[i] == 0xff && d[i + 1] != 0x00 && !(d[i + 1] >= 0xd0 && d[i + 1] <= 0xd7))) ++i;
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -78,6 +118,7 @@ absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& li
     return absl::InvalidArgumentError(absl::StrCat("image: zero-sized ", format, " (", w, "x", h, ")"));
   }
   if (static_cast<int64_t>(w) * h > limits.max_pixels) return too_many(w, h);
+  if (format[0] == 'J') RETURN_IF_ERROR(CheckJpegHuffmanTables(data, bytes.size()));
   int dw = 0, dh = 0;
   std::unique_ptr<uint8_t, void (*)(void*)> pixels(stb::LoadRgb(data, len, &dw, &dh), &stb::Free);
   if (!pixels) {

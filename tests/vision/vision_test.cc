@@ -2,6 +2,8 @@
 // here, digests, the encoder cache and placeholder expansion. No libtorch.
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -136,6 +138,16 @@ TEST(DecodeTest, CorruptPngDataIsAnError) {
   png[idat + 4] = static_cast<char>(0xff);  // zlib header
   png[idat + 5] = static_cast<char>(0xff);
   EXPECT_INVALID(DecodeImage(png), "corrupt or truncated PNG");
+}
+
+TEST(DecodeTest, FuzzRegressionJpegHuffmanTableOverflow) {
+  // Found by vision_fuzzer: a DHT whose counts sum past 256 overflowed stb 2.27's size list.
+  for (const char* file : {"jpeg-dht-overflow.jpg", "jpeg-dht-overflow-after-junk.jpg"}) {
+    std::ifstream in(std::string(MUSE_VISION_TEST_DIR) + "/fuzz_regressions/" + file, std::ios::binary);
+    ASSERT_TRUE(in) << file;
+    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_INVALID(DecodeImage(bytes), "Huffman table with");
+  }
 }
 
 // ---- base64 and data URIs --------------------------------------------------------------------
