@@ -17,6 +17,8 @@ APT_PACKAGES=(
   libtorch-dev libopenblas0-pthread libopenblas-dev     # ATen CPU; OpenBLAS makes GEMMs ~50x faster
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libstb-dev
+  libjpeg62-turbo-dev libpng-dev                         # hardened image decoders (untrusted input)
+  clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   nodejs npm python3-numpy
 )
