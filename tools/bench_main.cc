@@ -281,6 +281,7 @@ int main(int argc, char** argv) {
     w.num_prompts = warmup;
     w.max_concurrency = 1;
     w.request_id_prefix = "warmup-";
+    w.index_offset = int64_t{1} << 40;
     auto r = muse::bench::RunLoad(w, **workload, nullptr);
     if (!r.ok()) {
       std::cerr << "warm-up: " << r.status() << "\n";
@@ -297,8 +298,12 @@ int main(int argc, char** argv) {
 
   std::vector<BenchRun> runs;
   int exit_code = 0;
-  for (double rate : rates) {
+  for (size_t k = 0; k < rates.size(); ++k) {
+    const double rate = rates[k];
     run.arrival.rate = rate;
+    // Each sweep point draws fresh requests (same distribution) so earlier points do not warm
+    // the server's prefix cache for later ones; ShareGPT prompts still cycle over one sample.
+    run.index_offset = static_cast<int64_t>(k) << 32;
     muse::bench::RunProgress counters;
     absl::StatusOr<muse::bench::RunResult> result;
     {

@@ -96,7 +96,9 @@ class Runner {
     std::vector<BenchRequest> prebuilt;
     if (!by_duration) {
       prebuilt.reserve(static_cast<size_t>(config_.num_prompts));
-      for (int64_t i = 0; i < config_.num_prompts; ++i) prebuilt.push_back(workload_.Make(i));
+      for (int64_t i = 0; i < config_.num_prompts; ++i) {
+        prebuilt.push_back(workload_.Make(i + config_.index_offset));
+      }
     }
     start_ = Clock::now();
     const double start_unix =
@@ -121,7 +123,8 @@ class Runner {
         break;
       }
       RequestRecord* rec = &records_.back();  // deque: stable while others are appended
-      BenchRequest b = by_duration ? workload_.Make(i) : std::move(prebuilt[static_cast<size_t>(i)]);
+      BenchRequest b = by_duration ? workload_.Make(i + config_.index_offset)
+                                   : std::move(prebuilt[static_cast<size_t>(i)]);
       rec->index = i;
       rec->priority = b.priority;
       rec->scheduled_s = t;

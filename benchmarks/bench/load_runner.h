@@ -31,6 +31,7 @@ struct RunConfig {
   double request_timeout_s = 0; // per-request deadline, 0 = none
   float temperature = 0.0f;     // greedy by default: cheapest sampling, reproducible
   std::string request_id_prefix = "bench-";
+  int64_t index_offset = 0;     // request i uses workload.Make(i + index_offset) (warm-up)
 };
 
 // Live counters, read by the progress bar.

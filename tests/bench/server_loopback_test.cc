@@ -49,11 +49,35 @@ class ServerLoopback : public ::testing::Test {
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
       const std::string port = std::to_string(port_);
+      const std::string log = ::testing::TempDir() + "/bench_server_" + port + ".log";
+      if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
       execl(server_.c_str(), server_.c_str(), "--model", model_.c_str(), "--host", "127.0.0.1",
             "--port", port.c_str(), "--no-auth", "--drain-grace-seconds", "1", "--log-level",
             "warn", static_cast<char*>(nullptr));
       _exit(127);
     }
+    // Fail fast if the server dies (e.g. a bad flag) instead of letting muse-bench wait it out.
+    for (int i = 0; i < 1800; ++i) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        FAIL() << "muse-server exited early; see " << ::testing::TempDir() << "/bench_server_"
+               << port_ << ".log";
+      }
+      if (PortOpen()) return;
+      usleep(100000);
+    }
+    FAIL() << "muse-server did not listen within 180 s";
+  }
+  bool PortOpen() const {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port_));
+    const bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    close(fd);
+    return ok;
   }
   void TearDown() override {
     if (pid_ > 0) {
