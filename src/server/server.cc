@@ -98,8 +98,8 @@ absl::Status Server::Impl::LoadModel() {
     m->bos_token = tc.bos_token.value_or("");
     m->eos_token = tc.eos_token.value_or("");
     if (!tc.templates.empty()) {
-      ASSIGN_OR_RETURN(std::string name, tc.SelectTemplate());
-      auto tmpl = jinja::ChatTemplate::Parse(tc.templates.at(name));
+      ASSIGN_OR_RETURN(std::string source, tc.SelectTemplate());  // the template text
+      auto tmpl = jinja::ChatTemplate::Parse(std::move(source));
       if (tmpl.ok()) {
         m->chat_template.emplace(std::move(*tmpl));
       } else {

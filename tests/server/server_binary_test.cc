@@ -1,0 +1,71 @@
+// End to end: the muse-server BINARY as a subprocess. Waits for health SERVING, sends SIGTERM in
+// the middle of a stream, and checks that the stream completes and the process exits 0.
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "tests/server/test_util.h"
+
+namespace muse::server {
+namespace {
+
+using namespace muse::server::testing;
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+TEST(ServerBinaryTest, SigtermDrainsInFlightStreamAndExitsZero) {
+  const std::string model = TinyModelDir();
+  const int port = FreePort();
+  const std::string bin = std::string(MUSE_BIN_DIR) + "/muse-server";
+  const std::string port_s = std::to_string(port);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl(bin.c_str(), bin.c_str(), "--model", model.c_str(), "--host", "127.0.0.1", "--port",
+            port_s.c_str(), "--no-auth", "--threads", "1", "--num-kv-blocks", "128",
+            "--drain-grace-seconds", "60", "--log-level", "warn", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  auto health = HealthStub(port);
+  bool saw_serving = WaitFor([&] { return HealthStatus(*health) == grpc::health::v1::HealthCheckResponse::SERVING; },
+                             std::chrono::seconds(120));
+  if (!saw_serving) ::kill(pid, SIGKILL);
+  ASSERT_TRUE(saw_serving);
+
+  auto stub = Stub(port);
+  grpc::ClientContext ctx;
+  auto reader = stub->Generate(&ctx, GreedyPrompt("Shutting down soon", 150));
+  v1::GenerateResponse resp;
+  ASSERT_TRUE(reader->Read(&resp));
+  int64_t tokens = resp.samples(0).token_ids_size();
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  bool finished = false;
+  while (reader->Read(&resp)) {
+    for (const auto& s : resp.samples()) tokens += s.token_ids_size();
+    finished = resp.finished();
+  }
+  grpc::Status st = reader->Finish();
+  EXPECT_TRUE(st.ok()) << st.error_message();
+  EXPECT_TRUE(finished);
+  EXPECT_EQ(tokens, 150);
+
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
+  EXPECT_TRUE(WIFEXITED(wstatus));
+  EXPECT_EQ(WEXITSTATUS(wstatus), 0);
+}
+
+}  // namespace
+}  // namespace muse::server

