@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "models/llava/llava_config.h"
 #include "src/runtime/batch_validation.h"
 
 namespace muse::runtime {
@@ -36,9 +37,19 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
         absl::StrCat("device: '", o.device, "' is not available in this build (cpu only)"));
   }
   if (o.num_threads > 0) at::set_num_threads(o.num_threads);
-  ASSIGN_OR_RETURN(auto ckpt, models::Checkpoint::Open(o.model_dir));
+  // A LLaVA directory holds the decoder under "language_model." with its config under
+  // text_config; the runner serves that decoder (the vision tower runs in the image encoder).
+  std::unique_ptr<models::Checkpoint> ckpt;
+  std::string prefix;
+  if (models::llava::IsLlavaModelDir(o.model_dir)) {
+    ASSIGN_OR_RETURN(auto llava, models::llava::LoadLlavaConfig(o.model_dir));
+    ASSIGN_OR_RETURN(ckpt, models::Checkpoint::Open(o.model_dir, llava.text));
+    prefix = models::llava::kDecoderPrefix;
+  } else {
+    ASSIGN_OR_RETURN(ckpt, models::Checkpoint::Open(o.model_dir));
+  }
   auto r = std::unique_ptr<AtenModelRunner>(new AtenModelRunner());
-  ASSIGN_OR_RETURN(r->model_, models::LlamaModel::Load(*ckpt, dtype, device));
+  ASSIGN_OR_RETURN(r->model_, models::LlamaModel::Load(*ckpt, dtype, device, prefix));
   const auto& c = r->model_->config();
   const int64_t elem = at::elementSize(dtype);
   r->block_bytes_ = c.num_hidden_layers * 2 * kBlockSize * c.num_key_value_heads * c.head_dim * elem;

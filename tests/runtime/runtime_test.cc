@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include "models/checkpoint.h"
+#include "models/llava/random_llava_checkpoint.h"
+#include "models/random_checkpoint.h"
 #include "src/runtime/aten_model_runner.h"
 #include "tests/runtime/test_checkpoints.h"
 
@@ -307,6 +309,40 @@ TEST(Runtime, MalformedBatchesAreRejectedWithTheFieldNamed) {
   }
   // The runner is still usable afterwards.
   EXPECT_TRUE((*runner)->Forward(good(), &out).ok());
+}
+
+// A LLaVA directory serves its "language_model." decoder: same logits as a text-only directory
+// holding the same decoder weights.
+TEST(Runtime, LoadsTheDecoderOfALlavaDirectory) {
+  auto decoder = testing::SmallConfig("llama");
+  decoder.vocab_size = 500;  // room for the image token
+  auto llava = models::llava::LlavaPreset("llava-tiny", decoder);
+  ASSERT_TRUE(llava.ok()) << llava.status();
+  const std::string llava_dir = testing::MakeTempDir("muse-rt-llava");
+  const std::string text_dir = testing::MakeTempDir("muse-rt-llava-text");
+  models::RandomCheckpointOptions opts;
+  opts.seed = 21;
+  ASSERT_TRUE(models::llava::WriteRandomLlavaCheckpoint(
+                  llava_dir, *llava, models::llava::PreprocessorFor(*llava), opts).ok());
+  ASSERT_TRUE(models::WriteRandomCheckpoint(text_dir, llava->text, opts).ok());
+  auto a = runtime::CreateModelRunner({.model_dir = llava_dir, .num_kv_blocks = 8});
+  auto b = runtime::CreateModelRunner({.model_dir = text_dir, .num_kv_blocks = 8});
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_EQ((*a)->config().vocab_size, llava->text.vocab_size);
+  Batch batch;
+  batch.input_ids = {1, 77, 301, 42, 9};
+  batch.positions = {0, 1, 2, 3, 4};
+  batch.query_start_loc = {0, 5};
+  batch.seq_lens = {5};
+  batch.block_tables = {6};
+  batch.max_blocks_per_seq = 1;
+  batch.slot_mapping = {96, 97, 98, 99, 100};
+  batch.logits_indices = {2, 4};
+  runtime::Logits la, lb;
+  ASSERT_TRUE((*a)->Forward(batch, &la).ok());
+  ASSERT_TRUE((*b)->Forward(batch, &lb).ok());
+  EXPECT_EQ(la.data, lb.data);
 }
 
 }  // namespace
