@@ -4,18 +4,21 @@
 # server (also on error or Ctrl-C).
 #
 #   benchmarks/serve_sweep.sh --model models/muse-tiny --rates 1,2,4,8,inf --out results/tiny \
-#       [--build build] [--server-arg --max-num-seqs --server-arg 64] [-- <muse-bench args>]
+#       [--build build] [--server-arg --max-num-seqs --server-arg 64] [--api-keys FILE]
+#       [-- <muse-bench args>]
 #
 # Everything after `--` goes to muse-bench (e.g. --dataset-name random --random-input-len 128
 # --random-output-len 64 --num-prompts 200 --seed 0). --server-arg passes one word to muse-server.
+# --api-keys FILE starts the server with that keys file instead of --no-auth (give muse-bench
+# --api-key KEY after `--`).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${MUSE_BUILD_DIR:-$here/build}"
-model="" out="" rates="1,2,4,8,inf" server_bin="" bench_bin="" wait_s=600
+model="" out="" rates="1,2,4,8,inf" server_bin="" bench_bin="" wait_s=600 auth=(--no-auth)
 server_args=() bench_args=()
 
-usage() { sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
+usage() { awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit "${1:-2}"; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --model) model="$2"; shift 2 ;;
@@ -26,6 +29,7 @@ while [[ $# -gt 0 ]]; do
     --bench-bin) bench_bin="$2"; shift 2 ;;
     --server-arg) server_args+=("$2"); shift 2 ;;
     --wait) wait_s="$2"; shift 2 ;;
+    --api-keys) auth=(--api-keys "$2"); shift 2 ;;
     -h|--help) usage 0 ;;
     --) shift; bench_args=("$@"); break ;;
     *) echo "serve_sweep.sh: unknown option $1" >&2; usage ;;
@@ -63,7 +67,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-server_cmd=("$server_bin" --model "$model" --host 127.0.0.1 --port "$port" --no-auth
+server_cmd=("$server_bin" --model "$model" --host 127.0.0.1 --port "$port" "${auth[@]}"
             --drain-grace-seconds 2 "${server_args[@]}")
 bench_cmd=("$bench_bin" --port "$port" --rates "$rates" --wait-for-server "$wait_s"
            --result-json "$out/result.json" --html "$out/report.html" "${bench_args[@]}")
