@@ -3,6 +3,8 @@
 //
 //   muse-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) --max-tokens N [--batch B]
 //                 [--dtype float32] [--threads T] [--quiet]
+//   muse-generate --model DIR --prompts-file FILE [--concurrency C] [--temperature T] [--top-p P]
+//                 [--top-k K] [--n N] [--seed S] [--max-tokens N]   (through the engine)
 // Prints the generated ids of sequence 0 on stdout (and, with --prompt, the decoded text on the
 // next line, using the model directory's tokenizer.json) and timing on stderr. With --batch B, B copies
 // of the prompt decode together (same ids, so every sequence's output must equal sequence 0's).
@@ -18,13 +20,16 @@
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
 #include "src/tokenizer/tokenizer.h"
+#include "tools/generate_engine.h"
 
 namespace {
 
 int Usage(const char* msg) {
   std::fprintf(stderr,
                "error: %s\nusage: muse-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) [--max-tokens N] "
-               "[--batch B] [--dtype float32|bfloat16] [--threads T] [--quiet]\n",
+               "[--batch B] [--dtype float32|bfloat16] [--threads T] [--quiet]\n"
+               "       muse-generate --model DIR --prompts-file FILE [--concurrency C] "
+               "[--temperature T] [--top-p P] [--top-k K] [--n N] [--seed S] [--max-tokens N]\n",
                msg);
   return 2;
 }
@@ -46,6 +51,7 @@ int main(int argc, char** argv) {
   bool quiet = false;
   std::string prompt_text;
   bool have_text = false;
+  tools::PromptsFileOptions file_opts;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -60,6 +66,20 @@ int main(int argc, char** argv) {
     } else if (a == "--prompt") {
       prompt_text = next();
       have_text = true;
+    } else if (a == "--prompts-file") {
+      file_opts.path = next();
+    } else if (a == "--concurrency") {
+      if (!absl::SimpleAtoi(next(), &file_opts.concurrency)) return Usage("--concurrency");
+    } else if (a == "--temperature") {
+      if (!absl::SimpleAtof(next(), &file_opts.temperature)) return Usage("--temperature");
+    } else if (a == "--top-p") {
+      if (!absl::SimpleAtof(next(), &file_opts.top_p)) return Usage("--top-p");
+    } else if (a == "--top-k") {
+      if (!absl::SimpleAtoi(next(), &file_opts.top_k)) return Usage("--top-k");
+    } else if (a == "--n") {
+      if (!absl::SimpleAtoi(next(), &file_opts.n) || file_opts.n < 1) return Usage("--n");
+    } else if (a == "--seed") {
+      if (!absl::SimpleAtoi(next(), &file_opts.seed)) return Usage("--seed");
     } else if (a == "--max-tokens") {
       if (!absl::SimpleAtoi(next(), &max_tokens) || max_tokens < 1) return Usage("--max-tokens");
     } else if (a == "--batch") {
@@ -75,6 +95,12 @@ int main(int argc, char** argv) {
     }
   }
   if (opts.model_dir.empty()) return Usage("--model is required");
+  if (!file_opts.path.empty()) {
+    if (have_text || !prompt.empty()) return Usage("--prompts-file excludes --prompt/--prompt-ids");
+    InitLogging(quiet ? "warn" : "info");
+    file_opts.max_tokens = max_tokens;
+    return tools::RunPromptsFile(opts, file_opts);
+  }
   if (have_text == !prompt.empty()) return Usage("give exactly one of --prompt-ids and --prompt");
   InitLogging(quiet ? "warn" : "info");
   std::unique_ptr<tokenizer::Tokenizer> tok;
