@@ -20,7 +20,7 @@ APT_PACKAGES=(
   libjpeg62-turbo-dev libpng-dev                         # hardened image decoders (untrusted input)
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test
   libgtest-dev libgmock-dev googletest libbenchmark-dev
-  nodejs npm python3-numpy
+  python3-numpy
 )
 
 step "apt packages"
@@ -35,6 +35,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
 else
   echo "all ${#APT_PACKAGES[@]} packages present"
 fi
+
+step "node + npm (test-only references and tokenizer files)"
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  # Only when absent: machines that ship their own Node.js must keep it (Debian's npm conflicts).
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+echo "node $(node --version), npm $(npm --version)"
 
 step "nvcc (optional: compiles kernels/ in CPU builds too)"
 if [ -x /usr/local/cuda/bin/nvcc ]; then /usr/local/cuda/bin/nvcc --version | tail -1; else echo "no nvcc: kernels/ skipped"; fi
