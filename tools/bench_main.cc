@@ -213,6 +213,15 @@ int main(int argc, char** argv) {
     return r->failed == 0 ? 0 : 1;
   }
 
+  if (run.duration_s > 0 && run.max_concurrency <= 0) {
+    for (double r : rates) {
+      if (std::isinf(r)) {
+        std::cerr << "--duration with rate inf needs --max-concurrency (else it opens streams "
+                     "without bound)\n";
+        return 2;
+      }
+    }
+  }
   run.target = target.empty() ? absl::StrCat(host, ":", port) : target;
   run.arrival.seed = wc.seed;
   auto slo = muse::bench::ParseSlo(slo_spec);
