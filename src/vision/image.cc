@@ -1,10 +1,8 @@
 #include "src/vision/image.h"
 
-#include <algorithm>
 #include <cstring>
-#include <memory>
 
-#include "src/vision/stb_decode.h"
+#include "src/vision/image_decoders.h"
 
 namespace muse::vision {
 namespace {
@@ -37,46 +35,27 @@ int Base64Value(char c) {
   return -1;
 }
 
-// stb_image 2.27 (Debian 12) does not bound the symbol count of a JPEG Huffman table and writes
-// past its 257-entry size list when the 16 counts sum above 256 (fixed upstream in 2.28; found by
-// vision_fuzzer). Walk the markers and refuse such tables before stb sees them.
-absl::Status CheckJpegHuffmanTables(const uint8_t* d, size_t n) {
-  size_t i = 2;  // after SOI
-  while (i + 1 < n) {
-    if (d[i] != 0xff) {  // stb resynchronises by skipping bytes up to the next 0xff; so do we
-      ++i;
-      continue;
-    }
-    while (i < n && d[i] == 0xff) ++i;          // fill bytes
-    if (i >= n) return absl::OkStatus();
-    const uint8_t m = d[i++];
-    if (m == 0xd9) return absl::OkStatus();                            // EOI
-    if (m == 0x01 || m == 0xd8 || (m >= 0xd0 && m <= 0xd7)) continue;  // no payload
-    if (i + 2 > n) return absl::OkStatus();
-    const size_t len = (size_t{d[i]} << 8) | d[i + 1];
-    if (len < 2) return absl::OkStatus();
-    const size_t end = std::min(n, i + len);
-    if (m == 0xc4) {  // DHT: one or more (class/id, 16 counts, symbols)
-      size_t p = i + 2;
-      while (p + 17 <= end) {
-        size_t total = 0;
-        for (int k = 1; k <= 16; ++k) total += d[p + k];
-        if (total > 256) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "image: corrupt JPEG (Huffman table with ", total, " symbols, at most 256 allowed)"));
-        }
-        p += 17 + total;
-      }
-    }
-    i += len;
-    if (m == 0xda) {  // SOS: skip entropy-coded data up to the next real marker
-      while (i + 1 < n && !(d[i] == 0xff && d[i + 1] != 0x00 && !(d[i + 1] >= 0xd0 && d[i + 1] <= 0xd7))) ++i;
-    }
+}  // namespace
+
+namespace internal {
+
+absl::Status CheckDimensions(const char* format, int64_t width, int64_t height,
+                             const DecodeLimits& limits) {
+  if (width <= 0 || height <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image: zero-sized ", format, " (", width, "x", height, ")"));
+  }
+  // Header dimensions are below 2^32 (PNG's 32-bit fields), so the product fits in uint64.
+  const uint64_t pixels = static_cast<uint64_t>(width) * static_cast<uint64_t>(height);
+  if (limits.max_pixels < 0 || pixels > static_cast<uint64_t>(limits.max_pixels)) {
+    return absl::InvalidArgumentError(absl::StrCat("image: ", width, "x", height, " = ", pixels,
+                                                   " pixels exceeds the limit of ",
+                                                   limits.max_pixels, " pixels"));
   }
   return absl::OkStatus();
 }
 
-}  // namespace
+}  // namespace internal
 
 absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& limits) {
   if (bytes.empty()) return absl::InvalidArgumentError("image: empty image data (0 bytes)");
@@ -85,55 +64,14 @@ absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& li
                                                    " bytes exceeds the limit of ",
                                                    limits.max_bytes, " bytes"));
   }
-  // stb takes an int length; max_bytes above 2 GiB is not meaningful.
-  if (bytes.size() > static_cast<size_t>(INT32_MAX)) {
-    return absl::InvalidArgumentError("image: larger than 2 GiB");
-  }
   const char* format = SniffFormat(bytes);
   if (format == nullptr) {
     return absl::InvalidArgumentError(
         "image: unsupported or unrecognised format (expected PNG or JPEG signature)");
   }
   const auto* data = reinterpret_cast<const uint8_t*>(bytes.data());
-  const int len = static_cast<int>(bytes.size());
-  int w = 0, h = 0, comp = 0;
-  auto too_many = [&](int64_t pw, int64_t ph) {
-    return absl::InvalidArgumentError(absl::StrCat("image: ", pw, "x", ph, " = ", pw * ph,
-                                                   " pixels exceeds the limit of ",
-                                                   limits.max_pixels, " pixels"));
-  };
-  if (!stb::Info(data, len, &w, &h, &comp)) {
-    // stb refuses headers past its own 2^30-byte cap with a generic reason; name the size.
-    if (format[0] == 'P' && bytes.size() >= 24 && std::memcmp(data + 12, "IHDR", 4) == 0) {
-      auto be32 = [&](int off) {
-        return (int64_t{data[off]} << 24) | (int64_t{data[off + 1]} << 16) |
-               (int64_t{data[off + 2]} << 8) | int64_t{data[off + 3]};
-      };
-      if (be32(16) * be32(20) > limits.max_pixels) return too_many(be32(16), be32(20));
-    }
-    return absl::InvalidArgumentError(absl::StrCat("image: invalid ", format, " header (",
-                                                   stb::FailureReason(), ")"));
-  }
-  if (w <= 0 || h <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("image: zero-sized ", format, " (", w, "x", h, ")"));
-  }
-  if (static_cast<int64_t>(w) * h > limits.max_pixels) return too_many(w, h);
-  if (format[0] == 'J') RETURN_IF_ERROR(CheckJpegHuffmanTables(data, bytes.size()));
-  int dw = 0, dh = 0;
-  std::unique_ptr<uint8_t, void (*)(void*)> pixels(stb::LoadRgb(data, len, &dw, &dh), &stb::Free);
-  if (!pixels) {
-    return absl::InvalidArgumentError(absl::StrCat("image: corrupt or truncated ", format, " (",
-                                                   stb::FailureReason(), ")"));
-  }
-  if (dw != w || dh != h) {  // header and body disagree: refuse rather than trust either
-    return absl::InvalidArgumentError(absl::StrCat("image: ", format, " header says ", w, "x", h,
-                                                   " but decoding gave ", dw, "x", dh));
-  }
-  Image img;
-  img.width = w;
-  img.height = h;
-  img.rgb.assign(pixels.get(), pixels.get() + static_cast<size_t>(w) * h * 3);
-  return img;
+  return format[0] == 'P' ? internal::DecodePng(data, bytes.size(), limits)
+                          : internal::DecodeJpeg(data, bytes.size(), limits);
 }
 
 absl::StatusOr<std::string> Base64Decode(std::string_view text) {

@@ -1,5 +1,6 @@
-// Image bytes -> RGB pixels: PNG/JPEG decoding (stb_image) with size limits checked from the
-// header before any pixel is decoded, plus base64 and data: URI parsing. Plain C++, no libtorch.
+// Image bytes -> RGB pixels: PNG (libpng) / JPEG (libjpeg-turbo) decoding of untrusted input with
+// size limits checked from the header before any pixel buffer is allocated, plus base64 and data:
+// URI parsing. Plain C++, no libtorch.
 #pragma once
 
 #include <cstdint>
@@ -23,9 +24,12 @@ struct DecodeLimits {
   int64_t max_pixels = 4096ll * 4096;   // width * height, checked from the header
 };
 
-// Decodes a PNG or JPEG held in memory. Grey and grey+alpha become RGB by replication, RGBA drops
-// alpha (as PIL's convert("RGB")), 16-bit PNG channels keep their high byte. InvalidArgument with
-// a precise message for empty, oversized, unknown-format, zero-sized, corrupt or truncated input.
+// Decodes a PNG or JPEG held in memory to the pixels PIL's Image.open(...).convert("RGB") gives:
+// grey and grey+alpha replicate, alpha and palette tRNS are dropped, JPEG uses libjpeg-turbo with
+// PIL's settings (ISLOW IDCT, fancy upsampling; CMYK/YCCK as Adobe-inverted CMYK). One deliberate
+// difference: 16-bit PNG samples keep their high byte also for grey (PIL clamps "I;16" to 255).
+// InvalidArgument with a precise message (the decoder library's own, for corrupt data) for empty,
+// oversized, unknown-format, zero-sized, corrupt or truncated input; truncated JPEGs included.
 absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& limits = {});
 
 // Standard base64 (RFC 4648 alphabet, '=' padding optional). Errors name the offset.
