@@ -27,7 +27,8 @@ std::mt19937_64 Rng(uint64_t seed, int64_t index, uint64_t stream) {
 
 int64_t DrawLen(std::mt19937_64& rng, int64_t len, double ratio, int64_t min_len) {
   const int64_t lo = std::max<int64_t>(min_len, static_cast<int64_t>(std::floor(len * (1 - ratio))));
-  const int64_t hi = std::max<int64_t>(lo, static_cast<int64_t>(std::ceil(len * (1 + ratio))));
+  // vLLM's RandomDataset: uniform integers in [int(L * (1 - r)), int(L * (1 + r))].
+  const int64_t hi = std::max<int64_t>(lo, static_cast<int64_t>(std::floor(len * (1 + ratio))));
   return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
 }
 
