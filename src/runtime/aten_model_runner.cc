@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <thread>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -36,7 +37,10 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("device: '", o.device, "' is not available in this build (cpu only)"));
   }
-  if (o.num_threads > 0) at::set_num_threads(o.num_threads);
+  // Debian's libtorch defaults to one intra-op thread; default to every core instead.
+  const int threads = o.num_threads > 0 ? o.num_threads
+                                        : std::max(1u, std::thread::hardware_concurrency());
+  at::set_num_threads(threads);
   // A LLaVA directory holds the decoder under "language_model." with its config under
   // text_config; the runner serves that decoder (the vision tower runs in the image encoder).
   std::unique_ptr<models::Checkpoint> ckpt;
@@ -66,8 +70,9 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
     r->v_caches_.push_back(
         at::zeros({r->num_blocks_, kBlockSize, c.num_key_value_heads, c.head_dim}, opts));
   }
-  spdlog::info("runner: {} ({} layers, hidden {}), {} on {}, {} KV blocks x {} tokens ({} MiB)",
-               c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
+  spdlog::info("runner: {} ({} layers, hidden {}), {} on {} ({} threads), {} KV blocks x {} tokens "
+               "({} MiB)",
+               c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device, threads,
                r->num_blocks_, kBlockSize, (r->num_blocks_ * r->block_bytes_) >> 20);
   return r;
 }

@@ -15,7 +15,7 @@ struct RunnerOptions {
   std::string model_dir;
   std::string device = "cpu";      // "cpu" or "cuda[:N]"
   std::string dtype = "float32";   // compute + KV dtype: float32, bfloat16, float16
-  int num_threads = 0;             // CPU intra-op threads; 0 = keep libtorch's default
+  int num_threads = 0;             // CPU intra-op threads; 0 = every hardware thread
   int64_t num_kv_blocks = 0;       // > 0: exact pool size
   int64_t kv_cache_bytes = 256ll << 20;  // used when num_kv_blocks == 0
 };
