@@ -1,8 +1,11 @@
 // muse: command-line client for muse-server.
 //
 //   muse generate --prompt TEXT [--stream] [flags]   stream a completion of raw text
-//   muse chat [--system TEXT] [flags]                read lines from stdin, keep the
-//                                                    conversation, stream each answer
+//   muse chat [--system TEXT] [--image PATH] [flags] read lines from stdin, keep the
+//                                                    conversation, stream each answer;
+//                                                    --image attaches to the next user line
+//   muse generate --image PATH --prompt "...<image>..."   raw prompt: each <image> placeholder
+//                                                    takes the next --image in order
 //   muse tokenize --prompt TEXT [--tokens]
 //   muse models
 //
@@ -29,6 +32,7 @@ struct Flags {
   std::string cmd, addr = "localhost:50051", api_key, prompt, system;
   std::string tls_ca, tls_cert, tls_key;
   std::vector<std::string> stop;
+  std::vector<std::string> images;  // --image PATH (repeatable)
   int max_tokens = 256, top_k = -2, n = 1;
   double temperature = -1, top_p = -1, timeout = 0;
   long long seed = -1;
@@ -41,14 +45,14 @@ int Usage(const std::string& msg) {
                "muse: %s\nusage: muse generate|chat|tokenize|models [--addr H:P] [--api-key K] "
                "[--prompt TEXT] [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] "
                "[--seed S] [--n N] [--stop S] [--priority interactive|batch] [--timeout SEC] "
-               "[--no-stream] [--ids] [--tokens] [--system TEXT] [--tls-ca PEM [--tls-cert PEM "
+               "[--no-stream] [--ids] [--tokens] [--system TEXT] [--image PATH] [--tls-ca PEM [--tls-cert PEM "
                "--tls-key PEM]]\n",
                msg.c_str());
   return 2;
 }
 
 std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -159,6 +163,7 @@ int main(int argc, char** argv) {
     else if (a == "--n") num(&f.n);
     else if (a == "--timeout") num(&f.timeout);
     else if (a == "--stop") f.stop.push_back(next());
+    else if (a == "--image") f.images.push_back(next());
     else if (a == "--priority") f.priority = next();
     else if (a == "--tls-ca") f.tls_ca = next();
     else if (a == "--tls-cert") f.tls_cert = next();
@@ -167,6 +172,11 @@ int main(int argc, char** argv) {
     else if (a == "--tokens") f.tokens = true;
     else if (a == "--ids") f.ids = true;
     else return Usage("unknown flag " + a);
+  }
+  std::vector<std::string> image_bytes;
+  for (const auto& path : f.images) {
+    if (!std::ifstream(path, std::ios::binary)) return Usage("--image: cannot read " + path);
+    image_bytes.push_back(Slurp(path));
   }
   auto stub = muse::v1::Inference::NewStub(Connect(f));
 
@@ -208,6 +218,7 @@ int main(int argc, char** argv) {
     if (f.prompt.empty()) return Usage("generate needs --prompt");
     muse::v1::GenerateRequest req;
     req.set_prompt(f.prompt);
+    for (const auto& b : image_bytes) req.add_images()->set_image(b);
     FillParams(f, &req);
     if (f.stream) return StreamOnce(f, *stub, req, nullptr);
     grpc::ClientContext ctx;
@@ -233,7 +244,12 @@ int main(int argc, char** argv) {
     std::string line;
     while (std::fprintf(stderr, "> "), std::getline(std::cin, line)) {
       if (line.empty()) continue;
-      add("user", line);
+      // --image parts go with the next user message, before its text (as LLaVA prompts place them).
+      auto* m = req.add_messages();
+      m->set_role("user");
+      for (const auto& bytes : image_bytes) m->add_content()->set_image(bytes);
+      m->add_content()->set_text(line);
+      image_bytes.clear();
       std::string answer;
       if (int rc = StreamOnce(f, *stub, req, &answer); rc != 0) return rc;
       add("assistant", answer);

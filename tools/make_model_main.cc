@@ -2,9 +2,10 @@
 // model.safetensors or shards + index) with deterministic random weights, for tests and
 // benchmarks without downloading a model.
 //
-//   muse-make-model --preset tiny --out models/muse-tiny
+//   muse-make-model --preset llava-tiny --tokenizer DIR --out models/muse-tiny
 //   muse-make-model --preset small --arch qwen2 --dtype bfloat16 --seed 7 --out /tmp/small
 //   muse-make-model --preset llama3-8b-shape --out /data/l3-shape   (16 GB in bfloat16)
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -45,7 +46,9 @@ constexpr const char* kUsage = R"(usage: muse-make-model --out DIR [options]
   --sliding-window N                    (mistral, qwen2)
 LLaVA (LlavaForConditionalGeneration, HF layout, + preprocessor_config.json):
   --preset llava-tiny                   CLIP-like tower (image 32, patch 8, hidden 32, 2 layers)
-                                        + the tiny decoder (decoder flags apply)
+                                        + the tiny decoder (decoder flags apply); with
+                                        --tokenizer, "<image>" is added as the next token id
+                                        and a Llama 3 chat template renders image parts as it
   --preset llava-1.5-7b-shape           CLIP ViT-L/14-336 + Llama-2-7B dims (bfloat16, ~14 GB)
   --vision clip|siglip                  tower of llava-tiny (siglip: image 30, patch 6)
 )";
@@ -239,6 +242,76 @@ absl::Status CopyTokenizer(const std::string& from, const std::string& to) {
   return absl::OkStatus();
 }
 
+constexpr const char* kImageToken = "<image>";
+
+// The Llama 3 chat template with list content: text parts as text, image parts as "<image>".
+// String content renders exactly as Llama 3's (trim, bos_token, headers, generation prompt).
+constexpr const char* kLlama3ImageTemplate =
+    "{% set loop_messages = messages %}{% for message in loop_messages %}"
+    "{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] | trim }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}{{ '<image>' }}{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}{{ '<|eot_id|>' }}{% endfor %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
+
+// Id of "<image>" in DIR/tokenizer.json: its existing added token, else the next free id.
+absl::StatusOr<int64_t> ImageTokenId(const std::string& tokenizer_dir) {
+  ASSIGN_OR_RETURN(std::string text, ReadFile(tokenizer_dir + "/tokenizer.json"));
+  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_object() && j.contains("added_tokens") && j["added_tokens"].is_array()) {
+    for (const auto& t : j["added_tokens"]) {
+      if (t.is_object() && t.value("content", "") == kImageToken && t.contains("id")) return t["id"].get<int64_t>();
+    }
+  }
+  return TokenizerVocabSize(tokenizer_dir + "/tokenizer.json");
+}
+
+absl::Status WriteText(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+  if (!out) return absl::InternalError(absl::StrCat("cannot write ", path.string()));
+  return absl::OkStatus();
+}
+
+// Copies the tokenizer with "<image>" as an added special token (id `image_id`, as the
+// llava-llama-3 conversions add it) and, for a Llama 3 style chat template, a template that
+// renders image content parts as "<image>".
+absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::string& to, int64_t image_id) {
+  using ojson = nlohmann::ordered_json;
+  ASSIGN_OR_RETURN(std::string text, ReadFile(from + "/tokenizer.json"));
+  ojson tok = ojson::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (tok.is_discarded() || !tok.is_object()) return absl::InvalidArgumentError(from + "/tokenizer.json: not JSON");
+  bool present = false;
+  for (const auto& t : tok["added_tokens"]) present = present || t.value("content", "") == kImageToken;
+  if (!present) {
+    tok["added_tokens"].push_back({{"id", image_id}, {"content", kImageToken}, {"single_word", false},
+                                   {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+                                   {"special", true}});
+  }
+  RETURN_IF_ERROR(WriteText(fs::path(to) / "tokenizer.json", tok.dump()));
+  std::printf("  %s (from %s, + %s = %lld)\n", (fs::path(to) / "tokenizer.json").c_str(), from.c_str(),
+              kImageToken, static_cast<long long>(image_id));
+  const fs::path tc_path = fs::path(from) / "tokenizer_config.json";
+  if (!fs::exists(tc_path)) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::string tc_text, ReadFile(tc_path.string()));
+  ojson tc = ojson::parse(tc_text, nullptr, /*allow_exceptions=*/false);
+  if (tc.is_discarded() || !tc.is_object()) return absl::InvalidArgumentError(tc_path.string() + ": not JSON");
+  tc["added_tokens_decoder"][std::to_string(image_id)] = {
+      {"content", kImageToken}, {"lstrip", false}, {"normalized", false}, {"rstrip", false},
+      {"single_word", false}, {"special", true}};
+  if (tc.contains("chat_template") && tc["chat_template"].is_string() &&
+      tc["chat_template"].get<std::string>().find("<|start_header_id|>") != std::string::npos) {
+    tc["chat_template"] = kLlama3ImageTemplate;
+  } else {
+    std::fprintf(stderr, "note: chat template is not Llama 3 style; left as is (no image parts)\n");
+  }
+  RETURN_IF_ERROR(WriteText(fs::path(to) / "tokenizer_config.json", tc.dump(2)));
+  std::printf("  %s (+ image chat template)\n", (fs::path(to) / "tokenizer_config.json").c_str());
+  return absl::OkStatus();
+}
+
 // LLaVA presets: the decoder flags shape llava-tiny's decoder; the 7B shape is fixed.
 absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
                       const muse::models::RandomCheckpointOptions& opts) {
@@ -250,7 +323,15 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
     if (name != "llava-tiny") return absl::InvalidArgumentError("--vision siglip needs --preset llava-tiny");
     name = "llava-tiny-siglip";
   }
-  ASSIGN_OR_RETURN(auto lc, muse::models::llava::LlavaPreset(name, decoder));
+  ModelConfig text = decoder;
+  int64_t image_id = -1;
+  if (!f.tokenizer.empty() && name != "llava-1.5-7b-shape") {
+    // "<image>" gets the next id after the tokenizer's vocabulary; the decoder's vocab grows to it.
+    ASSIGN_OR_RETURN(image_id, ImageTokenId(f.tokenizer));
+    text.vocab_size = std::max(text.vocab_size, image_id + 1);
+  }
+  ASSIGN_OR_RETURN(auto lc, muse::models::llava::LlavaPreset(name, text));
+  if (image_id >= 0) lc.image_token_index = image_id;
   int64_t vision_params = 0;
   for (const auto& list : {muse::models::llava::ExpectedVisionTensors(lc, true),
                            muse::models::llava::ExpectedProjectorTensors(lc)}) {
@@ -282,7 +363,11 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
   for (const auto& file : files) {
     std::printf("  %s (%llu bytes)\n", file.path.c_str(), static_cast<unsigned long long>(file.bytes));
   }
-  if (!f.tokenizer.empty()) RETURN_IF_ERROR(CopyTokenizer(f.tokenizer, f.out));
+  if (image_id >= 0) {
+    RETURN_IF_ERROR(CopyTokenizerWithImageToken(f.tokenizer, f.out, image_id));
+  } else if (!f.tokenizer.empty()) {
+    RETURN_IF_ERROR(CopyTokenizer(f.tokenizer, f.out));
+  }
   return absl::OkStatus();
 }
 

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "src/common/logging.h"
 #include "src/server/service_context.h"
+#include "src/vision/prompt.h"
 
 namespace muse::server {
 namespace {
@@ -128,14 +129,59 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
   }
 
   const absl::Time now = absl::Now();
-  RETURN_IF_ERROR(ctx.limiter.Admit(*a->tenant, static_cast<int64_t>(r.prompt_token_ids.size()), now));
+  int64_t prompt_len = static_cast<int64_t>(r.prompt_token_ids.size());
+  if (ctx.model->vision) {
+    prompt_len += static_cast<int64_t>(a->built.images.size()) * (ctx.model->vision->num_image_tokens - 1);
+  }
+  RETURN_IF_ERROR(ctx.limiter.Admit(*a->tenant, prompt_len, now));
   a->engine_id = absl::StrCat("req-", ctx.next_id.fetch_add(1) + 1);
   a->client_id = a->request.request_id().empty() ? a->engine_id : a->request.request_id();
   r.id = a->engine_id;
   r.arrival_time = now;
   const auto deadline = sctx.deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) r.deadline = absl::FromChrono(deadline);
-  if (!a->built.skip_special_tokens) a->prompt_ids = r.prompt_token_ids;
+  for (const PendingImage& im : a->built.images) {
+    a->embeddings.push_back(ctx.encoder_cache->Lookup(im.prepared.digest));
+  }
+  if (!a->NeedsEncoding()) RETURN_IF_ERROR(Launch(ctx, *a));
+  MUSE_LOG_REQ(debug, a->engine_id, "admitted: tenant {} client id '{}' input {}, {} image(s){}",
+               a->tenant->name, a->client_id, a->built.input_field, a->built.images.size(),
+               a->NeedsEncoding() ? " (to the image encoder)" : "");
+  return a;
+}
+
+std::vector<const vision::PreparedImage*> Admission::ImagesToEncode() const {
+  std::vector<const vision::PreparedImage*> out;
+  for (size_t i = 0; i < embeddings.size(); ++i) {
+    if (!embeddings[i]) out.push_back(&built.images[i].prepared);
+  }
+  return out;
+}
+
+void Admission::SetEncoded(std::vector<vision::ImageEmbedding> encoded) {
+  size_t k = 0;
+  for (auto& e : embeddings) {
+    if (!e && k < encoded.size()) e = std::move(encoded[k++]);
+  }
+}
+
+absl::Status Launch(ServiceContext& ctx, Admission& a) {
+  engine::Request& r = a.built.request;
+  if (!a.built.images.empty()) {
+    const VisionInfo& v = *ctx.model->vision;
+    std::vector<vision::ImageEmbedding> images;
+    for (auto& e : a.embeddings) {
+      if (!e) return absl::InternalError("image embeddings missing at launch");
+      images.push_back(*e);
+    }
+    auto expanded = vision::ExpandImagePlaceholders(r.prompt_token_ids, v.image_token_id, images, v.hidden_size);
+    if (!expanded.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(a.built.input_field, ": ", expanded.status().message()));
+    }
+    r.prompt_token_ids = std::move(expanded->token_ids);
+    r.content = std::move(expanded->content);
+  }
+  if (!a.built.skip_special_tokens) a.prompt_ids = r.prompt_token_ids;
   auto stream = ctx.engine->AddRequest(std::move(r));
   if (!stream.ok()) {
     // Engine messages name engine fields; the server checked all proto fields already.
@@ -144,10 +190,8 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
     }
     return stream.status();
   }
-  a->stream = std::move(*stream);
-  MUSE_LOG_REQ(debug, a->engine_id, "admitted: tenant {} client id '{}' input {}", a->tenant->name,
-               a->client_id, a->built.input_field);
-  return a;
+  a.stream = std::move(*stream);
+  return absl::OkStatus();
 }
 
 }  // namespace muse::server

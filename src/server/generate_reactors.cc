@@ -115,6 +115,20 @@ class Accumulator {
   std::string last_reason_ = "abort";
 };
 
+// Hands the cache misses of `a` to the image-encoder worker; `reactor` is kept alive until its
+// OnImagesEncoded has run (the worker calls `done` exactly once).
+template <typename Reactor>
+void SubmitToImageEncoder(ServiceContext* ctx, Admission* a, std::shared_ptr<Reactor> reactor,
+                          std::function<bool()> cancelled) {
+  ImageEncoderWorker::Job job;
+  job.images = a->ImagesToEncode();
+  job.cancelled = std::move(cancelled);
+  job.done = [reactor](absl::StatusOr<std::vector<vision::ImageEmbedding>> r) {
+    reactor->OnImagesEncoded(std::move(r));
+  };
+  ctx->image_encoder->Submit(std::move(job));
+}
+
 // Status of a finished generation: engine error, deadline, shutdown abort, or OK.
 absl::Status FinalStatus(const Accumulator& acc, bool client_cancelled) {
   if (client_cancelled) return absl::CancelledError("cancelled by the client");
@@ -155,10 +169,35 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
 
   void Start() {
     self_ = shared_from_this();
-    std::weak_ptr<GenerateStream> weak = self_;
-    a_->stream->SetNotify([weak] {
-      if (auto s = weak.lock()) s->Pump();
-    });
+    if (a_->stream) {
+      Attach();
+    } else {
+      SubmitToImageEncoder(ctx_, a_.get(), self_, [this] { return IsCancelled(); });
+    }
+  }
+
+  // Image-encoder worker thread: the missing embeddings are ready (or failed / cancelled).
+  void OnImagesEncoded(absl::StatusOr<std::vector<vision::ImageEmbedding>> encoded) {
+    std::unique_lock lock(mu_);
+    if (finish_called_) return;  // cancelled meanwhile: nothing reached the engine
+    // Launch under mu_: a concurrent OnCancel then finds the engine request to Abort.
+    absl::Status st = encoded.status();
+    if (st.ok() && !cancelled_) {
+      a_->SetEncoded(std::move(*encoded));
+      st = Launch(*ctx_, *a_);
+    }
+    if (!st.ok() || cancelled_) {
+      if (!cancelled_) {
+        finish_called_ = true;
+        recorded_ = true;
+        code_name_ = absl::StatusCodeToString(st.code());
+        lock.unlock();
+        Finish(ToGrpc(st));
+      }
+      return;  // cancelled: Pump (from OnCancel) finishes
+    }
+    lock.unlock();
+    Attach();
   }
 
   void OnWriteDone(bool ok) override {
@@ -193,6 +232,18 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
   }
 
  private:
+  bool IsCancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_ || finish_called_;
+  }
+
+  void Attach() {
+    std::weak_ptr<GenerateStream> weak = self_;
+    a_->stream->SetNotify([weak] {
+      if (auto s = weak.lock()) s->Pump();
+    });
+  }
+
   void Pump() {
     std::unique_lock lock(mu_);
     if (finish_called_ || write_in_flight_) return;
@@ -207,6 +258,7 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
       Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
       return;
     }
+    if (!a_->stream) return;  // still at the image encoder
     std::map<int, v1::SampleDelta> samples;
     bool final = false, any = false;
     while (auto out = a_->stream->TryNext()) {
@@ -266,10 +318,32 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
 
   void Start() {
     self_ = shared_from_this();
-    std::weak_ptr<GenerateUnaryReactor> weak = self_;
-    a_->stream->SetNotify([weak] {
-      if (auto s = weak.lock()) s->Pump();
-    });
+    if (a_->stream) {
+      Attach();
+    } else {
+      SubmitToImageEncoder(ctx_, a_.get(), self_, [this] { return IsCancelled(); });
+    }
+  }
+
+  // Image-encoder worker thread (see GenerateStream::OnImagesEncoded).
+  void OnImagesEncoded(absl::StatusOr<std::vector<vision::ImageEmbedding>> encoded) {
+    std::unique_lock lock(mu_);
+    if (finish_called_) return;
+    absl::Status st = encoded.status();
+    if (st.ok() && !cancelled_) {
+      a_->SetEncoded(std::move(*encoded));
+      st = Launch(*ctx_, *a_);
+    }
+    if (cancelled_) return;  // Pump (from OnCancel) finishes
+    if (!st.ok()) {
+      finish_called_ = true;
+      code_name_ = absl::StatusCodeToString(st.code());
+      lock.unlock();
+      Finish(ToGrpc(st));
+      return;
+    }
+    lock.unlock();
+    Attach();
   }
 
   void OnCancel() override {
@@ -292,11 +366,25 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
   }
 
  private:
+  bool IsCancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_ || finish_called_;
+  }
+
+  void Attach() {
+    std::weak_ptr<GenerateUnaryReactor> weak = self_;
+    a_->stream->SetNotify([weak] {
+      if (auto s = weak.lock()) s->Pump();
+    });
+  }
+
   void Pump() {
     std::unique_lock lock(mu_);
     if (finish_called_) return;
     bool final = false;
-    while (auto out = a_->stream->TryNext()) {
+    while (a_->stream) {
+      auto out = a_->stream->TryNext();
+      if (!out) break;
       if (acc_.Add(*out, &samples_)) {
         final = true;
         break;

@@ -60,7 +60,15 @@ void Histogram::Render(const std::string& name, const std::string& help, std::st
 }
 
 Metrics::Metrics()
-    : ttft_(LatencyBuckets()), tpot_(LatencyBuckets()), queue_(LatencyBuckets()), e2e_(LatencyBuckets()) {}
+    : ttft_(LatencyBuckets()), tpot_(LatencyBuckets()), queue_(LatencyBuckets()), e2e_(LatencyBuckets()),
+      encode_(LatencyBuckets()) {}
+
+void Metrics::RecordImageEncode(int64_t images, double seconds) {
+  std::lock_guard lock(mu_);
+  images_encoded_ += images;
+  ++encode_batches_;
+  encode_.Observe(seconds);
+}
 
 void Metrics::RecordRequest(const std::string& method, const std::string& code) {
   std::lock_guard lock(mu_);
@@ -83,7 +91,8 @@ void Metrics::RecordGeneration(const engine::Usage& usage, const engine::Timings
 }
 
 std::string Metrics::Render(const engine::EngineStats& s,
-                            const std::map<std::string, TenantUsage>& tenants) const {
+                            const std::map<std::string, TenantUsage>& tenants,
+                            const ImageCacheStats* images) const {
   std::string out;
   {
     std::lock_guard lock(mu_);
@@ -104,6 +113,22 @@ std::string Metrics::Render(const engine::EngineStats& s,
     tpot_.Render("muse_time_per_output_token_seconds", "Mean time per output token after the first.", &out);
     queue_.Render("muse_queue_time_seconds", "Arrival to first scheduled.", &out);
     e2e_.Render("muse_e2e_request_latency_seconds", "Arrival to finish.", &out);
+    if (images != nullptr) {
+      Counter(&out, "muse_images_encoded_total", "Images run through the vision tower.", images_encoded_);
+      Counter(&out, "muse_image_encode_batches_total", "EncodeBatch calls of the image encoder.",
+              encode_batches_);
+      encode_.Render("muse_image_encode_seconds", "Duration of one EncodeBatch call.", &out);
+    }
+  }
+  if (images != nullptr) {
+    Counter(&out, "muse_encoder_cache_hits_total", "Images whose embeddings came from the encoder cache.",
+            static_cast<int64_t>(images->hits));
+    Counter(&out, "muse_encoder_cache_misses_total", "Images not in the encoder cache.",
+            static_cast<int64_t>(images->misses));
+    Counter(&out, "muse_encoder_cache_evictions_total", "Encoder cache evictions.",
+            static_cast<int64_t>(images->evictions));
+    Gauge(&out, "muse_encoder_cache_bytes", "Bytes of embeddings held by the encoder cache.", images->bytes);
+    Gauge(&out, "muse_encoder_cache_entries", "Images held by the encoder cache.", images->entries);
   }
   Gauge(&out, "muse_num_requests_running", "Sequences running in the engine.", s.num_running_seqs);
   Gauge(&out, "muse_num_requests_waiting", "Sequences waiting (queued or preempted).", s.num_waiting_seqs);

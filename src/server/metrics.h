@@ -30,6 +30,13 @@ class Histogram {
   int64_t count_ = 0;
 };
 
+// Encoder-cache counters, read at scrape time (EncoderCache keeps them).
+struct ImageCacheStats {
+  uint64_t hits = 0, misses = 0, evictions = 0;
+  int64_t bytes = 0;
+  int64_t entries = 0;
+};
+
 class Metrics {
  public:
   Metrics();
@@ -40,9 +47,13 @@ class Metrics {
   void RecordGeneration(const engine::Usage& usage, const engine::Timings& timings,
                         const std::string& finish_reason);
 
-  // `stats` and `tenants` are read at scrape time.
+  // One EncodeBatch call of the image-encoder worker.
+  void RecordImageEncode(int64_t images, double seconds);
+
+  // `stats` and `tenants` are read at scrape time; `images` is null for text-only models.
   std::string Render(const engine::EngineStats& stats,
-                     const std::map<std::string, TenantUsage>& tenants) const;
+                     const std::map<std::string, TenantUsage>& tenants,
+                     const ImageCacheStats* images = nullptr) const;
 
  private:
   mutable std::mutex mu_;
@@ -50,6 +61,8 @@ class Metrics {
   std::map<std::string, int64_t> finish_reasons_;
   int64_t prompt_tokens_ = 0, cached_tokens_ = 0, generation_tokens_ = 0;
   Histogram ttft_, tpot_, queue_, e2e_;
+  int64_t images_encoded_ = 0, encode_batches_ = 0;
+  Histogram encode_;
 };
 
 }  // namespace muse::server

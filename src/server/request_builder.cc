@@ -1,5 +1,6 @@
 #include "src/server/request_builder.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
@@ -155,6 +156,33 @@ absl::Status CheckStopping(const v1::StoppingCriteria& s, int64_t vocab, int64_t
   return absl::OkStatus();
 }
 
+// One image / image_url part -> PendingImage (decode + preprocess on the calling gRPC thread).
+absl::Status PrepareImagePart(const v1::ContentPart& part, const std::string& pfield,
+                              const ServedModel& served, std::vector<PendingImage>* images) {
+  const bool is_url = part.part_case() == v1::ContentPart::kImageUrl;
+  const std::string ifield = pfield + (is_url ? ".image_url" : ".image");
+  if (!served.vision) {
+    std::string bytes;
+    if (is_url) {
+      ASSIGN_OR_RETURN(bytes, DecodeDataUri(part.image_url(), ifield));
+    } else {
+      bytes = part.image();
+    }
+    RETURN_IF_ERROR(CheckImageBytes(bytes, ifield));
+    return Bad(ifield, absl::StrCat("model ", served.id, " does not accept images"));
+  }
+  const std::string& input = is_url ? part.image_url() : part.image();
+  if (is_url && !vision::IsDataUri(input)) {
+    return Bad(ifield, "only data: URIs are accepted (remote images are not fetched)");
+  }
+  if (input.empty()) return Bad(ifield, "empty image");
+  if (images == nullptr) return absl::OkStatus();
+  auto prepared = vision::PrepareImage(input, served.vision->preprocessor, served.vision->limits);
+  if (!prepared.ok()) return Bad(ifield, std::string(prepared.status().message()));
+  images->push_back({ifield, std::move(*prepared)});
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckImageBytes(const std::string& b, const std::string& field) {
@@ -190,7 +218,7 @@ absl::Status CheckModelName(const std::string& model, const ServedModel& served)
 absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages,
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
-    const ServedModel& served) {
+    const ServedModel& served, std::vector<PendingImage>* images) {
   nlohmann::json msgs = nlohmann::json::array();
   for (int i = 0; i < messages.size(); ++i) {
     const v1::ChatMessage& m = messages[i];
@@ -200,34 +228,28 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
                  absl::StrCat("must be system, user, assistant or tool, got '", m.role(), "'"));
     }
     std::string text;
+    nlohmann::json parts = nlohmann::json::array();  // used when the message has an image
+    bool has_image = false;
     for (int j = 0; j < m.content_size(); ++j) {
       const v1::ContentPart& part = m.content(j);
       const std::string pfield = absl::StrCat(field, ".content[", j, "]");
       switch (part.part_case()) {
         case v1::ContentPart::kText:
           text += part.text();
+          parts.push_back({{"type", "text"}, {"text", part.text()}});
           break;
         case v1::ContentPart::kImage:
-        case v1::ContentPart::kImageUrl: {
-          std::string bytes;
-          if (part.part_case() == v1::ContentPart::kImage) {
-            bytes = part.image();
-          } else {
-            ASSIGN_OR_RETURN(bytes, DecodeDataUri(part.image_url(), pfield + ".image_url"));
-          }
-          const std::string ifield =
-              pfield + (part.part_case() == v1::ContentPart::kImage ? ".image" : ".image_url");
-          RETURN_IF_ERROR(CheckImageBytes(bytes, ifield));
-          if (!served.supports_images) {
-            return Bad(ifield, absl::StrCat("model ", served.id, " does not accept images"));
-          }
-          return absl::UnimplementedError(ifield + ": image inputs are not wired to the engine yet");
-        }
+        case v1::ContentPart::kImageUrl:
+          RETURN_IF_ERROR(PrepareImagePart(part, pfield, served, images));
+          has_image = true;
+          parts.push_back({{"type", "image"}});
+          continue;
         case v1::ContentPart::PART_NOT_SET:
           return Bad(pfield, "empty content part (set text, image or image_url)");
       }
     }
-    nlohmann::json jm = {{"role", m.role()}, {"content", text}};
+    // Text-only messages stay strings: the template renders them exactly as before.
+    nlohmann::json jm = {{"role", m.role()}, {"content", has_image ? std::move(parts) : nlohmann::json(text)}};
     if (!m.name().empty()) jm["name"] = m.name();
     if (!m.tool_call_id().empty()) jm["tool_call_id"] = m.tool_call_id();
     msgs.push_back(std::move(jm));
@@ -281,6 +303,18 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
   }
   if (inputs > 1) return Bad("input", "set only one of prompt, prompt_token_ids or messages");
   std::vector<int32_t>& ids = out.request.prompt_token_ids;
+  if (!req.images().empty() && req.messages().empty()) {
+    for (int k = 0; k < req.images_size(); ++k) {
+      const std::string field = absl::StrCat("images[", k, "]");
+      const auto pc = req.images(k).part_case();
+      if (pc != v1::ContentPart::kImage && pc != v1::ContentPart::kImageUrl) {
+        return Bad(field, "must be an image or image_url part");
+      }
+      RETURN_IF_ERROR(PrepareImagePart(req.images(k), field, served, &out.images));
+    }
+  } else if (!req.images().empty()) {
+    return Bad("images", "only with prompt or prompt_token_ids; chat messages carry images as content parts");
+  }
   if (!req.prompt().empty()) {
     out.input_field = "prompt";
     auto enc = served.tokenizer->Encode(req.prompt(), /*add_special_tokens=*/true);
@@ -295,16 +329,29 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
   } else {
     out.input_field = "messages";
     const bool gen_prompt = !req.has_add_generation_prompt() || req.add_generation_prompt();
-    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), req.tools(), gen_prompt, served));
+    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), req.tools(), gen_prompt, served, &out.images));
   }
   if (ids.empty()) return Bad(out.input_field, "tokenizes to zero tokens");
-  if (static_cast<int64_t>(ids.size()) >= served.max_model_len) {
-    return Bad(out.input_field, absl::StrCat(ids.size(), " prompt tokens leave no room in the context length ",
+  int64_t prompt_len = static_cast<int64_t>(ids.size());
+  if (served.vision) {
+    // Placeholders map to images in order; each expands to num_image_tokens rows.
+    const int64_t placeholders = std::count(ids.begin(), ids.end(), served.vision->image_token_id);
+    const int64_t n = static_cast<int64_t>(out.images.size());
+    if (placeholders != n) {
+      return Bad(out.input_field,
+                 absl::StrCat(placeholders, " image placeholder(s) ", served.vision->image_token, " (token ",
+                              served.vision->image_token_id, ") but ", n, " image(s)",
+                              out.input_field == "messages" ? "" : " in images"));
+    }
+    prompt_len += n * (served.vision->num_image_tokens - 1);
+  }
+  if (prompt_len >= served.max_model_len) {
+    return Bad(out.input_field, absl::StrCat(prompt_len, " prompt tokens leave no room in the context length ",
                                              served.max_model_len));
   }
   engine::SamplingParams& p = out.request.sampling;
   RETURN_IF_ERROR(CheckSampling(req.sampling(), vocab, &p));
-  RETURN_IF_ERROR(CheckStopping(req.stopping(), vocab, ids.size(), served.max_model_len, &p));
+  RETURN_IF_ERROR(CheckStopping(req.stopping(), vocab, prompt_len, served.max_model_len, &p));
   if (p.n > served.max_num_seqs) {
     return Bad("sampling.n", absl::StrCat("must be <= max_num_seqs (", served.max_num_seqs, "), got ", p.n));
   }
@@ -313,7 +360,7 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
     return absl::UnimplementedError(
         "skip_special_tokens: false together with stopping.stop is not supported yet");
   }
-  const int64_t total_blocks = (static_cast<int64_t>(ids.size()) + p.max_tokens + runtime::kBlockSize - 1) /
+  const int64_t total_blocks = (prompt_len + p.max_tokens + runtime::kBlockSize - 1) /
                                runtime::kBlockSize;
   if (total_blocks > served.kv_blocks_total) {
     return Bad("stopping.max_tokens",

@@ -12,24 +12,38 @@
 #include "src/common/status.h"
 #include "src/engine/request.h"
 #include "src/server/served_model.h"
+#include "src/vision/image_input.h"
 
 namespace muse::server {
+
+// A decoded, preprocessed image of the request, in placeholder order.
+struct PendingImage {
+  std::string field;  // "messages[0].content[1].image", "images[0].image_url"
+  vision::PreparedImage prepared;
+};
 
 struct BuiltRequest {
   engine::Request request;     // id, priority and deadline are left for the caller
   bool skip_special_tokens = true;
   std::string input_field;     // "prompt", "prompt_token_ids" or "messages"
+  // Images in placeholder order. request.prompt_token_ids still holds ONE placeholder token per
+  // image; ExpandImagePlaceholders (admission) widens each once the embeddings exist. The range
+  // checks already used the expanded length.
+  std::vector<PendingImage> images;
 };
 
 // Checks `model` against the served model (empty = the served one). NotFound otherwise.
 absl::Status CheckModelName(const std::string& model, const ServedModel& served);
 
 // Renders `messages` with the chat template and tokenizes the result (no extra BOS: templates
-// carry their own). `field` prefixes errors ("messages").
+// carry their own). A message with image parts reaches the template with list content
+// ({"type": "text", "text": ...} / {"type": "image"}), which renders each image as the model's
+// placeholder token. Images are decoded + preprocessed into `images` (null: only checked to be
+// present, e.g. for Tokenize). Errors name the field ("messages[0].content[1].image: ...").
 absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages,
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
-    const ServedModel& served);
+    const ServedModel& served, std::vector<PendingImage>* images = nullptr);
 
 absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served);
 

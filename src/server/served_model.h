@@ -9,9 +9,22 @@
 
 #include "models/model_config.h"
 #include "src/tokenizer/jinja/chat_template.h"
+#include "src/vision/image.h"
+#include "src/vision/preprocess.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace muse::server {
+
+// What the API layer needs of a LLaVA model's vision side (the encoder itself lives in
+// ImageEncoderWorker).
+struct VisionInfo {
+  vision::PreprocessorConfig preprocessor;  // preprocessor_config.json
+  vision::DecodeLimits limits;              // --max-image-bytes / --max-image-pixels
+  int32_t image_token_id = 0;               // the placeholder (<image>) token
+  std::string image_token;                  // its text, e.g. "<image>"
+  int32_t num_image_tokens = 0;             // prompt rows one image expands to
+  int32_t hidden_size = 0;                  // of the decoder (= embedding row width)
+};
 
 struct ServedModel {
   std::string id;  // served model name (directory basename unless --served-model-name)
@@ -23,7 +36,8 @@ struct ServedModel {
   std::optional<jinja::ChatTemplate> chat_template;
   std::string bos_token;  // for the chat template context
   std::string eos_token;
-  bool supports_images = false;  // no vision tower is wired yet
+  bool supports_images = false;  // == vision.has_value()
+  std::optional<VisionInfo> vision;
 };
 
 }  // namespace muse::server

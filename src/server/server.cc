@@ -11,6 +11,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "models/llava/image_encoder.h"
+#include "models/llava/llava_config.h"
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
 #include "src/server/http_endpoint.h"
@@ -32,6 +34,7 @@ struct Server::Impl {
   bool drained = false;
 
   absl::Status LoadModel();
+  absl::Status LoadVision(ServedModel& m);
   absl::Status WarmUp();
   void SetServing(bool serving) {
     if (auto* h = grpc_server->GetHealthCheckService()) {
@@ -109,6 +112,8 @@ absl::Status Server::Impl::LoadModel() {
     }
   }
 
+  if (models::llava::IsLlavaModelDir(o.model_dir)) RETURN_IF_ERROR(LoadVision(*m));
+
   engine::EngineOptions eo;
   eo.scheduler.max_num_seqs = o.max_num_seqs;
   eo.scheduler.max_num_batched_tokens = o.max_num_batched_tokens;
@@ -119,10 +124,51 @@ absl::Status Server::Impl::LoadModel() {
   ASSIGN_OR_RETURN(ctx.engine, engine::Engine::Create(std::move(runner), eo));
   m->max_model_len = ctx.engine->max_model_len() > 0 ? ctx.engine->max_model_len() : (1 << 30);
   ctx.model = std::move(m);
-  spdlog::info("model {} loaded: {} layers, vocab {}, context {}, {} KV blocks, chat template: {}",
+  spdlog::info("model {} loaded: {} layers, vocab {}, context {}, {} KV blocks, chat template: {}, images: {}",
                ctx.model->id, ctx.model->config.num_hidden_layers, ctx.model->config.vocab_size,
                ctx.model->max_model_len, ctx.model->kv_blocks_total,
-               ctx.model->chat_template ? "yes" : "no");
+               ctx.model->chat_template ? "yes" : "no", ctx.model->supports_images ? "yes" : "no");
+  return absl::OkStatus();
+}
+
+// LLaVA: preprocessor config, vision tower + projector (warmed up with one blank image), the
+// encoder cache and the image-encoder thread.
+absl::Status Server::Impl::LoadVision(ServedModel& m) {
+  const ServerOptions& o = options;
+  ASSIGN_OR_RETURN(auto lc, models::llava::LoadLlavaConfig(o.model_dir));
+  VisionInfo v;
+  ASSIGN_OR_RETURN(v.preprocessor, vision::LoadPreprocessorConfig(o.model_dir));
+  v.limits.max_bytes = o.max_image_bytes;
+  v.limits.max_pixels = o.max_image_pixels;
+  v.image_token_id = static_cast<int32_t>(lc.image_token_index);
+  if (v.image_token_id < 0 || v.image_token_id >= m.config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(o.model_dir, ": image_token_index ", v.image_token_id,
+                                                   " is outside the vocabulary (", m.config.vocab_size, ")"));
+  }
+  v.image_token = m.tokenizer->IdToToken(v.image_token_id).value_or("");
+  if (v.image_token.empty()) {
+    spdlog::warn("{}: the tokenizer has no token for image_token_index {}; only prompt_token_ids can "
+                 "place images", o.model_dir, v.image_token_id);
+  }
+  v.num_image_tokens = static_cast<int32_t>(lc.num_image_tokens());
+  v.hidden_size = static_cast<int32_t>(lc.text.hidden_size);
+  models::llava::ImageEncoderOptions eo;
+  eo.dtype = o.dtype;
+  eo.num_threads = o.threads;
+  ASSIGN_OR_RETURN(auto encoder, models::llava::CreateImageEncoder(o.model_dir, eo));
+  vision::PixelValues blank;
+  blank.height = blank.width = static_cast<int>(lc.vision.image_size);
+  blank.data.assign(3 * blank.height * blank.width, 0.0f);
+  if (auto w = encoder->EncodeBatch({&blank}); !w.ok()) {
+    return absl::InternalError(absl::StrCat("image encoder warm-up failed: ", w.status().message()));
+  }
+  ctx.encoder_cache = std::make_unique<vision::EncoderCache>(o.encoder_cache_bytes);
+  ctx.image_encoder = std::make_unique<ImageEncoderWorker>(std::move(encoder), ctx.encoder_cache.get(),
+                                                           &ctx.metrics, o.image_encode_delay_for_testing);
+  spdlog::info("vision: {} image token(s) per image, placeholder {} ({}), encoder cache {} MiB",
+               v.num_image_tokens, v.image_token, v.image_token_id, o.encoder_cache_bytes >> 20);
+  m.vision = std::move(v);
+  m.supports_images = true;
   return absl::OkStatus();
 }
 
@@ -173,7 +219,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     p->http.Route("/metrics", [p] {
       engine::EngineStats s;
       if (p->ctx.engine) s = p->ctx.engine->Stats();
-      return std::pair{200, p->ctx.metrics.Render(s, p->ctx.limiter.Usage())};
+      ImageCacheStats images;
+      if (p->ctx.ready.load() && p->ctx.encoder_cache) {
+        const vision::EncoderCache& c = *p->ctx.encoder_cache;
+        images = {c.hits(), c.misses(), c.evictions(), c.size_bytes(), static_cast<int64_t>(c.num_entries())};
+      }
+      const bool vision = p->ctx.ready.load() && p->ctx.encoder_cache;
+      return std::pair{200, p->ctx.metrics.Render(s, p->ctx.limiter.Usage(), vision ? &images : nullptr)};
     });
     p->http.Route("/health", [p] {
       const bool ok = p->ctx.ready.load() && !p->ctx.draining.load();
@@ -219,7 +271,9 @@ void Server::Drain(absl::Duration grace) {
   spdlog::info("draining: {} generation(s) in flight, grace {}", left, absl::FormatDuration(grace));
   while ((left = ctx.in_flight.load()) > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
   if (left > 0) spdlog::warn("drain grace over: aborting {} generation(s)", left);
-  // Engine first: its shutdown ends every live stream, so the reactors finish their RPCs.
+  // Image encoder first (requests still waiting for it finish UNAVAILABLE and never reach the
+  // engine), then the engine: its shutdown ends every live stream, so the reactors finish.
+  if (ctx.image_encoder) ctx.image_encoder->Stop();
   if (ctx.engine) ctx.engine->Shutdown();
   impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_->grpc_server->Wait();

@@ -38,6 +38,11 @@ struct ServerOptions {
   std::string tls_client_ca;      // set: clients must present a certificate signed by it (mTLS)
   int metrics_port = -1;          // -1 = off, 0 = ephemeral
   int max_receive_message_bytes = 32 << 20;
+  // LLaVA models: encoder cache budget (projected embeddings, fp32) and per-image decode limits.
+  int64_t encoder_cache_bytes = 256ll << 20;
+  int64_t max_image_bytes = 20ll << 20;        // encoded size (after base64 for data: URIs)
+  int64_t max_image_pixels = 4096ll * 4096;    // width * height, checked from the header
+  absl::Duration image_encode_delay_for_testing = absl::ZeroDuration();  // tests only
 };
 
 class Server {

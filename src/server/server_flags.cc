@@ -49,6 +49,9 @@ absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv, std::strin
     else if (flag == "--tls-client-ca") st = str_value(&o.tls_client_ca);
     else if (flag == "--metrics-port") st = int_value(&o.metrics_port, -1);
     else if (flag == "--max-receive-message-bytes") st = int_value(&o.max_receive_message_bytes, 1024);
+    else if (flag == "--encoder-cache-bytes") st = int_value(&o.encoder_cache_bytes, 0);
+    else if (flag == "--max-image-bytes") st = int_value(&o.max_image_bytes, 1);
+    else if (flag == "--max-image-pixels") st = int_value(&o.max_image_pixels, 1);
     else if (flag == "--log-level") st = str_value(log_level);
     else if (flag == "--drain-grace-seconds") {
       ASSIGN_OR_RETURN(std::string v, value());

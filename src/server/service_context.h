@@ -13,6 +13,7 @@
 #include "muse/v1/inference.pb.h"
 #include "src/engine/engine.h"
 #include "src/server/auth.h"
+#include "src/server/image_encoder_worker.h"
 #include "src/server/metrics.h"
 #include "src/server/request_builder.h"
 #include "src/server/served_model.h"
@@ -22,6 +23,10 @@ namespace muse::server {
 struct ServiceContext {
   std::unique_ptr<engine::Engine> engine;  // set once, before ready
   std::unique_ptr<ServedModel> model;      // set once, before ready
+  // LLaVA models only (set once, before ready): embeddings by image digest, and the one thread
+  // that runs the vision tower.
+  std::unique_ptr<vision::EncoderCache> encoder_cache;
+  std::unique_ptr<ImageEncoderWorker> image_encoder;
   std::optional<ApiKeys> keys;             // empty = --no-auth
   TenantLimiter limiter;
   Metrics metrics;
@@ -46,8 +51,9 @@ grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg);
 // "anonymous" one under --no-auth).
 absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx, const grpc::CallbackServerContext& sctx);
 
-// Everything between the bytes of a GenerateRequest and a live engine stream: parse, build,
-// priority, tenant limits, AddRequest.
+// Everything between the bytes of a GenerateRequest and a live engine stream: parse, build
+// (images decoded + preprocessed), priority, tenant limits, encoder-cache lookups, and -- unless
+// images still need the encoder -- Launch.
 struct Admission {
   v1::GenerateRequest request;
   BuiltRequest built;
@@ -55,10 +61,26 @@ struct Admission {
   std::string engine_id;  // unique server-side id
   std::string client_id;  // echoed back (engine id when the client gave none)
   std::vector<int32_t> prompt_ids;  // kept only when the server decodes text itself
-  std::shared_ptr<engine::OutputStream> stream;
+  // One per built.images entry: set on an encoder-cache hit, else filled by the encoder worker.
+  std::vector<std::optional<vision::ImageEmbedding>> embeddings;
+  std::shared_ptr<engine::OutputStream> stream;  // null until launched
+
+  bool NeedsEncoding() const {
+    for (const auto& e : embeddings) {
+      if (!e) return true;
+    }
+    return false;
+  }
+  // The images the encoder still has to run (cache misses), in order.
+  std::vector<const vision::PreparedImage*> ImagesToEncode() const;
+  // Fills the missing embeddings with `encoded` (ImagesToEncode order).
+  void SetEncoded(std::vector<vision::ImageEmbedding> encoded);
 };
 absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
                                                  const grpc::CallbackServerContext& sctx,
                                                  const grpc::ByteBuffer& buf);
+// Expands the image placeholders with the embeddings (Request::content carries their digests
+// into the prefix-cache keys), then Engine::AddRequest. Sets `a.stream`.
+absl::Status Launch(ServiceContext& ctx, Admission& a);
 
 }  // namespace muse::server

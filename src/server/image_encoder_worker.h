@@ -1,0 +1,60 @@
+// The one image-encoder thread: owns the vision tower (ImageEncoder is single-caller) and encodes
+// the images of every job waiting in its queue together, in one EncodeBatch call ("images of one
+// step are encoded as a batch"). gRPC threads only Submit and return; each job's `done` runs on
+// the worker thread once its embeddings exist. Plain C++ (the encoder header has no libtorch).
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/time/time.h"
+#include "models/llava/image_encoder.h"
+#include "src/common/status.h"
+#include "src/server/metrics.h"
+#include "src/vision/encoder_cache.h"
+#include "src/vision/image_input.h"
+
+namespace muse::server {
+
+class ImageEncoderWorker {
+ public:
+  struct Job {
+    std::vector<const vision::PreparedImage*> images;  // owned by the submitter until `done` runs
+    std::function<bool()> cancelled;  // true: skip (checked when the batch is formed)
+    // Called exactly once on the worker thread (or in Stop): the embeddings in `images` order,
+    // Cancelled when skipped, Unavailable after Stop, Internal when the encoder fails.
+    std::function<void(absl::StatusOr<std::vector<vision::ImageEmbedding>>)> done;
+  };
+
+  // `cache` and `metrics` outlive the worker. `delay` (tests only) sleeps before each batch so a
+  // test can cancel "while the image is being encoded".
+  ImageEncoderWorker(std::unique_ptr<models::llava::ImageEncoder> encoder, vision::EncoderCache* cache,
+                     Metrics* metrics, absl::Duration delay = absl::ZeroDuration());
+  ~ImageEncoderWorker();
+
+  void Submit(Job job);  // never waits on the encoder
+  // Fails queued jobs with Unavailable, waits for the batch in progress, joins. Idempotent.
+  void Stop();
+
+ private:
+  void Loop();
+  void RunBatch(std::vector<Job> jobs);
+
+  std::unique_ptr<models::llava::ImageEncoder> encoder_;  // worker thread only
+  vision::EncoderCache* const cache_;
+  Metrics* const metrics_;
+  const absl::Duration delay_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> queue_;  // guarded by mu_
+  bool stop_ = false;      // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace muse::server
