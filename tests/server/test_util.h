@@ -12,6 +12,10 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
+#include <cstdint>
+#include <vector>
+
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -58,6 +62,73 @@ inline std::string TinyModelDir() {
     return d.string();
   }();
   return dir;
+}
+
+// A LLaVA-layout tiny model written by the real muse-make-model (--preset llava-tiny, Llama 3
+// tokenizer + "<image>" + image chat template): what scripts/setup.sh makes models/muse-tiny.
+inline std::string LlavaModelDir() {
+  static const std::string dir = [] {
+    namespace fs = std::filesystem;
+    fs::path d = fs::temp_directory_path() / ("muse_server_llava_" + std::to_string(::getpid()));
+    const std::string cmd = std::string(MUSE_BIN_DIR) + "/muse-make-model --preset llava-tiny --seed 3 --out " +
+                            d.string() + " --tokenizer " + kTokenizerDir + " > /dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    return d.string();
+  }();
+  return dir;
+}
+
+// PNG writer for tests (stored deflate blocks, no zlib): 8-bit RGB, pixels from `pixel(x, y, c)`.
+inline std::string EncodePng(int w, int h, const std::function<uint8_t(int, int, int)>& pixel) {
+  auto crc32 = [](const std::string& data) {
+    uint32_t c = 0xFFFFFFFFu;
+    for (unsigned char b : data) {
+      c ^= b;
+      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+  };
+  auto be32 = [](uint32_t v) {
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                       static_cast<char>(v)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& data) {
+    return be32(static_cast<uint32_t>(data.size())) + type + data + be32(crc32(type + data));
+  };
+  std::string raw;
+  for (int y = 0; y < h; ++y) {
+    raw.push_back(0);  // filter: none
+    for (int x = 0; x < w; ++x) {
+      for (int c = 0; c < 3; ++c) raw.push_back(static_cast<char>(pixel(x, y, c)));
+    }
+  }
+  std::string z = "\x78\x01";
+  uint32_t a = 1, b = 0;
+  for (unsigned char ch : raw) {
+    a = (a + ch) % 65521;
+    b = (b + a) % 65521;
+  }
+  for (size_t off = 0; off == 0 || off < raw.size(); off += 65535) {
+    const size_t n = std::min<size_t>(65535, raw.size() - off);
+    const bool last = off + n >= raw.size();
+    z.push_back(last ? 1 : 0);
+    z.push_back(static_cast<char>(n & 0xFF));
+    z.push_back(static_cast<char>(n >> 8));
+    z.push_back(static_cast<char>(~n & 0xFF));
+    z.push_back(static_cast<char>((~n >> 8) & 0xFF));
+    z.append(raw, off, n);
+    if (last) break;
+  }
+  z += be32((b << 16) | a);
+  std::string ihdr = be32(w) + be32(h) + std::string("\x08\x02\x00\x00\x00", 5);
+  return std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) + chunk("IDAT", z) + chunk("IEND", "");
+}
+
+// A deterministic pattern image; different seeds give clearly different pictures.
+inline std::string PatternPng(int w, int h, int seed) {
+  return EncodePng(w, h, [seed](int x, int y, int c) {
+    return static_cast<uint8_t>((x * (7 + seed * 5) + y * (13 + seed * 3) + c * 85 + seed * 101) & 0xFF);
+  });
 }
 
 inline std::unique_ptr<v1::Inference::Stub> Stub(int port) {
