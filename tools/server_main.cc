@@ -7,6 +7,8 @@
 //               [--metrics-port P] [--log-level info] [--drain-grace-seconds 30]
 //               [--served-model-name NAME] [--device cpu] [--dtype float32]
 //               [--max-receive-message-bytes 33554432]
+//               [--encoder-cache-bytes 268435456] [--max-image-bytes 20971520]
+//               [--max-image-pixels 16777216]   (LLaVA model directories)
 //
 // SIGTERM / SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight requests get
 // --drain-grace-seconds to finish, then exit 0.
@@ -27,7 +29,8 @@ int main(int argc, char** argv) {
           "  [--tls-cert PEM --tls-key PEM [--tls-client-ca PEM]] [--metrics-port P]\n"
           "  [--log-level trace|debug|info|warn|error] [--drain-grace-seconds S]\n"
           "  [--served-model-name NAME] [--device cpu|cuda] [--dtype float32|bfloat16|float16]\n"
-          "  [--max-receive-message-bytes B]\n",
+          "  [--max-receive-message-bytes B] [--encoder-cache-bytes B] [--max-image-bytes B]\n"
+          "  [--max-image-pixels N]\n",
           stdout);
       return 0;
     }
