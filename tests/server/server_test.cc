@@ -400,7 +400,12 @@ TEST_F(ServerTest, SlowReaderDoesNotStallOtherStreams) {
 TEST_F(ServerTest, MetricsEndpoint) {
   v1::GenerateUnaryResponse u;
   ASSERT_TRUE(Unary(GreedyPrompt("metrics", 3), &u).ok());
-  const std::string body = HttpGet(server_->metrics_port(), "/metrics");
+  // An RPC is counted in OnDone, which may run just after the client has its response.
+  std::string body;
+  EXPECT_TRUE(WaitFor([&] {
+    body = HttpGet(server_->metrics_port(), "/metrics");
+    return body.find("muse_requests_total{method=\"GenerateUnary\",code=\"OK\"}") != std::string::npos;
+  }, std::chrono::seconds(5)));
   EXPECT_NE(body.find("HTTP/1.1 200"), std::string::npos);
   for (const char* want : {"muse_requests_total{method=\"GenerateUnary\",code=\"OK\"}",
                            "muse_generation_tokens_total", "muse_prompt_tokens_total",
