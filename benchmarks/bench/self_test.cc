@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -37,7 +39,15 @@ absl::StatusOr<SelfTestReport> RunSelfTest(const SelfTestConfig& config) {
   r.duration_s = result->duration_s;
   r.process_cpu_s = cpu1 - cpu0;
   for (const RequestRecord& rec : result->records) r.dispatch_wall_s = std::max(r.dispatch_wall_s, rec.start_s);
-  const auto writes = (*pacer)->WriteTimes();
+  // The pacer files a stream's write times in OnDone, which can run just after the client saw
+  // the stream end: wait (bounded) until every successful stream is filed.
+  size_t ok_streams = 0;
+  for (const RequestRecord& rec : result->records) ok_streams += rec.success() ? 1 : 0;
+  auto writes = (*pacer)->WriteTimes();
+  for (int i = 0; i < 500 && writes.size() < ok_streams; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    writes = (*pacer)->WriteTimes();
+  }
   const auto starts = (*pacer)->StartTimes();
   std::vector<double> delivery, ttft_excess, itl, send_lag, lateness;
   const auto ms = [](PacerServer::Clock::duration d) {
