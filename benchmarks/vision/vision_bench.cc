@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include "models/llama/cpu_threads.h"
 #include "models/llava/llava_vision.h"
 #include "models/llava/random_llava_checkpoint.h"
 
@@ -26,7 +27,7 @@ int main(int argc, char** argv) {
     else if (f == "--iters") iters = std::stoi(v);
     else if (f == "--threads") threads = std::stoi(v);
   }
-  if (threads > 0) at::set_num_threads(threads);
+  if (threads > 0) muse::models::ConfigureCpuThreads(threads);
   ModelConfig tiny;
   tiny.architecture = "LlamaForCausalLM";
   tiny.vocab_size = 1000; tiny.hidden_size = 64; tiny.intermediate_size = 128; tiny.num_hidden_layers = 1;

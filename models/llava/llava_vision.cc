@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include "models/checkpoint.h"
+#include "models/llama/cpu_threads.h"
 
 namespace muse::models::llava {
 namespace {
@@ -209,7 +210,7 @@ absl::StatusOr<std::unique_ptr<ImageEncoder>> CreateImageEncoder(const std::stri
   } else {
     return absl::InvalidArgumentError(absl::StrCat("dtype: '", o.dtype, "' is not one of float32, bfloat16, float16"));
   }
-  if (o.num_threads > 0) at::set_num_threads(o.num_threads);
+  if (o.num_threads > 0) ConfigureCpuThreads(o.num_threads);
   return LoadEncoder(model_dir, dtype);
 }
 

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
+#include "models/llama/cpu_threads.h"
 #include "models/llava/llava_config.h"
 #include "src/runtime/batch_validation.h"
 
@@ -37,10 +38,7 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
     return absl::InvalidArgumentError(
         absl::StrCat("device: '", o.device, "' is not available in this build (cpu only)"));
   }
-  // Debian's libtorch defaults to one intra-op thread; default to every core instead.
-  const int threads = o.num_threads > 0 ? o.num_threads
-                                        : std::max(1u, std::thread::hardware_concurrency());
-  at::set_num_threads(threads);
+  const models::CpuThreads threads = models::ConfigureCpuThreads(o.num_threads);
   // A LLaVA directory holds the decoder under "language_model." with its config under
   // text_config; the runner serves that decoder (the vision tower runs in the image encoder).
   std::unique_ptr<models::Checkpoint> ckpt;
@@ -70,9 +68,10 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
     r->v_caches_.push_back(
         at::zeros({r->num_blocks_, kBlockSize, c.num_key_value_heads, c.head_dim}, opts));
   }
-  spdlog::info("runner: {} ({} layers, hidden {}), {} on {} ({} threads), {} KV blocks x {} tokens "
-               "({} MiB)",
-               c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device, threads,
+  spdlog::info("runner: {} ({} layers, hidden {}), {} on {} (threads: {} BLAS, {} ATen), {} KV "
+               "blocks x {} tokens ({} MiB)",
+               c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device, threads.blas,
+               threads.aten,
                r->num_blocks_, kBlockSize, (r->num_blocks_ * r->block_bytes_) >> 20);
   return r;
 }
