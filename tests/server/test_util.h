@@ -12,8 +12,8 @@
 
 #include <unistd.h>
 
-#include <cstdlib>
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
@@ -31,8 +31,14 @@ inline const char* kTokenizerDir = MUSE_SOURCE_DIR "/tests/node/node_modules/@le
 inline std::string TinyModelDir() {
   static const std::string dir = [] {
     namespace fs = std::filesystem;
-    fs::path d = fs::temp_directory_path() / ("muse_server_test_" + std::to_string(::getpid()));
+    static const fs::path d =
+        fs::temp_directory_path() / ("muse_server_test_" + std::to_string(::getpid()));
     fs::create_directories(d);
+    // One ~65 MB checkpoint per test process (ctest runs each case alone): remove it at exit.
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(d, ec);
+    });
     models::ModelConfig c;
     c.architecture = "LlamaForCausalLM";
     c.arch = models::Arch::kLlama;
