@@ -32,6 +32,14 @@ int64_t DrawLen(std::mt19937_64& rng, int64_t len, double ratio, int64_t min_len
   return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
 }
 
+// A uniform token id that is not the model's image placeholder (which needs an image).
+template <class Dist, class Gen>
+int32_t DrawTextToken(Dist& dist, Gen& rng, const ModelFacts& facts) {
+  int32_t t = dist(rng);
+  while (t == facts.image_token_id) t = dist(rng);
+  return t;
+}
+
 enum Stream : uint64_t { kLengths = 1, kTokens, kPriority, kImage, kShuffle, kPrefix };
 
 }  // namespace
@@ -50,7 +58,9 @@ absl::StatusOr<std::unique_ptr<Workload>> Workload::Create(const WorkloadConfig&
     if (facts.vocab_size <= 0) return absl::InvalidArgumentError("random workload: vocab size unknown");
     auto rng = Rng(config.seed, 0, kPrefix);
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(facts.vocab_size - 1));
-    for (int64_t i = 0; i < config.random_prefix_len; ++i) w->prefix_.push_back(tok(rng));
+    for (int64_t i = 0; i < config.random_prefix_len; ++i) {
+      w->prefix_.push_back(DrawTextToken(tok, rng, facts));
+    }
   } else if (config.kind == WorkloadKind::kShareGpt) {
     std::ifstream in(config.dataset_path);
     if (!in) return absl::NotFoundError(absl::StrCat("--dataset-path: cannot open ", config.dataset_path));
@@ -110,7 +120,7 @@ BenchRequest Workload::Make(int64_t index) const {
       auto rng = Rng(config_.seed, index, kTokens);
       std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(facts_.vocab_size - 1));
       r.prompt_ids = prefix_;
-      for (int64_t i = 0; i < in_len; ++i) r.prompt_ids.push_back(tok(rng));
+      for (int64_t i = 0; i < in_len; ++i) r.prompt_ids.push_back(DrawTextToken(tok, rng, facts_));
       r.expected_prompt_tokens = static_cast<int64_t>(r.prompt_ids.size());
       r.ignore_eos = true;
       break;

@@ -44,6 +44,7 @@ struct ModelFacts {
   int64_t vocab_size = 0;
   int64_t context_length = 0;
   bool supports_images = false;
+  int32_t image_token_id = -1;  // never drawn into random prompts (it needs an image)
 };
 
 struct BenchRequest {

@@ -24,6 +24,11 @@ void FillInfo(const ServedModel& m, v1::ModelInfoResponse* out) {
   out->set_num_layers(m.config.num_hidden_layers);
   out->set_hidden_size(m.config.hidden_size);
   out->set_kv_blocks_total(m.kv_blocks_total);
+  if (m.vision) {
+    out->set_image_token_id(m.vision->image_token_id);
+    out->set_image_token(m.vision->image_token);
+    out->set_num_image_tokens(m.vision->num_image_tokens);
+  }
 }
 
 absl::Status DoTokenize(ServiceContext* ctx, grpc::CallbackServerContext* sctx,

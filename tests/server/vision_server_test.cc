@@ -102,6 +102,9 @@ TEST_F(VisionServerTest, ModelInfoSupportsImages) {
   ASSERT_TRUE(stub_->ModelInfo(&ctx, {}, &info).ok());
   EXPECT_TRUE(info.supports_images());
   EXPECT_EQ(info.vocab_size(), 128257);  // Llama 3 + "<image>"
+  EXPECT_EQ(info.image_token_id(), 128256);
+  EXPECT_EQ(info.image_token(), "<image>");
+  EXPECT_EQ(info.num_image_tokens(), 16);
 }
 
 TEST_F(VisionServerTest, ImageRequestStreamsAndCacheHitsReuseKv) {
