@@ -40,13 +40,15 @@ std::vector<double> NiceTicks(double lo, double hi, int target = 6) {
   return t;
 }
 
+// log_x: latency CDFs span 10 ms to 10 s across sweep points; drawn on a log10 axis.
 std::string LineChart(const std::string& title, const std::string& xlabel,
-                      const std::string& ylabel, const std::vector<Series>& series) {
+                      const std::string& ylabel, const std::vector<Series>& series,
+                      bool log_x = false) {
   constexpr double W = 560, H = 340, L = 64, R = 150, T = 30, B = 46;
   double x0 = INFINITY, x1 = -INFINITY, y0 = 0, y1 = -INFINITY;
   for (const Series& s : series) {
     for (const auto& [x, y] : s.points) {
-      if (!std::isfinite(x) || !std::isfinite(y)) continue;
+      if (!std::isfinite(x) || !std::isfinite(y) || (log_x && x <= 0)) continue;
       x0 = std::min(x0, x);
       x1 = std::max(x1, x);
       y1 = std::max(y1, y);
@@ -57,18 +59,36 @@ std::string LineChart(const std::string& title, const std::string& xlabel,
     x1 = 1;
     y1 = 1;
   }
-  if (x0 > 0 && x0 < 0.5 * x1) x0 = 0;
+  if (log_x) {
+    x0 = std::pow(10.0, std::floor(std::log10(x0)));
+    x1 = std::pow(10.0, std::ceil(std::log10(x1)));
+    if (x1 <= x0) x1 = x0 * 10;
+  } else if (x0 > 0 && x0 < 0.5 * x1) {
+    x0 = 0;
+  }
   if (x1 <= x0) x1 = x0 + 1;
   if (y1 <= y0) y1 = y0 + 1;
   y1 *= 1.05;
-  const auto sx = [&](double x) { return L + (x - x0) / (x1 - x0) * (W - L - R); };
+  const auto sx = [&](double x) {
+    if (log_x) {
+      return L + (std::log10(std::max(x, x0)) - std::log10(x0)) /
+                     (std::log10(x1) - std::log10(x0)) * (W - L - R);
+    }
+    return L + (x - x0) / (x1 - x0) * (W - L - R);
+  };
+  std::vector<double> xticks;
+  if (log_x) {
+    for (double t = x0; t <= x1 * 1.0001; t *= 10) xticks.push_back(t);
+  } else {
+    xticks = NiceTicks(x0, x1);
+  }
   const auto sy = [&](double y) { return H - B - (y - y0) / (y1 - y0) * (H - T - B); };
   std::string svg = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
       "font-family=\"sans-serif\" font-size=\"11\">\n"
       "<text x=\"%.0f\" y=\"18\" font-size=\"13\" font-weight=\"bold\">%s</text>\n",
       W, H, L, Escape(title));
-  for (double t : NiceTicks(x0, x1)) {
+  for (double t : xticks) {
     absl::StrAppendFormat(&svg,
                           "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ddd\"/>"
                           "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">%g</text>\n",
@@ -211,9 +231,10 @@ std::string HtmlReport(const nlohmann::json& config, const std::vector<BenchRun>
     const double span = std::max(1.0, r.result.duration_s);
     tput.push_back({RunLabel(r), OutputThroughputOverTime(r.result.records, span > 60 ? 2.0 : (span > 10 ? 1.0 : 0.25))});
   }
-  html += LineChart("TTFT CDF", "TTFT (ms)", "fraction of requests", ttft);
-  html += LineChart("TPOT CDF", "TPOT (ms)", "fraction of requests", tpot);
-  html += LineChart("E2E latency CDF", "E2E latency (ms)", "fraction of requests", e2e);
+  html += LineChart("TTFT CDF", "TTFT (ms, log scale)", "fraction of requests", ttft, true);
+  html += LineChart("TPOT CDF", "TPOT (ms, log scale)", "fraction of requests", tpot, true);
+  html += LineChart("E2E latency CDF", "E2E latency (ms, log scale)", "fraction of requests", e2e,
+                    true);
   html += LineChart("Output throughput over time", "time since start (s)", "output tok/s", tput);
   html += "</body></html>\n";
   return html;
