@@ -12,6 +12,7 @@
 #include "models/llama/cpu_threads.h"
 #include "models/llava/llava_config.h"
 #include "src/runtime/batch_validation.h"
+#include "src/runtime/cpu/packed_gemm.h"
 
 namespace muse::runtime {
 namespace {
@@ -52,7 +53,16 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
   }
   auto r = std::unique_ptr<AtenModelRunner>(new AtenModelRunner());
   ASSIGN_OR_RETURN(r->model_, models::LlamaModel::Load(*ckpt, dtype, device, prefix));
-  const auto& c = r->model_->config();
+  r->config_ = r->model_->config();
+  const auto& c = r->config_;
+  if (o.cpu_kernels && dtype == at::kFloat && runtime::cpu::PackedGemmSupported()) {
+    // The packed copy replaces the ATen weights (freed here), so memory stays one model.
+    const int n = o.num_threads > 0
+                      ? o.num_threads
+                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    r->cpu_model_ = models::LlamaCpuModel::Create(*r->model_, n);
+    r->model_.reset();
+  }
   const int64_t elem = at::elementSize(dtype);
   r->block_bytes_ = c.num_hidden_layers * 2 * kBlockSize * c.num_key_value_heads * c.head_dim * elem;
   r->num_blocks_ = o.num_kv_blocks > 0 ? o.num_kv_blocks : o.kv_cache_bytes / r->block_bytes_;
@@ -67,17 +77,27 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
         at::zeros({r->num_blocks_, kBlockSize, c.num_key_value_heads, c.head_dim}, opts));
     r->v_caches_.push_back(
         at::zeros({r->num_blocks_, kBlockSize, c.num_key_value_heads, c.head_dim}, opts));
+    r->k_ptrs_.push_back(static_cast<float*>(r->k_caches_.back().data_ptr()));
+    r->v_ptrs_.push_back(static_cast<float*>(r->v_caches_.back().data_ptr()));
   }
-  spdlog::info("runner: {} ({} layers, hidden {}), {} on {} (threads: {} BLAS, {} ATen), {} KV "
-               "blocks x {} tokens ({} MiB)",
-               c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device, threads.blas,
-               threads.aten,
-               r->num_blocks_, kBlockSize, (r->num_blocks_ * r->block_bytes_) >> 20);
+  if (r->cpu_model_) {
+    spdlog::info("runner: {} ({} layers, hidden {}), {} on {} with muse CPU kernels ({} threads), "
+                 "{} KV blocks x {} tokens ({} MiB)",
+                 c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
+                 r->cpu_model_->num_threads(), r->num_blocks_, kBlockSize,
+                 (r->num_blocks_ * r->block_bytes_) >> 20);
+  } else {
+    spdlog::info("runner: {} ({} layers, hidden {}), {} on {} with ATen (threads: {} BLAS, {} "
+                 "ATen), {} KV blocks x {} tokens ({} MiB)",
+                 c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
+                 threads.blas, threads.aten, r->num_blocks_, kBlockSize,
+                 (r->num_blocks_ * r->block_bytes_) >> 20);
+  }
   return r;
 }
 
 models::AttentionMeta AtenModelRunner::BuildMeta(const Batch& b) const {
-  const auto& c = model_->config();
+  const auto& c = config_;
   const at::Device dev = model_->device();
   const auto mask_opts = at::TensorOptions().dtype(model_->dtype());
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -147,8 +167,15 @@ models::AttentionMeta AtenModelRunner::BuildMeta(const Batch& b) const {
 }
 
 absl::Status AtenModelRunner::Forward(const Batch& b, Logits* out) {
-  const auto& c = model_->config();
+  const auto& c = config_;
   RETURN_IF_ERROR(ValidateBatch(b, {c.vocab_size, num_blocks_, c.hidden_size}));
+  out->num_rows = static_cast<int32_t>(b.logits_indices.size());
+  out->vocab_size = static_cast<int32_t>(c.vocab_size);
+  out->data.resize(static_cast<size_t>(out->num_rows) * c.vocab_size);
+  if (cpu_model_) {
+    cpu_model_->Forward(b, k_ptrs_, v_ptrs_, out->data.data());
+    return absl::OkStatus();
+  }
   const at::Device dev = model_->device();
   at::NoGradGuard no_grad;
   at::Tensor ids = at::tensor(b.input_ids, at::kInt).to(at::kLong).to(dev);
@@ -161,10 +188,6 @@ absl::Status AtenModelRunner::Forward(const Batch& b, Logits* out) {
   }
   models::AttentionMeta meta = BuildMeta(b);
   h = model_->Forward(h, pos, meta, k_caches_, v_caches_);
-
-  out->num_rows = static_cast<int32_t>(b.logits_indices.size());
-  out->vocab_size = static_cast<int32_t>(c.vocab_size);
-  out->data.resize(static_cast<size_t>(out->num_rows) * c.vocab_size);
   if (out->num_rows == 0) return absl::OkStatus();
   at::Tensor rows = h.index_select(0, at::tensor(b.logits_indices, at::kInt).to(at::kLong).to(dev));
   at::Tensor logits = model_->Logits(rows).contiguous().to(at::kCPU);

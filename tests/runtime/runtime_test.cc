@@ -13,6 +13,7 @@
 #include "models/llava/random_llava_checkpoint.h"
 #include "models/random_checkpoint.h"
 #include "src/runtime/aten_model_runner.h"
+#include "src/runtime/cpu/packed_gemm.h"
 #include "tests/runtime/test_checkpoints.h"
 
 namespace muse {
@@ -186,16 +187,21 @@ void AssignBlocks(std::vector<Seq>& seqs, int64_t pool, std::mt19937& rng) {
   }
 }
 
-class PagedVsDense : public ::testing::TestWithParam<std::string> {};
+// (architecture, backend): every architecture through both CPU implementations of the step.
+class PagedVsDense : public ::testing::TestWithParam<std::tuple<std::string, bool>> {};
 
 TEST_P(PagedVsDense, LogitsMatchAtEveryPosition) {
-  const std::string dir = testing::MakeTempDir("muse-rt-" + GetParam());
-  const auto cfg = testing::SmallConfig(GetParam());
+  const auto [arch, muse_kernels] = GetParam();
+  if (muse_kernels && !runtime::cpu::PackedGemmSupported()) GTEST_SKIP() << "no AVX2 + FMA";
+  const std::string dir = testing::MakeTempDir("muse-rt-" + arch);
+  const auto cfg = testing::SmallConfig(arch);
   testing::WriteRandomCheckpoint(dir, cfg, /*seed=*/7);
   auto ck = models::Checkpoint::Open(dir);
   ASSERT_TRUE(ck.ok()) << ck.status();
-  auto runner = runtime::AtenModelRunner::Create({.model_dir = dir, .num_kv_blocks = 64});
+  auto runner = runtime::AtenModelRunner::Create(
+      {.model_dir = dir, .num_threads = 3, .cpu_kernels = muse_kernels, .num_kv_blocks = 64});
   ASSERT_TRUE(runner.ok()) << runner.status();
+  EXPECT_STREQ((*runner)->backend(), muse_kernels ? "muse-cpu" : "aten");
 
   std::mt19937 rng(1234);
   std::vector<Seq> seqs;
@@ -209,12 +215,16 @@ TEST_P(PagedVsDense, LogitsMatchAtEveryPosition) {
   for (size_t i = 0; i < seqs.size(); ++i) {
     at::Tensor ref = DenseForward(**ck, seqs[i].ids);
     ASSERT_FALSE(at::isnan(got[i]).any().item<bool>()) << "sequence " << i << " missing rows";
-    EXPECT_LE(RelErr(got[i], ref), 1e-5) << GetParam() << " sequence of length " << seqs[i].ids.size();
+    EXPECT_LE(RelErr(got[i], ref), 1e-5) << arch << " sequence of length " << seqs[i].ids.size();
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, PagedVsDense,
-                         ::testing::Values("llama", "mistral", "qwen2", "mha"));
+INSTANTIATE_TEST_SUITE_P(
+    Archs, PagedVsDense,
+    ::testing::Combine(::testing::Values("llama", "mistral", "qwen2", "mha"), ::testing::Bool()),
+    [](const auto& info) {
+      return std::get<0>(info.param) + (std::get<1>(info.param) ? "_muse_cpu" : "_aten");
+    });
 
 TEST(Runtime, IncrementalDecodeEqualsOnePrefill) {
   const std::string dir = testing::MakeTempDir("muse-rt-incr");

@@ -1,0 +1,148 @@
+#include "models/llama/llama_cpu_model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include <ATen/ATen.h>
+
+#include "src/runtime/cpu/cpu_ops.h"
+#include "src/runtime/cpu/paged_attention.h"
+
+namespace muse::models {
+namespace {
+
+namespace cpu = runtime::cpu;
+
+std::vector<float> ToVector(const at::Tensor& t) {
+  at::Tensor c = t.to(at::kFloat).contiguous();
+  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
+}
+
+cpu::PackedWeight Pack(const at::Tensor& w) {
+  at::Tensor c = w.to(at::kFloat).contiguous();
+  return cpu::PackedWeight::Pack(c.data_ptr<float>(), c.size(0), c.size(1));
+}
+
+void Grow(std::vector<float>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+}
+
+}  // namespace
+
+std::unique_ptr<LlamaCpuModel> LlamaCpuModel::Create(const LlamaModel& model, int threads) {
+  auto m = std::unique_ptr<LlamaCpuModel>(new LlamaCpuModel(threads));
+  const ModelConfig& c = model.config();
+  m->config_ = c;
+  const int64_t I = c.intermediate_size;
+  for (const auto& w : model.layers()) {
+    Layer l;
+    l.input_norm = ToVector(w.input_norm);
+    l.post_norm = ToVector(w.post_norm);
+    if (w.qkv_bias.defined()) l.qkv_bias = ToVector(w.qkv_bias);
+    l.qkv = Pack(w.qkv);
+    l.o_proj = Pack(w.o_proj);
+    at::Tensor gu = w.gate_up.to(at::kFloat).contiguous();
+    l.gate_up = cpu::PackSwiGlu(gu.data_ptr<float>(), gu.data_ptr<float>() + I * c.hidden_size, I,
+                                c.hidden_size);
+    l.down = Pack(w.down);
+    m->layers_.push_back(std::move(l));
+  }
+  m->lm_head_ = Pack(model.lm_head());
+  if (!c.tie_word_embeddings) m->embed_ = ToVector(model.embed());
+  m->final_norm_ = ToVector(model.final_norm());
+  m->inv_freq_ = ToVector(model.inv_freq());
+  return m;
+}
+
+void LlamaCpuModel::Forward(const runtime::Batch& b, const std::vector<float*>& k_caches,
+                            const std::vector<float*>& v_caches, float* logits) {
+  const ModelConfig& c = config_;
+  const int64_t T = b.num_tokens(), H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
+  const int64_t nH = c.num_attention_heads, nKV = c.num_key_value_heads;
+  const int64_t qkv_w = (nH + 2 * nKV) * D, half = D / 2;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  Grow(h_, T * H);
+  Grow(xn_, T * H);
+  Grow(qkv_, T * qkv_w);
+  Grow(attn_, T * nH * D);
+  Grow(act_, T * I);
+  Grow(cos_, T * half);
+  Grow(sin_, T * half);
+
+  // Embeddings (rows of the tied lm_head when there is no separate table), then image rows.
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t id = b.input_ids[t];
+    if (embed_.empty()) {
+      lm_head_.CopyRow(id, h_.data() + t * H);
+    } else {
+      std::memcpy(h_.data() + t * H, embed_.data() + id * H, H * sizeof(float));
+    }
+  }
+  for (const auto& e : b.embedding_overrides) {
+    std::memcpy(h_.data() + static_cast<int64_t>(e.token_index) * H, e.data,
+                static_cast<size_t>(e.num_rows) * H * sizeof(float));
+  }
+  // RoPE angles in fp32 as HF computes them (position x inv_freq), shared by every layer.
+  for (int64_t t = 0; t < T; ++t) {
+    const float p = static_cast<float>(b.positions[t]);
+    for (int64_t i = 0; i < half; ++i) {
+      const float f = p * inv_freq_[i];
+      cos_[t * half + i] = std::cos(f);
+      sin_[t * half + i] = std::sin(f);
+    }
+  }
+
+  cpu::PagedAttentionArgs att;
+  att.q = qkv_.data();
+  att.q_stride = qkv_w;
+  att.out = attn_.data();
+  att.out_stride = nH * D;
+  att.num_heads = static_cast<int>(nH);
+  att.num_kv_heads = static_cast<int>(nKV);
+  att.head_dim = static_cast<int>(D);
+  att.block_size = runtime::kBlockSize;
+  att.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
+  att.sliding_window = static_cast<int>(c.sliding_window);
+  att.num_seqs = b.num_seqs();
+  att.query_start_loc = b.query_start_loc.data();
+  att.seq_lens = b.seq_lens.data();
+  att.block_tables = b.block_tables.data();
+  att.max_blocks_per_seq = b.max_blocks_per_seq;
+
+  const int64_t kv_row = nKV * D;
+  for (size_t li = 0; li < layers_.size(); ++li) {
+    const Layer& l = layers_[li];
+    cpu::RmsNorm(h_.data(), H, l.input_norm.data(), T, H, eps, xn_.data(), H, pool_);
+    cpu::GemmArgs g{xn_.data(), T, H, qkv_.data(), qkv_w};
+    g.bias = l.qkv_bias.empty() ? nullptr : l.qkv_bias.data();
+    cpu::PackedGemm(g, l.qkv, pool_);
+    cpu::ApplyRope(qkv_.data(), qkv_w, T, nH + nKV, D, cos_.data(), sin_.data(), pool_);
+    for (int64_t t = 0; t < T; ++t) {
+      const int64_t slot = b.slot_mapping[t];
+      if (slot < 0) continue;
+      const float* k = qkv_.data() + t * qkv_w + nH * D;
+      std::memcpy(k_caches[li] + slot * kv_row, k, kv_row * sizeof(float));
+      std::memcpy(v_caches[li] + slot * kv_row, k + kv_row, kv_row * sizeof(float));
+    }
+    att.k_cache = k_caches[li];
+    att.v_cache = v_caches[li];
+    cpu::PagedAttention(att, pool_);
+    cpu::PackedGemm({attn_.data(), T, nH * D, h_.data(), H, nullptr, /*accumulate=*/true},
+                    l.o_proj, pool_);
+    cpu::RmsNorm(h_.data(), H, l.post_norm.data(), T, H, eps, xn_.data(), H, pool_);
+    cpu::PackedGemmSwiGlu({xn_.data(), T, H, act_.data(), I}, l.gate_up, pool_);
+    cpu::PackedGemm({act_.data(), T, I, h_.data(), H, nullptr, /*accumulate=*/true}, l.down,
+                    pool_);
+  }
+
+  const int64_t R = static_cast<int64_t>(b.logits_indices.size());
+  if (R == 0) return;
+  Grow(rows_, R * H);
+  for (int64_t r = 0; r < R; ++r) {
+    cpu::RmsNorm(h_.data() + static_cast<int64_t>(b.logits_indices[r]) * H, H, final_norm_.data(),
+                 1, H, eps, rows_.data() + r * H, H, pool_);
+  }
+  cpu::PackedGemm({rows_.data(), R, H, logits, c.vocab_size}, lm_head_, pool_);
+}
+
+}  // namespace muse::models

@@ -1,0 +1,51 @@
+// The Llama-family decoder on muse's own fp32 CPU kernels (src/runtime/cpu): packed AVX2 GEMMs
+// with fused bias / residual / SwiGLU epilogues, paged attention, RMSNorm and RoPE on raw
+// pointers, all on one thread pool. Same math and batch interface as LlamaModel (the ATen path,
+// which stays for bf16/fp16 and CPUs without AVX2), with no ATen op in the step.
+//
+// Why: ATen on Debian's libtorch runs a decode layer as ~60 small ops whose per-op overhead, plus
+// OpenBLAS's per-call packing of the weights, made batch-32 decode ~2x slower than the GEMM FLOPs.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "models/llama/llama_model.h"
+#include "src/runtime/batch.h"
+#include "src/runtime/cpu/packed_gemm.h"
+#include "src/runtime/cpu/thread_pool.h"
+
+namespace muse::models {
+
+class LlamaCpuModel {
+ public:
+  // Repacks the weights of an fp32 CPU `model` (which can be dropped afterwards). Requires
+  // runtime::cpu::PackedGemmSupported(). `threads` >= 1.
+  static std::unique_ptr<LlamaCpuModel> Create(const LlamaModel& model, int threads);
+
+  const ModelConfig& config() const { return config_; }
+  int num_threads() const { return pool_.num_threads(); }
+
+  // One step over a validated batch. k_caches / v_caches: per layer, fp32
+  // [num_blocks, kBlockSize, nKV, D]. logits: [batch.logits_indices.size(), vocab] fp32.
+  void Forward(const runtime::Batch& batch, const std::vector<float*>& k_caches,
+               const std::vector<float*>& v_caches, float* logits);
+
+ private:
+  struct Layer {
+    std::vector<float> input_norm, post_norm, qkv_bias;  // qkv_bias empty when absent
+    runtime::cpu::PackedWeight qkv, o_proj, gate_up, down;
+  };
+  explicit LlamaCpuModel(int threads) : pool_(threads) {}
+
+  ModelConfig config_;
+  runtime::cpu::ThreadPool pool_;
+  std::vector<Layer> layers_;
+  runtime::cpu::PackedWeight lm_head_;
+  std::vector<float> embed_;  // [V, H]; empty when tied (rows come from lm_head_)
+  std::vector<float> final_norm_, inv_freq_;
+  // Step buffers, grown on demand.
+  std::vector<float> h_, xn_, qkv_, attn_, act_, cos_, sin_, rows_;
+};
+
+}  // namespace muse::models

@@ -1,0 +1,132 @@
+#include "src/runtime/cpu/paged_attention.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "src/runtime/cpu/vec_math.h"
+
+namespace muse::runtime::cpu {
+namespace {
+
+// New tokens of one sequence per work item: long prefill chunks split across threads.
+constexpr int64_t kQueryTile = 16;
+
+struct Item {
+  int seq;
+  int64_t q_begin, q_end;  // flattened token range
+};
+
+MUSE_AVX2 inline float Dot(const float* a, const float* b, int64_t n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  float s = HorizontalSum(_mm256_add_ps(s0, s1));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y += p * x
+MUSE_AVX2 inline void Axpy(float p, const float* x, float* y, int64_t n) {
+  const __m256 pv = _mm256_set1_ps(p);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
+  }
+  for (; i < n; ++i) y[i] += p * x[i];
+}
+
+// x[i] = exp(x[i] - m); returns the sum.
+MUSE_AVX2 inline float ExpSub(float* x, int64_t n, float m) {
+  const __m256 mv = _mm256_set1_ps(m);
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = Exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+    _mm256_storeu_ps(x + i, e);
+    acc = _mm256_add_ps(acc, e);
+  }
+  float s = HorizontalSum(acc);
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - m);
+    s += x[i];
+  }
+  return s;
+}
+
+// Every head of one sequence's tokens [q_begin, q_end): the cache is [token][kv head][dim], so
+// walking a sequence's keys for all heads at once reads each block as one contiguous 16-row run.
+MUSE_AVX2 void RunItem(const PagedAttentionArgs& a, const Item& it, std::vector<float>& scores,
+                       std::vector<float>& acc) {
+  const int64_t D = a.head_dim, nH = a.num_heads, g = a.num_heads / a.num_kv_heads;
+  const int64_t kv_row = static_cast<int64_t>(a.num_kv_heads) * D;  // floats per cached token
+  const int32_t* table = a.block_tables + static_cast<int64_t>(it.seq) * a.max_blocks_per_seq;
+  const int64_t q_begin_seq = a.query_start_loc[it.seq];
+  const int64_t q_len = a.query_start_loc[it.seq + 1] - q_begin_seq;
+  const int64_t seq_len = a.seq_lens[it.seq];
+  // block_size is a power of two (checked in PagedAttention): shifts, not divisions, per key.
+  const int shift = __builtin_ctz(static_cast<unsigned>(a.block_size));
+  const int64_t mask = a.block_size - 1;
+  auto row_of = [&](const float* cache, int64_t c) {
+    const int64_t slot = (static_cast<int64_t>(table[c >> shift]) << shift) | (c & mask);
+    return cache + slot * kv_row;
+  };
+  float* inv_sum = acc.data() + nH * D;
+  for (int64_t t = it.q_begin; t < it.q_end; ++t) {
+    const int64_t qi = seq_len - q_len + (t - q_begin_seq);  // context index of this token
+    const int64_t c0 = a.sliding_window > 0 ? std::max<int64_t>(0, qi - a.sliding_window + 1) : 0;
+    const int64_t n = qi + 1 - c0;
+    if (static_cast<int64_t>(scores.size()) < nH * n) scores.resize(nH * n);
+    const float* q = a.q + t * a.q_stride;
+    for (int64_t c = 0; c < n; ++c) {
+      const float* k = row_of(a.k_cache, c0 + c);
+      for (int64_t h = 0; h < nH; ++h) scores[h * n + c] = Dot(q + h * D, k + (h / g) * D, D) * a.scale;
+    }
+    for (int64_t h = 0; h < nH; ++h) {
+      float* s = scores.data() + h * n;
+      const float m = *std::max_element(s, s + n);
+      inv_sum[h] = 1.0f / ExpSub(s, n, m);
+    }
+    std::fill(acc.begin(), acc.begin() + nH * D, 0.0f);
+    for (int64_t c = 0; c < n; ++c) {
+      const float* v = row_of(a.v_cache, c0 + c);
+      for (int64_t h = 0; h < nH; ++h) Axpy(scores[h * n + c], v + (h / g) * D, acc.data() + h * D, D);
+    }
+    float* out = a.out + t * a.out_stride;
+    for (int64_t h = 0; h < nH; ++h) {
+      for (int64_t d = 0; d < D; ++d) out[h * D + d] = acc[h * D + d] * inv_sum[h];
+    }
+  }
+}
+
+}  // namespace
+
+void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
+  assert(a.block_size > 0 && (a.block_size & (a.block_size - 1)) == 0);
+  std::vector<Item> items;
+  for (int s = 0; s < a.num_seqs; ++s) {
+    const int64_t b = a.query_start_loc[s], e = a.query_start_loc[s + 1];
+    for (int64_t t = b; t < e; t += kQueryTile) items.push_back({s, t, std::min(e, t + kQueryTile)});
+  }
+  const int64_t nH = a.num_heads;
+  auto run = [&](int64_t i) {
+    thread_local std::vector<float> scores, acc;
+    // acc: [num_heads, head_dim] output accumulators, then num_heads softmax normalisers.
+    if (static_cast<int64_t>(acc.size()) < nH * (a.head_dim + 1)) acc.resize(nH * (a.head_dim + 1));
+    RunItem(a, items[i], scores, acc);
+  };
+  // One decode token per item costs microseconds: small batches stay on the calling thread.
+  if (items.size() < 4) {
+    for (size_t i = 0; i < items.size(); ++i) run(static_cast<int64_t>(i));
+  } else {
+    pool.ParallelForDynamic(static_cast<int64_t>(items.size()), run);
+  }
+}
+
+}  // namespace muse::runtime::cpu
