@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # CPU decode of the `small` preset (fp32) at batch 1, 8 and 32, side by side with llama.cpp on the
-# same checkpoint, in one run. Prints a markdown table: tok/s, weight-read GB/s, ratio.
+# same checkpoint, in one run. Prints a markdown table: tok/s (all tokens over wall time including
+# the prompt, as llamacpp_run.mjs counts), weight-read GB/s, ratio to llama.cpp, and our
+# decode-only tok/s (muse-generate's decode steps) with its ratio to our batch 1.
 # usage: benchmarks/runtime/cpu_vs_llamacpp.sh [max_tokens=64] [threads=2]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -25,14 +27,18 @@ echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; date $(d
 echo "tok/s on both sides = all generated tokens / wall time including the prompt (as llamacpp_run.mjs counts)"
 echo "model: small preset, fp32, weights read per step: $((WBYTES / 1000000)) MB; $N new tokens; $THREADS threads"
 echo
-echo "| batch | muse tok/s | muse GB/s | llama.cpp tok/s | llama.cpp GB/s | muse / llama.cpp |"
-echo "|---|---|---|---|---|---|"
+echo "| batch | muse tok/s | muse GB/s | llama.cpp tok/s | llama.cpp GB/s | muse / llama.cpp | muse decode-only tok/s | decode / our batch 1 |"
+echo "|---|---|---|---|---|---|---|---|"
+DEC1=""
 for B in 1 8 32; do
-  ours=$("$BIN/muse-generate" --model "$MODEL" --prompt-ids "$PROMPT" --max-tokens "$N" \
-           --threads "$THREADS" --batch "$B" --quiet 2>&1 >/dev/null | sed -n 's/.*overall \([0-9.]*\) tok\/s.*/\1/p')
+  line=$("$BIN/muse-generate" --model "$MODEL" --prompt-ids "$PROMPT" --max-tokens "$N" \
+           --threads "$THREADS" --batch "$B" --quiet 2>&1 >/dev/null | tail -1)
+  ours=$(echo "$line" | sed -n 's/.*overall \([0-9.]*\) tok\/s.*/\1/p')
+  dec=$(echo "$line" | sed -n 's/.* = \([0-9.]*\) tok\/s (.*/\1/p')
+  [ -n "$DEC1" ] || DEC1="$dec"
   theirs=$(node "$PEERS_DIR/llamacpp_run.mjs" "$LLAMACPP_DIR" "$GGUF" "$PROMPT" "$N" "$THREADS" "$B" 2>&1 >/dev/null |
            sed -n 's/.*= \([0-9.]*\) tok\/s total.*/\1/p')
   /usr/bin/python3 -c "
-o, t, w, b = $ours, $theirs, $WBYTES, $B
-print(f'| {b} | {o:.1f} | {o / b * w / 1e9:.1f} | {t:.1f} | {t / b * w / 1e9:.1f} | {o / t:.2f}x |')"
+o, t, w, b, d, d1 = $ours, $theirs, $WBYTES, $B, $dec, $DEC1
+print(f'| {b} | {o:.1f} | {o / b * w / 1e9:.1f} | {t:.1f} | {t / b * w / 1e9:.1f} | {o / t:.2f}x | {d:.1f} | {d / d1:.2f}x |')"
 done

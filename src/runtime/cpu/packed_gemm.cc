@@ -35,32 +35,56 @@ float* AllocAligned(int64_t count) {
 }
 
 // acc[MR x 16] (row-major, contiguous) = (load ? acc : 0) + xp[kc x MR] * b[kc x 16], where xp is
-// a row tile of x packed k-major (PackRows), so the broadcasts walk one contiguous stream.
-// pf: where to prefetch from, one 64-byte line per k step.
+// a row tile of x packed k-major (PackTile), so the broadcasts walk one contiguous stream.
+// pf: where to prefetch from, one 64-byte line per k step. Tiles of <= 3 rows keep two sets of
+// accumulators (even / odd k), else 2 MR FMA chains of 4-cycle latency could not fill both FMA
+// pipes when the weights are cache-resident.
 template <int MR>
 __attribute__((target("avx2,fma"))) void MicroKernel(const float* xp, const float* b, int64_t kc,
                                                       float* acc, bool load, const float* pf) {
-  __m256 c0[MR], c1[MR];
+  constexpr int S = MR <= 3 ? 2 : 1;
+  __m256 c0[S][MR], c1[S][MR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    c0[r] = load ? _mm256_loadu_ps(acc + r * 16) : _mm256_setzero_ps();
-    c1[r] = load ? _mm256_loadu_ps(acc + r * 16 + 8) : _mm256_setzero_ps();
+    c0[0][r] = load ? _mm256_loadu_ps(acc + r * 16) : _mm256_setzero_ps();
+    c1[0][r] = load ? _mm256_loadu_ps(acc + r * 16 + 8) : _mm256_setzero_ps();
+#pragma GCC unroll 2
+    for (int i = 1; i < S; ++i) c0[i][r] = c1[i][r] = _mm256_setzero_ps();
   }
-  for (int64_t k = 0; k < kc; ++k) {
-    _mm_prefetch(reinterpret_cast<const char*>(pf + k * 16), _MM_HINT_T0);
+  int64_t k = 0;
+  for (; k + S <= kc; k += S) {
+#pragma GCC unroll 2
+    for (int i = 0; i < S; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(pf + (k + i) * 16), _MM_HINT_T0);
+      const __m256 b0 = _mm256_load_ps(b + (k + i) * 16);
+      const __m256 b1 = _mm256_load_ps(b + (k + i) * 16 + 8);
+#pragma GCC unroll 6
+      for (int r = 0; r < MR; ++r) {
+        const __m256 a = _mm256_broadcast_ss(xp + (k + i) * MR + r);
+        c0[i][r] = _mm256_fmadd_ps(a, b0, c0[i][r]);
+        c1[i][r] = _mm256_fmadd_ps(a, b1, c1[i][r]);
+      }
+    }
+  }
+  for (; k < kc; ++k) {  // odd depth with S = 2
     const __m256 b0 = _mm256_load_ps(b + k * 16);
     const __m256 b1 = _mm256_load_ps(b + k * 16 + 8);
 #pragma GCC unroll 6
     for (int r = 0; r < MR; ++r) {
       const __m256 a = _mm256_broadcast_ss(xp + k * MR + r);
-      c0[r] = _mm256_fmadd_ps(a, b0, c0[r]);
-      c1[r] = _mm256_fmadd_ps(a, b1, c1[r]);
+      c0[0][r] = _mm256_fmadd_ps(a, b0, c0[0][r]);
+      c1[0][r] = _mm256_fmadd_ps(a, b1, c1[0][r]);
     }
   }
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    _mm256_storeu_ps(acc + r * 16, c0[r]);
-    _mm256_storeu_ps(acc + r * 16 + 8, c1[r]);
+#pragma GCC unroll 2
+    for (int i = 1; i < S; ++i) {
+      c0[0][r] = _mm256_add_ps(c0[0][r], c0[i][r]);
+      c1[0][r] = _mm256_add_ps(c1[0][r], c1[i][r]);
+    }
+    _mm256_storeu_ps(acc + r * 16, c0[0][r]);
+    _mm256_storeu_ps(acc + r * 16 + 8, c1[0][r]);
   }
 }
 

@@ -32,16 +32,6 @@ MUSE_AVX2 inline float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-// y += p * x
-MUSE_AVX2 inline void Axpy(float p, const float* x, float* y, int64_t n) {
-  const __m256 pv = _mm256_set1_ps(p);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(pv, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += p * x[i];
-}
-
 // x[i] = exp(x[i] - m); returns the sum.
 MUSE_AVX2 inline float ExpSub(float* x, int64_t n, float m) {
   const __m256 mv = _mm256_set1_ps(m);
@@ -58,6 +48,43 @@ MUSE_AVX2 inline float ExpSub(float* x, int64_t n, float m) {
     s += x[i];
   }
   return s;
+}
+
+// acc[0, 8 NV) += sum_j p[j] * v[j * stride + (0, 8 NV)] over a run of keys, acc in registers.
+template <int NV>
+MUSE_AVX2 inline void AccumulateRun(const float* p, int64_t run, const float* v, int64_t stride,
+                                    float* acc) {
+  __m256 r[NV];
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) r[i] = _mm256_loadu_ps(acc + 8 * i);
+  for (int64_t j = 0; j < run; ++j) {
+    const __m256 pj = _mm256_set1_ps(p[j]);
+    const float* vj = v + j * stride;
+#pragma GCC unroll 8
+    for (int i = 0; i < NV; ++i) r[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * i), r[i]);
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < NV; ++i) _mm256_storeu_ps(acc + 8 * i, r[i]);
+}
+
+// Same for any width w (head dims that are not a multiple of 8 take the scalar tail).
+MUSE_AVX2 inline void AccumulateRunAny(const float* p, int64_t run, const float* v, int64_t stride,
+                                       float* acc, int64_t w) {
+  int64_t d = 0;
+  for (; d + 64 <= w; d += 64) AccumulateRun<8>(p, run, v + d, stride, acc + d);
+  switch ((w - d) / 8) {
+    case 7: AccumulateRun<7>(p, run, v + d, stride, acc + d); break;
+    case 6: AccumulateRun<6>(p, run, v + d, stride, acc + d); break;
+    case 5: AccumulateRun<5>(p, run, v + d, stride, acc + d); break;
+    case 4: AccumulateRun<4>(p, run, v + d, stride, acc + d); break;
+    case 3: AccumulateRun<3>(p, run, v + d, stride, acc + d); break;
+    case 2: AccumulateRun<2>(p, run, v + d, stride, acc + d); break;
+    case 1: AccumulateRun<1>(p, run, v + d, stride, acc + d); break;
+    default: break;
+  }
+  for (d += (w - d) / 8 * 8; d < w; ++d) {
+    for (int64_t j = 0; j < run; ++j) acc[d] += p[j] * v[j * stride + d];
+  }
 }
 
 // Every head of one sequence's tokens [q_begin, q_end): the cache is [token][kv head][dim], so
@@ -84,9 +111,16 @@ MUSE_AVX2 void RunItem(const PagedAttentionArgs& a, const Item& it, std::vector<
     const int64_t n = qi + 1 - c0;
     if (static_cast<int64_t>(scores.size()) < nH * n) scores.resize(nH * n);
     const float* q = a.q + t * a.q_stride;
-    for (int64_t c = 0; c < n; ++c) {
+    // Keys go in runs that share a block: rows kv_row apart, no table look-up inside a run.
+    for (int64_t c = 0; c < n;) {
+      const int64_t run = std::min(n - c, a.block_size - ((c0 + c) & mask));
       const float* k = row_of(a.k_cache, c0 + c);
-      for (int64_t h = 0; h < nH; ++h) scores[h * n + c] = Dot(q + h * D, k + (h / g) * D, D) * a.scale;
+      for (int64_t j = 0; j < run; ++j, k += kv_row) {
+        for (int64_t h = 0; h < nH; ++h) {
+          scores[h * n + c + j] = Dot(q + h * D, k + (h / g) * D, D) * a.scale;
+        }
+      }
+      c += run;
     }
     for (int64_t h = 0; h < nH; ++h) {
       float* s = scores.data() + h * n;
@@ -94,9 +128,14 @@ MUSE_AVX2 void RunItem(const PagedAttentionArgs& a, const Item& it, std::vector<
       inv_sum[h] = 1.0f / ExpSub(s, n, m);
     }
     std::fill(acc.begin(), acc.begin() + nH * D, 0.0f);
-    for (int64_t c = 0; c < n; ++c) {
+    for (int64_t c = 0; c < n;) {
+      const int64_t run = std::min(n - c, a.block_size - ((c0 + c) & mask));
       const float* v = row_of(a.v_cache, c0 + c);
-      for (int64_t h = 0; h < nH; ++h) Axpy(scores[h * n + c], v + (h / g) * D, acc.data() + h * D, D);
+      for (int64_t h = 0; h < nH; ++h) {
+        AccumulateRunAny(scores.data() + h * n + c, run, v + (h / g) * D, kv_row,
+                         acc.data() + h * D, D);
+      }
+      c += run;
     }
     float* out = a.out + t * a.out_stride;
     for (int64_t h = 0; h < nH; ++h) {
