@@ -1,5 +1,7 @@
 #include "models/half.h"
 
+#include <cstring>
+
 #include <bit>
 #include <cstdint>
 
@@ -75,6 +77,31 @@ float F16ToFloat(uint16_t h) {
     bits = sign | ((112u - static_cast<uint32_t>(e)) << 23) | ((mant & 0x3ffu) << 13);
   }
   return std::bit_cast<float>(bits);
+}
+
+std::vector<float> ToFloat32(const TensorView& t) {
+  const int64_t n = t.numel();
+  std::vector<float> out;
+  const auto* bytes = static_cast<const unsigned char*>(t.data);
+  switch (t.dtype) {
+    case DType::kF32:
+      out.resize(n);
+      std::memcpy(out.data(), bytes, n * sizeof(float));
+      break;
+    case DType::kF16:
+    case DType::kBF16: {
+      out.resize(n);
+      for (int64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, bytes + 2 * i, 2);
+        out[i] = t.dtype == DType::kF16 ? F16ToFloat(h) : Bf16ToFloat(h);
+      }
+      break;
+    }
+    default:
+      break;
+  }
+  return out;
 }
 
 }  // namespace muse::models

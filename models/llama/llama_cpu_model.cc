@@ -3,8 +3,9 @@
 #include <cmath>
 #include <cstring>
 
-#include <ATen/ATen.h>
-
+#include "absl/strings/str_cat.h"
+#include "models/half.h"
+#include "models/rope.h"
 #include "src/runtime/cpu/cpu_ops.h"
 #include "src/runtime/cpu/paged_attention.h"
 
@@ -13,44 +14,68 @@ namespace {
 
 namespace cpu = runtime::cpu;
 
-std::vector<float> ToVector(const at::Tensor& t) {
-  at::Tensor c = t.to(at::kFloat).contiguous();
-  return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
-}
-
-cpu::PackedWeight Pack(const at::Tensor& w) {
-  at::Tensor c = w.to(at::kFloat).contiguous();
-  return cpu::PackedWeight::Pack(c.data_ptr<float>(), c.size(0), c.size(1));
-}
-
 void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
 }
 
 }  // namespace
 
-std::unique_ptr<LlamaCpuModel> LlamaCpuModel::Create(const LlamaModel& model, int threads) {
+absl::StatusOr<std::unique_ptr<LlamaCpuModel>> LlamaCpuModel::Load(
+    const Checkpoint& ckpt, const std::string& weight_prefix, int threads) {
   auto m = std::unique_ptr<LlamaCpuModel>(new LlamaCpuModel(threads));
-  const ModelConfig& c = model.config();
+  const ModelConfig& c = ckpt.config();
   m->config_ = c;
-  const int64_t I = c.intermediate_size;
-  for (const auto& w : model.layers()) {
+  const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
+  const int64_t nH = c.num_attention_heads, nKV = c.num_key_value_heads, V = c.vocab_size;
+  auto load = [&](const std::string& name,
+                  const std::vector<int64_t>& shape) -> absl::StatusOr<std::vector<float>> {
+    ASSIGN_OR_RETURN(const TensorView* v, ckpt.Get(weight_prefix + name, shape));
+    std::vector<float> f = ToFloat32(*v);
+    if (static_cast<int64_t>(f.size()) != v->numel()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("tensor ", weight_prefix, name, ": not a floating-point dtype"));
+    }
+    return f;
+  };
+  auto cat = [](std::vector<float> a, const std::vector<float>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+  };
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    const std::string p = absl::StrCat("model.layers.", i, ".");
     Layer l;
-    l.input_norm = ToVector(w.input_norm);
-    l.post_norm = ToVector(w.post_norm);
-    if (w.qkv_bias.defined()) l.qkv_bias = ToVector(w.qkv_bias);
-    l.qkv = Pack(w.qkv);
-    l.o_proj = Pack(w.o_proj);
-    at::Tensor gu = w.gate_up.to(at::kFloat).contiguous();
-    l.gate_up = cpu::PackSwiGlu(gu.data_ptr<float>(), gu.data_ptr<float>() + I * c.hidden_size, I,
-                                c.hidden_size);
-    l.down = Pack(w.down);
+    ASSIGN_OR_RETURN(l.input_norm, load(p + "input_layernorm.weight", {H}));
+    ASSIGN_OR_RETURN(l.post_norm, load(p + "post_attention_layernorm.weight", {H}));
+    ASSIGN_OR_RETURN(auto q, load(p + "self_attn.q_proj.weight", {nH * D, H}));
+    ASSIGN_OR_RETURN(auto k, load(p + "self_attn.k_proj.weight", {nKV * D, H}));
+    ASSIGN_OR_RETURN(auto v, load(p + "self_attn.v_proj.weight", {nKV * D, H}));
+    const std::vector<float> qkv = cat(cat(std::move(q), k), v);
+    l.qkv = cpu::PackedWeight::Pack(qkv.data(), (nH + 2 * nKV) * D, H);
+    if (c.attention_bias) {
+      ASSIGN_OR_RETURN(auto qb, load(p + "self_attn.q_proj.bias", {nH * D}));
+      ASSIGN_OR_RETURN(auto kb, load(p + "self_attn.k_proj.bias", {nKV * D}));
+      ASSIGN_OR_RETURN(auto vb, load(p + "self_attn.v_proj.bias", {nKV * D}));
+      l.qkv_bias = cat(cat(std::move(qb), kb), vb);
+    }
+    ASSIGN_OR_RETURN(auto o, load(p + "self_attn.o_proj.weight", {H, nH * D}));
+    l.o_proj = cpu::PackedWeight::Pack(o.data(), H, nH * D);
+    ASSIGN_OR_RETURN(auto gate, load(p + "mlp.gate_proj.weight", {I, H}));
+    ASSIGN_OR_RETURN(auto up, load(p + "mlp.up_proj.weight", {I, H}));
+    l.gate_up = cpu::PackSwiGlu(gate.data(), up.data(), I, H);
+    ASSIGN_OR_RETURN(auto down, load(p + "mlp.down_proj.weight", {H, I}));
+    l.down = cpu::PackedWeight::Pack(down.data(), H, I);
     m->layers_.push_back(std::move(l));
   }
-  m->lm_head_ = Pack(model.lm_head());
-  if (!c.tie_word_embeddings) m->embed_ = ToVector(model.embed());
-  m->final_norm_ = ToVector(model.final_norm());
-  m->inv_freq_ = ToVector(model.inv_freq());
+  ASSIGN_OR_RETURN(m->final_norm_, load("model.norm.weight", {H}));
+  ASSIGN_OR_RETURN(auto embed, load("model.embed_tokens.weight", {V, H}));
+  if (c.tie_word_embeddings) {
+    m->lm_head_ = cpu::PackedWeight::Pack(embed.data(), V, H);  // rows read back by CopyRow
+  } else {
+    ASSIGN_OR_RETURN(auto head, load("lm_head.weight", {V, H}));
+    m->lm_head_ = cpu::PackedWeight::Pack(head.data(), V, H);
+    m->embed_ = std::move(embed);
+  }
+  m->inv_freq_ = RopeInvFreq(c);
   return m;
 }
 

@@ -1,7 +1,9 @@
 // The Llama-family decoder on muse's own fp32 CPU kernels (src/runtime/cpu): packed AVX2 GEMMs
 // with fused bias / residual / SwiGLU epilogues, paged attention, RMSNorm and RoPE on raw
 // pointers, all on one thread pool. Same math and batch interface as LlamaModel (the ATen path,
-// which stays for bf16/fp16 and CPUs without AVX2), with no ATen op in the step.
+// which stays for bf16/fp16 and CPUs without AVX2). No libtorch at all: weights come straight
+// from the checkpoint (F32/F16/BF16 widened to fp32), so this also serves as the fp32 reference
+// of the CUDA runner's tests on machines with only CUDA.
 //
 // Why: ATen on Debian's libtorch runs a decode layer as ~60 small ops whose per-op overhead, plus
 // OpenBLAS's per-call packing of the weights, made batch-32 decode ~2x slower than the GEMM FLOPs.
@@ -10,7 +12,8 @@
 #include <memory>
 #include <vector>
 
-#include "models/llama/llama_model.h"
+#include "models/checkpoint.h"
+#include "src/common/status.h"
 #include "src/runtime/batch.h"
 #include "src/runtime/cpu/packed_gemm.h"
 #include "src/runtime/cpu/thread_pool.h"
@@ -19,9 +22,12 @@ namespace muse::models {
 
 class LlamaCpuModel {
  public:
-  // Repacks the weights of an fp32 CPU `model` (which can be dropped afterwards). Requires
+  // Loads and validates every decoder tensor of `ckpt` (names and shapes as
+  // ExpectedDecoderTensors; `weight_prefix` as LlamaModel::Load) and packs it. Requires
   // runtime::cpu::PackedGemmSupported(). `threads` >= 1.
-  static std::unique_ptr<LlamaCpuModel> Create(const LlamaModel& model, int threads);
+  static absl::StatusOr<std::unique_ptr<LlamaCpuModel>> Load(const Checkpoint& ckpt,
+                                                             const std::string& weight_prefix,
+                                                             int threads);
 
   const ModelConfig& config() const { return config_; }
   int num_threads() const { return pool_.num_threads(); }

@@ -5,6 +5,7 @@
 #include <ATen/ATen.h>
 
 #include "absl/strings/str_cat.h"
+#include "models/rope.h"
 #include "src/runtime/batch.h"
 
 namespace muse::models {
@@ -36,29 +37,6 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b 
 }
 
 }  // namespace
-
-at::Tensor RopeInvFreq(const ModelConfig& c) {
-  const int64_t d = c.head_dim;
-  at::Tensor inv = 1.0 / at::pow(static_cast<double>(c.rope_theta),
-                                 at::arange(0, d, 2, at::kLong).to(at::kFloat) /
-                                     static_cast<double>(d));
-  const auto& rs = c.rope_scaling;
-  if (rs.type == "linear") {
-    inv = inv / rs.factor;
-  } else if (rs.type == "llama3") {
-    const double old_len = static_cast<double>(rs.original_max_position_embeddings);
-    const double low_wavelen = old_len / rs.low_freq_factor;
-    const double high_wavelen = old_len / rs.high_freq_factor;
-    at::Tensor wavelen = 2 * M_PI / inv;
-    at::Tensor scaled = at::where(wavelen > low_wavelen, inv / rs.factor, inv);
-    at::Tensor smooth = (old_len / wavelen - rs.low_freq_factor) /
-                        (rs.high_freq_factor - rs.low_freq_factor);
-    at::Tensor smoothed = (1 - smooth) * scaled / rs.factor + smooth * scaled;
-    at::Tensor medium = at::logical_and(wavelen >= high_wavelen, wavelen <= low_wavelen);
-    inv = at::where(medium, smoothed, scaled);
-  }
-  return inv.contiguous();
-}
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const Checkpoint& ckpt,
                                                             at::ScalarType dtype,
@@ -111,7 +89,8 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const Checkpoint& c
     ASSIGN_OR_RETURN(w.down, load(p + "mlp.down_proj.weight", {H, I}));
     m->layers_.push_back(std::move(w));
   }
-  m->inv_freq_ = RopeInvFreq(c).to(device);
+  const std::vector<float> inv = RopeInvFreq(c);
+  m->inv_freq_ = at::tensor(inv, at::kFloat).to(device);
   return m;
 }
 

@@ -83,7 +83,4 @@ class LlamaModel {
   std::vector<LlamaLayerWeights> layers_;
 };
 
-// RoPE inverse frequencies as HF computes them (float32), with "llama3"/"linear" scaling.
-at::Tensor RopeInvFreq(const ModelConfig& config);
-
 }  // namespace muse::models

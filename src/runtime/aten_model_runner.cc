@@ -52,17 +52,16 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
     ASSIGN_OR_RETURN(ckpt, models::Checkpoint::Open(o.model_dir));
   }
   auto r = std::unique_ptr<AtenModelRunner>(new AtenModelRunner());
-  ASSIGN_OR_RETURN(r->model_, models::LlamaModel::Load(*ckpt, dtype, device, prefix));
-  r->config_ = r->model_->config();
-  const auto& c = r->config_;
+  r->config_ = ckpt->config();
   if (o.cpu_kernels && dtype == at::kFloat && runtime::cpu::PackedGemmSupported()) {
-    // The packed copy replaces the ATen weights (freed here), so memory stays one model.
     const int n = o.num_threads > 0
                       ? o.num_threads
                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-    r->cpu_model_ = models::LlamaCpuModel::Create(*r->model_, n);
-    r->model_.reset();
+    ASSIGN_OR_RETURN(r->cpu_model_, models::LlamaCpuModel::Load(*ckpt, prefix, n));
+  } else {
+    ASSIGN_OR_RETURN(r->model_, models::LlamaModel::Load(*ckpt, dtype, device, prefix));
   }
+  const auto& c = r->config_;
   const int64_t elem = at::elementSize(dtype);
   r->block_bytes_ = c.num_hidden_layers * 2 * kBlockSize * c.num_key_value_heads * c.head_dim * elem;
   r->num_blocks_ = o.num_kv_blocks > 0 ? o.num_kv_blocks : o.kv_cache_bytes / r->block_bytes_;
