@@ -27,7 +27,8 @@ namespace {
 int Usage(const char* msg) {
   std::fprintf(stderr,
                "error: %s\nusage: muse-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) [--max-tokens N] "
-               "[--batch B] [--dtype float32|bfloat16] [--threads T] [--quiet]\n"
+               "[--batch B] [--device cpu|cuda[:N]] [--dtype float32|bfloat16|float16] [--threads T] "
+               "[--quiet]\n"
                "       muse-generate --model DIR --prompts-file FILE [--concurrency C] "
                "[--temperature T] [--top-p P] [--top-k K] [--n N] [--seed S] [--max-tokens N]\n",
                msg);
@@ -86,6 +87,8 @@ int main(int argc, char** argv) {
       if (!absl::SimpleAtoi(next(), &batch) || batch < 1) return Usage("--batch");
     } else if (a == "--dtype") {
       opts.dtype = next();
+    } else if (a == "--device") {
+      opts.device = next();
     } else if (a == "--threads") {
       if (!absl::SimpleAtoi(next(), &opts.num_threads)) return Usage("--threads");
     } else if (a == "--quiet") {

@@ -304,4 +304,16 @@ TensorList ExpectedProjectorTensors(const LlavaConfig& c) {
   return out;
 }
 
+absl::StatusOr<DecoderCheckpoint> OpenDecoderCheckpoint(const std::string& model_dir) {
+  DecoderCheckpoint d;
+  if (IsLlavaModelDir(model_dir)) {
+    ASSIGN_OR_RETURN(auto llava, LoadLlavaConfig(model_dir));
+    ASSIGN_OR_RETURN(d.checkpoint, Checkpoint::Open(model_dir, llava.text));
+    d.weight_prefix = kDecoderPrefix;
+  } else {
+    ASSIGN_OR_RETURN(d.checkpoint, Checkpoint::Open(model_dir));
+  }
+  return d;
+}
+
 }  // namespace muse::models::llava

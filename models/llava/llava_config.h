@@ -3,6 +3,10 @@
 // Plain C++, no libtorch.
 #pragma once
 
+#include <memory>
+
+#include "models/checkpoint.h"
+
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -60,6 +64,14 @@ std::string LlavaConfigToJson(const LlavaConfig& config);
 
 // Where the decoder's tensors live in a LLaVA checkpoint.
 inline constexpr const char* kDecoderPrefix = "language_model.";
+
+// The decoder checkpoint of a model directory, for the runners: a LLaVA directory's decoder
+// (config from text_config, tensors under kDecoderPrefix), or a plain decoder directory.
+struct DecoderCheckpoint {
+  std::unique_ptr<Checkpoint> checkpoint;
+  std::string weight_prefix;  // "" or kDecoderPrefix
+};
+absl::StatusOr<DecoderCheckpoint> OpenDecoderCheckpoint(const std::string& model_dir);
 inline constexpr const char* kVisionPrefix = "vision_tower.vision_model.";
 inline constexpr const char* kProjectorPrefix = "multi_modal_projector.";
 

@@ -42,15 +42,10 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
   const models::CpuThreads threads = models::ConfigureCpuThreads(o.num_threads);
   // A LLaVA directory holds the decoder under "language_model." with its config under
   // text_config; the runner serves that decoder (the vision tower runs in the image encoder).
-  std::unique_ptr<models::Checkpoint> ckpt;
-  std::string prefix;
-  if (models::llava::IsLlavaModelDir(o.model_dir)) {
-    ASSIGN_OR_RETURN(auto llava, models::llava::LoadLlavaConfig(o.model_dir));
-    ASSIGN_OR_RETURN(ckpt, models::Checkpoint::Open(o.model_dir, llava.text));
-    prefix = models::llava::kDecoderPrefix;
-  } else {
-    ASSIGN_OR_RETURN(ckpt, models::Checkpoint::Open(o.model_dir));
-  }
+  ASSIGN_OR_RETURN(models::llava::DecoderCheckpoint dc,
+                   models::llava::OpenDecoderCheckpoint(o.model_dir));
+  const std::unique_ptr<models::Checkpoint>& ckpt = dc.checkpoint;
+  const std::string& prefix = dc.weight_prefix;
   auto r = std::unique_ptr<AtenModelRunner>(new AtenModelRunner());
   r->config_ = ckpt->config();
   if (o.cpu_kernels && dtype == at::kFloat && runtime::cpu::PackedGemmSupported()) {
@@ -192,11 +187,6 @@ absl::Status AtenModelRunner::Forward(const Batch& b, Logits* out) {
   at::Tensor logits = model_->Logits(rows).contiguous().to(at::kCPU);
   std::memcpy(out->data.data(), logits.data_ptr<float>(), out->data.size() * sizeof(float));
   return absl::OkStatus();
-}
-
-absl::StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const RunnerOptions& options) {
-  ASSIGN_OR_RETURN(auto r, AtenModelRunner::Create(options));
-  return std::unique_ptr<ModelRunner>(std::move(r));
 }
 
 }  // namespace muse::runtime
