@@ -183,7 +183,7 @@ void RunGemm(const GemmArgs& a, int64_t k, int64_t units, ThreadPool& pool,
   pool.Run([&](int tid) {
     for (int64_t t = tid; t < tiles; t += threads) PackTile(a.x, a.m, a.ldx, k, t, xp);
     packed.fetch_add(1, std::memory_order_acq_rel);
-    while (packed.load(std::memory_order_acquire) < threads) _mm_pause();
+    for (int spins = 0; packed.load(std::memory_order_acquire) < threads;) SpinPause(spins);
     for (int64_t u0; (u0 = next.fetch_add(chunk, std::memory_order_relaxed)) < units;) {
       body(xp, u0, std::min(units, u0 + chunk));
     }

@@ -19,6 +19,11 @@ constexpr auto kSpin = std::chrono::microseconds(300);
 
 }  // namespace
 
+void SpinPause(int& spins) {
+  MUSE_CPU_RELAX();
+  if (++spins % 256 == 0) std::this_thread::yield();
+}
+
 ThreadPool::ThreadPool(int num_threads) {
   const int n = std::max(1, num_threads);
   workers_.reserve(n - 1);
@@ -40,8 +45,8 @@ void ThreadPool::WorkerLoop(int index) {
       const auto until = std::chrono::steady_clock::now() + kSpin;
       int spins = 0;
       while ((g = generation_.load(std::memory_order_acquire)) == seen) {
-        MUSE_CPU_RELAX();
-        if (++spins % 64 == 0 && std::chrono::steady_clock::now() > until) {
+        SpinPause(spins);
+        if (spins % 64 == 0 && std::chrono::steady_clock::now() > until) {
           // seq_cst pairs with Run(): it bumps generation_ then reads sleepers_, so either it sees
           // this sleeper and notifies, or wait() sees the new generation and returns at once.
           sleepers_.fetch_add(1);
@@ -71,8 +76,8 @@ void ThreadPool::Run(const std::function<void(int)>& fn) {
   int left;
   int spins = 0;
   while ((left = pending_.load(std::memory_order_acquire)) != 0) {
-    MUSE_CPU_RELAX();
-    if (++spins > 200000) {
+    SpinPause(spins);
+    if (spins > 200000) {
       caller_sleeping_.store(true);
       pending_.wait(left);
       caller_sleeping_.store(false);

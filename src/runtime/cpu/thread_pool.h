@@ -15,6 +15,10 @@
 
 namespace muse::runtime::cpu {
 
+// One step of a spin-wait: a pause, and every 256th call a yield, so a pool with more threads than
+// free cores (or a descheduled worker) cannot stall a waiter for a whole scheduler quantum.
+void SpinPause(int& spins);
+
 class ThreadPool {
  public:
   explicit ThreadPool(int num_threads);
