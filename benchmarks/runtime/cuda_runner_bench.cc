@@ -47,12 +47,17 @@ double CopyBandwidth() {
 
 int main(int argc, char** argv) {
   int layers = 32, context = 1024;
-  std::string dir = "/tmp/muse-llama3-8b-shape";
+  std::string dir;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string f = argv[i];
     if (f == "--layers") layers = std::atoi(argv[i + 1]);
     else if (f == "--context") context = std::atoi(argv[i + 1]);
     else if (f == "--dir") dir = argv[i + 1];
+  }
+  if (dir.empty()) dir = "/tmp/muse-llama3-8b-shape-" + std::to_string(layers) + "l";
+  if (context < 1 || context + 64 > 8192) {
+    std::fprintf(stderr, "--context must be in [1, 8128] (max_position_embeddings 8192)\n");
+    return 2;
   }
   if (!muse::runtime::CudaDeviceAvailable()) {
     std::fprintf(stderr, "no CUDA device\n");
@@ -92,8 +97,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "runner: %s\n", r.status().ToString().c_str());
     return 1;
   }
-  const double H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
-  const double per_layer = H * (32 * 128) * 2 + H * (8 * 128) * 2 + 3 * H * I + 2 * H;
+  // Sizes from the checkpoint actually loaded (a reused --dir may hold another stack).
+  const auto& mc = (*r)->config();
+  layers = static_cast<int>(mc.num_hidden_layers);
+  const double H = mc.hidden_size, I = mc.intermediate_size, V = mc.vocab_size;
+  const double q_dim = mc.num_attention_heads * mc.head_dim, kv_dim = mc.num_key_value_heads * mc.head_dim;
+  const double per_layer = H * q_dim * 2 + H * kv_dim * 2 + 3 * H * I + 2 * H;
   const double weight_bytes = 2 * (layers * per_layer + H + V * H);
   int dev = 0;
   cudaDeviceProp prop{};
@@ -104,8 +113,7 @@ int main(int argc, char** argv) {
   std::printf("| batch | step ms | weights GB | KV GB | roofline ms | roofline / measured |\n");
   std::printf("|---|---|---|---|---|---|\n");
   for (int batch : {1, 64}) {
-    // Fill the context with one prefill per sequence (chunks of <= 2048 tokens), then time
-    // decode steps at that context.
+    // Fill the context with one prefill step per sequence, then time decode steps there.
     Batch decode;
     decode.max_blocks_per_seq = blocks_per_seq;
     decode.query_start_loc.push_back(0);
@@ -137,13 +145,24 @@ int main(int argc, char** argv) {
       for (int j = 0; j < blocks_per_seq; ++j) decode.block_tables.push_back(s * blocks_per_seq + j);
     }
     muse::runtime::Logits l;
-    for (int i = 0; i < 3; ++i) (*r)->Forward(decode, &l);  // capture + warm up
+    auto step = [&] {
+      const auto st = (*r)->Forward(decode, &l);
+      if (!st.ok()) std::fprintf(stderr, "decode: %s\n", st.ToString().c_str());
+      return st.ok();
+    };
+    for (int i = 0; i < 3; ++i) {  // capture + warm up
+      if (!step()) return 1;
+    }
     const int reps = 20;
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) (*r)->Forward(decode, &l);
+    for (int i = 0; i < reps; ++i) {
+      if (!step()) return 1;
+    }
     const double ms =
-        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / reps;
-    const double kv_bytes = 2.0 * batch * (context + 1) * layers * 8 * 128 * 2;
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() /
+        reps;
+    const double kv_bytes =
+        2.0 * batch * (context + 1) * layers * mc.num_key_value_heads * mc.head_dim * 2;
     const double roof_ms = (weight_bytes + kv_bytes) / bw * 1e3;
     std::printf("| %d | %.3f | %.2f | %.3f | %.3f | %.2f |\n", batch, ms, weight_bytes / 1e9,
                 kv_bytes / 1e9, roof_ms, roof_ms / ms);

@@ -187,8 +187,9 @@ TEST(CudaRunner, GraphReplayMatchesEagerLaunches) {
     Logits x, y;
     ASSERT_TRUE((*a)->Forward(sched.steps[i], &x).ok());
     ASSERT_TRUE((*b)->Forward(sched.steps[i], &y).ok());
-    // Same kernels; only the split-K partitioning of decode attention differs.
-    EXPECT_LT(RelErr(x.data, y.data), 1e-2) << "step " << i;
+    // Same kernels; the padded batch (cuBLAS may pick other GEMM kernels for m = 4 than m = 3)
+    // and the split-K partitioning of decode attention round differently in bf16.
+    EXPECT_LT(RelErr(x.data, y.data), 2e-2) << "step " << i;
   }
   EXPECT_GT((*a)->num_cuda_graphs(), 0);
   EXPECT_EQ((*b)->num_cuda_graphs(), 0);

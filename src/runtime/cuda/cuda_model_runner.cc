@@ -132,12 +132,14 @@ struct CudaModelRunner::Impl {
   size_t dec_ws_bytes = 0;
   int64_t cap_logits = 0;
   HostPtr logits_host;
-  std::vector<uint16_t> override_staging;
+  int64_t cap_override = 0;  // pinned staging for image-embedding rows, in elements
+  HostPtr override_host;
 
   bool use_graphs = true;
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs;  // (padded batch, context bucket)
 
   ~Impl() {
+    cudaSetDevice(device);
     ClearGraphs();
     if (blas) cublasDestroy(blas);
     if (stream) cudaStreamDestroy(stream);
@@ -234,6 +236,9 @@ absl::Status CudaModelRunner::Impl::EnsureActivations(int64_t tokens) {
     offs.push_back(total);
     total += (static_cast<size_t>(s) + 255) / 256 * 256;
   }
+  // Free first (device memory may be tight); until the new buffer exists the capacity is 0, so
+  // a failed allocation is retried by the next step instead of leaving dangling pointers.
+  cap_tokens = 0;
   act_mem.reset();
   ASSIGN_OR_RETURN(act_mem, DeviceAlloc(total));
   char* base = static_cast<char*>(act_mem.get());
@@ -246,7 +251,9 @@ absl::Status CudaModelRunner::Impl::EnsureActivations(int64_t tokens) {
 absl::Status CudaModelRunner::Impl::EnsureRows(int64_t r) {
   if (r <= cap_rows) return absl::OkStatus();
   ClearGraphs();
-  const int64_t R = std::max<int64_t>(NextPow2(static_cast<int>(r)), kMaxGraphBatch);
+  // Rounded to 64 rows (not a power of two): full-prompt logits at a 128k vocab are large.
+  const int64_t R = std::max<int64_t>((r + 63) / 64 * 64, kMaxGraphBatch);
+  cap_rows = 0;
   const size_t row_bytes = (static_cast<size_t>(R) * cfg.hidden_size * 2 + 255) / 256 * 256;
   rows_mem.reset();
   ASSIGN_OR_RETURN(rows_mem, DeviceAlloc(row_bytes + static_cast<size_t>(R) * cfg.vocab_size * 4));
@@ -263,7 +270,9 @@ absl::Status CudaModelRunner::Impl::EnsureMeta(int64_t tokens, int64_t table_ele
     // int32: ids, pos, qsl (C + 1), lens, lidx; then int64 slots, 8-byte aligned.
     const size_t i32 = (5 * C + 1 + 1) / 2 * 2 * 4;
     const size_t bytes = i32 + C * 8;
+    cap_meta = 0;
     meta_dev.reset();
+    meta_host.reset();
     ASSIGN_OR_RETURN(meta_dev, DeviceAlloc(bytes));
     void* host = nullptr;
     MUSE_CUDA_RETURN(cudaMallocHost(&host, bytes));
@@ -286,7 +295,9 @@ absl::Status CudaModelRunner::Impl::EnsureMeta(int64_t tokens, int64_t table_ele
   if (table_elems > cap_tables) {
     ClearGraphs();
     const int64_t n = std::max<int64_t>(NextPow2(static_cast<int>(table_elems)), 4096);
+    cap_tables = 0;
     tables_dev.reset();
+    tables_host.reset();
     ASSIGN_OR_RETURN(tables_dev, DeviceAlloc(n * 4));
     void* host = nullptr;
     MUSE_CUDA_RETURN(cudaMallocHost(&host, n * 4));
@@ -317,6 +328,7 @@ absl::Status CudaModelRunner::Impl::EnsureDecodeWorkspace(const StepShape& s) {
   const size_t need = k::paged_decode_workspace_size(DecodeParams(s));
   if (need <= dec_ws_bytes) return absl::OkStatus();
   ClearGraphs();
+  dec_ws_bytes = 0;
   dec_ws.reset();
   ASSIGN_OR_RETURN(dec_ws, DeviceAlloc(need));
   dec_ws_bytes = need;
@@ -361,18 +373,29 @@ absl::Status CudaModelRunner::Impl::RunLayers(const StepShape& s, const Batch* o
   emb.row_elems = static_cast<int>(H);
   emb.dtype = dt;
   MUSE_CUDA_RETURN(k::launch_gather_rows(emb, stream));
-  if (overrides_from != nullptr) {
+  if (overrides_from != nullptr && !overrides_from->embedding_overrides.empty()) {
+    // Every override row, converted into one pinned buffer (eager steps only: the buffer is
+    // rewritten after the step's final synchronisation), copied on the step's stream.
+    int64_t total = 0;
+    for (const auto& e : overrides_from->embedding_overrides) total += int64_t{e.num_rows} * H;
+    if (total > cap_override) {
+      cap_override = 0;
+      override_host.reset();
+      void* p = nullptr;
+      MUSE_CUDA_RETURN(cudaMallocHost(&p, total * 2));
+      override_host.reset(p);
+      cap_override = total;
+    }
+    uint16_t* staging = static_cast<uint16_t*>(override_host.get());
     for (const auto& e : overrides_from->embedding_overrides) {
-      override_staging.resize(static_cast<size_t>(e.num_rows) * H);
-      for (size_t i = 0; i < override_staging.size(); ++i) {
-        override_staging[i] =
-            dt == k::DType::kFloat16 ? models::FloatToF16(e.data[i]) : models::FloatToBf16(e.data[i]);
+      const int64_t n = int64_t{e.num_rows} * H;
+      for (int64_t i = 0; i < n; ++i) {
+        staging[i] = dt == k::DType::kFloat16 ? models::FloatToF16(e.data[i])
+                                               : models::FloatToBf16(e.data[i]);
       }
-      // Synchronous copy from pageable memory: the staging vector is reused by the next override.
-      MUSE_CUDA_RETURN(cudaStreamSynchronize(stream));
-      MUSE_CUDA_RETURN(cudaMemcpy(static_cast<char*>(h) + e.token_index * H * elem,
-                                  override_staging.data(), override_staging.size() * 2,
-                                  cudaMemcpyHostToDevice));
+      MUSE_CUDA_RETURN(cudaMemcpyAsync(static_cast<char*>(h) + e.token_index * H * elem, staging,
+                                       n * 2, cudaMemcpyHostToDevice, stream));
+      staging += n;
     }
   }
 
@@ -460,7 +483,9 @@ absl::Status CudaModelRunner::Impl::RunLayers(const StepShape& s, const Batch* o
     MUSE_CUDA_RETURN(k::launch_silu_and_mul(silu, stream));
     RETURN_IF_ERROR(Gemm(act, T, I, l.down, H, o_out, cuda_dt));
   }
-  k::RmsNormParams fin{x, o_out, h, final_norm};
+  // No layers: the embeddings go straight to the final norm (no residual to add).
+  const bool any = !layers.empty();
+  k::RmsNormParams fin{x, any ? o_out : h, any ? h : nullptr, final_norm};
   fin.num_tokens = T;
   fin.hidden = static_cast<int>(H);
   fin.eps = eps;
@@ -567,6 +592,9 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   MUSE_CUDA_RETURN(cudaMemcpy(impl->sin.get(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
   RETURN_IF_ERROR(impl->EnsureActivations(kMaxGraphBatch));
   RETURN_IF_ERROR(impl->EnsureRows(kMaxGraphBatch));
+  // Weights, tables and the KV memset went through the legacy stream; the steps run on a
+  // non-blocking one, which does not wait for it.
+  MUSE_CUDA_RETURN(cudaDeviceSynchronize());
   RETURN_IF_ERROR(impl->EnsureMeta(kMaxGraphBatch, 0));
   spdlog::info("runner: {} ({} layers, hidden {}), {} on {} (muse CUDA kernels + cuBLAS, CUDA "
                "graphs for decode), {} KV blocks x {} tokens ({} MiB)",
@@ -587,6 +615,9 @@ absl::Status CudaModelRunner::Forward(const Batch& b, Logits* out) {
     }
   }
   MUSE_CUDA_RETURN(cudaSetDevice(m.device));
+  // A step that failed after queueing its uploads may have left copies from the pinned staging in
+  // flight; nothing may rewrite the staging before they land.
+  MUSE_CUDA_RETURN(cudaStreamSynchronize(m.stream));
   const int S = b.num_seqs(), T = b.num_tokens(), R = static_cast<int>(b.logits_indices.size());
   bool decode = T == S && b.embedding_overrides.empty();
   int max_len = 0, max_q = 0;
@@ -610,7 +641,8 @@ absl::Status CudaModelRunner::Forward(const Batch& b, Logits* out) {
   s.max_query_len = max_q;
   RETURN_IF_ERROR(m.EnsureActivations(s.tokens));
   RETURN_IF_ERROR(m.EnsureRows(s.rows));
-  RETURN_IF_ERROR(m.EnsureMeta(s.tokens, static_cast<int64_t>(s.seqs) * s.table_width));
+  // logits_indices may repeat a token, so there can be more rows than tokens.
+  RETURN_IF_ERROR(m.EnsureMeta(std::max(s.tokens, s.rows), static_cast<int64_t>(s.seqs) * s.table_width));
   RETURN_IF_ERROR(m.EnsureDecodeWorkspace(s));
 
   // Host staging; padded graph rows: token 0 at position 0, no KV write, a 1-token context in
@@ -641,6 +673,10 @@ absl::Status CudaModelRunner::Forward(const Batch& b, Logits* out) {
     const auto key = std::make_pair(s.seqs, s.max_seq_len);
     auto it = m.graphs.find(key);
     if (it == m.graphs.end()) {
+      // One eager run of the shape first: kernels and cuBLAS load and pick their algorithms
+      // outside the capture. It writes the same K/V the replay below writes again.
+      RETURN_IF_ERROR(m.RunLayers(s, nullptr));
+      MUSE_CUDA_RETURN(cudaStreamSynchronize(m.stream));
       cudaGraph_t g = nullptr;
       MUSE_CUDA_RETURN(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
       const absl::Status st = m.RunLayers(s, nullptr);
@@ -667,6 +703,8 @@ absl::Status CudaModelRunner::Forward(const Batch& b, Logits* out) {
   if (R > 0) {
     const size_t bytes = out->data.size() * sizeof(float);
     if (static_cast<int64_t>(bytes) > m.cap_logits) {
+      m.cap_logits = 0;
+      m.logits_host.reset();
       void* host = nullptr;
       MUSE_CUDA_RETURN(cudaMallocHost(&host, bytes));
       m.logits_host.reset(host);
