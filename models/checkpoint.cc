@@ -165,6 +165,7 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedDecoderTensors
       out.push_back({p + "self_attn.v_proj.bias", {kv}});
     }
     out.push_back({p + "self_attn.o_proj.weight", {h, q}});
+    if (OProjHasBias(c)) out.push_back({p + "self_attn.o_proj.bias", {h}});
     out.push_back({p + "post_attention_layernorm.weight", {h}});
     out.push_back({p + "mlp.gate_proj.weight", {ffn, h}});
     out.push_back({p + "mlp.up_proj.weight", {ffn, h}});

@@ -204,6 +204,8 @@ absl::StatusOr<ModelConfig> ParseObject(const json& j) {
   switch (c.arch) {
     case Arch::kLlama: {
       ASSIGN_OR_RETURN(c.attention_bias, GetBoolOr(j, "attention_bias", false));
+      ASSIGN_OR_RETURN(bool mlp_bias, GetBoolOr(j, "mlp_bias", false));
+      if (mlp_bias) return KeyError("mlp_bias", "true (gate/up/down biases) is not supported");
       break;
     }
     case Arch::kMistral: {

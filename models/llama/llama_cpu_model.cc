@@ -58,6 +58,9 @@ absl::StatusOr<std::unique_ptr<LlamaCpuModel>> LlamaCpuModel::Load(
       l.qkv_bias = cat(cat(std::move(qb), kb), vb);
     }
     ASSIGN_OR_RETURN(auto o, load(p + "self_attn.o_proj.weight", {H, nH * D}));
+    if (OProjHasBias(c)) {
+      ASSIGN_OR_RETURN(l.o_bias, load(p + "self_attn.o_proj.bias", {H}));
+    }
     l.o_proj = cpu::PackedWeight::Pack(o.data(), H, nH * D);
     ASSIGN_OR_RETURN(auto gate, load(p + "mlp.gate_proj.weight", {I, H}));
     ASSIGN_OR_RETURN(auto up, load(p + "mlp.up_proj.weight", {I, H}));
@@ -152,7 +155,8 @@ void LlamaCpuModel::Forward(const runtime::Batch& b, const std::vector<float*>& 
     att.k_cache = k_caches[li];
     att.v_cache = v_caches[li];
     cpu::PagedAttention(att, pool_);
-    cpu::PackedGemm({attn_.data(), T, nH * D, h_.data(), H, nullptr, /*accumulate=*/true},
+    cpu::PackedGemm({attn_.data(), T, nH * D, h_.data(), H,
+                     l.o_bias.empty() ? nullptr : l.o_bias.data(), /*accumulate=*/true},
                     l.o_proj, pool_);
     cpu::RmsNorm(h_.data(), H, l.post_norm.data(), T, H, eps, xn_.data(), H, pool_);
     cpu::PackedGemmSwiGlu({xn_.data(), T, H, act_.data(), I}, l.gate_up, pool_);

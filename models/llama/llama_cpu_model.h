@@ -39,7 +39,7 @@ class LlamaCpuModel {
 
  private:
   struct Layer {
-    std::vector<float> input_norm, post_norm, qkv_bias;  // qkv_bias empty when absent
+    std::vector<float> input_norm, post_norm, qkv_bias, o_bias;  // biases empty when absent
     runtime::cpu::PackedWeight qkv, o_proj, gate_up, down;
   };
   explicit LlamaCpuModel(int threads) : pool_(threads) {}

@@ -83,6 +83,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const Checkpoint& c
       w.qkv_bias = at::cat({qb, kb, vb}, 0).contiguous();
     }
     ASSIGN_OR_RETURN(w.o_proj, load(p + "self_attn.o_proj.weight", {H, nH * D}));
+    if (OProjHasBias(c)) {
+      ASSIGN_OR_RETURN(w.o_bias, load(p + "self_attn.o_proj.bias", {H}));
+    }
     ASSIGN_OR_RETURN(at::Tensor gate, load(p + "mlp.gate_proj.weight", {I, H}));
     ASSIGN_OR_RETURN(at::Tensor up, load(p + "mlp.up_proj.weight", {I, H}));
     w.gate_up = at::cat({gate, up}, 0).contiguous();
@@ -170,7 +173,7 @@ at::Tensor LlamaModel::Attention(const LlamaLayerWeights& w, const at::Tensor& x
     at::Tensor o = at::matmul(p, vc.permute({1, 0, 2}).unsqueeze(1));  // [nKV, g, Lq, D]
     out.narrow(0, ch.token_begin, Lq).copy_(o.permute({2, 0, 1, 3}).reshape({Lq, nH * D}));
   }
-  return Linear(out, w.o_proj);
+  return Linear(out, w.o_proj, w.o_bias);
 }
 
 at::Tensor LlamaModel::Forward(at::Tensor h, const at::Tensor& positions,

@@ -17,6 +17,7 @@ struct LlamaLayerWeights {
   at::Tensor qkv;          // [(nH + 2 nKV) * D, H]   q, k, v projections fused along rows
   at::Tensor qkv_bias;     // [(nH + 2 nKV) * D] or undefined
   at::Tensor o_proj;       // [H, nH * D]
+  at::Tensor o_bias;       // [H] or undefined (OProjHasBias)
   at::Tensor post_norm;    // [H]
   at::Tensor gate_up;      // [2 I, H]   gate rows first, then up
   at::Tensor down;         // [H, I]

@@ -13,6 +13,7 @@
 #include "models/llava/llava_config.h"
 #include "src/runtime/batch_validation.h"
 #include "src/runtime/cpu/packed_gemm.h"
+#include "src/runtime/cpu/thread_pool.h"
 
 namespace muse::runtime {
 namespace {
@@ -49,9 +50,7 @@ absl::StatusOr<std::unique_ptr<AtenModelRunner>> AtenModelRunner::Create(
   auto r = std::unique_ptr<AtenModelRunner>(new AtenModelRunner());
   r->config_ = ckpt->config();
   if (o.cpu_kernels && dtype == at::kFloat && runtime::cpu::PackedGemmSupported()) {
-    const int n = o.num_threads > 0
-                      ? o.num_threads
-                      : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int n = o.num_threads > 0 ? o.num_threads : runtime::cpu::AvailableCpus();
     ASSIGN_OR_RETURN(r->cpu_model_, models::LlamaCpuModel::Load(*ckpt, prefix, n));
   } else {
     ASSIGN_OR_RETURN(r->model_, models::LlamaModel::Load(*ckpt, dtype, device, prefix));

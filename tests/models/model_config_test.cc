@@ -1,3 +1,4 @@
+#include "models/checkpoint.h"
 #include "models/model_config.h"
 
 #include <functional>
@@ -141,6 +142,24 @@ TEST(ModelConfigTest, LinearRopeScalingWithLegacyTypeKey) {
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->rope_scaling.type, "linear");
   EXPECT_DOUBLE_EQ(c->rope_scaling.factor, 2.0);
+}
+
+// HF LlamaAttention puts a bias on o_proj too when attention_bias is set; mlp_bias is refused
+// rather than silently ignored.
+TEST(ModelConfigTest, LlamaAttentionBiasCoversOProjAndMlpBiasIsRefused) {
+  json j = Base();
+  j["attention_bias"] = true;
+  auto c = ParseModelConfig(j.dump());
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_TRUE(OProjHasBias(*c));
+  bool has_o_bias = false;
+  for (const auto& [name, shape] : ExpectedDecoderTensors(*c)) {
+    if (name == "model.layers.0.self_attn.o_proj.bias") has_o_bias = shape == std::vector<int64_t>{c->hidden_size};
+  }
+  EXPECT_TRUE(has_o_bias);
+  j["attention_bias"] = false;
+  j["mlp_bias"] = true;
+  EXPECT_THAT(ErrorOf(j), HasSubstr("mlp_bias"));
 }
 
 TEST(ModelConfigTest, UnknownArchitecture) {

@@ -44,6 +44,8 @@ models::ModelConfig Config(const std::string& variant) {
     c.architecture = "Qwen2ForCausalLM";
     c.arch = models::Arch::kQwen2;
     c.attention_bias = true;
+  } else if (variant == "llama_bias") {  // q/k/v and o_proj biases
+    c.attention_bias = true;
   } else if (variant == "mistral") {
     c.architecture = "MistralForCausalLM";
     c.arch = models::Arch::kMistral;
@@ -168,7 +170,8 @@ TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
   EXPECT_GT((*gpu)->num_cuda_graphs(), 0) << "decode steps should have replayed CUDA graphs";
 }
 
-INSTANTIATE_TEST_SUITE_P(Archs, CudaVsCpu, ::testing::Values("llama", "qwen2", "mistral"));
+INSTANTIATE_TEST_SUITE_P(Archs, CudaVsCpu,
+                         ::testing::Values("llama", "qwen2", "mistral", "llama_bias"));
 
 // Graph replays (padded batch, bucketed context) against eager launches of the same steps.
 TEST(CudaRunner, GraphReplayMatchesEagerLaunches) {

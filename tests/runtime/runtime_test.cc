@@ -98,7 +98,11 @@ at::Tensor DenseForward(const models::Checkpoint& ck, const std::vector<int32_t>
     v = v.view({L, nKV, D}).repeat_interleave(nH / nKV, 1);
     at::Tensor s = at::einsum("qhd,khd->hqk", {q, k}) / std::sqrt(static_cast<double>(D)) + mask;
     at::Tensor o = at::einsum("hqk,khd->qhd", {at::softmax(s, -1), v}).reshape({L, nH * D});
-    h = h + at::matmul(o, W(ck, p + "self_attn.o_proj.weight").t());
+    at::Tensor attn_out = at::matmul(o, W(ck, p + "self_attn.o_proj.weight").t());
+    if (c.arch == models::Arch::kLlama && c.attention_bias) {  // HF LlamaAttention: o_proj bias too
+      attn_out = attn_out + W(ck, p + "self_attn.o_proj.bias");
+    }
+    h = h + attn_out;
     x = rms(h, W(ck, p + "post_attention_layernorm.weight"));
     at::Tensor g = at::matmul(x, W(ck, p + "mlp.gate_proj.weight").t());
     at::Tensor u = at::matmul(x, W(ck, p + "mlp.up_proj.weight").t());
@@ -221,7 +225,8 @@ TEST_P(PagedVsDense, LogitsMatchAtEveryPosition) {
 
 INSTANTIATE_TEST_SUITE_P(
     Archs, PagedVsDense,
-    ::testing::Combine(::testing::Values("llama", "mistral", "qwen2", "mha"), ::testing::Bool()),
+    ::testing::Combine(::testing::Values("llama", "mistral", "qwen2", "mha", "llama_bias"),
+                       ::testing::Bool()),
     [](const auto& info) {
       return std::get<0>(info.param) + (std::get<1>(info.param) ? "_muse_cpu" : "_aten");
     });

@@ -48,6 +48,8 @@ models::ModelConfig SmallConfig(const std::string& variant) {
     c.rms_norm_eps = 1e-6;
   } else if (variant == "mha") {
     c.num_key_value_heads = 6;
+  } else if (variant == "llama_bias") {  // attention_bias on Llama: q/k/v and o_proj biases
+    c.attention_bias = true;
   } else {
     throw std::invalid_argument("unknown variant " + variant);
   }

@@ -10,7 +10,7 @@ namespace muse::testing {
 
 // Small configs of each architecture with odd sizes; `variant` selects the arch:
 // "llama" (GQA, llama3 rope scaling, tied embeddings), "mistral" (sliding window 24),
-// "qwen2" (qkv bias, untied), "mha" (no GQA).
+// "qwen2" (qkv bias, untied), "mha" (no GQA), "llama_bias" (attention_bias: q/k/v/o biases).
 models::ModelConfig SmallConfig(const std::string& variant);
 
 // Writes config.json + model.safetensors (fp32, seed-deterministic) into `dir`.

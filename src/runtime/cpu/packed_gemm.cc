@@ -4,6 +4,7 @@
 #include <atomic>
 #include <functional>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -30,7 +31,11 @@ float* AllocAligned(int64_t count) {
   const size_t bytes = static_cast<size_t>(count) * 4;
   const size_t align = bytes >= kHuge ? kHuge : 64;
   void* p = std::aligned_alloc(align, (bytes + align - 1) / align * align);
-  if (p != nullptr && align == kHuge) madvise(p, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
+  if (p == nullptr) {
+    std::fprintf(stderr, "muse: out of memory packing a %zu-byte weight\n", bytes);
+    std::abort();
+  }
+  if (align == kHuge) madvise(p, (bytes + align - 1) / align * align, MADV_HUGEPAGE);
   return static_cast<float*>(p);
 }
 

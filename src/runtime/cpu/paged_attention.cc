@@ -1,7 +1,8 @@
 #include "src/runtime/cpu/paged_attention.h"
 
 #include <algorithm>
-#include <cassert>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -186,7 +187,11 @@ MUSE_AVX2 void RunItem(const PagedAttentionArgs& a, const Item& it, std::vector<
 }  // namespace
 
 void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
-  assert(a.block_size > 0 && (a.block_size & (a.block_size - 1)) == 0);
+  if (a.block_size <= 0 || (a.block_size & (a.block_size - 1)) != 0) {
+    std::fprintf(stderr, "muse: PagedAttention needs a power-of-two block size, got %d\n",
+                 a.block_size);
+    std::abort();
+  }
   std::vector<Item> items;
   for (int s = 0; s < a.num_seqs; ++s) {
     const int64_t b = a.query_start_loc[s], e = a.query_start_loc[s + 1];

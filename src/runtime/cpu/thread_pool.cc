@@ -1,7 +1,10 @@
 #include "src/runtime/cpu/thread_pool.h"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <chrono>
+#include <exception>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -18,6 +21,13 @@ namespace {
 constexpr auto kSpin = std::chrono::microseconds(300);
 
 }  // namespace
+
+int AvailableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
 
 void SpinPause(int& spins) {
   MUSE_CPU_RELAX();
@@ -71,7 +81,12 @@ void ThreadPool::Run(const std::function<void(int)>& fn) {
   pending_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
   generation_.fetch_add(1);
   if (sleepers_.load() > 0) generation_.notify_all();
-  fn(0);
+  std::exception_ptr error;
+  try {
+    fn(0);
+  } catch (...) {
+    error = std::current_exception();  // rethrown once the workers are done with `fn`
+  }
   // The calling thread waits the way the workers do: spin first, then sleep.
   int left;
   int spins = 0;
@@ -83,6 +98,7 @@ void ThreadPool::Run(const std::function<void(int)>& fn) {
       caller_sleeping_.store(false);
     }
   }
+  if (error) std::rethrow_exception(error);
 }
 
 void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {

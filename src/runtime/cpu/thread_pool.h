@@ -19,6 +19,10 @@ namespace muse::runtime::cpu {
 // free cores (or a descheduled worker) cannot stall a waiter for a whole scheduler quantum.
 void SpinPause(int& spins);
 
+// CPUs this process may run on (its affinity mask, so a container limited by cpuset gets its
+// share, not the host's core count); at least 1.
+int AvailableCpus();
+
 class ThreadPool {
  public:
   explicit ThreadPool(int num_threads);
@@ -29,6 +33,8 @@ class ThreadPool {
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
 
   // Calls fn(thread_index) once on each of the num_threads() threads and returns when all are done.
+  // An exception from fn on the calling thread is rethrown after the workers finish; fn must not
+  // throw on a worker (that terminates, as for any std::thread).
   void Run(const std::function<void(int)>& fn);
 
   // Splits [0, n) into num_threads() contiguous ranges (some may be empty) and runs

@@ -20,8 +20,9 @@ MUSE_AVX2 inline float HorizontalSum(__m256 v) {
 
 // exp(x) for x in [-88, 88] (inputs below are clamped: the result underflows to ~0 there);
 // Cephes' expf: range reduction by ln 2 in two parts and a degree-6 polynomial, ~1 ulp.
+// NaN stays NaN (max/min return their second operand when either is NaN).
 MUSE_AVX2 inline __m256 Exp(__m256 x) {
-  x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.3f));
+  x = _mm256_min_ps(_mm256_set1_ps(88.3f), _mm256_max_ps(_mm256_set1_ps(-87.3f), x));
   const __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);

@@ -94,7 +94,7 @@ struct CudaModelRunner::Impl {
 
   struct Layer {
     void *in_norm = nullptr, *post_norm = nullptr, *qkv = nullptr, *qkv_bias = nullptr;
-    void *o = nullptr, *gate_up = nullptr, *down = nullptr;
+    void *o = nullptr, *o_bias = nullptr, *gate_up = nullptr, *down = nullptr;
   };
   std::vector<DevPtr> weights;  // owns every weight allocation
   std::vector<Layer> layers;
@@ -206,6 +206,9 @@ absl::Status CudaModelRunner::Impl::LoadWeights(const models::Checkpoint& ckpt,
                                            {p + "self_attn.v_proj.bias", {nKV * D}}}));
     }
     ASSIGN_OR_RETURN(l.o, upload({{p + "self_attn.o_proj.weight", {H, nH * D}}}));
+    if (models::OProjHasBias(c)) {
+      ASSIGN_OR_RETURN(l.o_bias, upload({{p + "self_attn.o_proj.bias", {H}}}));
+    }
     ASSIGN_OR_RETURN(l.gate_up, upload({{p + "mlp.gate_proj.weight", {I, H}},
                                         {p + "mlp.up_proj.weight", {I, H}}}));
     ASSIGN_OR_RETURN(l.down, upload({{p + "mlp.down_proj.weight", {H, I}}}));
@@ -469,6 +472,13 @@ absl::Status CudaModelRunner::Impl::RunLayers(const StepShape& s, const Batch* o
       MUSE_CUDA_RETURN(k::launch_paged_prefill_attention(p, stream));
     }
     RETURN_IF_ERROR(Gemm(attn, T, nH * D, l.o, H, o_out, cuda_dt));
+    if (l.o_bias != nullptr) {
+      k::AddBiasParams bias{o_out, l.o_bias};
+      bias.num_rows = T;
+      bias.cols = static_cast<int>(H);
+      bias.dtype = dt;
+      MUSE_CUDA_RETURN(k::launch_add_bias(bias, stream));
+    }
     k::RmsNormParams post{x, o_out, h, l.post_norm};
     post.num_tokens = T;
     post.hidden = static_cast<int>(H);
