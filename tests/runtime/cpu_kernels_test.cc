@@ -5,6 +5,8 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -57,6 +59,23 @@ TEST(ThreadPool, WakesUpAfterSleeping) {
     EXPECT_EQ(ran.load(), 3);
   }
 }
+
+TEST(ThreadPool, CallerExceptionIsRethrownAfterTheWorkersFinish) {
+  ThreadPool pool(3);
+  std::atomic<int> workers_done{0};
+  EXPECT_THROW(pool.Run([&](int i) {
+                 if (i == 0) throw std::runtime_error("boom");
+                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
+                 workers_done.fetch_add(1);
+               }),
+               std::runtime_error);
+  EXPECT_EQ(workers_done.load(), 2);  // Run waited for them before rethrowing
+  std::atomic<int> ran{0};
+  pool.Run([&](int) { ran.fetch_add(1); });  // and the pool still works
+  EXPECT_EQ(ran.load(), 3);
+}
+
+TEST(ThreadPool, AvailableCpusIsPositive) { EXPECT_GE(AvailableCpus(), 1); }
 
 struct GemmCase {
   int64_t m, n, k;
