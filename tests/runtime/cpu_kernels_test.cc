@@ -212,17 +212,14 @@ struct AttnCase {
   int heads, kv_heads, head_dim, window;
 };
 
-class PagedAttentionTest : public ::testing::TestWithParam<AttnCase> {};
+struct S { int cached, q; };
 
-// Sequences mixing decode tokens and prefill chunks over cached context, blocks shuffled through
-// the pool, against a dense double softmax(q k^T * scale) v per sequence.
-TEST_P(PagedAttentionTest, MatchesDenseReference) {
-  REQUIRE_AVX2();
-  const auto [nH, nKV, D, window] = GetParam();
+// Runs PagedAttention over `seqs` (cached context + new tokens each), blocks shuffled through the
+// pool, with 1 and 3 threads, against a dense double softmax(q k^T * scale) v per sequence.
+void CheckAgainstDense(const AttnCase& c, const std::vector<S>& seqs) {
+  const auto [nH, nKV, D, window] = c;
   const int bs = 16;
-  std::mt19937 rng(static_cast<uint32_t>(nH * 100 + D + window));
-  struct S { int cached, q; };
-  const std::vector<S> seqs = {{0, 1}, {6, 1}, {0, 7}, {40, 83}, {768, 1}, {3, 33}, {16, 17}};
+  std::mt19937 rng(static_cast<uint32_t>(nH * 100 + D + window + seqs.size()));
   int max_blocks = 0, total_blocks = 0, T = 0;
   for (auto s : seqs) {
     const int nb = (s.cached + s.q + bs - 1) / bs;
@@ -313,10 +310,26 @@ TEST_P(PagedAttentionTest, MatchesDenseReference) {
   }
 }
 
+class PagedAttentionTest : public ::testing::TestWithParam<AttnCase> {};
+
+// Decode tokens and prefill chunks mixed, short and long cached contexts.
+TEST_P(PagedAttentionTest, MatchesDenseReference) {
+  REQUIRE_AVX2();
+  CheckAgainstDense(GetParam(), {{0, 1}, {6, 1}, {0, 7}, {40, 83}, {768, 1}, {3, 33}, {16, 17}});
+}
+
+// Fewer long decode tokens than threads: the split-K path (keys in parts, merged by max/sum).
+TEST_P(PagedAttentionTest, SplitKDecodeOfFewLongSequences) {
+  REQUIRE_AVX2();
+  CheckAgainstDense(GetParam(), {{1500, 1}});
+  CheckAgainstDense(GetParam(), {{777, 1}, {1030, 1}});
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
                          ::testing::Values(AttnCase{4, 4, 64, 0}, AttnCase{12, 4, 64, 0},
                                            AttnCase{8, 1, 80, 0}, AttnCase{6, 2, 96, 24},
-                                           AttnCase{4, 2, 128, 0}, AttnCase{3, 3, 20, 5}));
+                                           AttnCase{4, 2, 128, 0}, AttnCase{3, 3, 20, 5},
+                                           AttnCase{8, 2, 64, 600}));
 
 }  // namespace
 }  // namespace muse::runtime::cpu

@@ -1,10 +1,11 @@
 #include "src/runtime/cpu/paged_attention.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cmath>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "src/runtime/cpu/vec_math.h"
@@ -110,16 +111,16 @@ MUSE_AVX2 inline void AccumulateRunAny(const float* p, int64_t run, const float*
   }
 }
 
-// Every head of one sequence's tokens [q_begin, q_end): the cache is [token][kv head][dim], so
-// walking a sequence's keys for all heads at once reads each block as one contiguous 16-row run.
-MUSE_AVX2 void RunItem(const PagedAttentionArgs& a, const Item& it, std::vector<float>& scores,
-                       std::vector<float>& acc) {
+// Attention of one new token (flattened index t of sequence seq) over the keys at context indices
+// [c_lo, c_hi) for every head: acc[h * D ..] = sum_c exp(s_c - m_h) v_c (unnormalised), m[h] =
+// max score, l[h] = sum_c exp(s_c - m_h). The cache is [token][kv head][dim], so walking the keys
+// for all heads at once reads each block as one contiguous 16-row run.
+MUSE_AVX2 void AttendRange(const PagedAttentionArgs& a, int seq, int64_t t, int64_t c_lo,
+                           int64_t c_hi, std::vector<float>& scores, float* acc, float* m,
+                           float* l) {
   const int64_t D = a.head_dim, nH = a.num_heads, g = a.num_heads / a.num_kv_heads;
   const int64_t kv_row = static_cast<int64_t>(a.num_kv_heads) * D;  // floats per cached token
-  const int32_t* table = a.block_tables + static_cast<int64_t>(it.seq) * a.max_blocks_per_seq;
-  const int64_t q_begin_seq = a.query_start_loc[it.seq];
-  const int64_t q_len = a.query_start_loc[it.seq + 1] - q_begin_seq;
-  const int64_t seq_len = a.seq_lens[it.seq];
+  const int32_t* table = a.block_tables + static_cast<int64_t>(seq) * a.max_blocks_per_seq;
   // block_size is a power of two (checked in PagedAttention): shifts, not divisions, per key.
   const int shift = __builtin_ctz(static_cast<unsigned>(a.block_size));
   const int64_t mask = a.block_size - 1;
@@ -128,61 +129,80 @@ MUSE_AVX2 void RunItem(const PagedAttentionArgs& a, const Item& it, std::vector<
     return cache + slot * kv_row;
   };
   // Blocks are scattered through the pool, so the hardware prefetcher restarts at each one:
-  // fetch the next block of this sequence while the current one is computed on.
-  auto prefetch_block_after = [&](const float* cache, int64_t c, int64_t last) {
+  // fetch the next block of this range while the current one is computed on.
+  auto prefetch_block_after = [&](const float* cache, int64_t c) {
     const int64_t nc = ((c >> shift) + 1) << shift;
-    if (nc > last) return;
+    if (nc >= c_hi) return;
     const char* p = reinterpret_cast<const char*>(row_of(cache, nc));
-    const int64_t bytes = std::min<int64_t>(a.block_size, last - nc + 1) * kv_row * 4;
+    const int64_t bytes = std::min<int64_t>(a.block_size, c_hi - nc) * kv_row * 4;
     for (int64_t off = 0; off < bytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
   };
-  float* inv_sum = acc.data() + nH * D;
-  for (int64_t t = it.q_begin; t < it.q_end; ++t) {
-    const int64_t qi = seq_len - q_len + (t - q_begin_seq);  // context index of this token
-    const int64_t c0 = a.sliding_window > 0 ? std::max<int64_t>(0, qi - a.sliding_window + 1) : 0;
-    const int64_t n = qi + 1 - c0;
-    if (static_cast<int64_t>(scores.size()) < nH * n) scores.resize(nH * n);
-    const float* q = a.q + t * a.q_stride;
-    // Keys go in runs that share a block: rows kv_row apart, no table look-up inside a run.
-    for (int64_t c = 0; c < n;) {
-      const int64_t run = std::min(n - c, a.block_size - ((c0 + c) & mask));
-      const float* k = row_of(a.k_cache, c0 + c);
-      prefetch_block_after(a.k_cache, c0 + c, c0 + n - 1);
-      for (int64_t h = 0; h < nH; ++h) {
-        const float* qh = q + h * D;
-        const float* kh = k + (h / g) * D;
-        float* sh = scores.data() + h * n + c;
-        int64_t j = 0;
-        if (D % 8 == 0) {
-          for (; j + 8 <= run; j += 8) Dot8(qh, kh + j * kv_row, kv_row, D, sh + j);
-        }
-        for (; j < run; ++j) sh[j] = Dot(qh, kh + j * kv_row, D);
-        for (j = 0; j < run; ++j) sh[j] *= a.scale;
-      }
-      c += run;
-    }
+  const int64_t n = c_hi - c_lo;
+  if (static_cast<int64_t>(scores.size()) < nH * n) scores.resize(nH * n);
+  const float* q = a.q + t * a.q_stride;
+  // Keys go in runs that share a block: rows kv_row apart, no table look-up inside a run.
+  for (int64_t c = 0; c < n;) {
+    const int64_t run = std::min(n - c, a.block_size - ((c_lo + c) & mask));
+    const float* k = row_of(a.k_cache, c_lo + c);
+    prefetch_block_after(a.k_cache, c_lo + c);
     for (int64_t h = 0; h < nH; ++h) {
-      float* s = scores.data() + h * n;
-      const float m = *std::max_element(s, s + n);
-      inv_sum[h] = 1.0f / ExpSub(s, n, m);
-    }
-    std::fill(acc.begin(), acc.begin() + nH * D, 0.0f);
-    for (int64_t c = 0; c < n;) {
-      const int64_t run = std::min(n - c, a.block_size - ((c0 + c) & mask));
-      const float* v = row_of(a.v_cache, c0 + c);
-      prefetch_block_after(a.v_cache, c0 + c, c0 + n - 1);
-      for (int64_t h = 0; h < nH; ++h) {
-        AccumulateRunAny(scores.data() + h * n + c, run, v + (h / g) * D, kv_row,
-                         acc.data() + h * D, D);
+      const float* qh = q + h * D;
+      const float* kh = k + (h / g) * D;
+      float* sh = scores.data() + h * n + c;
+      int64_t j = 0;
+      if (D % 8 == 0) {
+        for (; j + 8 <= run; j += 8) Dot8(qh, kh + j * kv_row, kv_row, D, sh + j);
       }
-      c += run;
+      for (; j < run; ++j) sh[j] = Dot(qh, kh + j * kv_row, D);
+      for (j = 0; j < run; ++j) sh[j] *= a.scale;
     }
+    c += run;
+  }
+  for (int64_t h = 0; h < nH; ++h) {
+    float* sc = scores.data() + h * n;
+    m[h] = *std::max_element(sc, sc + n);
+    l[h] = ExpSub(sc, n, m[h]);
+  }
+  std::fill(acc, acc + nH * D, 0.0f);
+  for (int64_t c = 0; c < n;) {
+    const int64_t run = std::min(n - c, a.block_size - ((c_lo + c) & mask));
+    const float* v = row_of(a.v_cache, c_lo + c);
+    prefetch_block_after(a.v_cache, c_lo + c);
+    for (int64_t h = 0; h < nH; ++h) {
+      AccumulateRunAny(scores.data() + h * n + c, run, v + (h / g) * D, kv_row, acc + h * D, D);
+    }
+    c += run;
+  }
+}
+
+// Context indices token t of sequence seq attends to: [lo, hi).
+std::pair<int64_t, int64_t> Visible(const PagedAttentionArgs& a, int seq, int64_t t) {
+  const int64_t q_begin = a.query_start_loc[seq];
+  const int64_t q_len = a.query_start_loc[seq + 1] - q_begin;
+  const int64_t qi = a.seq_lens[seq] - q_len + (t - q_begin);  // context index of this token
+  const int64_t lo = a.sliding_window > 0 ? std::max<int64_t>(0, qi - a.sliding_window + 1) : 0;
+  return {lo, qi + 1};
+}
+
+// Every new token of an item over its whole visible range, normalised into out.
+void RunItem(const PagedAttentionArgs& a, const Item& it, std::vector<float>& scores,
+             std::vector<float>& acc) {
+  const int64_t D = a.head_dim, nH = a.num_heads;
+  float* m = acc.data() + nH * D;
+  float* l = m + nH;
+  for (int64_t t = it.q_begin; t < it.q_end; ++t) {
+    const auto [lo, hi] = Visible(a, it.seq, t);
+    AttendRange(a, it.seq, t, lo, hi, scores, acc.data(), m, l);
     float* out = a.out + t * a.out_stride;
     for (int64_t h = 0; h < nH; ++h) {
-      for (int64_t d = 0; d < D; ++d) out[h * D + d] = acc[h * D + d] * inv_sum[h];
+      const float inv = 1.0f / l[h];
+      for (int64_t d = 0; d < D; ++d) out[h * D + d] = acc[h * D + d] * inv;
     }
   }
 }
+
+// Keys per split-K part when a few long decode tokens would leave threads idle.
+constexpr int64_t kMinSplitKeys = 256;
 
 }  // namespace
 
@@ -197,11 +217,55 @@ void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
     const int64_t b = a.query_start_loc[s], e = a.query_start_loc[s + 1];
     for (int64_t t = b; t < e; t += kQueryTile) items.push_back({s, t, std::min(e, t + kQueryTile)});
   }
-  const int64_t nH = a.num_heads;
+  const int64_t nH = a.num_heads, D = a.head_dim;
+  const int threads = pool.num_threads();
+  // acc: [num_heads, head_dim] accumulators, then num_heads maxima and num_heads sums.
+  const int64_t acc_size = nH * (D + 2);
+
+  // Split-K (flash-decoding) when there are fewer items than threads and every item is one
+  // decode token with a long context: each part attends to a slice of the keys, then the parts
+  // are merged with weights exp(m_p - m).
+  bool split = threads > 1 && static_cast<int>(items.size()) < threads;
+  for (const Item& it : items) {
+    split = split && it.q_end - it.q_begin == 1 &&
+            Visible(a, it.seq, it.q_begin).second - Visible(a, it.seq, it.q_begin).first >=
+                2 * kMinSplitKeys;
+  }
+  if (split) {
+    const int64_t parts = threads;
+    std::vector<float> partial(items.size() * parts * acc_size);
+    pool.ParallelForDynamic(static_cast<int64_t>(items.size()) * parts, [&](int64_t w) {
+      thread_local std::vector<float> scores;
+      const Item& it = items[w / parts];
+      const int64_t part = w % parts;
+      const auto [lo, hi] = Visible(a, it.seq, it.q_begin);
+      const int64_t c_lo = lo + (hi - lo) * part / parts, c_hi = lo + (hi - lo) * (part + 1) / parts;
+      float* acc = partial.data() + w * acc_size;
+      AttendRange(a, it.seq, it.q_begin, c_lo, c_hi, scores, acc, acc + nH * D, acc + nH * (D + 1));
+    });
+    for (size_t i = 0; i < items.size(); ++i) {
+      float* out = a.out + items[i].q_begin * a.out_stride;
+      const float* base = partial.data() + i * parts * acc_size;
+      for (int64_t h = 0; h < nH; ++h) {
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t p = 0; p < parts; ++p) mx = std::max(mx, base[p * acc_size + nH * D + h]);
+        float l = 0;
+        for (int64_t d = 0; d < D; ++d) out[h * D + d] = 0;
+        for (int64_t p = 0; p < parts; ++p) {
+          const float* pp = base + p * acc_size;
+          const float w = std::exp(pp[nH * D + h] - mx);
+          l += w * pp[nH * (D + 1) + h];
+          for (int64_t d = 0; d < D; ++d) out[h * D + d] += w * pp[h * D + d];
+        }
+        for (int64_t d = 0; d < D; ++d) out[h * D + d] /= l;
+      }
+    }
+    return;
+  }
+
   auto run = [&](int64_t i) {
     thread_local std::vector<float> scores, acc;
-    // acc: [num_heads, head_dim] output accumulators, then num_heads softmax normalisers.
-    if (static_cast<int64_t>(acc.size()) < nH * (a.head_dim + 1)) acc.resize(nH * (a.head_dim + 1));
+    if (static_cast<int64_t>(acc.size()) < acc_size) acc.resize(acc_size);
     RunItem(a, items[i], scores, acc);
   };
   // One decode token per item costs microseconds: small batches stay on the calling thread.
