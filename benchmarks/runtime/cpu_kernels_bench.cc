@@ -242,6 +242,30 @@ BENCHMARK(BM_PackedGemm)->Apply(GemmShapes);
 BENCHMARK(BM_OpenBlasSgemm)->Apply(GemmShapes);
 #endif
 
+// Attention over one layer's caches with the `small` preset's heads (12 q / 4 KV, d = 64).
+PagedAttentionArgs SmallHeadsArgs(const std::vector<float>& q, const std::vector<float>& k,
+                                  const std::vector<float>& v, std::vector<float>& out,
+                                  const std::vector<int32_t>& qsl, const std::vector<int32_t>& lens,
+                                  const std::vector<int32_t>& blocks, int blocks_per_seq) {
+  PagedAttentionArgs a;
+  a.q = q.data();
+  a.q_stride = 12 * 64;
+  a.k_cache = k.data();
+  a.v_cache = v.data();
+  a.out = out.data();
+  a.out_stride = 12 * 64;
+  a.num_heads = 12;
+  a.num_kv_heads = 4;
+  a.head_dim = 64;
+  a.scale = 0.125f;
+  a.num_seqs = static_cast<int>(lens.size());
+  a.query_start_loc = qsl.data();
+  a.seq_lens = lens.data();
+  a.block_tables = blocks.data();
+  a.max_blocks_per_seq = blocks_per_seq;
+  return a;
+}
+
 // Decode attention of the small preset's shape (12 query / 4 KV heads, d = 64) over a shuffled
 // paged cache: bytes of K/V read per call ÷ measured read bandwidth.
 void BM_PagedDecodeAttention(benchmark::State& state) {
@@ -256,22 +280,7 @@ void BM_PagedDecodeAttention(benchmark::State& state) {
   std::vector<float> q(batch * nH * D, 0.02f), out(batch * nH * D);
   std::vector<int32_t> qsl(batch + 1), lens(batch, ctx);
   std::iota(qsl.begin(), qsl.end(), 0);
-  PagedAttentionArgs a;
-  a.q = q.data();
-  a.q_stride = nH * D;
-  a.k_cache = k.data();
-  a.v_cache = v.data();
-  a.out = out.data();
-  a.out_stride = nH * D;
-  a.num_heads = nH;
-  a.num_kv_heads = nKV;
-  a.head_dim = D;
-  a.scale = 0.125f;
-  a.num_seqs = batch;
-  a.query_start_loc = qsl.data();
-  a.seq_lens = lens.data();
-  a.block_tables = blocks.data();
-  a.max_blocks_per_seq = nb;
+  const PagedAttentionArgs a = SmallHeadsArgs(q, k, v, out, qsl, lens, blocks, nb);
   for (auto _ : state) {
     PagedAttention(a, Pool());
     benchmark::ClobberMemory();
@@ -300,22 +309,7 @@ void BM_PagedPrefillAttention(benchmark::State& state) {
   std::vector<float> k(static_cast<int64_t>(nb) * bs * row, 0.01f), v = k;
   std::vector<float> q(static_cast<int64_t>(L) * nH * D, 0.02f), out(q.size());
   std::vector<int32_t> qsl = {0, L}, lens = {L};
-  PagedAttentionArgs a;
-  a.q = q.data();
-  a.q_stride = nH * D;
-  a.k_cache = k.data();
-  a.v_cache = v.data();
-  a.out = out.data();
-  a.out_stride = nH * D;
-  a.num_heads = nH;
-  a.num_kv_heads = nKV;
-  a.head_dim = D;
-  a.scale = 0.125f;
-  a.num_seqs = 1;
-  a.query_start_loc = qsl.data();
-  a.seq_lens = lens.data();
-  a.block_tables = blocks.data();
-  a.max_blocks_per_seq = nb;
+  const PagedAttentionArgs a = SmallHeadsArgs(q, k, v, out, qsl, lens, blocks, nb);
   for (auto _ : state) {
     PagedAttention(a, Pool());
     benchmark::ClobberMemory();

@@ -370,6 +370,23 @@ absl::Status CudaModelRunner::Impl::RunLayers(const StepShape& s, const Batch* o
   const int64_t qw = qkv_width();
   const float eps = static_cast<float>(c.rms_norm_eps);
   char* qkv_b = static_cast<char*>(qkv);
+  // out = rmsnorm(residual += input) (residual null: out = rmsnorm(input)) over the T rows.
+  auto norm = [&](void* out, const void* input, void* residual, const void* weight) {
+    k::RmsNormParams p{out, input, residual, weight};
+    p.num_tokens = T;
+    p.hidden = static_cast<int>(H);
+    p.eps = eps;
+    p.dtype = dt;
+    return k::launch_rms_norm(p, stream);
+  };
+  // x[rows, cols] += bias, row stride cols.
+  auto add_bias = [&](void* xp, const void* bias, int64_t cols) {
+    k::AddBiasParams p{xp, bias};
+    p.num_rows = T;
+    p.cols = static_cast<int>(cols);
+    p.dtype = dt;
+    return k::launch_add_bias(p, stream);
+  };
 
   k::GatherRowsParams emb{h, embed, d_ids};
   emb.num_rows = T;
@@ -404,20 +421,9 @@ absl::Status CudaModelRunner::Impl::RunLayers(const StepShape& s, const Batch* o
 
   for (size_t li = 0; li < layers.size(); ++li) {
     const Layer& l = layers[li];
-    k::RmsNormParams norm{x, li == 0 ? h : o_out, li == 0 ? nullptr : h, l.in_norm};
-    norm.num_tokens = T;
-    norm.hidden = static_cast<int>(H);
-    norm.eps = eps;
-    norm.dtype = dt;
-    MUSE_CUDA_RETURN(k::launch_rms_norm(norm, stream));
+    MUSE_CUDA_RETURN(norm(x, li == 0 ? h : o_out, li == 0 ? nullptr : h, l.in_norm));
     RETURN_IF_ERROR(Gemm(x, T, H, l.qkv, qw, qkv, cuda_dt));
-    if (l.qkv_bias != nullptr) {
-      k::AddBiasParams bias{qkv, l.qkv_bias};
-      bias.num_rows = T;
-      bias.cols = static_cast<int>(qw);
-      bias.dtype = dt;
-      MUSE_CUDA_RETURN(k::launch_add_bias(bias, stream));
-    }
+    if (l.qkv_bias != nullptr) MUSE_CUDA_RETURN(add_bias(qkv, l.qkv_bias, qw));
     k::RopeParams rope{qkv, qkv_b + nH * D * elem, d_pos, static_cast<float*>(cos.get()),
                        static_cast<float*>(sin.get())};
     rope.num_tokens = T;
@@ -472,19 +478,8 @@ absl::Status CudaModelRunner::Impl::RunLayers(const StepShape& s, const Batch* o
       MUSE_CUDA_RETURN(k::launch_paged_prefill_attention(p, stream));
     }
     RETURN_IF_ERROR(Gemm(attn, T, nH * D, l.o, H, o_out, cuda_dt));
-    if (l.o_bias != nullptr) {
-      k::AddBiasParams bias{o_out, l.o_bias};
-      bias.num_rows = T;
-      bias.cols = static_cast<int>(H);
-      bias.dtype = dt;
-      MUSE_CUDA_RETURN(k::launch_add_bias(bias, stream));
-    }
-    k::RmsNormParams post{x, o_out, h, l.post_norm};
-    post.num_tokens = T;
-    post.hidden = static_cast<int>(H);
-    post.eps = eps;
-    post.dtype = dt;
-    MUSE_CUDA_RETURN(k::launch_rms_norm(post, stream));
+    if (l.o_bias != nullptr) MUSE_CUDA_RETURN(add_bias(o_out, l.o_bias, H));
+    MUSE_CUDA_RETURN(norm(x, o_out, h, l.post_norm));
     RETURN_IF_ERROR(Gemm(x, T, H, l.gate_up, 2 * I, gu, cuda_dt));
     k::SiluAndMulParams silu{act, gu};
     silu.num_tokens = T;
@@ -495,12 +490,7 @@ absl::Status CudaModelRunner::Impl::RunLayers(const StepShape& s, const Batch* o
   }
   // No layers: the embeddings go straight to the final norm (no residual to add).
   const bool any = !layers.empty();
-  k::RmsNormParams fin{x, any ? o_out : h, any ? h : nullptr, final_norm};
-  fin.num_tokens = T;
-  fin.hidden = static_cast<int>(H);
-  fin.eps = eps;
-  fin.dtype = dt;
-  MUSE_CUDA_RETURN(k::launch_rms_norm(fin, stream));
+  MUSE_CUDA_RETURN(norm(x, any ? o_out : h, any ? h : nullptr, final_norm));
   k::GatherRowsParams pick{rows, x, d_lidx};
   pick.num_rows = s.rows;
   pick.row_elems = static_cast<int>(H);
