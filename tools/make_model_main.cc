@@ -19,6 +19,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "models/presets.h"
 #include "models/checkpoint.h"
 #include "models/llava/random_llava_checkpoint.h"
 #include "models/model_config.h"
@@ -68,50 +69,6 @@ struct Flags {
   std::optional<std::string> rope_scaling;
   std::string vision = "clip";  // LLaVA presets
 };
-
-absl::StatusOr<ModelConfig> Preset(const std::string& name) {
-  ModelConfig c;
-  c.rms_norm_eps = 1e-5;
-  if (name == "tiny") {
-    c.vocab_size = 128256;  // Llama 3 tokenizer
-    c.hidden_size = 64;
-    c.num_hidden_layers = 2;
-    c.num_attention_heads = 4;
-    c.num_key_value_heads = 2;
-    c.intermediate_size = 172;
-    c.max_position_embeddings = 8192;
-    c.rope_theta = 500000.0;
-    c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 8192};
-    c.bos_token_id = 128000;
-    c.eos_token_ids = {128001, 128009};
-  } else if (name == "small") {  // ~124M parameters
-    c.vocab_size = 32000;
-    c.hidden_size = 768;
-    c.num_hidden_layers = 12;
-    c.num_attention_heads = 12;
-    c.num_key_value_heads = 4;
-    c.intermediate_size = 2048;
-    c.max_position_embeddings = 4096;
-    c.rope_theta = 10000.0;
-    c.bos_token_id = 1;
-    c.eos_token_ids = {2};
-  } else if (name == "llama3-8b-shape") {  // Meta-Llama-3-8B dimensions
-    c.vocab_size = 128256;
-    c.hidden_size = 4096;
-    c.num_hidden_layers = 32;
-    c.num_attention_heads = 32;
-    c.num_key_value_heads = 8;
-    c.intermediate_size = 14336;
-    c.max_position_embeddings = 8192;
-    c.rope_theta = 500000.0;
-    c.bos_token_id = 128000;
-    c.eos_token_ids = {128001, 128009};
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown preset '", name, "' (tiny, small, llama3-8b-shape)"));
-  }
-  return c;
-}
 
 absl::StatusOr<int64_t> ParseInt(const std::string& flag, const std::string& value) {
   int64_t v;
@@ -390,7 +347,7 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
 
 absl::Status Run(const Flags& f) {
   const bool llava = f.preset.rfind("llava", 0) == 0;
-  ASSIGN_OR_RETURN(ModelConfig c, Preset(llava ? "tiny" : f.preset));
+  ASSIGN_OR_RETURN(ModelConfig c, muse::models::DecoderPreset(llava ? "tiny" : f.preset));
   if (f.arch == "llama") {
     c.arch = Arch::kLlama;
     c.architecture = "LlamaForCausalLM";

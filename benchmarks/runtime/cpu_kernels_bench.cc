@@ -17,6 +17,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "models/presets.h"
 #include "src/runtime/cpu/packed_gemm.h"
 #include "src/runtime/cpu/paged_attention.h"
 #include "src/runtime/cpu/thread_pool.h"
@@ -118,14 +119,18 @@ void BM_MachinePeaks(benchmark::State& state) {
 }
 BENCHMARK(BM_MachinePeaks)->Iterations(1)->Unit(benchmark::kMillisecond);
 
-// The weights of the `small` preset (muse-make-model --preset small): 12 layers of
-// qkv [1280, 768], o [768, 768], gate_up [2 x 2048, 768], down [768, 2048], and lm_head
-// [32000, 768]: ~400 MB of fp32, so each pass streams them from DRAM as decode does.
+// The weights of the `small` preset (models/presets.h), random: per layer the fused qkv, o,
+// gate_up (SwiGLU-packed) and down matrices, then lm_head; ~400 MB of fp32, so each pass streams
+// them from DRAM as decode does.
 struct SmallModelWeights {
   std::vector<PackedWeight> w;
   std::vector<bool> swiglu;
   double bytes = 0, flops_per_row = 0;
   SmallModelWeights() {
+    const models::ModelConfig c = *models::DecoderPreset("small");
+    const int64_t H = c.hidden_size, I = c.intermediate_size;
+    const int64_t qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim;
+    const int64_t q = c.num_attention_heads * c.head_dim;
     std::mt19937 rng(1);
     std::uniform_real_distribution<float> u(-0.05f, 0.05f);
     auto rnd = [&](int64_t n) {
@@ -133,22 +138,20 @@ struct SmallModelWeights {
       for (auto& x : v) x = u(rng);
       return v;
     };
-    for (int l = 0; l < 12; ++l) {
-      auto add = [&](int64_t n, int64_t k) {
-        auto v = rnd(n * k);
-        w.push_back(PackedWeight::Pack(v.data(), n, k));
-        swiglu.push_back(false);
-      };
-      add(1280, 768);
-      add(768, 768);
-      auto g = rnd(2048 * 768), up = rnd(2048 * 768);
-      w.push_back(PackSwiGlu(g.data(), up.data(), 2048, 768));
+    auto add = [&](int64_t n, int64_t k) {
+      auto v = rnd(n * k);
+      w.push_back(PackedWeight::Pack(v.data(), n, k));
+      swiglu.push_back(false);
+    };
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+      add(qkv, H);
+      add(H, q);
+      auto g = rnd(I * H), up = rnd(I * H);
+      w.push_back(PackSwiGlu(g.data(), up.data(), I, H));
       swiglu.push_back(true);
-      add(768, 2048);
+      add(H, I);
     }
-    auto head = rnd(32000ll * 768);
-    w.push_back(PackedWeight::Pack(head.data(), 32000, 768));
-    swiglu.push_back(false);
+    add(c.vocab_size, H);
     for (auto& x : w) {
       bytes += 4.0 * x.n() * x.k();
       flops_per_row += 2.0 * x.n() * x.k();
@@ -159,7 +162,7 @@ struct SmallModelWeights {
 void BM_SmallModelGemmPass(benchmark::State& state) {
   static SmallModelWeights m;
   const int64_t rows = state.range(0);
-  std::vector<float> x(rows * 4096, 0.01f), y(rows * 32000);
+  std::vector<float> x(rows * 4096, 0.01f), y(rows * 32000);  // covers every K and N of `small`
   for (auto _ : state) {
     for (size_t i = 0; i < m.w.size(); ++i) {
       const auto& w = m.w[i];

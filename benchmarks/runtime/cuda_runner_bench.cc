@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "models/presets.h"
 #include "models/random_checkpoint.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
 
@@ -63,21 +64,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "no CUDA device\n");
     return 0;
   }
-  muse::models::ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.arch = muse::models::Arch::kLlama;
-  c.vocab_size = 128256;
-  c.hidden_size = 4096;
+  auto preset = muse::models::DecoderPreset("llama3-8b-shape");
+  if (!preset.ok()) return 1;
+  muse::models::ModelConfig c = *preset;
   c.num_hidden_layers = layers;
-  c.num_attention_heads = 32;
-  c.num_key_value_heads = 8;
-  c.head_dim = 128;
-  c.intermediate_size = 14336;
-  c.max_position_embeddings = 8192;
-  c.rope_theta = 500000.0;
-  c.rms_norm_eps = 1e-5;
-  c.bos_token_id = 128000;
-  c.eos_token_ids = {128001};
   if (!std::filesystem::exists(dir + "/model.safetensors")) {
     auto w = muse::models::WriteRandomCheckpoint(
         dir, c, {.seed = 0, .dtype = muse::models::DType::kBF16});

@@ -61,13 +61,6 @@ class LlamaModel {
   // Final norm + lm_head on the selected rows; returns fp32 [R, V].
   at::Tensor Logits(const at::Tensor& hidden_rows) const;
 
-  // Weights, for backends that repack them (LlamaCpuModel).
-  const std::vector<LlamaLayerWeights>& layers() const { return layers_; }
-  const at::Tensor& embed() const { return embed_; }
-  const at::Tensor& lm_head() const { return lm_head_; }
-  const at::Tensor& final_norm() const { return final_norm_; }
-  const at::Tensor& inv_freq() const { return inv_freq_; }
-
  private:
   at::Tensor Attention(const LlamaLayerWeights& w, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, const AttentionMeta& meta, at::Tensor& k_cache,

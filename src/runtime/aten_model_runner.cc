@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <thread>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <string>
@@ -17,48 +16,25 @@
 #include "models/random_checkpoint.h"
 #include "src/runtime/cpu/packed_gemm.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
+#include "tests/runtime/test_configs.h"
 
 namespace muse::runtime {
 namespace {
 
+// The shared small configs (tests/runtime/test_configs.h) with heads the CUDA attention kernels
+// take (head_dim 64, 80, 96 or 128).
 models::ModelConfig Config(const std::string& variant) {
-  models::ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.arch = models::Arch::kLlama;
+  models::ModelConfig c = muse::testing::SmallConfig(variant);
   c.vocab_size = 1000;
   c.hidden_size = 256;
-  c.num_hidden_layers = 3;
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
   c.head_dim = 64;
   c.intermediate_size = 688;
-  c.max_position_embeddings = 4096;
-  c.rms_norm_eps = 1e-5;
-  c.rope_theta = 10000.0;
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  if (variant == "llama") {
-    c.tie_word_embeddings = true;
-    c.rope_scaling = {"llama3", 8.0, 1.0, 4.0, 512};
-  } else if (variant == "qwen2") {
-    c.architecture = "Qwen2ForCausalLM";
-    c.arch = models::Arch::kQwen2;
-    c.attention_bias = true;
-  } else if (variant == "llama_bias") {  // q/k/v and o_proj biases
-    c.attention_bias = true;
-  } else if (variant == "mistral") {
-    c.architecture = "MistralForCausalLM";
-    c.arch = models::Arch::kMistral;
-    c.sliding_window = 40;
-  }
   return c;
 }
 
-std::string TempDir(const std::string& name) {
-  std::string tmpl = "/tmp/muse-cuda-" + name + "-XXXXXX";
-  char* d = mkdtemp(tmpl.data());
-  return d ? std::string(d) : std::string();
-}
+std::string TempDir(const std::string& name) { return muse::testing::MakeTempDir("muse-cuda-" + name); }
 
 double RelErr(const std::vector<float>& got, const std::vector<float>& ref) {
   double num = 0, den = 0;

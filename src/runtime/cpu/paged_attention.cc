@@ -226,10 +226,9 @@ void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
   // decode token with a long context: each part attends to a slice of the keys, then the parts
   // are merged with weights exp(m_p - m).
   bool split = threads > 1 && static_cast<int>(items.size()) < threads;
-  for (const Item& it : items) {
-    split = split && it.q_end - it.q_begin == 1 &&
-            Visible(a, it.seq, it.q_begin).second - Visible(a, it.seq, it.q_begin).first >=
-                2 * kMinSplitKeys;
+  for (size_t i = 0; split && i < items.size(); ++i) {
+    const auto [lo, hi] = Visible(a, items[i].seq, items[i].q_begin);
+    split = items[i].q_end - items[i].q_begin == 1 && hi - lo >= 2 * kMinSplitKeys;
   }
   if (split) {
     const int64_t parts = threads;
