@@ -18,7 +18,10 @@ namespace {
 
 using namespace muse::server::testing;
 
-constexpr int kEncodeDelayMs = 150;  // per encoder batch, so a test can cancel mid-encode
+// Per encoder batch, so a test can cancel mid-encode. Wide enough that, on a loaded 2-core CI box,
+// the first request reaches the encoder before the followers sent delay / 3 later, and they all
+// arrive within its batch (150 ms failed once in ~8 suite runs under ctest -j2).
+constexpr int kEncodeDelayMs = 400;
 
 std::string HttpGet(int port, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
