@@ -145,35 +145,4 @@ std::vector<std::string> Checkpoint::names() const {
   return out;
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedDecoderTensors(
-    const ModelConfig& c, const std::string& prefix) {
-  const int64_t h = c.hidden_size;
-  const int64_t q = c.num_attention_heads * c.head_dim;
-  const int64_t kv = c.num_key_value_heads * c.head_dim;
-  const int64_t ffn = c.intermediate_size;
-  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
-  out.push_back({prefix + "model.embed_tokens.weight", {c.vocab_size, h}});
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = absl::StrCat(prefix, "model.layers.", i, ".");
-    out.push_back({p + "input_layernorm.weight", {h}});
-    out.push_back({p + "self_attn.q_proj.weight", {q, h}});
-    out.push_back({p + "self_attn.k_proj.weight", {kv, h}});
-    out.push_back({p + "self_attn.v_proj.weight", {kv, h}});
-    if (c.attention_bias) {
-      out.push_back({p + "self_attn.q_proj.bias", {q}});
-      out.push_back({p + "self_attn.k_proj.bias", {kv}});
-      out.push_back({p + "self_attn.v_proj.bias", {kv}});
-    }
-    out.push_back({p + "self_attn.o_proj.weight", {h, q}});
-    if (OProjHasBias(c)) out.push_back({p + "self_attn.o_proj.bias", {h}});
-    out.push_back({p + "post_attention_layernorm.weight", {h}});
-    out.push_back({p + "mlp.gate_proj.weight", {ffn, h}});
-    out.push_back({p + "mlp.up_proj.weight", {ffn, h}});
-    out.push_back({p + "mlp.down_proj.weight", {h, ffn}});
-  }
-  out.push_back({prefix + "model.norm.weight", {h}});
-  if (!c.tie_word_embeddings) out.push_back({prefix + "lm_head.weight", {c.vocab_size, h}});
-  return out;
-}
-
 }  // namespace muse::models

@@ -39,10 +39,4 @@ class Checkpoint {
   std::map<std::string, const TensorView*> index_;
 };
 
-// The tensor names and shapes a decoder of this config needs, in HF naming
-// (model.embed_tokens.weight, model.layers.N.self_attn.q_proj.weight, ..., lm_head.weight).
-// `prefix` is prepended to every name (LLaVA keeps its decoder under "language_model.").
-std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedDecoderTensors(
-    const ModelConfig& config, const std::string& prefix = "");
-
 }  // namespace muse::models

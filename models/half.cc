@@ -84,17 +84,17 @@ std::vector<float> ToFloat32(const TensorView& t) {
   std::vector<float> out;
   const auto* bytes = static_cast<const unsigned char*>(t.data);
   switch (t.dtype) {
-    case DType::kF32:
+    case DType::kFloat32:
       out.resize(n);
       std::memcpy(out.data(), bytes, n * sizeof(float));
       break;
-    case DType::kF16:
-    case DType::kBF16: {
+    case DType::kFloat16:
+    case DType::kBFloat16: {
       out.resize(n);
       for (int64_t i = 0; i < n; ++i) {
         uint16_t h;
         std::memcpy(&h, bytes + 2 * i, 2);
-        out[i] = t.dtype == DType::kF16 ? F16ToFloat(h) : Bf16ToFloat(h);
+        out[i] = t.dtype == DType::kFloat16 ? F16ToFloat(h) : Bf16ToFloat(h);
       }
       break;
     }

@@ -34,16 +34,13 @@ struct ModelConfig {
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
   bool attention_bias = false;     // q/k/v projections have bias (Qwen2: always); on Llama also
-                                   // o_proj (HF LlamaAttention), see OProjHasBias
+                                   // o_proj (HF LlamaAttention), see models/llama/llama_weights.h
   int64_t sliding_window = 0;      // 0 = full attention (Mistral may set it)
   RopeScaling rope_scaling;
   std::string torch_dtype;         // as stored in config.json ("float32", "bfloat16", ...)
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
 };
-
-// HF's LlamaAttention gives o_proj a bias when attention_bias is set; Qwen2's o_proj never has one.
-inline bool OProjHasBias(const ModelConfig& c) { return c.arch == Arch::kLlama && c.attention_bias; }
 
 // Parses the text of a config.json. Errors name the offending key.
 absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text);

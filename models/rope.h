@@ -1,6 +1,6 @@
 // RoPE inverse frequencies as HF transformers computes them (float32), with "llama3" and
-// "linear" rope_scaling. Plain C++: the ATen model, the fp32 CPU kernels and the CUDA runner all
-// take their angles from here.
+// "linear" rope_scaling (kernels/rope_freqs.h, from a ModelConfig). The ATen model, the fp32 CPU
+// model and the CUDA model all take their angles from here.
 #pragma once
 
 #include <vector>

@@ -43,8 +43,8 @@ absl::Status InvalidTensor(const std::string& path, const std::string& name,
 
 bool ParseDType(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> kNames[] = {
-      {"F32", DType::kF32}, {"F16", DType::kF16}, {"BF16", DType::kBF16},
-      {"I64", DType::kI64}, {"I32", DType::kI32}, {"U8", DType::kU8}};
+      {"F32", DType::kFloat32}, {"F16", DType::kFloat16}, {"BF16", DType::kBFloat16},
+      {"I64", DType::kInt64}, {"I32", DType::kInt32}, {"U8", DType::kUInt8}};
   for (const auto& [name, d] : kNames) {
     if (s == name) {
       *out = d;
@@ -121,31 +121,19 @@ bool ByteSize(const std::vector<int64_t>& shape, DType dtype, uint64_t* numel, u
     if (d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return false;
   }
   *numel = n;
-  return !__builtin_mul_overflow(n, static_cast<uint64_t>(DTypeSize(dtype)), nbytes);
+  return !__builtin_mul_overflow(n, static_cast<uint64_t>(kernels::dtype_size(dtype)), nbytes);
 }
 
 }  // namespace
 
-size_t DTypeSize(DType d) {
-  switch (d) {
-    case DType::kF32: return 4;
-    case DType::kF16: return 2;
-    case DType::kBF16: return 2;
-    case DType::kI64: return 8;
-    case DType::kI32: return 4;
-    case DType::kU8: return 1;
-  }
-  return 0;
-}
-
 const char* DTypeName(DType d) {
   switch (d) {
-    case DType::kF32: return "F32";
-    case DType::kF16: return "F16";
-    case DType::kBF16: return "BF16";
-    case DType::kI64: return "I64";
-    case DType::kI32: return "I32";
-    case DType::kU8: return "U8";
+    case DType::kFloat32: return "F32";
+    case DType::kFloat16: return "F16";
+    case DType::kBFloat16: return "BF16";
+    case DType::kInt64: return "I64";
+    case DType::kInt32: return "I32";
+    case DType::kUInt8: return "U8";
   }
   return "?";
 }

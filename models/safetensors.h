@@ -13,17 +13,17 @@
 #include <string>
 #include <vector>
 
+#include "kernels/dtype.h"
 #include "src/common/status.h"
 
 namespace muse::models {
 
-enum class DType { kF32, kF16, kBF16, kI64, kI32, kU8 };
-size_t DTypeSize(DType d);
+using kernels::DType;
 const char* DTypeName(DType d);  // safetensors spelling: "F32", "BF16", ...
 
 struct TensorView {
   std::string name;
-  DType dtype = DType::kF32;
+  DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
   // Points into the mapping; valid while the owning file lives. Aligned to the dtype size when
   // the writer aligned it (HF writers and WriteSafetensors of one dtype do); the format does not
@@ -58,9 +58,9 @@ class SafetensorsFile {
 
 struct TensorToWrite {
   std::string name;
-  DType dtype = DType::kF32;
+  DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
-  std::vector<uint8_t> bytes;  // numel * DTypeSize(dtype)
+  std::vector<uint8_t> bytes;  // numel * kernels::dtype_size(dtype)
 };
 // Writes tensors (in the given order) with optional metadata, atomically (tmp file + rename).
 absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
@@ -68,10 +68,10 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
 
 // Streaming variant for checkpoints larger than memory: the header is built from `specs`, then
 // `produce(i, sink)` is called for each tensor in order and must pass exactly
-// numel * DTypeSize bytes to `sink` (in any number of pieces). Also atomic.
+// numel * dtype_size bytes to `sink` (in any number of pieces). Also atomic.
 struct TensorSpec {
   std::string name;
-  DType dtype = DType::kF32;
+  DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
 };
 using ByteSink = std::function<absl::Status(const void* data, size_t nbytes)>;

@@ -2,13 +2,13 @@
 # Stages the GPU test and benchmark binaries built here (CPU machine, nvcc only) into .devbuild/
 # for a device machine that has CUDA but none of our Debian libraries: the binaries plus the
 # shared libraries they need beyond glibc/libstdc++/CUDA (Abseil, spdlog, fmt) in .devbuild/lib.
-# Then: run(carry=[".devbuild"]) "OUT=\$OUT scripts/device_kernels.sh"
+# Then: run(carry=[".devbuild"]) "OUT=\$OUT scripts/device_checks.sh"
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/build/bin"; DEST="$ROOT/.devbuild"
-cmake --build "$ROOT/build" -j "$(nproc)" --target kernels_test kernels_bench cuda_runner_test cuda_runner_bench
+cmake --build "$ROOT/build" -j "$(nproc)" --target cuda_kernels_test cuda_kernels_bench cuda_runner_test cuda_runner_bench
 rm -rf "$DEST" && mkdir -p "$DEST/lib"
-for b in kernels_test kernels_bench cuda_runner_test cuda_runner_bench; do
+for b in cuda_kernels_test cuda_kernels_bench cuda_runner_test cuda_runner_bench; do
   cp "$BIN/$b" "$DEST/"
   for lib in $(ldd "$BIN/$b" | awk '$3 ~ /^\// {print $3}'); do
     case "$lib" in

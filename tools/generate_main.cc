@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
   }
 
   const int total = static_cast<int>(prompt.size()) + max_tokens;
-  const int blocks_per_seq = (total + runtime::kBlockSize - 1) / runtime::kBlockSize;
+  const int blocks_per_seq = (total + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize;
   opts.num_kv_blocks = static_cast<int64_t>(blocks_per_seq) * batch;
   auto runner_or = runtime::CreateModelRunner(opts);
   if (!runner_or.ok()) {
@@ -136,7 +136,7 @@ int main(int argc, char** argv) {
 
   std::vector<std::vector<int32_t>> seqs(batch, prompt);
   auto step = [&](bool prefill) -> absl::Status {
-    runtime::Batch b;
+    models::Batch b;
     b.max_blocks_per_seq = blocks_per_seq;
     b.query_start_loc.push_back(0);
     for (int s = 0; s < batch; ++s) {
@@ -145,16 +145,16 @@ int main(int argc, char** argv) {
       for (int p = begin; p < len; ++p) {
         b.input_ids.push_back(seqs[s][p]);
         b.positions.push_back(p);
-        const int blk = s * blocks_per_seq + p / runtime::kBlockSize;
-        b.slot_mapping.push_back(static_cast<int64_t>(blk) * runtime::kBlockSize +
-                                 p % runtime::kBlockSize);
+        const int blk = s * blocks_per_seq + p / kernels::kKvBlockSize;
+        b.slot_mapping.push_back(static_cast<int64_t>(blk) * kernels::kKvBlockSize +
+                                 p % kernels::kKvBlockSize);
       }
       b.logits_indices.push_back(static_cast<int32_t>(b.input_ids.size()) - 1);
       b.query_start_loc.push_back(static_cast<int32_t>(b.input_ids.size()));
       b.seq_lens.push_back(len);
       for (int j = 0; j < blocks_per_seq; ++j) b.block_tables.push_back(s * blocks_per_seq + j);
     }
-    runtime::Logits logits;
+    models::Logits logits;
     RETURN_IF_ERROR(runner.Forward(b, &logits));
     for (int s = 0; s < batch; ++s) seqs[s].push_back(ArgMax(logits.row(s), vocab));
     return absl::OkStatus();

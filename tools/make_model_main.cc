@@ -19,11 +19,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "models/presets.h"
+#include "models/llama/llama_weights.h"
+#include "models/testing/presets.h"
 #include "models/checkpoint.h"
-#include "models/llava/random_llava_checkpoint.h"
+#include "models/testing/random_llava_checkpoint.h"
 #include "models/model_config.h"
-#include "models/random_checkpoint.h"
+#include "models/testing/random_checkpoint.h"
 
 namespace {
 

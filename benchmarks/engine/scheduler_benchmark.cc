@@ -22,7 +22,7 @@ void BM_SchedulerStep(benchmark::State& state) {
   const int num_seqs = static_cast<int>(state.range(0));
   const int prompt = 512, gen = 256;
   SchedulerConfig config{.max_num_batched_tokens = 8192, .max_num_seqs = num_seqs};
-  BlockManager blocks(num_seqs * ((prompt + gen) / kBlockSize + 2));
+  BlockManager blocks(num_seqs * ((prompt + gen) / kernels::kKvBlockSize + 2));
   Scheduler sched(config, &blocks);
   std::mt19937 rng(1);
   std::vector<std::unique_ptr<Sequence>> seqs;
@@ -43,7 +43,7 @@ void BM_SchedulerStep(benchmark::State& state) {
     seqs.push_back(std::make_unique<Sequence>());
     fresh(seqs.back().get());
   }
-  runtime::Batch batch;
+  models::Batch batch;
   std::vector<int> logits_seq;
   const std::vector<ContentSpan> none;
   int64_t scheduled_seqs = 0;
@@ -53,7 +53,7 @@ void BM_SchedulerStep(benchmark::State& state) {
     for (const auto& s : out.scheduled) {
       Sequence* seq = s.seq;
       seq->num_computed_tokens += s.num_new_tokens;
-      const int full = seq->num_computed_tokens / kBlockSize;
+      const int full = seq->num_computed_tokens / kernels::kKvBlockSize;
       if (full > seq->num_cached_blocks) {
         ExtendBlockHashes(seq->tokens, none, &seq->block_hashes);
         for (int b = seq->num_cached_blocks; b < full; ++b) {

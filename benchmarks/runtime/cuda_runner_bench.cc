@@ -15,14 +15,14 @@
 #include <string>
 #include <vector>
 
-#include "models/presets.h"
-#include "models/random_checkpoint.h"
+#include "models/testing/presets.h"
+#include "models/testing/random_checkpoint.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
 
 namespace {
 
-using muse::runtime::Batch;
-using muse::runtime::kBlockSize;
+using muse::models::Batch;
+using muse::kernels::kKvBlockSize;
 
 double CopyBandwidth() {
   const size_t bytes = 2ull << 30;
@@ -70,7 +70,7 @@ int main(int argc, char** argv) {
   c.num_hidden_layers = layers;
   if (!std::filesystem::exists(dir + "/model.safetensors")) {
     auto w = muse::models::WriteRandomCheckpoint(
-        dir, c, {.seed = 0, .dtype = muse::models::DType::kBF16});
+        dir, c, {.seed = 0, .dtype = muse::models::DType::kBFloat16});
     if (!w.ok()) {
       std::fprintf(stderr, "write: %s\n", w.status().ToString().c_str());
       return 1;
@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
   }
   const double bw = CopyBandwidth();
   const int max_batch = 64;
-  const int blocks_per_seq = (context + 64 + kBlockSize - 1) / kBlockSize;
+  const int blocks_per_seq = (context + 64 + kKvBlockSize - 1) / kKvBlockSize;
   auto r = muse::runtime::CudaModelRunner::Create({.model_dir = dir,
                                                     .device = "cuda",
                                                     .dtype = "bfloat16",
@@ -116,25 +116,25 @@ int main(int argc, char** argv) {
       for (int p = 0; p < context; ++p) {
         pre.input_ids.push_back((p * 7919 + s) % c.vocab_size);
         pre.positions.push_back(p);
-        pre.slot_mapping.push_back(static_cast<int64_t>(s * blocks_per_seq + p / kBlockSize) *
-                                       kBlockSize + p % kBlockSize);
+        pre.slot_mapping.push_back(static_cast<int64_t>(s * blocks_per_seq + p / kKvBlockSize) *
+                                       kKvBlockSize + p % kKvBlockSize);
       }
       pre.logits_indices = {context - 1};
-      muse::runtime::Logits l;
+      muse::models::Logits l;
       if (auto st = (*r)->Forward(pre, &l); !st.ok()) {
         std::fprintf(stderr, "prefill: %s\n", st.ToString().c_str());
         return 1;
       }
       decode.input_ids.push_back(1 + s);
       decode.positions.push_back(context);
-      decode.slot_mapping.push_back(static_cast<int64_t>(s * blocks_per_seq + context / kBlockSize) *
-                                        kBlockSize + context % kBlockSize);
+      decode.slot_mapping.push_back(static_cast<int64_t>(s * blocks_per_seq + context / kKvBlockSize) *
+                                        kKvBlockSize + context % kKvBlockSize);
       decode.logits_indices.push_back(s);
       decode.query_start_loc.push_back(s + 1);
       decode.seq_lens.push_back(context + 1);
       for (int j = 0; j < blocks_per_seq; ++j) decode.block_tables.push_back(s * blocks_per_seq + j);
     }
-    muse::runtime::Logits l;
+    muse::models::Logits l;
     auto step = [&] {
       const auto st = (*r)->Forward(decode, &l);
       if (!st.ok()) std::fprintf(stderr, "decode: %s\n", st.ToString().c_str());

@@ -10,9 +10,9 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
-#include "models/llama/cpu_threads.h"
+#include "models/cpu_threads.h"
 #include "models/llava/llava_vision.h"
-#include "models/llava/random_llava_checkpoint.h"
+#include "models/testing/random_llava_checkpoint.h"
 
 using namespace muse::models;
 

@@ -4,15 +4,15 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "models/half.h"
+#include "models/llama/llama_weights.h"
 #include "models/rope.h"
-#include "src/runtime/cpu/cpu_ops.h"
-#include "src/runtime/cpu/paged_attention.h"
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/paged_attention.h"
 
 namespace muse::models {
 namespace {
 
-namespace cpu = runtime::cpu;
+namespace cpu = kernels::cpu;
 
 void Grow(std::vector<float>& v, int64_t n) {
   if (static_cast<int64_t>(v.size()) < n) v.resize(n);
@@ -25,64 +25,45 @@ absl::StatusOr<std::unique_ptr<LlamaCpuModel>> LlamaCpuModel::Load(
   auto m = std::unique_ptr<LlamaCpuModel>(new LlamaCpuModel(threads));
   const ModelConfig& c = ckpt.config();
   m->config_ = c;
-  const int64_t H = c.hidden_size, I = c.intermediate_size, D = c.head_dim;
-  const int64_t nH = c.num_attention_heads, nKV = c.num_key_value_heads, V = c.vocab_size;
-  auto load = [&](const std::string& name,
-                  const std::vector<int64_t>& shape) -> absl::StatusOr<std::vector<float>> {
-    ASSIGN_OR_RETURN(const TensorView* v, ckpt.Get(weight_prefix + name, shape));
-    std::vector<float> f = ToFloat32(*v);
-    if (static_cast<int64_t>(f.size()) != v->numel()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("tensor ", weight_prefix, name, ": not a floating-point dtype"));
-    }
-    return f;
+  const LlamaWeightSpec spec = MakeLlamaWeightSpec(c, weight_prefix);
+  auto read = [&](const FusedWeight& w) -> absl::StatusOr<std::vector<float>> {
+    if (!w.present()) return std::vector<float>{};
+    return ReadFloat32(ckpt, w);
   };
-  auto cat = [](std::vector<float> a, const std::vector<float>& b) {
-    a.insert(a.end(), b.begin(), b.end());
-    return a;
+  // [rows, cols] fp32 -> 16-column panels.
+  auto pack = [&](const FusedWeight& w) -> absl::StatusOr<cpu::PackedWeight> {
+    ASSIGN_OR_RETURN(std::vector<float> f, ReadFloat32(ckpt, w));
+    return cpu::PackedWeight::Pack(f.data(), w.rows(), w.parts[0].shape[1]);
   };
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    const std::string p = absl::StrCat("model.layers.", i, ".");
+  for (const LlamaLayerSpec& ls : spec.layers) {
     Layer l;
-    ASSIGN_OR_RETURN(l.input_norm, load(p + "input_layernorm.weight", {H}));
-    ASSIGN_OR_RETURN(l.post_norm, load(p + "post_attention_layernorm.weight", {H}));
-    ASSIGN_OR_RETURN(auto q, load(p + "self_attn.q_proj.weight", {nH * D, H}));
-    ASSIGN_OR_RETURN(auto k, load(p + "self_attn.k_proj.weight", {nKV * D, H}));
-    ASSIGN_OR_RETURN(auto v, load(p + "self_attn.v_proj.weight", {nKV * D, H}));
-    const std::vector<float> qkv = cat(cat(std::move(q), k), v);
-    l.qkv = cpu::PackedWeight::Pack(qkv.data(), (nH + 2 * nKV) * D, H);
-    if (c.attention_bias) {
-      ASSIGN_OR_RETURN(auto qb, load(p + "self_attn.q_proj.bias", {nH * D}));
-      ASSIGN_OR_RETURN(auto kb, load(p + "self_attn.k_proj.bias", {nKV * D}));
-      ASSIGN_OR_RETURN(auto vb, load(p + "self_attn.v_proj.bias", {nKV * D}));
-      l.qkv_bias = cat(cat(std::move(qb), kb), vb);
-    }
-    ASSIGN_OR_RETURN(auto o, load(p + "self_attn.o_proj.weight", {H, nH * D}));
-    if (OProjHasBias(c)) {
-      ASSIGN_OR_RETURN(l.o_bias, load(p + "self_attn.o_proj.bias", {H}));
-    }
-    l.o_proj = cpu::PackedWeight::Pack(o.data(), H, nH * D);
-    ASSIGN_OR_RETURN(auto gate, load(p + "mlp.gate_proj.weight", {I, H}));
-    ASSIGN_OR_RETURN(auto up, load(p + "mlp.up_proj.weight", {I, H}));
-    l.gate_up = cpu::PackSwiGlu(gate.data(), up.data(), I, H);
-    ASSIGN_OR_RETURN(auto down, load(p + "mlp.down_proj.weight", {H, I}));
-    l.down = cpu::PackedWeight::Pack(down.data(), H, I);
+    ASSIGN_OR_RETURN(l.input_norm, read(ls.input_norm));
+    ASSIGN_OR_RETURN(l.post_norm, read(ls.post_norm));
+    ASSIGN_OR_RETURN(l.qkv, pack(ls.qkv));
+    ASSIGN_OR_RETURN(l.qkv_bias, read(ls.qkv_bias));
+    ASSIGN_OR_RETURN(l.o_proj, pack(ls.o_proj));
+    ASSIGN_OR_RETURN(l.o_bias, read(ls.o_bias));
+    // gate and up interleaved panel by panel for the SwiGLU epilogue.
+    ASSIGN_OR_RETURN(std::vector<float> gate_up, read(ls.gate_up));
+    const int64_t I = c.intermediate_size, H = c.hidden_size;
+    l.gate_up = cpu::PackSwiGlu(gate_up.data(), gate_up.data() + I * H, I, H);
+    ASSIGN_OR_RETURN(l.down, pack(ls.down));
     m->layers_.push_back(std::move(l));
   }
-  ASSIGN_OR_RETURN(m->final_norm_, load("model.norm.weight", {H}));
-  ASSIGN_OR_RETURN(auto embed, load("model.embed_tokens.weight", {V, H}));
-  if (c.tie_word_embeddings) {
-    m->lm_head_ = cpu::PackedWeight::Pack(embed.data(), V, H);  // rows read back by CopyRow
+  ASSIGN_OR_RETURN(m->final_norm_, read(spec.final_norm));
+  ASSIGN_OR_RETURN(std::vector<float> embed, read(spec.embed));
+  if (!spec.lm_head.present()) {
+    // Tied: the packed head is the only copy; embedding rows are read back with CopyRow.
+    m->lm_head_ = cpu::PackedWeight::Pack(embed.data(), c.vocab_size, c.hidden_size);
   } else {
-    ASSIGN_OR_RETURN(auto head, load("lm_head.weight", {V, H}));
-    m->lm_head_ = cpu::PackedWeight::Pack(head.data(), V, H);
+    ASSIGN_OR_RETURN(m->lm_head_, pack(spec.lm_head));
     m->embed_ = std::move(embed);
   }
   m->inv_freq_ = RopeInvFreq(c);
   return m;
 }
 
-void LlamaCpuModel::Forward(const runtime::Batch& b, const std::vector<float*>& k_caches,
+void LlamaCpuModel::Forward(const models::Batch& b, const std::vector<float*>& k_caches,
                             const std::vector<float*>& v_caches, float* logits) {
   const ModelConfig& c = config_;
   const int64_t T = b.num_tokens(), H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
@@ -128,7 +109,7 @@ void LlamaCpuModel::Forward(const runtime::Batch& b, const std::vector<float*>& 
   att.num_heads = static_cast<int>(nH);
   att.num_kv_heads = static_cast<int>(nKV);
   att.head_dim = static_cast<int>(D);
-  att.block_size = runtime::kBlockSize;
+  att.block_size = kernels::kKvBlockSize;
   att.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(D)));
   att.sliding_window = static_cast<int>(c.sliding_window);
   att.num_seqs = b.num_seqs();

@@ -1,6 +1,6 @@
 // The Llama-family decoder on muse's own fp32 CPU kernels (src/runtime/cpu): packed AVX2 GEMMs
 // with fused bias / residual / SwiGLU epilogues, paged attention, RMSNorm and RoPE on raw
-// pointers, all on one thread pool. Same math and batch interface as LlamaModel (the ATen path,
+// pointers, all on one thread pool. Same math and batch interface as LlamaAtenModel (the ATen path,
 // which stays for bf16/fp16 and CPUs without AVX2). No libtorch at all: weights come straight
 // from the checkpoint (F32/F16/BF16 widened to fp32), so this also serves as the fp32 reference
 // of the CUDA runner's tests on machines with only CUDA.
@@ -14,17 +14,17 @@
 
 #include "models/checkpoint.h"
 #include "src/common/status.h"
-#include "src/runtime/batch.h"
-#include "src/runtime/cpu/packed_gemm.h"
-#include "src/runtime/cpu/thread_pool.h"
+#include "models/batch.h"
+#include "kernels/cpu/packed_gemm.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace muse::models {
 
 class LlamaCpuModel {
  public:
   // Loads and validates every decoder tensor of `ckpt` (names and shapes as
-  // ExpectedDecoderTensors; `weight_prefix` as LlamaModel::Load) and packs it. Requires
-  // runtime::cpu::PackedGemmSupported(). `threads` >= 1.
+  // ExpectedDecoderTensors; `weight_prefix` as LlamaAtenModel::Load) and packs it. Requires
+  // kernels::cpu::PackedGemmSupported(). `threads` >= 1.
   static absl::StatusOr<std::unique_ptr<LlamaCpuModel>> Load(const Checkpoint& ckpt,
                                                              const std::string& weight_prefix,
                                                              int threads);
@@ -33,21 +33,21 @@ class LlamaCpuModel {
   int num_threads() const { return pool_.num_threads(); }
 
   // One step over a validated batch. k_caches / v_caches: per layer, fp32
-  // [num_blocks, kBlockSize, nKV, D]. logits: [batch.logits_indices.size(), vocab] fp32.
-  void Forward(const runtime::Batch& batch, const std::vector<float*>& k_caches,
+  // [num_blocks, kernels::kKvBlockSize, nKV, D]. logits: [batch.logits_indices.size(), vocab] fp32.
+  void Forward(const models::Batch& batch, const std::vector<float*>& k_caches,
                const std::vector<float*>& v_caches, float* logits);
 
  private:
   struct Layer {
     std::vector<float> input_norm, post_norm, qkv_bias, o_bias;  // biases empty when absent
-    runtime::cpu::PackedWeight qkv, o_proj, gate_up, down;
+    kernels::cpu::PackedWeight qkv, o_proj, gate_up, down;
   };
   explicit LlamaCpuModel(int threads) : pool_(threads) {}
 
   ModelConfig config_;
-  runtime::cpu::ThreadPool pool_;
+  kernels::cpu::ThreadPool pool_;
   std::vector<Layer> layers_;
-  runtime::cpu::PackedWeight lm_head_;
+  kernels::cpu::PackedWeight lm_head_;
   std::vector<float> embed_;  // [V, H]; empty when tied (rows come from lm_head_)
   std::vector<float> final_norm_, inv_freq_;
   // Step buffers, grown on demand.

@@ -7,7 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include "models/checkpoint.h"
-#include "models/llama/cpu_threads.h"
+#include "models/cpu_threads.h"
 
 namespace muse::models::llava {
 namespace {
@@ -30,12 +30,12 @@ at::Tensor Activation(const at::Tensor& x, const std::string& act) {
 
 at::ScalarType ToScalarType(DType d) {
   switch (d) {
-    case DType::kF32: return at::kFloat;
-    case DType::kF16: return at::kHalf;
-    case DType::kBF16: return at::kBFloat16;
-    case DType::kI64: return at::kLong;
-    case DType::kI32: return at::kInt;
-    case DType::kU8: return at::kByte;
+    case DType::kFloat32: return at::kFloat;
+    case DType::kFloat16: return at::kHalf;
+    case DType::kBFloat16: return at::kBFloat16;
+    case DType::kInt64: return at::kLong;
+    case DType::kInt32: return at::kInt;
+    case DType::kUInt8: return at::kByte;
   }
   return at::kFloat;
 }

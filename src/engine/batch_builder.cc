@@ -4,10 +4,27 @@
 
 namespace muse::engine {
 
-void BuildBatch(const std::vector<ScheduledSeq>& scheduled, runtime::Batch* batch,
+std::vector<models::EmbeddingOverride> EmbeddingOverridesFor(
+    const std::vector<ContentSpan>& content, int32_t context_begin, int32_t num_new,
+    int32_t batch_offset) {
+  std::vector<models::EmbeddingOverride> out;
+  const int32_t end = context_begin + num_new;
+  for (const auto& span : content) {
+    if (!span.embeddings || span.num_tokens <= 0) continue;
+    const int32_t s = std::max(context_begin, span.offset);
+    const int32_t e = std::min(end, span.offset + span.num_tokens);
+    if (s >= e) continue;
+    const size_t hidden = span.embeddings->size() / span.num_tokens;
+    out.push_back({batch_offset + (s - context_begin), e - s,
+                   span.embeddings->data() + static_cast<size_t>(s - span.offset) * hidden});
+  }
+  return out;
+}
+
+void BuildBatch(const std::vector<ScheduledSeq>& scheduled, models::Batch* batch,
                 std::vector<int>* logits_seq) {
-  runtime::Batch& b = *batch;
-  b = runtime::Batch{};
+  models::Batch& b = *batch;
+  b = models::Batch{};
   logits_seq->clear();
   int max_blocks = 1;
   int num_tokens = 0;
@@ -32,19 +49,12 @@ void BuildBatch(const std::vector<ScheduledSeq>& scheduled, runtime::Batch* batc
     for (int pos = start; pos < end; ++pos) {
       b.input_ids.push_back(seq.tokens[pos]);
       b.positions.push_back(pos);
-      b.slot_mapping.push_back(static_cast<int64_t>(seq.block_table[pos / kBlockSize]) * kBlockSize +
-                               pos % kBlockSize);
+      b.slot_mapping.push_back(static_cast<int64_t>(seq.block_table[pos / kernels::kKvBlockSize]) * kernels::kKvBlockSize +
+                               pos % kernels::kKvBlockSize);
     }
     if (seq.content) {
-      for (const ContentSpan& span : *seq.content) {
-        if (!span.embeddings) continue;
-        const int s = std::max<int>(start, span.offset);
-        const int e = std::min<int>(end, span.offset + span.num_tokens);
-        if (s >= e) continue;
-        const size_t hidden = span.embeddings->size() / span.num_tokens;
-        b.embedding_overrides.push_back(
-            {first_token + (s - start), e - s,
-             span.embeddings->data() + static_cast<size_t>(s - span.offset) * hidden});
+      for (const auto& o : EmbeddingOverridesFor(*seq.content, start, end - start, first_token)) {
+        b.embedding_overrides.push_back(o);
       }
     }
     b.query_start_loc.push_back(b.num_tokens());

@@ -16,7 +16,7 @@ inline uint64_t Combine(uint64_t h, uint64_t v) { return Mix(h ^ (v + 0x632BE59B
 
 uint64_t BlockKey::Hash() const {
   uint64_t h = Combine(Mix(parent_hash), extra);
-  for (int i = 0; i < kBlockSize; i += 2) {
+  for (int i = 0; i < kernels::kKvBlockSize; i += 2) {
     uint64_t pair = (static_cast<uint64_t>(static_cast<uint32_t>(tokens[i])) << 32) |
                     static_cast<uint32_t>(tokens[i + 1]);
     h = Combine(h, pair);
@@ -28,9 +28,9 @@ BlockKey MakeBlockKey(const std::vector<int32_t>& tokens, int block_index, uint6
                       const std::vector<ContentSpan>& content) {
   BlockKey key;
   key.parent_hash = parent_hash;
-  const int64_t begin = static_cast<int64_t>(block_index) * kBlockSize;
-  const int64_t end = begin + kBlockSize;
-  for (int i = 0; i < kBlockSize; ++i) key.tokens[i] = tokens[begin + i];
+  const int64_t begin = static_cast<int64_t>(block_index) * kernels::kKvBlockSize;
+  const int64_t end = begin + kernels::kKvBlockSize;
+  for (int i = 0; i < kernels::kKvBlockSize; ++i) key.tokens[i] = tokens[begin + i];
   for (const ContentSpan& span : content) {
     const int64_t s = span.offset, e = span.offset + span.num_tokens;
     if (e <= begin || s >= end) continue;
@@ -42,7 +42,7 @@ BlockKey MakeBlockKey(const std::vector<int32_t>& tokens, int block_index, uint6
 
 void ExtendBlockHashes(const std::vector<int32_t>& tokens, const std::vector<ContentSpan>& content,
                        std::vector<uint64_t>* hashes) {
-  const int full = static_cast<int>(tokens.size() / kBlockSize);
+  const int full = static_cast<int>(tokens.size() / kernels::kKvBlockSize);
   for (int b = static_cast<int>(hashes->size()); b < full; ++b) {
     uint64_t parent = b == 0 ? 0 : (*hashes)[b - 1];
     hashes->push_back(MakeBlockKey(tokens, b, parent, content).Hash());

@@ -6,17 +6,15 @@
 #include <vector>
 
 #include "src/engine/request.h"
-#include "src/runtime/batch.h"
+#include "models/batch.h"
 
 namespace muse::engine {
-
-inline constexpr int kBlockSize = runtime::kBlockSize;
 
 // Everything that determines the KV of one full block given its prefix.
 struct BlockKey {
   uint64_t parent_hash = 0;  // hash of the previous block's key, 0 for the first block
   uint64_t extra = 0;        // digest of non-text content overlapping the block, 0 = none
-  std::array<int32_t, kBlockSize> tokens{};
+  std::array<int32_t, kernels::kKvBlockSize> tokens{};
 
   uint64_t Hash() const;
   bool operator==(const BlockKey& other) const = default;

@@ -18,7 +18,7 @@ class BlockManager {
   explicit BlockManager(int num_blocks, bool enable_prefix_caching = true);
 
   static int BlocksFor(int64_t num_tokens) {
-    return static_cast<int>((num_tokens + kBlockSize - 1) / kBlockSize);
+    return static_cast<int>((num_tokens + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize);
   }
 
   int num_blocks() const { return num_blocks_; }

@@ -86,11 +86,11 @@ absl::Status EngineCore::ValidateRequest(const Request& r) const {
         absl::StrCat("prompt (", prompt, " tokens) + max_tokens (", r.sampling.max_tokens, ") = ",
                      total, " exceeds max_model_len ", max_model_len_));
   }
-  const int64_t need = (total + kBlockSize - 1) / kBlockSize;
+  const int64_t need = (total + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize;
   if (need > blocks_.num_blocks()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "request needs ", need, " KV blocks (prompt ", prompt, " + max_tokens ",
-        r.sampling.max_tokens, " tokens, ", kBlockSize, " tokens per block) but the KV pool has ",
+        r.sampling.max_tokens, " tokens, ", kernels::kKvBlockSize, " tokens per block) but the KV pool has ",
         blocks_.num_blocks(), " blocks even when empty"));
   }
   int32_t prev_end = 0;
@@ -225,7 +225,7 @@ std::optional<absl::Time> EngineCore::NextDeadline() const {
 
 void EngineCore::PublishFullBlocks(Sequence* seq) {
   if (!blocks_.prefix_caching()) return;
-  const int full = seq->num_computed_tokens / kBlockSize;
+  const int full = seq->num_computed_tokens / kernels::kKvBlockSize;
   if (full <= seq->num_cached_blocks) return;
   static const std::vector<ContentSpan> kNone;
   const auto& content = seq->content ? *seq->content : kNone;
@@ -254,8 +254,8 @@ void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
     results[i] = sampler_.Sample(row);
   }
   // Samples share the prompt's full blocks; each recomputes the partial tail into its own block
-  // (the runner has no block copy, so copy-on-write is done by recompute: < kBlockSize tokens).
-  const int shared = leader->num_prompt_tokens / kBlockSize;
+  // (the runner has no block copy, so copy-on-write is done by recompute: < kernels::kKvBlockSize tokens).
+  const int shared = leader->num_prompt_tokens / kernels::kKvBlockSize;
   for (int i = 1; i < n; ++i) {
     auto seq = std::make_unique<Sequence>();
     seq->id = next_seq_id_++;
@@ -269,7 +269,7 @@ void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
       blocks_.Acquire(leader->block_table[b]);
       seq->block_table.push_back(leader->block_table[b]);
     }
-    seq->num_computed_tokens = shared * kBlockSize;
+    seq->num_computed_tokens = shared * kernels::kKvBlockSize;
     seq->block_hashes.assign(leader->block_hashes.begin(),
                              leader->block_hashes.begin() +
                                  std::min<size_t>(shared, leader->block_hashes.size()));

@@ -120,8 +120,8 @@ class EngineCore {
   int64_t num_queued_ = 0;
   EngineStats counters_;
 
-  runtime::Batch batch_;
-  runtime::Logits logits_;
+  models::Batch batch_;
+  models::Logits logits_;
   std::vector<int> logits_seq_;
 };
 

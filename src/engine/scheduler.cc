@@ -102,7 +102,7 @@ int Scheduler::MatchPrefix(Sequence* seq) {
   const auto& content = ContentOf(seq);
   ExtendBlockHashes(seq->tokens, content, &seq->block_hashes);
   // Leave at least one token to compute: its logits are what the step is for.
-  const int max_blocks = static_cast<int>((seq->tokens.size() - 1) / kBlockSize);
+  const int max_blocks = static_cast<int>((seq->tokens.size() - 1) / kernels::kKvBlockSize);
   for (int b = 0; b < max_blocks; ++b) {
     const uint64_t parent = b == 0 ? 0 : seq->block_hashes[b - 1];
     auto hit = blocks_->Lookup(MakeBlockKey(seq->tokens, b, parent, content), seq->block_hashes[b]);
@@ -111,7 +111,7 @@ int Scheduler::MatchPrefix(Sequence* seq) {
     seq->block_table.push_back(*hit);
   }
   seq->num_cached_blocks = static_cast<int>(seq->block_table.size());
-  seq->num_computed_tokens = seq->num_cached_blocks * kBlockSize;
+  seq->num_computed_tokens = seq->num_cached_blocks * kernels::kKvBlockSize;
   return seq->num_computed_tokens;
 }
 

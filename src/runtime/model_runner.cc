@@ -1,7 +1,7 @@
 #include "src/runtime/model_runner.h"
 
 #include "absl/strings/str_cat.h"
-#include "src/runtime/aten_model_runner.h"
+#include "src/runtime/cpu_model_runner.h"
 #ifdef MUSE_WITH_CUDA_RUNNER
 #include "src/runtime/cuda/cuda_model_runner.h"
 #endif
@@ -18,7 +18,7 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> CreateModelRunner(const RunnerOptio
         "device: '", options.device, "' needs a build with the CUDA toolkit (nvcc not found)"));
 #endif
   }
-  ASSIGN_OR_RETURN(auto r, AtenModelRunner::Create(options));
+  ASSIGN_OR_RETURN(auto r, CpuModelRunner::Create(options));
   return std::unique_ptr<ModelRunner>(std::move(r));
 }
 

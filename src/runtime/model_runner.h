@@ -7,7 +7,7 @@
 
 #include "models/model_config.h"
 #include "src/common/status.h"
-#include "src/runtime/batch.h"
+#include "models/batch.h"
 
 namespace muse::runtime {
 
@@ -33,7 +33,7 @@ class ModelRunner {
   // Executes one step: writes the new tokens' K/V into the pool, runs attention over the paged
   // context and returns fp32 logits for batch.logits_indices. Validates the batch (ids in vocab,
   // slots and block ids inside the pool, consistent offsets) and returns InvalidArgument otherwise.
-  virtual absl::Status Forward(const Batch& batch, Logits* out) = 0;
+  virtual absl::Status Forward(const models::Batch& batch, models::Logits* out) = 0;
 };
 
 // Loads the checkpoint in options.model_dir and builds the runner for options.device.

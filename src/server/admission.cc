@@ -9,7 +9,7 @@
 #include "absl/time/clock.h"
 #include "src/common/logging.h"
 #include "src/server/service_context.h"
-#include "src/vision/prompt.h"
+#include "src/server/image_prompt.h"
 
 namespace muse::server {
 namespace {
@@ -174,7 +174,7 @@ absl::Status Launch(ServiceContext& ctx, Admission& a) {
       if (!e) return absl::InternalError("image embeddings missing at launch");
       images.push_back(*e);
     }
-    auto expanded = vision::ExpandImagePlaceholders(r.prompt_token_ids, v.image_token_id, images, v.hidden_size);
+    auto expanded = ExpandImagePlaceholders(r.prompt_token_ids, v.image_token_id, images, v.hidden_size);
     if (!expanded.ok()) {
       return absl::InvalidArgumentError(absl::StrCat(a.built.input_field, ": ", expanded.status().message()));
     }

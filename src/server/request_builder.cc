@@ -9,7 +9,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "src/runtime/batch.h"
+#include "src/engine/block_manager.h"
 
 namespace muse::server {
 namespace {
@@ -360,8 +360,7 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
     return absl::UnimplementedError(
         "skip_special_tokens: false together with stopping.stop is not supported yet");
   }
-  const int64_t total_blocks = (prompt_len + p.max_tokens + runtime::kBlockSize - 1) /
-                               runtime::kBlockSize;
+  const int64_t total_blocks = engine::BlockManager::BlocksFor(int64_t{prompt_len} + p.max_tokens);
   if (total_blocks > served.kv_blocks_total) {
     return Bad("stopping.max_tokens",
                absl::StrCat("prompt + max_tokens need ", total_blocks, " KV blocks but the pool has ",

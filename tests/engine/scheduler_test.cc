@@ -32,7 +32,7 @@ class SchedulerTest : public ::testing::Test {
     for (const auto& s : out.scheduled) {
       s.seq->num_computed_tokens += s.num_new_tokens;
       ExtendBlockHashes(s.seq->tokens, {}, &s.seq->block_hashes);
-      const int full = s.seq->num_computed_tokens / kBlockSize;
+      const int full = s.seq->num_computed_tokens / kernels::kKvBlockSize;
       for (int b = s.seq->num_cached_blocks; b < full; ++b) {
         blocks_->Cache(s.seq->block_table[b],
                        MakeBlockKey(s.seq->tokens, b, b ? s.seq->block_hashes[b - 1] : 0, {}),

@@ -78,7 +78,7 @@ TEST(BatchBuilderTest, FlattensChunksTablesSlotsAndLogitRows) {
   b.num_computed_tokens = 16;
   b.block_table = {9, 1};  // covers 32: chunk of 16 does not reach the end
   std::vector<ScheduledSeq> sched{{&a, 1}, {&b, 16}};
-  runtime::Batch batch;
+  models::Batch batch;
   std::vector<int> logits_seq;
   BuildBatch(sched, &batch, &logits_seq);
   EXPECT_EQ(batch.num_tokens(), 17);
@@ -106,7 +106,7 @@ TEST(BatchBuilderTest, EmbeddingOverridesFollowTheChunk) {
   std::vector<ContentSpan> content{{.offset = 4, .num_tokens = 10, .digest = 1, .embeddings = rows}};
   a.content = &content;
   std::vector<ScheduledSeq> sched{{&a, 12}};  // tokens 8..19
-  runtime::Batch batch;
+  models::Batch batch;
   std::vector<int> logits_seq;
   BuildBatch(sched, &batch, &logits_seq);
   ASSERT_EQ(batch.embedding_overrides.size(), 1u);

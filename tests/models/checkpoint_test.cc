@@ -1,3 +1,4 @@
+#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 
 #include <cstring>
@@ -7,7 +8,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "models/random_checkpoint.h"
+#include "models/testing/random_checkpoint.h"
 #include "tests/models/temp_dir.h"
 
 namespace muse::models {
@@ -77,7 +78,7 @@ TEST(ExpectedDecoderTensorsTest, BiasesAndTiedEmbeddings) {
 class CheckpointTest : public ::testing::Test {
  protected:
   // Writes a random checkpoint of SmallConfig into the temp dir.
-  void Make(int shards, DType dtype = DType::kF32, Arch arch = Arch::kLlama) {
+  void Make(int shards, DType dtype = DType::kFloat32, Arch arch = Arch::kLlama) {
     RandomCheckpointOptions o;
     o.num_shards = shards;
     o.dtype = dtype;
@@ -106,7 +107,7 @@ TEST_F(CheckpointTest, SingleFileOpensWithAllExpectedTensors) {
   for (const auto& [name, shape] : expected) {
     auto v = (*ck)->Get(name, shape);
     ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_EQ((*v)->dtype, DType::kF32);
+    EXPECT_EQ((*v)->dtype, DType::kFloat32);
     const std::vector<float> want = RandomTensorValues(name, (*v)->numel(), 42);
     EXPECT_EQ(std::memcmp((*v)->data, want.data(), (*v)->nbytes), 0) << name;
   }
@@ -114,7 +115,7 @@ TEST_F(CheckpointTest, SingleFileOpensWithAllExpectedTensors) {
 }
 
 TEST_F(CheckpointTest, ShardedRoundTripMatchesSingleFile) {
-  Make(1, DType::kBF16, Arch::kQwen2);
+  Make(1, DType::kBFloat16, Arch::kQwen2);
   std::map<std::string, std::string> single;
   {
     auto ck = Checkpoint::Open(dir_.path());
@@ -124,7 +125,7 @@ TEST_F(CheckpointTest, ShardedRoundTripMatchesSingleFile) {
       single[n] = std::string(static_cast<const char*>(v->data), v->nbytes);
     }
   }
-  Make(3, DType::kBF16, Arch::kQwen2);
+  Make(3, DType::kBFloat16, Arch::kQwen2);
   EXPECT_FALSE(std::filesystem::exists(dir_ / "model.safetensors"));  // replaced by shards
   for (int i = 1; i <= 3; ++i) {
     EXPECT_TRUE(std::filesystem::exists(dir_ / ("model-0000" + std::to_string(i) + "-of-00003.safetensors")));
@@ -137,7 +138,7 @@ TEST_F(CheckpointTest, ShardedRoundTripMatchesSingleFile) {
   for (const auto& [name, bytes] : single) {
     const TensorView* v = (*ck)->Find(name);
     ASSERT_NE(v, nullptr) << name;
-    EXPECT_EQ(v->dtype, DType::kBF16);
+    EXPECT_EQ(v->dtype, DType::kBFloat16);
     EXPECT_EQ(std::string(static_cast<const char*>(v->data), v->nbytes), bytes) << name;
     EXPECT_TRUE(index["weight_map"].contains(name)) << name;
     total += v->nbytes;

@@ -11,9 +11,10 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 #include "models/half.h"
-#include "models/random_checkpoint.h"
+#include "models/testing/random_checkpoint.h"
 #include "tests/models/temp_dir.h"
 
 namespace muse::models {
@@ -88,7 +89,7 @@ TEST(MakeModelTest, TinyPresetIsLlama3Shaped) {
   for (const auto& [name, shape] : ExpectedDecoderTensors(c)) {
     auto v = (*ck)->Get(name, shape);
     ASSERT_TRUE(v.ok()) << v.status();
-    EXPECT_EQ((*v)->dtype, DType::kBF16);
+    EXPECT_EQ((*v)->dtype, DType::kBFloat16);
   }
   const json gen = json::parse(testing::ReadFile(dir / "generation_config.json"));
   EXPECT_EQ(gen["bos_token_id"], 128000);
@@ -119,7 +120,7 @@ TEST(MakeModelTest, OverridesArchAndShards) {
   ASSERT_TRUE(q.ok()) << q.status();
   auto bias = (*ck)->Get("model.layers.2.self_attn.k_proj.bias", {2 * 24});
   ASSERT_TRUE(bias.ok()) << bias.status();
-  EXPECT_EQ((*bias)->dtype, DType::kF16);
+  EXPECT_EQ((*bias)->dtype, DType::kFloat16);
 }
 
 TEST(MakeModelTest, MistralKeepsPlainRopeUnlessAsked) {

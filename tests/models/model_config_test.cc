@@ -1,3 +1,4 @@
+#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 #include "models/model_config.h"
 
@@ -151,7 +152,7 @@ TEST(ModelConfigTest, LlamaAttentionBiasCoversOProjAndMlpBiasIsRefused) {
   j["attention_bias"] = true;
   auto c = ParseModelConfig(j.dump());
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_TRUE(OProjHasBias(*c));
+  EXPECT_TRUE(MakeLlamaWeightSpec(*c).layers[0].o_bias.present());
   bool has_o_bias = false;
   for (const auto& [name, shape] : ExpectedDecoderTensors(*c)) {
     if (name == "model.layers.0.self_attn.o_proj.bias") has_o_bias = shape == std::vector<int64_t>{c->hidden_size};

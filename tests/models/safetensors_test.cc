@@ -48,14 +48,14 @@ std::vector<uint8_t> Pattern(size_t n, uint8_t salt) {
 
 TEST_F(SafetensorsTest, RoundTripAllDtypes) {
   std::vector<TensorToWrite> tensors = {
-      {"a.f32", DType::kF32, {3, 5}, Pattern(60, 1)},
-      {"b.f16", DType::kF16, {7}, Pattern(14, 2)},
-      {"c.bf16", DType::kBF16, {2, 3, 1}, Pattern(12, 3)},
-      {"d.i64", DType::kI64, {3}, Pattern(24, 4)},
-      {"e.i32", DType::kI32, {1, 1}, Pattern(4, 5)},
-      {"f.u8", DType::kU8, {13}, Pattern(13, 6)},
-      {"g.empty", DType::kF32, {0, 4}, {}},
-      {"h.scalar", DType::kF32, {}, Pattern(4, 7)},
+      {"a.f32", DType::kFloat32, {3, 5}, Pattern(60, 1)},
+      {"b.f16", DType::kFloat16, {7}, Pattern(14, 2)},
+      {"c.bf16", DType::kBFloat16, {2, 3, 1}, Pattern(12, 3)},
+      {"d.i64", DType::kInt64, {3}, Pattern(24, 4)},
+      {"e.i32", DType::kInt32, {1, 1}, Pattern(4, 5)},
+      {"f.u8", DType::kUInt8, {13}, Pattern(13, 6)},
+      {"g.empty", DType::kFloat32, {0, 4}, {}},
+      {"h.scalar", DType::kFloat32, {}, Pattern(4, 7)},
   };
   const std::string path = dir_ / "rt.safetensors";
   ASSERT_TRUE(WriteSafetensors(path, tensors, {{"format", "pt"}}).ok());
@@ -78,20 +78,20 @@ TEST_F(SafetensorsTest, RoundTripAllDtypes) {
     EXPECT_EQ(v.dtype, t.dtype);
     EXPECT_EQ(v.shape, t.shape);
     EXPECT_EQ(v.nbytes, t.bytes.size());
-    EXPECT_EQ(static_cast<size_t>(v.numel()) * DTypeSize(v.dtype), v.nbytes);
+    EXPECT_EQ(static_cast<size_t>(v.numel()) * kernels::dtype_size(v.dtype), v.nbytes);
     EXPECT_EQ(std::memcmp(v.data, t.bytes.data(), t.bytes.size()), 0) << t.name;
   }
 }
 
 TEST_F(SafetensorsTest, DTypeNamesAndSizes) {
-  EXPECT_STREQ(DTypeName(DType::kBF16), "BF16");
-  EXPECT_STREQ(DTypeName(DType::kU8), "U8");
-  EXPECT_EQ(DTypeSize(DType::kI64), 8u);
-  EXPECT_EQ(DTypeSize(DType::kF16), 2u);
+  EXPECT_STREQ(DTypeName(DType::kBFloat16), "BF16");
+  EXPECT_STREQ(DTypeName(DType::kUInt8), "U8");
+  EXPECT_EQ(kernels::dtype_size(DType::kInt64), 8u);
+  EXPECT_EQ(kernels::dtype_size(DType::kFloat16), 2u);
 }
 
 TEST_F(SafetensorsTest, WriteRejectsWrongByteCount) {
-  auto st = WriteSafetensors(dir_ / "x.safetensors", {{"t", DType::kF32, {2}, Pattern(7, 0)}});
+  auto st = WriteSafetensors(dir_ / "x.safetensors", {{"t", DType::kFloat32, {2}, Pattern(7, 0)}});
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(st.message(), AllOf(HasSubstr("'t'"), HasSubstr("7 bytes"), HasSubstr("8 bytes")));
 }
@@ -101,7 +101,7 @@ TEST_F(SafetensorsTest, StreamedWriterChecksProducerByteCount) {
     const uint8_t b[3] = {1, 2, 3};
     return sink(b, 3);
   };
-  auto st = WriteSafetensorsStreamed(dir_ / "x.safetensors", {{"t", DType::kF32, {1}}}, produce);
+  auto st = WriteSafetensorsStreamed(dir_ / "x.safetensors", {{"t", DType::kFloat32, {1}}}, produce);
   EXPECT_FALSE(st.ok());
   EXPECT_THAT(st.message(), HasSubstr("wrote 3 of the 4 bytes of tensor 't'"));
   // A failed write leaves neither the target nor the temp file behind.

@@ -13,13 +13,16 @@
 
 #include "models/checkpoint.h"
 #include "models/llama/llama_cpu_model.h"
-#include "models/random_checkpoint.h"
-#include "src/runtime/cpu/packed_gemm.h"
+#include "models/testing/random_checkpoint.h"
+#include "kernels/cpu/packed_gemm.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
 #include "tests/runtime/test_configs.h"
 
 namespace muse::runtime {
 namespace {
+
+using models::Batch;
+using models::Logits;
 
 // The shared small configs (tests/runtime/test_configs.h) with heads the CUDA attention kernels
 // take (head_dim 64, 80, 96 or 128).
@@ -57,7 +60,7 @@ Schedule MakeSchedule(int vocab, int pool_blocks, int decode_steps, uint32_t see
   std::mt19937 rng(seed);
   const std::vector<int> prompt = {37, 1, 20};
   const int total_len = 37 + 1 + decode_steps;  // longest context
-  const int per_seq = (total_len + kBlockSize - 1) / kBlockSize;
+  const int per_seq = (total_len + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize;
   std::vector<int32_t> free(pool_blocks);
   std::iota(free.begin(), free.end(), 0);
   std::shuffle(free.begin(), free.end(), rng);
@@ -80,8 +83,8 @@ Schedule MakeSchedule(int vocab, int pool_blocks, int decode_steps, uint32_t see
         const int p = done[s] + i;
         b.input_ids.push_back(ids[s][p]);
         b.positions.push_back(p);
-        b.slot_mapping.push_back(static_cast<int64_t>(blocks[s][p / kBlockSize]) * kBlockSize +
-                                 p % kBlockSize);
+        b.slot_mapping.push_back(static_cast<int64_t>(blocks[s][p / kernels::kKvBlockSize]) * kernels::kKvBlockSize +
+                                 p % kernels::kKvBlockSize);
       }
       done[s] += take[s];
       b.logits_indices.push_back(static_cast<int32_t>(b.input_ids.size()) - 1);
@@ -99,7 +102,7 @@ Schedule MakeSchedule(int vocab, int pool_blocks, int decode_steps, uint32_t see
 
 #define REQUIRE_GPU()                                                        \
   if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";              \
-  if (!cpu::PackedGemmSupported()) GTEST_SKIP() << "CPU reference needs AVX2 + FMA"
+  if (!kernels::cpu::PackedGemmSupported()) GTEST_SKIP() << "CPU reference needs AVX2 + FMA"
 
 class CudaVsCpu : public ::testing::TestWithParam<std::string> {};
 
@@ -109,7 +112,7 @@ TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
   const std::string dir = TempDir(GetParam());
   ASSERT_FALSE(dir.empty());
   // bf16 weights: the fp32 reference widens exactly the values the GPU holds.
-  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 11, .dtype = models::DType::kBF16}).ok());
+  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 11, .dtype = models::DType::kBFloat16}).ok());
   auto ck = models::Checkpoint::Open(dir);
   ASSERT_TRUE(ck.ok()) << ck.status();
   auto ref = models::LlamaCpuModel::Load(**ck, "", 2);
@@ -119,7 +122,7 @@ TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
       {.model_dir = dir, .device = "cuda", .dtype = "bfloat16", .num_kv_blocks = pool});
   ASSERT_TRUE(gpu.ok()) << gpu.status();
 
-  const int64_t kv = static_cast<int64_t>(pool) * kBlockSize * cfg.num_key_value_heads * cfg.head_dim;
+  const int64_t kv = static_cast<int64_t>(pool) * kernels::kKvBlockSize * cfg.num_key_value_heads * cfg.head_dim;
   std::vector<std::vector<float>> kc(cfg.num_hidden_layers, std::vector<float>(kv, 0.f)), vc = kc;
   std::vector<float*> kp, vp;
   for (auto& v : kc) kp.push_back(v.data());
@@ -154,7 +157,7 @@ TEST(CudaRunner, GraphReplayMatchesEagerLaunches) {
   REQUIRE_GPU();
   const auto cfg = Config("qwen2");
   const std::string dir = TempDir("graphs");
-  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 3, .dtype = models::DType::kBF16}).ok());
+  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 3, .dtype = models::DType::kBFloat16}).ok());
   auto a = CudaModelRunner::Create(
       {.model_dir = dir, .device = "cuda", .dtype = "bfloat16", .num_kv_blocks = 64});
   auto b = CudaModelRunner::Create(

@@ -10,17 +10,17 @@
 #include <gtest/gtest.h>
 
 #include "models/checkpoint.h"
-#include "models/llava/random_llava_checkpoint.h"
-#include "models/random_checkpoint.h"
-#include "src/runtime/aten_model_runner.h"
-#include "src/runtime/cpu/packed_gemm.h"
+#include "models/testing/random_llava_checkpoint.h"
+#include "models/testing/random_checkpoint.h"
+#include "src/runtime/cpu_model_runner.h"
+#include "kernels/cpu/packed_gemm.h"
 #include "tests/runtime/test_checkpoints.h"
 
 namespace muse {
 namespace {
 
-using runtime::Batch;
-using runtime::kBlockSize;
+using models::Batch;
+using kernels::kKvBlockSize;
 
 // ---- Dense reference ------------------------------------------------------------------------
 
@@ -149,7 +149,7 @@ std::vector<at::Tensor> RunPaged(runtime::ModelRunner& runner, std::vector<Seq>&
         const int64_t p = s.done + j;
         b.input_ids.push_back(s.ids[p]);
         b.positions.push_back(p);
-        b.slot_mapping.push_back(s.blocks[p / kBlockSize] * kBlockSize + p % kBlockSize);
+        b.slot_mapping.push_back(s.blocks[p / kernels::kKvBlockSize] * kernels::kKvBlockSize + p % kernels::kKvBlockSize);
         b.logits_indices.push_back(b.input_ids.size() - 1);
         rows.push_back({(int)i, p});
       }
@@ -165,7 +165,7 @@ std::vector<at::Tensor> RunPaged(runtime::ModelRunner& runner, std::vector<Seq>&
       if (all_done) break;
       continue;
     }
-    runtime::Logits logits;
+    models::Logits logits;
     auto st = runner.Forward(b, &logits);
     EXPECT_TRUE(st.ok()) << st;
     if (!st.ok()) break;
@@ -183,7 +183,7 @@ void AssignBlocks(std::vector<Seq>& seqs, int64_t pool, std::mt19937& rng) {
   std::iota(free.begin(), free.end(), 0);
   std::shuffle(free.begin(), free.end(), rng);
   for (auto& s : seqs) {
-    const int64_t nb = (s.ids.size() + kBlockSize - 1) / kBlockSize;
+    const int64_t nb = (s.ids.size() + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize;
     for (int64_t j = 0; j < nb; ++j) {
       s.blocks.push_back(free.back());
       free.pop_back();
@@ -196,13 +196,13 @@ class PagedVsDense : public ::testing::TestWithParam<std::tuple<std::string, boo
 
 TEST_P(PagedVsDense, LogitsMatchAtEveryPosition) {
   const auto [arch, muse_kernels] = GetParam();
-  if (muse_kernels && !runtime::cpu::PackedGemmSupported()) GTEST_SKIP() << "no AVX2 + FMA";
+  if (muse_kernels && !kernels::cpu::PackedGemmSupported()) GTEST_SKIP() << "no AVX2 + FMA";
   const std::string dir = testing::MakeTempDir("muse-rt-" + arch);
   const auto cfg = testing::SmallConfig(arch);
   testing::WriteRandomCheckpoint(dir, cfg, /*seed=*/7);
   auto ck = models::Checkpoint::Open(dir);
   ASSERT_TRUE(ck.ok()) << ck.status();
-  auto runner = runtime::AtenModelRunner::Create(
+  auto runner = runtime::CpuModelRunner::Create(
       {.model_dir = dir, .num_threads = 3, .cpu_kernels = muse_kernels, .num_kv_blocks = 64});
   ASSERT_TRUE(runner.ok()) << runner.status();
   EXPECT_STREQ((*runner)->backend(), muse_kernels ? "muse-cpu" : "aten");
@@ -235,7 +235,7 @@ TEST(Runtime, IncrementalDecodeEqualsOnePrefill) {
   const std::string dir = testing::MakeTempDir("muse-rt-incr");
   const auto cfg = testing::SmallConfig("qwen2");
   testing::WriteRandomCheckpoint(dir, cfg, 3);
-  auto runner = runtime::AtenModelRunner::Create({.model_dir = dir, .num_kv_blocks = 32});
+  auto runner = runtime::CpuModelRunner::Create({.model_dir = dir, .num_kv_blocks = 32});
   ASSERT_TRUE(runner.ok()) << runner.status();
   std::mt19937 rng(99);
   Seq s;
@@ -253,10 +253,10 @@ TEST(Runtime, IncrementalDecodeEqualsOnePrefill) {
   for (int p = 0; p < (int)s.ids.size(); ++p) {
     b.input_ids.push_back(s.ids[p]);
     b.positions.push_back(p);
-    b.slot_mapping.push_back(one_shot[0].blocks[p / kBlockSize] * kBlockSize + p % kBlockSize);
+    b.slot_mapping.push_back(one_shot[0].blocks[p / kernels::kKvBlockSize] * kernels::kKvBlockSize + p % kernels::kKvBlockSize);
     b.logits_indices.push_back(p);
   }
-  runtime::Logits full;
+  models::Logits full;
   ASSERT_TRUE((*runner)->Forward(b, &full).ok());
   auto inc = RunPaged(**runner, step_by_step, rng, /*decode_only=*/true);
   at::Tensor full_t = at::from_blob(full.data.data(), {full.num_rows, full.vocab_size}, at::kFloat);
@@ -267,8 +267,8 @@ TEST(Runtime, Bf16IsCloseToFp32) {
   const std::string dir = testing::MakeTempDir("muse-rt-bf16");
   const auto cfg = testing::SmallConfig("llama");
   testing::WriteRandomCheckpoint(dir, cfg, 5);
-  auto r32 = runtime::AtenModelRunner::Create({.model_dir = dir, .num_kv_blocks = 16});
-  auto r16 = runtime::AtenModelRunner::Create(
+  auto r32 = runtime::CpuModelRunner::Create({.model_dir = dir, .num_kv_blocks = 16});
+  auto r16 = runtime::CpuModelRunner::Create(
       {.model_dir = dir, .dtype = "bfloat16", .num_kv_blocks = 16});
   ASSERT_TRUE(r32.ok() && r16.ok());
   std::mt19937 rng(5);
@@ -288,7 +288,7 @@ TEST(Runtime, MalformedBatchesAreRejectedWithTheFieldNamed) {
   const std::string dir = testing::MakeTempDir("muse-rt-bad");
   const auto cfg = testing::SmallConfig("mha");
   testing::WriteRandomCheckpoint(dir, cfg, 1);
-  auto runner = runtime::AtenModelRunner::Create({.model_dir = dir, .num_kv_blocks = 4});
+  auto runner = runtime::CpuModelRunner::Create({.model_dir = dir, .num_kv_blocks = 4});
   ASSERT_TRUE(runner.ok());
   auto good = [] {
     Batch b;
@@ -302,7 +302,7 @@ TEST(Runtime, MalformedBatchesAreRejectedWithTheFieldNamed) {
     b.logits_indices = {1};
     return b;
   };
-  runtime::Logits out;
+  models::Logits out;
   ASSERT_TRUE((*runner)->Forward(good(), &out).ok());
   struct Case { std::function<void(Batch&)> mutate; std::string field; };
   std::vector<Case> cases = {
@@ -354,7 +354,7 @@ TEST(Runtime, LoadsTheDecoderOfALlavaDirectory) {
   batch.max_blocks_per_seq = 1;
   batch.slot_mapping = {96, 97, 98, 99, 100};
   batch.logits_indices = {2, 4};
-  runtime::Logits la, lb;
+  models::Logits la, lb;
   ASSERT_TRUE((*a)->Forward(batch, &la).ok());
   ASSERT_TRUE((*b)->Forward(batch, &lb).ok());
   EXPECT_EQ(la.data, lb.data);

@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 #include "models/safetensors.h"
 
@@ -27,7 +28,7 @@ void WriteRandomCheckpoint(const std::string& dir, const models::ModelConfig& c,
     t = t.contiguous();
     models::TensorToWrite w;
     w.name = name;
-    w.dtype = models::DType::kF32;
+    w.dtype = models::DType::kFloat32;
     w.shape = shape;
     w.bytes.resize(t.numel() * sizeof(float));
     std::memcpy(w.bytes.data(), t.data_ptr<float>(), w.bytes.size());

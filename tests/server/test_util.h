@@ -20,7 +20,7 @@
 #include <gtest/gtest.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "models/random_checkpoint.h"
+#include "models/testing/random_checkpoint.h"
 #include "muse/v1/inference.grpc.pb.h"
 
 namespace muse::server::testing {

@@ -1,6 +1,6 @@
 // LLaVA in ATen: the vision tower + projector against a dense double-precision reference written
 // plainly here (conv2d patch embedding, per-head attention loops), config parsing, the decoder
-// loaded from the LLaVA layout, and a full image request through the real AtenModelRunner.
+// loaded from the LLaVA layout, and a full image request through the real CpuModelRunner.
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -10,15 +10,17 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
-#include "models/llama/llama_model.h"
+#include "models/llama/llama_aten_model.h"
 #include "models/llava/llava_config.h"
 #include "models/llava/llava_vision.h"
-#include "models/llava/random_llava_checkpoint.h"
-#include "models/random_checkpoint.h"
-#include "src/runtime/aten_model_runner.h"
+#include "models/testing/random_llava_checkpoint.h"
+#include "models/testing/random_checkpoint.h"
+#include "src/runtime/cpu_model_runner.h"
 #include "src/vision/image_input.h"
-#include "src/vision/prompt.h"
+#include "src/engine/batch_builder.h"
+#include "src/server/image_prompt.h"
 #include "tests/vision/test_images.h"
 
 namespace muse::models::llava {
@@ -284,11 +286,11 @@ TEST(LlavaCheckpointTest, DecoderLoadsFromLlavaLayoutWithPrefix) {
   auto plain_ck = Checkpoint::Open(d.text);
   ASSERT_TRUE(plain_ck.ok()) << plain_ck.status();
   // Without the prefix the LLaVA layout is refused, naming the missing tensor.
-  auto unprefixed = LlamaModel::Load(**ck, at::kFloat, at::kCPU);
+  auto unprefixed = LlamaAtenModel::Load(**ck, at::kFloat, at::kCPU);
   EXPECT_THAT(std::string(unprefixed.status().message()), ::testing::HasSubstr("model.embed_tokens.weight"));
-  auto m = LlamaModel::Load(**ck, at::kFloat, at::kCPU, kDecoderPrefix);
+  auto m = LlamaAtenModel::Load(**ck, at::kFloat, at::kCPU, kDecoderPrefix);
   ASSERT_TRUE(m.ok()) << m.status();
-  auto plain = LlamaModel::Load(**plain_ck, at::kFloat, at::kCPU);
+  auto plain = LlamaAtenModel::Load(**plain_ck, at::kFloat, at::kCPU);
   ASSERT_TRUE(plain.ok()) << plain.status();
   at::Tensor ids = at::arange(0, 300, 7, at::kLong);
   EXPECT_TRUE(at::equal((*m)->Embed(ids), (*plain)->Embed(ids)));
@@ -297,10 +299,10 @@ TEST(LlavaCheckpointTest, DecoderLoadsFromLlavaLayoutWithPrefix) {
   EXPECT_TRUE(at::equal((*m)->Logits(hid), (*plain)->Logits(hid)));
 }
 
-runtime::Batch OneSequence(const std::vector<int32_t>& tokens, int first_block) {
-  runtime::Batch b;
+models::Batch OneSequence(const std::vector<int32_t>& tokens, int first_block) {
+  models::Batch b;
   const int T = static_cast<int>(tokens.size());
-  const int nb = (T + runtime::kBlockSize - 1) / runtime::kBlockSize;
+  const int nb = (T + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize;
   b.input_ids = tokens;
   b.query_start_loc = {0, T};
   b.seq_lens = {T};
@@ -308,16 +310,16 @@ runtime::Batch OneSequence(const std::vector<int32_t>& tokens, int first_block) 
   for (int i = 0; i < nb; ++i) b.block_tables.push_back(first_block + nb - 1 - i);  // reversed
   for (int t = 0; t < T; ++t) {
     b.positions.push_back(t);
-    b.slot_mapping.push_back(int64_t{b.block_tables[t / runtime::kBlockSize]} * runtime::kBlockSize +
-                             t % runtime::kBlockSize);
+    b.slot_mapping.push_back(int64_t{b.block_tables[t / kernels::kKvBlockSize]} * kernels::kKvBlockSize +
+                             t % kernels::kKvBlockSize);
   }
   b.logits_indices = {T - 1};
   return b;
 }
 
 // Concatenates single-sequence batches (block tables padded to the widest).
-runtime::Batch Concat(const std::vector<runtime::Batch>& parts) {
-  runtime::Batch b;
+models::Batch Concat(const std::vector<models::Batch>& parts) {
+  models::Batch b;
   b.query_start_loc = {0};
   for (const auto& p : parts) b.max_blocks_per_seq = std::max(b.max_blocks_per_seq, p.max_blocks_per_seq);
   for (const auto& p : parts) {
@@ -369,7 +371,7 @@ TEST(LlavaForwardTest, ImageRequestGivesSameLogitsAloneAndBatchedWithText) {
     images.push_back(e);
   }
   const int32_t kImg = static_cast<int32_t>(c.image_token_index);
-  auto prompt = vision::ExpandImagePlaceholders({1, 17, kImg, 23, 42, kImg, 9, 8}, kImg, images,
+  auto prompt = server::ExpandImagePlaceholders({1, 17, kImg, 23, 42, kImg, 9, 8}, kImg, images,
                                                 static_cast<int32_t>(c.text.hidden_size));
   ASSERT_TRUE(prompt.ok()) << prompt.status();
   ASSERT_EQ(prompt->token_ids.size(), 38u);
@@ -377,29 +379,29 @@ TEST(LlavaForwardTest, ImageRequestGivesSameLogitsAloneAndBatchedWithText) {
   runtime::RunnerOptions ro;
   ro.model_dir = d.text;
   ro.num_kv_blocks = 32;
-  auto run = [&](const runtime::Batch& b) {
-    auto runner = runtime::AtenModelRunner::Create(ro);
+  auto run = [&](const models::Batch& b) {
+    auto runner = runtime::CpuModelRunner::Create(ro);
     EXPECT_TRUE(runner.ok()) << runner.status();
-    runtime::Logits out;
+    models::Logits out;
     const absl::Status st = (*runner)->Forward(b, &out);
     EXPECT_TRUE(st.ok()) << st;
     return out;
   };
-  runtime::Batch alone = OneSequence(prompt->token_ids, 0);
-  alone.embedding_overrides = vision::EmbeddingOverridesFor(prompt->content, 0, 38, 0);
+  models::Batch alone = OneSequence(prompt->token_ids, 0);
+  alone.embedding_overrides = engine::EmbeddingOverridesFor(prompt->content, 0, 38, 0);
   ASSERT_EQ(alone.embedding_overrides.size(), 2u);
-  const runtime::Logits ref = run(alone);
+  const models::Logits ref = run(alone);
 
   std::vector<int32_t> text_a = {1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22};
   std::vector<int32_t> text_b = {1, 200, 201, 202, 203};
-  runtime::Batch mixed = Concat({OneSequence(text_a, 10), alone, OneSequence(text_b, 20)});
+  models::Batch mixed = Concat({OneSequence(text_a, 10), alone, OneSequence(text_b, 20)});
   // `alone` used blocks 0..2; move it to 3..5 in the mixed batch so no block is shared.
-  for (int t = 0; t < 38; ++t) mixed.slot_mapping[text_a.size() + t] += 3 * runtime::kBlockSize;
+  for (int t = 0; t < 38; ++t) mixed.slot_mapping[text_a.size() + t] += 3 * kernels::kKvBlockSize;
   for (int i = 0; i < mixed.max_blocks_per_seq; ++i) {
     int32_t& blk = mixed.block_tables[mixed.max_blocks_per_seq + i];
     if (blk >= 0) blk += 3;
   }
-  const runtime::Logits got = run(mixed);
+  const models::Logits got = run(mixed);
   ASSERT_EQ(got.num_rows, 3);
   double err = 0, scale = 0;
   for (int v = 0; v < ref.vocab_size; ++v) {
@@ -409,8 +411,8 @@ TEST(LlavaForwardTest, ImageRequestGivesSameLogitsAloneAndBatchedWithText) {
   EXPECT_LE(err, 1e-5 * scale + 1e-6) << "err " << err << " scale " << scale;
 
   // The image rows matter: without the overrides (placeholder embeddings) the logits differ.
-  runtime::Batch plain = OneSequence(prompt->token_ids, 0);
-  const runtime::Logits no_image = run(plain);
+  models::Batch plain = OneSequence(prompt->token_ids, 0);
+  const models::Logits no_image = run(plain);
   double diff = 0;
   for (int v = 0; v < ref.vocab_size; ++v) diff = std::max<double>(diff, std::fabs(no_image.row(0)[v] - ref.row(0)[v]));
   EXPECT_GT(diff, 1e-4);
@@ -437,7 +439,7 @@ TEST(MakeModelTest, LlavaPresetsWriteLoadableDirectories) {
     EXPECT_EQ((*e)[0].size(), size_t((*encoder)->num_image_tokens() * cfg->text.hidden_size));
     auto ck = Checkpoint::Open(dir, cfg->text);
     ASSERT_TRUE(ck.ok()) << ck.status();
-    EXPECT_TRUE(LlamaModel::Load(**ck, at::kFloat, at::kCPU, kDecoderPrefix).ok());
+    EXPECT_TRUE(LlamaAtenModel::Load(**ck, at::kFloat, at::kCPU, kDecoderPrefix).ok());
   }
 }
 

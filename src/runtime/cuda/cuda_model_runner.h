@@ -22,7 +22,7 @@ class CudaModelRunner : public ModelRunner {
   const models::ModelConfig& config() const override;
   int64_t num_kv_blocks() const override;
   int64_t kv_block_bytes() const override;
-  absl::Status Forward(const Batch& batch, Logits* out) override;
+  absl::Status Forward(const models::Batch& batch, models::Logits* out) override;
 
   // Decode steps (every sequence one new token, logits for each, no embedding overrides,
   // <= 256 sequences) replay a CUDA graph captured per (padded batch size, context bucket).
