@@ -4,12 +4,15 @@
 # the prompt, as llamacpp_run.mjs counts), weight-read GB/s, ratio to llama.cpp, and our
 # decode-only tok/s (muse-generate's decode steps) with its ratio to our batch 1.
 # usage: benchmarks/runtime/cpu_vs_llamacpp.sh [max_tokens=64] [threads=2]
+#   MUSE_BIN=DIR picks the muse binaries (default build/bin), e.g. another checkout's build for a
+#   before/after comparison on the same model and the same llama.cpp in one sitting.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 source "$ROOT/scripts/peers.sh"
-BIN="$ROOT/build/bin"; N="${1:-64}"; THREADS="${2:-2}"
+BIN="${MUSE_BIN:-$ROOT/build/bin}"; N="${1:-64}"; THREADS="${2:-2}"
 MODEL="$ROOT/models/small"; GGUF="$ROOT/build/peers/small.gguf"
 [ -f "$MODEL/model.safetensors" ] || "$BIN/muse-make-model" --preset small --seed 0 --out "$MODEL" >/dev/null
+mkdir -p "$(dirname "$GGUF")"
 [ -f "$GGUF" ] || /usr/bin/python3 "$PEERS_DIR/hf_to_gguf.py" "$MODEL" "$GGUF" f32 >/dev/null
 ensure_llamacpp
 PROMPT="1,306,4086,338,263,1243,29892,322,372,1818,367,3762,1784,2745,278,1095"
