@@ -18,6 +18,7 @@ APT_PACKAGES=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libstb-dev
   libjpeg62-turbo-dev libpng-dev                         # hardened image decoders (untrusted input)
+  libssl-dev                                             # libcrypto: SHA-256 image digests
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3-numpy

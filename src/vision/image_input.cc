@@ -1,6 +1,12 @@
 #include "src/vision/image_input.h"
 
-#include "src/vision/sha256.h"
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+
+#include <openssl/evp.h>
+
+#include "absl/strings/escaping.h"
 
 namespace muse::vision {
 
@@ -10,21 +16,37 @@ uint64_t ImageDigest::key64() const {
   return v == 0 ? 1 : v;
 }
 
-std::string ImageDigest::hex() const { return ToHex(bytes.data(), bytes.size()); }
+std::string ImageDigest::hex() const {
+  return absl::BytesToHexString(
+      absl::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
+}
+
+std::array<uint8_t, 32> Sha256(std::initializer_list<std::string_view> parts) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) == 1;
+  for (std::string_view p : parts) ok = ok && EVP_DigestUpdate(ctx.get(), p.data(), p.size()) == 1;
+  std::array<uint8_t, 32> out{};
+  unsigned int len = 0;
+  ok = ok && EVP_DigestFinal_ex(ctx.get(), out.data(), &len) == 1 && len == out.size();
+  if (!ok) {
+    // Only an allocation failure inside libcrypto gets here; a wrong digest would poison caches.
+    std::fprintf(stderr, "muse: OpenSSL SHA-256 failed\n");
+    std::abort();
+  }
+  return out;
+}
 
 ImageDigest ComputeImageDigest(const Image& image, const PreprocessorConfig& config) {
-  Sha256 h;
-  static constexpr char kDomain[] = "muse-image-v1";
-  h.Update(kDomain, sizeof(kDomain));
+  auto bytes_of = [](const auto& v) {
+    return std::string_view(reinterpret_cast<const char*>(&v), sizeof(v));
+  };
+  static constexpr char kDomain[] = "muse-image-v1";  // hashed with its terminating NUL
   const uint32_t dims[2] = {static_cast<uint32_t>(image.width), static_cast<uint32_t>(image.height)};
-  h.Update(dims, sizeof(dims));
   const std::string cfg = PreprocessorConfigToJson(config);
   const uint64_t cfg_len = cfg.size();
-  h.Update(&cfg_len, sizeof(cfg_len));
-  h.Update(cfg.data(), cfg.size());
-  h.Update(image.rgb.data(), image.rgb.size());
   ImageDigest d;
-  d.bytes = h.Finish();
+  d.bytes = Sha256({std::string_view(kDomain, sizeof(kDomain)), bytes_of(dims), bytes_of(cfg_len), cfg,
+                    std::string_view(reinterpret_cast<const char*>(image.rgb.data()), image.rgb.size())});
   return d;
 }
 

@@ -4,6 +4,7 @@
 
 #include <array>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,10 @@ struct ImageDigest {
 };
 
 ImageDigest ComputeImageDigest(const Image& image, const PreprocessorConfig& config);
+
+// SHA-256 of the concatenation of `parts`, through OpenSSL's EVP interface (its SHA-NI / AVX2
+// code: 5.8x the hand-written C++ it replaced, benchmarks/vision/RESULTS-vision.md).
+std::array<uint8_t, 32> Sha256(std::initializer_list<std::string_view> parts);
 
 struct PreparedImage {
   int original_width = 0;

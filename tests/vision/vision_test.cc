@@ -11,7 +11,6 @@
 #include "src/vision/image.h"
 #include "src/vision/image_input.h"
 #include "src/vision/preprocess.h"
-#include "src/vision/sha256.h"
 #include "tests/vision/test_images.h"
 
 namespace muse::vision {
@@ -386,19 +385,33 @@ TEST(PreprocessTest, ConfigRoundTripsAndErrorsNameTheKey) {
 
 // ---- Digests ---------------------------------------------------------------------------------
 
+std::string Hex(const std::array<uint8_t, 32>& d) { return ImageDigest{d}.hex(); }
+
+// FIPS 180-4 example vectors (NIST CSRC "SHA256.pdf" and the one-million-'a' message).
 TEST(DigestTest, Sha256KnownAnswers) {
-  auto hex = [](const std::string& s) {
-    Sha256 h;
-    h.Update(s.data(), s.size());
-    auto d = h.Finish();
-    return ToHex(d.data(), d.size());
-  };
-  EXPECT_EQ(hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  EXPECT_EQ(hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-  EXPECT_EQ(hex(std::string(1000000, 'a')),
-            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+  EXPECT_EQ(Hex(Sha256({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Hex(Sha256({""})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(Hex(Sha256({"abc"})), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+  EXPECT_EQ(Hex(Sha256({two_blocks})), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  const std::string million(1000000, 'a');
+  const char* kMillion = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+  EXPECT_EQ(Hex(Sha256({million})), kMillion);
+  // Parts are hashed as one message, whatever the split (block boundaries included).
+  const std::string_view m = million;
+  EXPECT_EQ(Hex(Sha256({m.substr(0, 1), m.substr(1, 62), m.substr(63, 65), m.substr(128, 999871), m.substr(999999)})),
+            kMillion);
+  EXPECT_EQ(Hex(Sha256({"a", "", "bc"})), Hex(Sha256({"abc"})));
+}
+
+// Pins the digest layout (domain, dims, canonical config JSON, pixels): values written by the
+// hand-written SHA-256 this replaced. Changing the layout or the config JSON changes them, and
+// with them every cache key; do that on purpose only.
+TEST(DigestTest, LayoutIsStable) {
+  EXPECT_EQ(ComputeImageDigest(MakeImage(8, 8, 1), PreprocessorConfig{}).hex(),
+            "e8cf7f9a45a341cba580c45d3e28e227517c05b0cf193dde6b804e81f609d9db");
+  EXPECT_EQ(ComputeImageDigest(MakeImage(333, 17, 5), DefaultPreprocessorConfig("CLIPImageProcessor")).hex(),
+            "05314e7084251c8deaf73d66f8476bea6fa2b7b21d543d24a887d588fcd71196");
 }
 
 TEST(DigestTest, DependsOnPixelsAndPreprocessing) {
