@@ -52,38 +52,41 @@ int NextPow2(int v) {
 }  // namespace
 
 struct CudaModelRunner::Impl {
-  std::unique_ptr<models::LlamaCudaModel> model;
+  std::unique_ptr<models::LlamaCudaModel> model;  // weights + RoPE tables + the Llama forward
   k::DType dt = k::DType::kBFloat16;
   size_t elem = 2;
   int device = 0;
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr;  // every step's work, non-blocking
   cublasHandle_t blas = nullptr;
-  DevPtr blas_ws;
+  DevPtr blas_ws;  // blas_ws: [kCublasWorkspace] bytes, fixed so GEMMs can be graph-captured
 
-  // KV pool: one allocation, per layer K then V, each [num_blocks, kKvBlockSize, nKV, D].
+  // KV pool: one allocation kv = [layers][K, V][num_blocks, kKvBlockSize, nKV, D] (runtime dtype).
   DevPtr kv;
-  std::vector<void*> k_cache, v_cache;
+  std::vector<void*> k_cache, v_cache;  // per layer: [num_blocks, kKvBlockSize, nKV, D] into kv
   int64_t num_blocks = 0, block_bytes = 0;
 
-  // Activations (sizes from the model), for cap_tokens tokens; logits rows for cap_rows rows.
+  // Activations (sizes from the model; shapes in models::CudaActivations), for cap_tokens
+  // tokens; logits rows for cap_rows rows.
   int64_t cap_tokens = 0, cap_rows = 0;
-  DevPtr act_mem, rows_mem;
-  models::CudaActivations act;
+  DevPtr act_mem;   // act_mem: the eight [cap_tokens, *] activations, each 256-byte aligned
+  DevPtr rows_mem;  // rows_mem: rows [cap_rows, H] (dtype), then logits [cap_rows, V] fp32
+  models::CudaActivations act;  // pointers into act_mem / rows_mem / dec_ws
   // Step metadata on the device (fixed addresses while capacities hold: graphs point at them)
-  // and its pinned host staging, one block each: int32 ids, pos, qsl (C + 1), lens, lidx, then
-  // int64 slots, 8-byte aligned.
+  // and its pinned host staging, one block each laid out as: int32 ids [C], positions [C],
+  // query_start_loc [C + 1], seq_lens [C], logits rows [C], then int64 slots [C] 8-byte aligned.
   int64_t cap_meta = 0, cap_tables = 0;
-  DevPtr meta_dev, tables_dev;
-  HostPtr meta_host, tables_host;
-  models::CudaStepMeta d_meta;
+  DevPtr meta_dev;     // meta_dev: the block above, C = cap_meta
+  DevPtr tables_dev;   // tables_dev: block tables [seqs, table_width] int32, cap_tables entries
+  HostPtr meta_host, tables_host;  // pinned mirrors of meta_dev / tables_dev
+  models::CudaStepMeta d_meta;     // pointers into meta_dev / tables_dev
   int32_t *h_ids = nullptr, *h_pos = nullptr, *h_qsl = nullptr, *h_lens = nullptr,
           *h_lidx = nullptr, *h_tables = nullptr;  // host staging of the same arrays
   int64_t* h_slots = nullptr;
-  DevPtr dec_ws;
+  DevPtr dec_ws;  // dec_ws: split-K decode partials, act.decode_workspace_bytes
   int64_t cap_logits = 0;
-  HostPtr logits_host;   // logits_host: [rows, V] fp32, pinned
-  int64_t cap_override = 0;  // pinned staging for image-embedding rows, in elements
-  HostPtr override_host;
+  HostPtr logits_host;       // logits_host: [rows, V] fp32, pinned
+  int64_t cap_override = 0;  // override_host capacity in elements
+  HostPtr override_host;     // override_host: image-embedding rows [*, H] in dtype, pinned
 
   bool use_graphs = true;
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs;  // (padded batch, context bucket)
@@ -223,7 +226,7 @@ absl::Status CudaModelRunner::Impl::EnsureDecodeWorkspace(const models::CudaStep
 absl::Status CudaModelRunner::Impl::Upload(const models::CudaStepShape& s) {
   // One copy covers every int32 array and the slots (they sit in one pinned block).
   MUSE_CUDA_RETURN(cudaMemcpyAsync(meta_dev.get(), meta_host.get(),
-                                   MetaInt32Bytes(cap_meta) + s.tokens * 8,
+                                   MetaInt32Bytes(cap_meta) + size_t{8} * s.tokens,
                                    cudaMemcpyHostToDevice, stream));
   MUSE_CUDA_RETURN(cudaMemcpyAsync(tables_dev.get(), h_tables,
                                    static_cast<size_t>(s.seqs) * s.table_width * 4,
@@ -321,7 +324,8 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
                    models::LlamaCudaModel::Load(*dc.checkpoint, dc.weight_prefix, impl->dt));
 
   // KV pool: per layer K then V, [num_blocks, kKvBlockSize, nKV, D] each.
-  const int64_t layer_bytes = 2 * kernels::kKvBlockSize * c.num_key_value_heads * D * impl->elem;
+  const int64_t layer_bytes =
+      int64_t{2} * kernels::kKvBlockSize * c.num_key_value_heads * D * static_cast<int64_t>(impl->elem);
   impl->block_bytes = c.num_hidden_layers * layer_bytes;
   impl->num_blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks : o.kv_cache_bytes / impl->block_bytes;
   if (impl->num_blocks < 1) {
@@ -434,7 +438,7 @@ absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* ou
       MUSE_CUDA_RETURN(cudaStreamSynchronize(m.stream));
       cudaGraph_t g = nullptr;
       MUSE_CUDA_RETURN(cudaStreamBeginCapture(m.stream, cudaStreamCaptureModeThreadLocal));
-      const absl::Status st = run({});
+      absl::Status st = run({});
       const cudaError_t end = cudaStreamEndCapture(m.stream, &g);
       if (!st.ok()) {
         if (g) cudaGraphDestroy(g);

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Style gate. Always: clang-format --dry-run -Werror over every tracked C++/CUDA file, and the
+# layering check (scripts/check_layers.sh). Then clang-tidy (.clang-tidy: bugprone-*,
+# performance-*, a few readability-*) over the C++ files changed since BASE, two at a time, within
+# a time budget (files past the budget are listed, not silently passed).
+# usage: scripts/lint.sh [--base REV (default HEAD~1)] [--budget SECONDS (default 270)]
+#                        [--format-only] [--build-dir DIR (default build, needs compile_commands.json)]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+BASE="HEAD~1"; BUDGET=270; FORMAT_ONLY=0; BUILD_DIR="build"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --base) BASE="$2"; shift 2 ;;
+    --base=*) BASE="${1#*=}"; shift ;;
+    --budget) BUDGET="$2"; shift 2 ;;
+    --budget=*) BUDGET="${1#*=}"; shift ;;
+    --build-dir) BUILD_DIR="$2"; shift 2 ;;
+    --build-dir=*) BUILD_DIR="${1#*=}"; shift ;;
+    --format-only) FORMAT_ONLY=1; shift ;;
+    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "lint.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+done
+CF=$(command -v clang-format-14 || command -v clang-format || true)
+[ -n "$CF" ] || { echo "lint.sh: clang-format not found (apt-get install clang-format-14)" >&2; exit 1; }
+status=0
+
+# 1. Formatting: every tracked source file (generated unicode tables excluded).
+mapfile -t files < <(git ls-files '*.h' '*.cc' '*.cu' '*.cuh' | grep -v '\.inc$')
+if ! "$CF" --dry-run -Werror "${files[@]}" 2>/tmp/muse_format.log; then
+  grep -E '^[^ ].*: (error|warning):' /tmp/muse_format.log | cut -d: -f1 | sort -u |
+    sed 's/^/clang-format: needs formatting: /' >&2
+  echo "lint.sh: run '$CF -i <files>' on the files above" >&2
+  status=1
+else
+  echo "clang-format: ${#files[@]} files clean"
+fi
+
+# 2. Layers.
+bash scripts/check_layers.sh || status=1
+[ "$FORMAT_ONLY" = 1 ] && exit $status
+
+# 3. clang-tidy over changed C++ sources (headers are checked through them).
+CT=$(command -v clang-tidy-14 || command -v clang-tidy || true)
+[ -n "$CT" ] || { echo "lint.sh: clang-tidy not found (apt-get install clang-tidy-14)" >&2; exit 1; }
+[ -f "$BUILD_DIR/compile_commands.json" ] ||
+  { echo "lint.sh: $BUILD_DIR/compile_commands.json missing (configure the build first)" >&2; exit 1; }
+mapfile -t changed < <(git diff --name-only --diff-filter=AM "$BASE" -- '*.cc' |
+                         grep -E '^(src|models|kernels|tools)/' || true)
+echo "clang-tidy: ${#changed[@]} changed file(s) since $BASE, budget ${BUDGET} s"
+deadline=$((SECONDS + BUDGET)); skipped=(); out=$(mktemp -d)
+i=0
+for f in "${changed[@]}"; do
+  if [ "$SECONDS" -ge "$deadline" ]; then skipped+=("$f"); continue; fi
+  ( "$CT" -p "$BUILD_DIR" --quiet "$f" >"$out/$i.log" 2>/dev/null; echo $? >"$out/$i.rc" ) &
+  i=$((i + 1))
+  while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 0.2; done
+done
+wait
+warnings=$(cat "$out"/*.log 2>/dev/null | grep -cE ': (warning|error):' || true)
+cat "$out"/*.log 2>/dev/null | grep -A3 -E ': (warning|error):' || true
+rm -rf "$out"
+if [ "${#skipped[@]}" -gt 0 ]; then
+  echo "clang-tidy: budget spent, not checked: ${skipped[*]}" >&2
+fi
+if [ "$warnings" -gt 0 ]; then
+  echo "clang-tidy: $warnings finding(s)" >&2
+  status=1
+else
+  echo "clang-tidy: clean"
+fi
+exit $status
