@@ -41,6 +41,17 @@ class ThreadPool {
   // fn(begin, end) on each.
   void ParallelFor(int64_t n, const std::function<void(int64_t, int64_t)>& fn);
 
+  // Row ops (RMSNorm, RoPE): ParallelFor when there are at least kMinParallelRows rows; fewer run
+  // fn(0, n) on the calling thread, since waking the pool costs more than they take.
+  static constexpr int64_t kMinParallelRows = 64;
+  void ParallelRows(int64_t n, const std::function<void(int64_t, int64_t)>& fn) {
+    if (n < kMinParallelRows) {
+      fn(0, n);
+    } else {
+      ParallelFor(n, fn);
+    }
+  }
+
   // Runs fn(i) for every i in [0, n), handing out indices one at a time (for items of uneven
   // cost, such as attention over sequences of different lengths).
   void ParallelForDynamic(int64_t n, const std::function<void(int64_t)>& fn);

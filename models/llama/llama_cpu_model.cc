@@ -6,7 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "models/llama/llama_weights.h"
 #include "models/rope.h"
-#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/rms_norm.h"
+#include "kernels/cpu/rope.h"
 #include "kernels/cpu/paged_attention.h"
 
 namespace muse::models {

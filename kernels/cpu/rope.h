@@ -1,5 +1,5 @@
-// Row-wise fp32 ops of the Llama decoder layer on raw host pointers (AVX2 + FMA; check
-// PackedGemmSupported() first). Rows are split over the pool when there are many.
+// Rotary embedding (HF rotate-half) of fp32 rows in place (AVX2 + FMA; check
+// PackedGemmSupported() first). Tables: kernels/rope_freqs.h. CUDA twin: kernels/cuda/rope.cu.
 #pragma once
 
 #include <cstdint>
@@ -7,11 +7,6 @@
 #include "kernels/cpu/thread_pool.h"
 
 namespace muse::kernels::cpu {
-
-// y[t] = w * (x[t] / sqrt(mean(x[t]^2) + eps)) for t in [0, rows); x, y: [rows, n] with row
-// strides ldx, ldy (y may alias x).
-void RmsNorm(const float* x, int64_t ldx, const float* w, int64_t rows, int64_t n, float eps,
-             float* y, int64_t ldy, ThreadPool& pool);
 
 // In-place rotate-half RoPE (HF convention) of `heads` heads of size d at the start of each row:
 // x: [rows, heads * d] with row stride ldx; cos, sin: [rows, d / 2].
