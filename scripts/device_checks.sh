@@ -4,7 +4,7 @@
 # a CPU machine and staged with their libraries by scripts/stage_device_bins.sh into .devbuild/.
 # Usage: OUT=/some/dir scripts/device_checks.sh   (every step's output goes to $OUT/*.log)
 set -u
-OUT=${OUT:-/tmp/device_kernels}
+OUT=${OUT:-/tmp/device_checks}
 BIN=${BIN:-.devbuild}
 mkdir -p "$OUT"
 export PATH=/usr/local/cuda/bin:$PATH

@@ -119,7 +119,7 @@ void BM_MachinePeaks(benchmark::State& state) {
 }
 BENCHMARK(BM_MachinePeaks)->Iterations(1)->Unit(benchmark::kMillisecond);
 
-// The weights of the `small` preset (models/presets.h), random: per layer the fused qkv, o,
+// The weights of the `small` preset (models/testing/presets.h), random: per layer the fused qkv, o,
 // gate_up (SwiGLU-packed) and down matrices, then lm_head; ~400 MB of fp32, so each pass streams
 // them from DRAM as decode does.
 struct SmallModelWeights {

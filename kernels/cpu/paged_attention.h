@@ -1,4 +1,4 @@
-// fp32 attention over the paged KV cache of src/runtime/batch.h on the CPU (AVX2 + FMA; check
+// fp32 attention over the paged KV cache of models/batch.h (kernels/kv_layout.h) on the CPU (AVX2 + FMA; check
 // PackedGemmSupported() first). Prefill chunks and decode tokens of many sequences in one call:
 // each new token attends to every cached token of its sequence and causally to the new ones
 // (and only to the last `sliding_window` context positions when that is > 0). Every head of a

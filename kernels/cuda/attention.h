@@ -1,4 +1,4 @@
-// Attention over the paged KV cache (layout in dtype.h / src/runtime/batch.h).
+// Attention over the paged KV cache (layout in kernels/kv_layout.h).
 #pragma once
 
 #include <cuda_runtime.h>

@@ -1,4 +1,4 @@
-// The Llama-family decoder on muse's own fp32 CPU kernels (src/runtime/cpu): packed AVX2 GEMMs
+// The Llama-family decoder on muse's own fp32 CPU kernels (kernels/cpu): packed AVX2 GEMMs
 // with fused bias / residual / SwiGLU epilogues, paged attention, RMSNorm and RoPE on raw
 // pointers, all on one thread pool. Same math and batch interface as LlamaAtenModel (the ATen path,
 // which stays for bf16/fp16 and CPUs without AVX2). No libtorch at all: weights come straight

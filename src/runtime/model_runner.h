@@ -16,7 +16,7 @@ struct RunnerOptions {
   std::string device = "cpu";      // "cpu" or "cuda[:N]"
   std::string dtype = "float32";   // compute + KV dtype: float32, bfloat16, float16
   int num_threads = 0;             // CPU intra-op threads; 0 = every hardware thread
-  // fp32 on a CPU with AVX2 + FMA runs on muse's own kernels (src/runtime/cpu); false forces the
+  // fp32 on a CPU with AVX2 + FMA runs on muse's own kernels (kernels/cpu); false forces the
   // ATen path (the only one for bf16/fp16), e.g. to compare the two.
   bool cpu_kernels = true;
   int64_t num_kv_blocks = 0;       // > 0: exact pool size
