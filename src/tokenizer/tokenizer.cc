@@ -1,14 +1,13 @@
 #include "src/tokenizer/tokenizer.h"
 
 #include <algorithm>
-#include <fstream>
-#include <mutex>
-#include <sstream>
+#include <atomic>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "src/common/file_util.h"
 #include "src/common/status.h"
 #include "src/tokenizer/added_vocabulary.h"
 #include "src/tokenizer/bpe_model.h"
@@ -17,7 +16,6 @@
 #include "src/tokenizer/normalizer.h"
 #include "src/tokenizer/post_processor.h"
 #include "src/tokenizer/pre_tokenizer.h"
-#include "src/tokenizer/thread_pool.h"
 #include "src/tokenizer/utf8.h"
 
 namespace muse::tokenizer {
@@ -31,17 +29,8 @@ struct Tokenizer::Impl {
   AddedVocabulary added;
   size_t vocab_size = 0;
 
-  std::once_flag pool_once;
-  std::unique_ptr<ThreadPool> pool;
-
   absl::Status EncodeText(std::string_view text, std::vector<int32_t>& ids) const;
   absl::Status EncodePlain(std::string_view text, bool at_start, std::vector<int32_t>& ids) const;
-  ThreadPool& Pool() {
-    std::call_once(pool_once, [this] {
-      pool = std::make_unique<ThreadPool>(std::max(1u, std::thread::hardware_concurrency()));
-    });
-    return *pool;
-  }
 };
 
 namespace {
@@ -121,11 +110,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto t = FromJson(ss.str());
+  ASSIGN_OR_RETURN(std::string text, muse::ReadFile(path));
+  auto t = FromJson(text);
   if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(path, ": ", t.status().message()));
   return t;
 }
@@ -194,16 +180,26 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(std::sp
                                                                          int num_threads) const {
   std::vector<std::vector<int32_t>> out(texts.size());
   std::vector<absl::Status> errors(texts.size());
-  ThreadPool& pool = impl_->Pool();
-  const size_t parallelism = num_threads > 0 ? static_cast<size_t>(num_threads) : pool.size() + 1;
-  pool.ParallelFor(texts.size(), parallelism, [&](size_t i) {
-    auto r = Encode(texts[i], add_special_tokens);
-    if (r.ok()) {
-      out[i] = std::move(*r);
-    } else {
-      errors[i] = r.status();
+  // Threads for this call only (no pool kept alive between calls); texts are claimed one at a
+  // time so uneven lengths balance.
+  const size_t hw = std::max(1u, std::thread::hardware_concurrency());
+  const size_t threads = std::min(texts.size(), num_threads > 0 ? static_cast<size_t>(num_threads) : hw);
+  std::atomic<size_t> next{0};
+  auto drain = [&] {
+    for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < texts.size();) {
+      auto r = Encode(texts[i], add_special_tokens);
+      if (r.ok()) {
+        out[i] = std::move(*r);
+      } else {
+        errors[i] = r.status();
+      }
     }
-  });
+  };
+  {
+    std::vector<std::jthread> helpers;
+    for (size_t t = 1; t < threads; ++t) helpers.emplace_back(drain);
+    drain();
+  }  // joins the helpers
   for (size_t i = 0; i < errors.size(); ++i) {
     if (!errors[i].ok()) {
       return absl::Status(errors[i].code(), absl::StrCat("text ", i, ": ", errors[i].message()));

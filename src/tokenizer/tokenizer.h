@@ -31,7 +31,8 @@ class Tokenizer {
   // Invalid UTF-8 is InvalidArgument naming the byte offset.
   absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens = true) const;
 
-  // Encodes every text on a shared thread pool (`num_threads` 0 = hardware concurrency).
+  // Encodes every text on `num_threads` threads started for this call (0 = hardware concurrency;
+  // the calling thread is one of them). The server encodes one request per gRPC thread instead.
   // Fails with the first error, naming the text index.
   absl::StatusOr<std::vector<std::vector<int32_t>>> EncodeBatch(std::span<const std::string> texts,
                                                                 bool add_special_tokens = true,
