@@ -425,6 +425,13 @@ absl::Status EngineCore::Step() {
   }
   FlushOutputs(absl::Now());
   counters_.last_step = absl::Now() - start;
+  if (!plan.scheduled.empty()) {
+    counters_.sum_step += counters_.last_step;
+    const double seconds = absl::ToDoubleSeconds(counters_.last_step);
+    size_t b = 0;
+    while (b < kStepSecondsBounds.size() && seconds > kStepSecondsBounds[b]) ++b;
+    ++counters_.step_buckets[b];
+  }
   return absl::OkStatus();
 }
 

@@ -5,6 +5,7 @@
 // Unit tests drive it directly with a real runner for deterministic step-by-step checks.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -29,6 +30,10 @@ struct EngineOptions {
   std::shared_ptr<TextDecoderFactory> text_decoder;  // optional; needed for stop strings / text
   uint64_t seed = 0;  // seeds of unseeded requests derive from it; 0 = from std::random_device
 };
+
+// Upper bounds (seconds) of the step-duration histogram buckets; one more bucket is +Inf.
+inline constexpr std::array<double, 14> kStepSecondsBounds = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5};
 
 struct EngineStats {
   int64_t num_requests = 0;          // live (queued or running)
@@ -55,6 +60,11 @@ struct EngineStats {
   absl::Duration sum_tpot = absl::ZeroDuration();
   int64_t num_timed = 0;
   absl::Duration last_step = absl::ZeroDuration();  // engine-side time of the last Step()
+  // Every Step() that ran a batch (num_steps of them), from schedule to the last output pushed
+  // (the OutputStream hooks included): total time and a histogram (non-cumulative counts, bucket
+  // i <= kStepSecondsBounds[i], the last one +Inf).
+  absl::Duration sum_step = absl::ZeroDuration();
+  std::array<int64_t, kStepSecondsBounds.size() + 1> step_buckets{};
 };
 
 class EngineCore {

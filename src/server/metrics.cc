@@ -38,6 +38,20 @@ std::vector<double> LatencyBuckets() {
   return {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120};
 }
 
+// Prometheus histogram from non-cumulative bucket counts (the last one is +Inf).
+void RenderHistogram(std::string* out, const std::string& name, const std::string& help,
+                     const double* bounds, size_t num_bounds, const int64_t* counts, double sum) {
+  Header(out, name, "histogram", help);
+  int64_t cum = 0;
+  for (size_t i = 0; i < num_bounds; ++i) {
+    cum += counts[i];
+    absl::StrAppend(out, name, "_bucket{le=\"", absl::StrFormat("%g", bounds[i]), "\"} ", cum, "\n");
+  }
+  cum += counts[num_bounds];
+  absl::StrAppend(out, name, "_bucket{le=\"+Inf\"} ", cum, "\n", name, "_sum ", absl::StrFormat("%.6f", sum),
+                  "\n", name, "_count ", cum, "\n");
+}
+
 }  // namespace
 
 void Histogram::Observe(double v) {
@@ -45,18 +59,10 @@ void Histogram::Observe(double v) {
   while (i < bounds_.size() && v > bounds_[i]) ++i;
   ++counts_[i];
   sum_ += v;
-  ++count_;
 }
 
 void Histogram::Render(const std::string& name, const std::string& help, std::string* out) const {
-  Header(out, name, "histogram", help);
-  int64_t cum = 0;
-  for (size_t i = 0; i < bounds_.size(); ++i) {
-    cum += counts_[i];
-    absl::StrAppend(out, name, "_bucket{le=\"", absl::StrFormat("%g", bounds_[i]), "\"} ", cum, "\n");
-  }
-  absl::StrAppend(out, name, "_bucket{le=\"+Inf\"} ", count_, "\n", name, "_sum ",
-                  absl::StrFormat("%.6f", sum_), "\n", name, "_count ", count_, "\n");
+  RenderHistogram(out, name, help, bounds_.data(), bounds_.size(), counts_.data(), sum_);
 }
 
 Metrics::Metrics()
@@ -141,6 +147,10 @@ std::string Metrics::Render(const engine::EngineStats& s,
             : 0.0);
   Counter(&out, "muse_num_preemptions_total", "Sequences preempted (recompute).", s.num_preemptions);
   Counter(&out, "muse_engine_steps_total", "Engine iterations.", s.num_steps);
+  RenderHistogram(&out, "muse_engine_step_seconds",
+                  "Duration of one engine step that ran a batch, schedule to last output pushed.",
+                  engine::kStepSecondsBounds.data(), engine::kStepSecondsBounds.size(), s.step_buckets.data(),
+                  absl::ToDoubleSeconds(s.sum_step));
   Counter(&out, "muse_engine_rejected_total", "Requests the engine rejected at AddRequest.",
           s.requests_rejected);
   Header(&out, "muse_tenant_requests_total", "counter", "Admitted requests per tenant.");

@@ -27,7 +27,6 @@ class Histogram {
   std::vector<double> bounds_;
   std::vector<int64_t> counts_;  // per bucket (non-cumulative); last = +Inf
   double sum_ = 0;
-  int64_t count_ = 0;
 };
 
 // Encoder-cache counters, read at scrape time (EncoderCache keeps them).

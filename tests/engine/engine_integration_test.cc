@@ -185,6 +185,25 @@ TEST(EngineIntegrationTest, BatchedGreedyEqualsAlone) {
   EXPECT_GT(distinct.size(), 10u);
 }
 
+// The step-time histogram counts every step that ran a batch, and a step's time includes the
+// OutputStream hooks it fires (a slow hook is visible there, which is why hooks must only signal).
+TEST(EngineIntegrationTest, StepTimeHistogramCoversEveryStepAndItsHooks) {
+  Harness h(256);
+  auto stream = h.Add(Req("r", Prompt(20, 1), 12));
+  stream->SetNotify([] { absl::SleepFor(absl::Milliseconds(2)); });
+  h.RunToEnd();
+  const EngineStats s = h.core().Stats();
+  ASSERT_GT(s.num_steps, 0);
+  int64_t counted = 0;
+  for (int64_t c : s.step_buckets) counted += c;
+  EXPECT_EQ(counted, s.num_steps);  // the final idle Step() of RunToEnd ran no batch
+  // Every step pushed (and slept 2 ms in the hook): nothing in the buckets up to 1 ms.
+  EXPECT_EQ(kStepSecondsBounds[1], 0.001);
+  EXPECT_EQ(s.step_buckets[0] + s.step_buckets[1], 0);
+  EXPECT_GE(s.sum_step, absl::Milliseconds(2) * s.num_steps);
+  EXPECT_GE(s.sum_step, s.last_step);
+}
+
 TEST(EngineIntegrationTest, PrefixCacheHitGivesIdenticalTokensAndCounts) {
   const auto shared = Prompt(48, 7);
   auto tail_a = shared;

@@ -413,10 +413,20 @@ TEST_F(ServerTest, MetricsEndpoint) {
                            "muse_queue_time_seconds_count", "muse_e2e_request_latency_seconds_sum",
                            "muse_num_requests_running", "muse_num_requests_waiting",
                            "muse_kv_cache_usage_ratio", "muse_prefix_cache_hit_rate",
-                           "muse_num_preemptions_total", "muse_tenant_requests_total{tenant=\"alpha\"}",
+                           "muse_num_preemptions_total", "muse_engine_step_seconds_bucket{le=\"0.001\"}",
+                           "muse_engine_step_seconds_count", "muse_tenant_requests_total{tenant=\"alpha\"}",
                            "muse_tenant_completion_tokens_total{tenant=\"alpha\"}"}) {
     EXPECT_NE(body.find(want), std::string::npos) << want;
   }
+  // One engine snapshot feeds both: every step that ran a batch is in the step-time histogram.
+  auto value = [&](const std::string& name) {
+    const size_t at = body.find("\n" + name + " ");
+    EXPECT_NE(at, std::string::npos) << name;
+    return at == std::string::npos ? -1.0 : std::stod(body.substr(at + name.size() + 2));
+  };
+  EXPECT_GT(value("muse_engine_steps_total"), 0);
+  EXPECT_EQ(value("muse_engine_step_seconds_count"), value("muse_engine_steps_total"));
+  EXPECT_GT(value("muse_engine_step_seconds_sum"), 0);
   const std::string health = HttpGet(server_->metrics_port(), "/health");
   EXPECT_NE(health.find("200 OK"), std::string::npos);
   EXPECT_NE(health.find("SERVING"), std::string::npos);
