@@ -1,6 +1,8 @@
 // Per-request result queue: the engine thread pushes, any thread consumes. The engine never calls
-// into the server; the optional notify hook lets an async server (gRPC completion queue, event
-// loop) wake up. The hook runs on the engine thread after each push and must not block.
+// into the server; the optional notify hook lets an async server wake up. The hook runs on the
+// engine thread after each push (its time counts in the step), so it must only signal: no RPC or
+// serialisation work, no blocking. muse-server's hook raises a PumpPool signal
+// (src/server/pump_pool.h) and the writes happen on other threads.
 #pragma once
 
 #include <condition_variable>
@@ -29,7 +31,8 @@ class OutputStream {
   std::optional<RequestOutput> TryNext();
   // The final message has been pushed (it may not be consumed yet).
   bool finished() const;
-  // Installs the wake-up hook; called at once when messages are already queued.
+  // Installs the wake-up hook; called at once (on the caller's thread) when messages are already
+  // queued.
   void SetNotify(std::function<void()> notify);
 
   // Producer side (engine thread). Messages after the final one are dropped.

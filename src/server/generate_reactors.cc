@@ -1,13 +1,20 @@
-// Generate (server streaming) and GenerateUnary reactors.
+// Generate (server streaming) and GenerateUnary reactors: one lifecycle base, two behaviours.
 //
-// Flow control: the engine pushes into the request's OutputStream (unbounded, engine thread never
-// blocks) and fires the stream's notify hook. The hook only calls Pump(), which, when no write is
-// in flight, drains everything queued into ONE response and starts one write. OnWriteDone pumps
-// again. So each stream has at most one write in flight, a slow reader only grows its own
-// OutputStream, and no thread ever waits on a stream.
+// Threads: the engine pushes into the request's OutputStream (unbounded; the engine thread never
+// blocks) and fires the stream's notify hook. The hook only raises the reactor's PumpPool signal
+// (pump_pool.h): no gRPC, no protobuf on the engine thread. Pump() runs on a pump thread, or on a
+// gRPC thread from OnWriteDone / OnCancel: it merges the queued outputs into protobuf and starts
+// at most one write (Generate) or, at the end, the one response (GenerateUnary).
 //
-// Lifetime: gRPC owns the reactor until OnDone; the hook holds a weak_ptr, so a late notify after
-// OnDone is a no-op. Cancel / disconnect / deadline -> Engine::Abort (frees KV before the next step).
+// Flow control (Generate): when no write is in flight Pump drains everything queued into ONE
+// response and starts one write; OnWriteDone pumps again. So each stream has at most one write in
+// flight, a slow reader only grows its own OutputStream, and no thread ever waits on a stream.
+//
+// Lifetime: the reactor (a shared_ptr) holds itself in self_ from Start until OnDone; the
+// image-encoder job holds it while one is pending; a pump thread holds it only while its Pump()
+// runs. The engine-side signal holds a weak_ptr, so a signal still queued when OnDone drops self_
+// is skipped, and the last reference is never dropped on the engine thread.
+// Cancel / disconnect / deadline -> Engine::Abort (frees KV before the next step).
 #include <map>
 #include <memory>
 #include <mutex>
@@ -115,20 +122,6 @@ class Accumulator {
   std::string last_reason_ = "abort";
 };
 
-// Hands the cache misses of `a` to the image-encoder worker; `reactor` is kept alive until its
-// OnImagesEncoded has run (the worker calls `done` exactly once).
-template <typename Reactor>
-void SubmitToImageEncoder(ServiceContext* ctx, Admission* a, std::shared_ptr<Reactor> reactor,
-                          std::function<bool()> cancelled) {
-  ImageEncoderWorker::Job job;
-  job.images = a->ImagesToEncode();
-  job.cancelled = std::move(cancelled);
-  job.done = [reactor](absl::StatusOr<std::vector<vision::ImageEmbedding>> r) {
-    reactor->OnImagesEncoded(std::move(r));
-  };
-  ctx->image_encoder->Submit(std::move(job));
-}
-
 // Status of a finished generation: engine error, deadline, shutdown abort, or OK.
 absl::Status FinalStatus(const Accumulator& acc, bool client_cancelled) {
   if (client_cancelled) return absl::CancelledError("cancelled by the client");
@@ -148,57 +141,138 @@ absl::Status FinalStatus(const Accumulator& acc, bool client_cancelled) {
   return absl::OkStatus();
 }
 
-void RecordFinished(ServiceContext* ctx, const Admission& a, const Accumulator& acc) {
-  ctx->metrics.RecordGeneration(acc.usage(), acc.timings(), acc.last_reason());
-  ctx->limiter.Finish(*a.tenant, acc.usage().completion_tokens, absl::Now());
-}
-
 class ErrorStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit ErrorStream(const grpc::Status& s) { Finish(s); }
   void OnDone() override { delete this; }
 };
 
-class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
-                             public std::enable_shared_from_this<GenerateStream> {
+// The lifecycle both Generate reactors share: start (attach to the engine stream, or go through
+// the image encoder first), the engine -> pump handoff, cancel, done, metrics. The derived class
+// says what a pump does with the queued outputs (PumpLocked).
+template <typename GrpcReactor>
+class GenerateReactor : public GrpcReactor,
+                        public Pumpable,
+                        public std::enable_shared_from_this<GenerateReactor<GrpcReactor>> {
  public:
-  GenerateStream(ServiceContext* ctx, std::unique_ptr<Admission> a)
-      : ctx_(ctx), a_(std::move(a)), acc_(*ctx->model, *a_) {
-    ctx_->in_flight.fetch_add(1);
-  }
-
+  // gRPC thread, once, right after make_shared (before the reactor is returned to gRPC).
   void Start() {
-    self_ = shared_from_this();
+    self_ = this->shared_from_this();
     if (a_->stream) {
       Attach();
-    } else {
-      SubmitToImageEncoder(ctx_, a_.get(), self_, [this] { return IsCancelled(); });
+      return;
     }
+    ImageEncoderWorker::Job job;
+    job.images = a_->ImagesToEncode();
+    job.cancelled = [this] { return IsCancelled(); };  // `done` below keeps `this` alive
+    job.done = [self = self_](absl::StatusOr<std::vector<vision::ImageEmbedding>> r) {
+      self->OnImagesEncoded(std::move(r));
+    };
+    ctx_->image_encoder->Submit(std::move(job));
+  }
+
+  void OnCancel() final {
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+    }
+    MUSE_LOG_REQ(debug, a_->engine_id, "{}: cancelled by the client (cancel, disconnect or deadline)",
+                 method_);
+    (void)ctx_->engine->Abort(a_->engine_id);  // NotFound while still at the image encoder
+    Pump();
+  }
+
+  void OnDone() final {
+    ctx_->metrics.RecordRequest(method_, code_name_);
+    ctx_->in_flight.fetch_sub(1);
+    std::shared_ptr<GenerateReactor> self;
+    {
+      std::lock_guard lock(mu_);
+      self.swap(self_);
+    }
+    // `self` going out of scope may destroy this object (a running Pump keeps its own ref).
+  }
+
+  // Pump or gRPC threads, never the engine thread (its hook only raises the signal).
+  void Pump() final {
+    std::unique_lock lock(mu_);
+    if (finish_called_) return;
+    PumpLocked(lock);
+  }
+
+ protected:
+  GenerateReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, const char* method)
+      : ctx_(ctx), a_(std::move(a)), method_(method), acc_(*ctx->model, *a_) {
+    ctx_->in_flight.fetch_add(1);
+    ctx_->reactors_alive.fetch_add(1);
+  }
+  ~GenerateReactor() override { ctx_->reactors_alive.fetch_sub(1); }
+
+  // mu_ held, the RPC not finished: act on what the stream holds. May release the lock.
+  virtual void PumpLocked(std::unique_lock<std::mutex>& lock) = 0;
+
+  // Marks the RPC finished with `st` (its code goes to the request metrics), records the
+  // generation if it reached the engine, and releases mu_. The caller then ends the RPC.
+  void EndLocked(std::unique_lock<std::mutex>& lock, const absl::Status& st) {
+    finish_called_ = true;
+    code_name_ = absl::StatusCodeToString(st.code());
+    if (a_->stream) {
+      ctx_->metrics.RecordGeneration(acc_.usage(), acc_.timings(), acc_.last_reason());
+      ctx_->limiter.Finish(*a_->tenant, acc_.usage().completion_tokens, absl::Now());
+    }
+    lock.unlock();
+  }
+  void FinishLocked(std::unique_lock<std::mutex>& lock, const absl::Status& st) {
+    EndLocked(lock, st);
+    this->Finish(ToGrpc(st));
+  }
+
+  ServiceContext* const ctx_;
+  const std::unique_ptr<Admission> a_;
+  const char* const method_;  // "Generate" / "GenerateUnary", for metrics and logs
+  std::mutex mu_;
+  Accumulator acc_;        // guarded by mu_
+  bool cancelled_ = false;  // guarded by mu_: client cancel / disconnect / deadline / failed write
+
+ private:
+  bool IsCancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_ || finish_called_;
   }
 
   // Image-encoder worker thread: the missing embeddings are ready (or failed / cancelled).
   void OnImagesEncoded(absl::StatusOr<std::vector<vision::ImageEmbedding>> encoded) {
     std::unique_lock lock(mu_);
-    if (finish_called_) return;  // cancelled meanwhile: nothing reached the engine
-    // Launch under mu_: a concurrent OnCancel then finds the engine request to Abort.
+    if (finish_called_ || cancelled_) return;  // OnCancel's Pump finishes; nothing reached the engine
     absl::Status st = encoded.status();
-    if (st.ok() && !cancelled_) {
+    if (st.ok()) {
       a_->SetEncoded(std::move(*encoded));
-      st = Launch(*ctx_, *a_);
+      st = Launch(*ctx_, *a_);  // under mu_: a concurrent OnCancel then finds the request to Abort
     }
-    if (!st.ok() || cancelled_) {
-      if (!cancelled_) {
-        finish_called_ = true;
-        recorded_ = true;
-        code_name_ = absl::StatusCodeToString(st.code());
-        lock.unlock();
-        Finish(ToGrpc(st));
-      }
-      return;  // cancelled: Pump (from OnCancel) finishes
+    if (!st.ok()) {
+      FinishLocked(lock, st);
+      return;
     }
     lock.unlock();
     Attach();
   }
+
+  // From here on every engine push raises this reactor's signal. weak_from_this, not self_:
+  // OnDone may be clearing self_ concurrently.
+  void Attach() {
+    std::shared_ptr<PumpPool::Signal> signal = ctx_->pumps->NewSignal(this->weak_from_this());
+    a_->stream->SetNotify([signal] { signal->Raise(); });
+  }
+
+  bool finish_called_ = false;           // guarded by mu_
+  std::string code_name_ = "UNKNOWN";    // written before Finish, read in OnDone
+  std::shared_ptr<GenerateReactor> self_;  // guarded by mu_
+};
+
+class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
+ public:
+  GenerateStream(ServiceContext* ctx, std::unique_ptr<Admission> a)
+      : GenerateReactor(ctx, std::move(a), "Generate") {}
 
   void OnWriteDone(bool ok) override {
     {
@@ -210,52 +284,11 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     Pump();
   }
 
-  void OnCancel() override {
-    {
-      std::lock_guard lock(mu_);
-      cancelled_ = true;
-    }
-    MUSE_LOG_REQ(debug, a_->engine_id, "cancelled by the client (cancel, disconnect or deadline)");
-    (void)ctx_->engine->Abort(a_->engine_id);
-    Pump();
-  }
-
-  void OnDone() override {
-    ctx_->metrics.RecordRequest("Generate", code_name_);
-    ctx_->in_flight.fetch_sub(1);
-    std::shared_ptr<GenerateStream> self;
-    {
-      std::lock_guard lock(mu_);
-      self.swap(self_);
-    }
-    // `self` going out of scope may destroy this object (a running hook keeps its own ref).
-  }
-
  private:
-  bool IsCancelled() {
-    std::lock_guard lock(mu_);
-    return cancelled_ || finish_called_;
-  }
-
-  void Attach() {
-    std::weak_ptr<GenerateStream> weak = self_;
-    a_->stream->SetNotify([weak] {
-      if (auto s = weak.lock()) s->Pump();
-    });
-  }
-
-  void Pump() {
-    std::unique_lock lock(mu_);
-    if (finish_called_ || write_in_flight_) return;
+  void PumpLocked(std::unique_lock<std::mutex>& lock) override {
+    if (write_in_flight_) return;  // OnWriteDone pumps again
     if (cancelled_) {
-      finish_called_ = true;
-      if (!recorded_) {
-        recorded_ = true;
-        RecordFinished(ctx_, *a_, acc_);
-      }
-      code_name_ = "CANCELLED";
-      lock.unlock();
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client"));
+      FinishLocked(lock, absl::CancelledError("cancelled by the client"));
       return;
     }
     if (!a_->stream) return;  // still at the image encoder
@@ -279,15 +312,11 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
       StartWrite(&out_);
       return;
     }
-    finish_called_ = true;
-    recorded_ = true;
-    RecordFinished(ctx_, *a_, acc_);
     const absl::Status st = FinalStatus(acc_, false);
-    code_name_ = absl::StatusCodeToString(st.code());
     resp.set_finished(true);
     acc_.FillUsage(resp.mutable_usage(), resp.mutable_timings());
     out_ = SerializeMessage(resp);
-    lock.unlock();
+    EndLocked(lock, st);
     if (st.ok()) {
       StartWriteAndFinish(&out_, grpc::WriteOptions(), grpc::Status::OK);
     } else {
@@ -295,92 +324,18 @@ class GenerateStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer>,
     }
   }
 
-  ServiceContext* const ctx_;
-  std::unique_ptr<Admission> a_;
-  std::mutex mu_;
-  Accumulator acc_;  // guarded by mu_
-  bool write_in_flight_ = false;
-  bool finish_called_ = false;
-  bool cancelled_ = false;
-  bool recorded_ = false;
-  std::string code_name_ = "UNKNOWN";
-  grpc::ByteBuffer out_;
-  std::shared_ptr<GenerateStream> self_;
+  bool write_in_flight_ = false;  // guarded by mu_
+  grpc::ByteBuffer out_;          // the write in flight
 };
 
-class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
-                                   public std::enable_shared_from_this<GenerateUnaryReactor> {
+class GenerateUnaryReactor final : public GenerateReactor<grpc::ServerUnaryReactor> {
  public:
   GenerateUnaryReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, grpc::ByteBuffer* response)
-      : ctx_(ctx), a_(std::move(a)), acc_(*ctx->model, *a_), response_(response) {
-    ctx_->in_flight.fetch_add(1);
-  }
-
-  void Start() {
-    self_ = shared_from_this();
-    if (a_->stream) {
-      Attach();
-    } else {
-      SubmitToImageEncoder(ctx_, a_.get(), self_, [this] { return IsCancelled(); });
-    }
-  }
-
-  // Image-encoder worker thread (see GenerateStream::OnImagesEncoded).
-  void OnImagesEncoded(absl::StatusOr<std::vector<vision::ImageEmbedding>> encoded) {
-    std::unique_lock lock(mu_);
-    if (finish_called_) return;
-    absl::Status st = encoded.status();
-    if (st.ok() && !cancelled_) {
-      a_->SetEncoded(std::move(*encoded));
-      st = Launch(*ctx_, *a_);
-    }
-    if (cancelled_) return;  // Pump (from OnCancel) finishes
-    if (!st.ok()) {
-      finish_called_ = true;
-      code_name_ = absl::StatusCodeToString(st.code());
-      lock.unlock();
-      Finish(ToGrpc(st));
-      return;
-    }
-    lock.unlock();
-    Attach();
-  }
-
-  void OnCancel() override {
-    {
-      std::lock_guard lock(mu_);
-      cancelled_ = true;
-    }
-    (void)ctx_->engine->Abort(a_->engine_id);
-    Pump();
-  }
-
-  void OnDone() override {
-    ctx_->metrics.RecordRequest("GenerateUnary", code_name_);
-    ctx_->in_flight.fetch_sub(1);
-    std::shared_ptr<GenerateUnaryReactor> self;
-    {
-      std::lock_guard lock(mu_);
-      self.swap(self_);
-    }
-  }
+      : GenerateReactor(ctx, std::move(a), "GenerateUnary"), response_(response) {}
 
  private:
-  bool IsCancelled() {
-    std::lock_guard lock(mu_);
-    return cancelled_ || finish_called_;
-  }
-
-  void Attach() {
-    std::weak_ptr<GenerateUnaryReactor> weak = self_;
-    a_->stream->SetNotify([weak] {
-      if (auto s = weak.lock()) s->Pump();
-    });
-  }
-
-  void Pump() {
-    std::unique_lock lock(mu_);
-    if (finish_called_) return;
+  // Collects until the final message (or a cancel), then answers once.
+  void PumpLocked(std::unique_lock<std::mutex>& lock) override {
     bool final = false;
     while (a_->stream) {
       auto out = a_->stream->TryNext();
@@ -391,10 +346,7 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
       }
     }
     if (!final && !cancelled_) return;
-    finish_called_ = true;
-    RecordFinished(ctx_, *a_, acc_);
     const absl::Status st = FinalStatus(acc_, cancelled_ && !final);
-    code_name_ = absl::StatusCodeToString(st.code());
     if (st.ok()) {
       v1::GenerateUnaryResponse resp;
       resp.set_request_id(a_->client_id);
@@ -410,20 +362,11 @@ class GenerateUnaryReactor final : public grpc::ServerUnaryReactor,
       acc_.FillUsage(resp.mutable_usage(), resp.mutable_timings());
       *response_ = SerializeMessage(resp);
     }
-    lock.unlock();
-    Finish(ToGrpc(st));
+    FinishLocked(lock, st);
   }
 
-  ServiceContext* const ctx_;
-  std::unique_ptr<Admission> a_;
-  std::mutex mu_;
-  Accumulator acc_;
-  std::map<int, v1::SampleDelta> samples_;
-  grpc::ByteBuffer* response_;
-  bool finish_called_ = false;
-  bool cancelled_ = false;
-  std::string code_name_ = "UNKNOWN";
-  std::shared_ptr<GenerateUnaryReactor> self_;
+  std::map<int, v1::SampleDelta> samples_;  // guarded by mu_
+  grpc::ByteBuffer* const response_;
 };
 
 }  // namespace

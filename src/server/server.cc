@@ -46,6 +46,8 @@ struct Server::Impl {
 
 namespace {
 
+constexpr int kPumpThreads = 2;
+
 absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
   std::ifstream in(path);
   if (!in) return absl::NotFoundError(absl::StrCat(what, ": cannot read ", path));
@@ -198,6 +200,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   }
   ASSIGN_OR_RETURN(auto creds, Credentials(o));
 
+  // Pump threads turn engine output into gRPC writes. The per-pump work is small (merge, serialise,
+  // StartWrite); two threads keep up with hundreds of streams per step without taking the cores
+  // the runner needs.
+  impl->ctx.pumps = std::make_unique<PumpPool>(kPumpThreads);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   impl->service = std::make_unique<InferenceService>(&impl->ctx);
@@ -277,6 +283,8 @@ void Server::Drain(absl::Duration grace) {
   if (ctx.engine) ctx.engine->Shutdown();
   impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   impl_->grpc_server->Wait();
+  // Every RPC is done (OnDone ran): what is still queued can only be a no-op pump.
+  ctx.pumps->Stop();
   impl_->http.Stop();
   spdlog::info("drained");
 }

@@ -15,6 +15,7 @@
 #include "src/server/auth.h"
 #include "src/server/image_encoder_worker.h"
 #include "src/server/metrics.h"
+#include "src/server/pump_pool.h"
 #include "src/server/request_builder.h"
 #include "src/server/served_model.h"
 
@@ -22,6 +23,9 @@ namespace muse::server {
 
 struct ServiceContext {
   std::unique_ptr<engine::Engine> engine;  // set once, before ready
+  // Threads that turn engine output into gRPC writes (pump_pool.h); started before the gRPC
+  // server, stopped after it. The engine thread only raises signals into it.
+  std::unique_ptr<PumpPool> pumps;
   std::unique_ptr<ServedModel> model;      // set once, before ready
   // LLaVA models only (set once, before ready): embeddings by image digest, and the one thread
   // that runs the vision tower.
@@ -33,6 +37,7 @@ struct ServiceContext {
   std::atomic<bool> ready{false};     // model loaded and warmed up
   std::atomic<bool> draining{false};  // SIGTERM: new requests are UNAVAILABLE
   std::atomic<int64_t> in_flight{0};  // generations admitted and not yet done
+  std::atomic<int64_t> reactors_alive{0};  // Generate reactor objects not yet destroyed
   std::atomic<uint64_t> next_id{0};
 };
 
