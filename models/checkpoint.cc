@@ -2,13 +2,12 @@
 
 #include <sys/stat.h>
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_join.h"
+#include "src/common/file_util.h"
 
 namespace muse::models {
 namespace {
@@ -29,16 +28,7 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 
 // Reads the index's weight_map: tensor name -> shard file name.
 absl::StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  json index;
-  try {
-    index = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
-  }
+  ASSIGN_OR_RETURN(json index, muse::ParseJsonFile(path));
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": missing object 'weight_map'"));
   }

@@ -1,13 +1,12 @@
 #include "models/model_config.h"
 
 #include <cmath>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_join.h"
+#include "src/common/file_util.h"
 
 namespace muse::models {
 namespace {
@@ -292,12 +291,8 @@ absl::StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text) {
 
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir) {
   const std::string path = model_dir + "/config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open (missing config.json?)"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
-  auto config = ParseModelConfig(ss.str());
+  ASSIGN_OR_RETURN(std::string text, muse::ReadFile(path));
+  auto config = ParseModelConfig(text);
   if (!config.ok()) {
     return absl::Status(config.status().code(),
                         absl::StrCat(path, ": ", config.status().message()));

@@ -1,16 +1,16 @@
 // Encode MB/s on the conformance corpus, single-threaded and EncodeBatch.
 // usage: tokenizer_benchmark --corpus=corpus.json --node_dir=tests/node [benchmark flags]
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 #include <nlohmann/json.hpp>
 
+#include "src/common/file_util.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace {
@@ -19,11 +19,9 @@ std::string g_corpus_path, g_node_dir;
 
 const std::vector<std::string>& Corpus() {
   static const std::vector<std::string> corpus = [] {
-    std::ifstream in(g_corpus_path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
-    return j.is_array() ? j.get<std::vector<std::string>>() : std::vector<std::string>{};
+    auto j = muse::ParseJsonFile(g_corpus_path);
+    if (!j.ok()) std::fprintf(stderr, "%s\n", j.status().ToString().c_str());
+    return j.ok() && j->is_array() ? j->get<std::vector<std::string>>() : std::vector<std::string>{};
   }();
   return corpus;
 }

@@ -1,9 +1,8 @@
 #include "models/llava/llava_config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+
+#include "src/common/file_util.h"
 
 namespace muse::models::llava {
 namespace {
@@ -200,19 +199,8 @@ absl::StatusOr<LlavaConfig> ParseLlavaConfig(const std::string& json_text) {
   }
 }
 
-namespace {
-absl::StatusOr<std::string> ReadConfig(const std::string& dir) {
-  const std::string path = dir + "/config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-}  // namespace
-
 absl::StatusOr<LlavaConfig> LoadLlavaConfig(const std::string& model_dir) {
-  ASSIGN_OR_RETURN(std::string text, ReadConfig(model_dir));
+  ASSIGN_OR_RETURN(std::string text, muse::ReadFile(model_dir + "/config.json"));
   auto c = ParseLlavaConfig(text);
   if (!c.ok()) {
     return absl::InvalidArgumentError(absl::StrCat(model_dir, "/config.json: ", c.status().message()));
@@ -221,7 +209,7 @@ absl::StatusOr<LlavaConfig> LoadLlavaConfig(const std::string& model_dir) {
 }
 
 bool IsLlavaModelDir(const std::string& model_dir) {
-  auto text = ReadConfig(model_dir);
+  auto text = muse::ReadFile(model_dir + "/config.json");
   if (!text.ok()) return false;
   json j = json::parse(*text, nullptr, false);
   return j.is_object() && j.contains("architectures") && j["architectures"].is_array() &&

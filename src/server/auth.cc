@@ -1,14 +1,13 @@
 #include "src/server/auth.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "src/common/file_util.h"
 
 namespace muse::server {
 
@@ -51,11 +50,13 @@ absl::StatusOr<ApiKeys> ApiKeys::FromJson(const std::string& text) {
 }
 
 absl::StatusOr<ApiKeys> ApiKeys::FromFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("api keys file ", path, " cannot be read"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return FromJson(ss.str());
+  auto text = muse::ReadFile(path);
+  if (!text.ok()) {
+    return absl::Status(text.status().code(), absl::StrCat("api keys file ", text.status().message()));
+  }
+  auto keys = FromJson(*text);
+  if (!keys.ok()) return absl::Status(keys.status().code(), absl::StrCat(path, ": ", keys.status().message()));
+  return keys;
 }
 
 absl::StatusOr<const Tenant*> ApiKeys::Authenticate(std::optional<std::string> authorization) const {

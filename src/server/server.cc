@@ -1,8 +1,6 @@
 #include "src/server/server.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
@@ -13,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "models/llava/image_encoder.h"
 #include "models/llava/llava_config.h"
+#include "src/common/file_util.h"
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
 #include "src/server/http_endpoint.h"
@@ -48,12 +47,11 @@ namespace {
 
 constexpr int kPumpThreads = 2;
 
-absl::StatusOr<std::string> ReadFile(const std::string& path, const char* what) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(what, ": cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+// The file named by command-line flag `flag`; errors start with the flag, then the path.
+absl::StatusOr<std::string> ReadFlagFile(const std::string& path, const char* flag) {
+  auto text = muse::ReadFile(path);
+  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat(flag, ": ", text.status().message()));
+  return text;
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
@@ -65,11 +63,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
     return grpc::InsecureServerCredentials();
   }
   grpc::SslServerCredentialsOptions ssl;
-  ASSIGN_OR_RETURN(std::string cert, ReadFile(o.tls_cert, "--tls-cert"));
-  ASSIGN_OR_RETURN(std::string key, ReadFile(o.tls_key, "--tls-key"));
+  ASSIGN_OR_RETURN(std::string cert, ReadFlagFile(o.tls_cert, "--tls-cert"));
+  ASSIGN_OR_RETURN(std::string key, ReadFlagFile(o.tls_key, "--tls-key"));
   ssl.pem_key_cert_pairs.push_back({key, cert});
   if (!o.tls_client_ca.empty()) {
-    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(o.tls_client_ca, "--tls-client-ca"));
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFlagFile(o.tls_client_ca, "--tls-client-ca"));
     ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
   }
   return grpc::SslServerCredentials(ssl);

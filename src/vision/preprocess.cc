@@ -2,10 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "src/common/file_util.h"
 
 namespace muse::vision {
 namespace {
@@ -246,11 +246,8 @@ absl::StatusOr<PreprocessorConfig> ParsePreprocessorConfig(const std::string& js
 
 absl::StatusOr<PreprocessorConfig> LoadPreprocessorConfig(const std::string& model_dir) {
   const std::string path = model_dir + "/preprocessor_config.json";
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto c = ParsePreprocessorConfig(ss.str());
+  ASSIGN_OR_RETURN(std::string text, muse::ReadFile(path));
+  auto c = ParsePreprocessorConfig(text);
   if (!c.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", c.status().message()));
   return c;
 }

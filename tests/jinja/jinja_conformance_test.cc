@@ -1,14 +1,13 @@
 // Byte-for-byte conformance with @huggingface/jinja: render_reference.mjs (run first by ctest,
 // fixture jinja_reference) renders every template x conversation; this test renders the same
 // contexts and compares. Reference errors must be errors here too (raise_exception messages verbatim).
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "src/common/file_util.h"
 #include "src/tokenizer/jinja/chat_template.h"
 #include "src/tokenizer/jinja/tokenizer_config.h"
 
@@ -17,12 +16,12 @@ namespace {
 
 using Json = nlohmann::ordered_json;
 
-Json LoadReference() {
-  std::ifstream in(MUSE_JINJA_REFERENCE_JSON);
-  if (!in) return Json();
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return Json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
+// ordered_json: dict iteration in templates follows the file's key order, as in JavaScript.
+absl::StatusOr<Json> LoadReference() {
+  ASSIGN_OR_RETURN(std::string text, muse::ReadFile(MUSE_JINJA_REFERENCE_JSON));
+  Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(MUSE_JINJA_REFERENCE_JSON, ": not valid JSON"));
+  return j;
 }
 
 std::string Quote(const std::string& s) {
@@ -39,15 +38,24 @@ std::string FirstDifference(const std::string& got, const std::string& want) {
 
 class ConformanceTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { reference_ = new Json(LoadReference()); }
-  static void TearDownTestSuite() { delete reference_; }
+  static void SetUpTestSuite() {
+    auto r = LoadReference();
+    load_status_ = new absl::Status(r.status());
+    reference_ = new Json(r.ok() ? *std::move(r) : Json());
+  }
+  static void TearDownTestSuite() {
+    delete reference_;
+    delete load_status_;
+  }
   static Json* reference_;
+  static absl::Status* load_status_;
 };
 Json* ConformanceTest::reference_ = nullptr;
+absl::Status* ConformanceTest::load_status_ = nullptr;
 
 TEST_F(ConformanceTest, EveryTemplateEveryConversation) {
-  ASSERT_TRUE(reference_->is_object()) << "missing or invalid " << MUSE_JINJA_REFERENCE_JSON
-                                       << " (run: ctest -R jinja_reference_render)";
+  ASSERT_TRUE(load_status_->ok() && reference_->is_object())
+      << *load_status_ << " (run: ctest -R jinja_reference_render)";
   std::map<std::string, ChatTemplate> templates;
   for (const auto& t : (*reference_)["templates"]) {
     const std::string name = t["name"].get<std::string>();

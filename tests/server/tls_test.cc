@@ -12,7 +12,6 @@
 #include <fstream>
 #include <memory>
 #include <set>
-#include <sstream>
 #include <string>
 #include <vector>
 
@@ -30,6 +29,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "src/common/file_util.h"
 #include "src/server/server.h"
 #include "tests/server/test_util.h"
 
@@ -41,10 +41,9 @@ namespace fs = std::filesystem;
 namespace pb = google::protobuf;
 
 std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  auto text = muse::ReadFile(path);
+  EXPECT_TRUE(text.ok()) << text.status();
+  return text.ok() ? *std::move(text) : std::string();
 }
 
 // Generated certificates: EC P-256 keys, SHA-256 signatures, valid from an hour ago for 2 days.

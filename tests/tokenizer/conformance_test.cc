@@ -1,14 +1,14 @@
 // Every corpus string, every tokenizer: our ids and decodes must equal HF tokenizers' (Rust binding).
 // The reference JSON comes from make_reference.mjs (ctest fixture tokenizer_reference).
+#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "src/common/file_util.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace muse::tokenizer {
@@ -18,10 +18,9 @@ std::string g_reference_path;
 
 const nlohmann::json& Reference() {
   static const nlohmann::json* ref = [] {
-    std::ifstream in(g_reference_path, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return new nlohmann::json(nlohmann::json::parse(ss.str(), nullptr, false));
+    auto j = muse::ParseJsonFile(g_reference_path);
+    if (!j.ok()) std::fprintf(stderr, "%s\n", j.status().ToString().c_str());
+    return new nlohmann::json(j.ok() ? *std::move(j) : nlohmann::json(nlohmann::json::value_t::discarded));
   }();
   return *ref;
 }

@@ -1,10 +1,8 @@
 #include "src/tokenizer/jinja/tokenizer_config.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "src/common/file_util.h"
 
 namespace muse::jinja {
 namespace {
@@ -60,13 +58,10 @@ absl::StatusOr<TokenizerChatConfig> ParseTokenizerConfig(const nlohmann::json& c
 }
 
 absl::StatusOr<TokenizerChatConfig> LoadTokenizerConfig(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat("tokenizer_config: cannot open ", path));
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  nlohmann::json config = nlohmann::json::parse(buffer.str(), nullptr, /*allow_exceptions=*/false);
-  if (config.is_discarded()) return absl::InvalidArgumentError(absl::StrCat("tokenizer_config: invalid JSON in ", path));
-  return ParseTokenizerConfig(config);
+  ASSIGN_OR_RETURN(nlohmann::json config, muse::ParseJsonFile(path));
+  auto parsed = ParseTokenizerConfig(config);
+  if (!parsed.ok()) return absl::Status(parsed.status().code(), absl::StrCat(path, ": ", parsed.status().message()));
+  return parsed;
 }
 
 }  // namespace muse::jinja
