@@ -10,30 +10,10 @@
 #include "src/common/logging.h"
 #include "src/server/service_context.h"
 #include "src/server/image_prompt.h"
+#include "src/tokenizer/utf8.h"
 
 namespace muse::server {
 namespace {
-
-bool ValidUtf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    const unsigned char c = s[i];
-    int len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    if (len == 0 || i + len > s.size()) return false;
-    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
-    for (int k = 1; k < len; ++k) {
-      const unsigned char cc = s[i + k];
-      if ((cc & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (cc & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF)) {
-      return false;
-    }
-    i += len;
-  }
-  return true;
-}
 
 // Walks the wire format (no UTF-8 checks there) with the descriptor to name the bad field.
 std::optional<std::string> FindInvalidUtf8(const google::protobuf::Descriptor* d,
@@ -49,7 +29,7 @@ std::optional<std::string> FindInvalidUtf8(const google::protobuf::Descriptor* d
     std::string name = prefix + fd->name();
     if (fd->is_repeated() && !fd->is_map()) absl::StrAppend(&name, "[", index, "]");
     if (fd->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
-      if (!ValidUtf8(f.length_delimited())) return name;
+      if (!tokenizer::IsValidUtf8(f.length_delimited())) return name;
     } else if (fd->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE && !fd->is_map()) {
       google::protobuf::UnknownFieldSet sub;
       if (sub.ParseFromString(f.length_delimited())) {

@@ -80,7 +80,7 @@ class ByteFallbackDecoder : public Decoder {
     std::string pending;
     auto flush = [&] {
       if (pending.empty()) return;
-      if (FindInvalidUtf8(pending) == kUtf8Valid) {
+      if (IsValidUtf8(pending)) {
         out.push_back(pending);
       } else {
         // One U+FFFD per byte token, as HF does.

@@ -3,8 +3,8 @@
 namespace muse::tokenizer {
 namespace {
 
-// Length of the well-formed sequence at s[i] (Unicode Table 3-7), 0 if ill-formed; `complete` is
-// false when the sequence is a valid but truncated prefix at the end of `s`.
+// Length of the well-formed sequence at s[i] (Unicode Table 3-7), 0 if ill-formed; `truncated` is
+// true when the sequence is a valid but truncated prefix at the end of `s`.
 size_t WellFormedLen(std::string_view s, size_t i, bool& truncated) {
   truncated = false;
   const auto b0 = static_cast<uint8_t>(s[i]);
@@ -87,6 +87,11 @@ size_t FindInvalidUtf8(std::string_view s) {
     i += len;
   }
   return kUtf8Valid;
+}
+
+size_t Utf8SequenceLength(std::string_view s, size_t i) {
+  bool truncated;
+  return WellFormedLen(s, i, truncated);
 }
 
 size_t CompleteUtf8Prefix(std::string_view s) {

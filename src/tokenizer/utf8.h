@@ -1,4 +1,5 @@
-// UTF-8 helpers shared by the tokenizer pipeline, the decoders and the streaming detokenizer.
+// UTF-8 helpers shared by the tokenizer pipeline, the decoders, the streaming detokenizer, the chat
+// templates (jinja/unicode) and the server's request checks: the project's one UTF-8 validator.
 #pragma once
 
 #include <cstddef>
@@ -15,8 +16,17 @@ inline absl::string_view AbslView(std::string_view s) { return absl::string_view
 
 inline constexpr size_t kUtf8Valid = static_cast<size_t>(-1);
 
+// Well-formed means Unicode Table 3-7: shortest form only (no overlongs), no surrogates
+// (U+D800..U+DFFF), nothing above U+10FFFF, no sequence cut short by the end of the input.
+
 // Byte offset of the first byte that does not start a well-formed UTF-8 sequence, or kUtf8Valid.
 size_t FindInvalidUtf8(std::string_view s);
+
+inline bool IsValidUtf8(std::string_view s) { return FindInvalidUtf8(s) == kUtf8Valid; }
+
+// Byte length (1-4) of the well-formed sequence starting at s[i], or 0 when it is ill-formed or
+// truncated. Requires i < s.size().
+size_t Utf8SequenceLength(std::string_view s, size_t i);
 
 // Length of the longest prefix of `s` that ends on a complete UTF-8 character; an incomplete
 // (but so far well-formed) sequence at the end is excluded so callers can hold it back.

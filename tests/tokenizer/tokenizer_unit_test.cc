@@ -35,6 +35,133 @@ TEST(Utf8Test, InvalidInputNamesTheByteOffset) {
   EXPECT_TRUE((*tok)->Encode("h\xc3\xa9llo \xf0\x9f\x98\x80").ok());
 }
 
+// An independent statement of RFC 3629: decode by bit pattern, then refuse overlongs, surrogates
+// and code points above U+10FFFF (utf8.cc works from Unicode Table 3-7's byte ranges instead).
+bool ReferenceValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<uint8_t>(s[i]);
+    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    uint32_t cp = len == 1 ? c : c & (0x7F >> len);
+    for (size_t k = 1; k < len; ++k) {
+      const auto cc = static_cast<uint8_t>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    const uint32_t min_cp[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+std::string Bytes(std::initializer_list<int> b) {
+  std::string s;
+  for (int v : b) s.push_back(static_cast<char>(v));
+  return s;
+}
+
+TEST(Utf8Test, EveryScalarValueIsValidAndDecodesBack) {
+  std::string all;
+  for (uint32_t cp = 0; cp <= 0x10FFFF; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    AppendUtf8(cp, all);
+  }
+  EXPECT_TRUE(IsValidUtf8(all));
+  size_t i = 0;
+  for (uint32_t cp = 0; cp <= 0x10FFFF; ++cp) {
+    if (cp >= 0xD800 && cp <= 0xDFFF) continue;
+    const size_t at = i;
+    ASSERT_EQ(Utf8SequenceLength(all, at), Utf8SeqLen(static_cast<uint8_t>(all[at])));
+    ASSERT_EQ(DecodeUtf8(all, i), cp) << "at byte " << at;
+  }
+  EXPECT_EQ(i, all.size());
+}
+
+TEST(Utf8Test, RejectsOverlongsSurrogatesAboveMaxAndTruncation) {
+  const std::vector<std::pair<std::string, const char*>> bad = {
+      {Bytes({0xC0, 0x80}), "overlong U+0000"},
+      {Bytes({0xC1, 0xBF}), "overlong U+007F"},
+      {Bytes({0xE0, 0x80, 0x80}), "overlong U+0000 in 3 bytes"},
+      {Bytes({0xE0, 0x9F, 0xBF}), "overlong U+07FF"},
+      {Bytes({0xF0, 0x80, 0x80, 0x80}), "overlong U+0000 in 4 bytes"},
+      {Bytes({0xF0, 0x8F, 0xBF, 0xBF}), "overlong U+FFFF"},
+      {Bytes({0xED, 0xA0, 0x80}), "U+D800"},
+      {Bytes({0xED, 0xAD, 0xBF}), "U+DB7F"},
+      {Bytes({0xED, 0xB0, 0x80}), "U+DC00"},
+      {Bytes({0xED, 0xBF, 0xBF}), "U+DFFF"},
+      {Bytes({0xED, 0xA0, 0xBD, 0xED, 0xB8, 0x80}), "surrogate pair (CESU-8)"},
+      {Bytes({0xF4, 0x90, 0x80, 0x80}), "U+110000"},
+      {Bytes({0xF7, 0xBF, 0xBF, 0xBF}), "U+1FFFFF"},
+      {Bytes({0xF8, 0x88, 0x80, 0x80, 0x80}), "5-byte form"},
+      {Bytes({0xFC, 0x84, 0x80, 0x80, 0x80, 0x80}), "6-byte form"},
+      {Bytes({0xFE}), "0xFE"},
+      {Bytes({0xFF}), "0xFF"},
+      {Bytes({0x80}), "stray continuation"},
+      {Bytes({0xBF}), "stray continuation"},
+      {Bytes({0xC2}), "truncated 2-byte"},
+      {Bytes({0xE2, 0x82}), "truncated 3-byte"},
+      {Bytes({0xF0, 0x9F, 0x98}), "truncated 4-byte"},
+      {Bytes({0xE2, 0x82, 0x41}), "3-byte with ASCII third byte"},
+      {Bytes({0xC3, 0xC3, 0xA9}), "lead byte where a continuation belongs"},
+  };
+  for (const auto& [seq, what] : bad) {
+    EXPECT_FALSE(ReferenceValidUtf8(seq)) << what;  // the reference agrees these are ill-formed
+    EXPECT_FALSE(IsValidUtf8(seq)) << what;
+    EXPECT_EQ(FindInvalidUtf8(seq), 0u) << what;
+    EXPECT_EQ(Utf8SequenceLength(seq, 0), 0u) << what;
+    // The offset is exact after ASCII of every length (the 8-byte ASCII fast path included) and
+    // after multi-byte characters.
+    for (const std::string prefix : {"", "a", "abcdefg", "abcdefgh", "abcdefghijklmnopq", "Ã©",
+                                     "xæ¥", "ðzz"}) {
+      EXPECT_EQ(FindInvalidUtf8(prefix + seq + "tail"), prefix.size()) << what << " after " << prefix.size();
+    }
+  }
+  // The edges of each range are valid.
+  for (uint32_t cp : {0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFDu, 0xFFFFu, 0x10000u, 0x10FFFFu}) {
+    std::string s;
+    AppendUtf8(cp, s);
+    EXPECT_TRUE(IsValidUtf8(s)) << std::hex << cp;
+    EXPECT_TRUE(IsValidUtf8("abcdefgh" + s + s)) << std::hex << cp;
+    for (size_t cut = 1; cut < s.size(); ++cut) {
+      EXPECT_EQ(FindInvalidUtf8("ab" + s.substr(0, cut)), 2u) << std::hex << cp << " cut at " << cut;
+      EXPECT_EQ(FindInvalidUtf8("ab" + s.substr(0, cut) + "c"), 2u) << std::hex << cp << " cut at " << cut;
+    }
+  }
+}
+
+// Every 1-, 2- and 3-byte string, and 4-byte strings over the bytes at every range edge, against
+// the reference.
+TEST(Utf8Test, AgreesWithReferenceExhaustively) {
+  size_t checked = 0, valid = 0;
+  auto check = [&](const std::string& s) {
+    const bool want = ReferenceValidUtf8(s);
+    ASSERT_EQ(IsValidUtf8(s), want) << "bytes " << ::testing::PrintToString(s);
+    ++checked;
+    valid += want;
+  };
+  std::string s;
+  for (int a = 0; a < 256; ++a) {
+    check(Bytes({a}));
+    for (int b = 0; b < 256; ++b) {
+      check(Bytes({a, b}));
+      if (a < 0x80) continue;  // ASCII first: the rest is the 2-byte case again
+      for (int c = 0; c < 256; ++c) check(Bytes({a, b, c}));
+    }
+  }
+  const int edges[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2,
+                       0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xF8, 0xFF};
+  for (int a : edges) {
+    for (int b : edges) {
+      for (int c : edges) {
+        for (int d : edges) check(Bytes({a, b, c, d}));
+      }
+    }
+  }
+  EXPECT_GT(checked, 8'000'000u);
+  EXPECT_GT(valid, 60'000u);
+}
+
 TEST(Utf8Test, LossyMatchesRustReplacementRules) {
   EXPECT_EQ(Utf8Lossy("a\xff" "b"), "a\xEF\xBF\xBD" "b");
   // One U+FFFD per maximal subpart: E2 82 is one subpart, the lone 41 is fine.

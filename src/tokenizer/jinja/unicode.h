@@ -9,7 +9,9 @@
 
 namespace muse::jinja {
 
-// Decodes one code point at `pos`; sets `len` to its byte length (1 for invalid bytes).
+// Decodes one code point at `pos`; sets `len` to its byte length (1 for invalid bytes). Not a
+// validator (that is tokenizer/utf8.h): like a JS string it keeps the lone surrogates that the
+// lexer's \uXXXX escapes encode, so Utf16Length and slicing match @huggingface/jinja.
 uint32_t DecodeAt(std::string_view s, size_t pos, size_t* len);
 std::vector<uint32_t> DecodeUtf8(std::string_view s);
 void AppendUtf8(std::string& out, uint32_t cp);
