@@ -16,7 +16,7 @@ APT_PACKAGES=(
   build-essential cmake ninja-build pkg-config git ca-certificates
   libtorch-dev libopenblas0-pthread libopenblas-dev     # ATen CPU; OpenBLAS makes GEMMs ~50x faster
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libstb-dev
+  libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libstb-dev zlib1g-dev
   libjpeg62-turbo-dev libpng-dev                         # hardened image decoders (untrusted input)
   libssl-dev                                             # libcrypto: SHA-256 image digests
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test

@@ -2,15 +2,14 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "benchmarks/bench/png_writer.h"
 #include "nlohmann/json.hpp"
+#include "src/common/file_util.h"
+#include "src/common/image_encode.h"
 
 namespace muse::bench {
 namespace {
@@ -62,10 +61,14 @@ absl::StatusOr<std::unique_ptr<Workload>> Workload::Create(const WorkloadConfig&
       w->prefix_.push_back(DrawTextToken(tok, rng, facts));
     }
   } else if (config.kind == WorkloadKind::kShareGpt) {
-    std::ifstream in(config.dataset_path);
-    if (!in) return absl::NotFoundError(absl::StrCat("--dataset-path: cannot open ", config.dataset_path));
-    nlohmann::json data = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-    if (!data.is_array()) return absl::InvalidArgumentError("ShareGPT file: expected a JSON array");
+    auto parsed = ParseJsonFile(config.dataset_path);
+    if (!parsed.ok()) {
+      return absl::Status(parsed.status().code(), absl::StrCat("--dataset-path: ", parsed.status().message()));
+    }
+    const nlohmann::json& data = *parsed;
+    if (!data.is_array()) {
+      return absl::InvalidArgumentError(absl::StrCat(config.dataset_path, ": ShareGPT file: expected a JSON array"));
+    }
     std::vector<std::pair<std::string, std::string>> convs;
     for (const auto& item : data) {
       if (!item.is_object() || !item.contains("conversations")) continue;
@@ -188,6 +191,22 @@ absl::StatusOr<std::vector<std::pair<int, int>>> ParseImageSizes(const std::stri
     sizes.emplace_back(w, h);
   }
   return sizes;
+}
+
+std::string SyntheticPng(int width, int height, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const int r0 = rng() % 256, g0 = rng() % 256, b0 = rng() % 256, block = 8 + rng() % 24;
+  std::vector<uint8_t> rgb(static_cast<size_t>(width) * height * 3);
+  for (int y = 0; y < height; ++y) {
+    for (int x = 0; x < width; ++x) {
+      uint8_t* p = &rgb[(static_cast<size_t>(y) * width + x) * 3];
+      const bool on = ((x / block) + (y / block)) % 2 == 0;
+      p[0] = static_cast<uint8_t>(r0 + x * 255 / std::max(1, width - 1));
+      p[1] = static_cast<uint8_t>(g0 + y * 255 / std::max(1, height - 1));
+      p[2] = static_cast<uint8_t>(on ? b0 : 255 - b0);
+    }
+  }
+  return EncodePng(rgb, width, height, 3, kPngStored);
 }
 
 }  // namespace muse::bench

@@ -89,4 +89,9 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> ParsePriorityMix(
 // "224x224,336x336"
 absl::StatusOr<std::vector<std::pair<int, int>>> ParseImageSizes(const std::string& spec);
 
+// A deterministic, seed-dependent RGB picture (gradients + blocks) as a stored-deflate PNG, so
+// distinct seeds give distinct image digests on the server and the payload is as large as the
+// pixels.
+std::string SyntheticPng(int width, int height, uint64_t seed);
+
 }  // namespace muse::bench

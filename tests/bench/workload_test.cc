@@ -8,7 +8,7 @@
 #include <set>
 
 #include "absl/strings/str_split.h"
-#include "benchmarks/bench/png_writer.h"
+#include "src/common/image_encode.h"
 #ifdef MUSE_BENCH_HAVE_VISION
 #include "src/vision/image.h"
 #endif
@@ -130,7 +130,7 @@ TEST(ImageWorkload, RepeatRatioAndIdenticalBytes) {
 TEST(Png, StructureAndDecode) {
   std::vector<uint8_t> rgb(7 * 5 * 3);
   for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<uint8_t>(i * 37 + 11);
-  const std::string png = EncodePngRgb(7, 5, rgb);
+  const std::string png = EncodePng(rgb, 7, 5, 3, kPngStored);
   ASSERT_GT(png.size(), 8u);
   EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
 #ifdef MUSE_BENCH_HAVE_VISION
@@ -139,8 +139,11 @@ TEST(Png, StructureAndDecode) {
   EXPECT_EQ(img->width, 7);
   EXPECT_EQ(img->height, 5);
   EXPECT_EQ(img->rgb, rgb);
-  // Larger than one 64 KiB stored block.
-  auto big = vision::DecodeImage(SyntheticPng(300, 200, 5));
+  // Larger than one 64 KiB stored block, and as large as its pixels (the payload size muse-bench
+  // sends).
+  const std::string big_png = SyntheticPng(300, 200, 5);
+  EXPECT_GT(big_png.size(), 300u * 200 * 3);
+  auto big = vision::DecodeImage(big_png);
   ASSERT_TRUE(big.ok()) << big.status();
   EXPECT_EQ(big->width, 300);
 #endif

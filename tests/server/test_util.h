@@ -21,6 +21,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "models/testing/random_checkpoint.h"
+#include "src/common/image_encode.h"
 #include "muse/v1/inference.grpc.pb.h"
 
 namespace muse::server::testing {
@@ -84,50 +85,16 @@ inline std::string LlavaModelDir() {
   return dir;
 }
 
-// PNG writer for tests (stored deflate blocks, no zlib): 8-bit RGB, pixels from `pixel(x, y, c)`.
+// 8-bit RGB PNG with pixels from `pixel(x, y, c)`, deflate level 0 (stored) so the file is as
+// large as the pixels: the byte-limit cases need a PNG above 64 KiB from a 150 x 150 image.
 inline std::string EncodePng(int w, int h, const std::function<uint8_t(int, int, int)>& pixel) {
-  auto crc32 = [](const std::string& data) {
-    uint32_t c = 0xFFFFFFFFu;
-    for (unsigned char b : data) {
-      c ^= b;
-      for (int k = 0; k < 8; ++k) c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return c ^ 0xFFFFFFFFu;
-  };
-  auto be32 = [](uint32_t v) {
-    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-                       static_cast<char>(v)};
-  };
-  auto chunk = [&](const std::string& type, const std::string& data) {
-    return be32(static_cast<uint32_t>(data.size())) + type + data + be32(crc32(type + data));
-  };
-  std::string raw;
+  std::vector<uint8_t> rgb(static_cast<size_t>(w) * h * 3);
   for (int y = 0; y < h; ++y) {
-    raw.push_back(0);  // filter: none
     for (int x = 0; x < w; ++x) {
-      for (int c = 0; c < 3; ++c) raw.push_back(static_cast<char>(pixel(x, y, c)));
+      for (int c = 0; c < 3; ++c) rgb[(static_cast<size_t>(y) * w + x) * 3 + c] = pixel(x, y, c);
     }
   }
-  std::string z = "\x78\x01";
-  uint32_t a = 1, b = 0;
-  for (unsigned char ch : raw) {
-    a = (a + ch) % 65521;
-    b = (b + a) % 65521;
-  }
-  for (size_t off = 0; off == 0 || off < raw.size(); off += 65535) {
-    const size_t n = std::min<size_t>(65535, raw.size() - off);
-    const bool last = off + n >= raw.size();
-    z.push_back(last ? 1 : 0);
-    z.push_back(static_cast<char>(n & 0xFF));
-    z.push_back(static_cast<char>(n >> 8));
-    z.push_back(static_cast<char>(~n & 0xFF));
-    z.push_back(static_cast<char>((~n >> 8) & 0xFF));
-    z.append(raw, off, n);
-    if (last) break;
-  }
-  z += be32((b << 16) | a);
-  std::string ihdr = be32(w) + be32(h) + std::string("\x08\x02\x00\x00\x00", 5);
-  return std::string("\x89PNG\r\n\x1a\n", 8) + chunk("IHDR", ihdr) + chunk("IDAT", z) + chunk("IEND", "");
+  return muse::EncodePng(rgb, w, h, 3, muse::kPngStored);
 }
 
 // A deterministic pattern image; different seeds give clearly different pictures.

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "src/common/image_encode.h"
 #include "tests/vision/test_codecs.h"
 #include "tests/vision/test_images.h"
 
@@ -20,6 +21,8 @@ int main(int argc, char** argv) {
     std::ofstream(std::string(argv[1]) + "/seed-" + std::to_string(n++), std::ios::binary) << bytes;
   };
   using namespace muse::testing;
+  using muse::EncodeJpeg;
+  using muse::EncodePng;
   for (int c : {1, 2, 3, 4}) write(EncodePng(TestPixels(9 + c, 7, c, c), 9 + c, 7, c));
   write(EncodePng(TestPixels(40, 3, 3, 9), 40, 3, 3));
   write(EncodeJpeg(TestPixels(16, 16, 3, 5), 16, 16, 3, 50));

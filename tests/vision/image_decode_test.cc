@@ -9,12 +9,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "src/common/image_encode.h"
 #include "src/vision/image.h"
 #include "tests/vision/test_codecs.h"
 
 namespace muse::vision {
 namespace {
 
+using muse::EncodePng;
 using muse::testing::EncodeJpegLib;
 using muse::testing::EncodePngLib;
 using muse::testing::PngSpec;
@@ -89,8 +91,8 @@ TEST(PngDecodeTest, EveryLayoutRoundTripsExactly) {
 }
 
 TEST(PngDecodeTest, CrcAndZlibErrorsUseLibpngMessages) {
-  const std::vector<uint16_t> px(8 * 8 * 3, 100);
-  std::string png = EncodePngLib(px, 8, 8, {});
+  const std::vector<uint8_t> px(8 * 8 * 3, 100);
+  std::string png = EncodePng(px, 8, 8, 3);
   std::string bad_crc = png;
   bad_crc[29] = static_cast<char>(bad_crc[29] ^ 1);  // IHDR CRC
   EXPECT_INVALID(DecodeImage(bad_crc), "invalid PNG header (IHDR: CRC error)");
@@ -225,8 +227,8 @@ TEST(DecodeTest, LibraryMessagesNeverReachStderr) {
   const std::string jpg = EncodeJpegLib(Gradient(32, 32, 3), 32, 32, 3, 90);
   std::string junk = jpg;
   junk.insert(jpg.rfind("\xff\xd9", std::string::npos, 2), "garbage");  // libjpeg warning
-  const std::vector<uint16_t> px(4 * 4 * 3, 9);
-  const std::string png = EncodePngLib(px, 4, 4, {});
+  const std::vector<uint8_t> px(4 * 4 * 3, 9);
+  const std::string png = EncodePng(px, 4, 4, 3);
   ::testing::internal::CaptureStderr();
   (void)DecodeImage(junk);
   (void)DecodeImage(jpg.substr(0, 300));

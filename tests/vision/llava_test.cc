@@ -18,6 +18,7 @@
 #include "models/testing/random_llava_checkpoint.h"
 #include "models/testing/random_checkpoint.h"
 #include "src/runtime/cpu_model_runner.h"
+#include "src/common/image_encode.h"
 #include "src/vision/image_input.h"
 #include "src/engine/batch_builder.h"
 #include "src/server/image_prompt.h"
@@ -354,7 +355,7 @@ TEST(LlavaForwardTest, ImageRequestGivesSameLogitsAloneAndBatchedWithText) {
   std::vector<vision::PreparedImage> prepared;
   for (auto [w, h, jpeg] : {std::tuple{45, 37, false}, std::tuple{20, 64, true}}) {
     const auto px = muse::testing::TestPixels(w, h, 3, w + h);
-    const std::string bytes = jpeg ? muse::testing::EncodeJpeg(px, w, h, 3) : muse::testing::EncodePng(px, w, h, 3);
+    const std::string bytes = jpeg ? muse::EncodeJpeg(px, w, h, 3) : muse::EncodePng(px, w, h, 3);
     auto p = vision::PrepareImage(bytes, *pre);
     ASSERT_TRUE(p.ok()) << p.status();
     prepared.push_back(std::move(*p));
@@ -432,7 +433,7 @@ TEST(MakeModelTest, LlavaPresetsWriteLoadableDirectories) {
     auto encoder = CreateImageEncoder(dir, {});
     ASSERT_TRUE(encoder.ok()) << encoder.status();
     const auto px = muse::testing::TestPixels(50, 41, 3, 1);
-    auto p = vision::PrepareImage(muse::testing::EncodePng(px, 50, 41, 3), *pre);
+    auto p = vision::PrepareImage(muse::EncodePng(px, 50, 41, 3), *pre);
     ASSERT_TRUE(p.ok()) << p.status();
     auto e = (*encoder)->EncodeBatch({&p->pixels});
     ASSERT_TRUE(e.ok()) << e.status();

@@ -1,5 +1,8 @@
 // Test-only encoders and a reference decoder built directly on libpng / libjpeg-turbo, to check
-// DecodeImage against every PNG layout and against plain libjpeg (what PIL runs).
+// DecodeImage against every PNG layout and against plain libjpeg (what PIL runs). They exist for
+// what stb_image_write (muse::EncodePng / EncodeJpeg, 8-bit baseline only) cannot write: PNG
+// bit depths 1/2/4/16, palettes with tRNS, Adam7 interlacing; JPEG progressive, CMYK (Adobe
+// marker), 2-component and quality/subsampling exactly as libjpeg applies them.
 #pragma once
 
 #include <cstdint>

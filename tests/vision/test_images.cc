@@ -1,10 +1,6 @@
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STBI_WRITE_NO_STDIO
-#include <stb/stb_image_write.h>
+#include "tests/vision/test_images.h"
 
 #include <algorithm>
-
-#include "tests/vision/test_images.h"
 
 namespace muse::testing {
 
@@ -22,24 +18,6 @@ std::vector<uint8_t> TestPixels(int w, int h, int c, uint32_t seed) {
     }
   }
   return px;
-}
-
-namespace {
-void Append(void* ctx, void* data, int size) {
-  static_cast<std::string*>(ctx)->append(static_cast<const char*>(data), size);
-}
-}  // namespace
-
-std::string EncodePng(const std::vector<uint8_t>& px, int w, int h, int c) {
-  std::string out;
-  stbi_write_png_to_func(Append, &out, w, h, c, px.data(), w * c);
-  return out;
-}
-
-std::string EncodeJpeg(const std::vector<uint8_t>& px, int w, int h, int c, int quality) {
-  std::string out;
-  stbi_write_jpg_to_func(Append, &out, w, h, c, px.data(), quality);
-  return out;
 }
 
 std::string Base64Encode(const std::string& in) {

@@ -1,4 +1,6 @@
-// Test images: deterministic RGB/grey/RGBA pixels encoded as PNG or JPEG with stb_image_write.
+// Test images: deterministic RGB/grey/RGBA pixels and base64. Encode them with src/common's
+// EncodePng / EncodeJpeg (stb_image_write); tests/vision/test_codecs has libpng/libjpeg encoders
+// for the layouts stb cannot write.
 #pragma once
 
 #include <cstdint>
@@ -9,9 +11,6 @@ namespace muse::testing {
 
 // Deterministic pixels with gradients and noise: [h, w, channels].
 std::vector<uint8_t> TestPixels(int width, int height, int channels, uint32_t seed);
-std::string EncodePng(const std::vector<uint8_t>& pixels, int width, int height, int channels);
-std::string EncodeJpeg(const std::vector<uint8_t>& pixels, int width, int height, int channels,
-                       int quality = 90);
 std::string Base64Encode(const std::string& bytes);
 
 }  // namespace muse::testing

@@ -7,6 +7,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "src/common/image_encode.h"
 #include "src/vision/encoder_cache.h"
 #include "src/vision/image.h"
 #include "src/vision/image_input.h"
@@ -16,9 +17,9 @@
 namespace muse::vision {
 namespace {
 
+using muse::EncodeJpeg;
+using muse::EncodePng;
 using muse::testing::Base64Encode;
-using muse::testing::EncodeJpeg;
-using muse::testing::EncodePng;
 using muse::testing::TestPixels;
 using ::testing::HasSubstr;
 
@@ -55,6 +56,26 @@ TEST(DecodeTest, PngRoundTripsEveryChannelLayoutToRgb) {
       }
     }
   }
+}
+
+// muse::EncodePng's zlib level: every level decodes to the same pixels; stored (0) is at least
+// as large as the pixels (what size-limit tests rely on); a smooth picture compresses at 9.
+TEST(DecodeTest, EncodePngLevelsRoundTrip) {
+  const int w = 300, h = 90;  // more than one 64 KiB stored deflate block
+  std::vector<uint8_t> px(static_cast<size_t>(w) * h * 3);
+  for (size_t i = 0; i < px.size(); ++i) px[i] = static_cast<uint8_t>((i / 3) % w + (i % 3) * 40);
+  size_t stored = 0, best = 0;
+  for (int level : {muse::kPngStored, 1, muse::kPngDefaultLevel, 9}) {
+    const std::string png = EncodePng(px, w, h, 3, level);
+    auto im = DecodeImage(png);
+    ASSERT_TRUE(im.ok()) << "level " << level << ": " << im.status();
+    EXPECT_EQ(im->rgb, px) << "level " << level;
+    (level == 0 ? stored : best) = png.size();
+  }
+  EXPECT_GT(stored, px.size());
+  EXPECT_LT(best * 10, px.size());
+  // Zero width gives a PNG whose header says so (for decoder rejection tests).
+  EXPECT_INVALID(DecodeImage(EncodePng({}, 0, 4, 3)), "zero");
 }
 
 TEST(DecodeTest, JpegDecodesCloseToSource) {
