@@ -1,4 +1,5 @@
 // Logging through spdlog. Request-scoped lines carry the request id: MUSE_LOG_REQ(info, id, ...).
+// Logs go to stderr so that a binary's stdout holds only its results (`cmd > out`).
 #pragma once
 
 #include <string_view>
@@ -7,7 +8,8 @@
 
 namespace muse {
 
-// Sets the global level from a name (trace, debug, info, warn, error, off); unknown names keep info.
+// Call first in main(): makes the default logger a stderr (color when a terminal) logger and sets
+// its level from a name (trace, debug, info, warn, error, critical, off; unknown names keep info).
 void InitLogging(std::string_view level);
 
 }  // namespace muse
