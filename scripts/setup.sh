@@ -17,6 +17,7 @@ APT_PACKAGES=(
   libtorch-dev libopenblas0-pthread libopenblas-dev     # ATen CPU; OpenBLAS makes GEMMs ~50x faster
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libstb-dev zlib1g-dev
+  libcli11-dev                                           # CLI11: every binary's command line
   libjpeg62-turbo-dev libpng-dev                         # hardened image decoders (untrusted input)
   libssl-dev                                             # libcrypto: SHA-256 image digests
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test

@@ -15,6 +15,10 @@
 #include "src/common/status.h"
 #include "src/engine/engine_core.h"
 
+namespace CLI {
+class App;
+}  // namespace CLI
+
 namespace muse::server {
 
 struct ServerOptions {
@@ -64,8 +68,15 @@ class Server {
   std::unique_ptr<Impl> impl_;
 };
 
-// Parses server flags (see tools/server_main.cc --help). Errors name the flag.
-absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv, std::string* log_level,
-                                               double* drain_grace_seconds);
+// muse-server's command line: the ServerOptions plus the process-level settings main() uses.
+struct ServerCommandLine {
+  ServerOptions options;
+  std::string log_level = "info";
+  double drain_grace_seconds = 30;
+};
+
+// Registers every muse-server flag on `app` (the one list of them: `muse-server --help`), with
+// range checks that name the flag. Parsing writes into `*flags`, which must outlive the parse.
+void AddServerFlags(CLI::App& app, ServerCommandLine* flags);
 
 }  // namespace muse::server

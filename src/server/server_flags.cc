@@ -1,69 +1,109 @@
-// Command-line flags of muse-server (documented in tools/server_main.cc).
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
+// muse-server's flags, declared once: main() parses with them, --help is generated from them and
+// tests/server/server_flags_test.cc checks them.
+#include <cstdint>
+#include <sstream>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
 #include "src/server/server.h"
 
 namespace muse::server {
+namespace {
 
-absl::StatusOr<ServerOptions> ParseServerFlags(int argc, char** argv, std::string* log_level,
-                                               double* drain_grace_seconds) {
-  ServerOptions o;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    auto value = [&]() -> absl::StatusOr<std::string> {
-      if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(flag, ": needs a value"));
-      return std::string(argv[++i]);
-    };
-    auto int_value = [&](auto* dst, int64_t lo) -> absl::Status {
-      ASSIGN_OR_RETURN(std::string v, value());
-      int64_t x;
-      if (!absl::SimpleAtoi(v, &x) || x < lo) {
-        return absl::InvalidArgumentError(absl::StrCat(flag, ": expected an integer >= ", lo, ", got '", v, "'"));
-      }
-      *dst = static_cast<std::remove_pointer_t<decltype(dst)>>(x);
-      return absl::OkStatus();
-    };
-    auto str_value = [&](std::string* dst) -> absl::Status {
-      ASSIGN_OR_RETURN(*dst, value());
-      return absl::OkStatus();
-    };
-    absl::Status st;
-    if (flag == "--model") st = str_value(&o.model_dir);
-    else if (flag == "--served-model-name") st = str_value(&o.served_model_name);
-    else if (flag == "--host") st = str_value(&o.host);
-    else if (flag == "--port") st = int_value(&o.port, 0);
-    else if (flag == "--device") st = str_value(&o.device);
-    else if (flag == "--dtype") st = str_value(&o.dtype);
-    else if (flag == "--threads") st = int_value(&o.threads, 0);
-    else if (flag == "--max-num-seqs") st = int_value(&o.max_num_seqs, 1);
-    else if (flag == "--max-num-batched-tokens") st = int_value(&o.max_num_batched_tokens, 1);
-    else if (flag == "--max-waiting") st = int_value(&o.max_waiting, 1);
-    else if (flag == "--kv-cache-bytes") st = int_value(&o.kv_cache_bytes, 1);
-    else if (flag == "--num-kv-blocks") st = int_value(&o.num_kv_blocks, 0);
-    else if (flag == "--max-model-len") st = int_value(&o.max_model_len, 0);
-    else if (flag == "--seed") st = int_value(&o.seed, 0);
-    else if (flag == "--api-keys") st = str_value(&o.api_keys_file);
-    else if (flag == "--no-auth") o.no_auth = true;
-    else if (flag == "--tls-cert") st = str_value(&o.tls_cert);
-    else if (flag == "--tls-key") st = str_value(&o.tls_key);
-    else if (flag == "--tls-client-ca") st = str_value(&o.tls_client_ca);
-    else if (flag == "--metrics-port") st = int_value(&o.metrics_port, -1);
-    else if (flag == "--max-receive-message-bytes") st = int_value(&o.max_receive_message_bytes, 1024);
-    else if (flag == "--encoder-cache-bytes") st = int_value(&o.encoder_cache_bytes, 0);
-    else if (flag == "--max-image-bytes") st = int_value(&o.max_image_bytes, 1);
-    else if (flag == "--max-image-pixels") st = int_value(&o.max_image_pixels, 1);
-    else if (flag == "--log-level") st = str_value(log_level);
-    else if (flag == "--drain-grace-seconds") {
-      ASSIGN_OR_RETURN(std::string v, value());
-      if (!absl::SimpleAtod(v, drain_grace_seconds) || *drain_grace_seconds < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(flag, ": expected seconds >= 0, got '", v, "'"));
-      }
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag ", flag, " (see --help)"));
-    }
-    RETURN_IF_ERROR(st);
-  }
-  return o;
+// "--flag: must be >= lo, got v" (CLI::Range would print the type's full limits).
+template <typename T>
+CLI::Validator AtLeast(T lo) {
+  std::ostringstream b;
+  b << lo;
+  return CLI::Validator(
+      [lo, bound = b.str()](std::string& in) -> std::string {
+        T v{};
+        if (!CLI::detail::lexical_cast(in, v)) return "not a number: '" + in + "'";
+        return v < lo ? "must be >= " + bound + ", got " + in : std::string();
+      },
+      ">=" + b.str());
+}
+
+// CLI11 2.1 stores "-1" in an unsigned as 2^64 - 1; a seed is an integer >= 0.
+const CLI::Validator kUnsigned(
+    [](std::string& in) -> std::string {
+      uint64_t v = 0;
+      if (!in.empty() && in[0] != '-' && CLI::detail::lexical_cast(in, v)) return "";
+      return "expected an integer >= 0, got '" + in + "'";
+    },
+    "");
+
+}  // namespace
+
+void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
+  ServerOptions& o = flags->options;
+  // A repeated flag takes its last value (as tools/cli.h sets for every binary).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  const CLI::Range kPort(0, 65535, "in [0, 65535]");
+
+  app.add_option("--model", o.model_dir, "model directory (config.json, safetensors, tokenizer.json)")
+      ->required();
+  app.add_option("--served-model-name", o.served_model_name,
+                 "model id clients see (default: basename of --model)");
+  app.add_option("--host", o.host, "address to listen on");
+  app.add_option("--port", o.port, "gRPC port; 0 = ephemeral")->check(kPort);
+  app.add_option("--device", o.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", o.dtype, "weight and activation dtype")
+      ->check(CLI::IsMember({"float32", "fp32", "bfloat16", "bf16", "float16", "fp16"}));
+  app.add_option("--threads", o.threads, "CPU threads; 0 = every CPU in the affinity mask")
+      ->check(AtLeast(0));
+
+  app.add_option("--max-num-seqs", o.max_num_seqs, "most sequences in one engine step")
+      ->check(AtLeast(1));
+  app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "token budget of one step")
+      ->check(AtLeast(1));
+  app.add_option("--max-waiting", o.max_waiting, "queued requests beyond this are RESOURCE_EXHAUSTED")
+      ->check(AtLeast(1));
+  app.add_option("--kv-cache-bytes", o.kv_cache_bytes, "KV cache budget in bytes")
+      ->check(AtLeast<int64_t>(1));
+  app.add_option("--num-kv-blocks", o.num_kv_blocks, "KV blocks; > 0 overrides --kv-cache-bytes")
+      ->check(AtLeast<int64_t>(0));
+  app.add_option("--max-model-len", o.max_model_len,
+                 "longest prompt + completion; 0 = the model's max_position_embeddings")
+      ->check(AtLeast<int64_t>(0));
+  app.add_option("--seed", o.seed, "seed of requests that set none")->check(kUnsigned);
+
+  // Exactly one: serving without auth has to be asked for.
+  CLI::Option_group* auth = app.add_option_group("auth", "authentication (exactly one)");
+  auth->add_option("--api-keys", o.api_keys_file, "API key file (configs/api_keys.example.json)")
+      ->check(CLI::ExistingFile);
+  auth->add_flag("--no-auth", o.no_auth, "serve without authentication");
+  auth->require_option(1);
+
+  CLI::Option* cert = app.add_option("--tls-cert", o.tls_cert, "server certificate chain (PEM)")
+                          ->check(CLI::ExistingFile);
+  CLI::Option* key =
+      app.add_option("--tls-key", o.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
+  app.add_option("--tls-client-ca", o.tls_client_ca, "require client certificates signed by this CA (mTLS)")
+      ->check(CLI::ExistingFile)
+      ->needs(cert);
+  app.add_option("--metrics-port", o.metrics_port, "HTTP /metrics and /health; -1 = off, 0 = ephemeral")
+      ->check(CLI::Range(-1, 65535, "in [-1, 65535]"));
+  app.add_option("--max-receive-message-bytes", o.max_receive_message_bytes,
+                 "largest request, images included")
+      ->check(AtLeast(1024));
+
+  app.add_option("--encoder-cache-bytes", o.encoder_cache_bytes,
+                 "LLaVA: budget of the cache of projected image embeddings")
+      ->check(AtLeast<int64_t>(0));
+  app.add_option("--max-image-bytes", o.max_image_bytes, "LLaVA: largest encoded image")
+      ->check(AtLeast<int64_t>(1));
+  app.add_option("--max-image-pixels", o.max_image_pixels, "LLaVA: largest width * height")
+      ->check(AtLeast<int64_t>(1));
+
+  app.add_option("--log-level", flags->log_level, "log level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
+  app.add_option("--drain-grace-seconds", flags->drain_grace_seconds,
+                 "on SIGTERM/SIGINT, how long in-flight requests may finish")
+      ->check(AtLeast(0.0));
 }
 
 }  // namespace muse::server
