@@ -1,71 +1,90 @@
-// muse: command-line client for muse-server.
+// muse: command-line client for muse-server. `muse --help`, `muse <command> --help`.
 //
-//   muse generate --prompt TEXT [--stream] [flags]   stream a completion of raw text
-//   muse chat [--system TEXT] [--image PATH] [flags] read lines from stdin, keep the
-//                                                    conversation, stream each answer;
-//                                                    --image attaches to the next user line
-//   muse generate --image PATH --prompt "...<image>..."   raw prompt: each <image> placeholder
-//                                                    takes the next --image in order
+//   muse generate --prompt TEXT [--image PATH]... [--no-stream]   a completion of raw text; each
+//                                                 <image> placeholder takes the next --image
+//   muse chat [--system TEXT] [--image PATH]...   read lines from stdin, keep the conversation,
+//                                                 stream each answer; --image goes with the next
+//                                                 user line
 //   muse tokenize --prompt TEXT [--tokens]
 //   muse models
 //
-// Flags: --addr HOST:PORT (default localhost:50051), --api-key KEY (or $MUSE_API_KEY),
-//   --tls-ca PEM [--tls-cert PEM --tls-key PEM], --max-tokens N, --temperature T, --top-p P,
-//   --top-k K, --seed S, --n N, --stop STR (repeatable), --priority interactive|batch,
-//   --timeout SECONDS, --no-stream (generate: use GenerateUnary), --ids (print token ids).
+// Connection flags (--addr, --api-key or $MUSE_API_KEY, --tls-*, --timeout) go before or after
+// the command. Answers go to stdout; the prompt "> ", usage and errors (as gRPC status names:
+// "INVALID_ARGUMENT: ...") to stderr. Exit 0, 1 (an RPC or a file failed), 2 (usage).
+#include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <grpcpp/grpcpp.h>
 
-#include "absl/strings/numbers.h"
 #include "muse/v1/inference.grpc.pb.h"
+#include "src/common/file_util.h"
+#include "src/common/logging.h"
+#include "tools/cli.h"
 
 namespace {
 
+using muse::tools::kExitFailure;
+
 struct Flags {
-  std::string cmd, addr = "localhost:50051", api_key, prompt, system;
+  std::string addr = "localhost:50051", api_key, prompt, system;
   std::string tls_ca, tls_cert, tls_key;
   std::vector<std::string> stop;
   std::vector<std::string> images;  // --image PATH (repeatable)
-  int max_tokens = 256, top_k = -2, n = 1;
-  double temperature = -1, top_p = -1, timeout = 0;
-  long long seed = -1;
+  int max_tokens = 256, n = 1;
+  std::optional<int> top_k;
+  std::optional<double> temperature, top_p;
+  std::optional<uint64_t> seed;
+  double timeout = 0;
   std::string priority;
-  bool stream = true, tokens = false, ids = false;
+  bool no_stream = false, tokens = false, ids = false;
 };
 
-int Usage(const std::string& msg) {
-  std::fprintf(stderr,
-               "muse: %s\nusage: muse generate|chat|tokenize|models [--addr H:P] [--api-key K] "
-               "[--prompt TEXT] [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] "
-               "[--seed S] [--n N] [--stop S] [--priority interactive|batch] [--timeout SEC] "
-               "[--no-stream] [--ids] [--tokens] [--system TEXT] [--image PATH] [--tls-ca PEM [--tls-cert PEM "
-               "--tls-key PEM]]\n",
-               msg.c_str());
-  return 2;
+// grpc::StatusCode's names (gRPC 1.51 has no public function for them).
+const char* StatusCodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK: return "OK";
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    default: return "UNKNOWN_CODE";
+  }
 }
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+int Fail(const grpc::Status& st) {
+  std::fprintf(stderr, "muse: %s: %s\n", StatusCodeName(st.error_code()), st.error_message().c_str());
+  return kExitFailure;
 }
 
-std::shared_ptr<grpc::Channel> Connect(const Flags& f) {
+int Fail(const absl::Status& st) {
+  std::fprintf(stderr, "muse: %s\n", std::string(st.message()).c_str());
+  return kExitFailure;
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> Connect(const Flags& f) {
   std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
   if (!f.tls_ca.empty()) {
     grpc::SslCredentialsOptions o;
-    o.pem_root_certs = Slurp(f.tls_ca);
+    ASSIGN_OR_RETURN(o.pem_root_certs, muse::ReadFile(f.tls_ca));
     if (!f.tls_cert.empty()) {
-      o.pem_cert_chain = Slurp(f.tls_cert);
-      o.pem_private_key = Slurp(f.tls_key);
+      ASSIGN_OR_RETURN(o.pem_cert_chain, muse::ReadFile(f.tls_cert));
+      ASSIGN_OR_RETURN(o.pem_private_key, muse::ReadFile(f.tls_key));
     }
     creds = grpc::SslCredentials(o);
   }
@@ -84,21 +103,15 @@ void Prepare(const Flags& f, grpc::ClientContext* ctx) {
 
 void FillParams(const Flags& f, muse::v1::GenerateRequest* r) {
   auto* s = r->mutable_sampling();
-  if (f.temperature >= 0) s->set_temperature(static_cast<float>(f.temperature));
-  if (f.top_p >= 0) s->set_top_p(static_cast<float>(f.top_p));
-  if (f.top_k >= -1) s->set_top_k(f.top_k);
-  if (f.seed >= 0) s->set_seed(static_cast<uint64_t>(f.seed));
+  if (f.temperature) s->set_temperature(static_cast<float>(*f.temperature));
+  if (f.top_p) s->set_top_p(static_cast<float>(*f.top_p));
+  if (f.top_k) s->set_top_k(*f.top_k);
+  if (f.seed) s->set_seed(*f.seed);
   if (f.n != 1) s->set_n(f.n);
   r->mutable_stopping()->set_max_tokens(f.max_tokens);
   for (const auto& st : f.stop) r->mutable_stopping()->add_stop(st);
   if (f.priority == "interactive") r->set_priority(muse::v1::PRIORITY_INTERACTIVE);
   if (f.priority == "batch") r->set_priority(muse::v1::PRIORITY_BATCH);
-}
-
-int Fail(const grpc::Status& st) {
-  std::fprintf(stderr, "\nmuse: error %d: %s\n", static_cast<int>(st.error_code()),
-               st.error_message().c_str());
-  return 1;
 }
 
 // Streams one request; prints text as it arrives; returns the text of sample 0.
@@ -108,9 +121,11 @@ int StreamOnce(const Flags& f, muse::v1::Inference::Stub& stub, const muse::v1::
   Prepare(f, &ctx);
   auto reader = stub.Generate(&ctx, req);
   muse::v1::GenerateResponse resp;
+  bool streamed = false;
   while (reader->Read(&resp)) {
     for (const auto& s : resp.samples()) {
       if (s.index() == 0) {
+        streamed = true;
         if (answer) *answer += s.text();
         if (f.ids) {
           for (int id : s.token_ids()) std::printf("%d ", id);
@@ -128,133 +143,163 @@ int StreamOnce(const Flags& f, muse::v1::Inference::Stub& stub, const muse::v1::
     }
   }
   grpc::Status st = reader->Finish();
-  return st.ok() ? 0 : Fail(st);
+  if (st.ok()) return 0;
+  if (streamed) std::fputc('\n', stderr);  // end the partly streamed answer line on a terminal
+  return Fail(st);
+}
+
+int Models(const Flags& f, muse::v1::Inference::Stub& stub) {
+  grpc::ClientContext ctx;
+  Prepare(f, &ctx);
+  muse::v1::ListModelsResponse resp;
+  grpc::Status st = stub.ListModels(&ctx, {}, &resp);
+  if (!st.ok()) return Fail(st);
+  for (const auto& m : resp.models()) {
+    std::printf("%s\tarch=%s context=%lld vocab=%lld images=%s chat_template=%s\n", m.id().c_str(),
+                m.architecture().c_str(), static_cast<long long>(m.context_length()),
+                static_cast<long long>(m.vocab_size()), m.supports_images() ? "yes" : "no",
+                m.has_chat_template() ? "yes" : "no");
+  }
+  return 0;
+}
+
+int Tokenize(const Flags& f, muse::v1::Inference::Stub& stub) {
+  grpc::ClientContext ctx;
+  Prepare(f, &ctx);
+  muse::v1::TokenizeRequest req;
+  req.set_prompt(f.prompt);
+  req.set_return_tokens(f.tokens);
+  muse::v1::TokenizeResponse resp;
+  grpc::Status st = stub.Tokenize(&ctx, req, &resp);
+  if (!st.ok()) return Fail(st);
+  for (int i = 0; i < resp.token_ids_size(); ++i) {
+    if (f.tokens) {
+      std::printf("%d\t%s\n", resp.token_ids(i), resp.tokens(i).c_str());
+    } else {
+      std::printf("%s%d", i ? " " : "", resp.token_ids(i));
+    }
+  }
+  if (!f.tokens) std::printf("\n");
+  return 0;
+}
+
+int Generate(const Flags& f, muse::v1::Inference::Stub& stub, const std::vector<std::string>& images) {
+  muse::v1::GenerateRequest req;
+  req.set_prompt(f.prompt);
+  for (const auto& b : images) req.add_images()->set_image(b);
+  FillParams(f, &req);
+  if (!f.no_stream) return StreamOnce(f, stub, req, nullptr);
+  grpc::ClientContext ctx;
+  Prepare(f, &ctx);
+  muse::v1::GenerateUnaryResponse resp;
+  grpc::Status st = stub.GenerateUnary(&ctx, req, &resp);
+  if (!st.ok()) return Fail(st);
+  for (const auto& c : resp.completions()) {
+    if (resp.completions_size() > 1) std::printf("--- sample %d\n", c.index());
+    std::printf("%s\n", c.text().c_str());
+  }
+  return 0;
+}
+
+int Chat(const Flags& f, muse::v1::Inference::Stub& stub, std::vector<std::string> images) {
+  muse::v1::GenerateRequest req;
+  FillParams(f, &req);
+  auto add = [&](const std::string& role, const std::string& text) {
+    auto* m = req.add_messages();
+    m->set_role(role);
+    m->add_content()->set_text(text);
+  };
+  if (!f.system.empty()) add("system", f.system);
+  std::string line;
+  while (std::fprintf(stderr, "> "), std::getline(std::cin, line)) {
+    if (line.empty()) continue;
+    // --image parts go with the next user message, before its text (as LLaVA prompts place them).
+    auto* m = req.add_messages();
+    m->set_role("user");
+    for (const auto& bytes : images) m->add_content()->set_image(bytes);
+    m->add_content()->set_text(line);
+    images.clear();
+    std::string answer;
+    if (int rc = StreamOnce(f, stub, req, &answer); rc != 0) return rc;
+    add("assistant", answer);
+  }
+  return 0;
+}
+
+void AddSamplingFlags(CLI::App* cmd, Flags* f) {
+  using muse::tools::AtLeast;
+  cmd->add_option("--max-tokens", f->max_tokens, "most tokens to generate")->check(AtLeast(1));
+  cmd->add_option("--temperature", f->temperature, "0 = greedy (default: the server's)")
+      ->check(AtLeast(0.0));
+  cmd->add_option("--top-p", f->top_p, "nucleus sampling mass")
+      ->check(muse::tools::kTopP);
+  cmd->add_option("--top-k", f->top_k, "-1 or 0 = off")->check(AtLeast(-1));
+  cmd->add_option("--seed", f->seed, "sampling seed")->check(muse::tools::kUnsigned);
+  cmd->add_option("--n", f->n, "samples per prompt")->check(AtLeast(1));
+  cmd->add_option("--stop", f->stop, "stop string (repeatable)")->allow_extra_args(false);
+  cmd->add_option("--priority", f->priority, "scheduling class")
+      ->check(CLI::IsMember({"interactive", "batch"}));
+  cmd->add_option("--image", f->images, "image file (repeatable)")
+      ->allow_extra_args(false)
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--ids", f->ids, "print token ids instead of text");
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  muse::InitLogging("warn");
   Flags f;
-  if (const char* k = std::getenv("MUSE_API_KEY")) f.api_key = k;
-  if (argc < 2) return Usage("missing command");
-  f.cmd = argv[1];
-  for (int i = 2; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    auto num = [&](auto* dst) {
-      std::string v = next();
-      bool ok;
-      if constexpr (std::is_same_v<std::remove_pointer_t<decltype(dst)>, double>) {
-        ok = absl::SimpleAtod(v, dst);
-      } else {
-        ok = absl::SimpleAtoi(v, dst);
-      }
-      if (!ok) std::exit(Usage(a + ": bad number '" + v + "'"));
-    };
-    if (a == "--addr") f.addr = next();
-    else if (a == "--api-key") f.api_key = next();
-    else if (a == "--prompt") f.prompt = next();
-    else if (a == "--system") f.system = next();
-    else if (a == "--max-tokens") num(&f.max_tokens);
-    else if (a == "--temperature") num(&f.temperature);
-    else if (a == "--top-p") num(&f.top_p);
-    else if (a == "--top-k") num(&f.top_k);
-    else if (a == "--seed") num(&f.seed);
-    else if (a == "--n") num(&f.n);
-    else if (a == "--timeout") num(&f.timeout);
-    else if (a == "--stop") f.stop.push_back(next());
-    else if (a == "--image") f.images.push_back(next());
-    else if (a == "--priority") f.priority = next();
-    else if (a == "--tls-ca") f.tls_ca = next();
-    else if (a == "--tls-cert") f.tls_cert = next();
-    else if (a == "--tls-key") f.tls_key = next();
-    else if (a == "--no-stream") f.stream = false;
-    else if (a == "--tokens") f.tokens = true;
-    else if (a == "--ids") f.ids = true;
-    else return Usage("unknown flag " + a);
-  }
+  CLI::App app("Command-line client for muse-server.", "muse");
+  muse::tools::ConfigureApp(app);
+  app.require_subcommand(1);
+  app.fallthrough();  // connection flags also after the command (subcommands inherit this)
+  app.add_option("--addr", f.addr, "server HOST:PORT");
+  app.add_option("--api-key", f.api_key, "sent as 'authorization: Bearer KEY'")->envname("MUSE_API_KEY");
+  CLI::Option* ca = app.add_option("--tls-ca", f.tls_ca, "TLS: CA of the server (PEM)")
+                        ->check(CLI::ExistingFile);
+  CLI::Option* cert = app.add_option("--tls-cert", f.tls_cert, "mTLS: client certificate (PEM)")
+                          ->check(CLI::ExistingFile)
+                          ->needs(ca);
+  CLI::Option* key =
+      app.add_option("--tls-key", f.tls_key, "mTLS: client key (PEM)")->check(CLI::ExistingFile);
+  cert->needs(key);
+  key->needs(cert);
+  app.add_option("--timeout", f.timeout, "per-RPC deadline in seconds; 0 = none")
+      ->check(muse::tools::AtLeast(0.0));
+
+  CLI::App* generate = app.add_subcommand("generate", "complete a raw-text prompt (streamed)");
+  generate->add_option("--prompt", f.prompt, "prompt text; each <image> takes the next --image")
+      ->required()
+      ->check(muse::tools::kNonEmpty);
+  AddSamplingFlags(generate, &f);
+  generate->add_flag("--no-stream", f.no_stream, "one unary call, print the completions at the end");
+
+  CLI::App* chat = app.add_subcommand("chat", "conversation: one user message per stdin line");
+  chat->add_option("--system", f.system, "system message");
+  AddSamplingFlags(chat, &f);
+
+  CLI::App* tokenize = app.add_subcommand("tokenize", "token ids of a prompt");
+  tokenize->add_option("--prompt", f.prompt, "text to tokenize")
+      ->required()
+      ->check(muse::tools::kNonEmpty);
+  tokenize->add_flag("--tokens", f.tokens, "one 'id<TAB>token' line per token");
+
+  CLI::App* models = app.add_subcommand("models", "the served models");
+
+  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+
   std::vector<std::string> image_bytes;
   for (const auto& path : f.images) {
-    if (!std::ifstream(path, std::ios::binary)) return Usage("--image: cannot read " + path);
-    image_bytes.push_back(Slurp(path));
+    auto bytes = muse::ReadFile(path);
+    if (!bytes.ok()) return Fail(bytes.status());
+    image_bytes.push_back(std::move(*bytes));
   }
-  auto stub = muse::v1::Inference::NewStub(Connect(f));
-
-  if (f.cmd == "models") {
-    grpc::ClientContext ctx;
-    Prepare(f, &ctx);
-    muse::v1::ListModelsResponse resp;
-    grpc::Status st = stub->ListModels(&ctx, {}, &resp);
-    if (!st.ok()) return Fail(st);
-    for (const auto& m : resp.models()) {
-      std::printf("%s\tarch=%s context=%lld vocab=%lld images=%s chat_template=%s\n", m.id().c_str(),
-                  m.architecture().c_str(), static_cast<long long>(m.context_length()),
-                  static_cast<long long>(m.vocab_size()), m.supports_images() ? "yes" : "no",
-                  m.has_chat_template() ? "yes" : "no");
-    }
-    return 0;
-  }
-  if (f.cmd == "tokenize") {
-    if (f.prompt.empty()) return Usage("tokenize needs --prompt");
-    grpc::ClientContext ctx;
-    Prepare(f, &ctx);
-    muse::v1::TokenizeRequest req;
-    req.set_prompt(f.prompt);
-    req.set_return_tokens(f.tokens);
-    muse::v1::TokenizeResponse resp;
-    grpc::Status st = stub->Tokenize(&ctx, req, &resp);
-    if (!st.ok()) return Fail(st);
-    for (int i = 0; i < resp.token_ids_size(); ++i) {
-      if (f.tokens) {
-        std::printf("%d\t%s\n", resp.token_ids(i), resp.tokens(i).c_str());
-      } else {
-        std::printf("%s%d", i ? " " : "", resp.token_ids(i));
-      }
-    }
-    if (!f.tokens) std::printf("\n");
-    return 0;
-  }
-  if (f.cmd == "generate") {
-    if (f.prompt.empty()) return Usage("generate needs --prompt");
-    muse::v1::GenerateRequest req;
-    req.set_prompt(f.prompt);
-    for (const auto& b : image_bytes) req.add_images()->set_image(b);
-    FillParams(f, &req);
-    if (f.stream) return StreamOnce(f, *stub, req, nullptr);
-    grpc::ClientContext ctx;
-    Prepare(f, &ctx);
-    muse::v1::GenerateUnaryResponse resp;
-    grpc::Status st = stub->GenerateUnary(&ctx, req, &resp);
-    if (!st.ok()) return Fail(st);
-    for (const auto& c : resp.completions()) {
-      if (resp.completions_size() > 1) std::printf("--- sample %d\n", c.index());
-      std::printf("%s\n", c.text().c_str());
-    }
-    return 0;
-  }
-  if (f.cmd == "chat") {
-    muse::v1::GenerateRequest req;
-    FillParams(f, &req);
-    auto add = [&](const std::string& role, const std::string& text) {
-      auto* m = req.add_messages();
-      m->set_role(role);
-      m->add_content()->set_text(text);
-    };
-    if (!f.system.empty()) add("system", f.system);
-    std::string line;
-    while (std::fprintf(stderr, "> "), std::getline(std::cin, line)) {
-      if (line.empty()) continue;
-      // --image parts go with the next user message, before its text (as LLaVA prompts place them).
-      auto* m = req.add_messages();
-      m->set_role("user");
-      for (const auto& bytes : image_bytes) m->add_content()->set_image(bytes);
-      m->add_content()->set_text(line);
-      image_bytes.clear();
-      std::string answer;
-      if (int rc = StreamOnce(f, *stub, req, &answer); rc != 0) return rc;
-      add("assistant", answer);
-    }
-    return 0;
-  }
-  return Usage("unknown command " + f.cmd);
+  auto channel = Connect(f);
+  if (!channel.ok()) return Fail(channel.status());
+  auto stub = muse::v1::Inference::NewStub(*channel);
+  if (models->parsed()) return Models(f, *stub);
+  if (tokenize->parsed()) return Tokenize(f, *stub);
+  if (generate->parsed()) return Generate(f, *stub, image_bytes);
+  return Chat(f, *stub, std::move(image_bytes));  // require_subcommand(1): chat is left
 }

@@ -1,6 +1,7 @@
 // End to end: the muse-server BINARY as a subprocess. Waits for health SERVING, sends SIGTERM in
 // the middle of a stream, and checks that the stream completes and the process exits 0. Then a
-// LLaVA muse-tiny (muse-make-model --preset llava-tiny) answered through `muse chat --image`.
+// LLaVA muse-tiny (muse-make-model --preset llava-tiny) answered through `muse chat --image`, and
+// the client's other commands, status names and exit codes.
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -8,6 +9,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <string>
+#include <tuple>
+#include <utility>
 
 #include "tests/server/test_util.h"
 
@@ -26,6 +30,17 @@ int FreePort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+// Runs a shell command; returns its exit status and stdout.
+std::pair<int, std::string> RunCommand(const std::string& cmd) {
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (p == nullptr) return {-1, ""};
+  std::string out;
+  char buf[512];
+  while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 TEST(ServerBinaryTest, SigtermDrainsInFlightStreamAndExitsZero) {
@@ -89,14 +104,9 @@ TEST(ServerBinaryTest, LlavaMuseTinyAnswersMuseChatWithAnImage) {
   bool saw_serving = WaitFor([&] { return HealthStatus(*health) == grpc::health::v1::HealthCheckResponse::SERVING; },
                              std::chrono::seconds(120));
   if (saw_serving) {
-    const std::string cmd = "echo 'What is in this image?' | " + std::string(MUSE_BIN_DIR) + "/muse chat --addr 127.0.0.1:" +
-                            port_s + " --image " + image + " --max-tokens 5 --temperature 0 --ids 2>&1";
-    FILE* p = ::popen(cmd.c_str(), "r");
-    ASSERT_NE(p, nullptr);
-    std::string out;
-    char buf[512];
-    while (size_t n = std::fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
-    const int rc = ::pclose(p);
+    const std::string muse = std::string(MUSE_BIN_DIR) + "/muse";
+    auto [rc, out] = RunCommand("echo 'What is in this image?' | " + muse + " chat --addr 127.0.0.1:" + port_s +
+                                " --image " + image + " --max-tokens 5 --temperature 0 --ids 2>&1");
     EXPECT_EQ(rc, 0) << out;
     // The prompt holds the 16 image rows; 5 tokens came back.
     EXPECT_NE(out.find(" + 5 completion tokens"), std::string::npos) << out;
@@ -105,6 +115,22 @@ TEST(ServerBinaryTest, LlavaMuseTinyAnswersMuseChatWithAnImage) {
     ASSERT_NE(at, std::string::npos) << out;
     prompt_tokens = std::atoi(out.c_str() + at + 1);
     EXPECT_GT(prompt_tokens, 16) << out;
+
+    // Connection flags go before or after the command; results alone on stdout.
+    std::tie(rc, out) = RunCommand(muse + " --addr=127.0.0.1:" + port_s + " models 2>/dev/null");
+    EXPECT_EQ(rc, 0) << out;
+    const std::string id = model.substr(model.find_last_of('/') + 1);
+    EXPECT_EQ(out.rfind(id + "\tarch=", 0), 0u) << out;  // one line per model, nothing else
+    EXPECT_NE(out.find("images=yes"), std::string::npos) << out;
+    // RPC errors: the gRPC status name on stderr, exit 1.
+    std::tie(rc, out) = RunCommand(muse + " generate --prompt hi --max-tokens 100000 --addr 127.0.0.1:" + port_s +
+                                   " 2>&1 >/dev/null");
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("muse: INVALID_ARGUMENT: "), std::string::npos) << out;
+    // Usage errors: exit 2, the flag named, before any RPC.
+    std::tie(rc, out) = RunCommand(muse + " generate --prompt hi --top-p 1.5 --addr 127.0.0.1:" + port_s + " 2>&1");
+    EXPECT_EQ(rc, 2) << out;
+    EXPECT_NE(out.find("--top-p"), std::string::npos) << out;
   }
   ::kill(pid, SIGTERM);
   int wstatus = 0;
