@@ -76,14 +76,14 @@ int RunPromptsFile(const runtime::RunnerOptions& runner_options, const PromptsFi
   }
   auto jobs_or = ReadPrompts(o.path, tok.get());
   if (!jobs_or.ok()) {
-    std::fprintf(stderr, "error: %s\n", jobs_or.status().ToString().c_str());
-    return 2;
+    std::fprintf(stderr, "muse-generate: %s\n", jobs_or.status().ToString().c_str());
+    return 1;
   }
   std::vector<Job>& jobs = *jobs_or;
 
   auto runner = runtime::CreateModelRunner(runner_options);
   if (!runner.ok()) {
-    std::fprintf(stderr, "error: %s\n", runner.status().ToString().c_str());
+    std::fprintf(stderr, "muse-generate: %s\n", runner.status().ToString().c_str());
     return 1;
   }
   engine::EngineOptions eo;
@@ -93,7 +93,7 @@ int RunPromptsFile(const runtime::RunnerOptions& runner_options, const PromptsFi
   if (tok) eo.text_decoder = std::make_shared<server::TokenizerDecoderFactory>(tok.get());
   auto eng = engine::Engine::Create(std::move(*runner), eo);
   if (!eng.ok()) {
-    std::fprintf(stderr, "error: %s\n", eng.status().ToString().c_str());
+    std::fprintf(stderr, "muse-generate: %s\n", eng.status().ToString().c_str());
     return 1;
   }
 
@@ -123,7 +123,7 @@ int RunPromptsFile(const runtime::RunnerOptions& runner_options, const PromptsFi
   while (next < jobs.size() || !in_flight.empty()) {
     while (next < jobs.size() && in_flight.size() < window) {
       if (auto st = submit(next); !st.ok()) {
-        std::fprintf(stderr, "error: prompt %zu: %s\n", next, st.ToString().c_str());
+        std::fprintf(stderr, "muse-generate: prompt %zu: %s\n", next, st.ToString().c_str());
         return 1;
       }
       in_flight.push_back(next++);
@@ -139,7 +139,7 @@ int RunPromptsFile(const runtime::RunnerOptions& runner_options, const PromptsFi
       }
       if (out->finished) {
         if (!out->error.ok()) {
-          std::fprintf(stderr, "error: %s: %s\n", out->request_id.c_str(),
+          std::fprintf(stderr, "muse-generate: %s: %s\n", out->request_id.c_str(),
                        out->error.ToString().c_str());
           exit_code = 1;
         }

@@ -1,38 +1,35 @@
 // muse-generate: offline greedy generation straight on the model runner (no engine), for checks
-// and for the batch-1 / batch-N decode benchmark.
+// and for the batch-1 / batch-N decode benchmark. `muse-generate --help` for the flags.
 //
 //   muse-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) --max-tokens N [--batch B]
 //                 [--dtype float32] [--threads T] [--quiet]
 //   muse-generate --model DIR --prompts-file FILE [--concurrency C] [--temperature T] [--top-p P]
 //                 [--top-k K] [--n N] [--seed S] [--max-tokens N]   (through the engine)
 // Prints the generated ids of sequence 0 on stdout (and, with --prompt, the decoded text on the
-// next line, using the model directory's tokenizer.json) and timing on stderr. With --batch B, B copies
-// of the prompt decode together (same ids, so every sequence's output must equal sequence 0's).
+// next line, using the model directory's tokenizer.json); logs and timing go to stderr. With
+// --batch B, B copies of the prompt decode together (same ids, so every sequence's output must
+// equal sequence 0's).
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
 #include "src/tokenizer/tokenizer.h"
+#include "tools/cli.h"
 #include "tools/generate_engine.h"
 
 namespace {
 
-int Usage(const char* msg) {
-  std::fprintf(stderr,
-               "error: %s\nusage: muse-generate --model DIR (--prompt-ids 1,2,3 | --prompt TEXT) [--max-tokens N] "
-               "[--batch B] [--device cpu|cuda[:N]] [--dtype float32|bfloat16|float16] [--threads T] "
-               "[--quiet]\n"
-               "       muse-generate --model DIR --prompts-file FILE [--concurrency C] "
-               "[--temperature T] [--top-p P] [--top-k K] [--n N] [--seed S] [--max-tokens N]\n",
-               msg);
-  return 2;
+using muse::tools::kExitFailure;
+
+int Fail(const std::string& msg) {
+  std::fprintf(stderr, "muse-generate: %s\n", msg.c_str());
+  return kExitFailure;
 }
 
 int ArgMax(const float* row, int n) {
@@ -46,91 +43,79 @@ int ArgMax(const float* row, int n) {
 
 int main(int argc, char** argv) {
   using namespace muse;
+  using tools::AtLeast;
   runtime::RunnerOptions opts;
   std::vector<int32_t> prompt;
   int max_tokens = 16, batch = 1;
   bool quiet = false;
   std::string prompt_text;
-  bool have_text = false;
   tools::PromptsFileOptions file_opts;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--model") {
-      opts.model_dir = next();
-    } else if (a == "--prompt-ids") {
-      for (auto p : absl::StrSplit(next(), ',', absl::SkipEmpty())) {
-        int v;
-        if (!absl::SimpleAtoi(p, &v)) return Usage("--prompt-ids: not a comma-separated id list");
-        prompt.push_back(v);
-      }
-    } else if (a == "--prompt") {
-      prompt_text = next();
-      have_text = true;
-    } else if (a == "--prompts-file") {
-      file_opts.path = next();
-    } else if (a == "--concurrency") {
-      if (!absl::SimpleAtoi(next(), &file_opts.concurrency)) return Usage("--concurrency");
-    } else if (a == "--temperature") {
-      if (!absl::SimpleAtof(next(), &file_opts.temperature)) return Usage("--temperature");
-    } else if (a == "--top-p") {
-      if (!absl::SimpleAtof(next(), &file_opts.top_p)) return Usage("--top-p");
-    } else if (a == "--top-k") {
-      if (!absl::SimpleAtoi(next(), &file_opts.top_k)) return Usage("--top-k");
-    } else if (a == "--n") {
-      if (!absl::SimpleAtoi(next(), &file_opts.n) || file_opts.n < 1) return Usage("--n");
-    } else if (a == "--seed") {
-      if (!absl::SimpleAtoi(next(), &file_opts.seed)) return Usage("--seed");
-    } else if (a == "--max-tokens") {
-      if (!absl::SimpleAtoi(next(), &max_tokens) || max_tokens < 1) return Usage("--max-tokens");
-    } else if (a == "--batch") {
-      if (!absl::SimpleAtoi(next(), &batch) || batch < 1) return Usage("--batch");
-    } else if (a == "--dtype") {
-      opts.dtype = next();
-    } else if (a == "--device") {
-      opts.device = next();
-    } else if (a == "--threads") {
-      if (!absl::SimpleAtoi(next(), &opts.num_threads)) return Usage("--threads");
-    } else if (a == "--quiet") {
-      quiet = true;
-    } else {
-      return Usage(("unknown flag " + a).c_str());
-    }
-  }
-  if (opts.model_dir.empty()) return Usage("--model is required");
+
+  CLI::App app("Greedy generation straight on the model runner, or many prompts through the engine.",
+               "muse-generate");
+  tools::ConfigureApp(app);
+  app.add_option("--model", opts.model_dir, "model directory")->required()->check(CLI::ExistingDirectory);
+  CLI::Option_group* input = app.add_option_group("input", "what to generate from (exactly one)");
+  input->add_option("--prompt-ids", prompt, "comma-separated token ids")->delimiter(',')->allow_extra_args(false);
+  input->add_option("--prompt", prompt_text, "text, encoded with the model's tokenizer.json")
+      ->check(tools::kNonEmpty);
+  CLI::Option* file =
+      input->add_option("--prompts-file", file_opts.path,
+                        "one prompt per line (\"ids:1,2,3\" = token ids), all through the engine; "
+                        "one JSON line per prompt")
+          ->check(CLI::ExistingFile);
+  input->require_option(1);
+  app.add_option("--max-tokens", max_tokens, "tokens to generate")->check(AtLeast(1));
+  app.add_option("--batch", batch, "decode B copies of the prompt together")
+      ->check(AtLeast(1))
+      ->excludes(file);
+  app.add_option("--device", opts.device, "cpu, cuda or cuda:N");
+  app.add_option("--dtype", opts.dtype, "weight and activation dtype")
+      ->check(CLI::IsMember({"float32", "fp32", "bfloat16", "bf16", "float16", "fp16"}));
+  app.add_option("--threads", opts.num_threads, "CPU threads; 0 = every CPU in the affinity mask")
+      ->check(AtLeast(0));
+  app.add_flag("--quiet", quiet, "log warnings and errors only");
+  // Sampling and concurrency apply to the engine path only (the direct path is greedy).
+  app.add_option("--concurrency", file_opts.concurrency, "most requests in flight; 0 = all")
+      ->check(AtLeast(0))
+      ->needs(file);
+  app.add_option("--temperature", file_opts.temperature, "0 = greedy")->check(AtLeast(0.0f))->needs(file);
+  app.add_option("--top-p", file_opts.top_p, "nucleus sampling mass")->check(tools::kTopP)->needs(file);
+  app.add_option("--top-k", file_opts.top_k, "-1 or 0 = off")->check(AtLeast(-1))->needs(file);
+  app.add_option("--n", file_opts.n, "samples per prompt")->check(AtLeast(1))->needs(file);
+  app.add_option("--seed", file_opts.seed, "> 0: request i samples with seed + i")
+      ->check(tools::kUnsigned)
+      ->needs(file);
+  if (auto rc = tools::ParseCommandLine(app, argc, argv)) return *rc;
+
+  InitLogging(quiet ? "warn" : "info");
   if (!file_opts.path.empty()) {
-    if (have_text || !prompt.empty()) return Usage("--prompts-file excludes --prompt/--prompt-ids");
-    InitLogging(quiet ? "warn" : "info");
     file_opts.max_tokens = max_tokens;
     return tools::RunPromptsFile(opts, file_opts);
   }
-  if (have_text == !prompt.empty()) return Usage("give exactly one of --prompt-ids and --prompt");
-  InitLogging(quiet ? "warn" : "info");
   std::unique_ptr<tokenizer::Tokenizer> tok;
-  if (have_text) {
+  if (!prompt_text.empty()) {
     auto tok_or = tokenizer::Tokenizer::FromDirectory(opts.model_dir);
-    if (!tok_or.ok()) {
-      std::fprintf(stderr, "error: %s\n", tok_or.status().ToString().c_str());
-      return 1;
-    }
+    if (!tok_or.ok()) return Fail(tok_or.status().ToString());
     tok = std::move(*tok_or);
     auto ids = tok->Encode(prompt_text);
-    if (!ids.ok()) {
-      std::fprintf(stderr, "error: --prompt: %s\n", ids.status().ToString().c_str());
-      return 1;
-    }
+    if (!ids.ok()) return Fail("--prompt: " + ids.status().ToString());
     prompt = std::move(*ids);
-    if (prompt.empty()) return Usage("--prompt encodes to no tokens");
+    if (prompt.empty()) {
+      std::fprintf(stderr, "muse-generate: --prompt encodes to no tokens\n");
+      return tools::kExitUsage;
+    }
+  }
+  if (prompt.empty()) {
+    std::fprintf(stderr, "muse-generate: --prompt-ids: no ids\n");
+    return tools::kExitUsage;
   }
 
   const int total = static_cast<int>(prompt.size()) + max_tokens;
   const int blocks_per_seq = (total + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize;
   opts.num_kv_blocks = static_cast<int64_t>(blocks_per_seq) * batch;
   auto runner_or = runtime::CreateModelRunner(opts);
-  if (!runner_or.ok()) {
-    std::fprintf(stderr, "error: %s\n", runner_or.status().ToString().c_str());
-    return 1;
-  }
+  if (!runner_or.ok()) return Fail(runner_or.status().ToString());
   auto& runner = **runner_or;
   const int vocab = static_cast<int>(runner.config().vocab_size);
 
@@ -162,32 +147,20 @@ int main(int argc, char** argv) {
 
   using Clock = std::chrono::steady_clock;
   auto t0 = Clock::now();
-  if (auto st = step(true); !st.ok()) {
-    std::fprintf(stderr, "error: %s\n", st.ToString().c_str());
-    return 1;
-  }
+  if (auto st = step(true); !st.ok()) return Fail(st.ToString());
   auto t1 = Clock::now();
   for (int i = 1; i < max_tokens; ++i) {
-    if (auto st = step(false); !st.ok()) {
-      std::fprintf(stderr, "error: %s\n", st.ToString().c_str());
-      return 1;
-    }
+    if (auto st = step(false); !st.ok()) return Fail(st.ToString());
   }
   auto t2 = Clock::now();
   for (int s = 1; s < batch; ++s) {
-    if (seqs[s] != seqs[0]) {
-      std::fprintf(stderr, "error: sequence %d diverged from sequence 0 in a batch\n", s);
-      return 1;
-    }
+    if (seqs[s] != seqs[0]) return Fail(absl::StrCat("sequence ", s, " diverged from sequence 0 in a batch"));
   }
   std::vector<int32_t> gen(seqs[0].begin() + prompt.size(), seqs[0].end());
   std::cout << absl::StrJoin(gen, ",") << std::endl;
   if (tok) {
     auto text = tok->Decode(gen, /*skip_special_tokens=*/true);
-    if (!text.ok()) {
-      std::fprintf(stderr, "error: decode: %s\n", text.status().ToString().c_str());
-      return 1;
-    }
+    if (!text.ok()) return Fail("decode: " + text.status().ToString());
     std::cout << *text << std::endl;
   }
   const double prefill_s = std::chrono::duration<double>(t1 - t0).count();

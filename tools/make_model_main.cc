@@ -5,55 +5,33 @@
 //   muse-make-model --preset llava-tiny --tokenizer DIR --out models/muse-tiny
 //   muse-make-model --preset small --arch qwen2 --dtype bfloat16 --seed 7 --out /tmp/small
 //   muse-make-model --preset llama3-8b-shape --out /data/l3-shape   (16 GB in bfloat16)
+// `muse-make-model --help` for every flag. The files written are listed on stdout.
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_split.h"
+#include "absl/strings/str_cat.h"
 #include "models/llama/llama_weights.h"
 #include "models/testing/presets.h"
 #include "models/checkpoint.h"
 #include "models/testing/random_llava_checkpoint.h"
 #include "models/model_config.h"
 #include "models/testing/random_checkpoint.h"
+#include "src/common/file_util.h"
+#include "src/common/logging.h"
+#include "tools/cli.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using muse::models::Arch;
 using muse::models::ModelConfig;
-
-constexpr const char* kUsage = R"(usage: muse-make-model --out DIR [options]
-  --preset tiny|small|llama3-8b-shape   (default tiny)
-  --arch llama|mistral|qwen2            (default llama)
-  --seed N                              (default 0)
-  --dtype float32|bfloat16|float16      (default float32; bfloat16 for llama3-8b-shape)
-  --shards N                            write N shards + model.safetensors.index.json
-  --tokenizer DIR                       copy tokenizer.json (+ tokenizer_config.json) from DIR;
-                                        vocab grows to the tokenizer's size if that is larger
-  --vocab N --hidden N --layers N --heads N --kv-heads N --ffn N --head-dim N
-  --bos N --eos N[,N...]                special token ids (when the preset's ids do not fit a
-                                        smaller --vocab they become 1 and 2)
-  --tie                                 tie lm_head to the embedding
-  --rope-scaling llama3|none            (presets use llama3 scaling only for --arch llama)
-  --sliding-window N                    (mistral, qwen2)
-LLaVA (LlavaForConditionalGeneration, HF layout, + preprocessor_config.json):
-  --preset llava-tiny                   CLIP-like tower (image 32, patch 8, hidden 32, 2 layers)
-                                        + the tiny decoder (decoder flags apply); with
-                                        --tokenizer, "<image>" is added as the next token id
-                                        and a Llama 3 chat template renders image parts as it
-  --preset llava-1.5-7b-shape           CLIP ViT-L/14-336 + Llama-2-7B dims (bfloat16, ~14 GB)
-  --vision clip|siglip                  tower of llava-tiny (siglip: image 30, patch 6)
-)";
 
 struct Flags {
   std::string preset = "tiny";
@@ -65,101 +43,63 @@ struct Flags {
   std::string tokenizer;
   std::optional<int64_t> vocab, hidden, layers, heads, kv_heads, ffn, head_dim, sliding_window;
   std::optional<int64_t> bos;
-  std::optional<std::vector<int64_t>> eos;
+  std::vector<int64_t> eos;  // empty: the preset's
   bool tie = false;
   std::optional<std::string> rope_scaling;
   std::string vision = "clip";  // LLaVA presets
 };
 
-absl::StatusOr<int64_t> ParseInt(const std::string& flag, const std::string& value) {
-  int64_t v;
-  if (!absl::SimpleAtoi(value, &v)) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, ": not an integer: '", value, "'"));
-  }
-  return v;
-}
-
-absl::StatusOr<Flags> ParseFlags(int argc, char** argv) {
-  Flags f;
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::optional<std::string> inline_value;
-    if (const size_t eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      inline_value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
-    if (flag == "--help" || flag == "-h") return absl::CancelledError("help");
-    if (flag == "--tie") {
-      f.tie = true;
-      continue;
-    }
-    std::string value;
-    if (inline_value) {
-      value = *inline_value;
-    } else if (i + 1 < args.size()) {
-      value = args[++i];
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(flag, " needs a value"));
-    }
-    std::optional<int64_t>* int_target = nullptr;
-    if (flag == "--preset") f.preset = value;
-    else if (flag == "--arch") f.arch = value;
-    else if (flag == "--vision") f.vision = value;
-    else if (flag == "--dtype") f.dtype = value;
-    else if (flag == "--out") f.out = value;
-    else if (flag == "--tokenizer") f.tokenizer = value;
-    else if (flag == "--rope-scaling") f.rope_scaling = value;
-    else if (flag == "--seed") {
-      if (!absl::SimpleAtoi(value, &f.seed)) {
-        return absl::InvalidArgumentError(absl::StrCat("--seed: not an unsigned integer: '", value, "'"));
-      }
-    } else if (flag == "--shards") {
-      ASSIGN_OR_RETURN(int64_t n, ParseInt(flag, value));
-      if (n < 1 || n > 99999) return absl::InvalidArgumentError("--shards must be in [1, 99999]");
-      f.shards = static_cast<int>(n);
-    }
-    else if (flag == "--bos") int_target = &f.bos;
-    else if (flag == "--eos") {
-      f.eos.emplace();
-      for (const auto& part : absl::StrSplit(value, ',')) {
-        ASSIGN_OR_RETURN(int64_t id, ParseInt(flag, std::string(part)));
-        f.eos->push_back(id);
-      }
-    }
-    else if (flag == "--vocab") int_target = &f.vocab;
-    else if (flag == "--hidden") int_target = &f.hidden;
-    else if (flag == "--layers") int_target = &f.layers;
-    else if (flag == "--heads") int_target = &f.heads;
-    else if (flag == "--kv-heads") int_target = &f.kv_heads;
-    else if (flag == "--ffn") int_target = &f.ffn;
-    else if (flag == "--head-dim") int_target = &f.head_dim;
-    else if (flag == "--sliding-window") int_target = &f.sliding_window;
-    else return absl::InvalidArgumentError(absl::StrCat("unknown flag '", flag, "'"));
-    if (int_target != nullptr) {
-      ASSIGN_OR_RETURN(int64_t v, ParseInt(flag, value));
-      *int_target = v;
-    }
-  }
-  if (f.out.empty()) return absl::InvalidArgumentError("--out DIR is required");
-  return f;
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+void AddFlags(CLI::App& app, Flags* f) {
+  using muse::tools::AtLeast;
+  app.add_option("--out", f->out, "output directory")->required();
+  app.add_option("--preset", f->preset, "model shape (LLaVA presets: below)")
+      ->check(CLI::IsMember({"tiny", "small", "llama3-8b-shape", "llava-tiny", "llava-1.5-7b-shape"}));
+  app.add_option("--arch", f->arch, "decoder architecture")
+      ->check(CLI::IsMember({"llama", "mistral", "qwen2"}));
+  app.add_option("--seed", f->seed, "weights seed")->check(muse::tools::kUnsigned);
+  app.add_option("--dtype", f->dtype, "default: float32; bfloat16 for the *-shape presets")
+      ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
+  app.add_option("--shards", f->shards, "write N shards + model.safetensors.index.json")
+      ->check(muse::tools::InRange(1, 99999));
+  app.add_option("--tokenizer", f->tokenizer,
+                 "copy tokenizer.json (+ tokenizer_config.json) from DIR;\n"
+                 "the vocab grows to the tokenizer's size if that is larger")
+      ->check(CLI::ExistingDirectory);
+  app.add_option("--vocab", f->vocab, "vocabulary size")->check(AtLeast<int64_t>(1));
+  app.add_option("--hidden", f->hidden, "hidden size")->check(AtLeast<int64_t>(1));
+  app.add_option("--layers", f->layers, "decoder layers")->check(AtLeast<int64_t>(1));
+  app.add_option("--heads", f->heads, "attention heads")->check(AtLeast<int64_t>(1));
+  app.add_option("--kv-heads", f->kv_heads, "key/value heads")->check(AtLeast<int64_t>(1));
+  app.add_option("--ffn", f->ffn, "MLP intermediate size")->check(AtLeast<int64_t>(1));
+  app.add_option("--head-dim", f->head_dim, "default: hidden / heads")->check(AtLeast<int64_t>(1));
+  app.add_option("--bos", f->bos, "BOS token id")->check(AtLeast<int64_t>(0));
+  app.add_option("--eos", f->eos,
+                 "EOS token ids, comma-separated (preset ids that do not fit\n"
+                 "a smaller --vocab become bos 1, eos 2)")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(AtLeast<int64_t>(0));
+  app.add_flag("--tie", f->tie, "tie lm_head to the embedding");
+  app.add_option("--rope-scaling", f->rope_scaling,
+                 "default: llama3 for --arch llama presets, none otherwise")
+      ->check(CLI::IsMember({"llama3", "none"}));
+  app.add_option("--sliding-window", f->sliding_window, "mistral, qwen2")->check(AtLeast<int64_t>(1));
+  app.add_option("--vision", f->vision, "tower of llava-tiny (siglip: image 30, patch 6)")
+      ->check(CLI::IsMember({"clip", "siglip"}));
+  app.footer(R"(Decoder presets: tiny (Llama 3 tokenizer vocab, 2 layers), small (~124M parameters),
+llama3-8b-shape (Meta-Llama-3-8B dimensions, 16 GB in bfloat16).
+LLaVA presets (LlavaForConditionalGeneration, HF layout, + preprocessor_config.json):
+  llava-tiny          CLIP-like tower (image 32, patch 8, hidden 32, 2 layers) + the tiny
+                      decoder, which the decoder flags shape; with --tokenizer, "<image>" is
+                      added as the next token id and a Llama 3 chat template renders image
+                      parts as it
+  llava-1.5-7b-shape  CLIP ViT-L/14-336 + Llama-2-7B dimensions (bfloat16, ~14 GB))");
 }
 
 // Number of token ids tokenizer.json defines: max id + 1 over the model vocab and added tokens.
 absl::StatusOr<int64_t> TokenizerVocabSize(const std::string& path) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  const nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
-  }
+  ASSIGN_OR_RETURN(const nlohmann::json j, muse::ParseJsonFile(path));
+  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(path, ": not a JSON object"));
   int64_t size = 0;
   if (j.contains("model") && j["model"].is_object() && j["model"].contains("vocab")) {
     const auto& vocab = j["model"]["vocab"];
@@ -216,8 +156,7 @@ constexpr const char* kLlama3ImageTemplate =
 
 // Id of "<image>" in DIR/tokenizer.json: its existing added token, else the next free id.
 absl::StatusOr<int64_t> ImageTokenId(const std::string& tokenizer_dir) {
-  ASSIGN_OR_RETURN(std::string text, ReadFile(tokenizer_dir + "/tokenizer.json"));
-  const auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSIGN_OR_RETURN(const nlohmann::json j, muse::ParseJsonFile(tokenizer_dir + "/tokenizer.json"));
   if (j.is_object() && j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const auto& t : j["added_tokens"]) {
       if (t.is_object() && t.value("content", "") == kImageToken && t.contains("id")) return t["id"].get<int64_t>();
@@ -238,7 +177,7 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
 // renders image content parts as "<image>".
 absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::string& to, int64_t image_id) {
   using ojson = nlohmann::ordered_json;
-  ASSIGN_OR_RETURN(std::string text, ReadFile(from + "/tokenizer.json"));
+  ASSIGN_OR_RETURN(std::string text, muse::ReadFile(from + "/tokenizer.json"));
   // Splice the entry into the "added_tokens" array as text: re-serialising keeps the file as is
   // (and an ordered parse of a 128k-entry vocab is quadratic).
   ASSIGN_OR_RETURN(const int64_t vocab, TokenizerVocabSize(from + "/tokenizer.json"));
@@ -270,7 +209,7 @@ absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::str
               kImageToken, static_cast<long long>(image_id));
   const fs::path tc_path = fs::path(from) / "tokenizer_config.json";
   if (!fs::exists(tc_path)) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::string tc_text, ReadFile(tc_path.string()));
+  ASSIGN_OR_RETURN(std::string tc_text, muse::ReadFile(tc_path.string()));
   ojson tc = ojson::parse(tc_text, nullptr, /*allow_exceptions=*/false);
   if (tc.is_discarded() || !tc.is_object()) return absl::InvalidArgumentError(tc_path.string() + ": not JSON");
   tc["added_tokens_decoder"][std::to_string(image_id)] = {
@@ -401,14 +340,14 @@ absl::Status Run(const Flags& f) {
 
   bool ids_fit = c.bos_token_id < c.vocab_size;
   for (int64_t id : c.eos_token_ids) ids_fit = ids_fit && id < c.vocab_size;
-  if (!ids_fit && !f.bos && !f.eos) {
-    std::printf("note: preset special token ids do not fit vocab %lld; using bos 1, eos 2\n",
-                static_cast<long long>(c.vocab_size));
+  if (!ids_fit && !f.bos && f.eos.empty()) {
+    std::fprintf(stderr, "note: preset special token ids do not fit vocab %lld; using bos 1, eos 2\n",
+                 static_cast<long long>(c.vocab_size));
     c.bos_token_id = 1;
     c.eos_token_ids = {2};
   }
   if (f.bos) c.bos_token_id = *f.bos;
-  if (f.eos) c.eos_token_ids = *f.eos;
+  if (!f.eos.empty()) c.eos_token_ids = f.eos;
 
   muse::models::RandomCheckpointOptions opts;
   opts.seed = f.seed;
@@ -448,21 +387,19 @@ absl::Status Run(const Flags& f) {
 
 int main(int argc, char** argv) {
   std::setvbuf(stderr, nullptr, _IONBF, 0);
-  auto flags = ParseFlags(argc, argv);
-  if (!flags.ok()) {
-    if (absl::IsCancelled(flags.status())) {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
-    std::fprintf(stderr, "muse-make-model: %s\n%s", std::string(flags.status().message()).c_str(),
-                 kUsage);
-    return 2;
-  }
-  const absl::Status st = Run(*flags);
+  muse::InitLogging("info");
+  CLI::App app("Writes a HF model directory (config.json, generation_config.json, model.safetensors "
+               "or shards + index) with deterministic random weights.",
+               "muse-make-model");
+  muse::tools::ConfigureApp(app);
+  Flags flags;
+  AddFlags(app, &flags);
+  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  const absl::Status st = Run(flags);
   std::fflush(stdout);
   if (!st.ok()) {
     std::fprintf(stderr, "muse-make-model: %s\n", std::string(st.message()).c_str());
-    return 1;
+    return muse::tools::kExitFailure;
   }
   return 0;
 }

@@ -1,4 +1,4 @@
-// muse-tokenize --tokenizer DIR [--decode] [--no-special] TEXT|IDS
+// muse-tokenize --tokenizer DIR [--decode] [--no-special] [--] TEXT|IDS
 //   encode: prints comma-separated ids of TEXT (BOS etc. unless --no-special)
 //   decode: IDS are comma-separated; prints the text (special tokens skipped with --no-special)
 #include <cstdio>
@@ -8,65 +8,59 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "src/common/logging.h"
 #include "src/tokenizer/tokenizer.h"
+#include "tools/cli.h"
 
 namespace {
 
-int Usage() {
-  std::fprintf(stderr, "usage: muse-tokenize --tokenizer DIR [--decode] [--no-special] TEXT|IDS\n");
-  return 2;
+using muse::tools::kExitFailure;
+using muse::tools::kExitUsage;
+
+int Fail(const absl::Status& st) {
+  std::fprintf(stderr, "muse-tokenize: %s\n", std::string(st.message()).c_str());
+  return kExitFailure;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  muse::InitLogging("warn");
   std::string dir, input;
-  bool decode = false, special = true, have_input = false;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--tokenizer" && i + 1 < argc) {
-      dir = argv[++i];
-    } else if (a == "--decode") {
-      decode = true;
-    } else if (a == "--no-special") {
-      special = false;
-    } else if (!have_input) {
-      input = a;
-      have_input = true;
-    } else {
-      return Usage();
-    }
-  }
-  if (dir.empty() || !have_input) return Usage();
+  bool decode = false, no_special = false;
+  CLI::App app("Encodes text to token ids or decodes ids to text with a tokenizer.json.",
+               "muse-tokenize");
+  muse::tools::ConfigureApp(app);
+  app.add_option("--tokenizer", dir, "directory holding tokenizer.json")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  app.add_flag("--decode", decode, "INPUT is comma-separated ids; print their text");
+  app.add_flag("--no-special", no_special,
+               "encode: no BOS or other special tokens; decode: skip special tokens");
+  app.add_option("input", input, "TEXT to encode, or IDS to decode (after -- when it starts with -)")
+      ->required();
+  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+
   auto tok = muse::tokenizer::Tokenizer::FromDirectory(dir);
-  if (!tok.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(tok.status().message()).c_str());
-    return 1;
-  }
+  if (!tok.ok()) return Fail(tok.status());
   if (decode) {
     std::vector<int32_t> ids;
     for (absl::string_view part : absl::StrSplit(input, ',', absl::SkipWhitespace())) {
       int32_t id;
       if (!absl::SimpleAtoi(part, &id)) {
-        std::fprintf(stderr, "error: '%s' is not a token id\n", std::string(part).c_str());
-        return 1;
+        std::fprintf(stderr, "muse-tokenize: '%s' is not a token id\n", std::string(part).c_str());
+        return kExitUsage;
       }
       ids.push_back(id);
     }
-    auto text = (*tok)->Decode(ids, /*skip_special_tokens=*/!special);
-    if (!text.ok()) {
-      std::fprintf(stderr, "error: %s\n", std::string(text.status().message()).c_str());
-      return 1;
-    }
+    auto text = (*tok)->Decode(ids, /*skip_special_tokens=*/no_special);
+    if (!text.ok()) return Fail(text.status());
     std::fwrite(text->data(), 1, text->size(), stdout);
     std::fputc('\n', stdout);
     return 0;
   }
-  auto ids = (*tok)->Encode(input, special);
-  if (!ids.ok()) {
-    std::fprintf(stderr, "error: %s\n", std::string(ids.status().message()).c_str());
-    return 1;
-  }
+  auto ids = (*tok)->Encode(input, /*add_special_tokens=*/!no_special);
+  if (!ids.ok()) return Fail(ids.status());
   std::printf("%s\n", absl::StrJoin(*ids, ",").c_str());
   return 0;
 }

@@ -189,14 +189,63 @@ TEST(MakeModelTest, TokenizerIsCopiedAndGrowsVocab) {
 
 TEST(MakeModelTest, BadFlagsFail) {
   testing::TempDir dir;
-  EXPECT_EQ(MakeModel("--preset huge --out " + dir.path()), 1);  // unknown preset
+  // Usage errors (flag names, values, ranges) exit 2; a shape the model cannot have exits 1.
+  EXPECT_EQ(MakeModel("--preset huge --out " + dir.path()), 2);
   EXPECT_EQ(MakeModel("--bogus 1 --out " + dir.path()), 2);
   EXPECT_EQ(MakeModel("--preset tiny"), 2);  // no --out
-  EXPECT_EQ(MakeModel("--arch gpt2 --out " + dir.path()), 1);
+  EXPECT_EQ(MakeModel("--arch gpt2 --out " + dir.path()), 2);
   EXPECT_EQ(MakeModel(std::string(kSmallDims) + " --kv-heads 4 --out " + dir.path()), 1);
-  EXPECT_EQ(MakeModel("--dtype int8 --out " + dir.path()), 1);
+  EXPECT_EQ(MakeModel("--dtype int8 --out " + dir.path()), 2);
   EXPECT_EQ(MakeModel("--seed x --out " + dir.path()), 2);
+  EXPECT_EQ(MakeModel("--out"), 2);  // missing value
   EXPECT_FALSE(std::filesystem::exists(dir / "config.json"));
+}
+
+// Runs muse-make-model with `args`, keeping stdout and stderr apart.
+struct Captured {
+  int exit_code;
+  std::string out, err;
+};
+Captured MakeModelCapture(const testing::TempDir& dir, const std::string& args) {
+  const std::string cmd = std::string(MUSE_MAKE_MODEL_BIN) + " " + args + " >" + (dir / "stdout") +
+                          " 2>" + (dir / "stderr");
+  const int rc = std::system(cmd.c_str());
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, testing::ReadFile(dir / "stdout"),
+          testing::ReadFile(dir / "stderr")};
+}
+
+TEST(MakeModelTest, CommandLineConventions) {
+  testing::TempDir dir;
+  // --help: generated, on stdout, exit 0.
+  Captured r = MakeModelCapture(dir, "--help");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_THAT(r.out, HasSubstr("--sliding-window"));
+  EXPECT_THAT(r.out, HasSubstr("--out TEXT REQUIRED"));
+  EXPECT_EQ(r.err, "");
+
+  // --flag=value and --flag value give the same bytes.
+  r = MakeModelCapture(dir, "--vocab=1003 --hidden=48 --heads=6 --kv-heads=2 --ffn=136 --seed=5 "
+                            "--bos=1 --eos=2,3 --out=" + (dir / "eq"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("model.safetensors"));
+  ASSERT_EQ(MakeModel(std::string(kSmallDims) + " --seed 5 --bos 1 --eos 2,3 --out " + (dir / "space")), 0);
+  EXPECT_EQ(DirContents(dir / "eq"), DirContents(dir / "space"));
+
+  // Out of range: exit 2, the flag named on stderr, nothing on stdout, nothing written.
+  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
+           {"--shards 0", "--shards"}, {"--layers=0", "--layers"}, {"--bos -1", "--bos"},
+           {"--eos 1,-2", "--eos"}, {"--vision dino", "--vision"}}) {
+    r = MakeModelCapture(dir, args + " --out " + (dir / "bad"));
+    EXPECT_EQ(r.exit_code, 2) << args;
+    EXPECT_THAT(r.err, HasSubstr("muse-make-model: " + flag)) << args;
+    EXPECT_EQ(r.out, "") << args;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
+
+  // `--` ends the options: what follows is not a flag.
+  r = MakeModelCapture(dir, "--out " + (dir / "dash") + " -- --tie");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--tie"));
 }
 
 TEST(RandomCheckpointTest, RejectsTooManyShards) {
