@@ -2,6 +2,7 @@
 //   muse-bench --port 50051 --dataset-name random --random-input-len 128 --random-output-len 64
 //              --num-prompts 200 --rates 1,2,4,inf --result-json r.json --html r.html
 //   muse-bench --self-test --streams 2000     # client overhead against an in-process pacer
+// `muse-bench --help` lists every flag.
 #include <signal.h>
 #include <unistd.h>
 
@@ -18,43 +19,30 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/strings/str_split.h"
 #include "benchmarks/bench/load_runner.h"
 #include "benchmarks/bench/progress.h"
 #include "benchmarks/bench/report.h"
 #include "benchmarks/bench/self_test.h"
+#include "src/common/logging.h"
+#include "tools/cli.h"
 
 namespace {
 
 using muse::bench::BenchRun;
 
-const char kUsage[] = R"(usage: muse-bench [options]
-server:     --host H (127.0.0.1) --port P (50051) | --target H:P, --api-key K, --model ID,
-            --connections N (4), --wait-for-server S (30), --request-timeout S (0 = none)
-arrivals:   --request-rate R (inf) | --rates R1,R2,... (sweep), --burstiness B (1 = Poisson),
-            --max-concurrency C (0 = unlimited), --num-prompts N (1000) | --duration S, --seed N,
-            --warmup N (1 request before the measured run)
-workload:   --dataset-name random|sharegpt|image
-            --random-input-len N (1024) --random-output-len N (128) --random-range-ratio R (0)
-            --random-prefix-len N (0); --dataset-path FILE (ShareGPT JSON)
-            --sharegpt-output-len N (0 = reply length), --ignore-eos,
-            --image-sizes WxH,... (224x224) --image-repeat-ratio R (0),
-            --priority-mix interactive:0.7,batch:0.3, --temperature T (0)
-metrics:    --slo ttft:MS,tpot:MS,e2el:MS (goodput; --goodput is an alias)
-output:     --result-json FILE, --html FILE, --no-progress, --quiet-requests
-self-test:  --self-test [--streams N (2000) --messages N (20) --interval-ms MS (20)
-            --first-delay-ms MS (50)]
-            --serve-pacer --port P [--messages ...]: only run the pacer server (until SIGTERM),
-            to calibrate a client in another process
-)";
+// "inf" or a positive number of requests per second.
+const CLI::Validator kRate(
+    [](std::string& in) -> std::string {
+      double v = 0;
+      if (in == "inf" || (absl::SimpleAtod(in, &v) && v > 0 && std::isfinite(v))) return "";
+      return "not a rate: '" + in + "' (requests/s > 0, or inf)";
+    },
+    "R>0|inf");
 
-double ParseRate(const std::string& s) {
+double ParseRate(const std::string& s) {  // after kRate
   if (s == "inf") return std::numeric_limits<double>::infinity();
   double v = 0;
-  if (!absl::SimpleAtod(s, &v) || v <= 0) {
-    std::cerr << "bad rate '" << s << "'\n";
-    std::exit(2);
-  }
+  (void)absl::SimpleAtod(s, &v);
   return v;
 }
 
@@ -87,101 +75,131 @@ nlohmann::json MachineJson() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  using muse::tools::AtLeast;
+  using muse::tools::kExitUsage;
+  muse::InitLogging("info");
   muse::bench::RunConfig run;
   muse::bench::WorkloadConfig wc;
-  std::string host = "127.0.0.1", port = "50051", target, dataset = "random", slo_spec;
-  std::string result_json, html_path;
-  std::vector<double> rates = {std::numeric_limits<double>::infinity()};
-  double wait_s = 30;
+  std::string host = "127.0.0.1", target, dataset = "random", slo_spec;
+  int port = 50051;
+  std::string result_json, html_path, image_sizes, priority_mix;
+  std::string request_rate;
+  std::vector<std::string> rate_list;
+  double wait_s = 30, temperature = 0, interval_ms = 20, first_delay_ms = 50;
   int64_t warmup = 1;
-  bool progress = true, self_test = false, serve_pacer = false;
+  bool no_progress = false, self_test = false, serve_pacer = false;
   muse::bench::SelfTestConfig st;
   std::string cmdline = absl::StrJoin(std::vector<std::string>(argv, argv + argc), " ");
 
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i], v;
-    if (auto eq = a.find('='); a.rfind("--", 0) == 0 && eq != std::string::npos) {
-      v = a.substr(eq + 1);
-      a = a.substr(0, eq);
-    } else {
-      const bool is_switch = a == "--ignore-eos" || a == "--no-progress" || a == "--self-test" || a == "--serve-pacer" ||
-                             a == "--help" || a == "-h";
-      if (!is_switch) {
-        if (i + 1 >= argc) {
-          std::cerr << "missing value for " << a << "\n" << kUsage;
-          return 2;
-        }
-        v = argv[++i];
-      }
+  CLI::App app("Load generator for muse-server's gRPC API (vLLM benchmark_serving metrics).",
+               "muse-bench");
+  muse::tools::ConfigureApp(app);
+  app.footer("Summary per rate on stdout; progress and errors on stderr. Exit 3 when any request failed.");
+  auto* server_flags = app.add_option_group("server");
+  auto* host_opt = server_flags->add_option("--host", host, "server host");
+  auto* port_opt = server_flags->add_option("--port", port, "server port (--serve-pacer: its port, 0 = any)")
+                       ->check(muse::tools::InRange(0, 65535));
+  server_flags->add_option("--target", target, "server HOST:PORT")->excludes(host_opt)->excludes(port_opt);
+  server_flags->add_option("--api-key", run.api_key, "sent as 'authorization: Bearer KEY'");
+  server_flags->add_option("--model", run.model, "GenerateRequest.model (default: the served model)");
+  server_flags->add_option("--connections", run.connections, "HTTP/2 connections, requests round-robin")
+      ->check(AtLeast(1));
+  server_flags->add_option("--wait-for-server", wait_s, "seconds to wait for ModelInfo to answer")
+      ->check(AtLeast(0.0));
+  server_flags->add_option("--request-timeout", run.request_timeout_s, "per-request deadline in s; 0 = none")
+      ->check(AtLeast(0.0));
+
+  auto* arrivals = app.add_option_group("arrivals");
+  auto* rate_opt = arrivals->add_option("--request-rate", request_rate, "requests/s (default: inf)")
+                       ->check(kRate);
+  arrivals->add_option("--rates", rate_list, "sweep: R1,R2,...")
+      ->delimiter(',')
+      ->allow_extra_args(false)
+      ->check(kRate)
+      ->excludes(rate_opt);
+  arrivals->add_option("--burstiness", run.arrival.burstiness, "gamma shape; 1 = Poisson")
+      ->check(muse::tools::Above(0.0));
+  arrivals->add_option("--max-concurrency", run.max_concurrency, "0 = unlimited")->check(AtLeast<int64_t>(0));
+  auto* num_opt = arrivals->add_option("--num-prompts", run.num_prompts, "requests per rate")
+                      ->check(AtLeast<int64_t>(1));
+  arrivals->add_option("--duration", run.duration_s, "send for this many seconds instead of --num-prompts")
+      ->check(muse::tools::Above(0.0))
+      ->default_str("off")
+      ->excludes(num_opt);
+  arrivals->add_option("--seed", wc.seed, "workload and arrival seed")->check(muse::tools::kUnsigned);
+  arrivals->add_option("--warmup", warmup, "requests sent one at a time before the measured run")
+      ->check(AtLeast<int64_t>(0));
+
+  auto* workload_flags = app.add_option_group("workload");
+  workload_flags->add_option("--dataset-name", dataset, "workload")
+      ->check(CLI::IsMember({"random", "sharegpt", "image"}));
+  workload_flags->add_option("--random-input-len", wc.random_input_len, "prompt tokens")
+      ->check(AtLeast<int64_t>(1));
+  workload_flags->add_option("--random-output-len", wc.random_output_len, "max tokens")
+      ->check(AtLeast<int64_t>(1));
+  workload_flags->add_option("--random-range-ratio", wc.random_range_ratio,
+                       "lengths uniform in [L(1-r), L(1+r)]")
+      ->check(CLI::Validator(
+          [](std::string& in) -> std::string {
+            double v = -1;
+            return absl::SimpleAtod(in, &v) && v >= 0 && v < 1 ? "" : "must be in [0, 1), got " + in;
+          },
+          "in [0, 1)"));
+  workload_flags->add_option("--random-prefix-len", wc.random_prefix_len, "tokens shared by every request")
+      ->check(AtLeast<int64_t>(0));
+  workload_flags->add_option("--dataset-path", wc.dataset_path, "ShareGPT JSON")->check(CLI::ExistingFile);
+  workload_flags->add_option("--sharegpt-output-len", wc.sharegpt_output_len, "0 = the reply's length")
+      ->check(AtLeast<int64_t>(0));
+  workload_flags->add_flag("--ignore-eos", wc.ignore_eos, "ShareGPT: generate max tokens");
+  workload_flags->add_option("--image-sizes", image_sizes, "WxH,... (default: 224x224)");
+  workload_flags->add_option("--image-repeat-ratio", wc.image_repeat_ratio, "share of repeated images")
+      ->check(muse::tools::InRange(0.0, 1.0));
+  workload_flags->add_option("--priority-mix", priority_mix, "e.g. interactive:0.7,batch:0.3");
+  workload_flags->add_option("--temperature", temperature, "sampling temperature")->check(AtLeast(0.0));
+
+  auto* output = app.add_option_group("metrics and output");
+  output->add_option("--slo,--goodput", slo_spec, "goodput SLOs, e.g. ttft:MS,tpot:MS,e2el:MS");
+  output->add_option("--result-json", result_json, "write the runs as JSON");
+  output->add_option("--html", html_path, "write an HTML report");
+  output->add_flag("--no-progress", no_progress, "no progress bar");
+
+  auto* self = app.add_option_group("self-test");
+  self->add_flag("--self-test", self_test, "client overhead against an in-process pacer server");
+  self->add_flag("--serve-pacer", serve_pacer,
+                 "only run the pacer server on --port (until SIGTERM), to calibrate a client in "
+                 "another process");
+  self->add_option("--streams", st.streams, "streams, all sent at t = 0")->check(AtLeast<int64_t>(1));
+  self->add_option("--messages", st.pacer.messages, "messages per stream")->check(AtLeast(1));
+  self->add_option("--interval-ms", interval_ms, "pacer interval between messages")->check(AtLeast(0.0));
+  self->add_option("--first-delay-ms", first_delay_ms, "pacer delay of the first message")
+      ->check(AtLeast(0.0));
+  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+
+  const bool progress = !no_progress;
+  run.temperature = static_cast<float>(temperature);
+  st.pacer.interval_s = interval_ms / 1000;
+  st.pacer.first_delay_s = first_delay_ms / 1000;
+  std::vector<double> rates = {std::numeric_limits<double>::infinity()};
+  if (!request_rate.empty()) rates = {ParseRate(request_rate)};
+  if (!rate_list.empty()) {
+    rates.clear();
+    for (const auto& r : rate_list) rates.push_back(ParseRate(r));
+  }
+  if (!image_sizes.empty()) {
+    auto s = muse::bench::ParseImageSizes(image_sizes);
+    if (!s.ok()) {
+      std::cerr << "muse-bench: " << s.status().message() << "\n";
+      return kExitUsage;
     }
-    auto num = [&](auto* out) {
-      bool ok;
-      if constexpr (std::is_same_v<std::remove_pointer_t<decltype(out)>, double>) {
-        ok = absl::SimpleAtod(v, out);
-      } else {
-        ok = absl::SimpleAtoi(v, out);
-      }
-      if (!ok) {
-        std::cerr << "bad number for " << a << ": '" << v << "'\n";
-        std::exit(2);
-      }
-    };
-    if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return 0;
-    } else if (a == "--host") { host = v;
-    } else if (a == "--port") { port = v;
-    } else if (a == "--target") { target = v;
-    } else if (a == "--api-key") { run.api_key = v;
-    } else if (a == "--model") { run.model = v;
-    } else if (a == "--connections") { num(&run.connections);
-    } else if (a == "--wait-for-server") { num(&wait_s);
-    } else if (a == "--request-timeout") { num(&run.request_timeout_s);
-    } else if (a == "--request-rate") { rates = {ParseRate(v)};
-    } else if (a == "--rates") {
-      rates.clear();
-      for (absl::string_view r : absl::StrSplit(v, ',', absl::SkipEmpty())) rates.push_back(ParseRate(std::string(r)));
-    } else if (a == "--burstiness") { num(&run.arrival.burstiness);
-    } else if (a == "--max-concurrency") { num(&run.max_concurrency);
-    } else if (a == "--num-prompts") { num(&run.num_prompts);
-    } else if (a == "--duration") { num(&run.duration_s);
-    } else if (a == "--seed") { num(&wc.seed);
-    } else if (a == "--warmup") { num(&warmup);
-    } else if (a == "--dataset-name") { dataset = v;
-    } else if (a == "--dataset-path") { wc.dataset_path = v;
-    } else if (a == "--random-input-len") { num(&wc.random_input_len);
-    } else if (a == "--random-output-len") { num(&wc.random_output_len);
-    } else if (a == "--random-range-ratio") { num(&wc.random_range_ratio);
-    } else if (a == "--random-prefix-len") { num(&wc.random_prefix_len);
-    } else if (a == "--sharegpt-output-len") { num(&wc.sharegpt_output_len);
-    } else if (a == "--ignore-eos") { wc.ignore_eos = true;
-    } else if (a == "--image-sizes") {
-      auto s = muse::bench::ParseImageSizes(v);
-      if (!s.ok()) { std::cerr << s.status().message() << "\n"; return 2; }
-      wc.image_sizes = *s;
-    } else if (a == "--image-repeat-ratio") { num(&wc.image_repeat_ratio);
-    } else if (a == "--priority-mix") {
-      auto m = muse::bench::ParsePriorityMix(v);
-      if (!m.ok()) { std::cerr << m.status().message() << "\n"; return 2; }
-      wc.priority_mix = *m;
-    } else if (a == "--temperature") {
-      double t;
-      num(&t);
-      run.temperature = static_cast<float>(t);
-    } else if (a == "--slo" || a == "--goodput") { slo_spec = v;
-    } else if (a == "--result-json") { result_json = v;
-    } else if (a == "--html") { html_path = v;
-    } else if (a == "--no-progress") { progress = false;
-    } else if (a == "--self-test") { self_test = true;
-    } else if (a == "--serve-pacer") { serve_pacer = true;
-    } else if (a == "--streams") { num(&st.streams);
-    } else if (a == "--messages") { num(&st.pacer.messages);
-    } else if (a == "--interval-ms") { num(&st.pacer.interval_s); st.pacer.interval_s /= 1000;
-    } else if (a == "--first-delay-ms") { num(&st.pacer.first_delay_s); st.pacer.first_delay_s /= 1000;
-    } else {
-      std::cerr << "unknown option " << a << "\n" << kUsage;
-      return 2;
+    wc.image_sizes = *s;
+  }
+  if (!priority_mix.empty()) {
+    auto m = muse::bench::ParsePriorityMix(priority_mix);
+    if (!m.ok()) {
+      std::cerr << "muse-bench: " << m.status().message() << "\n";
+      return kExitUsage;
     }
+    wc.priority_mix = *m;
   }
 
   if (serve_pacer) {
@@ -190,9 +208,7 @@ int main(int argc, char** argv) {
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, nullptr);  // before gRPC starts threads
-    int p = 0;
-    if (!absl::SimpleAtoi(port, &p)) return 2;
-    auto pacer = muse::bench::PacerServer::Start(st.pacer, p);
+    auto pacer = muse::bench::PacerServer::Start(st.pacer, port);
     if (!pacer.ok()) {
       std::cerr << pacer.status() << "\n";
       return 1;
@@ -216,9 +232,9 @@ int main(int argc, char** argv) {
   if (run.duration_s > 0 && run.max_concurrency <= 0) {
     for (double r : rates) {
       if (std::isinf(r)) {
-        std::cerr << "--duration with rate inf needs --max-concurrency (else it opens streams "
-                     "without bound)\n";
-        return 2;
+        std::cerr << "muse-bench: --duration with rate inf needs --max-concurrency (else it opens "
+                     "streams without bound)\n";
+        return kExitUsage;
       }
     }
   }
@@ -226,19 +242,16 @@ int main(int argc, char** argv) {
   run.arrival.seed = wc.seed;
   auto slo = muse::bench::ParseSlo(slo_spec);
   if (!slo.ok()) {
-    std::cerr << slo.status().message() << "\n";
-    return 2;
+    std::cerr << "muse-bench: " << slo.status().message() << "\n";
+    return kExitUsage;
   }
   if (dataset == "random") {
     wc.kind = muse::bench::WorkloadKind::kRandom;
   } else if (dataset == "sharegpt") {
     wc.kind = muse::bench::WorkloadKind::kShareGpt;
     wc.sharegpt_max_samples = run.duration_s > 0 ? 1000 : run.num_prompts;
-  } else if (dataset == "image") {
+  } else {  // "image" (--dataset-name is checked while parsing)
     wc.kind = muse::bench::WorkloadKind::kImage;
-  } else {
-    std::cerr << "--dataset-name must be random, sharegpt or image\n";
-    return 2;
   }
 
   std::string model_id;

@@ -3,6 +3,7 @@
 // (weight bytes + KV bytes read) / (device copy bandwidth measured in the same run).
 //
 //   cuda_runner_bench [--layers L (default 32)] [--context C (default 1024)] [--dir DIR]
+// The table goes to stdout, logs to stderr.
 //
 // --layers < 32 keeps every per-layer shape of Llama-3-8B and shortens the stack (the ratio is
 // per layer plus a fixed lm_head share), for machines with little disk or time.
@@ -17,7 +18,9 @@
 
 #include "models/testing/presets.h"
 #include "models/testing/random_checkpoint.h"
+#include "src/common/logging.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
+#include "tools/cli.h"
 
 namespace {
 
@@ -49,17 +52,19 @@ double CopyBandwidth() {
 int main(int argc, char** argv) {
   int layers = 32, context = 1024;
   std::string dir;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string f = argv[i];
-    if (f == "--layers") layers = std::atoi(argv[i + 1]);
-    else if (f == "--context") context = std::atoi(argv[i + 1]);
-    else if (f == "--dir") dir = argv[i + 1];
-  }
+  CLI::App app("CUDA runner decode step on a llama3-8b-shape bf16 checkpoint vs the roofline.",
+               "cuda_runner_bench");
+  muse::tools::ConfigureApp(app);
+  app.add_option("--layers", layers, "decoder layers (each with Llama-3-8B's shapes)")
+      ->check(muse::tools::AtLeast(1));
+  // max_position_embeddings 8192 holds the context plus the 64 positions the KV pool adds.
+  app.add_option("--context", context, "tokens in each sequence's KV cache")
+      ->check(muse::tools::InRange(1, 8128));
+  app.add_option("--dir", dir, "checkpoint directory, written when it has no model.safetensors "
+                               "(default: /tmp/muse-llama3-8b-shape-<layers>l)");
+  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  muse::InitLogging("info");
   if (dir.empty()) dir = "/tmp/muse-llama3-8b-shape-" + std::to_string(layers) + "l";
-  if (context < 1 || context + 64 > 8192) {
-    std::fprintf(stderr, "--context must be in [1, 8128] (max_position_embeddings 8192)\n");
-    return 2;
-  }
   if (!muse::runtime::CudaDeviceAvailable()) {
     std::fprintf(stderr, "no CUDA device\n");
     return 0;

@@ -2,9 +2,9 @@
 // built in memory (no checkpoint on disk needed).
 //   vision_bench [--preset llava-1.5-7b-shape|llava-tiny] [--dtype float32|bfloat16]
 //                [--batch N] [--iters N] [--threads N]
+// The result line goes to stdout, logs to stderr.
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -13,20 +13,25 @@
 #include "models/cpu_threads.h"
 #include "models/llava/llava_vision.h"
 #include "models/testing/random_llava_checkpoint.h"
+#include "src/common/logging.h"
+#include "tools/cli.h"
 
 using namespace muse::models;
 
 int main(int argc, char** argv) {
   std::string preset = "llava-1.5-7b-shape", dtype = "float32";
   int batch = 1, iters = 3, threads = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string f = argv[i], v = argv[i + 1];
-    if (f == "--preset") preset = v;
-    else if (f == "--dtype") dtype = v;
-    else if (f == "--batch") batch = std::stoi(v);
-    else if (f == "--iters") iters = std::stoi(v);
-    else if (f == "--threads") threads = std::stoi(v);
-  }
+  CLI::App app("Image encode latency and images/s of a LLaVA vision tower + projector on CPU.",
+               "vision_bench");
+  muse::tools::ConfigureApp(app);
+  app.add_option("--preset", preset, "tower shape")
+      ->check(CLI::IsMember({"llava-1.5-7b-shape", "llava-tiny", "llava-tiny-siglip"}));
+  app.add_option("--dtype", dtype, "weights and activations")->check(CLI::IsMember({"float32", "bfloat16"}));
+  app.add_option("--batch", batch, "images per encode")->check(muse::tools::AtLeast(1));
+  app.add_option("--iters", iters, "timed encodes after one warm-up")->check(muse::tools::AtLeast(1));
+  app.add_option("--threads", threads, "CPU threads; 0 = the default")->check(muse::tools::AtLeast(0));
+  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  muse::InitLogging("info");
   if (threads > 0) muse::models::ConfigureCpuThreads(threads);
   ModelConfig tiny;
   tiny.architecture = "LlamaForCausalLM";
