@@ -24,7 +24,7 @@
 #include "benchmarks/bench/report.h"
 #include "benchmarks/bench/self_test.h"
 #include "src/common/logging.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 
 namespace {
 
@@ -75,8 +75,8 @@ nlohmann::json MachineJson() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  using muse::tools::AtLeast;
-  using muse::tools::kExitUsage;
+  using muse::cli::AtLeast;
+  using muse::cli::kExitUsage;
   muse::InitLogging("info");
   muse::bench::RunConfig run;
   muse::bench::WorkloadConfig wc;
@@ -93,12 +93,12 @@ int main(int argc, char** argv) {
 
   CLI::App app("Load generator for muse-server's gRPC API (vLLM benchmark_serving metrics).",
                "muse-bench");
-  muse::tools::ConfigureApp(app);
+  muse::cli::ConfigureApp(app);
   app.footer("Summary per rate on stdout; progress and errors on stderr. Exit 3 when any request failed.");
   auto* server_flags = app.add_option_group("server");
   auto* host_opt = server_flags->add_option("--host", host, "server host");
   auto* port_opt = server_flags->add_option("--port", port, "server port (--serve-pacer: its port, 0 = any)")
-                       ->check(muse::tools::InRange(0, 65535));
+                       ->check(muse::cli::InRange(0, 65535));
   server_flags->add_option("--target", target, "server HOST:PORT")->excludes(host_opt)->excludes(port_opt);
   server_flags->add_option("--api-key", run.api_key, "sent as 'authorization: Bearer KEY'");
   server_flags->add_option("--model", run.model, "GenerateRequest.model (default: the served model)");
@@ -118,15 +118,15 @@ int main(int argc, char** argv) {
       ->check(kRate)
       ->excludes(rate_opt);
   arrivals->add_option("--burstiness", run.arrival.burstiness, "gamma shape; 1 = Poisson")
-      ->check(muse::tools::Above(0.0));
+      ->check(muse::cli::Above(0.0));
   arrivals->add_option("--max-concurrency", run.max_concurrency, "0 = unlimited")->check(AtLeast<int64_t>(0));
   auto* num_opt = arrivals->add_option("--num-prompts", run.num_prompts, "requests per rate")
                       ->check(AtLeast<int64_t>(1));
   arrivals->add_option("--duration", run.duration_s, "send for this many seconds instead of --num-prompts")
-      ->check(muse::tools::Above(0.0))
+      ->check(muse::cli::Above(0.0))
       ->default_str("off")
       ->excludes(num_opt);
-  arrivals->add_option("--seed", wc.seed, "workload and arrival seed")->check(muse::tools::kUnsigned);
+  arrivals->add_option("--seed", wc.seed, "workload and arrival seed")->check(muse::cli::kUnsigned);
   arrivals->add_option("--warmup", warmup, "requests sent one at a time before the measured run")
       ->check(AtLeast<int64_t>(0));
 
@@ -153,7 +153,7 @@ int main(int argc, char** argv) {
   workload_flags->add_flag("--ignore-eos", wc.ignore_eos, "ShareGPT: generate max tokens");
   workload_flags->add_option("--image-sizes", image_sizes, "WxH,... (default: 224x224)");
   workload_flags->add_option("--image-repeat-ratio", wc.image_repeat_ratio, "share of repeated images")
-      ->check(muse::tools::InRange(0.0, 1.0));
+      ->check(muse::cli::InRange(0.0, 1.0));
   workload_flags->add_option("--priority-mix", priority_mix, "e.g. interactive:0.7,batch:0.3");
   workload_flags->add_option("--temperature", temperature, "sampling temperature")->check(AtLeast(0.0));
 
@@ -173,7 +173,7 @@ int main(int argc, char** argv) {
   self->add_option("--interval-ms", interval_ms, "pacer interval between messages")->check(AtLeast(0.0));
   self->add_option("--first-delay-ms", first_delay_ms, "pacer delay of the first message")
       ->check(AtLeast(0.0));
-  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
 
   const bool progress = !no_progress;
   run.temperature = static_cast<float>(temperature);

@@ -23,11 +23,11 @@
 #include "muse/v1/inference.grpc.pb.h"
 #include "src/common/file_util.h"
 #include "src/common/logging.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 
 namespace {
 
-using muse::tools::kExitFailure;
+using muse::cli::kExitFailure;
 
 struct Flags {
   std::string addr = "localhost:50051", api_key, prompt, system;
@@ -227,14 +227,14 @@ int Chat(const Flags& f, muse::v1::Inference::Stub& stub, std::vector<std::strin
 }
 
 void AddSamplingFlags(CLI::App* cmd, Flags* f) {
-  using muse::tools::AtLeast;
+  using muse::cli::AtLeast;
   cmd->add_option("--max-tokens", f->max_tokens, "most tokens to generate")->check(AtLeast(1));
   cmd->add_option("--temperature", f->temperature, "0 = greedy (default: the server's)")
       ->check(AtLeast(0.0));
   cmd->add_option("--top-p", f->top_p, "nucleus sampling mass")
-      ->check(muse::tools::kTopP);
+      ->check(muse::cli::kTopP);
   cmd->add_option("--top-k", f->top_k, "-1 or 0 = off")->check(AtLeast(-1));
-  cmd->add_option("--seed", f->seed, "sampling seed")->check(muse::tools::kUnsigned);
+  cmd->add_option("--seed", f->seed, "sampling seed")->check(muse::cli::kUnsigned);
   cmd->add_option("--n", f->n, "samples per prompt")->check(AtLeast(1));
   cmd->add_option("--stop", f->stop, "stop string (repeatable)")->allow_extra_args(false);
   cmd->add_option("--priority", f->priority, "scheduling class")
@@ -251,7 +251,7 @@ int main(int argc, char** argv) {
   muse::InitLogging("warn");
   Flags f;
   CLI::App app("Command-line client for muse-server.", "muse");
-  muse::tools::ConfigureApp(app);
+  muse::cli::ConfigureApp(app);
   app.require_subcommand(1);
   app.fallthrough();  // connection flags also after the command (subcommands inherit this)
   app.add_option("--addr", f.addr, "server HOST:PORT");
@@ -266,12 +266,12 @@ int main(int argc, char** argv) {
   cert->needs(key);
   key->needs(cert);
   app.add_option("--timeout", f.timeout, "per-RPC deadline in seconds; 0 = none")
-      ->check(muse::tools::AtLeast(0.0));
+      ->check(muse::cli::AtLeast(0.0));
 
   CLI::App* generate = app.add_subcommand("generate", "complete a raw-text prompt (streamed)");
   generate->add_option("--prompt", f.prompt, "prompt text; each <image> takes the next --image")
       ->required()
-      ->check(muse::tools::kNonEmpty);
+      ->check(muse::cli::kNonEmpty);
   AddSamplingFlags(generate, &f);
   generate->add_flag("--no-stream", f.no_stream, "one unary call, print the completions at the end");
 
@@ -282,12 +282,12 @@ int main(int argc, char** argv) {
   CLI::App* tokenize = app.add_subcommand("tokenize", "token ids of a prompt");
   tokenize->add_option("--prompt", f.prompt, "text to tokenize")
       ->required()
-      ->check(muse::tools::kNonEmpty);
+      ->check(muse::cli::kNonEmpty);
   tokenize->add_flag("--tokens", f.tokens, "one 'id<TAB>token' line per token");
 
   CLI::App* models = app.add_subcommand("models", "the served models");
 
-  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
 
   std::vector<std::string> image_bytes;
   for (const auto& path : f.images) {

@@ -20,12 +20,12 @@
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
 #include "src/tokenizer/tokenizer.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 #include "tools/generate_engine.h"
 
 namespace {
 
-using muse::tools::kExitFailure;
+using muse::cli::kExitFailure;
 
 int Fail(const std::string& msg) {
   std::fprintf(stderr, "muse-generate: %s\n", msg.c_str());
@@ -43,7 +43,7 @@ int ArgMax(const float* row, int n) {
 
 int main(int argc, char** argv) {
   using namespace muse;
-  using tools::AtLeast;
+  using cli::AtLeast;
   runtime::RunnerOptions opts;
   std::vector<int32_t> prompt;
   int max_tokens = 16, batch = 1;
@@ -53,12 +53,12 @@ int main(int argc, char** argv) {
 
   CLI::App app("Greedy generation straight on the model runner, or many prompts through the engine.",
                "muse-generate");
-  tools::ConfigureApp(app);
+  cli::ConfigureApp(app);
   app.add_option("--model", opts.model_dir, "model directory")->required()->check(CLI::ExistingDirectory);
   CLI::Option_group* input = app.add_option_group("input", "what to generate from (exactly one)");
   input->add_option("--prompt-ids", prompt, "comma-separated token ids")->delimiter(',')->allow_extra_args(false);
   input->add_option("--prompt", prompt_text, "text, encoded with the model's tokenizer.json")
-      ->check(tools::kNonEmpty);
+      ->check(cli::kNonEmpty);
   CLI::Option* file =
       input->add_option("--prompts-file", file_opts.path,
                         "one prompt per line (\"ids:1,2,3\" = token ids), all through the engine; "
@@ -80,13 +80,13 @@ int main(int argc, char** argv) {
       ->check(AtLeast(0))
       ->needs(file);
   app.add_option("--temperature", file_opts.temperature, "0 = greedy")->check(AtLeast(0.0f))->needs(file);
-  app.add_option("--top-p", file_opts.top_p, "nucleus sampling mass")->check(tools::kTopP)->needs(file);
+  app.add_option("--top-p", file_opts.top_p, "nucleus sampling mass")->check(cli::kTopP)->needs(file);
   app.add_option("--top-k", file_opts.top_k, "-1 or 0 = off")->check(AtLeast(-1))->needs(file);
   app.add_option("--n", file_opts.n, "samples per prompt")->check(AtLeast(1))->needs(file);
   app.add_option("--seed", file_opts.seed, "> 0: request i samples with seed + i")
-      ->check(tools::kUnsigned)
+      ->check(cli::kUnsigned)
       ->needs(file);
-  if (auto rc = tools::ParseCommandLine(app, argc, argv)) return *rc;
+  if (auto rc = cli::ParseCommandLine(app, argc, argv)) return *rc;
 
   InitLogging(quiet ? "warn" : "info");
   if (!file_opts.path.empty()) {
@@ -103,12 +103,12 @@ int main(int argc, char** argv) {
     prompt = std::move(*ids);
     if (prompt.empty()) {
       std::fprintf(stderr, "muse-generate: --prompt encodes to no tokens\n");
-      return tools::kExitUsage;
+      return cli::kExitUsage;
     }
   }
   if (prompt.empty()) {
     std::fprintf(stderr, "muse-generate: --prompt-ids: no ids\n");
-    return tools::kExitUsage;
+    return cli::kExitUsage;
   }
 
   const int total = static_cast<int>(prompt.size()) + max_tokens;

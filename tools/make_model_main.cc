@@ -25,7 +25,7 @@
 #include "models/testing/random_checkpoint.h"
 #include "src/common/file_util.h"
 #include "src/common/logging.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 
 namespace {
 
@@ -50,17 +50,17 @@ struct Flags {
 };
 
 void AddFlags(CLI::App& app, Flags* f) {
-  using muse::tools::AtLeast;
+  using muse::cli::AtLeast;
   app.add_option("--out", f->out, "output directory")->required();
   app.add_option("--preset", f->preset, "model shape (LLaVA presets: below)")
       ->check(CLI::IsMember({"tiny", "small", "llama3-8b-shape", "llava-tiny", "llava-1.5-7b-shape"}));
   app.add_option("--arch", f->arch, "decoder architecture")
       ->check(CLI::IsMember({"llama", "mistral", "qwen2"}));
-  app.add_option("--seed", f->seed, "weights seed")->check(muse::tools::kUnsigned);
+  app.add_option("--seed", f->seed, "weights seed")->check(muse::cli::kUnsigned);
   app.add_option("--dtype", f->dtype, "default: float32; bfloat16 for the *-shape presets")
       ->check(CLI::IsMember({"float32", "bfloat16", "float16"}));
   app.add_option("--shards", f->shards, "write N shards + model.safetensors.index.json")
-      ->check(muse::tools::InRange(1, 99999));
+      ->check(muse::cli::InRange(1, 99999));
   app.add_option("--tokenizer", f->tokenizer,
                  "copy tokenizer.json (+ tokenizer_config.json) from DIR;\n"
                  "the vocab grows to the tokenizer's size if that is larger")
@@ -391,15 +391,15 @@ int main(int argc, char** argv) {
   CLI::App app("Writes a HF model directory (config.json, generation_config.json, model.safetensors "
                "or shards + index) with deterministic random weights.",
                "muse-make-model");
-  muse::tools::ConfigureApp(app);
+  muse::cli::ConfigureApp(app);
   Flags flags;
   AddFlags(app, &flags);
-  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
   const absl::Status st = Run(flags);
   std::fflush(stdout);
   if (!st.ok()) {
     std::fprintf(stderr, "muse-make-model: %s\n", std::string(st.message()).c_str());
-    return muse::tools::kExitFailure;
+    return muse::cli::kExitFailure;
   }
   return 0;
 }

@@ -7,14 +7,14 @@
 
 #include "src/common/logging.h"
 #include "src/server/server.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 
 int main(int argc, char** argv) {
   CLI::App app("Serves one model over gRPC (muse.v1.Inference, health, reflection).", "muse-server");
-  muse::tools::ConfigureApp(app);
+  muse::cli::ConfigureApp(app);
   muse::server::ServerCommandLine flags;
   muse::server::AddServerFlags(app, &flags);
-  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
   muse::InitLogging(flags.log_level);
 
   // Block the signals before any thread starts so that only sigwait below sees them.
@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   auto server = muse::server::Server::Start(flags.options);
   if (!server.ok()) {
     spdlog::error("muse-server: {}", server.status().ToString());
-    return muse::tools::kExitFailure;
+    return muse::cli::kExitFailure;
   }
   int sig = 0;
   sigwait(&signals, &sig);

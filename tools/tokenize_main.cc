@@ -10,12 +10,12 @@
 #include "absl/strings/str_split.h"
 #include "src/common/logging.h"
 #include "src/tokenizer/tokenizer.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 
 namespace {
 
-using muse::tools::kExitFailure;
-using muse::tools::kExitUsage;
+using muse::cli::kExitFailure;
+using muse::cli::kExitUsage;
 
 int Fail(const absl::Status& st) {
   std::fprintf(stderr, "muse-tokenize: %s\n", std::string(st.message()).c_str());
@@ -30,7 +30,7 @@ int main(int argc, char** argv) {
   bool decode = false, no_special = false;
   CLI::App app("Encodes text to token ids or decodes ids to text with a tokenizer.json.",
                "muse-tokenize");
-  muse::tools::ConfigureApp(app);
+  muse::cli::ConfigureApp(app);
   app.add_option("--tokenizer", dir, "directory holding tokenizer.json")
       ->required()
       ->check(CLI::ExistingDirectory);
@@ -39,7 +39,7 @@ int main(int argc, char** argv) {
                "encode: no BOS or other special tokens; decode: skip special tokens");
   app.add_option("input", input, "TEXT to encode, or IDS to decode (after -- when it starts with -)")
       ->required();
-  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
 
   auto tok = muse::tokenizer::Tokenizer::FromDirectory(dir);
   if (!tok.ok()) return Fail(tok.status());

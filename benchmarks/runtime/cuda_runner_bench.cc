@@ -20,7 +20,7 @@
 #include "models/testing/random_checkpoint.h"
 #include "src/common/logging.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 
 namespace {
 
@@ -54,15 +54,15 @@ int main(int argc, char** argv) {
   std::string dir;
   CLI::App app("CUDA runner decode step on a llama3-8b-shape bf16 checkpoint vs the roofline.",
                "cuda_runner_bench");
-  muse::tools::ConfigureApp(app);
+  muse::cli::ConfigureApp(app);
   app.add_option("--layers", layers, "decoder layers (each with Llama-3-8B's shapes)")
-      ->check(muse::tools::AtLeast(1));
+      ->check(muse::cli::AtLeast(1));
   // max_position_embeddings 8192 holds the context plus the 64 positions the KV pool adds.
   app.add_option("--context", context, "tokens in each sequence's KV cache")
-      ->check(muse::tools::InRange(1, 8128));
+      ->check(muse::cli::InRange(1, 8128));
   app.add_option("--dir", dir, "checkpoint directory, written when it has no model.safetensors "
                                "(default: /tmp/muse-llama3-8b-shape-<layers>l)");
-  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
   muse::InitLogging("info");
   if (dir.empty()) dir = "/tmp/muse-llama3-8b-shape-" + std::to_string(layers) + "l";
   if (!muse::runtime::CudaDeviceAvailable()) {

@@ -14,7 +14,7 @@
 #include "models/llava/llava_vision.h"
 #include "models/testing/random_llava_checkpoint.h"
 #include "src/common/logging.h"
-#include "tools/cli.h"
+#include "src/common/cli.h"
 
 using namespace muse::models;
 
@@ -23,14 +23,14 @@ int main(int argc, char** argv) {
   int batch = 1, iters = 3, threads = 0;
   CLI::App app("Image encode latency and images/s of a LLaVA vision tower + projector on CPU.",
                "vision_bench");
-  muse::tools::ConfigureApp(app);
+  muse::cli::ConfigureApp(app);
   app.add_option("--preset", preset, "tower shape")
       ->check(CLI::IsMember({"llava-1.5-7b-shape", "llava-tiny", "llava-tiny-siglip"}));
   app.add_option("--dtype", dtype, "weights and activations")->check(CLI::IsMember({"float32", "bfloat16"}));
-  app.add_option("--batch", batch, "images per encode")->check(muse::tools::AtLeast(1));
-  app.add_option("--iters", iters, "timed encodes after one warm-up")->check(muse::tools::AtLeast(1));
-  app.add_option("--threads", threads, "CPU threads; 0 = the default")->check(muse::tools::AtLeast(0));
-  if (auto rc = muse::tools::ParseCommandLine(app, argc, argv)) return *rc;
+  app.add_option("--batch", batch, "images per encode")->check(muse::cli::AtLeast(1));
+  app.add_option("--iters", iters, "timed encodes after one warm-up")->check(muse::cli::AtLeast(1));
+  app.add_option("--threads", threads, "CPU threads; 0 = the default")->check(muse::cli::AtLeast(0));
+  if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
   muse::InitLogging("info");
   if (threads > 0) muse::models::ConfigureCpuThreads(threads);
   ModelConfig tiny;

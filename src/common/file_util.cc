@@ -20,17 +20,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 absl::StatusOr<nlohmann::json> ParseJsonFile(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, ReadFile(path));
-  nlohmann::json j = nlohmann::json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    // Re-parse with exceptions only on failure, for the parser's position message.
-    try {
-      (void)nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
-    }
-    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON"));
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {  // the library reports errors only by throwing
+    return absl::InvalidArgumentError(absl::StrCat(path, ": not valid JSON: ", e.what()));
   }
-  return j;
 }
 
 }  // namespace muse

@@ -6,35 +6,13 @@
 
 #include <CLI/CLI.hpp>
 
+#include "src/common/cli.h"
 #include "src/server/server.h"
 
 namespace muse::server {
-namespace {
 
-// "--flag: must be >= lo, got v" (CLI::Range would print the type's full limits).
-template <typename T>
-CLI::Validator AtLeast(T lo) {
-  std::ostringstream b;
-  b << lo;
-  return CLI::Validator(
-      [lo, bound = b.str()](std::string& in) -> std::string {
-        T v{};
-        if (!CLI::detail::lexical_cast(in, v)) return "not a number: '" + in + "'";
-        return v < lo ? "must be >= " + bound + ", got " + in : std::string();
-      },
-      ">=" + b.str());
-}
-
-// CLI11 2.1 stores "-1" in an unsigned as 2^64 - 1; a seed is an integer >= 0.
-const CLI::Validator kUnsigned(
-    [](std::string& in) -> std::string {
-      uint64_t v = 0;
-      if (!in.empty() && in[0] != '-' && CLI::detail::lexical_cast(in, v)) return "";
-      return "expected an integer >= 0, got '" + in + "'";
-    },
-    "");
-
-}  // namespace
+using cli::AtLeast;
+using cli::kUnsigned;
 
 void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
   ServerOptions& o = flags->options;

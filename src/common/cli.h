@@ -1,6 +1,7 @@
 // The command-line conventions every muse binary shares, on CLI11: generated --help on stdout
 // (exit 0), usage errors on stderr naming the flag (exit 2), `--flag value` and `--flag=value`,
-// `--` ends options. Header-only so the benchmarks use it too.
+// `--` ends options. Header-only (CLI11 is header-only), in src/common so the tools, the server's
+// flag declarations and the benchmarks share it.
 #pragma once
 
 #include <algorithm>
@@ -14,7 +15,7 @@
 
 #include <CLI/CLI.hpp>
 
-namespace muse::tools {
+namespace muse::cli {
 
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
@@ -152,4 +153,4 @@ inline const CLI::Validator kNonEmpty(
     [](std::string& in) -> std::string { return in.empty() ? "must not be empty" : std::string(); },
     "");
 
-}  // namespace muse::tools
+}  // namespace muse::cli
