@@ -348,7 +348,7 @@ int main(int argc, char** argv) {
     br.result = std::move(*result);
     muse::bench::Finalize(&br, *slo);
     std::cout << muse::bench::FormatSummary(br, *slo) << std::flush;
-    if (br.summary.failed > 0) exit_code = 3;
+    if (br.summary.failed > 0) exit_code = muse::cli::kExitFailure;  // the report is still written
     runs.push_back(std::move(br));
   }
 
