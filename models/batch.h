@@ -20,9 +20,9 @@ namespace muse::models {
 
 // Rows of input embeddings that replace token embeddings (image features from the vision tower).
 struct EmbeddingOverride {
-  int32_t token_index = 0;       // first flattened token index the rows apply to
-  int32_t num_rows = 0;          // consecutive tokens replaced
-  const float* data = nullptr;   // [num_rows, hidden_size], fp32 host memory owned by the caller
+  int32_t token_index = 0;      // first flattened token index the rows apply to
+  int32_t num_rows = 0;         // consecutive tokens replaced
+  const float* data = nullptr;  // [num_rows, hidden_size], fp32 host memory owned by the caller
 };
 
 struct Batch {
@@ -32,8 +32,8 @@ struct Batch {
   std::vector<int32_t> seq_lens;         // [num_seqs] context length after this step (cached + new)
   std::vector<int32_t> block_tables;     // [num_seqs, max_blocks_per_seq] row-major; unused = -1
   int32_t max_blocks_per_seq = 0;
-  std::vector<int64_t> slot_mapping;     // [num_tokens] destination slot of each new K/V, -1 = skip
-  std::vector<int32_t> logits_indices;   // [num_logits] flattened token indices to return logits for
+  std::vector<int64_t> slot_mapping;    // [num_tokens] destination slot of each new K/V, -1 = skip
+  std::vector<int32_t> logits_indices;  // [num_logits] flattened token indices to return logits for
   std::vector<EmbeddingOverride> embedding_overrides;  // optional, sorted, non-overlapping
 
   int num_seqs() const { return static_cast<int>(seq_lens.size()); }

@@ -4,8 +4,8 @@
 
 #include <cstdint>
 
-#include "src/common/status.h"
 #include "models/batch.h"
+#include "src/common/status.h"
 
 namespace muse::models {
 

@@ -2,9 +2,8 @@
 
 #include <sys/stat.h>
 
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/str_join.h"
 #include "src/common/file_util.h"
@@ -46,7 +45,8 @@ absl::StatusOr<std::map<std::string, std::string>> ReadWeightMap(const std::stri
     }
     weight_map[it.key()] = shard;
   }
-  if (weight_map.empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": empty weight_map"));
+  if (weight_map.empty())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": empty weight_map"));
   return weight_map;
 }
 
@@ -102,7 +102,8 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     auto it = owner.find(name);
     if (it == owner.end() || it->second != shard) {
       return absl::NotFoundError(absl::StrCat(index_path, " maps tensor '", name, "' to ",
-                                              model_dir, "/", shard, ", which does not contain it"));
+                                              model_dir, "/", shard,
+                                              ", which does not contain it"));
     }
   }
   return ckpt;
@@ -113,17 +114,16 @@ const TensorView* Checkpoint::Find(const std::string& name) const {
   return it == index_.end() ? nullptr : it->second;
 }
 
-absl::StatusOr<const TensorView*> Checkpoint::Get(const std::string& name,
-                                                  const std::vector<int64_t>& expected_shape) const {
+absl::StatusOr<const TensorView*> Checkpoint::Get(
+    const std::string& name, const std::vector<int64_t>& expected_shape) const {
   const TensorView* view = Find(name);
   if (view == nullptr) {
     return absl::NotFoundError(absl::StrCat("tensor '", name, "' not found in checkpoint ", dir_));
   }
   if (view->shape != expected_shape) {
-    return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' has shape ",
-                                                   ShapeString(view->shape),
-                                                   " but the config expects ",
-                                                   ShapeString(expected_shape)));
+    return absl::InvalidArgumentError(
+        absl::StrCat("tensor '", name, "' has shape ", ShapeString(view->shape),
+                     " but the config expects ", ShapeString(expected_shape)));
   }
   return view;
 }

@@ -1,17 +1,16 @@
 #include "models/cpu_threads.h"
 
+#include <ATen/Parallel.h>
 #include <dlfcn.h>
 
 #include <algorithm>
 #include <thread>
 
-#include <ATen/Parallel.h>
-
 namespace muse::models {
 
 CpuThreads ConfigureCpuThreads(int threads) {
-  const int n = threads > 0 ? threads
-                            : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n =
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   // Looked up at run time: libtorch brings OpenBLAS in through libblas.so.3 on Debian, while a
   // CUDA/MKL libtorch has no such symbol.
   using SetThreads = void (*)(int);

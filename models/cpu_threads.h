@@ -10,8 +10,8 @@
 namespace muse::models {
 
 struct CpuThreads {
-  int blas = 0;   // threads given to OpenBLAS (0 = no OpenBLAS found)
-  int aten = 0;   // ATen intra-op threads
+  int blas = 0;  // threads given to OpenBLAS (0 = no OpenBLAS found)
+  int aten = 0;  // ATen intra-op threads
 };
 
 // `threads` <= 0 means every hardware thread. Process-wide; idempotent.

@@ -8,18 +8,18 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
-#define MUSE_CUDA_RETURN(expr)                                                        \
-  do {                                                                                \
-    const cudaError_t e_ = (expr);                                                    \
-    if (e_ != cudaSuccess) {                                                          \
+#define MUSE_CUDA_RETURN(expr)                                                       \
+  do {                                                                               \
+    const cudaError_t e_ = (expr);                                                   \
+    if (e_ != cudaSuccess) {                                                         \
       return absl::InternalError(absl::StrCat(#expr, ": ", cudaGetErrorString(e_))); \
-    }                                                                                 \
+    }                                                                                \
   } while (0)
 
-#define MUSE_CUBLAS_RETURN(expr)                                                                   \
-  do {                                                                                             \
-    const cublasStatus_t s_ = (expr);                                                              \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                             \
+#define MUSE_CUBLAS_RETURN(expr)                                                                 \
+  do {                                                                                           \
+    const cublasStatus_t s_ = (expr);                                                            \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                           \
       return absl::InternalError(absl::StrCat(#expr, ": cuBLAS status ", static_cast<int>(s_))); \
-    }                                                                                              \
+    }                                                                                            \
   } while (0)

@@ -1,9 +1,8 @@
 #include "models/half.h"
 
-#include <cstring>
-
 #include <bit>
 #include <cstdint>
+#include <cstring>
 
 namespace muse::models {
 
@@ -27,16 +26,16 @@ uint16_t FloatToF16(float f) {
     return sign | (abs > 0x7f800000u ? 0x7e00u : 0x7c00u);
   }
   const int32_t exp = static_cast<int32_t>(abs >> 23) - 127;
-  if (exp > 15) return sign | 0x7c00u;  // too large even before rounding
+  if (exp > 15) return sign | 0x7c00u;            // too large even before rounding
   uint32_t mant = (abs & 0x7fffffu) | 0x800000u;  // 24 bits with the implicit one
-  int shift;                                       // bits dropped from the 24-bit mantissa
+  int shift;                                      // bits dropped from the 24-bit mantissa
   uint32_t biased;
   if (exp >= -14) {
     shift = 13;
     biased = static_cast<uint32_t>(exp + 15);
   } else {
     if (abs == 0) return sign;
-    shift = 13 + (-14 - exp);  // subnormal: the implicit one moves into the fraction
+    shift = 13 + (-14 - exp);     // subnormal: the implicit one moves into the fraction
     if (shift > 24) return sign;  // below half the smallest subnormal
     biased = 0;
   }

@@ -2,7 +2,6 @@
 
 #include <cmath>
 #include <limits>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_join.h"
@@ -59,7 +58,8 @@ absl::StatusOr<double> GetDoubleOr(const json& j, const char* key, double fallba
                                    const std::string& prefix = "") {
   if (IsNull(j, key)) return fallback;
   const json& v = j.at(key);
-  if (!v.is_number()) return KeyError(prefix + key, absl::StrCat("must be a number, got ", v.dump()));
+  if (!v.is_number())
+    return KeyError(prefix + key, absl::StrCat("must be a number, got ", v.dump()));
   return v.get<double>();
 }
 
@@ -83,7 +83,8 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j) {
   std::string type;
   for (const char* k : {"rope_type", "type"}) {
     if (!IsNull(r, k)) {
-      if (!r.at(k).is_string()) return KeyError(absl::StrCat("rope_scaling.", k), "must be a string");
+      if (!r.at(k).is_string())
+        return KeyError(absl::StrCat("rope_scaling.", k), "must be a string");
       type = r.at(k).get<std::string>();
       break;
     }
@@ -99,7 +100,8 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j) {
   ASSIGN_OR_RETURN(rs.factor, GetDoubleOr(r, "factor", 1.0, "rope_scaling."));
   if (!(rs.factor > 0)) return KeyError("rope_scaling.factor", "must be positive");
   if (type == "llama3") {
-    for (const char* k : {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
+    for (const char* k :
+         {"low_freq_factor", "high_freq_factor", "original_max_position_embeddings"}) {
       if (IsNull(r, k)) return KeyError(absl::StrCat("rope_scaling.", k), "is missing");
     }
     ASSIGN_OR_RETURN(rs.low_freq_factor, GetDoubleOr(r, "low_freq_factor", 1.0, "rope_scaling."));
@@ -107,7 +109,8 @@ absl::StatusOr<RopeScaling> ParseRopeScaling(const json& j) {
     ASSIGN_OR_RETURN(rs.original_max_position_embeddings,
                      AsInt(r.at("original_max_position_embeddings"),
                            "rope_scaling.original_max_position_embeddings"));
-    if (!(rs.low_freq_factor > 0)) return KeyError("rope_scaling.low_freq_factor", "must be positive");
+    if (!(rs.low_freq_factor > 0))
+      return KeyError("rope_scaling.low_freq_factor", "must be positive");
     // The llama3 formula divides by (high - low).
     if (!(rs.high_freq_factor > rs.low_freq_factor)) {
       return KeyError("rope_scaling.high_freq_factor", "must be greater than low_freq_factor");
@@ -155,8 +158,8 @@ absl::StatusOr<ModelConfig> ParseObject(const json& j) {
     c.arch = Arch::kQwen2;
   } else {
     return absl::InvalidArgumentError(absl::StrCat("config.json: unsupported architecture '",
-                                                   c.architecture, "' (supported: ",
-                                                   kSupportedArchs, ")"));
+                                                   c.architecture,
+                                                   "' (supported: ", kSupportedArchs, ")"));
   }
 
   ASSIGN_OR_RETURN(c.vocab_size, GetInt(j, "vocab_size"));
@@ -182,9 +185,10 @@ absl::StatusOr<ModelConfig> ParseObject(const json& j) {
   }
   if (IsNull(j, "head_dim")) {
     if (c.hidden_size % c.num_attention_heads != 0) {
-      return KeyError("hidden_size",
-                      absl::StrCat("(", c.hidden_size, ") must be divisible by num_attention_heads (",
-                                   c.num_attention_heads, ") when head_dim is not given"));
+      return KeyError(
+          "hidden_size",
+          absl::StrCat("(", c.hidden_size, ") must be divisible by num_attention_heads (",
+                       c.num_attention_heads, ") when head_dim is not given"));
     }
     c.head_dim = c.hidden_size / c.num_attention_heads;
   } else {
@@ -192,7 +196,8 @@ absl::StatusOr<ModelConfig> ParseObject(const json& j) {
     RETURN_IF_ERROR(RequirePositive(c.head_dim, "head_dim"));
   }
   // RoPE rotates pairs of dimensions.
-  if (c.head_dim % 2 != 0) return KeyError("head_dim", absl::StrCat("must be even, got ", c.head_dim));
+  if (c.head_dim % 2 != 0)
+    return KeyError("head_dim", absl::StrCat("must be even, got ", c.head_dim));
 
   ASSIGN_OR_RETURN(c.rope_theta, GetDoubleOr(j, "rope_theta", 10000.0));
   if (!(c.rope_theta > 0)) return KeyError("rope_theta", "must be positive");
@@ -249,9 +254,9 @@ absl::StatusOr<ModelConfig> ParseObject(const json& j) {
   }
   ASSIGN_OR_RETURN(c.bos_token_id, GetIntOr(j, "bos_token_id", -1));
   if (c.bos_token_id < -1 || c.bos_token_id >= c.vocab_size) {
-    return KeyError("bos_token_id", absl::StrCat("(", c.bos_token_id,
-                                                 ") must be a token id below vocab_size (",
-                                                 c.vocab_size, ")"));
+    return KeyError("bos_token_id",
+                    absl::StrCat("(", c.bos_token_id, ") must be a token id below vocab_size (",
+                                 c.vocab_size, ")"));
   }
   ASSIGN_OR_RETURN(c.eos_token_ids, ParseEos(j));
   return c;
@@ -259,18 +264,24 @@ absl::StatusOr<ModelConfig> ParseObject(const json& j) {
 
 const char* ModelType(Arch arch) {
   switch (arch) {
-    case Arch::kLlama: return "llama";
-    case Arch::kMistral: return "mistral";
-    case Arch::kQwen2: return "qwen2";
+    case Arch::kLlama:
+      return "llama";
+    case Arch::kMistral:
+      return "mistral";
+    case Arch::kQwen2:
+      return "qwen2";
   }
   return "llama";
 }
 
 const char* ArchitectureName(Arch arch) {
   switch (arch) {
-    case Arch::kLlama: return "LlamaForCausalLM";
-    case Arch::kMistral: return "MistralForCausalLM";
-    case Arch::kQwen2: return "Qwen2ForCausalLM";
+    case Arch::kLlama:
+      return "LlamaForCausalLM";
+    case Arch::kMistral:
+      return "MistralForCausalLM";
+    case Arch::kQwen2:
+      return "Qwen2ForCausalLM";
   }
   return "LlamaForCausalLM";
 }

@@ -12,7 +12,7 @@ namespace muse::models {
 enum class Arch { kLlama, kMistral, kQwen2 };
 
 struct RopeScaling {
-  std::string type;        // "" (none), "llama3", "linear"
+  std::string type;  // "" (none), "llama3", "linear"
   double factor = 1.0;
   double low_freq_factor = 1.0;
   double high_freq_factor = 4.0;
@@ -28,16 +28,16 @@ struct ModelConfig {
   int64_t num_hidden_layers = 0;
   int64_t num_attention_heads = 0;
   int64_t num_key_value_heads = 0;
-  int64_t head_dim = 0;            // config "head_dim" or hidden_size / num_attention_heads
+  int64_t head_dim = 0;  // config "head_dim" or hidden_size / num_attention_heads
   int64_t max_position_embeddings = 0;
   double rope_theta = 10000.0;
   double rms_norm_eps = 1e-6;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;     // q/k/v projections have bias (Qwen2: always); on Llama also
-                                   // o_proj (HF LlamaAttention), see models/llama/llama_weights.h
-  int64_t sliding_window = 0;      // 0 = full attention (Mistral may set it)
+  bool attention_bias = false;  // q/k/v projections have bias (Qwen2: always); on Llama also
+                                // o_proj (HF LlamaAttention), see models/llama/llama_weights.h
+  int64_t sliding_window = 0;   // 0 = full attention (Mistral may set it)
   RopeScaling rope_scaling;
-  std::string torch_dtype;         // as stored in config.json ("float32", "bfloat16", ...)
+  std::string torch_dtype;  // as stored in config.json ("float32", "bfloat16", ...)
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
 };

@@ -9,9 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "absl/strings/str_join.h"
 
@@ -25,10 +24,13 @@ constexpr size_t kLengthBytes = 8;
 absl::Status ErrnoError(int err, const std::string& what) {
   const std::string msg = absl::StrCat(what, ": ", std::strerror(err));
   switch (err) {
-    case ENOENT: return absl::NotFoundError(msg);
+    case ENOENT:
+      return absl::NotFoundError(msg);
     case EACCES:
-    case EPERM: return absl::PermissionDeniedError(msg);
-    default: return absl::InternalError(msg);
+    case EPERM:
+      return absl::PermissionDeniedError(msg);
+    default:
+      return absl::InternalError(msg);
   }
 }
 
@@ -44,7 +46,7 @@ absl::Status InvalidTensor(const std::string& path, const std::string& name,
 bool ParseDType(const std::string& s, DType* out) {
   static const std::pair<const char*, DType> kNames[] = {
       {"F32", DType::kFloat32}, {"F16", DType::kFloat16}, {"BF16", DType::kBFloat16},
-      {"I64", DType::kInt64}, {"I32", DType::kInt32}, {"U8", DType::kUInt8}};
+      {"I64", DType::kInt64},   {"I32", DType::kInt32},   {"U8", DType::kUInt8}};
   for (const auto& [name, d] : kNames) {
     if (s == name) {
       *out = d;
@@ -128,12 +130,18 @@ bool ByteSize(const std::vector<int64_t>& shape, DType dtype, uint64_t* numel, u
 
 const char* DTypeName(DType d) {
   switch (d) {
-    case DType::kFloat32: return "F32";
-    case DType::kFloat16: return "F16";
-    case DType::kBFloat16: return "BF16";
-    case DType::kInt64: return "I64";
-    case DType::kInt32: return "I32";
-    case DType::kUInt8: return "U8";
+    case DType::kFloat32:
+      return "F32";
+    case DType::kFloat16:
+      return "F16";
+    case DType::kBFloat16:
+      return "BF16";
+    case DType::kInt64:
+      return "I64";
+    case DType::kInt32:
+      return "I32";
+    case DType::kUInt8:
+      return "U8";
   }
   return "?";
 }
@@ -167,8 +175,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < kLengthBytes) {
     ::close(fd);
-    return Invalid(path, absl::StrCat("file is ", file_size,
-                                      " bytes, shorter than the 8-byte header length"));
+    return Invalid(
+        path, absl::StrCat("file is ", file_size, " bytes, shorter than the 8-byte header length"));
   }
   void* map = ::mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int map_err = errno;
@@ -212,7 +220,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   if (!header.is_object()) {
     return Invalid(path, absl::StrCat("header must be a JSON object, got ", header.type_name()));
   }
-  if (!duplicate.empty()) return Invalid(path, absl::StrCat("header repeats key '", duplicate, "'"));
+  if (!duplicate.empty())
+    return Invalid(path, absl::StrCat("header repeats key '", duplicate, "'"));
 
   std::vector<Range> ranges;
   for (auto it = header.begin(); it != header.end(); ++it) {
@@ -222,8 +231,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
       if (!info.is_object()) return Invalid(path, "__metadata__ must be an object of strings");
       for (auto m = info.begin(); m != info.end(); ++m) {
         if (!m.value().is_string()) {
-          return Invalid(path, absl::StrCat("__metadata__ value for '", m.key(),
-                                            "' must be a string"));
+          return Invalid(path,
+                         absl::StrCat("__metadata__ value for '", m.key(), "' must be a string"));
         }
         file->metadata_[m.key()] = m.value().get<std::string>();
       }
@@ -250,30 +259,30 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
     for (const json& d : *shape_it) {
       uint64_t v;
       if (!AsIndex(d, &v)) {
-        return InvalidTensor(path, name,
-                             absl::StrCat("shape must be a list of non-negative integers, got ",
-                                          shape_it->dump()));
+        return InvalidTensor(
+            path, name,
+            absl::StrCat("shape must be a list of non-negative integers, got ", shape_it->dump()));
       }
       shape.push_back(static_cast<int64_t>(v));
     }
     uint64_t numel = 0, expected_bytes = 0;
     if (!ByteSize(shape, dtype, &numel, &expected_bytes) ||
         numel > static_cast<uint64_t>(INT64_MAX)) {
-      return InvalidTensor(path, name,
-                           absl::StrCat("shape ", ShapeString(shape), " overflows the element count"));
+      return InvalidTensor(
+          path, name, absl::StrCat("shape ", ShapeString(shape), " overflows the element count"));
     }
 
     auto off_it = info.find("data_offsets");
     uint64_t begin = 0, end = 0;
     if (off_it == info.end() || !off_it->is_array() || off_it->size() != 2 ||
         !AsIndex((*off_it)[0], &begin) || !AsIndex((*off_it)[1], &end)) {
-      return InvalidTensor(path, name,
-                           absl::StrCat("data_offsets must be [begin, end] of non-negative integers",
-                                        off_it == info.end() ? "" : ", got " + off_it->dump()));
+      return InvalidTensor(
+          path, name,
+          absl::StrCat("data_offsets must be [begin, end] of non-negative integers",
+                       off_it == info.end() ? "" : ", got " + off_it->dump()));
     }
     if (begin > end) {
-      return InvalidTensor(path, name,
-                           absl::StrCat("data_offsets begin ", begin, " > end ", end));
+      return InvalidTensor(path, name, absl::StrCat("data_offsets begin ", begin, " > end ", end));
     }
     if (end > data_size) {
       return InvalidTensor(path, name,
@@ -281,10 +290,10 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
                                         data_size, " bytes)"));
     }
     if (end - begin != expected_bytes) {
-      return InvalidTensor(path, name,
-                           absl::StrCat("data_offsets cover ", end - begin, " bytes but shape ",
-                                        ShapeString(shape), " of ", DTypeName(dtype), " needs ",
-                                        expected_bytes, " bytes"));
+      return InvalidTensor(
+          path, name,
+          absl::StrCat("data_offsets cover ", end - begin, " bytes but shape ", ShapeString(shape),
+                       " of ", DTypeName(dtype), " needs ", expected_bytes, " bytes"));
     }
 
     TensorView view;
@@ -387,7 +396,9 @@ absl::Status WriteSafetensors(const std::string& path, const std::vector<TensorT
   }
   return WriteSafetensorsStreamed(
       path, specs,
-      [&](size_t i, const ByteSink& sink) { return sink(tensors[i].bytes.data(), tensors[i].bytes.size()); },
+      [&](size_t i, const ByteSink& sink) {
+        return sink(tensors[i].bytes.data(), tensors[i].bytes.size());
+      },
       metadata);
 }
 

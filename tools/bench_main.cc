@@ -23,8 +23,8 @@
 #include "benchmarks/bench/progress.h"
 #include "benchmarks/bench/report.h"
 #include "benchmarks/bench/self_test.h"
-#include "src/common/logging.h"
 #include "src/common/cli.h"
+#include "src/common/logging.h"
 
 namespace {
 
@@ -94,19 +94,27 @@ int main(int argc, char** argv) {
   CLI::App app("Load generator for muse-server's gRPC API (vLLM benchmark_serving metrics).",
                "muse-bench");
   muse::cli::ConfigureApp(app);
-  app.footer("Summary per rate on stdout; progress and errors on stderr. Exit 3 when any request failed.");
+  app.footer(
+      "Summary per rate on stdout; progress and errors on stderr. Exit 3 when any request failed.");
   auto* server_flags = app.add_option_group("server");
   auto* host_opt = server_flags->add_option("--host", host, "server host");
-  auto* port_opt = server_flags->add_option("--port", port, "server port (--serve-pacer: its port, 0 = any)")
-                       ->check(muse::cli::InRange(0, 65535));
-  server_flags->add_option("--target", target, "server HOST:PORT")->excludes(host_opt)->excludes(port_opt);
+  auto* port_opt =
+      server_flags->add_option("--port", port, "server port (--serve-pacer: its port, 0 = any)")
+          ->check(muse::cli::InRange(0, 65535));
+  server_flags->add_option("--target", target, "server HOST:PORT")
+      ->excludes(host_opt)
+      ->excludes(port_opt);
   server_flags->add_option("--api-key", run.api_key, "sent as 'authorization: Bearer KEY'");
-  server_flags->add_option("--model", run.model, "GenerateRequest.model (default: the served model)");
-  server_flags->add_option("--connections", run.connections, "HTTP/2 connections, requests round-robin")
+  server_flags->add_option("--model", run.model,
+                           "GenerateRequest.model (default: the served model)");
+  server_flags
+      ->add_option("--connections", run.connections, "HTTP/2 connections, requests round-robin")
       ->check(AtLeast(1));
   server_flags->add_option("--wait-for-server", wait_s, "seconds to wait for ModelInfo to answer")
       ->check(AtLeast(0.0));
-  server_flags->add_option("--request-timeout", run.request_timeout_s, "per-request deadline in s; 0 = none")
+  server_flags
+      ->add_option("--request-timeout", run.request_timeout_s,
+                   "per-request deadline in s; 0 = none")
       ->check(AtLeast(0.0));
 
   auto* arrivals = app.add_option_group("arrivals");
@@ -119,10 +127,13 @@ int main(int argc, char** argv) {
       ->excludes(rate_opt);
   arrivals->add_option("--burstiness", run.arrival.burstiness, "gamma shape; 1 = Poisson")
       ->check(muse::cli::Above(0.0));
-  arrivals->add_option("--max-concurrency", run.max_concurrency, "0 = unlimited")->check(AtLeast<int64_t>(0));
+  arrivals->add_option("--max-concurrency", run.max_concurrency, "0 = unlimited")
+      ->check(AtLeast<int64_t>(0));
   auto* num_opt = arrivals->add_option("--num-prompts", run.num_prompts, "requests per rate")
                       ->check(AtLeast<int64_t>(1));
-  arrivals->add_option("--duration", run.duration_s, "send for this many seconds instead of --num-prompts")
+  arrivals
+      ->add_option("--duration", run.duration_s,
+                   "send for this many seconds instead of --num-prompts")
       ->check(muse::cli::Above(0.0))
       ->default_str("off")
       ->excludes(num_opt);
@@ -137,25 +148,32 @@ int main(int argc, char** argv) {
       ->check(AtLeast<int64_t>(1));
   workload_flags->add_option("--random-output-len", wc.random_output_len, "max tokens")
       ->check(AtLeast<int64_t>(1));
-  workload_flags->add_option("--random-range-ratio", wc.random_range_ratio,
-                       "lengths uniform in [L(1-r), L(1+r)]")
+  workload_flags
+      ->add_option("--random-range-ratio", wc.random_range_ratio,
+                   "lengths uniform in [L(1-r), L(1+r)]")
       ->check(CLI::Validator(
           [](std::string& in) -> std::string {
             double v = -1;
-            return absl::SimpleAtod(in, &v) && v >= 0 && v < 1 ? "" : "must be in [0, 1), got " + in;
+            return absl::SimpleAtod(in, &v) && v >= 0 && v < 1 ? ""
+                                                               : "must be in [0, 1), got " + in;
           },
           "in [0, 1)"));
-  workload_flags->add_option("--random-prefix-len", wc.random_prefix_len, "tokens shared by every request")
+  workload_flags
+      ->add_option("--random-prefix-len", wc.random_prefix_len, "tokens shared by every request")
       ->check(AtLeast<int64_t>(0));
-  workload_flags->add_option("--dataset-path", wc.dataset_path, "ShareGPT JSON")->check(CLI::ExistingFile);
-  workload_flags->add_option("--sharegpt-output-len", wc.sharegpt_output_len, "0 = the reply's length")
+  workload_flags->add_option("--dataset-path", wc.dataset_path, "ShareGPT JSON")
+      ->check(CLI::ExistingFile);
+  workload_flags
+      ->add_option("--sharegpt-output-len", wc.sharegpt_output_len, "0 = the reply's length")
       ->check(AtLeast<int64_t>(0));
   workload_flags->add_flag("--ignore-eos", wc.ignore_eos, "ShareGPT: generate max tokens");
   workload_flags->add_option("--image-sizes", image_sizes, "WxH,... (default: 224x224)");
-  workload_flags->add_option("--image-repeat-ratio", wc.image_repeat_ratio, "share of repeated images")
+  workload_flags
+      ->add_option("--image-repeat-ratio", wc.image_repeat_ratio, "share of repeated images")
       ->check(muse::cli::InRange(0.0, 1.0));
   workload_flags->add_option("--priority-mix", priority_mix, "e.g. interactive:0.7,batch:0.3");
-  workload_flags->add_option("--temperature", temperature, "sampling temperature")->check(AtLeast(0.0));
+  workload_flags->add_option("--temperature", temperature, "sampling temperature")
+      ->check(AtLeast(0.0));
 
   auto* output = app.add_option_group("metrics and output");
   output->add_option("--slo,--goodput", slo_spec, "goodput SLOs, e.g. ttft:MS,tpot:MS,e2el:MS");
@@ -168,9 +186,11 @@ int main(int argc, char** argv) {
   self->add_flag("--serve-pacer", serve_pacer,
                  "only run the pacer server on --port (until SIGTERM), to calibrate a client in "
                  "another process");
-  self->add_option("--streams", st.streams, "streams, all sent at t = 0")->check(AtLeast<int64_t>(1));
+  self->add_option("--streams", st.streams, "streams, all sent at t = 0")
+      ->check(AtLeast<int64_t>(1));
   self->add_option("--messages", st.pacer.messages, "messages per stream")->check(AtLeast(1));
-  self->add_option("--interval-ms", interval_ms, "pacer interval between messages")->check(AtLeast(0.0));
+  self->add_option("--interval-ms", interval_ms, "pacer interval between messages")
+      ->check(AtLeast(0.0));
   self->add_option("--first-delay-ms", first_delay_ms, "pacer delay of the first message")
       ->check(AtLeast(0.0));
   if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
@@ -353,12 +373,19 @@ int main(int argc, char** argv) {
   }
 
   if (!result_json.empty()) {
-    auto st2 = muse::bench::WriteFile(result_json, muse::bench::ResultJson(config, runs, *slo).dump(1));
-    if (!st2.ok()) { std::cerr << st2 << "\n"; return 1; }
+    auto st2 =
+        muse::bench::WriteFile(result_json, muse::bench::ResultJson(config, runs, *slo).dump(1));
+    if (!st2.ok()) {
+      std::cerr << st2 << "\n";
+      return 1;
+    }
   }
   if (!html_path.empty()) {
     auto st2 = muse::bench::WriteFile(html_path, muse::bench::HtmlReport(config, runs));
-    if (!st2.ok()) { std::cerr << st2 << "\n"; return 1; }
+    if (!st2.ok()) {
+      std::cerr << st2 << "\n";
+      return 1;
+    }
   }
   return exit_code;
 }

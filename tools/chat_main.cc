@@ -11,6 +11,8 @@
 // Connection flags (--addr, --api-key or $MUSE_API_KEY, --tls-*, --timeout) go before or after
 // the command. Answers go to stdout; the prompt "> ", usage and errors (as gRPC status names:
 // "INVALID_ARGUMENT: ...") to stderr. Exit 0, 1 (an RPC or a file failed), 2 (usage).
+#include <grpcpp/grpcpp.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -18,12 +20,10 @@
 #include <string>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
 #include "muse/v1/inference.grpc.pb.h"
+#include "src/common/cli.h"
 #include "src/common/file_util.h"
 #include "src/common/logging.h"
-#include "src/common/cli.h"
 
 namespace {
 
@@ -46,29 +46,48 @@ struct Flags {
 // grpc::StatusCode's names (gRPC 1.51 has no public function for them).
 const char* StatusCodeName(grpc::StatusCode code) {
   switch (code) {
-    case grpc::StatusCode::OK: return "OK";
-    case grpc::StatusCode::CANCELLED: return "CANCELLED";
-    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
-    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
-    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
-    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
-    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
-    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
-    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
-    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
-    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
-    case grpc::StatusCode::ABORTED: return "ABORTED";
-    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
-    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
-    case grpc::StatusCode::INTERNAL: return "INTERNAL";
-    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
-    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
-    default: return "UNKNOWN_CODE";
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    default:
+      return "UNKNOWN_CODE";
   }
 }
 
 int Fail(const grpc::Status& st) {
-  std::fprintf(stderr, "muse: %s: %s\n", StatusCodeName(st.error_code()), st.error_message().c_str());
+  std::fprintf(stderr, "muse: %s: %s\n", StatusCodeName(st.error_code()),
+               st.error_message().c_str());
   return kExitFailure;
 }
 
@@ -115,8 +134,8 @@ void FillParams(const Flags& f, muse::v1::GenerateRequest* r) {
 }
 
 // Streams one request; prints text as it arrives; returns the text of sample 0.
-int StreamOnce(const Flags& f, muse::v1::Inference::Stub& stub, const muse::v1::GenerateRequest& req,
-               std::string* answer) {
+int StreamOnce(const Flags& f, muse::v1::Inference::Stub& stub,
+               const muse::v1::GenerateRequest& req, std::string* answer) {
   grpc::ClientContext ctx;
   Prepare(f, &ctx);
   auto reader = stub.Generate(&ctx, req);
@@ -136,10 +155,11 @@ int StreamOnce(const Flags& f, muse::v1::Inference::Stub& stub, const muse::v1::
       }
     }
     if (resp.finished()) {
-      std::fprintf(stderr, "\n[%lld prompt + %lld completion tokens, ttft %.1f ms, total %.1f ms]\n",
+      std::fprintf(stderr,
+                   "\n[%lld prompt + %lld completion tokens, ttft %.1f ms, total %.1f ms]\n",
                    static_cast<long long>(resp.usage().prompt_tokens()),
-                   static_cast<long long>(resp.usage().completion_tokens()), resp.timings().ttft_ms(),
-                   resp.timings().total_ms());
+                   static_cast<long long>(resp.usage().completion_tokens()),
+                   resp.timings().ttft_ms(), resp.timings().total_ms());
     }
   }
   grpc::Status st = reader->Finish();
@@ -183,7 +203,8 @@ int Tokenize(const Flags& f, muse::v1::Inference::Stub& stub) {
   return 0;
 }
 
-int Generate(const Flags& f, muse::v1::Inference::Stub& stub, const std::vector<std::string>& images) {
+int Generate(const Flags& f, muse::v1::Inference::Stub& stub,
+             const std::vector<std::string>& images) {
   muse::v1::GenerateRequest req;
   req.set_prompt(f.prompt);
   for (const auto& b : images) req.add_images()->set_image(b);
@@ -231,8 +252,7 @@ void AddSamplingFlags(CLI::App* cmd, Flags* f) {
   cmd->add_option("--max-tokens", f->max_tokens, "most tokens to generate")->check(AtLeast(1));
   cmd->add_option("--temperature", f->temperature, "0 = greedy (default: the server's)")
       ->check(AtLeast(0.0));
-  cmd->add_option("--top-p", f->top_p, "nucleus sampling mass")
-      ->check(muse::cli::kTopP);
+  cmd->add_option("--top-p", f->top_p, "nucleus sampling mass")->check(muse::cli::kTopP);
   cmd->add_option("--top-k", f->top_k, "-1 or 0 = off")->check(AtLeast(-1));
   cmd->add_option("--seed", f->seed, "sampling seed")->check(muse::cli::kUnsigned);
   cmd->add_option("--n", f->n, "samples per prompt")->check(AtLeast(1));
@@ -255,9 +275,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // connection flags also after the command (subcommands inherit this)
   app.add_option("--addr", f.addr, "server HOST:PORT");
-  app.add_option("--api-key", f.api_key, "sent as 'authorization: Bearer KEY'")->envname("MUSE_API_KEY");
-  CLI::Option* ca = app.add_option("--tls-ca", f.tls_ca, "TLS: CA of the server (PEM)")
-                        ->check(CLI::ExistingFile);
+  app.add_option("--api-key", f.api_key, "sent as 'authorization: Bearer KEY'")
+      ->envname("MUSE_API_KEY");
+  CLI::Option* ca =
+      app.add_option("--tls-ca", f.tls_ca, "TLS: CA of the server (PEM)")->check(CLI::ExistingFile);
   CLI::Option* cert = app.add_option("--tls-cert", f.tls_cert, "mTLS: client certificate (PEM)")
                           ->check(CLI::ExistingFile)
                           ->needs(ca);
@@ -273,7 +294,8 @@ int main(int argc, char** argv) {
       ->required()
       ->check(muse::cli::kNonEmpty);
   AddSamplingFlags(generate, &f);
-  generate->add_flag("--no-stream", f.no_stream, "one unary call, print the completions at the end");
+  generate->add_flag("--no-stream", f.no_stream,
+                     "one unary call, print the completions at the end");
 
   CLI::App* chat = app.add_subcommand("chat", "conversation: one user message per stdin line");
   chat->add_option("--system", f.system, "system message");

@@ -6,9 +6,8 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -55,8 +54,8 @@ absl::StatusOr<std::vector<Job>> ReadPrompts(const std::string& path,
             path, ":", line_no, ": text prompt but the model directory has no tokenizer.json"));
       auto ids = tok->Encode(line);
       if (!ids.ok())
-        return absl::InvalidArgumentError(absl::StrCat(path, ":", line_no, ": ",
-                                                       ids.status().message()));
+        return absl::InvalidArgumentError(
+            absl::StrCat(path, ":", line_no, ": ", ids.status().message()));
       job.ids = std::move(*ids);
     }
     if (job.ids.empty())
@@ -152,8 +151,7 @@ int RunPromptsFile(const runtime::RunnerOptions& runner_options, const PromptsFi
     cached += job.last.usage.cached_tokens;
     in_flight.pop_front();
   }
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
   for (size_t i = 0; i < jobs.size(); ++i) {
     const Job& j = jobs[i];
@@ -165,9 +163,8 @@ int RunPromptsFile(const runtime::RunnerOptions& runner_options, const PromptsFi
         {"e2e_ms", absl::ToDoubleMilliseconds(j.last.timings.e2e)},
     };
     for (int s = 0; s < o.n; ++s) {
-      line["samples"].push_back({{"token_ids", j.tokens[s]},
-                                 {"text", j.text[s]},
-                                 {"finish_reason", j.finish[s]}});
+      line["samples"].push_back(
+          {{"token_ids", j.tokens[s]}, {"text", j.text[s]}, {"finish_reason", j.finish[s]}});
     }
     std::cout << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }

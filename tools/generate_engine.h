@@ -8,14 +8,14 @@
 namespace muse::tools {
 
 struct PromptsFileOptions {
-  std::string path;          // one prompt per line; "ids:1,2,3" lines are token ids
-  int concurrency = 0;       // max requests in flight (0 = all at once)
+  std::string path;     // one prompt per line; "ids:1,2,3" lines are token ids
+  int concurrency = 0;  // max requests in flight (0 = all at once)
   int max_tokens = 16;
   float temperature = 0.0f;  // greedy by default
   float top_p = 1.0f;
   int top_k = 0;
   int n = 1;
-  uint64_t seed = 0;         // > 0: request i uses seed + i
+  uint64_t seed = 0;  // > 0: request i uses seed + i
   int max_num_seqs = 256;
   int max_num_batched_tokens = 2048;
 };

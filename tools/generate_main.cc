@@ -17,10 +17,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "src/common/cli.h"
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
 #include "src/tokenizer/tokenizer.h"
-#include "src/common/cli.h"
 #include "tools/generate_engine.h"
 
 namespace {
@@ -51,18 +51,24 @@ int main(int argc, char** argv) {
   std::string prompt_text;
   tools::PromptsFileOptions file_opts;
 
-  CLI::App app("Greedy generation straight on the model runner, or many prompts through the engine.",
-               "muse-generate");
+  CLI::App app(
+      "Greedy generation straight on the model runner, or many prompts through the engine.",
+      "muse-generate");
   cli::ConfigureApp(app);
-  app.add_option("--model", opts.model_dir, "model directory")->required()->check(CLI::ExistingDirectory);
+  app.add_option("--model", opts.model_dir, "model directory")
+      ->required()
+      ->check(CLI::ExistingDirectory);
   CLI::Option_group* input = app.add_option_group("input", "what to generate from (exactly one)");
-  input->add_option("--prompt-ids", prompt, "comma-separated token ids")->delimiter(',')->allow_extra_args(false);
+  input->add_option("--prompt-ids", prompt, "comma-separated token ids")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   input->add_option("--prompt", prompt_text, "text, encoded with the model's tokenizer.json")
       ->check(cli::kNonEmpty);
   CLI::Option* file =
-      input->add_option("--prompts-file", file_opts.path,
-                        "one prompt per line (\"ids:1,2,3\" = token ids), all through the engine; "
-                        "one JSON line per prompt")
+      input
+          ->add_option("--prompts-file", file_opts.path,
+                       "one prompt per line (\"ids:1,2,3\" = token ids), all through the engine; "
+                       "one JSON line per prompt")
           ->check(CLI::ExistingFile);
   input->require_option(1);
   app.add_option("--max-tokens", max_tokens, "tokens to generate")->check(AtLeast(1));
@@ -79,8 +85,12 @@ int main(int argc, char** argv) {
   app.add_option("--concurrency", file_opts.concurrency, "most requests in flight; 0 = all")
       ->check(AtLeast(0))
       ->needs(file);
-  app.add_option("--temperature", file_opts.temperature, "0 = greedy")->check(AtLeast(0.0f))->needs(file);
-  app.add_option("--top-p", file_opts.top_p, "nucleus sampling mass")->check(cli::kTopP)->needs(file);
+  app.add_option("--temperature", file_opts.temperature, "0 = greedy")
+      ->check(AtLeast(0.0f))
+      ->needs(file);
+  app.add_option("--top-p", file_opts.top_p, "nucleus sampling mass")
+      ->check(cli::kTopP)
+      ->needs(file);
   app.add_option("--top-k", file_opts.top_k, "-1 or 0 = off")->check(AtLeast(-1))->needs(file);
   app.add_option("--n", file_opts.n, "samples per prompt")->check(AtLeast(1))->needs(file);
   app.add_option("--seed", file_opts.seed, "> 0: request i samples with seed + i")
@@ -154,7 +164,8 @@ int main(int argc, char** argv) {
   }
   auto t2 = Clock::now();
   for (int s = 1; s < batch; ++s) {
-    if (seqs[s] != seqs[0]) return Fail(absl::StrCat("sequence ", s, " diverged from sequence 0 in a batch"));
+    if (seqs[s] != seqs[0])
+      return Fail(absl::StrCat("sequence ", s, " diverged from sequence 0 in a batch"));
   }
   std::vector<int32_t> gen(seqs[0].begin() + prompt.size(), seqs[0].end());
   std::cout << absl::StrJoin(gen, ",") << std::endl;

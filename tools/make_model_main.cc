@@ -10,22 +10,21 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/str_cat.h"
-#include "models/llama/llama_weights.h"
-#include "models/testing/presets.h"
 #include "models/checkpoint.h"
-#include "models/testing/random_llava_checkpoint.h"
+#include "models/llama/llama_weights.h"
 #include "models/model_config.h"
+#include "models/testing/presets.h"
 #include "models/testing/random_checkpoint.h"
+#include "models/testing/random_llava_checkpoint.h"
+#include "src/common/cli.h"
 #include "src/common/file_util.h"
 #include "src/common/logging.h"
-#include "src/common/cli.h"
 
 namespace {
 
@@ -53,7 +52,8 @@ void AddFlags(CLI::App& app, Flags* f) {
   using muse::cli::AtLeast;
   app.add_option("--out", f->out, "output directory")->required();
   app.add_option("--preset", f->preset, "model shape (LLaVA presets: below)")
-      ->check(CLI::IsMember({"tiny", "small", "llama3-8b-shape", "llava-tiny", "llava-1.5-7b-shape"}));
+      ->check(
+          CLI::IsMember({"tiny", "small", "llama3-8b-shape", "llava-tiny", "llava-1.5-7b-shape"}));
   app.add_option("--arch", f->arch, "decoder architecture")
       ->check(CLI::IsMember({"llama", "mistral", "qwen2"}));
   app.add_option("--seed", f->seed, "weights seed")->check(muse::cli::kUnsigned);
@@ -83,7 +83,8 @@ void AddFlags(CLI::App& app, Flags* f) {
   app.add_option("--rope-scaling", f->rope_scaling,
                  "default: llama3 for --arch llama presets, none otherwise")
       ->check(CLI::IsMember({"llama3", "none"}));
-  app.add_option("--sliding-window", f->sliding_window, "mistral, qwen2")->check(AtLeast<int64_t>(1));
+  app.add_option("--sliding-window", f->sliding_window, "mistral, qwen2")
+      ->check(AtLeast<int64_t>(1));
   app.add_option("--vision", f->vision, "tower of llava-tiny (siglip: image 30, patch 6)")
       ->check(CLI::IsMember({"clip", "siglip"}));
   app.footer(R"(Decoder presets: tiny (Llama 3 tokenizer vocab, 2 layers), small (~124M parameters),
@@ -150,7 +151,8 @@ constexpr const char* kLlama3ImageTemplate =
     "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
     "{% if message['content'] is string %}{{ message['content'] | trim }}"
     "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ '<image>' }}{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% if part['type'] == 'image' %}{{ '<image>' }}{% elif part['type'] == 'text' %}{{ "
+    "part['text'] }}{% endif %}"
     "{% endfor %}{% endif %}{{ '<|eot_id|>' }}{% endfor %}"
     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
 
@@ -159,7 +161,8 @@ absl::StatusOr<int64_t> ImageTokenId(const std::string& tokenizer_dir) {
   ASSIGN_OR_RETURN(const nlohmann::json j, muse::ParseJsonFile(tokenizer_dir + "/tokenizer.json"));
   if (j.is_object() && j.contains("added_tokens") && j["added_tokens"].is_array()) {
     for (const auto& t : j["added_tokens"]) {
-      if (t.is_object() && t.value("content", "") == kImageToken && t.contains("id")) return t["id"].get<int64_t>();
+      if (t.is_object() && t.value("content", "") == kImageToken && t.contains("id"))
+        return t["id"].get<int64_t>();
     }
   }
   return TokenizerVocabSize(tokenizer_dir + "/tokenizer.json");
@@ -175,7 +178,8 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
 // Copies the tokenizer with "<image>" as an added special token (id `image_id`, as the
 // llava-llama-3 conversions add it) and, for a Llama 3 style chat template, a template that
 // renders image content parts as "<image>".
-absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::string& to, int64_t image_id) {
+absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::string& to,
+                                         int64_t image_id) {
   using ojson = nlohmann::ordered_json;
   ASSIGN_OR_RETURN(std::string text, muse::ReadFile(from + "/tokenizer.json"));
   // Splice the entry into the "added_tokens" array as text: re-serialising keeps the file as is
@@ -184,37 +188,46 @@ absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::str
   if (image_id >= vocab) {  // else ImageTokenId found "<image>" already there
     const size_t key = text.find("\"added_tokens\"");
     const size_t open = key == std::string::npos ? key : text.find('[', key);
-    if (open == std::string::npos) return absl::InvalidArgumentError(from + "/tokenizer.json: no added_tokens");
+    if (open == std::string::npos)
+      return absl::InvalidArgumentError(from + "/tokenizer.json: no added_tokens");
     size_t i = open + 1, depth = 1;
     bool in_string = false, any = false;
     for (; i < text.size() && depth > 0; ++i) {
       const char c = text[i];
       if (in_string) {
-        if (c == '\\') ++i;
-        else if (c == '"') in_string = false;
+        if (c == '\\')
+          ++i;
+        else if (c == '"')
+          in_string = false;
         continue;
       }
-      if (c == '"') in_string = true;
-      else if (c == '[' || c == '{') ++depth;
-      else if (c == ']' || c == '}') --depth;
+      if (c == '"')
+        in_string = true;
+      else if (c == '[' || c == '{')
+        ++depth;
+      else if (c == ']' || c == '}')
+        --depth;
       if (depth > 0 && c != ' ' && c != '\n' && c != '\t' && c != '\r') any = true;
     }
-    if (depth != 0) return absl::InvalidArgumentError(from + "/tokenizer.json: unterminated added_tokens");
-    const ojson entry = {{"id", image_id}, {"content", kImageToken}, {"single_word", false},
-                         {"lstrip", false}, {"rstrip", false}, {"normalized", false}, {"special", true}};
+    if (depth != 0)
+      return absl::InvalidArgumentError(from + "/tokenizer.json: unterminated added_tokens");
+    const ojson entry = {{"id", image_id},  {"content", kImageToken}, {"single_word", false},
+                         {"lstrip", false}, {"rstrip", false},        {"normalized", false},
+                         {"special", true}};
     text.insert(i - 1, (any ? "," : "") + entry.dump());
   }
   RETURN_IF_ERROR(WriteText(fs::path(to) / "tokenizer.json", text));
-  std::printf("  %s (from %s, + %s = %lld)\n", (fs::path(to) / "tokenizer.json").c_str(), from.c_str(),
-              kImageToken, static_cast<long long>(image_id));
+  std::printf("  %s (from %s, + %s = %lld)\n", (fs::path(to) / "tokenizer.json").c_str(),
+              from.c_str(), kImageToken, static_cast<long long>(image_id));
   const fs::path tc_path = fs::path(from) / "tokenizer_config.json";
   if (!fs::exists(tc_path)) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string tc_text, muse::ReadFile(tc_path.string()));
   ojson tc = ojson::parse(tc_text, nullptr, /*allow_exceptions=*/false);
-  if (tc.is_discarded() || !tc.is_object()) return absl::InvalidArgumentError(tc_path.string() + ": not JSON");
+  if (tc.is_discarded() || !tc.is_object())
+    return absl::InvalidArgumentError(tc_path.string() + ": not JSON");
   tc["added_tokens_decoder"][std::to_string(image_id)] = {
-      {"content", kImageToken}, {"lstrip", false}, {"normalized", false}, {"rstrip", false},
-      {"single_word", false}, {"special", true}};
+      {"content", kImageToken}, {"lstrip", false},      {"normalized", false},
+      {"rstrip", false},        {"single_word", false}, {"special", true}};
   if (tc.contains("chat_template") && tc["chat_template"].is_string() &&
       tc["chat_template"].get<std::string>().find("<|start_header_id|>") != std::string::npos) {
     tc["chat_template"] = kLlama3ImageTemplate;
@@ -234,7 +247,8 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
   }
   std::string name = f.preset;
   if (f.vision == "siglip") {
-    if (name != "llava-tiny") return absl::InvalidArgumentError("--vision siglip needs --preset llava-tiny");
+    if (name != "llava-tiny")
+      return absl::InvalidArgumentError("--vision siglip needs --preset llava-tiny");
     name = "llava-tiny-siglip";
   }
   ModelConfig text = decoder;
@@ -258,24 +272,28 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
   std::printf("muse-make-model: %s preset=%s (LLaVA, %s tower) dtype=%s seed=%llu\n", f.out.c_str(),
               f.preset.c_str(), f.vision.c_str(), muse::models::TorchDTypeName(opts.dtype),
               static_cast<unsigned long long>(f.seed));
-  std::printf("  vision: image=%lld patch=%lld hidden=%lld layers=%lld heads=%lld mlp=%lld, "
-              "image tokens=%lld, tower+projector params=%.2fM\n",
-              (long long)lc.vision.image_size, (long long)lc.vision.patch_size,
-              (long long)lc.vision.hidden_size, (long long)lc.vision.num_hidden_layers,
-              (long long)lc.vision.num_attention_heads, (long long)lc.vision.intermediate_size,
-              (long long)lc.num_image_tokens(), vision_params / 1e6);
-  std::printf("  text: vocab=%lld hidden=%lld layers=%lld heads=%lld kv_heads=%lld ffn=%lld, "
-              "image_token_index=%lld\n",
-              (long long)lc.text.vocab_size, (long long)lc.text.hidden_size,
-              (long long)lc.text.num_hidden_layers, (long long)lc.text.num_attention_heads,
-              (long long)lc.text.num_key_value_heads, (long long)lc.text.intermediate_size,
-              (long long)lc.image_token_index);
+  std::printf(
+      "  vision: image=%lld patch=%lld hidden=%lld layers=%lld heads=%lld mlp=%lld, "
+      "image tokens=%lld, tower+projector params=%.2fM\n",
+      (long long)lc.vision.image_size, (long long)lc.vision.patch_size,
+      (long long)lc.vision.hidden_size, (long long)lc.vision.num_hidden_layers,
+      (long long)lc.vision.num_attention_heads, (long long)lc.vision.intermediate_size,
+      (long long)lc.num_image_tokens(), vision_params / 1e6);
+  std::printf(
+      "  text: vocab=%lld hidden=%lld layers=%lld heads=%lld kv_heads=%lld ffn=%lld, "
+      "image_token_index=%lld\n",
+      (long long)lc.text.vocab_size, (long long)lc.text.hidden_size,
+      (long long)lc.text.num_hidden_layers, (long long)lc.text.num_attention_heads,
+      (long long)lc.text.num_key_value_heads, (long long)lc.text.intermediate_size,
+      (long long)lc.image_token_index);
   std::fflush(stdout);
-  if (opts.num_shards != 1) return absl::InvalidArgumentError("--shards is not supported for LLaVA presets");
+  if (opts.num_shards != 1)
+    return absl::InvalidArgumentError("--shards is not supported for LLaVA presets");
   ASSIGN_OR_RETURN(auto files, muse::models::llava::WriteRandomLlavaCheckpoint(
                                    f.out, lc, muse::models::llava::PreprocessorFor(lc), opts));
   for (const auto& file : files) {
-    std::printf("  %s (%llu bytes)\n", file.path.c_str(), static_cast<unsigned long long>(file.bytes));
+    std::printf("  %s (%llu bytes)\n", file.path.c_str(),
+                static_cast<unsigned long long>(file.bytes));
   }
   if (image_id >= 0) {
     RETURN_IF_ERROR(CopyTokenizerWithImageToken(f.tokenizer, f.out, image_id));
@@ -299,8 +317,8 @@ absl::Status Run(const Flags& f) {
     c.architecture = "Qwen2ForCausalLM";
     c.attention_bias = true;  // Qwen2 always has q/k/v biases
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown --arch '", f.arch,
-                                                   "' (llama, mistral, qwen2)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown --arch '", f.arch, "' (llama, mistral, qwen2)"));
   }
   // llama3 RoPE scaling is a Llama 3 thing; other architectures get it only when asked for.
   if (c.arch != Arch::kLlama) c.rope_scaling = {};
@@ -311,7 +329,8 @@ absl::Status Run(const Flags& f) {
   if (f.kv_heads) c.num_key_value_heads = *f.kv_heads;
   if (f.ffn) c.intermediate_size = *f.ffn;
   if (f.sliding_window) {
-    if (c.arch == Arch::kLlama) return absl::InvalidArgumentError("--sliding-window needs mistral or qwen2");
+    if (c.arch == Arch::kLlama)
+      return absl::InvalidArgumentError("--sliding-window needs mistral or qwen2");
     c.sliding_window = *f.sliding_window;
   }
   if (f.tie) c.tie_word_embeddings = true;
@@ -341,7 +360,8 @@ absl::Status Run(const Flags& f) {
   bool ids_fit = c.bos_token_id < c.vocab_size;
   for (int64_t id : c.eos_token_ids) ids_fit = ids_fit && id < c.vocab_size;
   if (!ids_fit && !f.bos && f.eos.empty()) {
-    std::fprintf(stderr, "note: preset special token ids do not fit vocab %lld; using bos 1, eos 2\n",
+    std::fprintf(stderr,
+                 "note: preset special token ids do not fit vocab %lld; using bos 1, eos 2\n",
                  static_cast<long long>(c.vocab_size));
     c.bos_token_id = 1;
     c.eos_token_ids = {2};
@@ -352,11 +372,10 @@ absl::Status Run(const Flags& f) {
   muse::models::RandomCheckpointOptions opts;
   opts.seed = f.seed;
   opts.num_shards = f.shards;
-  ASSIGN_OR_RETURN(opts.dtype, muse::models::DTypeFromTorchName(
-                                   f.dtype.value_or(f.preset == "llama3-8b-shape" ||
-                                                            f.preset == "llava-1.5-7b-shape"
-                                                        ? "bfloat16"
-                                                        : "float32")));
+  ASSIGN_OR_RETURN(opts.dtype, muse::models::DTypeFromTorchName(f.dtype.value_or(
+                                   f.preset == "llama3-8b-shape" || f.preset == "llava-1.5-7b-shape"
+                                       ? "bfloat16"
+                                       : "float32")));
   if (llava) return RunLlava(f, c, opts);
   int64_t params = 0;
   for (const auto& [name, shape] : muse::models::ExpectedDecoderTensors(c)) {
@@ -367,17 +386,19 @@ absl::Status Run(const Flags& f) {
   std::printf("muse-make-model: %s preset=%s arch=%s dtype=%s seed=%llu\n", f.out.c_str(),
               f.preset.c_str(), c.architecture.c_str(), muse::models::TorchDTypeName(opts.dtype),
               static_cast<unsigned long long>(f.seed));
-  std::printf("  vocab=%lld hidden=%lld layers=%lld heads=%lld kv_heads=%lld head_dim=%lld "
-              "ffn=%lld tie=%d rope_scaling=%s params=%lld (%.1fM)\n",
-              (long long)c.vocab_size, (long long)c.hidden_size, (long long)c.num_hidden_layers,
-              (long long)c.num_attention_heads, (long long)c.num_key_value_heads,
-              (long long)c.head_dim, (long long)c.intermediate_size, c.tie_word_embeddings ? 1 : 0,
-              c.rope_scaling.type.empty() ? "none" : c.rope_scaling.type.c_str(), (long long)params,
-              params / 1e6);
+  std::printf(
+      "  vocab=%lld hidden=%lld layers=%lld heads=%lld kv_heads=%lld head_dim=%lld "
+      "ffn=%lld tie=%d rope_scaling=%s params=%lld (%.1fM)\n",
+      (long long)c.vocab_size, (long long)c.hidden_size, (long long)c.num_hidden_layers,
+      (long long)c.num_attention_heads, (long long)c.num_key_value_heads, (long long)c.head_dim,
+      (long long)c.intermediate_size, c.tie_word_embeddings ? 1 : 0,
+      c.rope_scaling.type.empty() ? "none" : c.rope_scaling.type.c_str(), (long long)params,
+      params / 1e6);
   std::fflush(stdout);  // the 8B shape takes minutes to write; show what is coming first
   ASSIGN_OR_RETURN(auto files, muse::models::WriteRandomCheckpoint(f.out, c, opts));
   for (const auto& file : files) {
-    std::printf("  %s (%llu bytes)\n", file.path.c_str(), static_cast<unsigned long long>(file.bytes));
+    std::printf("  %s (%llu bytes)\n", file.path.c_str(),
+                static_cast<unsigned long long>(file.bytes));
   }
   if (!f.tokenizer.empty()) RETURN_IF_ERROR(CopyTokenizer(f.tokenizer, f.out));
   return absl::OkStatus();
@@ -388,9 +409,10 @@ absl::Status Run(const Flags& f) {
 int main(int argc, char** argv) {
   std::setvbuf(stderr, nullptr, _IONBF, 0);
   muse::InitLogging("info");
-  CLI::App app("Writes a HF model directory (config.json, generation_config.json, model.safetensors "
-               "or shards + index) with deterministic random weights.",
-               "muse-make-model");
+  CLI::App app(
+      "Writes a HF model directory (config.json, generation_config.json, model.safetensors "
+      "or shards + index) with deterministic random weights.",
+      "muse-make-model");
   muse::cli::ConfigureApp(app);
   Flags flags;
   AddFlags(app, &flags);

@@ -5,12 +5,13 @@
 // --drain-grace-seconds to finish, then exit 0.
 #include <csignal>
 
+#include "src/common/cli.h"
 #include "src/common/logging.h"
 #include "src/server/server.h"
-#include "src/common/cli.h"
 
 int main(int argc, char** argv) {
-  CLI::App app("Serves one model over gRPC (muse.v1.Inference, health, reflection).", "muse-server");
+  CLI::App app("Serves one model over gRPC (muse.v1.Inference, health, reflection).",
+               "muse-server");
   muse::cli::ConfigureApp(app);
   muse::server::ServerCommandLine flags;
   muse::server::AddServerFlags(app, &flags);

@@ -8,9 +8,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "src/common/cli.h"
 #include "src/common/logging.h"
 #include "src/tokenizer/tokenizer.h"
-#include "src/common/cli.h"
 
 namespace {
 
@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
   app.add_flag("--decode", decode, "INPUT is comma-separated ids; print their text");
   app.add_flag("--no-special", no_special,
                "encode: no BOS or other special tokens; decode: skip special tokens");
-  app.add_option("input", input, "TEXT to encode, or IDS to decode (after -- when it starts with -)")
+  app.add_option("input", input,
+                 "TEXT to encode, or IDS to decode (after -- when it starts with -)")
       ->required();
   if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
 

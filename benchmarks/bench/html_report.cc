@@ -116,11 +116,13 @@ std::string LineChart(const std::string& title, const std::string& xlabel,
     const size_t stride = std::max<size_t>(1, s.points.size() / 800);
     for (size_t k = 0; k < s.points.size(); k += stride) {
       const auto& [x, y] = s.points[k];
-      if (std::isfinite(x) && std::isfinite(y)) absl::StrAppendFormat(&pts, "%.1f,%.1f ", sx(x), sy(y));
+      if (std::isfinite(x) && std::isfinite(y))
+        absl::StrAppendFormat(&pts, "%.1f,%.1f ", sx(x), sy(y));
     }
     if (!s.points.empty()) {
       const auto& [x, y] = s.points.back();
-      if (std::isfinite(x) && std::isfinite(y)) absl::StrAppendFormat(&pts, "%.1f,%.1f", sx(x), sy(y));
+      if (std::isfinite(x) && std::isfinite(y))
+        absl::StrAppendFormat(&pts, "%.1f,%.1f", sx(x), sy(y));
     }
     absl::StrAppendFormat(&svg,
                           "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\"%s "
@@ -154,7 +156,8 @@ std::vector<std::pair<double, double>> Cdf(std::vector<double> v) {
 }
 
 std::string RunLabel(const BenchRun& r) {
-  std::string s = std::isinf(r.request_rate) ? "rate inf" : absl::StrFormat("rate %g", r.request_rate);
+  std::string s =
+      std::isinf(r.request_rate) ? "rate inf" : absl::StrFormat("rate %g", r.request_rate);
   if (r.max_concurrency > 0) absl::StrAppend(&s, ", conc ", r.max_concurrency);
   return s;
 }
@@ -171,11 +174,12 @@ std::string HtmlReport(const nlohmann::json& config, const std::vector<BenchRun>
       "</head><body>\n<h1>muse-bench report</h1>\n";
   absl::StrAppend(&html, "<h2>Configuration</h2><pre>", Escape(config.dump(2)), "</pre>\n");
 
-  html += "<h2>Summary</h2><table><tr><th>rate (req/s)</th><th>max conc</th><th>ok</th>"
-          "<th>failed</th><th>duration s</th><th>req/s</th><th>goodput req/s</th>"
-          "<th>in tok/s</th><th>out tok/s</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th>"
-          "<th>TPOT p50 ms</th><th>TPOT p99 ms</th><th>ITL p50 ms</th><th>ITL p99 ms</th>"
-          "<th>E2E p50 ms</th><th>E2E p99 ms</th></tr>\n";
+  html +=
+      "<h2>Summary</h2><table><tr><th>rate (req/s)</th><th>max conc</th><th>ok</th>"
+      "<th>failed</th><th>duration s</th><th>req/s</th><th>goodput req/s</th>"
+      "<th>in tok/s</th><th>out tok/s</th><th>TTFT p50 ms</th><th>TTFT p99 ms</th>"
+      "<th>TPOT p50 ms</th><th>TPOT p99 ms</th><th>ITL p50 ms</th><th>ITL p99 ms</th>"
+      "<th>E2E p50 ms</th><th>E2E p99 ms</th></tr>\n";
   for (const BenchRun& r : runs) {
     const Summary& s = r.summary;
     absl::StrAppendFormat(
@@ -208,7 +212,8 @@ std::string HtmlReport(const nlohmann::json& config, const std::vector<BenchRun>
     }
     html += LineChart("TTFT vs request rate", "request rate (req/s)", "ms", {t50, t99});
     html += LineChart("TPOT vs request rate", "request rate (req/s)", "ms", {p50, p99});
-    html += LineChart("Token throughput vs request rate", "request rate (req/s)", "tok/s", {out, in});
+    html +=
+        LineChart("Token throughput vs request rate", "request rate (req/s)", "tok/s", {out, in});
     std::vector<Series> rs = {req};
     if (!good.points.empty()) rs.push_back(good);
     html += LineChart("Request throughput vs request rate", "request rate (req/s)", "req/s", rs);
@@ -229,7 +234,9 @@ std::string HtmlReport(const nlohmann::json& config, const std::vector<BenchRun>
     tpot.push_back({RunLabel(r), Cdf(b)});
     e2e.push_back({RunLabel(r), Cdf(c)});
     const double span = std::max(1.0, r.result.duration_s);
-    tput.push_back({RunLabel(r), OutputThroughputOverTime(r.result.records, span > 60 ? 2.0 : (span > 10 ? 1.0 : 0.25))});
+    tput.push_back(
+        {RunLabel(r),
+         OutputThroughputOverTime(r.result.records, span > 60 ? 2.0 : (span > 10 ? 1.0 : 0.25))});
   }
   html += LineChart("TTFT CDF", "TTFT (ms, log scale)", "fraction of requests", ttft, true);
   html += LineChart("TPOT CDF", "TPOT (ms, log scale)", "fraction of requests", tpot, true);

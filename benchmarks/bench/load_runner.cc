@@ -1,11 +1,11 @@
 #include "benchmarks/bench/load_runner.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "muse/v1/inference.grpc.pb.h"
@@ -106,8 +106,8 @@ class Runner {
     for (int64_t i = 0; by_duration || i < config_.num_prompts; ++i) {
       const double t = arrivals.Next();
       if (by_duration && t >= config_.duration_s) break;
-      std::this_thread::sleep_until(start_ + std::chrono::duration_cast<Clock::duration>(
-                                                 std::chrono::duration<double>(t)));
+      std::this_thread::sleep_until(
+          start_ + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(t)));
       {
         std::unique_lock lock(mu_);
         if (config_.max_concurrency > 0) {
@@ -210,7 +210,8 @@ void StreamCall::OnReadDone(bool ok) {
     record_->chunk_s.push_back(t);
     record_->chunk_tokens.push_back(static_cast<int32_t>(tokens));
     streamed_tokens_ += tokens;
-    if (RunProgress* p = runner_->progress()) p->output_tokens.fetch_add(tokens, std::memory_order_relaxed);
+    if (RunProgress* p = runner_->progress())
+      p->output_tokens.fetch_add(tokens, std::memory_order_relaxed);
   }
   if (response_.has_usage()) {
     have_usage_ = true;
@@ -276,7 +277,8 @@ absl::StatusOr<ModelFacts> FetchModelFacts(const RunConfig& config, double wait_
 }
 
 TokenizeFn RemoteTokenizer(const RunConfig& config) {
-  std::shared_ptr<v1::Inference::Stub> stub = v1::Inference::NewStub(MakeChannel(config.target, -1));
+  std::shared_ptr<v1::Inference::Stub> stub =
+      v1::Inference::NewStub(MakeChannel(config.target, -1));
   return [stub, config](const std::string& text) -> absl::StatusOr<std::vector<int32_t>> {
     grpc::ClientContext ctx;
     AddAuth(config, &ctx);

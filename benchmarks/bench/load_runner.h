@@ -26,12 +26,12 @@ struct RunConfig {
   int connections = 4;          // separate HTTP/2 connections, requests round-robin
   int64_t max_concurrency = 0;  // 0 = unlimited
   ArrivalConfig arrival;
-  int64_t num_prompts = 1000;   // used when duration_s == 0
-  double duration_s = 0;        // > 0: send until this many seconds, then drain
-  double request_timeout_s = 0; // per-request deadline, 0 = none
-  float temperature = 0.0f;     // greedy by default: cheapest sampling, reproducible
+  int64_t num_prompts = 1000;    // used when duration_s == 0
+  double duration_s = 0;         // > 0: send until this many seconds, then drain
+  double request_timeout_s = 0;  // per-request deadline, 0 = none
+  float temperature = 0.0f;      // greedy by default: cheapest sampling, reproducible
   std::string request_id_prefix = "bench-";
-  int64_t index_offset = 0;     // request i uses workload.Make(i + index_offset) (warm-up)
+  int64_t index_offset = 0;  // request i uses workload.Make(i + index_offset) (warm-up)
 };
 
 // Live counters, read by the progress bar.
@@ -43,8 +43,8 @@ struct RunProgress {
 };
 
 struct RunResult {
-  std::vector<RequestRecord> records;  // by index
-  double duration_s = 0;               // first send to last stream closed
+  std::vector<RequestRecord> records;           // by index
+  double duration_s = 0;                        // first send to last stream closed
   std::chrono::steady_clock::time_point start;  // benchmark t = 0
   double start_unix_s = 0;
 };

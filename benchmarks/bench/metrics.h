@@ -12,11 +12,11 @@
 #include <map>
 #include <optional>
 #include <string>
-#include "absl/strings/string_view.h"
 #include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "benchmarks/bench/request_record.h"
 
 namespace muse::bench {
@@ -45,14 +45,14 @@ struct Summary {
   int64_t total_input_tokens = 0;
   int64_t total_cached_tokens = 0;
   int64_t total_output_tokens = 0;
-  double request_throughput = 0;       // req/s
-  double input_throughput = 0;         // tok/s
-  double output_throughput = 0;        // tok/s
-  double total_token_throughput = 0;   // tok/s
+  double request_throughput = 0;          // req/s
+  double input_throughput = 0;            // tok/s
+  double output_throughput = 0;           // tok/s
+  double total_token_throughput = 0;      // tok/s
   std::optional<double> request_goodput;  // req/s, only with an SLO
   int64_t good_completed = 0;
-  double peak_output_throughput = 0;   // max over 1 s bins of output tokens
-  int64_t peak_concurrency = 0;        // max requests in flight
+  double peak_output_throughput = 0;  // max over 1 s bins of output tokens
+  int64_t peak_concurrency = 0;       // max requests in flight
   Distribution ttft_ms, tpot_ms, itl_ms, e2el_ms;
   std::map<std::string, int64_t> errors;  // status code name -> count
 };

@@ -1,11 +1,11 @@
 #include "benchmarks/bench/pacer_server.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <condition_variable>
 #include <mutex>
 #include <queue>
 #include <thread>
-
-#include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
 #include "muse/v1/inference.grpc.pb.h"
@@ -128,8 +128,8 @@ class PacerService final : public v1::Inference::CallbackService {
  public:
   explicit PacerService(PacerServer::Impl* impl) : impl_(impl) {}
 
-  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(grpc::CallbackServerContext*,
-                                                           const v1::GenerateRequest* req) override {
+  grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
+      grpc::CallbackServerContext*, const v1::GenerateRequest* req) override {
     return new PacedStream(impl_, req->request_id());
   }
 
@@ -152,7 +152,8 @@ class PacerService final : public v1::Inference::CallbackService {
 
 PacerServer::PacerServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
-absl::StatusOr<std::unique_ptr<PacerServer>> PacerServer::Start(const PacerConfig& config, int port) {
+absl::StatusOr<std::unique_ptr<PacerServer>> PacerServer::Start(const PacerConfig& config,
+                                                                int port) {
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->service = std::make_unique<PacerService>(impl.get());

@@ -25,7 +25,8 @@ class PacerServer {
  public:
   using Clock = std::chrono::steady_clock;
   // Listens on 127.0.0.1:`port` (0 = any free port).
-  static absl::StatusOr<std::unique_ptr<PacerServer>> Start(const PacerConfig& config, int port = 0);
+  static absl::StatusOr<std::unique_ptr<PacerServer>> Start(const PacerConfig& config,
+                                                            int port = 0);
   ~PacerServer();
   int port() const;
   // Write-start times of each finished stream, by request_id.

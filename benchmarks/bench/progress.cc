@@ -40,10 +40,10 @@ void ProgressBar::Draw(bool final) {
   double frac = total_ > 0 ? static_cast<double>(done) / total_
                            : (duration_s_ > 0 ? std::min(1.0, t / duration_s_) : 0.0);
   if (final) frac = 1.0;
-  const std::string stats = absl::StrFormat(
-      "%d/%s done, %d in flight, %d failed, %.1f req/s, %.0f tok/s, %.1fs", done,
-      total_ > 0 ? absl::StrFormat("%d", total_) : "?", sent - done, failed, t > 0 ? done / t : 0.0,
-      t > 0 ? tokens / t : 0.0, t);
+  const std::string stats =
+      absl::StrFormat("%d/%s done, %d in flight, %d failed, %.1f req/s, %.0f tok/s, %.1fs", done,
+                      total_ > 0 ? absl::StrFormat("%d", total_) : "?", sent - done, failed,
+                      t > 0 ? done / t : 0.0, t > 0 ? tokens / t : 0.0, t);
   if (tty_) {
     constexpr int kWidth = 30;
     const int fill = static_cast<int>(frac * kWidth);

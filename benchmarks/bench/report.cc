@@ -19,7 +19,9 @@ std::string Center(const std::string& s, char fill, size_t n = 50) {
 void Row(std::string* out, const std::string& name, const std::string& value) {
   absl::StrAppendFormat(out, "%-40s %-10s\n", name, value);
 }
-void RowF(std::string* out, const std::string& name, double v) { Row(out, name, absl::StrFormat("%.2f", v)); }
+void RowF(std::string* out, const std::string& name, double v) {
+  Row(out, name, absl::StrFormat("%.2f", v));
+}
 void RowI(std::string* out, const std::string& name, int64_t v) { Row(out, name, absl::StrCat(v)); }
 
 void DistRows(std::string* out, const char* header, const char* key, const Distribution& d) {
@@ -32,11 +34,13 @@ void DistRows(std::string* out, const char* header, const char* key, const Distr
 }
 
 nlohmann::json DistJson(const Distribution& d) {
-  return {{"count", d.count}, {"mean", d.mean},   {"std", d.std}, {"median", d.median},
-          {"p90", d.p90},     {"p99", d.p99},     {"max", d.max}};
+  return {{"count", d.count}, {"mean", d.mean}, {"std", d.std}, {"median", d.median},
+          {"p90", d.p90},     {"p99", d.p99},   {"max", d.max}};
 }
 
-nlohmann::json Num(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json("inf"); }
+nlohmann::json Num(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json("inf");
+}
 
 }  // namespace
 
@@ -104,8 +108,10 @@ nlohmann::json SummaryJson(const Summary& s) {
                       {"max_output_tokens_per_s", s.peak_output_throughput},
                       {"max_concurrent_requests", s.peak_concurrency},
                       {"errors", s.errors}};
-  j["distributions_ms"] = {{"ttft", DistJson(s.ttft_ms)}, {"tpot", DistJson(s.tpot_ms)},
-                           {"itl", DistJson(s.itl_ms)}, {"e2el", DistJson(s.e2el_ms)}};
+  j["distributions_ms"] = {{"ttft", DistJson(s.ttft_ms)},
+                           {"tpot", DistJson(s.tpot_ms)},
+                           {"itl", DistJson(s.itl_ms)},
+                           {"e2el", DistJson(s.e2el_ms)}};
   if (s.request_goodput) {
     j["request_goodput"] = *s.request_goodput;
     j["good_completed"] = s.good_completed;

@@ -10,21 +10,21 @@ namespace muse::bench {
 
 struct RequestRecord {
   int64_t index = 0;
-  std::string priority;          // "interactive" | "batch" | "" (server default)
-  double scheduled_s = 0;        // planned send time from the arrival process
-  double start_s = 0;            // actual send time (vLLM's `st`)
-  double ttft_s = 0;             // first token-bearing chunk - start; 0 if none arrived
-  std::vector<double> itl_s;     // gaps between consecutive token-bearing chunks
-  double e2e_s = 0;              // last token-bearing chunk - start (vLLM's `latency`)
-  double end_s = 0;              // stream closed, from benchmark start
-  std::vector<double> chunk_s;   // arrival of each token-bearing chunk, from benchmark start
-  std::vector<int32_t> chunk_tokens;  // token ids in that chunk
+  std::string priority;                // "interactive" | "batch" | "" (server default)
+  double scheduled_s = 0;              // planned send time from the arrival process
+  double start_s = 0;                  // actual send time (vLLM's `st`)
+  double ttft_s = 0;                   // first token-bearing chunk - start; 0 if none arrived
+  std::vector<double> itl_s;           // gaps between consecutive token-bearing chunks
+  double e2e_s = 0;                    // last token-bearing chunk - start (vLLM's `latency`)
+  double end_s = 0;                    // stream closed, from benchmark start
+  std::vector<double> chunk_s;         // arrival of each token-bearing chunk, from benchmark start
+  std::vector<int32_t> chunk_tokens;   // token ids in that chunk
   int64_t expected_prompt_tokens = 0;  // what the workload built (0 = unknown, e.g. text)
   int64_t expected_output_tokens = 0;  // max_tokens asked for
-  int64_t prompt_tokens = 0;     // from the server's usage
+  int64_t prompt_tokens = 0;           // from the server's usage
   int64_t cached_tokens = 0;
-  int64_t output_tokens = 0;     // usage.completion_tokens (streamed token count if absent)
-  int status_code = 0;           // grpc::StatusCode; 0 = OK
+  int64_t output_tokens = 0;  // usage.completion_tokens (streamed token count if absent)
+  int status_code = 0;        // grpc::StatusCode; 0 = OK
   std::string error;
   bool success() const { return status_code == 0; }
 };

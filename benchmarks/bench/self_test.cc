@@ -22,7 +22,8 @@ absl::StatusOr<SelfTestReport> RunSelfTest(const SelfTestConfig& config) {
   WorkloadConfig wc;
   wc.random_input_len = 8;
   wc.random_output_len = config.pacer.messages;
-  auto workload = Workload::Create(wc, ModelFacts{config.pacer.vocab_size, 1 << 20, false}, nullptr);
+  auto workload =
+      Workload::Create(wc, ModelFacts{config.pacer.vocab_size, 1 << 20, false}, nullptr);
   if (!workload.ok()) return workload.status();
   const auto cpu = [] {
     rusage u{};
@@ -38,7 +39,8 @@ absl::StatusOr<SelfTestReport> RunSelfTest(const SelfTestConfig& config) {
   r.config = config;
   r.duration_s = result->duration_s;
   r.process_cpu_s = cpu1 - cpu0;
-  for (const RequestRecord& rec : result->records) r.dispatch_wall_s = std::max(r.dispatch_wall_s, rec.start_s);
+  for (const RequestRecord& rec : result->records)
+    r.dispatch_wall_s = std::max(r.dispatch_wall_s, rec.start_s);
   // The pacer files a stream's write times in OnDone, which can run just after the client saw
   // the stream end: wait (bounded) until every successful stream is filed.
   size_t ok_streams = 0;
@@ -85,7 +87,8 @@ absl::StatusOr<SelfTestReport> RunSelfTest(const SelfTestConfig& config) {
 
 std::string FormatSelfTest(const SelfTestReport& r) {
   std::string out = absl::StrFormat(
-      "Pacer self-test: %d streams at t=0 over %d connections, %d msgs/stream, first after %.1f ms, "
+      "Pacer self-test: %d streams at t=0 over %d connections, %d msgs/stream, first after %.1f "
+      "ms, "
       "then every %.1f ms\n"
       "completed %d, failed %d, chunks matched %d, duration %.3f s, all sent after %.3f s\n"
       "process CPU (client + pacer server) %.3f s = %.1f us per streamed message\n",

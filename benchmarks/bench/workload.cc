@@ -25,7 +25,8 @@ std::mt19937_64 Rng(uint64_t seed, int64_t index, uint64_t stream) {
 }
 
 int64_t DrawLen(std::mt19937_64& rng, int64_t len, double ratio, int64_t min_len) {
-  const int64_t lo = std::max<int64_t>(min_len, static_cast<int64_t>(std::floor(len * (1 - ratio))));
+  const int64_t lo =
+      std::max<int64_t>(min_len, static_cast<int64_t>(std::floor(len * (1 - ratio))));
   // vLLM's RandomDataset: uniform integers in [int(L * (1 - r)), int(L * (1 + r))].
   const int64_t hi = std::max<int64_t>(lo, static_cast<int64_t>(std::floor(len * (1 + ratio))));
   return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
@@ -54,7 +55,8 @@ absl::StatusOr<std::unique_ptr<Workload>> Workload::Create(const WorkloadConfig&
   }
   std::unique_ptr<Workload> w(new Workload(config, facts));
   if (config.kind == WorkloadKind::kRandom) {
-    if (facts.vocab_size <= 0) return absl::InvalidArgumentError("random workload: vocab size unknown");
+    if (facts.vocab_size <= 0)
+      return absl::InvalidArgumentError("random workload: vocab size unknown");
     auto rng = Rng(config.seed, 0, kPrefix);
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(facts.vocab_size - 1));
     for (int64_t i = 0; i < config.random_prefix_len; ++i) {
@@ -63,23 +65,27 @@ absl::StatusOr<std::unique_ptr<Workload>> Workload::Create(const WorkloadConfig&
   } else if (config.kind == WorkloadKind::kShareGpt) {
     auto parsed = ParseJsonFile(config.dataset_path);
     if (!parsed.ok()) {
-      return absl::Status(parsed.status().code(), absl::StrCat("--dataset-path: ", parsed.status().message()));
+      return absl::Status(parsed.status().code(),
+                          absl::StrCat("--dataset-path: ", parsed.status().message()));
     }
     const nlohmann::json& data = *parsed;
     if (!data.is_array()) {
-      return absl::InvalidArgumentError(absl::StrCat(config.dataset_path, ": ShareGPT file: expected a JSON array"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(config.dataset_path, ": ShareGPT file: expected a JSON array"));
     }
     std::vector<std::pair<std::string, std::string>> convs;
     for (const auto& item : data) {
       if (!item.is_object() || !item.contains("conversations")) continue;
       const auto& c = item["conversations"];
-      if (!c.is_array() || c.size() < 2 || !c[0].contains("value") || !c[1].contains("value")) continue;
+      if (!c.is_array() || c.size() < 2 || !c[0].contains("value") || !c[1].contains("value"))
+        continue;
       if (!c[0]["value"].is_string() || !c[1]["value"].is_string()) continue;
       convs.emplace_back(c[0]["value"].get<std::string>(), c[1]["value"].get<std::string>());
     }
     auto rng = Rng(config.seed, 0, kShuffle);
     std::shuffle(convs.begin(), convs.end(), rng);
-    const int64_t max_total = facts.context_length > 0 ? std::min<int64_t>(2048, facts.context_length) : 2048;
+    const int64_t max_total =
+        facts.context_length > 0 ? std::min<int64_t>(2048, facts.context_length) : 2048;
     for (const auto& [prompt, reply] : convs) {
       if (static_cast<int64_t>(w->sharegpt_.size()) >= config.sharegpt_max_samples) break;
       auto p = tokenize(prompt);
@@ -96,7 +102,8 @@ absl::StatusOr<std::unique_ptr<Workload>> Workload::Create(const WorkloadConfig&
       if (in_len > 1024 || in_len + out_len > max_total) continue;
       w->sharegpt_.push_back({prompt, in_len, out_len});
     }
-    if (w->sharegpt_.empty()) return absl::InvalidArgumentError("ShareGPT file: no usable conversations");
+    if (w->sharegpt_.empty())
+      return absl::InvalidArgumentError("ShareGPT file: no usable conversations");
   } else if (config.image_sizes.empty()) {
     return absl::InvalidArgumentError("image workload: no --image-sizes");
   }
@@ -118,7 +125,8 @@ BenchRequest Workload::Make(int64_t index) const {
   auto len_rng = Rng(config_.seed, index, kLengths);
   switch (config_.kind) {
     case WorkloadKind::kRandom: {
-      const int64_t in_len = DrawLen(len_rng, config_.random_input_len, config_.random_range_ratio, 1);
+      const int64_t in_len =
+          DrawLen(len_rng, config_.random_input_len, config_.random_range_ratio, 1);
       r.max_tokens = DrawLen(len_rng, config_.random_output_len, config_.random_range_ratio, 1);
       auto rng = Rng(config_.seed, index, kTokens);
       std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(facts_.vocab_size - 1));
@@ -164,7 +172,8 @@ BenchRequest Workload::Make(int64_t index) const {
   return r;
 }
 
-absl::StatusOr<std::vector<std::pair<std::string, double>>> ParsePriorityMix(const std::string& spec) {
+absl::StatusOr<std::vector<std::pair<std::string, double>>> ParsePriorityMix(
+    const std::string& spec) {
   std::vector<std::pair<std::string, double>> mix;
   for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
     std::vector<std::string> kv = absl::StrSplit(item, ':');
@@ -186,7 +195,8 @@ absl::StatusOr<std::vector<std::pair<int, int>>> ParseImageSizes(const std::stri
     int w = 0, h = 0;
     if (wh.size() != 2 || !absl::SimpleAtoi(wh[0], &w) || !absl::SimpleAtoi(wh[1], &h) || w <= 0 ||
         h <= 0 || w > 8192 || h > 8192) {
-      return absl::InvalidArgumentError(absl::StrCat("--image-sizes: expected WxH, got '", item, "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--image-sizes: expected WxH, got '", item, "'"));
     }
     sizes.emplace_back(w, h);
   }

@@ -33,7 +33,7 @@ struct WorkloadConfig {
   std::string dataset_path;         // ShareGPT JSON
   int64_t sharegpt_output_len = 0;  // 0 = the reply's token count
   int64_t sharegpt_max_samples = 1000;
-  bool ignore_eos = false;          // random and image always ignore EOS
+  bool ignore_eos = false;  // random and image always ignore EOS
   std::vector<std::pair<int, int>> image_sizes = {{224, 224}};  // width, height
   double image_repeat_ratio = 0.0;
   std::string image_text = "Describe this image.";
@@ -55,7 +55,7 @@ struct BenchRequest {
   int64_t expected_prompt_tokens = 0;
   int64_t max_tokens = 16;
   bool ignore_eos = false;
-  std::string priority;             // "" = server default
+  std::string priority;  // "" = server default
 };
 
 using TokenizeFn = std::function<absl::StatusOr<std::vector<int32_t>>(const std::string&)>;

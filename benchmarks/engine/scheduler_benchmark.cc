@@ -3,11 +3,11 @@
 // set against the model's step time: the engine must never be the bottleneck.
 //
 //   build-engine/bin/engine_benchmark --benchmark_filter=Step
+#include <benchmark/benchmark.h>
+
 #include <memory>
 #include <numeric>
 #include <random>
-
-#include <benchmark/benchmark.h>
 
 #include "src/engine/batch_builder.h"
 #include "src/engine/sampler.h"
@@ -100,14 +100,17 @@ void BM_SampleStep(benchmark::State& state) {
   Sampler sampler(kVocab);
   for (auto _ : state) {
     for (int r = 0; r < rows; ++r) {
-      SamplingRow row{logits.data() + static_cast<size_t>(r) * kVocab, &p, &tokens, 512, 7, r, &eos};
+      SamplingRow row{
+          logits.data() + static_cast<size_t>(r) * kVocab, &p, &tokens, 512, 7, r, &eos};
       benchmark::DoNotOptimize(sampler.Sample(row).token_id);
     }
   }
   state.SetItemsProcessed(state.iterations() * rows);
 }
 BENCHMARK(BM_SampleStep)
-    ->Args({256, 0})->Args({256, 1})->Args({256, 2})
+    ->Args({256, 0})
+    ->Args({256, 1})
+    ->Args({256, 2})
     ->ArgNames({"rows", "mode"})
     ->Unit(benchmark::kMillisecond);
 

@@ -4,6 +4,7 @@
 //   build/bin/cpu_kernels_bench [--benchmark_filter=...]
 //
 // Counters: GFLOPs (achieved), GBps (weight bytes read / time), and frac_peak.
+#include <benchmark/benchmark.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -15,12 +16,10 @@
 #include <thread>
 #include <vector>
 
-#include <benchmark/benchmark.h>
-
-#include "models/testing/presets.h"
 #include "kernels/cpu/packed_gemm.h"
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/thread_pool.h"
+#include "models/testing/presets.h"
 
 #ifdef MUSE_BENCH_OPENBLAS
 #include <cblas.h>
@@ -50,10 +49,17 @@ __attribute__((target("avx2,fma"))) double FmaOneThread(int64_t iters, float see
          c8 = MUSE_INIT(8), c9 = MUSE_INIT(9), c10 = MUSE_INIT(10), c11 = MUSE_INIT(11);
 #undef MUSE_INIT
   for (int64_t i = 0; i < iters; ++i) {
-    c0 = _mm256_fmadd_ps(a, c0, b); c1 = _mm256_fmadd_ps(a, c1, b); c2 = _mm256_fmadd_ps(a, c2, b);
-    c3 = _mm256_fmadd_ps(a, c3, b); c4 = _mm256_fmadd_ps(a, c4, b); c5 = _mm256_fmadd_ps(a, c5, b);
-    c6 = _mm256_fmadd_ps(a, c6, b); c7 = _mm256_fmadd_ps(a, c7, b); c8 = _mm256_fmadd_ps(a, c8, b);
-    c9 = _mm256_fmadd_ps(a, c9, b); c10 = _mm256_fmadd_ps(a, c10, b);
+    c0 = _mm256_fmadd_ps(a, c0, b);
+    c1 = _mm256_fmadd_ps(a, c1, b);
+    c2 = _mm256_fmadd_ps(a, c2, b);
+    c3 = _mm256_fmadd_ps(a, c3, b);
+    c4 = _mm256_fmadd_ps(a, c4, b);
+    c5 = _mm256_fmadd_ps(a, c5, b);
+    c6 = _mm256_fmadd_ps(a, c6, b);
+    c7 = _mm256_fmadd_ps(a, c7, b);
+    c8 = _mm256_fmadd_ps(a, c8, b);
+    c9 = _mm256_fmadd_ps(a, c9, b);
+    c10 = _mm256_fmadd_ps(a, c10, b);
     c11 = _mm256_fmadd_ps(a, c11, b);
   }
   __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c0, c1), _mm256_add_ps(c2, c3)),
@@ -99,9 +105,8 @@ double MeasuredReadBandwidth() {
     for (int rep = 0; rep < 3; ++rep) {
       std::atomic<float> sink{0};
       const auto t0 = std::chrono::steady_clock::now();
-      Pool().ParallelFor(n / 32, [&](int64_t b, int64_t e) {
-        sink.store(SumRange(p + b * 32, (e - b) * 32));
-      });
+      Pool().ParallelFor(
+          n / 32, [&](int64_t b, int64_t e) { sink.store(SumRange(p + b * 32, (e - b) * 32)); });
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       best = std::max(best, n * 4.0 / s);
     }
@@ -176,12 +181,19 @@ void BM_SmallModelGemmPass(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   const double s = state.iterations();
-  state.counters["GFLOPs"] = benchmark::Counter(m.flops_per_row * rows * s / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOPs"] =
+      benchmark::Counter(m.flops_per_row * rows * s / 1e9, benchmark::Counter::kIsRate);
   state.counters["GBps"] = benchmark::Counter(m.bytes * s / 1e9, benchmark::Counter::kIsRate);
   state.counters["peak_GFLOPs"] = MeasuredFmaPeak() / 1e9;
   state.counters["peak_GBps"] = MeasuredReadBandwidth() / 1e9;
 }
-BENCHMARK(BM_SmallModelGemmPass)->Arg(1)->Arg(8)->Arg(32)->Arg(128)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_SmallModelGemmPass)
+    ->Arg(1)
+    ->Arg(8)
+    ->Arg(32)
+    ->Arg(128)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // One GEMM shape, ours (packed) vs OpenBLAS sgemm (x W^T, W row-major as checkpoints store it).
 struct Shape {
@@ -234,7 +246,8 @@ void BM_OpenBlasSgemm(benchmark::State& state) {
 
 void GemmShapes(benchmark::internal::Benchmark* b) {
   for (int64_t m : {1, 8, 32, 128}) {
-    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{{1280, 768}, {4096, 768}, {768, 2048}, {32000, 768}}) {
+    for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
+             {1280, 768}, {4096, 768}, {768, 2048}, {32000, 768}}) {
       b->Args({m, n, k});
     }
   }
@@ -322,7 +335,11 @@ void BM_PagedPrefillAttention(benchmark::State& state) {
   state.counters["frac_fma_peak"] =
       benchmark::Counter(f / MeasuredFmaPeak(), benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_PagedPrefillAttention)->Arg(512)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_PagedPrefillAttention)
+    ->Arg(512)
+    ->Arg(2048)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace muse::kernels::cpu

@@ -16,13 +16,13 @@
 
 using namespace muse::kernels;
 
-#define CK(x)                                                                       \
-  do {                                                                              \
-    cudaError_t e_ = (x);                                                           \
-    if (e_ != cudaSuccess) {                                                        \
+#define CK(x)                                                                                 \
+  do {                                                                                        \
+    cudaError_t e_ = (x);                                                                     \
+    if (e_ != cudaSuccess) {                                                                  \
       std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                 \
-    }                                                                               \
+      std::exit(1);                                                                           \
+    }                                                                                         \
   } while (0)
 
 namespace {
@@ -51,7 +51,8 @@ double copy_bandwidth() {
   CK(cudaMalloc(&src, bytes));
   CK(cudaMalloc(&dst, bytes));
   CK(cudaMemset(src, 1, bytes));
-  const float ms = time_ms([&] { CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); }, 20);
+  const float ms =
+      time_ms([&] { CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice)); }, 20);
   cudaFree(src);
   cudaFree(dst);
   return 2.0 * bytes / (ms * 1e-3) / 1e9;  // read + write
@@ -118,7 +119,8 @@ std::vector<int32_t> block_table(int seqs, int blocks_per_seq, size_t pool, std:
 }
 
 void bench_decode(double copy_gbs) {
-  std::printf("\n## decode attention (bf16, d=128, 32 q / 8 kv heads, block 16, shuffled blocks)\n");
+  std::printf(
+      "\n## decode attention (bf16, d=128, 32 q / 8 kv heads, block 16, shuffled blocks)\n");
   std::printf("%6s %7s %10s %10s %9s\n", "batch", "ctx", "us", "GB/s", "vs copy");
   const std::vector<int> batches = {1, 8, 32, 64, 128, 256}, ctxs = {512, 2048, 8192, 32768};
   size_t max_tokens = 0;
@@ -173,7 +175,9 @@ void bench_decode(double copy_gbs) {
 }
 
 void bench_prefill(double gemm) {
-  std::printf("\n## prefill attention (bf16, causal, d=128, 32 q / 8 kv heads, K/V read from the paged cache)\n");
+  std::printf(
+      "\n## prefill attention (bf16, causal, d=128, 32 q / 8 kv heads, K/V read from the paged "
+      "cache)\n");
   std::printf("%6s %6s %10s %9s %10s\n", "seqs", "seqlen", "ms", "TFLOP/s", "vs cuBLAS");
   const int total = 16384;
   std::mt19937 rng(2);
@@ -238,9 +242,10 @@ int main() {
   cudaDeviceGetAttribute(&sm_clock, cudaDevAttrClockRate, 0);
   cudaDeviceGetAttribute(&mem_clock, cudaDevAttrMemoryClockRate, 0);
   cudaDeviceGetAttribute(&bus, cudaDevAttrGlobalMemoryBusWidth, 0);
-  std::printf("machine: %s, %d SMs, sm clock %d MHz, mem clock %d MHz, bus %d bit, %.1f GiB, cc %d.%d\n",
-              prop.name, prop.multiProcessorCount, sm_clock / 1000, mem_clock / 1000, bus,
-              prop.totalGlobalMem / double(1 << 30), prop.major, prop.minor);
+  std::printf(
+      "machine: %s, %d SMs, sm clock %d MHz, mem clock %d MHz, bus %d bit, %.1f GiB, cc %d.%d\n",
+      prop.name, prop.multiProcessorCount, sm_clock / 1000, mem_clock / 1000, bus,
+      prop.totalGlobalMem / double(1 << 30), prop.major, prop.minor);
   const double copy = copy_bandwidth();
   std::printf("copy bandwidth (cudaMemcpy D2D 1 GiB, read+write): %.1f GB/s\n", copy);
   const double gemm = gemm_tflops();

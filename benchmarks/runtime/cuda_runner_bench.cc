@@ -18,14 +18,14 @@
 
 #include "models/testing/presets.h"
 #include "models/testing/random_checkpoint.h"
+#include "src/common/cli.h"
 #include "src/common/logging.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
-#include "src/common/cli.h"
 
 namespace {
 
-using muse::models::Batch;
 using muse::kernels::kKvBlockSize;
+using muse::models::Batch;
 
 double CopyBandwidth() {
   const size_t bytes = 2ull << 30;
@@ -60,8 +60,9 @@ int main(int argc, char** argv) {
   // max_position_embeddings 8192 holds the context plus the 64 positions the KV pool adds.
   app.add_option("--context", context, "tokens in each sequence's KV cache")
       ->check(muse::cli::InRange(1, 8128));
-  app.add_option("--dir", dir, "checkpoint directory, written when it has no model.safetensors "
-                               "(default: /tmp/muse-llama3-8b-shape-<layers>l)");
+  app.add_option("--dir", dir,
+                 "checkpoint directory, written when it has no model.safetensors "
+                 "(default: /tmp/muse-llama3-8b-shape-<layers>l)");
   if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
   muse::InitLogging("info");
   if (dir.empty()) dir = "/tmp/muse-llama3-8b-shape-" + std::to_string(layers) + "l";
@@ -85,9 +86,9 @@ int main(int argc, char** argv) {
   const int max_batch = 64;
   const int blocks_per_seq = (context + 64 + kKvBlockSize - 1) / kKvBlockSize;
   auto r = muse::runtime::CudaModelRunner::Create({.model_dir = dir,
-                                                    .device = "cuda",
-                                                    .dtype = "bfloat16",
-                                                    .num_kv_blocks = max_batch * blocks_per_seq});
+                                                   .device = "cuda",
+                                                   .dtype = "bfloat16",
+                                                   .num_kv_blocks = max_batch * blocks_per_seq});
   if (!r.ok()) {
     std::fprintf(stderr, "runner: %s\n", r.status().ToString().c_str());
     return 1;
@@ -96,7 +97,8 @@ int main(int argc, char** argv) {
   const auto& mc = (*r)->config();
   layers = static_cast<int>(mc.num_hidden_layers);
   const double H = mc.hidden_size, I = mc.intermediate_size, V = mc.vocab_size;
-  const double q_dim = mc.num_attention_heads * mc.head_dim, kv_dim = mc.num_key_value_heads * mc.head_dim;
+  const double q_dim = mc.num_attention_heads * mc.head_dim,
+               kv_dim = mc.num_key_value_heads * mc.head_dim;
   const double per_layer = H * q_dim * 2 + H * kv_dim * 2 + 3 * H * I + 2 * H;
   const double weight_bytes = 2 * (layers * per_layer + H + V * H);
   int dev = 0;
@@ -122,7 +124,8 @@ int main(int argc, char** argv) {
         pre.input_ids.push_back((p * 7919 + s) % c.vocab_size);
         pre.positions.push_back(p);
         pre.slot_mapping.push_back(static_cast<int64_t>(s * blocks_per_seq + p / kKvBlockSize) *
-                                       kKvBlockSize + p % kKvBlockSize);
+                                       kKvBlockSize +
+                                   p % kKvBlockSize);
       }
       pre.logits_indices = {context - 1};
       muse::models::Logits l;
@@ -132,12 +135,14 @@ int main(int argc, char** argv) {
       }
       decode.input_ids.push_back(1 + s);
       decode.positions.push_back(context);
-      decode.slot_mapping.push_back(static_cast<int64_t>(s * blocks_per_seq + context / kKvBlockSize) *
-                                        kKvBlockSize + context % kKvBlockSize);
+      decode.slot_mapping.push_back(
+          static_cast<int64_t>(s * blocks_per_seq + context / kKvBlockSize) * kKvBlockSize +
+          context % kKvBlockSize);
       decode.logits_indices.push_back(s);
       decode.query_start_loc.push_back(s + 1);
       decode.seq_lens.push_back(context + 1);
-      for (int j = 0; j < blocks_per_seq; ++j) decode.block_tables.push_back(s * blocks_per_seq + j);
+      for (int j = 0; j < blocks_per_seq; ++j)
+        decode.block_tables.push_back(s * blocks_per_seq + j);
     }
     muse::models::Logits l;
     auto step = [&] {
@@ -162,7 +167,9 @@ int main(int argc, char** argv) {
     std::printf("| %d | %.3f | %.2f | %.3f | %.3f | %.2f |\n", batch, ms, weight_bytes / 1e9,
                 kv_bytes / 1e9, roof_ms, roof_ms / ms);
   }
-  std::printf("graphs captured: %d (step time includes the host side of Forward: staging, "
-              "upload, graph launch, logits copy)\n", (*r)->num_cuda_graphs());
+  std::printf(
+      "graphs captured: %d (step time includes the host side of Forward: staging, "
+      "upload, graph launch, logits copy)\n",
+      (*r)->num_cuda_graphs());
   return 0;
 }

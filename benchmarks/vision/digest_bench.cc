@@ -3,9 +3,9 @@
 // preprocessing config. The hand-written SHA-256 it replaced was measured against it by this
 // benchmark at commit efd5144 (benchmarks/vision/RESULTS-vision.md).
 //   digest_bench [benchmark flags]
-#include <cstdint>
-
 #include <benchmark/benchmark.h>
+
+#include <cstdint>
 
 #include "src/vision/image_input.h"
 
@@ -44,7 +44,10 @@ void BM_ImageDigest16MP(benchmark::State& state) {
   }
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * im.rgb.size()));
 }
-BENCHMARK(BM_ImageDigest16MP)->Name("ImageDigest16MP/openssl_evp")->Unit(benchmark::kMillisecond)->MinTime(2.0);
+BENCHMARK(BM_ImageDigest16MP)
+    ->Name("ImageDigest16MP/openssl_evp")
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2.0);
 
 }  // namespace
 

@@ -1,16 +1,16 @@
 #include "kernels/cpu/packed_gemm.h"
 
+#include <immintrin.h>
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
-#include <functional>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <vector>
-
-#include <immintrin.h>
-#include <sys/mman.h>
 
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/vec_math.h"
@@ -46,7 +46,7 @@ float* AllocAligned(int64_t count) {
 // pipes when the weights are cache-resident.
 template <int MR>
 __attribute__((target("avx2,fma"))) void MicroKernel(const float* xp, const float* b, int64_t kc,
-                                                      float* acc, bool load, const float* pf) {
+                                                     float* acc, bool load, const float* pf) {
   constexpr int S = MR <= 3 ? 2 : 1;
   __m256 c0[S][MR], c1[S][MR];
 #pragma GCC unroll 6
@@ -94,7 +94,7 @@ __attribute__((target("avx2,fma"))) void MicroKernel(const float* xp, const floa
 }
 
 using KernelFn = void (*)(const float*, const float*, int64_t, float*, bool, const float*);
-constexpr KernelFn kKernels[kMaxRows + 1] = {nullptr,         MicroKernel<1>, MicroKernel<2>,
+constexpr KernelFn kKernels[kMaxRows + 1] = {nullptr,        MicroKernel<1>, MicroKernel<2>,
                                              MicroKernel<3>, MicroKernel<4>, MicroKernel<5>,
                                              MicroKernel<6>};
 
@@ -140,8 +140,8 @@ float* Scratch(int slot, int64_t count) {
 }
 
 // y[0, n) = (accumulate ? y : 0) + t (+ bias), n <= 16.
-__attribute__((target("avx2,fma"))) void StoreTile(const float* t, const float* bias, bool accumulate,
-                                                    int64_t n, float* y) {
+__attribute__((target("avx2,fma"))) void StoreTile(const float* t, const float* bias,
+                                                   bool accumulate, int64_t n, float* y) {
   if (n == kPanel) {
     for (int j = 0; j < kPanel; j += 8) {
       __m256 v = _mm256_loadu_ps(t + j);
@@ -160,7 +160,7 @@ __attribute__((target("avx2,fma"))) void StoreTile(const float* t, const float* 
 
 // y[0, n) = silu(g) * u = g / (1 + exp(-g)) * u, n <= 16.
 __attribute__((target("avx2,fma"))) void StoreSwiGlu(const float* g, const float* u, int64_t n,
-                                                      float* y) {
+                                                     float* y) {
   if (n == kPanel) {
     const __m256 one = _mm256_set1_ps(1.0f);
     for (int j = 0; j < kPanel; j += 8) {
@@ -172,7 +172,6 @@ __attribute__((target("avx2,fma"))) void StoreSwiGlu(const float* g, const float
   }
   for (int64_t j = 0; j < n; ++j) y[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
 }
-
 
 // The threads pack x's row tiles together, meet, then take `units` (panels or panel pairs) in
 // chunks from a shared counter: dynamic hand-out keeps both vCPUs busy when one is slowed by its

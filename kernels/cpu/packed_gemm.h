@@ -54,7 +54,7 @@ struct GemmArgs {
   const float* x = nullptr;  // [m, k], row stride ldx
   int64_t m = 0;
   int64_t ldx = 0;
-  float* y = nullptr;        // [m, n], row stride ldy
+  float* y = nullptr;  // [m, n], row stride ldy
   int64_t ldy = 0;
   const float* bias = nullptr;  // [n] or null
   bool accumulate = false;      // y += x W^T (fuses a residual add) instead of y = x W^T

@@ -28,7 +28,8 @@ MUSE_AVX2 inline float Dot(const float* a, const float* b, int64_t n) {
     s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
     s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), s1);
   }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
+  for (; i + 8 <= n; i += 8)
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), s0);
   float s = HorizontalSum(_mm256_add_ps(s0, s1));
   for (; i < n; ++i) s += a[i] * b[i];
   return s;
@@ -97,14 +98,29 @@ MUSE_AVX2 inline void AccumulateRunAny(const float* p, int64_t run, const float*
   int64_t d = 0;
   for (; d + 64 <= w; d += 64) AccumulateRun<8>(p, run, v + d, stride, acc + d);
   switch ((w - d) / 8) {
-    case 7: AccumulateRun<7>(p, run, v + d, stride, acc + d); break;
-    case 6: AccumulateRun<6>(p, run, v + d, stride, acc + d); break;
-    case 5: AccumulateRun<5>(p, run, v + d, stride, acc + d); break;
-    case 4: AccumulateRun<4>(p, run, v + d, stride, acc + d); break;
-    case 3: AccumulateRun<3>(p, run, v + d, stride, acc + d); break;
-    case 2: AccumulateRun<2>(p, run, v + d, stride, acc + d); break;
-    case 1: AccumulateRun<1>(p, run, v + d, stride, acc + d); break;
-    default: break;
+    case 7:
+      AccumulateRun<7>(p, run, v + d, stride, acc + d);
+      break;
+    case 6:
+      AccumulateRun<6>(p, run, v + d, stride, acc + d);
+      break;
+    case 5:
+      AccumulateRun<5>(p, run, v + d, stride, acc + d);
+      break;
+    case 4:
+      AccumulateRun<4>(p, run, v + d, stride, acc + d);
+      break;
+    case 3:
+      AccumulateRun<3>(p, run, v + d, stride, acc + d);
+      break;
+    case 2:
+      AccumulateRun<2>(p, run, v + d, stride, acc + d);
+      break;
+    case 1:
+      AccumulateRun<1>(p, run, v + d, stride, acc + d);
+      break;
+    default:
+      break;
   }
   for (d += (w - d) / 8 * 8; d < w; ++d) {
     for (int64_t j = 0; j < run; ++j) acc[d] += p[j] * v[j * stride + d];
@@ -215,7 +231,8 @@ void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
   std::vector<Item> items;
   for (int s = 0; s < a.num_seqs; ++s) {
     const int64_t b = a.query_start_loc[s], e = a.query_start_loc[s + 1];
-    for (int64_t t = b; t < e; t += kQueryTile) items.push_back({s, t, std::min(e, t + kQueryTile)});
+    for (int64_t t = b; t < e; t += kQueryTile)
+      items.push_back({s, t, std::min(e, t + kQueryTile)});
   }
   const int64_t nH = a.num_heads, D = a.head_dim;
   const int threads = pool.num_threads();
@@ -238,7 +255,8 @@ void PagedAttention(const PagedAttentionArgs& a, ThreadPool& pool) {
       const Item& it = items[w / parts];
       const int64_t part = w % parts;
       const auto [lo, hi] = Visible(a, it.seq, it.q_begin);
-      const int64_t c_lo = lo + (hi - lo) * part / parts, c_hi = lo + (hi - lo) * (part + 1) / parts;
+      const int64_t c_lo = lo + (hi - lo) * part / parts,
+                    c_hi = lo + (hi - lo) * (part + 1) / parts;
       float* acc = partial.data() + w * acc_size;
       AttendRange(a, it.seq, it.q_begin, c_lo, c_hi, scores, acc, acc + nH * D, acc + nH * (D + 1));
     });

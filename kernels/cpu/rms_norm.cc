@@ -20,8 +20,8 @@ MUSE_AVX2 void RmsNormRow(const float* x, const float* w, int64_t n, float eps, 
   const __m256 rv = _mm256_set1_ps(r);
   i = 0;
   for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i,
-                     _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), rv)));
+    _mm256_storeu_ps(
+        y + i, _mm256_mul_ps(_mm256_loadu_ps(w + i), _mm256_mul_ps(_mm256_loadu_ps(x + i), rv)));
   }
   for (; i < n; ++i) y[i] = w[i] * (x[i] * r);
 }

@@ -13,16 +13,16 @@ namespace muse::kernels {
 
 // ---- decode: one query token per sequence, split-K flash-decoding ----
 struct PagedDecodeParams {
-  void* out;                   // out: [num_seqs, num_heads, head_dim]
-  const void* q;               // q: [num_seqs, num_heads, head_dim]
-  const void* k_cache;         // k_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
-  const void* v_cache;         // v_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
-  const int32_t* block_tables; // block_tables: [num_seqs, max_blocks_per_seq]
-  const int32_t* seq_lens;     // seq_lens: [num_seqs] context length incl. the query token
+  void* out;                    // out: [num_seqs, num_heads, head_dim]
+  const void* q;                // q: [num_seqs, num_heads, head_dim]
+  const void* k_cache;          // k_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
+  const void* v_cache;          // v_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
+  const int32_t* block_tables;  // block_tables: [num_seqs, max_blocks_per_seq]
+  const int32_t* seq_lens;      // seq_lens: [num_seqs] context length incl. the query token
   int num_seqs = 0;
   int num_heads = 0;
-  int num_kv_heads = 0;        // num_heads % num_kv_heads == 0 (GQA group = ratio)
-  int head_dim = 0;            // 64, 80, 96, 128
+  int num_kv_heads = 0;  // num_heads % num_kv_heads == 0 (GQA group = ratio)
+  int head_dim = 0;      // 64, 80, 96, 128
   int max_blocks_per_seq = 0;
   int max_seq_len = 0;         // host-side upper bound of seq_lens (sizes the split)
   float scale = 0.f;           // softmax scale, usually 1/sqrt(head_dim)
@@ -41,21 +41,21 @@ cudaError_t launch_paged_decode_attention(const PagedDecodeParams& p, cudaStream
 // index seq_lens[i] - q_len_i + j and attends to context indices <= that (and, with a window,
 // > that - sliding_window). bf16 / fp16 only (mma.sync tensor cores).
 struct PagedPrefillParams {
-  void* out;                      // out: [num_tokens, num_heads, head_dim], row stride out_stride
-  const void* q;                  // q: [num_tokens, num_heads, head_dim], row stride q_stride
-  const void* k_cache;            // k_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
-  const void* v_cache;            // v_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
-  const int32_t* query_start_loc; // query_start_loc: [num_seqs + 1]
-  const int32_t* seq_lens;        // seq_lens: [num_seqs] context length after the step
-  const int32_t* block_tables;    // block_tables: [num_seqs, max_blocks_per_seq]
+  void* out;                       // out: [num_tokens, num_heads, head_dim], row stride out_stride
+  const void* q;                   // q: [num_tokens, num_heads, head_dim], row stride q_stride
+  const void* k_cache;             // k_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
+  const void* v_cache;             // v_cache: [num_blocks, kKvBlockSize, num_kv_heads, head_dim]
+  const int32_t* query_start_loc;  // query_start_loc: [num_seqs + 1]
+  const int32_t* seq_lens;         // seq_lens: [num_seqs] context length after the step
+  const int32_t* block_tables;     // block_tables: [num_seqs, max_blocks_per_seq]
   int num_seqs = 0;
   int num_heads = 0;
   int num_kv_heads = 0;
-  int head_dim = 0;               // 64, 80, 96, 128
+  int head_dim = 0;  // 64, 80, 96, 128
   int max_blocks_per_seq = 0;
-  int max_query_len = 0;          // host-side max of q_len (sizes the grid)
-  int64_t q_stride = 0;           // 0 = num_heads * head_dim
-  int64_t out_stride = 0;         // 0 = num_heads * head_dim
+  int max_query_len = 0;   // host-side max of q_len (sizes the grid)
+  int64_t q_stride = 0;    // 0 = num_heads * head_dim
+  int64_t out_stride = 0;  // 0 = num_heads * head_dim
   float scale = 0.f;
   int sliding_window = 0;
   DType dtype = DType::kBFloat16;

@@ -5,10 +5,10 @@
 
 namespace muse::kernels::decode {
 
-inline constexpr int kThreads = 128;          // 4 warps per CTA
+inline constexpr int kThreads = 128;  // 4 warps per CTA
 inline constexpr int kWarps = kThreads / 32;
-inline constexpr int kMaxGroup = 8;           // query heads per CTA; larger GQA groups use more CTAs
-inline constexpr int kMaxPartition = 512;     // tokens per CTA; sizes the logits buffer in smem
+inline constexpr int kMaxGroup = 8;        // query heads per CTA; larger GQA groups use more CTAs
+inline constexpr int kMaxPartition = 512;  // tokens per CTA; sizes the logits buffer in smem
 inline constexpr int kMinPartition = 64;
 
 // Halve the partition until the grid has ~2 CTAs per SM: a batch-1 decode must still spread its

@@ -12,13 +12,13 @@
 namespace muse::kernels {
 
 struct GemmParams {
-  void* y;           // y: [m, n] row-major, dtype (or fp32 when y_fp32)
-  const void* x;     // x: [m, k] row-major, dtype
-  const void* w;     // w: [n, k] row-major, dtype (a Linear layer's weight, HF layout)
+  void* y;        // y: [m, n] row-major, dtype (or fp32 when y_fp32)
+  const void* x;  // x: [m, k] row-major, dtype
+  const void* w;  // w: [n, k] row-major, dtype (a Linear layer's weight, HF layout)
   int64_t m = 0;
   int64_t n = 0;
   int64_t k = 0;
-  bool y_fp32 = false;  // write fp32 (logits) instead of dtype
+  bool y_fp32 = false;             // write fp32 (logits) instead of dtype
   DType dtype = DType::kBFloat16;  // bf16 or fp16
 };
 

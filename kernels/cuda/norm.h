@@ -8,11 +8,11 @@
 namespace muse::kernels {
 
 struct RmsNormParams {
-  void* out;            // out: [num_tokens, hidden] (may alias input)
-  const void* input;    // input: [num_tokens, hidden]
-  void* residual;       // residual: [num_tokens, hidden]; nullptr = plain RMSNorm. Fused mode:
-                        //   residual <- input + residual (rounded to dtype), out <- rmsnorm(residual)
-  const void* weight;   // weight: [hidden]
+  void* out;          // out: [num_tokens, hidden] (may alias input)
+  const void* input;  // input: [num_tokens, hidden]
+  void* residual;     // residual: [num_tokens, hidden]; nullptr = plain RMSNorm. Fused mode:
+                      //   residual <- input + residual (rounded to dtype), out <- rmsnorm(residual)
+  const void* weight;  // weight: [hidden]
   int num_tokens = 0;
   int hidden = 0;
   float eps = 1e-6f;

@@ -23,7 +23,7 @@ using namespace decode;
 
 template <int D>
 struct DecodeShape {
-  static constexpr int kChunks = D / 8;                     // 8, 10, 12, 16
+  static constexpr int kChunks = D / 8;  // 8, 10, 12, 16
   static constexpr int kLanesPerToken = kChunks <= 8 ? 8 : 16;
   static constexpr int kTokensPerStep = 32 / kLanesPerToken;
   static constexpr int kSteps = kKvBlockSize / kTokensPerStep;
@@ -93,8 +93,8 @@ __global__ void __launch_bounds__(kThreads)
   if (begin >= end) {  // nothing to attend in this partition (or empty context)
     if (split) {
       if (threadIdx.x < gn) {
-        const size_t row = (static_cast<size_t>(seq) * p.num_heads + h0 + threadIdx.x) *
-                               num_partitions + part;
+        const size_t row =
+            (static_cast<size_t>(seq) * p.num_heads + h0 + threadIdx.x) * num_partitions + part;
         ws_max[row] = -INFINITY;
         ws_sum[row] = 0.f;
       }

@@ -55,8 +55,8 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
   const int gr = lane >> 2, tq = lane & 3;
 
   // ---- Q tile -> smem -> A fragments ----
-  const T* qg = static_cast<const T*>(p.q) + static_cast<int64_t>(q_begin + tile0) * p.q_stride +
-                head * D;
+  const T* qg =
+      static_cast<const T*>(p.q) + static_cast<int64_t>(q_begin + tile0) * p.q_stride + head * D;
   for (int i = threadIdx.x; i < kBM * kC; i += kThreads) {
     const int r = i / kC, c = i % kC;
     uint4 v = make_uint4(0, 0, 0, 0);
@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
   const float scale_log2 = p.scale * 1.4426950408889634f;
   const int cq0 = cached + tile0 + warp * 16 + gr;  // context index of this thread's rows
   const int cq1 = cq0 + 8;
-  const int last = cached + tile0 + rows - 1;       // last context index the tile needs
+  const int last = cached + tile0 + rows - 1;  // last context index the tile needs
   const int first = p.sliding_window > 0 ? max(0, cached + tile0 - p.sliding_window + 1) : 0;
   const int64_t row_stride = static_cast<int64_t>(p.num_kv_heads) * D;
   const int32_t* bt = p.block_tables + static_cast<int64_t>(seq) * p.max_blocks_per_seq;
@@ -98,8 +98,10 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
       const int kv = kv0 + t;
       uint4 kw = make_uint4(0, 0, 0, 0), vw = make_uint4(0, 0, 0, 0);
       if (kv <= last) {
-        const int64_t off = (static_cast<int64_t>(bt[kv / kKvBlockSize]) * kKvBlockSize +
-                             kv % kKvBlockSize) * row_stride + c * 8;
+        const int64_t off =
+            (static_cast<int64_t>(bt[kv / kKvBlockSize]) * kKvBlockSize + kv % kKvBlockSize) *
+                row_stride +
+            c * 8;
         kw = *reinterpret_cast<const uint4*>(kg + off);
         vw = *reinterpret_cast<const uint4*>(vg + off);
       }
@@ -117,7 +119,8 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
       s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
       const T* k0 = sK + (n * 8 + gr) * L::kKS + tq * 2;
 #pragma unroll
-      for (int kc = 0; kc < kKC; ++kc) mma_16816<T>(s[n], qf[kc], ld32(k0 + kc * 16), ld32(k0 + kc * 16 + 8));
+      for (int kc = 0; kc < kKC; ++kc)
+        mma_16816<T>(s[n], qf[kc], ld32(k0 + kc * 16), ld32(k0 + kc * 16 + 8));
     }
 
     // mask + online softmax (base-2, scaled)
@@ -187,8 +190,8 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
   }
   const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
   const int r0 = warp * 16 + gr, r1 = r0 + 8;
-  T* og = static_cast<T*>(p.out) + static_cast<int64_t>(q_begin + tile0) * p.out_stride +
-          head * D + tq * 2;
+  T* og = static_cast<T*>(p.out) + static_cast<int64_t>(q_begin + tile0) * p.out_stride + head * D +
+          tq * 2;
 #pragma unroll
   for (int n = 0; n < kNO; ++n) {
     if (r0 < rows)
@@ -203,9 +206,9 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
 template <typename T, int D>
 cudaError_t launch_prefill(const PagedPrefillParams& p, cudaStream_t stream) {
   const size_t smem = PrefillSmem<D>::kElems * sizeof(T);
-  cudaError_t err = cudaFuncSetAttribute(paged_prefill_kernel<T, D>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         static_cast<int>(smem));
+  cudaError_t err =
+      cudaFuncSetAttribute(paged_prefill_kernel<T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                           static_cast<int>(smem));
   if (err != cudaSuccess) return err;
   const dim3 grid((p.max_query_len + kBM - 1) / kBM, p.num_heads, p.num_seqs);
   paged_prefill_kernel<T, D><<<grid, kThreads, smem, stream>>>(p);

@@ -71,11 +71,15 @@ cudaError_t launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
     const int threads = std::clamp((p.hidden / per_thread + 31) / 32 * 32, 32, 1024);
     const dim3 grid(p.num_tokens);
     if (p.residual) {
-      if (vec) rms_norm_kernel<T, true, true><<<grid, threads, 0, stream>>>(p);
-      else rms_norm_kernel<T, true, false><<<grid, threads, 0, stream>>>(p);
+      if (vec)
+        rms_norm_kernel<T, true, true><<<grid, threads, 0, stream>>>(p);
+      else
+        rms_norm_kernel<T, true, false><<<grid, threads, 0, stream>>>(p);
     } else {
-      if (vec) rms_norm_kernel<T, false, true><<<grid, threads, 0, stream>>>(p);
-      else rms_norm_kernel<T, false, false><<<grid, threads, 0, stream>>>(p);
+      if (vec)
+        rms_norm_kernel<T, false, true><<<grid, threads, 0, stream>>>(p);
+      else
+        rms_norm_kernel<T, false, false><<<grid, threads, 0, stream>>>(p);
     }
     return cudaGetLastError();
   });

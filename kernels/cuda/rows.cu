@@ -1,6 +1,5 @@
-#include "kernels/cuda/rows.h"
-
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/rows.h"
 #include "kernels/cuda/static_switch.h"
 
 namespace muse::kernels {

@@ -28,7 +28,7 @@ struct AddBiasParams {
   const void* bias;  // bias: [cols]
   int num_rows = 0;
   int cols = 0;
-  int64_t ld = 0;    // 0 = cols
+  int64_t ld = 0;  // 0 = cols
   DType dtype = DType::kBFloat16;
 };
 

@@ -31,10 +31,10 @@ __device__ __forceinline__ uint4 philox4x32_10(uint4 c, uint2 k) {
 
 // Gumbel(0,1) noise for token i of a row; u in (0,1) with 24-bit resolution.
 __device__ __forceinline__ float gumbel(uint64_t seed, uint64_t step, int i) {
-  const uint4 r = philox4x32_10(
-      make_uint4(static_cast<uint32_t>(i), static_cast<uint32_t>(step),
-                 static_cast<uint32_t>(step >> 32), 0u),
-      make_uint2(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)));
+  const uint4 r =
+      philox4x32_10(make_uint4(static_cast<uint32_t>(i), static_cast<uint32_t>(step),
+                               static_cast<uint32_t>(step >> 32), 0u),
+                    make_uint2(static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)));
   const float u = (static_cast<float>(r.x >> 8) + 0.5f) * (1.0f / 16777216.0f);
   return -logf(-logf(u));
 }
@@ -124,8 +124,10 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(SamplingParams p) {
         const uint32_t mid = lo + static_cast<uint32_t>((static_cast<uint64_t>(hi - lo) + 1) / 2);
         int c = 0;
         for (int i = threadIdx.x; i < V; i += kThreads) c += order_key(clean(x[i])) >= mid;
-        if (block_sum_int(c, iscratch) >= top_k) lo = mid;
-        else hi = mid - 1;
+        if (block_sum_int(c, iscratch) >= top_k)
+          lo = mid;
+        else
+          hi = mid - 1;
       }
       tau = lo;
     }
@@ -144,8 +146,10 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(SamplingParams p) {
       uint32_t lo = tau, hi = order_key(xmax);
       while (lo < hi) {
         const uint32_t mid = lo + static_cast<uint32_t>((static_cast<uint64_t>(hi - lo) + 1) / 2);
-        if (mass(mid) >= target) lo = mid;
-        else hi = mid - 1;
+        if (mass(mid) >= target)
+          lo = mid;
+        else
+          hi = mid - 1;
       }
       tau = lo;
     }

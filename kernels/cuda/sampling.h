@@ -15,15 +15,15 @@
 namespace muse::kernels {
 
 struct SamplingParams {
-  const float* logits;        // logits: [num_rows, vocab], row stride logits_stride
-  int32_t* out_ids;           // out_ids: [num_rows]
-  float* out_logprobs;        // out_logprobs: [num_rows] log_softmax(raw logits)[id]; nullable
-  const float* temperature;   // temperature: [num_rows]; 0 = greedy
-  const int32_t* top_k;       // top_k: [num_rows]; <= 0 or >= vocab = off; nullable
-  const float* top_p;         // top_p: [num_rows]; >= 1 = off; nullable
-  const float* min_p;         // min_p: [num_rows]; <= 0 = off; nullable
-  const uint64_t* seeds;      // seeds: [num_rows]
-  const uint64_t* steps;      // steps: [num_rows] per-request counter (e.g. tokens generated so far)
+  const float* logits;       // logits: [num_rows, vocab], row stride logits_stride
+  int32_t* out_ids;          // out_ids: [num_rows]
+  float* out_logprobs;       // out_logprobs: [num_rows] log_softmax(raw logits)[id]; nullable
+  const float* temperature;  // temperature: [num_rows]; 0 = greedy
+  const int32_t* top_k;      // top_k: [num_rows]; <= 0 or >= vocab = off; nullable
+  const float* top_p;        // top_p: [num_rows]; >= 1 = off; nullable
+  const float* min_p;        // min_p: [num_rows]; <= 0 = off; nullable
+  const uint64_t* seeds;     // seeds: [num_rows]
+  const uint64_t* steps;     // steps: [num_rows] per-request counter (e.g. tokens generated so far)
   int num_rows = 0;
   int vocab = 0;
   int64_t logits_stride = 0;  // 0 = vocab

@@ -42,8 +42,10 @@ cudaError_t launch_silu_and_mul(const SiluAndMulParams& p, cudaStream_t stream) 
     constexpr int kThreads = 256;
     const int elems = vec ? 8 : 1;
     const dim3 grid(p.num_tokens, (p.inter + kThreads * elems - 1) / (kThreads * elems));
-    if (vec) silu_and_mul_kernel<T, true><<<grid, kThreads, 0, stream>>>(p);
-    else silu_and_mul_kernel<T, false><<<grid, kThreads, 0, stream>>>(p);
+    if (vec)
+      silu_and_mul_kernel<T, true><<<grid, kThreads, 0, stream>>>(p);
+    else
+      silu_and_mul_kernel<T, false><<<grid, kThreads, 0, stream>>>(p);
     return cudaGetLastError();
   });
 }

@@ -9,61 +9,61 @@
 
 #include "kernels/dtype.h"
 
-#define MUSE_DTYPE_SWITCH(DT, T, ...)                                  \
-  [&]() -> cudaError_t {                                               \
-    switch (DT) {                                                      \
-      case ::muse::kernels::DType::kFloat32: {                         \
-        using T = float;                                               \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-      case ::muse::kernels::DType::kFloat16: {                         \
-        using T = __half;                                              \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-      case ::muse::kernels::DType::kBFloat16: {                        \
-        using T = __nv_bfloat16;                                       \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-    }                                                                  \
-    return cudaErrorNotSupported;                                      \
+#define MUSE_DTYPE_SWITCH(DT, T, ...)           \
+  [&]() -> cudaError_t {                        \
+    switch (DT) {                               \
+      case ::muse::kernels::DType::kFloat32: {  \
+        using T = float;                        \
+        return __VA_ARGS__();                   \
+      }                                         \
+      case ::muse::kernels::DType::kFloat16: {  \
+        using T = __half;                       \
+        return __VA_ARGS__();                   \
+      }                                         \
+      case ::muse::kernels::DType::kBFloat16: { \
+        using T = __nv_bfloat16;                \
+        return __VA_ARGS__();                   \
+      }                                         \
+    }                                           \
+    return cudaErrorNotSupported;               \
   }()
 
 // 16-bit types only (tensor-core kernels).
-#define MUSE_HALF_DTYPE_SWITCH(DT, T, ...)                             \
-  [&]() -> cudaError_t {                                               \
-    switch (DT) {                                                      \
-      case ::muse::kernels::DType::kFloat16: {                         \
-        using T = __half;                                              \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-      case ::muse::kernels::DType::kBFloat16: {                        \
-        using T = __nv_bfloat16;                                       \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-      default:                                                         \
-        return cudaErrorNotSupported;                                  \
-    }                                                                  \
+#define MUSE_HALF_DTYPE_SWITCH(DT, T, ...)      \
+  [&]() -> cudaError_t {                        \
+    switch (DT) {                               \
+      case ::muse::kernels::DType::kFloat16: {  \
+        using T = __half;                       \
+        return __VA_ARGS__();                   \
+      }                                         \
+      case ::muse::kernels::DType::kBFloat16: { \
+        using T = __nv_bfloat16;                \
+        return __VA_ARGS__();                   \
+      }                                         \
+      default:                                  \
+        return cudaErrorNotSupported;           \
+    }                                           \
   }()
 
-#define MUSE_HEADDIM_SWITCH(HD, KD, ...)                               \
-  [&]() -> cudaError_t {                                               \
-    switch (HD) {                                                      \
-      case 64: {                                                       \
-        constexpr int KD = 64;                                         \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-      case 80: {                                                       \
-        constexpr int KD = 80;                                         \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-      case 96: {                                                       \
-        constexpr int KD = 96;                                         \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-      case 128: {                                                      \
-        constexpr int KD = 128;                                        \
-        return __VA_ARGS__();                                          \
-      }                                                                \
-    }                                                                  \
-    return cudaErrorNotSupported;                                      \
+#define MUSE_HEADDIM_SWITCH(HD, KD, ...) \
+  [&]() -> cudaError_t {                 \
+    switch (HD) {                        \
+      case 64: {                         \
+        constexpr int KD = 64;           \
+        return __VA_ARGS__();            \
+      }                                  \
+      case 80: {                         \
+        constexpr int KD = 80;           \
+        return __VA_ARGS__();            \
+      }                                  \
+      case 96: {                         \
+        constexpr int KD = 96;           \
+        return __VA_ARGS__();            \
+      }                                  \
+      case 128: {                        \
+        constexpr int KD = 128;          \
+        return __VA_ARGS__();            \
+      }                                  \
+    }                                    \
+    return cudaErrorNotSupported;        \
   }()

@@ -1,13 +1,13 @@
 #include "models/llama/llama_aten_model.h"
 
-#include <cmath>
-
 #include <ATen/ATen.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
+#include "models/batch.h"
 #include "models/llama/llama_weights.h"
 #include "models/rope.h"
-#include "models/batch.h"
 
 namespace muse::models {
 namespace {
@@ -27,10 +27,9 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LlamaAtenModel>> LlamaAtenModel::Load(const Checkpoint& ckpt,
-                                                            at::ScalarType dtype,
-                                                            at::Device device,
-                                                            const std::string& weight_prefix) {
+absl::StatusOr<std::unique_ptr<LlamaAtenModel>> LlamaAtenModel::Load(
+    const Checkpoint& ckpt, at::ScalarType dtype, at::Device device,
+    const std::string& weight_prefix) {
   auto m = std::unique_ptr<LlamaAtenModel>(new LlamaAtenModel());
   m->config_ = ckpt.config();
   m->dtype_ = dtype;
@@ -46,7 +45,8 @@ absl::StatusOr<std::unique_ptr<LlamaAtenModel>> LlamaAtenModel::Load(const Check
     ASSIGN_OR_RETURN(std::vector<float> f, ReadFloat32(ckpt, w));
     std::vector<int64_t> shape = w.parts[0].shape;
     shape[0] = w.rows();
-    return at::from_blob(f.data(), shape, at::kFloat).to(opts, /*non_blocking=*/false, /*copy=*/true);
+    return at::from_blob(f.data(), shape, at::kFloat)
+        .to(opts, /*non_blocking=*/false, /*copy=*/true);
   };
   ASSIGN_OR_RETURN(m->embed_, load(spec.embed));
   ASSIGN_OR_RETURN(m->final_norm_, load(spec.final_norm));
@@ -72,7 +72,9 @@ absl::StatusOr<std::unique_ptr<LlamaAtenModel>> LlamaAtenModel::Load(const Check
   return m;
 }
 
-at::Tensor LlamaAtenModel::Embed(const at::Tensor& ids) const { return embed_.index_select(0, ids); }
+at::Tensor LlamaAtenModel::Embed(const at::Tensor& ids) const {
+  return embed_.index_select(0, ids);
+}
 
 at::Tensor LlamaAtenModel::RmsNorm(const at::Tensor& x, const at::Tensor& weight) const {
   // As HF: normalise in fp32, cast back, then scale.
@@ -95,9 +97,9 @@ at::Tensor ApplyRope(const at::Tensor& x, const at::Tensor& cos, const at::Tenso
 }  // namespace
 
 at::Tensor LlamaAtenModel::Attention(const LlamaLayerWeights& w, const at::Tensor& x,
-                                 const at::Tensor& cos, const at::Tensor& sin,
-                                 const AttentionMeta& meta, at::Tensor& k_cache,
-                                 at::Tensor& v_cache) const {
+                                     const at::Tensor& cos, const at::Tensor& sin,
+                                     const AttentionMeta& meta, at::Tensor& k_cache,
+                                     at::Tensor& v_cache) const {
   const int64_t T = x.size(0);
   const int64_t nH = config_.num_attention_heads, nKV = config_.num_key_value_heads;
   const int64_t D = config_.head_dim, g = nH / nKV;
@@ -152,8 +154,8 @@ at::Tensor LlamaAtenModel::Attention(const LlamaLayerWeights& w, const at::Tenso
 }
 
 at::Tensor LlamaAtenModel::Forward(at::Tensor h, const at::Tensor& positions,
-                               const AttentionMeta& meta, std::vector<at::Tensor>& k_caches,
-                               std::vector<at::Tensor>& v_caches) const {
+                                   const AttentionMeta& meta, std::vector<at::Tensor>& k_caches,
+                                   std::vector<at::Tensor>& v_caches) const {
   // cos/sin computed per step in fp32 as HF does (positions x inv_freq), then cast.
   at::Tensor freqs = positions.to(at::kFloat).unsqueeze(1) * inv_freq_.unsqueeze(0);  // [T, D/2]
   at::Tensor cos = freqs.cos().to(dtype_).unsqueeze(1);

@@ -4,11 +4,11 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "models/llama/llama_weights.h"
-#include "models/rope.h"
+#include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"
-#include "kernels/cpu/paged_attention.h"
+#include "models/llama/llama_weights.h"
+#include "models/rope.h"
 
 namespace muse::models {
 namespace {
@@ -21,8 +21,9 @@ void Grow(std::vector<float>& v, int64_t n) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<LlamaCpuModel>> LlamaCpuModel::Load(
-    const Checkpoint& ckpt, const std::string& weight_prefix, int threads) {
+absl::StatusOr<std::unique_ptr<LlamaCpuModel>> LlamaCpuModel::Load(const Checkpoint& ckpt,
+                                                                   const std::string& weight_prefix,
+                                                                   int threads) {
   auto m = std::unique_ptr<LlamaCpuModel>(new LlamaCpuModel(threads));
   const ModelConfig& c = ckpt.config();
   m->config_ = c;
@@ -142,8 +143,7 @@ void LlamaCpuModel::Forward(const models::Batch& b, const std::vector<float*>& k
                     l.o_proj, pool_);
     cpu::RmsNorm(h_.data(), H, l.post_norm.data(), T, H, eps, xn_.data(), H, pool_);
     cpu::PackedGemmSwiGlu({xn_.data(), T, H, act_.data(), I}, l.gate_up, pool_);
-    cpu::PackedGemm({act_.data(), T, I, h_.data(), H, nullptr, /*accumulate=*/true}, l.down,
-                    pool_);
+    cpu::PackedGemm({act_.data(), T, I, h_.data(), H, nullptr, /*accumulate=*/true}, l.down, pool_);
   }
 
   const int64_t R = static_cast<int64_t>(b.logits_indices.size());

@@ -12,11 +12,11 @@
 #include <memory>
 #include <vector>
 
-#include "models/checkpoint.h"
-#include "src/common/status.h"
-#include "models/batch.h"
 #include "kernels/cpu/packed_gemm.h"
 #include "kernels/cpu/thread_pool.h"
+#include "models/batch.h"
+#include "models/checkpoint.h"
+#include "src/common/status.h"
 
 namespace muse::models {
 

@@ -97,7 +97,7 @@ std::array<size_t, CudaActivations::kCount> LlamaCudaModel::ActivationBytes(int6
   const size_t e = k::dtype_size(dtype_);
   auto b = [&](int64_t elems) { return static_cast<size_t>(elems) * e; };
   // h, x, qkv, qdec, attn, o_out, gu, act
-  return {b(t * H), b(t * H), b(t * qkv_width()), b(t * qd),
+  return {b(t * H),  b(t * H), b(t * qkv_width()), b(t * qd),
           b(t * qd), b(t * H), b(t * 2 * I),       b(t * I)};
 }
 

@@ -23,7 +23,7 @@ namespace muse::models {
 
 // Geometry of one step (the runner pads decode steps to a graph's shape).
 struct CudaStepShape {
-  int tokens = 0;         // rows of every activation this step
+  int tokens = 0;  // rows of every activation this step
   int seqs = 0;
   int rows = 0;           // logits rows
   bool decode = false;    // every sequence has exactly one new token
@@ -46,17 +46,17 @@ struct CudaStepMeta {
 // Device buffers of one step, each sized by LlamaCudaModel::ActivationBytes (runtime dtype).
 struct CudaActivations {
   static constexpr int kCount = 8;
-  void* h = nullptr;       // h: [tokens, H] residual stream
-  void* x = nullptr;       // x: [tokens, H] normed input of the next GEMM
-  void* qkv = nullptr;     // qkv: [tokens, (nH + 2 nKV) D] fused projections
-  void* qdec = nullptr;    // qdec: [tokens, nH D] dense q for the decode kernel
-  void* attn = nullptr;    // attn: [tokens, nH D] attention output
-  void* o_out = nullptr;   // o_out: [tokens, H] o_proj / down_proj output
-  void* gu = nullptr;      // gu: [tokens, 2 I] gate | up
-  void* act = nullptr;     // act: [tokens, I] silu(gate) * up
+  void* h = nullptr;      // h: [tokens, H] residual stream
+  void* x = nullptr;      // x: [tokens, H] normed input of the next GEMM
+  void* qkv = nullptr;    // qkv: [tokens, (nH + 2 nKV) D] fused projections
+  void* qdec = nullptr;   // qdec: [tokens, nH D] dense q for the decode kernel
+  void* attn = nullptr;   // attn: [tokens, nH D] attention output
+  void* o_out = nullptr;  // o_out: [tokens, H] o_proj / down_proj output
+  void* gu = nullptr;     // gu: [tokens, 2 I] gate | up
+  void* act = nullptr;    // act: [tokens, I] silu(gate) * up
   // Logits rows, sized for `rows`.
-  void* rows = nullptr;    // rows: [rows, H] final-normed hidden of the logits rows
-  float* logits = nullptr; // logits: [rows, V] fp32
+  void* rows = nullptr;              // rows: [rows, H] final-normed hidden of the logits rows
+  float* logits = nullptr;           // logits: [rows, V] fp32
   void* decode_workspace = nullptr;  // split-K partials, DecodeWorkspaceBytes(shape)
   size_t decode_workspace_bytes = 0;
 };

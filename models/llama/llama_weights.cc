@@ -25,7 +25,8 @@ LlamaWeightSpec MakeLlamaWeightSpec(const ModelConfig& c, const std::string& pre
   const int64_t H = c.hidden_size, I = c.intermediate_size, V = c.vocab_size;
   const int64_t q = c.num_attention_heads * c.head_dim;
   const int64_t kv = c.num_key_value_heads * c.head_dim;
-  // HF's LlamaAttention gives o_proj a bias when attention_bias is set; Qwen2's o_proj never has one.
+  // HF's LlamaAttention gives o_proj a bias when attention_bias is set; Qwen2's o_proj never has
+  // one.
   const bool o_bias = c.arch == Arch::kLlama && c.attention_bias;
   auto one = [](std::string name, std::vector<int64_t> shape) {
     return FusedWeight{{CheckpointTensor{std::move(name), std::move(shape)}}};
@@ -47,7 +48,8 @@ LlamaWeightSpec MakeLlamaWeightSpec(const ModelConfig& c, const std::string& pre
     l.o_proj = one(p + "self_attn.o_proj.weight", {H, q});
     if (o_bias) l.o_bias = one(p + "self_attn.o_proj.bias", {H});
     l.post_norm = one(p + "post_attention_layernorm.weight", {H});
-    l.gate_up = FusedWeight{{{p + "mlp.gate_proj.weight", {I, H}}, {p + "mlp.up_proj.weight", {I, H}}}};
+    l.gate_up =
+        FusedWeight{{{p + "mlp.gate_proj.weight", {I, H}}, {p + "mlp.up_proj.weight", {I, H}}}};
     l.down = one(p + "mlp.down_proj.weight", {H, I});
     s.layers.push_back(std::move(l));
   }

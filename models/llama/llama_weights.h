@@ -27,8 +27,8 @@ struct FusedWeight {
   std::vector<CheckpointTensor> parts;
 
   bool present() const { return !parts.empty(); }
-  int64_t rows() const;      // sum of the parts' first dimensions
-  int64_t numel() const;     // elements of the fused weight
+  int64_t rows() const;   // sum of the parts' first dimensions
+  int64_t numel() const;  // elements of the fused weight
 };
 
 struct LlamaLayerSpec {
@@ -44,7 +44,7 @@ struct LlamaLayerSpec {
 };
 
 struct LlamaWeightSpec {
-  FusedWeight embed;       // [V, H]
+  FusedWeight embed;  // [V, H]
   std::vector<LlamaLayerSpec> layers;
   FusedWeight final_norm;  // [H]
   FusedWeight lm_head;     // [V, H]; absent when tie_word_embeddings (the embedding is the head)

@@ -31,7 +31,7 @@ struct ImageEncoderOptions {
 };
 
 // Loads the vision tower and projector of the LLaVA checkpoint in `model_dir`.
-absl::StatusOr<std::unique_ptr<ImageEncoder>> CreateImageEncoder(const std::string& model_dir,
-                                                                 const ImageEncoderOptions& options);
+absl::StatusOr<std::unique_ptr<ImageEncoder>> CreateImageEncoder(
+    const std::string& model_dir, const ImageEncoderOptions& options);
 
 }  // namespace muse::models::llava

@@ -38,11 +38,13 @@ absl::StatusOr<VisionConfig> ParseVision(const json& j) {
   if (model_type == "clip_vision_model") {
     // transformers' LlavaConfig default vision tower when vision_config is absent is ViT-L/14-336;
     // a given clip_vision_model config falls back to CLIPVisionConfig's defaults.
-    if (!j.empty()) v = VisionConfig{VisionArch::kClip, 768, 3072, 12, 12, 3, 224, 32, 1e-5, "quick_gelu"};
+    if (!j.empty())
+      v = VisionConfig{VisionArch::kClip, 768, 3072, 12, 12, 3, 224, 32, 1e-5, "quick_gelu"};
   } else if (model_type == "siglip_vision_model") {
     v = VisionConfig{VisionArch::kSiglip, 768, 3072, 12, 12, 3, 224, 16, 1e-6, "gelu_pytorch_tanh"};
   } else {
-    return KeyError(w + "model_type", absl::StrCat("'", model_type, "' is not supported "
+    return KeyError(w + "model_type", absl::StrCat("'", model_type,
+                                                   "' is not supported "
                                                    "(clip_vision_model, siglip_vision_model)"));
   }
   RETURN_IF_ERROR(GetInt(j, "hidden_size", w, &v.hidden_size));
@@ -53,26 +55,33 @@ absl::StatusOr<VisionConfig> ParseVision(const json& j) {
   RETURN_IF_ERROR(GetInt(j, "image_size", w, &v.image_size));
   RETURN_IF_ERROR(GetInt(j, "patch_size", w, &v.patch_size));
   if (Has(j, "layer_norm_eps")) {
-    if (!j.at("layer_norm_eps").is_number()) return KeyError(w + "layer_norm_eps", "must be a number");
+    if (!j.at("layer_norm_eps").is_number())
+      return KeyError(w + "layer_norm_eps", "must be a number");
     v.layer_norm_eps = j.at("layer_norm_eps").get<double>();
   }
   if (Has(j, "hidden_act")) {
     if (!j.at("hidden_act").is_string()) return KeyError(w + "hidden_act", "must be a string");
     v.hidden_act = j.at("hidden_act").get<std::string>();
   }
-  for (auto [val, key] : {std::pair{v.hidden_size, "hidden_size"}, {v.intermediate_size, "intermediate_size"},
-                          {v.num_hidden_layers, "num_hidden_layers"}, {v.num_attention_heads, "num_attention_heads"},
-                          {v.image_size, "image_size"}, {v.patch_size, "patch_size"}}) {
+  for (auto [val, key] : {std::pair{v.hidden_size, "hidden_size"},
+                          {v.intermediate_size, "intermediate_size"},
+                          {v.num_hidden_layers, "num_hidden_layers"},
+                          {v.num_attention_heads, "num_attention_heads"},
+                          {v.image_size, "image_size"},
+                          {v.patch_size, "patch_size"}}) {
     RETURN_IF_ERROR(Positive(val, w + key));
   }
   if (v.num_channels != 3) return KeyError(w + "num_channels", "must be 3 (RGB)");
   if (v.hidden_size % v.num_attention_heads != 0) {
-    return KeyError(w + "hidden_size", absl::StrCat("(", v.hidden_size, ") must be divisible by num_attention_heads (",
-                                                    v.num_attention_heads, ")"));
+    return KeyError(w + "hidden_size",
+                    absl::StrCat("(", v.hidden_size, ") must be divisible by num_attention_heads (",
+                                 v.num_attention_heads, ")"));
   }
   if (v.patch_size > v.image_size) return KeyError(w + "patch_size", "must not exceed image_size");
-  if (v.hidden_act != "quick_gelu" && v.hidden_act != "gelu_pytorch_tanh" && v.hidden_act != "gelu") {
-    return KeyError(w + "hidden_act", absl::StrCat("'", v.hidden_act, "' is not supported "
+  if (v.hidden_act != "quick_gelu" && v.hidden_act != "gelu_pytorch_tanh" &&
+      v.hidden_act != "gelu") {
+    return KeyError(w + "hidden_act", absl::StrCat("'", v.hidden_act,
+                                                   "' is not supported "
                                                    "(quick_gelu, gelu_pytorch_tanh, gelu)"));
   }
   return v;
@@ -84,23 +93,40 @@ absl::StatusOr<ModelConfig> ParseText(json t) {
   if (!t.is_object()) return KeyError("text_config", "must be an object");
   std::string model_type = "llama";
   if (Has(t, "model_type")) {
-    if (!t.at("model_type").is_string()) return KeyError("text_config.model_type", "must be a string");
+    if (!t.at("model_type").is_string())
+      return KeyError("text_config.model_type", "must be a string");
     model_type = t.at("model_type").get<std::string>();
   }
   json d;
   if (model_type == "llama") {
-    d = {{"architectures", {"LlamaForCausalLM"}}, {"vocab_size", 32000}, {"hidden_size", 4096},
-         {"intermediate_size", 11008}, {"num_hidden_layers", 32}, {"num_attention_heads", 32},
-         {"max_position_embeddings", 2048}, {"rms_norm_eps", 1e-6}};
+    d = {{"architectures", {"LlamaForCausalLM"}},
+         {"vocab_size", 32000},
+         {"hidden_size", 4096},
+         {"intermediate_size", 11008},
+         {"num_hidden_layers", 32},
+         {"num_attention_heads", 32},
+         {"max_position_embeddings", 2048},
+         {"rms_norm_eps", 1e-6}};
   } else if (model_type == "mistral") {
-    d = {{"architectures", {"MistralForCausalLM"}}, {"vocab_size", 32000}, {"hidden_size", 4096},
-         {"intermediate_size", 14336}, {"num_hidden_layers", 32}, {"num_attention_heads", 32},
-         {"num_key_value_heads", 8}, {"max_position_embeddings", 131072}, {"rms_norm_eps", 1e-6},
+    d = {{"architectures", {"MistralForCausalLM"}},
+         {"vocab_size", 32000},
+         {"hidden_size", 4096},
+         {"intermediate_size", 14336},
+         {"num_hidden_layers", 32},
+         {"num_attention_heads", 32},
+         {"num_key_value_heads", 8},
+         {"max_position_embeddings", 131072},
+         {"rms_norm_eps", 1e-6},
          {"sliding_window", 4096}};
   } else if (model_type == "qwen2") {
-    d = {{"architectures", {"Qwen2ForCausalLM"}}, {"vocab_size", 151936}, {"hidden_size", 4096},
-         {"intermediate_size", 22016}, {"num_hidden_layers", 32}, {"num_attention_heads", 32},
-         {"max_position_embeddings", 32768}, {"rms_norm_eps", 1e-6}};
+    d = {{"architectures", {"Qwen2ForCausalLM"}},
+         {"vocab_size", 151936},
+         {"hidden_size", 4096},
+         {"intermediate_size", 22016},
+         {"num_hidden_layers", 32},
+         {"num_attention_heads", 32},
+         {"max_position_embeddings", 32768},
+         {"rms_norm_eps", 1e-6}};
   } else {
     return KeyError("text_config.model_type",
                     absl::StrCat("'", model_type, "' is not supported (llama, mistral, qwen2)"));
@@ -119,12 +145,14 @@ absl::StatusOr<ModelConfig> ParseText(json t) {
 
 absl::StatusOr<LlavaConfig> ParseObject(const json& j) {
   if (!j.is_object()) return absl::InvalidArgumentError("config.json: top level must be an object");
-  if (!Has(j, "architectures") || !j.at("architectures").is_array() || j.at("architectures").empty() ||
+  if (!Has(j, "architectures") || !j.at("architectures").is_array() ||
+      j.at("architectures").empty() ||
       j.at("architectures")[0] != "LlavaForConditionalGeneration") {
     return KeyError("architectures", "must be [\"LlavaForConditionalGeneration\"]");
   }
   LlavaConfig c;
-  ASSIGN_OR_RETURN(c.vision, ParseVision(Has(j, "vision_config") ? j.at("vision_config") : json::object()));
+  ASSIGN_OR_RETURN(c.vision,
+                   ParseVision(Has(j, "vision_config") ? j.at("vision_config") : json::object()));
   ASSIGN_OR_RETURN(c.text, ParseText(Has(j, "text_config") ? j.at("text_config") : json::object()));
   // LLaVA checkpoints inherit the decoder's torch_dtype at the top level.
   if (c.text.torch_dtype.empty() && Has(j, "torch_dtype") && j.at("torch_dtype").is_string()) {
@@ -134,9 +162,10 @@ absl::StatusOr<LlavaConfig> ParseObject(const json& j) {
   RETURN_IF_ERROR(GetInt(j, "image_token_id", "", &c.image_token_index));
   RETURN_IF_ERROR(GetInt(j, "image_token_index", "", &c.image_token_index));
   if (c.image_token_index < 0 || c.image_token_index >= c.text.vocab_size) {
-    return KeyError("image_token_index", absl::StrCat("(", c.image_token_index,
-                                                      ") must be a token id below text_config.vocab_size (",
-                                                      c.text.vocab_size, ")"));
+    return KeyError("image_token_index",
+                    absl::StrCat("(", c.image_token_index,
+                                 ") must be a token id below text_config.vocab_size (",
+                                 c.text.vocab_size, ")"));
   }
   if (Has(j, "vision_feature_layer")) {
     if (j.at("vision_feature_layer").is_array()) {
@@ -146,9 +175,9 @@ absl::StatusOr<LlavaConfig> ParseObject(const json& j) {
   }
   const int64_t L = c.vision.num_hidden_layers;
   if (c.vision_feature_layer < -(L + 1) || c.vision_feature_layer > L) {
-    return KeyError("vision_feature_layer", absl::StrCat("(", c.vision_feature_layer,
-                                                         ") must index hidden_states of ", L + 1,
-                                                         " entries"));
+    return KeyError("vision_feature_layer",
+                    absl::StrCat("(", c.vision_feature_layer, ") must index hidden_states of ",
+                                 L + 1, " entries"));
   }
   if (Has(j, "vision_feature_select_strategy")) {
     if (!j.at("vision_feature_select_strategy").is_string()) {
@@ -157,18 +186,22 @@ absl::StatusOr<LlavaConfig> ParseObject(const json& j) {
     c.vision_feature_select_strategy = j.at("vision_feature_select_strategy").get<std::string>();
   }
   if (c.vision_feature_select_strategy != "default" && c.vision_feature_select_strategy != "full") {
-    return KeyError("vision_feature_select_strategy",
-                    absl::StrCat("'", c.vision_feature_select_strategy, "' is not one of default, full"));
+    return KeyError(
+        "vision_feature_select_strategy",
+        absl::StrCat("'", c.vision_feature_select_strategy, "' is not one of default, full"));
   }
   if (Has(j, "projector_hidden_act")) {
-    if (!j.at("projector_hidden_act").is_string()) return KeyError("projector_hidden_act", "must be a string");
+    if (!j.at("projector_hidden_act").is_string())
+      return KeyError("projector_hidden_act", "must be a string");
     c.projector_hidden_act = j.at("projector_hidden_act").get<std::string>();
   }
   if (c.projector_hidden_act != "gelu") {
-    return KeyError("projector_hidden_act", absl::StrCat("'", c.projector_hidden_act, "' is not supported (gelu)"));
+    return KeyError("projector_hidden_act",
+                    absl::StrCat("'", c.projector_hidden_act, "' is not supported (gelu)"));
   }
   if (Has(j, "multimodal_projector_bias")) {
-    if (!j.at("multimodal_projector_bias").is_boolean()) return KeyError("multimodal_projector_bias", "must be a boolean");
+    if (!j.at("multimodal_projector_bias").is_boolean())
+      return KeyError("multimodal_projector_bias", "must be a boolean");
     c.multimodal_projector_bias = j.at("multimodal_projector_bias").get<bool>();
   }
   if (c.num_image_tokens() <= 0) {
@@ -203,7 +236,8 @@ absl::StatusOr<LlavaConfig> LoadLlavaConfig(const std::string& model_dir) {
   ASSIGN_OR_RETURN(std::string text, muse::ReadFile(model_dir + "/config.json"));
   auto c = ParseLlavaConfig(text);
   if (!c.ok()) {
-    return absl::InvalidArgumentError(absl::StrCat(model_dir, "/config.json: ", c.status().message()));
+    return absl::InvalidArgumentError(
+        absl::StrCat(model_dir, "/config.json: ", c.status().message()));
   }
   return c;
 }

@@ -3,15 +3,13 @@
 // Plain C++, no libtorch.
 #pragma once
 
-#include <memory>
-
-#include "models/checkpoint.h"
-
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "models/checkpoint.h"
 #include "models/model_config.h"
 #include "src/common/status.h"
 
@@ -31,7 +29,9 @@ struct VisionConfig {
   double layer_norm_eps = 1e-5;
   std::string hidden_act = "quick_gelu";  // quick_gelu | gelu_pytorch_tanh | gelu
 
-  int64_t grid() const { return image_size / patch_size; }  // patches per side (conv drops the rest)
+  int64_t grid() const {
+    return image_size / patch_size;
+  }  // patches per side (conv drops the rest)
   int64_t num_patches() const { return grid() * grid(); }
   bool has_class_token() const { return arch == VisionArch::kClip; }
   int64_t num_positions() const { return num_patches() + (has_class_token() ? 1 : 0); }

@@ -1,10 +1,10 @@
 #include "models/llava/llava_vision.h"
 
-#include <cmath>
-#include <cstring>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+
+#include <cmath>
+#include <cstring>
 
 #include "models/checkpoint.h"
 #include "models/cpu_threads.h"
@@ -30,12 +30,18 @@ at::Tensor Activation(const at::Tensor& x, const std::string& act) {
 
 at::ScalarType ToScalarType(DType d) {
   switch (d) {
-    case DType::kFloat32: return at::kFloat;
-    case DType::kFloat16: return at::kHalf;
-    case DType::kBFloat16: return at::kBFloat16;
-    case DType::kInt64: return at::kLong;
-    case DType::kInt32: return at::kInt;
-    case DType::kUInt8: return at::kByte;
+    case DType::kFloat32:
+      return at::kFloat;
+    case DType::kFloat16:
+      return at::kHalf;
+    case DType::kBFloat16:
+      return at::kBFloat16;
+    case DType::kInt64:
+      return at::kLong;
+    case DType::kInt32:
+      return at::kInt;
+    case DType::kUInt8:
+      return at::kByte;
   }
   return at::kFloat;
 }
@@ -111,13 +117,16 @@ at::Tensor LlavaVision::Embeddings(const at::Tensor& pixels) const {
   const int64_t N = pixels.size(0), g = v.grid(), p = v.patch_size, C = v.num_channels;
   // The stride-p convolution as a GEMM over unfolded patches; it ignores a remainder < p.
   at::Tensor x = pixels.to(dtype_).narrow(2, 0, g * p).narrow(3, 0, g * p);
-  at::Tensor patches = x.reshape({N, C, g, p, g, p}).permute({0, 2, 4, 1, 3, 5}).reshape({N * g * g, C * p * p});
+  at::Tensor patches =
+      x.reshape({N, C, g, p, g, p}).permute({0, 2, 4, 1, 3, 5}).reshape({N * g * g, C * p * p});
   at::Tensor h = (patch_b_.defined() ? at::addmm(patch_b_, patches, patch_w_.t())
                                      : at::mm(patches, patch_w_.t()))
                      .view({N, g * g, v.hidden_size});
-  if (class_emb_.defined()) h = at::cat({class_emb_.view({1, 1, -1}).expand({N, 1, v.hidden_size}), h}, 1);
+  if (class_emb_.defined())
+    h = at::cat({class_emb_.view({1, 1, -1}).expand({N, 1, v.hidden_size}), h}, 1);
   h = h + pos_emb_.unsqueeze(0);
-  if (pre_ln_w_.defined()) h = at::layer_norm(h, {v.hidden_size}, pre_ln_w_, pre_ln_b_, v.layer_norm_eps);
+  if (pre_ln_w_.defined())
+    h = at::layer_norm(h, {v.hidden_size}, pre_ln_w_, pre_ln_b_, v.layer_norm_eps);
   return h;
 }
 
@@ -181,7 +190,8 @@ absl::StatusOr<std::vector<std::vector<float>>> AtenImageEncoder::EncodeBatch(
 namespace {
 
 // Keeps the checkpoint's mapping alive only while loading: every tensor is copied.
-absl::StatusOr<std::unique_ptr<ImageEncoder>> LoadEncoder(const std::string& dir, at::ScalarType dtype) {
+absl::StatusOr<std::unique_ptr<ImageEncoder>> LoadEncoder(const std::string& dir,
+                                                          at::ScalarType dtype) {
   ASSIGN_OR_RETURN(LlavaConfig config, LoadLlavaConfig(dir));
   ASSIGN_OR_RETURN(auto ckpt, Checkpoint::Open(dir, config.text));
   const auto opts = at::TensorOptions().dtype(dtype);
@@ -208,7 +218,8 @@ absl::StatusOr<std::unique_ptr<ImageEncoder>> CreateImageEncoder(const std::stri
   } else if (o.dtype == "float16" || o.dtype == "fp16") {
     dtype = at::kHalf;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("dtype: '", o.dtype, "' is not one of float32, bfloat16, float16"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("dtype: '", o.dtype, "' is not one of float32, bfloat16, float16"));
   }
   if (o.num_threads > 0) ConfigureCpuThreads(o.num_threads);
   return LoadEncoder(model_dir, dtype);

@@ -2,12 +2,12 @@
 // Internal header (includes ATen); the server uses image_encoder.h.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <ATen/core/Tensor.h>
 
 #include "models/llava/image_encoder.h"
 #include "models/llava/llava_config.h"
@@ -15,18 +15,18 @@
 namespace muse::models::llava {
 
 struct VisionLayerWeights {
-  at::Tensor ln1_w, ln1_b;    // [H]
-  at::Tensor qkv_w;           // [3H, H]   q, k, v rows fused
-  at::Tensor qkv_b;           // [3H]
-  at::Tensor out_w, out_b;    // [H, H], [H]
-  at::Tensor ln2_w, ln2_b;    // [H]
-  at::Tensor fc1_w, fc1_b;    // [I, H], [I]
-  at::Tensor fc2_w, fc2_b;    // [H, I], [H]
+  at::Tensor ln1_w, ln1_b;  // [H]
+  at::Tensor qkv_w;         // [3H, H]   q, k, v rows fused
+  at::Tensor qkv_b;         // [3H]
+  at::Tensor out_w, out_b;  // [H, H], [H]
+  at::Tensor ln2_w, ln2_b;  // [H]
+  at::Tensor fc1_w, fc1_b;  // [I, H], [I]
+  at::Tensor fc2_w, fc2_b;  // [H, I], [H]
 };
 
 // Returns the named tensor (checked against `shape`) as a tensor of the model's dtype/device.
-using TensorGetter =
-    std::function<absl::StatusOr<at::Tensor>(const std::string& name, const std::vector<int64_t>& shape)>;
+using TensorGetter = std::function<absl::StatusOr<at::Tensor>(const std::string& name,
+                                                              const std::vector<int64_t>& shape)>;
 
 struct VisionOptions {
   // HF takes LLaVA features from hidden_states, which never include post_layernorm. Set to apply
@@ -53,17 +53,17 @@ class LlavaVision {
   at::Tensor Encode(const at::Tensor& pixel_values) const;
 
  private:
-  at::Tensor Embeddings(const at::Tensor& pixel_values) const;     // [N, positions, Hv]
+  at::Tensor Embeddings(const at::Tensor& pixel_values) const;  // [N, positions, Hv]
   at::Tensor Layer(const VisionLayerWeights& w, const at::Tensor& h) const;
 
   LlavaConfig config_;
   VisionOptions options_;
   at::ScalarType dtype_;
   at::Device device_ = at::kCPU;
-  at::Tensor patch_w_;        // [Hv, 3 * p * p]
-  at::Tensor patch_b_;        // [Hv] (SigLIP) or undefined
-  at::Tensor class_emb_;      // [Hv] (CLIP) or undefined
-  at::Tensor pos_emb_;        // [positions, Hv]
+  at::Tensor patch_w_;                // [Hv, 3 * p * p]
+  at::Tensor patch_b_;                // [Hv] (SigLIP) or undefined
+  at::Tensor class_emb_;              // [Hv] (CLIP) or undefined
+  at::Tensor pos_emb_;                // [positions, Hv]
   at::Tensor pre_ln_w_, pre_ln_b_;    // CLIP only
   at::Tensor post_ln_w_, post_ln_b_;  // only with post_layernorm_on_last_layer at the last layer
   std::vector<VisionLayerWeights> layers_;  // only the layers the feature layer needs

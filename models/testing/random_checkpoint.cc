@@ -6,16 +6,15 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <numbers>
 #include <regex>
 
-#include <nlohmann/json.hpp>
-
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
-#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 #include "models/half.h"
+#include "models/llama/llama_weights.h"
 
 namespace muse::models {
 namespace {
@@ -94,7 +93,8 @@ void Encode(const float* in, size_t n, DType dtype, std::vector<uint8_t>* out) {
     return;
   }
   auto* dst = reinterpret_cast<uint16_t*>(out->data());
-  for (size_t i = 0; i < n; ++i) dst[i] = dtype == DType::kBFloat16 ? FloatToBf16(in[i]) : FloatToF16(in[i]);
+  for (size_t i = 0; i < n; ++i)
+    dst[i] = dtype == DType::kBFloat16 ? FloatToBf16(in[i]) : FloatToF16(in[i]);
 }
 
 absl::Status WriteText(const std::string& path, const std::string& text) {
@@ -108,7 +108,8 @@ absl::Status WriteText(const std::string& path, const std::string& text) {
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("rename ", tmp, " -> ", path, ": ", ec.message()));
   return absl::OkStatus();
 }
 
@@ -173,10 +174,14 @@ absl::StatusOr<DType> DTypeFromTorchName(const std::string& name) {
 
 const char* TorchDTypeName(DType dtype) {
   switch (dtype) {
-    case DType::kFloat32: return "float32";
-    case DType::kBFloat16: return "bfloat16";
-    case DType::kFloat16: return "float16";
-    default: return "unsupported";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kBFloat16:
+      return "bfloat16";
+    case DType::kFloat16:
+      return "float16";
+    default:
+      return "unsupported";
   }
 }
 
@@ -194,8 +199,8 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomCheckpoint(
 
   const auto expected = ExpectedDecoderTensors(config);
   if (options.num_shards < 1 || static_cast<size_t>(options.num_shards) > expected.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("shards must be between 1 and ",
-                                                   expected.size(), ", got ", options.num_shards));
+    return absl::InvalidArgumentError(absl::StrCat("shards must be between 1 and ", expected.size(),
+                                                   ", got ", options.num_shards));
   }
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -231,9 +236,9 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomCheckpoint(
   const auto shards = SplitIntoShards(sizes, options.num_shards);
   json weight_map = json::object();
   for (size_t s = 0; s < shards.size(); ++s) {
-    const std::string file =
-        shards.size() == 1 ? "model.safetensors"
-                           : absl::StrFormat("model-%05d-of-%05d.safetensors", s + 1, shards.size());
+    const std::string file = shards.size() == 1 ? "model.safetensors"
+                                                : absl::StrFormat("model-%05d-of-%05d.safetensors",
+                                                                  s + 1, shards.size());
     std::vector<TensorSpec> specs;
     for (size_t i : shards[s]) {
       specs.push_back({expected[i].first, options.dtype, expected[i].second});

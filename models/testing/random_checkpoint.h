@@ -14,7 +14,7 @@ namespace muse::models {
 struct RandomCheckpointOptions {
   uint64_t seed = 0;
   DType dtype = DType::kFloat32;  // kF32, kBF16 or kF16
-  int num_shards = 1;         // > 1 writes model-0000i-of-0000N.safetensors + index.json
+  int num_shards = 1;             // > 1 writes model-0000i-of-0000N.safetensors + index.json
 };
 
 struct WrittenFile {
@@ -26,9 +26,8 @@ struct WrittenFile {
 // into `dir` (created if needed; earlier weight files there are replaced). config.torch_dtype
 // is set from options.dtype. A tensor's values depend only on the seed and its name, so the
 // same seed gives the same weights whatever the dtype rounding or sharding.
-absl::StatusOr<std::vector<WrittenFile>> WriteRandomCheckpoint(const std::string& dir,
-                                                               const ModelConfig& config,
-                                                               const RandomCheckpointOptions& options);
+absl::StatusOr<std::vector<WrittenFile>> WriteRandomCheckpoint(
+    const std::string& dir, const ModelConfig& config, const RandomCheckpointOptions& options);
 
 // The float32 values WriteRandomCheckpoint stores for `name` (before dtype rounding):
 // norms 1 + 0.1 * N(0,1), everything else 0.02 * N(0,1).

@@ -6,9 +6,9 @@
 #include <fstream>
 
 #include "absl/strings/match.h"
-#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 #include "models/half.h"
+#include "models/llama/llama_weights.h"
 
 namespace muse::models::llava {
 namespace {
@@ -45,13 +45,15 @@ void Encode(const float* in, size_t n, DType dtype, std::vector<uint8_t>* out) {
     return;
   }
   auto* dst = reinterpret_cast<uint16_t*>(out->data());
-  for (size_t i = 0; i < n; ++i) dst[i] = dtype == DType::kBFloat16 ? FloatToBf16(in[i]) : FloatToF16(in[i]);
+  for (size_t i = 0; i < n; ++i)
+    dst[i] = dtype == DType::kBFloat16 ? FloatToBf16(in[i]) : FloatToF16(in[i]);
 }
 
 }  // namespace
 
 std::vector<float> RandomVisionTensorValues(const std::string& name, int64_t numel, uint64_t seed) {
-  std::vector<float> v = RandomTensorValues(name, numel, seed);  // 0.02 * N(0,1) unless *norm.weight
+  std::vector<float> v =
+      RandomTensorValues(name, numel, seed);  // 0.02 * N(0,1) unless *norm.weight
   if (IsLayerNormWeight(name) && !absl::EndsWith(name, "norm.weight")) {
     for (float& x : v) x = 1.0f + 5.0f * x;
   }
@@ -61,7 +63,8 @@ std::vector<float> RandomVisionTensorValues(const std::string& name, int64_t num
 absl::StatusOr<std::vector<WrittenFile>> WriteRandomLlavaCheckpoint(
     const std::string& dir, const LlavaConfig& config_in,
     const vision::PreprocessorConfig& preprocessor, const RandomCheckpointOptions& options) {
-  if (options.dtype != DType::kFloat32 && options.dtype != DType::kBFloat16 && options.dtype != DType::kFloat16) {
+  if (options.dtype != DType::kFloat32 && options.dtype != DType::kBFloat16 &&
+      options.dtype != DType::kFloat16) {
     return absl::InvalidArgumentError("random checkpoints are float32, bfloat16 or float16");
   }
   LlavaConfig config = config_in;
@@ -81,10 +84,13 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomLlavaCheckpoint(
     return absl::OkStatus();
   };
   RETURN_IF_ERROR(add_text("config.json", config_text));
-  RETURN_IF_ERROR(add_text("preprocessor_config.json", vision::PreprocessorConfigToJson(preprocessor)));
+  RETURN_IF_ERROR(
+      add_text("preprocessor_config.json", vision::PreprocessorConfigToJson(preprocessor)));
   std::string gen = "{\n  \"_from_model_config\": true,\n";
-  if (config.text.bos_token_id >= 0) gen += absl::StrCat("  \"bos_token_id\": ", config.text.bos_token_id, ",\n");
-  if (!config.text.eos_token_ids.empty()) gen += absl::StrCat("  \"eos_token_id\": ", config.text.eos_token_ids[0], ",\n");
+  if (config.text.bos_token_id >= 0)
+    gen += absl::StrCat("  \"bos_token_id\": ", config.text.bos_token_id, ",\n");
+  if (!config.text.eos_token_ids.empty())
+    gen += absl::StrCat("  \"eos_token_id\": ", config.text.eos_token_ids[0], ",\n");
   gen += "  \"transformers_version\": \"4.44.0\"\n}\n";
   RETURN_IF_ERROR(add_text("generation_config.json", gen));
 
@@ -93,7 +99,8 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomLlavaCheckpoint(
   for (const auto& [name, shape] : ExpectedDecoderTensors(config.text)) {
     tensors.push_back({{kDecoderPrefix + name, options.dtype, shape}, name});
   }
-  for (const auto& list : {ExpectedVisionTensors(config, /*all=*/true), ExpectedProjectorTensors(config)}) {
+  for (const auto& list :
+       {ExpectedVisionTensors(config, /*all=*/true), ExpectedProjectorTensors(config)}) {
     for (const auto& [name, shape] : list) tensors.push_back({{name, options.dtype, shape}, ""});
   }
   std::sort(tensors.begin(), tensors.end(),
@@ -158,8 +165,8 @@ absl::StatusOr<LlavaConfig> LlavaPreset(const std::string& name, const ModelConf
     c.image_token_index = 32000;
     return c;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("unknown LLaVA preset '", name,
-                                                   "' (llava-tiny, llava-tiny-siglip, llava-1.5-7b-shape)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown LLaVA preset '", name, "' (llava-tiny, llava-tiny-siglip, llava-1.5-7b-shape)"));
   }
   // The tiny decoders' vocabularies are large; the image token is the last id, as llava-hf adds it.
   c.image_token_index = c.text.vocab_size - 1;

@@ -17,8 +17,8 @@ namespace muse::models::llava {
 // LLaVA directory and a text-only directory can be compared weight for weight.
 // Vision/projector tensors: 0.02 * N(0,1); LayerNorm weights 1 + 0.1 * N(0,1).
 absl::StatusOr<std::vector<WrittenFile>> WriteRandomLlavaCheckpoint(
-    const std::string& dir, const LlavaConfig& config, const vision::PreprocessorConfig& preprocessor,
-    const RandomCheckpointOptions& options);
+    const std::string& dir, const LlavaConfig& config,
+    const vision::PreprocessorConfig& preprocessor, const RandomCheckpointOptions& options);
 
 // The float32 values written for a vision/projector tensor.
 std::vector<float> RandomVisionTensorValues(const std::string& name, int64_t numel, uint64_t seed);

@@ -4,6 +4,7 @@
 // flag declarations and the benchmarks share it.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cstdint>
 #include <iostream>
@@ -12,8 +13,6 @@
 #include <optional>
 #include <sstream>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 namespace muse::cli {
 
@@ -61,7 +60,8 @@ class HelpFormatter : public CLI::Formatter {
 inline void ConfigureApp(CLI::App& app) {
   app.formatter(std::make_shared<HelpFormatter>());
   // A repeated flag takes its last value (`$DEFAULT_ARGS --layers 3`); lists collect them all.
-  app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.option_defaults()->always_capture_default()->multi_option_policy(
+      CLI::MultiOptionPolicy::TakeLast);
   app.failure_message([](const CLI::App* a, const CLI::Error& e) {
     std::string msg = e.what();
     if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {

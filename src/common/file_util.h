@@ -2,9 +2,8 @@
 // reports errors that name the path. (Weights are mmapped by models/safetensors, not read here.)
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "src/common/status.h"
 

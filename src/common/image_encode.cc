@@ -33,7 +33,7 @@ unsigned char* ZlibCompress(unsigned char* data, int data_len, int* out_len, int
 #define STB_IMAGE_WRITE_STATIC  // private copy: no stbi_* symbols leave this file
 #define STBI_WRITE_NO_STDIO
 #pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"     // the BMP/TGA/HDR writers
+#pragma GCC diagnostic ignored "-Wunused-function"  // the BMP/TGA/HDR writers
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
 #include <stb/stb_image_write.h>
 #pragma GCC diagnostic pop
@@ -42,12 +42,14 @@ namespace muse {
 namespace {
 
 [[noreturn]] void Die(const char* what, int width, int height, int channels) {
-  std::fprintf(stderr, "muse: image encode of %dx%dx%d failed: %s\n", width, height, channels, what);
+  std::fprintf(stderr, "muse: image encode of %dx%dx%d failed: %s\n", width, height, channels,
+               what);
   std::abort();
 }
 
 void CheckShape(std::span<const uint8_t> pixels, int width, int height, int channels) {
-  if (width < 0 || height < 0 || channels < 1 || channels > 4) Die("bad shape", width, height, channels);
+  if (width < 0 || height < 0 || channels < 1 || channels > 4)
+    Die("bad shape", width, height, channels);
   if (pixels.size() != static_cast<size_t>(width) * height * channels) {
     Die("pixel count is not width * height * channels", width, height, channels);
   }
@@ -59,7 +61,8 @@ void Append(void* ctx, void* data, int size) {
 
 }  // namespace
 
-std::string EncodePng(std::span<const uint8_t> pixels, int width, int height, int channels, int zlib_level) {
+std::string EncodePng(std::span<const uint8_t> pixels, int width, int height, int channels,
+                      int zlib_level) {
   CheckShape(pixels, width, height, channels);
   if (zlib_level < 0 || zlib_level > 9) Die("zlib level not in 0-9", width, height, channels);
   t_zlib_level = zlib_level;
@@ -73,7 +76,8 @@ std::string EncodePng(std::span<const uint8_t> pixels, int width, int height, in
   return out;
 }
 
-std::string EncodeJpeg(std::span<const uint8_t> pixels, int width, int height, int channels, int quality) {
+std::string EncodeJpeg(std::span<const uint8_t> pixels, int width, int height, int channels,
+                       int quality) {
   CheckShape(pixels, width, height, channels);
   if (width == 0 || height == 0) Die("JPEG cannot be zero-sized", width, height, channels);
   std::string out;

@@ -2,9 +2,9 @@
 // Logs go to stderr so that a binary's stdout holds only its results (`cmd > out`).
 #pragma once
 
-#include <string_view>
-
 #include <spdlog/spdlog.h>
+
+#include <string_view>
 
 namespace muse {
 

@@ -9,10 +9,10 @@
 #define MUSE_CONCAT_(a, b) MUSE_CONCAT_INNER_(a, b)
 
 // Returns from the enclosing function if `expr` (an absl::Status) is not OK.
-#define RETURN_IF_ERROR(expr)                  \
-  do {                                         \
-    ::absl::Status _muse_st = (expr);          \
-    if (!_muse_st.ok()) return _muse_st;       \
+#define RETURN_IF_ERROR(expr)            \
+  do {                                   \
+    ::absl::Status _muse_st = (expr);    \
+    if (!_muse_st.ok()) return _muse_st; \
   } while (0)
 
 // `ASSIGN_OR_RETURN(auto x, MakeX());` unwraps an absl::StatusOr or returns its status.

@@ -49,7 +49,8 @@ void BuildBatch(const std::vector<ScheduledSeq>& scheduled, models::Batch* batch
     for (int pos = start; pos < end; ++pos) {
       b.input_ids.push_back(seq.tokens[pos]);
       b.positions.push_back(pos);
-      b.slot_mapping.push_back(static_cast<int64_t>(seq.block_table[pos / kernels::kKvBlockSize]) * kernels::kKvBlockSize +
+      b.slot_mapping.push_back(static_cast<int64_t>(seq.block_table[pos / kernels::kKvBlockSize]) *
+                                   kernels::kKvBlockSize +
                                pos % kernels::kKvBlockSize);
     }
     if (seq.content) {

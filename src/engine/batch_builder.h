@@ -3,8 +3,8 @@
 
 #include <vector>
 
-#include "src/engine/scheduler.h"
 #include "models/batch.h"
+#include "src/engine/scheduler.h"
 
 namespace muse::engine {
 

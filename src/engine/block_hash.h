@@ -5,8 +5,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "src/engine/request.h"
 #include "models/batch.h"
+#include "src/engine/request.h"
 
 namespace muse::engine {
 

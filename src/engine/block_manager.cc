@@ -17,15 +17,24 @@ void BlockManager::LruPushBack(int b) {
   Block& blk = blocks_[b];
   blk.prev = lru_tail_;
   blk.next = -1;
-  if (lru_tail_ >= 0) blocks_[lru_tail_].next = b; else lru_head_ = b;
+  if (lru_tail_ >= 0)
+    blocks_[lru_tail_].next = b;
+  else
+    lru_head_ = b;
   lru_tail_ = b;
   ++num_evictable_;
 }
 
 void BlockManager::LruRemove(int b) {
   Block& blk = blocks_[b];
-  if (blk.prev >= 0) blocks_[blk.prev].next = blk.next; else lru_head_ = blk.next;
-  if (blk.next >= 0) blocks_[blk.next].prev = blk.prev; else lru_tail_ = blk.prev;
+  if (blk.prev >= 0)
+    blocks_[blk.prev].next = blk.next;
+  else
+    lru_head_ = blk.next;
+  if (blk.next >= 0)
+    blocks_[blk.next].prev = blk.prev;
+  else
+    lru_tail_ = blk.prev;
   blk.prev = blk.next = -1;
   --num_evictable_;
 }
@@ -65,7 +74,10 @@ void BlockManager::Acquire(int b) {
 void BlockManager::Release(int b) {
   Block& blk = blocks_[b];
   if (--blk.ref > 0) return;
-  if (blk.cached) LruPushBack(b); else free_.push_back(b);
+  if (blk.cached)
+    LruPushBack(b);
+  else
+    free_.push_back(b);
 }
 
 std::optional<int> BlockManager::Lookup(const BlockKey& key, uint64_t hash) const {
@@ -122,8 +134,8 @@ absl::Status BlockManager::CheckInvariants(
   for (int b = 0; b < num_blocks_; ++b) {
     const Block& blk = blocks_[b];
     if (blk.ref != refs[b]) {
-      return absl::InternalError(absl::StrCat("block ", b, " ref ", blk.ref, " but ", refs[b],
-                                              " tables hold it"));
+      return absl::InternalError(
+          absl::StrCat("block ", b, " ref ", blk.ref, " but ", refs[b], " tables hold it"));
     }
     const int expect = blk.ref > 0 ? 0 : (blk.cached ? 2 : 1);
     if (where[b] != expect) {

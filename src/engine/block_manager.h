@@ -1,6 +1,7 @@
 // KV block pool bookkeeping over the runner's num_kv_blocks(): reference counts, a free list and
 // the prefix cache (full blocks keyed by their chained BlockKey, evicted LRU only when no
-// uncached free block is left). Owns no KV memory; the runner does. Single-threaded (engine thread).
+// uncached free block is left). Owns no KV memory; the runner does. Single-threaded (engine
+// thread).
 #pragma once
 
 #include <cstdint>
@@ -58,7 +59,7 @@ class BlockManager {
  private:
   struct Block {
     int ref = 0;
-    bool cached = false;  // in cache_ under key
+    bool cached = false;       // in cache_ under key
     int prev = -1, next = -1;  // evictable LRU links when ref == 0 && cached
     BlockKey key;
     uint64_t hash = 0;

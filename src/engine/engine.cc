@@ -7,8 +7,8 @@
 
 namespace muse::engine {
 
-absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
-    std::unique_ptr<runtime::ModelRunner> runner, const EngineOptions& options) {
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::unique_ptr<runtime::ModelRunner> runner,
+                                                       const EngineOptions& options) {
   if (!runner) return absl::InvalidArgumentError("runner must not be null");
   ASSIGN_OR_RETURN(auto core, EngineCore::Create(runner.get(), options));
   return std::unique_ptr<Engine>(new Engine(std::move(runner), std::move(core), options));
@@ -46,7 +46,8 @@ absl::StatusOr<std::shared_ptr<OutputStream>> Engine::AddRequest(Request request
     if (stop_) return absl::UnavailableError("engine is shutting down");
     if (auto it = live_.find(request.id); it != live_.end() && !it->second->finished()) {
       ++rejected_;
-      return absl::AlreadyExistsError(absl::StrCat("request id '", request.id, "' is already live"));
+      return absl::AlreadyExistsError(
+          absl::StrCat("request id '", request.id, "' is already live"));
     }
     const int64_t queued = stats_.num_queued_requests + static_cast<int64_t>(inbox_.size());
     if (queued >= options_.scheduler.max_waiting) {

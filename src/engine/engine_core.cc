@@ -56,8 +56,9 @@ EngineCore::EngineCore(runtime::ModelRunner* runner, const EngineOptions& option
       blocks_(num_blocks, options.scheduler.enable_prefix_caching),
       scheduler_(options.scheduler, &blocks_),
       sampler_(static_cast<int>(runner->config().vocab_size)),
-      seed_base_(options.seed != 0 ? options.seed
-                                   : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {
+      seed_base_(options.seed != 0
+                     ? options.seed
+                     : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {
   counters_.kv_blocks_total = num_blocks;
 }
 
@@ -69,29 +70,30 @@ absl::Status EngineCore::ValidateRequest(const Request& r) const {
   for (size_t i = 0; i < r.prompt_token_ids.size(); ++i) {
     const int32_t t = r.prompt_token_ids[i];
     if (t < 0 || t >= vocab_size_) {
-      return absl::InvalidArgumentError(absl::StrCat("prompt token ", i, " must be in [0, ",
-                                                     vocab_size_, "), got ", t));
+      return absl::InvalidArgumentError(
+          absl::StrCat("prompt token ", i, " must be in [0, ", vocab_size_, "), got ", t));
     }
   }
-  RETURN_IF_ERROR(ValidateSamplingParams(r.sampling, vocab_size_, options_.text_decoder != nullptr));
+  RETURN_IF_ERROR(
+      ValidateSamplingParams(r.sampling, vocab_size_, options_.text_decoder != nullptr));
   if (r.sampling.n > options_.scheduler.max_num_seqs) {
-    return absl::InvalidArgumentError(absl::StrCat("n must be <= max_num_seqs (",
-                                                   options_.scheduler.max_num_seqs, "), got ",
-                                                   r.sampling.n));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "n must be <= max_num_seqs (", options_.scheduler.max_num_seqs, "), got ", r.sampling.n));
   }
   const int64_t prompt = static_cast<int64_t>(r.prompt_token_ids.size());
   const int64_t total = prompt + r.sampling.max_tokens;
   if (max_model_len_ > 0 && total > max_model_len_) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("prompt (", prompt, " tokens) + max_tokens (", r.sampling.max_tokens, ") = ",
-                     total, " exceeds max_model_len ", max_model_len_));
+    return absl::InvalidArgumentError(absl::StrCat("prompt (", prompt, " tokens) + max_tokens (",
+                                                   r.sampling.max_tokens, ") = ", total,
+                                                   " exceeds max_model_len ", max_model_len_));
   }
   const int64_t need = (total + kernels::kKvBlockSize - 1) / kernels::kKvBlockSize;
   if (need > blocks_.num_blocks()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "request needs ", need, " KV blocks (prompt ", prompt, " + max_tokens ",
-        r.sampling.max_tokens, " tokens, ", kernels::kKvBlockSize, " tokens per block) but the KV pool has ",
-        blocks_.num_blocks(), " blocks even when empty"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("request needs ", need, " KV blocks (prompt ", prompt, " + max_tokens ",
+                     r.sampling.max_tokens, " tokens, ", kernels::kKvBlockSize,
+                     " tokens per block) but the KV pool has ", blocks_.num_blocks(),
+                     " blocks even when empty"));
   }
   int32_t prev_end = 0;
   for (const ContentSpan& c : r.content) {
@@ -117,8 +119,8 @@ absl::Status EngineCore::AddRequest(Request request, std::shared_ptr<OutputStrea
     return absl::AlreadyExistsError(absl::StrCat("request id '", request.id, "' is already live"));
   }
   if (num_queued_ >= options_.scheduler.max_waiting) {
-    return absl::ResourceExhaustedError(absl::StrCat("waiting queue is full (",
-                                                     num_queued_, " requests, max_waiting ",
+    return absl::ResourceExhaustedError(absl::StrCat("waiting queue is full (", num_queued_,
+                                                     " requests, max_waiting ",
                                                      options_.scheduler.max_waiting, ")"));
   }
   if (request.arrival_time == absl::InfinitePast()) request.arrival_time = absl::Now();
@@ -240,8 +242,8 @@ void EngineCore::PublishFullBlocks(Sequence* seq) {
 
 SamplingRow EngineCore::MakeRow(const RequestState& rs, const Sequence& seq,
                                 const float* logits) const {
-  return SamplingRow{logits, &rs.req.sampling, &seq.tokens, seq.num_prompt_tokens, rs.seed,
-                     seq.sample_index, &eos_token_ids_};
+  return SamplingRow{logits,  &rs.req.sampling, &seq.tokens,    seq.num_prompt_tokens,
+                     rs.seed, seq.sample_index, &eos_token_ids_};
 }
 
 void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
@@ -254,7 +256,8 @@ void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
     results[i] = sampler_.Sample(row);
   }
   // Samples share the prompt's full blocks; each recomputes the partial tail into its own block
-  // (the runner has no block copy, so copy-on-write is done by recompute: < kernels::kKvBlockSize tokens).
+  // (the runner has no block copy, so copy-on-write is done by recompute: < kernels::kKvBlockSize
+  // tokens).
   const int shared = leader->num_prompt_tokens / kernels::kKvBlockSize;
   for (int i = 1; i < n; ++i) {
     auto seq = std::make_unique<Sequence>();
@@ -270,9 +273,9 @@ void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
       seq->block_table.push_back(leader->block_table[b]);
     }
     seq->num_computed_tokens = shared * kernels::kKvBlockSize;
-    seq->block_hashes.assign(leader->block_hashes.begin(),
-                             leader->block_hashes.begin() +
-                                 std::min<size_t>(shared, leader->block_hashes.size()));
+    seq->block_hashes.assign(
+        leader->block_hashes.begin(),
+        leader->block_hashes.begin() + std::min<size_t>(shared, leader->block_hashes.size()));
     seq->num_cached_blocks = std::min(shared, leader->num_cached_blocks);
     scheduler_.AddRunning(seq.get());
     rs->samples[i].seq = std::move(seq);
@@ -344,10 +347,12 @@ void EngineCore::FlushOutputs(absl::Time now) {
       const absl::Time arrival = rs->req.arrival_time;
       Timings& t = out.timings;
       t.e2e = now - arrival;
-      if (rs->admitted && rs->first_scheduled != absl::Time()) t.queue = rs->first_scheduled - arrival;
+      if (rs->admitted && rs->first_scheduled != absl::Time())
+        t.queue = rs->first_scheduled - arrival;
       if (rs->has_token) {
         t.ttft = rs->first_token - arrival;
-        const int64_t per_sample = rs->usage.completion_tokens / static_cast<int64_t>(rs->samples.size());
+        const int64_t per_sample =
+            rs->usage.completion_tokens / static_cast<int64_t>(rs->samples.size());
         if (per_sample > 1) t.tpot = (rs->last_token - rs->first_token) / (per_sample - 1);
         counters_.sum_queue += t.queue;
         counters_.sum_ttft += t.ttft;
@@ -383,7 +388,8 @@ absl::Status EngineCore::Step() {
   }
   for (Sequence* seq : plan.preempted) {
     MUSE_LOG_REQ(debug, static_cast<RequestState*>(seq->owner)->req.id,
-                 "sample {} preempted (recompute {} tokens)", seq->sample_index, seq->tokens.size());
+                 "sample {} preempted (recompute {} tokens)", seq->sample_index,
+                 seq->tokens.size());
   }
   if (!plan.scheduled.empty()) {
     BuildBatch(plan.scheduled, &batch_, &logits_seq_);

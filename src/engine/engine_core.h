@@ -36,25 +36,25 @@ inline constexpr std::array<double, 14> kStepSecondsBounds = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5};
 
 struct EngineStats {
-  int64_t num_requests = 0;          // live (queued or running)
-  int64_t num_queued_requests = 0;   // never admitted yet
+  int64_t num_requests = 0;         // live (queued or running)
+  int64_t num_queued_requests = 0;  // never admitted yet
   int64_t num_running_seqs = 0;
-  int64_t num_waiting_seqs = 0;      // queued + preempted
+  int64_t num_waiting_seqs = 0;  // queued + preempted
   int64_t kv_blocks_total = 0;
-  int64_t kv_blocks_used = 0;        // referenced by a sequence
-  int64_t kv_blocks_cached = 0;      // in the prefix cache (used or evictable)
-  double kv_usage = 0.0;             // used / total
+  int64_t kv_blocks_used = 0;    // referenced by a sequence
+  int64_t kv_blocks_cached = 0;  // in the prefix cache (used or evictable)
+  double kv_usage = 0.0;         // used / total
   int64_t prefix_cache_query_tokens = 0;
   int64_t prefix_cache_hit_tokens = 0;
   int64_t num_preemptions = 0;
   int64_t num_steps = 0;
-  int64_t num_batched_tokens = 0;    // summed over steps
+  int64_t num_batched_tokens = 0;  // summed over steps
   int64_t num_generated_tokens = 0;
-  int64_t requests_finished = 0;     // any reason
+  int64_t requests_finished = 0;  // any reason
   int64_t requests_aborted = 0;
   int64_t requests_deadline = 0;
   int64_t requests_failed = 0;
-  int64_t requests_rejected = 0;     // by Engine::AddRequest (filled there)
+  int64_t requests_rejected = 0;                    // by Engine::AddRequest (filled there)
   absl::Duration sum_queue = absl::ZeroDuration();  // over finished requests that got a token
   absl::Duration sum_ttft = absl::ZeroDuration();
   absl::Duration sum_tpot = absl::ZeroDuration();

@@ -8,11 +8,16 @@ namespace muse::engine {
 
 const char* FinishReasonName(FinishReason reason) {
   switch (reason) {
-    case FinishReason::kStop: return "stop";
-    case FinishReason::kLength: return "length";
-    case FinishReason::kAbort: return "abort";
-    case FinishReason::kDeadline: return "deadline";
-    case FinishReason::kError: return "error";
+    case FinishReason::kStop:
+      return "stop";
+    case FinishReason::kLength:
+      return "length";
+    case FinishReason::kAbort:
+      return "abort";
+    case FinishReason::kDeadline:
+      return "deadline";
+    case FinishReason::kError:
+      return "error";
   }
   return "unknown";
 }
@@ -38,8 +43,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size,
   if (p.max_tokens < 1) return Bad(absl::StrCat("max_tokens must be >= 1, got ", p.max_tokens));
   if (p.min_tokens < 0) return Bad(absl::StrCat("min_tokens must be >= 0, got ", p.min_tokens));
   if (p.min_tokens > p.max_tokens) {
-    return Bad(absl::StrCat("min_tokens must be <= max_tokens (", p.max_tokens, "), got ",
-                            p.min_tokens));
+    return Bad(
+        absl::StrCat("min_tokens must be <= max_tokens (", p.max_tokens, "), got ", p.min_tokens));
   }
   if (!std::isfinite(p.temperature) || p.temperature < 0) {
     return Bad(absl::StrCat("temperature must be >= 0, got ", p.temperature));
@@ -63,8 +68,8 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size,
   for (const auto& [token, bias] : p.logit_bias) {
     RETURN_IF_ERROR(CheckTokenId("logit_bias", token, vocab_size));
     if (!(bias >= -100 && bias <= 100)) {
-      return Bad(absl::StrCat("logit_bias for token ", token, " must be in [-100, 100], got ",
-                              bias));
+      return Bad(
+          absl::StrCat("logit_bias for token ", token, " must be in [-100, 100], got ", bias));
     }
   }
   if (p.logprobs < -1 || p.logprobs > kMaxLogprobs) {

@@ -18,24 +18,26 @@ namespace muse::engine {
 enum class Priority : int { kInteractive = 0, kBatch = 1 };
 
 enum class FinishReason { kStop, kLength, kAbort, kDeadline, kError };
-const char* FinishReasonName(FinishReason reason);  // "stop", "length", "abort", "deadline", "error"
+const char* FinishReasonName(
+    FinishReason reason);  // "stop", "length", "abort", "deadline", "error"
 
 struct SamplingParams {
-  int n = 1;                       // independent samples of the same prompt
-  int max_tokens = 16;             // generated tokens per sample, >= 1
-  int min_tokens = 0;              // EOS / stop token ids are masked until this many are generated
-  float temperature = 1.0f;        // 0 = greedy
-  int top_k = 0;                   // 0 or -1 = off
-  float top_p = 1.0f;              // (0, 1]
-  float min_p = 0.0f;              // [0, 1]: drop tokens with p < min_p * p_max
-  float repetition_penalty = 1.0f; // > 0; 1 = off (HF/vLLM: divide positive logits, multiply negative)
+  int n = 1;                 // independent samples of the same prompt
+  int max_tokens = 16;       // generated tokens per sample, >= 1
+  int min_tokens = 0;        // EOS / stop token ids are masked until this many are generated
+  float temperature = 1.0f;  // 0 = greedy
+  int top_k = 0;             // 0 or -1 = off
+  float top_p = 1.0f;        // (0, 1]
+  float min_p = 0.0f;        // [0, 1]: drop tokens with p < min_p * p_max
+  float repetition_penalty =
+      1.0f;  // > 0; 1 = off (HF/vLLM: divide positive logits, multiply negative)
   float presence_penalty = 0.0f;   // [-2, 2], OpenAI semantics over generated tokens
   float frequency_penalty = 0.0f;  // [-2, 2]
   std::vector<std::pair<int32_t, float>> logit_bias;  // token id -> added to the logit
-  std::optional<uint64_t> seed;    // set: reproducible regardless of batch composition
-  int logprobs = -1;               // -1 = none; k >= 0: sampled token's logprob + top-k alternatives
+  std::optional<uint64_t> seed;  // set: reproducible regardless of batch composition
+  int logprobs = -1;             // -1 = none; k >= 0: sampled token's logprob + top-k alternatives
   std::vector<int32_t> stop_token_ids;  // finish "stop" when generated (token kept in output)
-  std::vector<std::string> stop;   // stop strings; need a TextDecoder (text removed from output)
+  std::vector<std::string> stop;  // stop strings; need a TextDecoder (text removed from output)
   bool ignore_eos = false;
 };
 
@@ -55,8 +57,8 @@ struct Request {
   std::vector<int32_t> prompt_token_ids;
   SamplingParams sampling;
   Priority priority = Priority::kInteractive;
-  std::optional<absl::Time> deadline;  // reached -> finish reason "deadline"
-  std::vector<ContentSpan> content;    // sorted, non-overlapping
+  std::optional<absl::Time> deadline;              // reached -> finish reason "deadline"
+  std::vector<ContentSpan> content;                // sorted, non-overlapping
   absl::Time arrival_time = absl::InfinitePast();  // set by AddRequest when left at InfinitePast
 };
 
@@ -66,16 +68,16 @@ struct TopLogprob {
 };
 
 struct TokenLogprobs {
-  float logprob = 0.0f;          // of the sampled token (after penalties/bias, before temperature)
-  std::vector<TopLogprob> top;   // best `logprobs` alternatives, descending
+  float logprob = 0.0f;         // of the sampled token (after penalties/bias, before temperature)
+  std::vector<TopLogprob> top;  // best `logprobs` alternatives, descending
 };
 
 // New output of one sample since the previous RequestOutput.
 struct SampleDelta {
-  int index = 0;                        // sample index in [0, n)
-  std::vector<int32_t> token_ids;       // newly generated tokens
-  std::vector<TokenLogprobs> logprobs;  // one per new token when logprobs >= 0
-  std::string text;                     // newly stable text (only with a TextDecoder)
+  int index = 0;                              // sample index in [0, n)
+  std::vector<int32_t> token_ids;             // newly generated tokens
+  std::vector<TokenLogprobs> logprobs;        // one per new token when logprobs >= 0
+  std::string text;                           // newly stable text (only with a TextDecoder)
   std::optional<FinishReason> finish_reason;  // set on the sample's last delta
   std::string stop_reason;  // matched stop string, or "token:<id>" for EOS / stop token ids
 };

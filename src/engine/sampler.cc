@@ -111,9 +111,15 @@ static inline std::pair<int64_t, double> MaskedSum(const float* x, int n, float 
   }
   double r = 0;
   int64_t cnt = 0;
-  for (int j = 0; j < 8; ++j) { r += m[j]; cnt += c[j]; }
+  for (int j = 0; j < 8; ++j) {
+    r += m[j];
+    cnt += c[j];
+  }
   for (; i < n; ++i) {
-    if (x[i] >= th && x[i] > 0) { r += x[i]; ++cnt; }
+    if (x[i] >= th && x[i] > 0) {
+      r += x[i];
+      ++cnt;
+    }
   }
   return {cnt, r};
 }
@@ -121,7 +127,8 @@ static inline std::pair<int64_t, double> MaskedSum(const float* x, int n, float 
 // Index of the first maximum (two vectorized passes instead of a serial compare chain).
 static inline int32_t ArgMax(const float* x, int n) {
   const float m = MaxOf(x, n);
-  for (int i = 0; i < n; ++i) if (x[i] == m) return i;
+  for (int i = 0; i < n; ++i)
+    if (x[i] == m) return i;
   return 0;
 }
 
@@ -137,7 +144,11 @@ static inline int32_t InverseCdf(const float* probs, int n, double target) {
     if (acc + block <= target) {
       acc += block;
       if (block > 0) {
-        for (int i = b + len - 1; i >= b; --i) if (probs[i] > 0) { last = i; break; }
+        for (int i = b + len - 1; i >= b; --i)
+          if (probs[i] > 0) {
+            last = i;
+            break;
+          }
       }
       continue;
     }
@@ -172,8 +183,8 @@ int32_t Sampler::Draw(const SamplingRow& row, const float* w, double u) {
   float t = 1.0f / 16;
   while (true) {
     const auto [count, mass] = MaskedSum(probs, V, std::max(t, surv));
-    const bool enough = use_k ? count >= p.top_k
-                              : (use_p ? mass >= p.top_p * mass_surv : t <= surv);
+    const bool enough =
+        use_k ? count >= p.top_k : (use_p ? mass >= p.top_p * mass_surv : t <= surv);
     if (enough || t == 0.0f) break;
     t = t < 0x1.0p-40f ? 0.0f : t * (1.0f / 256);
   }
@@ -201,7 +212,10 @@ int32_t Sampler::Draw(const SamplingRow& row, const float* w, double u) {
     int keep = n;
     for (int i = 0; i < n; ++i) {
       acc += probs[idx_[i]];
-      if (acc >= p.top_p * total) { keep = i + 1; break; }
+      if (acc >= p.top_p * total) {
+        keep = i + 1;
+        break;
+      }
     }
     n = keep;
     total = acc;
@@ -227,9 +241,11 @@ SampleResult Sampler::Sample(const SamplingRow& row) {
     work_.assign(row.logits, row.logits + V);
     if (mask) {
       if (!p.ignore_eos && row.eos_token_ids) {
-        for (int64_t e : *row.eos_token_ids) if (e >= 0 && e < V) work_[e] = kNegInf;
+        for (int64_t e : *row.eos_token_ids)
+          if (e >= 0 && e < V) work_[e] = kNegInf;
       }
-      for (int32_t t : p.stop_token_ids) if (t >= 0 && t < V) work_[t] = kNegInf;
+      for (int32_t t : p.stop_token_ids)
+        if (t >= 0 && t < V) work_[t] = kNegInf;
     }
     for (const auto& [t, bias] : p.logit_bias) {
       if (t >= 0 && t < V) work_[t] += bias;

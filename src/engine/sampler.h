@@ -17,8 +17,8 @@ struct SamplingRow {
   const SamplingParams* params = nullptr;
   const std::vector<int32_t>* tokens = nullptr;  // prompt + generated so far
   int num_prompt_tokens = 0;
-  uint64_t seed = 0;         // the request's seed (params.seed or one drawn by the engine)
-  int sample_index = 0;      // RNG stream within the request
+  uint64_t seed = 0;     // the request's seed (params.seed or one drawn by the engine)
+  int sample_index = 0;  // RNG stream within the request
   const std::vector<int64_t>* eos_token_ids = nullptr;  // masked before min_tokens
 };
 
@@ -41,7 +41,7 @@ class Sampler {
   int32_t Draw(const SamplingRow& row, const float* logits, double u);
 
   int vocab_size_;
-  std::vector<float> work_;     // processed logits (when any knob modifies them)
+  std::vector<float> work_;  // processed logits (when any knob modifies them)
   std::vector<float> probs_;
   std::vector<int32_t> idx_;
   std::vector<int32_t> count_;  // generated-token counts (penalties), kept zeroed between rows

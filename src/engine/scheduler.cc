@@ -20,10 +20,12 @@ absl::Status ValidateSchedulerConfig(const SchedulerConfig& c) {
         absl::StrCat("max_num_batched_tokens must be >= 1, got ", c.max_num_batched_tokens));
   }
   if (c.max_num_seqs < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("max_num_seqs must be >= 1, got ", c.max_num_seqs));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_num_seqs must be >= 1, got ", c.max_num_seqs));
   }
   if (c.max_waiting < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("max_waiting must be >= 0, got ", c.max_waiting));
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_waiting must be >= 0, got ", c.max_waiting));
   }
   if (c.aging < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
@@ -37,7 +39,8 @@ absl::Status ValidateSchedulerConfig(const SchedulerConfig& c) {
 }
 
 int64_t PriorityKey(Priority priority, absl::Time arrival, absl::Duration aging) {
-  return absl::ToUnixNanos(arrival) + static_cast<int64_t>(priority) * absl::ToInt64Nanoseconds(aging);
+  return absl::ToUnixNanos(arrival) +
+         static_cast<int64_t>(priority) * absl::ToInt64Nanoseconds(aging);
 }
 
 int ChunkSize(int remaining, int budget, int threshold) {
@@ -132,7 +135,8 @@ void Scheduler::SchedulePrefills(SchedulerOutput* out, int* budget) {
   for (Sequence* seq : order) {
     if (*budget <= 0) break;
     if (seq->status != SeqStatus::kRunning || seq->num_remaining() <= 1) continue;
-    const int chunk = ChunkSize(seq->num_remaining(), *budget, config_.long_prefill_token_threshold);
+    const int chunk =
+        ChunkSize(seq->num_remaining(), *budget, config_.long_prefill_token_threshold);
     if (!GrowOrPreempt(seq, seq->num_computed_tokens + chunk, out, budget)) continue;
     out->scheduled.push_back({seq, chunk});
     out->num_batched_tokens += chunk;
@@ -147,7 +151,8 @@ void Scheduler::AdmitWaiting(SchedulerOutput* out, int* budget) {
     Sequence* seq = *waiting_.begin();
     if (seats + seq->seats > config_.max_num_seqs) break;
     const int hit = MatchPrefix(seq);
-    const int chunk = ChunkSize(seq->num_remaining(), *budget, config_.long_prefill_token_threshold);
+    const int chunk =
+        ChunkSize(seq->num_remaining(), *budget, config_.long_prefill_token_threshold);
     if (!blocks_->GrowTable(&seq->block_table, seq->num_computed_tokens + chunk)) {
       blocks_->FreeTable(&seq->block_table);  // hand the matched prefix back
       seq->num_computed_tokens = 0;

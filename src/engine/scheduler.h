@@ -44,9 +44,9 @@ struct ScheduledSeq {
 };
 
 struct SchedulerOutput {
-  std::vector<ScheduledSeq> scheduled;   // decodes first, then prefill chunks
-  std::vector<Sequence*> preempted;      // moved back to waiting this step (blocks freed)
-  std::vector<Sequence*> admitted;       // waiting -> running this step
+  std::vector<ScheduledSeq> scheduled;  // decodes first, then prefill chunks
+  std::vector<Sequence*> preempted;     // moved back to waiting this step (blocks freed)
+  std::vector<Sequence*> admitted;      // waiting -> running this step
   int num_batched_tokens = 0;
 };
 

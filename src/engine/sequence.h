@@ -12,18 +12,18 @@ namespace muse::engine {
 enum class SeqStatus { kWaiting, kRunning, kFinished };
 
 struct Sequence {
-  int64_t id = 0;        // engine-unique, breaks key ties (earlier id first)
-  int sample_index = 0;  // in [0, n)
-  void* owner = nullptr; // the engine's RequestState; opaque to the scheduler
+  int64_t id = 0;         // engine-unique, breaks key ties (earlier id first)
+  int sample_index = 0;   // in [0, n)
+  void* owner = nullptr;  // the engine's RequestState; opaque to the scheduler
 
   std::vector<int32_t> tokens;  // prompt + generated
   int num_prompt_tokens = 0;
   const std::vector<ContentSpan>* content = nullptr;  // prompt content spans (prefix-cache keys)
 
-  int num_computed_tokens = 0;        // tokens whose KV is in block_table
-  std::vector<int32_t> block_table;   // only non-empty while kRunning
-  std::vector<uint64_t> block_hashes; // chained hashes of the leading full blocks of tokens
-  int num_cached_blocks = 0;          // leading table blocks already offered to the prefix cache
+  int num_computed_tokens = 0;         // tokens whose KV is in block_table
+  std::vector<int32_t> block_table;    // only non-empty while kRunning
+  std::vector<uint64_t> block_hashes;  // chained hashes of the leading full blocks of tokens
+  int num_cached_blocks = 0;           // leading table blocks already offered to the prefix cache
 
   // Scheduling order: smaller first. arrival (ns) + priority rank * aging window (ns).
   int64_t priority_key = 0;

@@ -35,9 +35,9 @@ class StopStringMatcher {
   explicit StopStringMatcher(std::vector<std::string> stops);
 
   struct Result {
-    std::string text;        // safe to emit now
+    std::string text;  // safe to emit now
     bool stopped = false;
-    std::string matched;     // the stop string, when stopped
+    std::string matched;  // the stop string, when stopped
   };
   // Adds decoded text; a match truncates the text before the stop string.
   Result Append(std::string_view text);

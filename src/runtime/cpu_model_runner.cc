@@ -1,18 +1,18 @@
 #include "src/runtime/cpu_model_runner.h"
 
-#include <algorithm>
-#include <limits>
-
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "absl/strings/str_cat.h"
-#include "spdlog/spdlog.h"
-#include "models/cpu_threads.h"
-#include "models/llava/llava_config.h"
-#include "models/batch_validation.h"
 #include "kernels/cpu/packed_gemm.h"
 #include "kernels/cpu/thread_pool.h"
+#include "models/batch_validation.h"
+#include "models/cpu_threads.h"
+#include "models/llava/llava_config.h"
+#include "spdlog/spdlog.h"
 
 namespace muse::runtime {
 namespace {
@@ -31,8 +31,7 @@ at::Tensor LongTensor(const std::vector<int64_t>& v, at::Device dev) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(
-    const RunnerOptions& o) {
+absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const RunnerOptions& o) {
   ASSIGN_OR_RETURN(at::ScalarType dtype, ParseDtype(o.dtype));
   at::Device device = at::kCPU;
   if (o.device != "cpu") {
@@ -56,34 +55,37 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(
   }
   const auto& c = r->config_;
   const int64_t elem = at::elementSize(dtype);
-  r->block_bytes_ = c.num_hidden_layers * 2 * kernels::kKvBlockSize * c.num_key_value_heads * c.head_dim * elem;
+  r->block_bytes_ =
+      c.num_hidden_layers * 2 * kernels::kKvBlockSize * c.num_key_value_heads * c.head_dim * elem;
   r->num_blocks_ = o.num_kv_blocks > 0 ? o.num_kv_blocks : o.kv_cache_bytes / r->block_bytes_;
   if (r->num_blocks_ < 1) {
     return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: ", o.kv_cache_bytes,
-                                                   " is less than one KV block (",
-                                                   r->block_bytes_, " bytes)"));
+                                                   " is less than one KV block (", r->block_bytes_,
+                                                   " bytes)"));
   }
   const auto opts = at::TensorOptions().dtype(dtype).device(device);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    r->k_caches_.push_back(
-        at::zeros({r->num_blocks_, kernels::kKvBlockSize, c.num_key_value_heads, c.head_dim}, opts));
-    r->v_caches_.push_back(
-        at::zeros({r->num_blocks_, kernels::kKvBlockSize, c.num_key_value_heads, c.head_dim}, opts));
+    r->k_caches_.push_back(at::zeros(
+        {r->num_blocks_, kernels::kKvBlockSize, c.num_key_value_heads, c.head_dim}, opts));
+    r->v_caches_.push_back(at::zeros(
+        {r->num_blocks_, kernels::kKvBlockSize, c.num_key_value_heads, c.head_dim}, opts));
     r->k_ptrs_.push_back(static_cast<float*>(r->k_caches_.back().data_ptr()));
     r->v_ptrs_.push_back(static_cast<float*>(r->v_caches_.back().data_ptr()));
   }
   if (r->cpu_model_) {
-    spdlog::info("runner: {} ({} layers, hidden {}), {} on {} with muse CPU kernels ({} threads), "
-                 "{} KV blocks x {} tokens ({} MiB)",
-                 c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
-                 r->cpu_model_->num_threads(), r->num_blocks_, kernels::kKvBlockSize,
-                 (r->num_blocks_ * r->block_bytes_) >> 20);
+    spdlog::info(
+        "runner: {} ({} layers, hidden {}), {} on {} with muse CPU kernels ({} threads), "
+        "{} KV blocks x {} tokens ({} MiB)",
+        c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
+        r->cpu_model_->num_threads(), r->num_blocks_, kernels::kKvBlockSize,
+        (r->num_blocks_ * r->block_bytes_) >> 20);
   } else {
-    spdlog::info("runner: {} ({} layers, hidden {}), {} on {} with ATen (threads: {} BLAS, {} "
-                 "ATen), {} KV blocks x {} tokens ({} MiB)",
-                 c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
-                 threads.blas, threads.aten, r->num_blocks_, kernels::kKvBlockSize,
-                 (r->num_blocks_ * r->block_bytes_) >> 20);
+    spdlog::info(
+        "runner: {} ({} layers, hidden {}), {} on {} with ATen (threads: {} BLAS, {} "
+        "ATen), {} KV blocks x {} tokens ({} MiB)",
+        c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device, threads.blas,
+        threads.aten, r->num_blocks_, kernels::kKvBlockSize,
+        (r->num_blocks_ * r->block_bytes_) >> 20);
   }
   return r;
 }
@@ -174,8 +176,8 @@ absl::Status CpuModelRunner::Forward(const models::Batch& b, models::Logits* out
   at::Tensor pos = at::tensor(b.positions, at::kInt).to(at::kLong).to(dev);
   at::Tensor h = model_->Embed(ids);
   for (const auto& e : b.embedding_overrides) {
-    at::Tensor rows = at::from_blob(const_cast<float*>(e.data), {e.num_rows, c.hidden_size},
-                                    at::kFloat);
+    at::Tensor rows =
+        at::from_blob(const_cast<float*>(e.data), {e.num_rows, c.hidden_size}, at::kFloat);
     h.narrow(0, e.token_index, e.num_rows).copy_(rows);
   }
   models::AttentionMeta meta = BuildMeta(b);

@@ -1,15 +1,15 @@
 // The CPU ModelRunner. fp32 on AVX2 + FMA CPUs runs LlamaCpuModel (muse's own kernels); other
-// dtypes, or options.cpu_kernels = false, run LlamaAtenModel's ATen ops (the same code runs on a CUDA
-// libtorch device as the reference path of the GPU backend). Internal header: includes ATen.
+// dtypes, or options.cpu_kernels = false, run LlamaAtenModel's ATen ops (the same code runs on a
+// CUDA libtorch device as the reference path of the GPU backend). Internal header: includes ATen.
 #pragma once
+
+#include <ATen/core/Tensor.h>
 
 #include <memory>
 #include <vector>
 
-#include <ATen/core/Tensor.h>
-
-#include "models/llama/llama_cpu_model.h"
 #include "models/llama/llama_aten_model.h"
+#include "models/llama/llama_cpu_model.h"
 #include "src/runtime/model_runner.h"
 
 namespace muse::runtime {
@@ -33,9 +33,9 @@ class CpuModelRunner : public ModelRunner {
   models::AttentionMeta BuildMeta(const models::Batch& batch) const;
 
   models::ModelConfig config_;
-  std::unique_ptr<models::LlamaAtenModel> model_;        // ATen path (null when cpu_model_ is set)
+  std::unique_ptr<models::LlamaAtenModel> model_;  // ATen path (null when cpu_model_ is set)
   std::unique_ptr<models::LlamaCpuModel> cpu_model_;
-  std::vector<float*> k_ptrs_, v_ptrs_;               // cache data, for cpu_model_
+  std::vector<float*> k_ptrs_, v_ptrs_;  // cache data, for cpu_model_
   std::vector<at::Tensor> k_caches_, v_caches_;
   int64_t num_blocks_ = 0;
   int64_t block_bytes_ = 0;

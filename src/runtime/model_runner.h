@@ -5,21 +5,21 @@
 #include <memory>
 #include <string>
 
+#include "models/batch.h"
 #include "models/model_config.h"
 #include "src/common/status.h"
-#include "models/batch.h"
 
 namespace muse::runtime {
 
 struct RunnerOptions {
   std::string model_dir;
-  std::string device = "cpu";      // "cpu" or "cuda[:N]"
-  std::string dtype = "float32";   // compute + KV dtype: float32, bfloat16, float16
-  int num_threads = 0;             // CPU intra-op threads; 0 = every hardware thread
+  std::string device = "cpu";     // "cpu" or "cuda[:N]"
+  std::string dtype = "float32";  // compute + KV dtype: float32, bfloat16, float16
+  int num_threads = 0;            // CPU intra-op threads; 0 = every hardware thread
   // fp32 on a CPU with AVX2 + FMA runs on muse's own kernels (kernels/cpu); false forces the
   // ATen path (the only one for bf16/fp16), e.g. to compare the two.
   bool cpu_kernels = true;
-  int64_t num_kv_blocks = 0;       // > 0: exact pool size
+  int64_t num_kv_blocks = 0;             // > 0: exact pool size
   int64_t kv_cache_bytes = 256ll << 20;  // used when num_kv_blocks == 0
 };
 

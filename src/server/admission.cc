@@ -1,15 +1,15 @@
 // Request admission shared by Generate and GenerateUnary (see service_context.h).
-#include <chrono>
-#include <vector>
-
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/unknown_field_set.h>
+
+#include <chrono>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "src/common/logging.h"
-#include "src/server/service_context.h"
 #include "src/server/image_prompt.h"
+#include "src/server/service_context.h"
 #include "src/tokenizer/utf8.h"
 
 namespace muse::server {
@@ -69,7 +69,8 @@ grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg) {
   return grpc::ByteBuffer(&slice, 1);
 }
 
-absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx, const grpc::CallbackServerContext& sctx) {
+absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
+                                          const grpc::CallbackServerContext& sctx) {
   if (ctx.draining.load()) return absl::UnavailableError("server is draining (shutting down)");
   if (!ctx.ready.load()) return absl::UnavailableError("model is loading");
   if (!ctx.keys) return &Anonymous();
@@ -92,8 +93,12 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
 
   using P = engine::Priority;
   switch (a->request.priority()) {
-    case v1::PRIORITY_UNSPECIFIED: r.priority = a->tenant->max_priority; break;
-    case v1::PRIORITY_BATCH: r.priority = P::kBatch; break;
+    case v1::PRIORITY_UNSPECIFIED:
+      r.priority = a->tenant->max_priority;
+      break;
+    case v1::PRIORITY_BATCH:
+      r.priority = P::kBatch;
+      break;
     case v1::PRIORITY_INTERACTIVE:
       if (a->tenant->max_priority == P::kBatch) {
         return absl::PermissionDeniedError(
@@ -102,7 +107,8 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
       r.priority = P::kInteractive;
       break;
     default:
-      return absl::InvalidArgumentError(absl::StrCat("priority: unknown value ", a->request.priority()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("priority: unknown value ", a->request.priority()));
   }
   if (a->request.request_id().size() > 256) {
     return absl::InvalidArgumentError("request_id: at most 256 bytes");
@@ -111,7 +117,8 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
   const absl::Time now = absl::Now();
   int64_t prompt_len = static_cast<int64_t>(r.prompt_token_ids.size());
   if (ctx.model->vision) {
-    prompt_len += static_cast<int64_t>(a->built.images.size()) * (ctx.model->vision->num_image_tokens - 1);
+    prompt_len +=
+        static_cast<int64_t>(a->built.images.size()) * (ctx.model->vision->num_image_tokens - 1);
   }
   RETURN_IF_ERROR(ctx.limiter.Admit(*a->tenant, prompt_len, now));
   a->engine_id = absl::StrCat("req-", ctx.next_id.fetch_add(1) + 1);
@@ -119,7 +126,8 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
   r.id = a->engine_id;
   r.arrival_time = now;
   const auto deadline = sctx.deadline();
-  if (deadline != std::chrono::system_clock::time_point::max()) r.deadline = absl::FromChrono(deadline);
+  if (deadline != std::chrono::system_clock::time_point::max())
+    r.deadline = absl::FromChrono(deadline);
   for (const PendingImage& im : a->built.images) {
     a->embeddings.push_back(ctx.encoder_cache->Lookup(im.prepared.digest));
   }
@@ -154,9 +162,11 @@ absl::Status Launch(ServiceContext& ctx, Admission& a) {
       if (!e) return absl::InternalError("image embeddings missing at launch");
       images.push_back(*e);
     }
-    auto expanded = ExpandImagePlaceholders(r.prompt_token_ids, v.image_token_id, images, v.hidden_size);
+    auto expanded =
+        ExpandImagePlaceholders(r.prompt_token_ids, v.image_token_id, images, v.hidden_size);
     if (!expanded.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(a.built.input_field, ": ", expanded.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat(a.built.input_field, ": ", expanded.status().message()));
     }
     r.prompt_token_ids = std::move(expanded->token_ids);
     r.content = std::move(expanded->content);

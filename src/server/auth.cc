@@ -1,7 +1,6 @@
 #include "src/server/auth.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/match.h"
@@ -23,7 +22,8 @@ absl::StatusOr<ApiKeys> ApiKeys::FromJson(const std::string& text) {
     }
     const std::string where = absl::StrCat("api keys: entry of tenant ", v.value("tenant", "?"));
     Tenant t;
-    if (!v.contains("tenant") || !v["tenant"].is_string() || v["tenant"].get<std::string>().empty()) {
+    if (!v.contains("tenant") || !v["tenant"].is_string() ||
+        v["tenant"].get<std::string>().empty()) {
       return absl::InvalidArgumentError("api keys: every key needs a non-empty \"tenant\"");
     }
     t.name = v["tenant"].get<std::string>();
@@ -33,13 +33,15 @@ absl::StatusOr<ApiKeys> ApiKeys::FromJson(const std::string& text) {
     } else if (prio == "batch") {
       t.max_priority = engine::Priority::kBatch;
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(where, ": priority must be interactive or batch"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": priority must be interactive or batch"));
     }
     for (auto [name, dst] : {std::pair{"requests_per_minute", &t.requests_per_minute},
                              std::pair{"tokens_per_minute", &t.tokens_per_minute}}) {
       if (!v.contains(name)) continue;
       if (!v[name].is_number() || v[name].get<double>() < 0) {
-        return absl::InvalidArgumentError(absl::StrCat(where, ": ", name, " must be a number >= 0"));
+        return absl::InvalidArgumentError(
+            absl::StrCat(where, ": ", name, " must be a number >= 0"));
       }
       *dst = v[name].get<double>();
     }
@@ -52,14 +54,17 @@ absl::StatusOr<ApiKeys> ApiKeys::FromJson(const std::string& text) {
 absl::StatusOr<ApiKeys> ApiKeys::FromFile(const std::string& path) {
   auto text = muse::ReadFile(path);
   if (!text.ok()) {
-    return absl::Status(text.status().code(), absl::StrCat("api keys file ", text.status().message()));
+    return absl::Status(text.status().code(),
+                        absl::StrCat("api keys file ", text.status().message()));
   }
   auto keys = FromJson(*text);
-  if (!keys.ok()) return absl::Status(keys.status().code(), absl::StrCat(path, ": ", keys.status().message()));
+  if (!keys.ok())
+    return absl::Status(keys.status().code(), absl::StrCat(path, ": ", keys.status().message()));
   return keys;
 }
 
-absl::StatusOr<const Tenant*> ApiKeys::Authenticate(std::optional<std::string> authorization) const {
+absl::StatusOr<const Tenant*> ApiKeys::Authenticate(
+    std::optional<std::string> authorization) const {
   if (!authorization) {
     return absl::UnauthenticatedError("missing 'authorization: Bearer <key>' metadata");
   }
@@ -93,16 +98,16 @@ absl::Status TenantLimiter::Admit(const Tenant& t, int64_t prompt_tokens, absl::
   TenantUsage& u = usage_[t.name];
   if (t.requests_per_minute > 0 && b.requests < 1) {
     ++u.rejected;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "tenant '", t.name, "' is over its limit of ", t.requests_per_minute, " requests/min"));
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", t.name, "' is over its limit of ",
+                                                     t.requests_per_minute, " requests/min"));
   }
   // A prompt larger than a whole minute's budget is admitted when the bucket is full, so big
   // prompts are slow rather than impossible.
   if (t.tokens_per_minute > 0 &&
       b.tokens < std::min<double>(static_cast<double>(prompt_tokens), t.tokens_per_minute)) {
     ++u.rejected;
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "tenant '", t.name, "' is over its limit of ", t.tokens_per_minute, " tokens/min"));
+    return absl::ResourceExhaustedError(absl::StrCat("tenant '", t.name, "' is over its limit of ",
+                                                     t.tokens_per_minute, " tokens/min"));
   }
   if (t.requests_per_minute > 0) b.requests -= 1;
   if (t.tokens_per_minute > 0) b.tokens -= static_cast<double>(prompt_tokens);

@@ -29,8 +29,8 @@ struct Tenant {
 };
 
 struct TenantUsage {
-  int64_t requests = 0;           // admitted
-  int64_t rejected = 0;           // over the rate limit
+  int64_t requests = 0;  // admitted
+  int64_t rejected = 0;  // over the rate limit
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
 };

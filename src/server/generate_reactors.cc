@@ -30,9 +30,12 @@ namespace {
 
 v1::FinishReason ToProto(engine::FinishReason r) {
   switch (r) {
-    case engine::FinishReason::kStop: return v1::FINISH_REASON_STOP;
-    case engine::FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
-    default: return v1::FINISH_REASON_ABORT;
+    case engine::FinishReason::kStop:
+      return v1::FINISH_REASON_STOP;
+    case engine::FinishReason::kLength:
+      return v1::FINISH_REASON_LENGTH;
+    default:
+      return v1::FINISH_REASON_ABORT;
   }
 }
 
@@ -107,8 +110,10 @@ class Accumulator {
   tokenizer::IncrementalDetokenizer& Detok(int index) {
     auto it = detok_.find(index);
     if (it == detok_.end()) {
-      it = detok_.emplace(index, std::make_unique<tokenizer::IncrementalDetokenizer>(
-                                     *tokenizer_, prompt_, /*skip_special_tokens=*/false)).first;
+      it = detok_
+               .emplace(index, std::make_unique<tokenizer::IncrementalDetokenizer>(
+                                   *tokenizer_, prompt_, /*skip_special_tokens=*/false))
+               .first;
     }
     return *it->second;
   }
@@ -137,7 +142,8 @@ absl::Status FinalStatus(const Accumulator& acc, bool client_cancelled) {
     return absl::InternalError(absl::StrCat("generation failed: ", acc.error().message()));
   }
   if (acc.last_reason() == "deadline") return absl::DeadlineExceededError("deadline exceeded");
-  if (acc.last_reason() == "abort") return absl::UnavailableError("server shut down before the request finished");
+  if (acc.last_reason() == "abort")
+    return absl::UnavailableError("server shut down before the request finished");
   return absl::OkStatus();
 }
 
@@ -176,8 +182,8 @@ class GenerateReactor : public GrpcReactor,
       std::lock_guard lock(mu_);
       cancelled_ = true;
     }
-    MUSE_LOG_REQ(debug, a_->engine_id, "{}: cancelled by the client (cancel, disconnect or deadline)",
-                 method_);
+    MUSE_LOG_REQ(debug, a_->engine_id,
+                 "{}: cancelled by the client (cancel, disconnect or deadline)", method_);
     (void)ctx_->engine->Abort(a_->engine_id);  // NotFound while still at the image encoder
     Pump();
   }
@@ -231,7 +237,7 @@ class GenerateReactor : public GrpcReactor,
   const std::unique_ptr<Admission> a_;
   const char* const method_;  // "Generate" / "GenerateUnary", for metrics and logs
   std::mutex mu_;
-  Accumulator acc_;        // guarded by mu_
+  Accumulator acc_;         // guarded by mu_
   bool cancelled_ = false;  // guarded by mu_: client cancel / disconnect / deadline / failed write
 
  private:
@@ -243,7 +249,8 @@ class GenerateReactor : public GrpcReactor,
   // Image-encoder worker thread: the missing embeddings are ready (or failed / cancelled).
   void OnImagesEncoded(absl::StatusOr<std::vector<vision::ImageEmbedding>> encoded) {
     std::unique_lock lock(mu_);
-    if (finish_called_ || cancelled_) return;  // OnCancel's Pump finishes; nothing reached the engine
+    if (finish_called_ || cancelled_)
+      return;  // OnCancel's Pump finishes; nothing reached the engine
     absl::Status st = encoded.status();
     if (st.ok()) {
       a_->SetEncoded(std::move(*encoded));
@@ -264,8 +271,8 @@ class GenerateReactor : public GrpcReactor,
     a_->stream->SetNotify([signal] { signal->Raise(); });
   }
 
-  bool finish_called_ = false;           // guarded by mu_
-  std::string code_name_ = "UNKNOWN";    // written before Finish, read in OnDone
+  bool finish_called_ = false;             // guarded by mu_
+  std::string code_name_ = "UNKNOWN";      // written before Finish, read in OnDone
   std::shared_ptr<GenerateReactor> self_;  // guarded by mu_
 };
 
@@ -330,7 +337,8 @@ class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grp
 
 class GenerateUnaryReactor final : public GenerateReactor<grpc::ServerUnaryReactor> {
  public:
-  GenerateUnaryReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, grpc::ByteBuffer* response)
+  GenerateUnaryReactor(ServiceContext* ctx, std::unique_ptr<Admission> a,
+                       grpc::ByteBuffer* response)
       : GenerateReactor(ctx, std::move(a), "GenerateUnary"), response_(response) {}
 
  private:
@@ -385,7 +393,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* 
 }
 
 grpc::ServerUnaryReactor* StartGenerateUnary(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
-                                             const grpc::ByteBuffer& request, grpc::ByteBuffer* response) {
+                                             const grpc::ByteBuffer& request,
+                                             grpc::ByteBuffer* response) {
   auto a = Admit(*ctx, *sctx, request);
   if (!a.ok()) {
     ctx->metrics.RecordRequest("GenerateUnary", absl::StatusCodeToString(a.status().code()));

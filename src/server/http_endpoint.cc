@@ -18,11 +18,16 @@ namespace {
 
 const char* Reason(int code) {
   switch (code) {
-    case 200: return "OK";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 503: return "Service Unavailable";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Error";
   }
 }
 
@@ -45,8 +50,10 @@ absl::Status HttpEndpoint::Start(const std::string& host, int port) {
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   const std::string port_s = std::to_string(port);
-  if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_s.c_str(), &hints, &res); rc != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics: cannot resolve ", host, ": ", gai_strerror(rc)));
+  if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port_s.c_str(), &hints, &res);
+      rc != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics: cannot resolve ", host, ": ", gai_strerror(rc)));
   }
   int fd = ::socket(res->ai_family, res->ai_socktype, res->ai_protocol);
   int one = 1;
@@ -55,7 +62,8 @@ absl::Status HttpEndpoint::Start(const std::string& host, int port) {
     const std::string err = std::strerror(errno);
     ::freeaddrinfo(res);
     if (fd >= 0) ::close(fd);
-    return absl::UnavailableError(absl::StrCat("metrics: cannot listen on ", host, ":", port, ": ", err));
+    return absl::UnavailableError(
+        absl::StrCat("metrics: cannot listen on ", host, ":", port, ": ", err));
   }
   ::freeaddrinfo(res);
   sockaddr_storage addr{};
@@ -112,7 +120,8 @@ void HttpEndpoint::Serve(int fd) {
   }
   WriteAll(fd, absl::StrCat("HTTP/1.1 ", code, " ", Reason(code),
                             "\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                            "Content-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body));
+                            "Content-Length: ",
+                            body.size(), "\r\nConnection: close\r\n\r\n", body));
 }
 
 }  // namespace muse::server

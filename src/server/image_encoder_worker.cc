@@ -9,7 +9,8 @@
 namespace muse::server {
 
 ImageEncoderWorker::ImageEncoderWorker(std::unique_ptr<models::llava::ImageEncoder> encoder,
-                                       vision::EncoderCache* cache, Metrics* metrics, absl::Duration delay)
+                                       vision::EncoderCache* cache, Metrics* metrics,
+                                       absl::Duration delay)
     : encoder_(std::move(encoder)), cache_(cache), metrics_(metrics), delay_(delay) {
   thread_ = std::thread([this] { Loop(); });
 }

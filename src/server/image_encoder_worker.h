@@ -34,8 +34,9 @@ class ImageEncoderWorker {
 
   // `cache` and `metrics` outlive the worker. `delay` (tests only) sleeps before each batch so a
   // test can cancel "while the image is being encoded".
-  ImageEncoderWorker(std::unique_ptr<models::llava::ImageEncoder> encoder, vision::EncoderCache* cache,
-                     Metrics* metrics, absl::Duration delay = absl::ZeroDuration());
+  ImageEncoderWorker(std::unique_ptr<models::llava::ImageEncoder> encoder,
+                     vision::EncoderCache* cache, Metrics* metrics,
+                     absl::Duration delay = absl::ZeroDuration());
   ~ImageEncoderWorker();
 
   void Submit(Job job);  // never waits on the encoder

@@ -4,15 +4,14 @@
 
 namespace muse::server {
 
-absl::StatusOr<ExpandedPrompt> ExpandImagePlaceholders(const std::vector<int32_t>& tokens,
-                                                       int32_t image_token_id,
-                                                       const std::vector<vision::ImageEmbedding>& images,
-                                                       int32_t hidden_size) {
+absl::StatusOr<ExpandedPrompt> ExpandImagePlaceholders(
+    const std::vector<int32_t>& tokens, int32_t image_token_id,
+    const std::vector<vision::ImageEmbedding>& images, int32_t hidden_size) {
   const size_t placeholders = std::count(tokens.begin(), tokens.end(), image_token_id);
   if (placeholders != images.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "images: the prompt has ", placeholders, " image placeholder(s) (token id ",
-        image_token_id, ") but the request has ", images.size(), " image(s)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("images: the prompt has ", placeholders, " image placeholder(s) (token id ",
+                     image_token_id, ") but the request has ", images.size(), " image(s)"));
   }
   ExpandedPrompt out;
   size_t total = tokens.size();
@@ -22,14 +21,13 @@ absl::StatusOr<ExpandedPrompt> ExpandImagePlaceholders(const std::vector<int32_t
       return absl::InvalidArgumentError(absl::StrCat("images[", i, "]: no embedding rows"));
     }
     if (im.hidden_size != hidden_size) {
-      return absl::InvalidArgumentError(absl::StrCat("images[", i, "].hidden_size: ",
-                                                     im.hidden_size, " != model hidden size ",
-                                                     hidden_size));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "images[", i, "].hidden_size: ", im.hidden_size, " != model hidden size ", hidden_size));
     }
     if (im.data->size() != static_cast<size_t>(im.num_tokens) * im.hidden_size) {
-      return absl::InvalidArgumentError(absl::StrCat("images[", i, "].data: ", im.data->size(),
-                                                     " floats != num_tokens * hidden_size = ",
-                                                     static_cast<int64_t>(im.num_tokens) * im.hidden_size));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "images[", i, "].data: ", im.data->size(), " floats != num_tokens * hidden_size = ",
+          static_cast<int64_t>(im.num_tokens) * im.hidden_size));
     }
     total += im.num_tokens - 1;
   }

@@ -21,9 +21,8 @@ struct ExpandedPrompt {
 // Images are matched to placeholders in order. Errors (InvalidArgument naming the field): count
 // mismatch between placeholders and `images`, an image without rows, inconsistent data size, or
 // hidden sizes that differ from `hidden_size`.
-absl::StatusOr<ExpandedPrompt> ExpandImagePlaceholders(const std::vector<int32_t>& prompt_token_ids,
-                                                       int32_t image_token_id,
-                                                       const std::vector<vision::ImageEmbedding>& images,
-                                                       int32_t hidden_size);
+absl::StatusOr<ExpandedPrompt> ExpandImagePlaceholders(
+    const std::vector<int32_t>& prompt_token_ids, int32_t image_token_id,
+    const std::vector<vision::ImageEmbedding>& images, int32_t hidden_size);
 
 }  // namespace muse::server

@@ -45,7 +45,8 @@ absl::Status DoTokenize(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
   std::vector<int32_t> ids;
   if (!req.prompt().empty()) {
     auto enc = m.tokenizer->Encode(req.prompt(), /*add_special_tokens=*/true);
-    if (!enc.ok()) return absl::InvalidArgumentError(absl::StrCat("prompt: ", enc.status().message()));
+    if (!enc.ok())
+      return absl::InvalidArgumentError(absl::StrCat("prompt: ", enc.status().message()));
     ids = std::move(*enc);
   } else {
     const bool gen = !req.has_add_generation_prompt() || req.add_generation_prompt();
@@ -62,8 +63,8 @@ absl::Status DoTokenize(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
 
 }  // namespace
 
-grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(grpc::CallbackServerContext* sctx,
-                                                                       const grpc::ByteBuffer* request) {
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(
+    grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* request) {
   return StartGenerateStream(ctx_, sctx, *request);
 }
 

@@ -11,8 +11,8 @@
 namespace muse::server {
 
 using InferenceBase = v1::Inference::WithRawCallbackMethod_Generate<
-    v1::Inference::WithRawCallbackMethod_GenerateUnary<v1::Inference::WithRawCallbackMethod_Tokenize<
-        v1::Inference::WithCallbackMethod_ListModels<
+    v1::Inference::WithRawCallbackMethod_GenerateUnary<
+        v1::Inference::WithRawCallbackMethod_Tokenize<v1::Inference::WithCallbackMethod_ListModels<
             v1::Inference::WithCallbackMethod_ModelInfo<v1::Inference::Service>>>>>;
 
 class InferenceService final : public InferenceBase {
@@ -24,7 +24,8 @@ class InferenceService final : public InferenceBase {
   grpc::ServerUnaryReactor* GenerateUnary(grpc::CallbackServerContext* sctx,
                                           const grpc::ByteBuffer* request,
                                           grpc::ByteBuffer* response) override;
-  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* sctx, const grpc::ByteBuffer* request,
+  grpc::ServerUnaryReactor* Tokenize(grpc::CallbackServerContext* sctx,
+                                     const grpc::ByteBuffer* request,
                                      grpc::ByteBuffer* response) override;
   grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* sctx,
                                        const v1::ListModelsRequest* request,
@@ -42,6 +43,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* 
                                                                 grpc::CallbackServerContext* sctx,
                                                                 const grpc::ByteBuffer& request);
 grpc::ServerUnaryReactor* StartGenerateUnary(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
-                                             const grpc::ByteBuffer& request, grpc::ByteBuffer* response);
+                                             const grpc::ByteBuffer& request,
+                                             grpc::ByteBuffer* response);
 
 }  // namespace muse::server

@@ -45,11 +45,12 @@ void RenderHistogram(std::string* out, const std::string& name, const std::strin
   int64_t cum = 0;
   for (size_t i = 0; i < num_bounds; ++i) {
     cum += counts[i];
-    absl::StrAppend(out, name, "_bucket{le=\"", absl::StrFormat("%g", bounds[i]), "\"} ", cum, "\n");
+    absl::StrAppend(out, name, "_bucket{le=\"", absl::StrFormat("%g", bounds[i]), "\"} ", cum,
+                    "\n");
   }
   cum += counts[num_bounds];
-  absl::StrAppend(out, name, "_bucket{le=\"+Inf\"} ", cum, "\n", name, "_sum ", absl::StrFormat("%.6f", sum),
-                  "\n", name, "_count ", cum, "\n");
+  absl::StrAppend(out, name, "_bucket{le=\"+Inf\"} ", cum, "\n", name, "_sum ",
+                  absl::StrFormat("%.6f", sum), "\n", name, "_count ", cum, "\n");
 }
 
 }  // namespace
@@ -66,7 +67,10 @@ void Histogram::Render(const std::string& name, const std::string& help, std::st
 }
 
 Metrics::Metrics()
-    : ttft_(LatencyBuckets()), tpot_(LatencyBuckets()), queue_(LatencyBuckets()), e2e_(LatencyBuckets()),
+    : ttft_(LatencyBuckets()),
+      tpot_(LatencyBuckets()),
+      queue_(LatencyBuckets()),
+      e2e_(LatencyBuckets()),
       encode_(LatencyBuckets()) {}
 
 void Metrics::RecordImageEncode(int64_t images, double seconds) {
@@ -111,56 +115,71 @@ std::string Metrics::Render(const engine::EngineStats& s,
     for (const auto& [reason, n] : finish_reasons_) {
       absl::StrAppend(&out, "muse_generations_total{finish_reason=\"", reason, "\"} ", n, "\n");
     }
-    Counter(&out, "muse_prompt_tokens_total", "Prompt tokens of finished generations.", prompt_tokens_);
+    Counter(&out, "muse_prompt_tokens_total", "Prompt tokens of finished generations.",
+            prompt_tokens_);
     Counter(&out, "muse_cached_prompt_tokens_total", "Prompt tokens served by the prefix cache.",
             cached_tokens_);
     Counter(&out, "muse_generation_tokens_total", "Generated tokens.", generation_tokens_);
     ttft_.Render("muse_time_to_first_token_seconds", "Arrival to first token.", &out);
-    tpot_.Render("muse_time_per_output_token_seconds", "Mean time per output token after the first.", &out);
+    tpot_.Render("muse_time_per_output_token_seconds",
+                 "Mean time per output token after the first.", &out);
     queue_.Render("muse_queue_time_seconds", "Arrival to first scheduled.", &out);
     e2e_.Render("muse_e2e_request_latency_seconds", "Arrival to finish.", &out);
     if (images != nullptr) {
-      Counter(&out, "muse_images_encoded_total", "Images run through the vision tower.", images_encoded_);
+      Counter(&out, "muse_images_encoded_total", "Images run through the vision tower.",
+              images_encoded_);
       Counter(&out, "muse_image_encode_batches_total", "EncodeBatch calls of the image encoder.",
               encode_batches_);
       encode_.Render("muse_image_encode_seconds", "Duration of one EncodeBatch call.", &out);
     }
   }
   if (images != nullptr) {
-    Counter(&out, "muse_encoder_cache_hits_total", "Images whose embeddings came from the encoder cache.",
+    Counter(&out, "muse_encoder_cache_hits_total",
+            "Images whose embeddings came from the encoder cache.",
             static_cast<int64_t>(images->hits));
     Counter(&out, "muse_encoder_cache_misses_total", "Images not in the encoder cache.",
             static_cast<int64_t>(images->misses));
     Counter(&out, "muse_encoder_cache_evictions_total", "Encoder cache evictions.",
             static_cast<int64_t>(images->evictions));
-    Gauge(&out, "muse_encoder_cache_bytes", "Bytes of embeddings held by the encoder cache.", images->bytes);
+    Gauge(&out, "muse_encoder_cache_bytes", "Bytes of embeddings held by the encoder cache.",
+          images->bytes);
     Gauge(&out, "muse_encoder_cache_entries", "Images held by the encoder cache.", images->entries);
   }
   Gauge(&out, "muse_num_requests_running", "Sequences running in the engine.", s.num_running_seqs);
-  Gauge(&out, "muse_num_requests_waiting", "Sequences waiting (queued or preempted).", s.num_waiting_seqs);
-  Gauge(&out, "muse_kv_cache_usage_ratio", "KV blocks referenced by sequences / total.", s.kv_usage);
+  Gauge(&out, "muse_num_requests_waiting", "Sequences waiting (queued or preempted).",
+        s.num_waiting_seqs);
+  Gauge(&out, "muse_kv_cache_usage_ratio", "KV blocks referenced by sequences / total.",
+        s.kv_usage);
   Gauge(&out, "muse_kv_blocks_total", "KV blocks in the pool.", s.kv_blocks_total);
   Gauge(&out, "muse_kv_blocks_used", "KV blocks referenced by sequences.", s.kv_blocks_used);
-  Gauge(&out, "muse_prefix_cache_hit_rate", "Prompt tokens served from the prefix cache / looked up.",
+  Gauge(&out, "muse_prefix_cache_hit_rate",
+        "Prompt tokens served from the prefix cache / looked up.",
         s.prefix_cache_query_tokens > 0
             ? static_cast<double>(s.prefix_cache_hit_tokens) / s.prefix_cache_query_tokens
             : 0.0);
-  Counter(&out, "muse_num_preemptions_total", "Sequences preempted (recompute).", s.num_preemptions);
+  Counter(&out, "muse_num_preemptions_total", "Sequences preempted (recompute).",
+          s.num_preemptions);
   Counter(&out, "muse_engine_steps_total", "Engine iterations.", s.num_steps);
   RenderHistogram(&out, "muse_engine_step_seconds",
                   "Duration of one engine step that ran a batch, schedule to last output pushed.",
-                  engine::kStepSecondsBounds.data(), engine::kStepSecondsBounds.size(), s.step_buckets.data(),
-                  absl::ToDoubleSeconds(s.sum_step));
+                  engine::kStepSecondsBounds.data(), engine::kStepSecondsBounds.size(),
+                  s.step_buckets.data(), absl::ToDoubleSeconds(s.sum_step));
   Counter(&out, "muse_engine_rejected_total", "Requests the engine rejected at AddRequest.",
           s.requests_rejected);
   Header(&out, "muse_tenant_requests_total", "counter", "Admitted requests per tenant.");
-  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_requests_total{tenant=\"", Esc(t), "\"} ", u.requests, "\n");
+  for (const auto& [t, u] : tenants)
+    absl::StrAppend(&out, "muse_tenant_requests_total{tenant=\"", Esc(t), "\"} ", u.requests, "\n");
   Header(&out, "muse_tenant_rejected_total", "counter", "Requests over the tenant's rate limit.");
-  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_rejected_total{tenant=\"", Esc(t), "\"} ", u.rejected, "\n");
+  for (const auto& [t, u] : tenants)
+    absl::StrAppend(&out, "muse_tenant_rejected_total{tenant=\"", Esc(t), "\"} ", u.rejected, "\n");
   Header(&out, "muse_tenant_prompt_tokens_total", "counter", "Prompt tokens per tenant.");
-  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_prompt_tokens_total{tenant=\"", Esc(t), "\"} ", u.prompt_tokens, "\n");
+  for (const auto& [t, u] : tenants)
+    absl::StrAppend(&out, "muse_tenant_prompt_tokens_total{tenant=\"", Esc(t), "\"} ",
+                    u.prompt_tokens, "\n");
   Header(&out, "muse_tenant_completion_tokens_total", "counter", "Completion tokens per tenant.");
-  for (const auto& [t, u] : tenants) absl::StrAppend(&out, "muse_tenant_completion_tokens_total{tenant=\"", Esc(t), "\"} ", u.completion_tokens, "\n");
+  for (const auto& [t, u] : tenants)
+    absl::StrAppend(&out, "muse_tenant_completion_tokens_total{tenant=\"", Esc(t), "\"} ",
+                    u.completion_tokens, "\n");
   return out;
 }
 

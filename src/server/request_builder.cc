@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
@@ -58,7 +57,8 @@ absl::Status CheckSampling(const v1::SamplingParams& s, int64_t vocab, engine::S
   }
   if (s.has_temperature()) {
     if (!InRange(s.temperature(), 0, 100)) {
-      return Bad("sampling.temperature", absl::StrCat("must be in [0, 100], got ", s.temperature()));
+      return Bad("sampling.temperature",
+                 absl::StrCat("must be in [0, 100], got ", s.temperature()));
     }
     p->temperature = s.temperature();
   }
@@ -104,7 +104,8 @@ absl::Status CheckSampling(const v1::SamplingParams& s, int64_t vocab, engine::S
   for (const auto& [token, bias] : s.logit_bias()) {
     const std::string field = absl::StrCat("sampling.logit_bias[", token, "]");
     RETURN_IF_ERROR(CheckTokenId(field, token, vocab));
-    if (!InRange(bias, -100, 100)) return Bad(field, absl::StrCat("must be in [-100, 100], got ", bias));
+    if (!InRange(bias, -100, 100))
+      return Bad(field, absl::StrCat("must be in [-100, 100], got ", bias));
     p->logit_bias.emplace_back(token, bias);
   }
   if (s.has_seed()) p->seed = s.seed();
@@ -136,20 +137,21 @@ absl::Status CheckStopping(const v1::StoppingCriteria& s, int64_t vocab, int64_t
     p->max_tokens = static_cast<int>(std::min<int64_t>(kDefaultMaxTokens, room));
   }
   if (s.min_tokens() < 0 || s.min_tokens() > p->max_tokens) {
-    return Bad("stopping.min_tokens",
-               absl::StrCat("must be in [0, max_tokens = ", p->max_tokens, "], got ", s.min_tokens()));
+    return Bad("stopping.min_tokens", absl::StrCat("must be in [0, max_tokens = ", p->max_tokens,
+                                                   "], got ", s.min_tokens()));
   }
   p->min_tokens = s.min_tokens();
   if (s.stop_size() > kMaxStops) {
-    return Bad("stopping.stop", absl::StrCat("at most ", kMaxStops, " stop strings, got ", s.stop_size()));
+    return Bad("stopping.stop",
+               absl::StrCat("at most ", kMaxStops, " stop strings, got ", s.stop_size()));
   }
   for (int i = 0; i < s.stop_size(); ++i) {
     if (s.stop(i).empty()) return Bad(absl::StrCat("stopping.stop[", i, "]"), "must not be empty");
     p->stop.push_back(s.stop(i));
   }
   for (int i = 0; i < s.stop_token_ids_size(); ++i) {
-    RETURN_IF_ERROR(CheckTokenId(absl::StrCat("stopping.stop_token_ids[", i, "]"),
-                                 s.stop_token_ids(i), vocab));
+    RETURN_IF_ERROR(
+        CheckTokenId(absl::StrCat("stopping.stop_token_ids[", i, "]"), s.stop_token_ids(i), vocab));
     p->stop_token_ids.push_back(s.stop_token_ids(i));
   }
   p->ignore_eos = s.ignore_eos();
@@ -223,7 +225,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
   for (int i = 0; i < messages.size(); ++i) {
     const v1::ChatMessage& m = messages[i];
     const std::string field = absl::StrCat("messages[", i, "]");
-    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" && m.role() != "tool") {
+    if (m.role() != "system" && m.role() != "user" && m.role() != "assistant" &&
+        m.role() != "tool") {
       return Bad(field + ".role",
                  absl::StrCat("must be system, user, assistant or tool, got '", m.role(), "'"));
     }
@@ -249,7 +252,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
       }
     }
     // Text-only messages stay strings: the template renders them exactly as before.
-    nlohmann::json jm = {{"role", m.role()}, {"content", has_image ? std::move(parts) : nlohmann::json(text)}};
+    nlohmann::json jm = {{"role", m.role()},
+                         {"content", has_image ? std::move(parts) : nlohmann::json(text)}};
     if (!m.name().empty()) jm["name"] = m.name();
     if (!m.tool_call_id().empty()) jm["tool_call_id"] = m.tool_call_id();
     msgs.push_back(std::move(jm));
@@ -267,7 +271,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     for (int i = 0; i < tools.size(); ++i) {
       nlohmann::json params = nlohmann::json::object();
       if (!tools[i].parameters_json().empty()) {
-        params = nlohmann::json::parse(tools[i].parameters_json(), nullptr, /*allow_exceptions=*/false);
+        params =
+            nlohmann::json::parse(tools[i].parameters_json(), nullptr, /*allow_exceptions=*/false);
         if (params.is_discarded()) {
           return Bad(absl::StrCat("tools[", i, "].parameters_json"), "is not valid JSON");
         }
@@ -289,7 +294,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
   return std::move(*ids);
 }
 
-absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served) {
+absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req,
+                                          const ServedModel& served) {
   RETURN_IF_ERROR(CheckModelName(req.model(), served));
   if (req.has_response_format() &&
       req.response_format().format_case() != v1::ResponseFormat::FORMAT_NOT_SET) {
@@ -297,7 +303,8 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
   }
   const int64_t vocab = served.config.vocab_size;
   BuiltRequest out;
-  const int inputs = !req.prompt().empty() + !req.prompt_token_ids().empty() + !req.messages().empty();
+  const int inputs =
+      !req.prompt().empty() + !req.prompt_token_ids().empty() + !req.messages().empty();
   if (inputs == 0) {
     return Bad("input", "one of prompt, prompt_token_ids or messages is required (all are empty)");
   }
@@ -313,7 +320,8 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
       RETURN_IF_ERROR(PrepareImagePart(req.images(k), field, served, &out.images));
     }
   } else if (!req.images().empty()) {
-    return Bad("images", "only with prompt or prompt_token_ids; chat messages carry images as content parts");
+    return Bad("images",
+               "only with prompt or prompt_token_ids; chat messages carry images as content parts");
   }
   if (!req.prompt().empty()) {
     out.input_field = "prompt";
@@ -323,13 +331,15 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
   } else if (!req.prompt_token_ids().empty()) {
     out.input_field = "prompt_token_ids";
     for (int i = 0; i < req.prompt_token_ids_size(); ++i) {
-      RETURN_IF_ERROR(CheckTokenId(absl::StrCat("prompt_token_ids[", i, "]"), req.prompt_token_ids(i), vocab));
+      RETURN_IF_ERROR(
+          CheckTokenId(absl::StrCat("prompt_token_ids[", i, "]"), req.prompt_token_ids(i), vocab));
     }
     ids.assign(req.prompt_token_ids().begin(), req.prompt_token_ids().end());
   } else {
     out.input_field = "messages";
     const bool gen_prompt = !req.has_add_generation_prompt() || req.add_generation_prompt();
-    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), req.tools(), gen_prompt, served, &out.images));
+    ASSIGN_OR_RETURN(ids,
+                     TokenizeChat(req.messages(), req.tools(), gen_prompt, served, &out.images));
   }
   if (ids.empty()) return Bad(out.input_field, "tokenizes to zero tokens");
   int64_t prompt_len = static_cast<int64_t>(ids.size());
@@ -339,21 +349,23 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
     const int64_t n = static_cast<int64_t>(out.images.size());
     if (placeholders != n) {
       return Bad(out.input_field,
-                 absl::StrCat(placeholders, " image placeholder(s) ", served.vision->image_token, " (token ",
-                              served.vision->image_token_id, ") but ", n, " image(s)",
+                 absl::StrCat(placeholders, " image placeholder(s) ", served.vision->image_token,
+                              " (token ", served.vision->image_token_id, ") but ", n, " image(s)",
                               out.input_field == "messages" ? "" : " in images"));
     }
     prompt_len += n * (served.vision->num_image_tokens - 1);
   }
   if (prompt_len >= served.max_model_len) {
-    return Bad(out.input_field, absl::StrCat(prompt_len, " prompt tokens leave no room in the context length ",
-                                             served.max_model_len));
+    return Bad(out.input_field,
+               absl::StrCat(prompt_len, " prompt tokens leave no room in the context length ",
+                            served.max_model_len));
   }
   engine::SamplingParams& p = out.request.sampling;
   RETURN_IF_ERROR(CheckSampling(req.sampling(), vocab, &p));
   RETURN_IF_ERROR(CheckStopping(req.stopping(), vocab, prompt_len, served.max_model_len, &p));
   if (p.n > served.max_num_seqs) {
-    return Bad("sampling.n", absl::StrCat("must be <= max_num_seqs (", served.max_num_seqs, "), got ", p.n));
+    return Bad("sampling.n",
+               absl::StrCat("must be <= max_num_seqs (", served.max_num_seqs, "), got ", p.n));
   }
   out.skip_special_tokens = !req.has_skip_special_tokens() || req.skip_special_tokens();
   if (!out.skip_special_tokens && !p.stop.empty()) {
@@ -363,8 +375,8 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
   const int64_t total_blocks = engine::BlockManager::BlocksFor(int64_t{prompt_len} + p.max_tokens);
   if (total_blocks > served.kv_blocks_total) {
     return Bad("stopping.max_tokens",
-               absl::StrCat("prompt + max_tokens need ", total_blocks, " KV blocks but the pool has ",
-                            served.kv_blocks_total));
+               absl::StrCat("prompt + max_tokens need ", total_blocks,
+                            " KV blocks but the pool has ", served.kv_blocks_total));
   }
   return out;
 }

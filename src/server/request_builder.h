@@ -23,9 +23,9 @@ struct PendingImage {
 };
 
 struct BuiltRequest {
-  engine::Request request;     // id, priority and deadline are left for the caller
+  engine::Request request;  // id, priority and deadline are left for the caller
   bool skip_special_tokens = true;
-  std::string input_field;     // "prompt", "prompt_token_ids" or "messages"
+  std::string input_field;  // "prompt", "prompt_token_ids" or "messages"
   // Images in placeholder order. request.prompt_token_ids still holds ONE placeholder token per
   // image; ExpandImagePlaceholders (admission) widens each once the embeddings exist. The range
   // checks already used the expanded length.
@@ -45,7 +45,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
     const ServedModel& served, std::vector<PendingImage>* images = nullptr);
 
-absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served);
+absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req,
+                                          const ServedModel& served);
 
 // Checks that `bytes` hold a PNG or JPEG image (signature and header). Field-named errors.
 absl::Status CheckImageBytes(const std::string& bytes, const std::string& field);

@@ -9,9 +9,9 @@
 
 #include "models/model_config.h"
 #include "src/tokenizer/jinja/chat_template.h"
+#include "src/tokenizer/tokenizer.h"
 #include "src/vision/image.h"
 #include "src/vision/preprocess.h"
-#include "src/tokenizer/tokenizer.h"
 
 namespace muse::server {
 

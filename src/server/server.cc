@@ -1,11 +1,11 @@
 #include "src/server/server.h"
 
-#include <filesystem>
-#include <thread>
-
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+
+#include <filesystem>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -50,7 +50,8 @@ constexpr int kPumpThreads = 2;
 // The file named by command-line flag `flag`; errors start with the flag, then the path.
 absl::StatusOr<std::string> ReadFlagFile(const std::string& path, const char* flag) {
   auto text = muse::ReadFile(path);
-  if (!text.ok()) return absl::Status(text.status().code(), absl::StrCat(flag, ": ", text.status().message()));
+  if (!text.ok())
+    return absl::Status(text.status().code(), absl::StrCat(flag, ": ", text.status().message()));
   return text;
 }
 
@@ -59,7 +60,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
   }
   if (o.tls_cert.empty()) {
-    if (!o.tls_client_ca.empty()) return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert");
+    if (!o.tls_client_ca.empty())
+      return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert");
     return grpc::InsecureServerCredentials();
   }
   grpc::SslServerCredentialsOptions ssl;
@@ -124,10 +126,12 @@ absl::Status Server::Impl::LoadModel() {
   ASSIGN_OR_RETURN(ctx.engine, engine::Engine::Create(std::move(runner), eo));
   m->max_model_len = ctx.engine->max_model_len() > 0 ? ctx.engine->max_model_len() : (1 << 30);
   ctx.model = std::move(m);
-  spdlog::info("model {} loaded: {} layers, vocab {}, context {}, {} KV blocks, chat template: {}, images: {}",
-               ctx.model->id, ctx.model->config.num_hidden_layers, ctx.model->config.vocab_size,
-               ctx.model->max_model_len, ctx.model->kv_blocks_total,
-               ctx.model->chat_template ? "yes" : "no", ctx.model->supports_images ? "yes" : "no");
+  spdlog::info(
+      "model {} loaded: {} layers, vocab {}, context {}, {} KV blocks, chat template: {}, images: "
+      "{}",
+      ctx.model->id, ctx.model->config.num_hidden_layers, ctx.model->config.vocab_size,
+      ctx.model->max_model_len, ctx.model->kv_blocks_total, ctx.model->chat_template ? "yes" : "no",
+      ctx.model->supports_images ? "yes" : "no");
   return absl::OkStatus();
 }
 
@@ -142,13 +146,16 @@ absl::Status Server::Impl::LoadVision(ServedModel& m) {
   v.limits.max_pixels = o.max_image_pixels;
   v.image_token_id = static_cast<int32_t>(lc.image_token_index);
   if (v.image_token_id < 0 || v.image_token_id >= m.config.vocab_size) {
-    return absl::InvalidArgumentError(absl::StrCat(o.model_dir, ": image_token_index ", v.image_token_id,
-                                                   " is outside the vocabulary (", m.config.vocab_size, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(o.model_dir, ": image_token_index ",
+                                                   v.image_token_id, " is outside the vocabulary (",
+                                                   m.config.vocab_size, ")"));
   }
   v.image_token = m.tokenizer->IdToToken(v.image_token_id).value_or("");
   if (v.image_token.empty()) {
-    spdlog::warn("{}: the tokenizer has no token for image_token_index {}; only prompt_token_ids can "
-                 "place images", o.model_dir, v.image_token_id);
+    spdlog::warn(
+        "{}: the tokenizer has no token for image_token_index {}; only prompt_token_ids can "
+        "place images",
+        o.model_dir, v.image_token_id);
   }
   v.num_image_tokens = static_cast<int32_t>(lc.num_image_tokens());
   v.hidden_size = static_cast<int32_t>(lc.text.hidden_size);
@@ -160,11 +167,12 @@ absl::Status Server::Impl::LoadVision(ServedModel& m) {
   blank.height = blank.width = static_cast<int>(lc.vision.image_size);
   blank.data.assign(3 * blank.height * blank.width, 0.0f);
   if (auto w = encoder->EncodeBatch({&blank}); !w.ok()) {
-    return absl::InternalError(absl::StrCat("image encoder warm-up failed: ", w.status().message()));
+    return absl::InternalError(
+        absl::StrCat("image encoder warm-up failed: ", w.status().message()));
   }
   ctx.encoder_cache = std::make_unique<vision::EncoderCache>(o.encoder_cache_bytes);
-  ctx.image_encoder = std::make_unique<ImageEncoderWorker>(std::move(encoder), ctx.encoder_cache.get(),
-                                                           &ctx.metrics, o.image_encode_delay_for_testing);
+  ctx.image_encoder = std::make_unique<ImageEncoderWorker>(
+      std::move(encoder), ctx.encoder_cache.get(), &ctx.metrics, o.image_encode_delay_for_testing);
   spdlog::info("vision: {} image token(s) per image, placeholder {} ({}), encoder cache {} MiB",
                v.num_image_tokens, v.image_token, v.image_token_id, o.encoder_cache_bytes >> 20);
   m.vision = std::move(v);
@@ -226,10 +234,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
       ImageCacheStats images;
       if (p->ctx.ready.load() && p->ctx.encoder_cache) {
         const vision::EncoderCache& c = *p->ctx.encoder_cache;
-        images = {c.hits(), c.misses(), c.evictions(), c.size_bytes(), static_cast<int64_t>(c.num_entries())};
+        images = {c.hits(), c.misses(), c.evictions(), c.size_bytes(),
+                  static_cast<int64_t>(c.num_entries())};
       }
       const bool vision = p->ctx.ready.load() && p->ctx.encoder_cache;
-      return std::pair{200, p->ctx.metrics.Render(s, p->ctx.limiter.Usage(), vision ? &images : nullptr)};
+      return std::pair{
+          200, p->ctx.metrics.Render(s, p->ctx.limiter.Usage(), vision ? &images : nullptr)};
     });
     p->http.Route("/health", [p] {
       const bool ok = p->ctx.ready.load() && !p->ctx.draining.load();
@@ -273,7 +283,8 @@ void Server::Drain(absl::Duration grace) {
   const absl::Time deadline = absl::Now() + grace;
   int64_t left = ctx.in_flight.load();
   spdlog::info("draining: {} generation(s) in flight, grace {}", left, absl::FormatDuration(grace));
-  while ((left = ctx.in_flight.load()) > 0 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(20));
+  while ((left = ctx.in_flight.load()) > 0 && absl::Now() < deadline)
+    absl::SleepFor(absl::Milliseconds(20));
   if (left > 0) spdlog::warn("drain grace over: aborting {} generation(s)", left);
   // Image encoder first (requests still waiting for it finish UNAVAILABLE and never reach the
   // engine), then the engine: its shutdown ends every live stream, so the reactors finish.

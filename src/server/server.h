@@ -25,18 +25,18 @@ struct ServerOptions {
   std::string model_dir;
   std::string served_model_name;  // default: basename of model_dir
   std::string host = "0.0.0.0";
-  int port = 50051;               // 0 = ephemeral (see Server::port())
+  int port = 50051;  // 0 = ephemeral (see Server::port())
   std::string device = "cpu";
   std::string dtype = "float32";
-  int threads = 0;                // ATen intra-op threads; 0 = libtorch default
+  int threads = 0;  // ATen intra-op threads; 0 = libtorch default
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
-  int max_waiting = 256;          // queued requests beyond this are RESOURCE_EXHAUSTED
+  int max_waiting = 256;  // queued requests beyond this are RESOURCE_EXHAUSTED
   int64_t kv_cache_bytes = 256ll << 20;
-  int64_t num_kv_blocks = 0;      // > 0 overrides kv_cache_bytes
-  int64_t max_model_len = 0;      // 0 = the model's max_position_embeddings
+  int64_t num_kv_blocks = 0;  // > 0 overrides kv_cache_bytes
+  int64_t max_model_len = 0;  // 0 = the model's max_position_embeddings
   uint64_t seed = 0;
-  std::string api_keys_file;      // required unless no_auth
+  std::string api_keys_file;  // required unless no_auth
   bool no_auth = false;
   std::string tls_cert, tls_key;  // PEM files; both or neither
   std::string tls_client_ca;      // set: clients must present a certificate signed by it (mTLS)
@@ -44,8 +44,8 @@ struct ServerOptions {
   int max_receive_message_bytes = 32 << 20;
   // LLaVA models: encoder cache budget (projected embeddings, fp32) and per-image decode limits.
   int64_t encoder_cache_bytes = 256ll << 20;
-  int64_t max_image_bytes = 20ll << 20;        // encoded size (after base64 for data: URIs)
-  int64_t max_image_pixels = 4096ll * 4096;    // width * height, checked from the header
+  int64_t max_image_bytes = 20ll << 20;      // encoded size (after base64 for data: URIs)
+  int64_t max_image_pixels = 4096ll * 4096;  // width * height, checked from the header
   absl::Duration image_encode_delay_for_testing = absl::ZeroDuration();  // tests only
 };
 

@@ -1,10 +1,9 @@
 // muse-server's flags, declared once: main() parses with them, --help is generated from them and
 // tests/server/server_flags_test.cc checks them.
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <sstream>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "src/common/cli.h"
 #include "src/server/server.h"
@@ -20,7 +19,8 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   const CLI::Range kPort(0, 65535, "in [0, 65535]");
 
-  app.add_option("--model", o.model_dir, "model directory (config.json, safetensors, tokenizer.json)")
+  app.add_option("--model", o.model_dir,
+                 "model directory (config.json, safetensors, tokenizer.json)")
       ->required();
   app.add_option("--served-model-name", o.served_model_name,
                  "model id clients see (default: basename of --model)");
@@ -36,7 +36,8 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
       ->check(AtLeast(1));
   app.add_option("--max-num-batched-tokens", o.max_num_batched_tokens, "token budget of one step")
       ->check(AtLeast(1));
-  app.add_option("--max-waiting", o.max_waiting, "queued requests beyond this are RESOURCE_EXHAUSTED")
+  app.add_option("--max-waiting", o.max_waiting,
+                 "queued requests beyond this are RESOURCE_EXHAUSTED")
       ->check(AtLeast(1));
   app.add_option("--kv-cache-bytes", o.kv_cache_bytes, "KV cache budget in bytes")
       ->check(AtLeast<int64_t>(1));
@@ -60,10 +61,12 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
       app.add_option("--tls-key", o.tls_key, "server private key (PEM)")->check(CLI::ExistingFile);
   cert->needs(key);
   key->needs(cert);
-  app.add_option("--tls-client-ca", o.tls_client_ca, "require client certificates signed by this CA (mTLS)")
+  app.add_option("--tls-client-ca", o.tls_client_ca,
+                 "require client certificates signed by this CA (mTLS)")
       ->check(CLI::ExistingFile)
       ->needs(cert);
-  app.add_option("--metrics-port", o.metrics_port, "HTTP /metrics and /health; -1 = off, 0 = ephemeral")
+  app.add_option("--metrics-port", o.metrics_port,
+                 "HTTP /metrics and /health; -1 = off, 0 = ephemeral")
       ->check(CLI::Range(-1, 65535, "in [-1, 65535]"));
   app.add_option("--max-receive-message-bytes", o.max_receive_message_bytes,
                  "largest request, images included")

@@ -2,13 +2,13 @@
 // serving flags the health service mirrors. Owned by Server; handlers hold a pointer.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "muse/v1/inference.pb.h"
 #include "src/engine/engine.h"
@@ -26,17 +26,17 @@ struct ServiceContext {
   // Threads that turn engine output into gRPC writes (pump_pool.h); started before the gRPC
   // server, stopped after it. The engine thread only raises signals into it.
   std::unique_ptr<PumpPool> pumps;
-  std::unique_ptr<ServedModel> model;      // set once, before ready
+  std::unique_ptr<ServedModel> model;  // set once, before ready
   // LLaVA models only (set once, before ready): embeddings by image digest, and the one thread
   // that runs the vision tower.
   std::unique_ptr<vision::EncoderCache> encoder_cache;
   std::unique_ptr<ImageEncoderWorker> image_encoder;
-  std::optional<ApiKeys> keys;             // empty = --no-auth
+  std::optional<ApiKeys> keys;  // empty = --no-auth
   TenantLimiter limiter;
   Metrics metrics;
-  std::atomic<bool> ready{false};     // model loaded and warmed up
-  std::atomic<bool> draining{false};  // SIGTERM: new requests are UNAVAILABLE
-  std::atomic<int64_t> in_flight{0};  // generations admitted and not yet done
+  std::atomic<bool> ready{false};          // model loaded and warmed up
+  std::atomic<bool> draining{false};       // SIGTERM: new requests are UNAVAILABLE
+  std::atomic<int64_t> in_flight{0};       // generations admitted and not yet done
   std::atomic<int64_t> reactors_alive{0};  // Generate reactor objects not yet destroyed
   std::atomic<uint64_t> next_id{0};
 };
@@ -54,7 +54,8 @@ grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg);
 
 // Ready / draining / auth checks shared by every RPC. Returns the tenant (a built-in
 // "anonymous" one under --no-auth).
-absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx, const grpc::CallbackServerContext& sctx);
+absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
+                                          const grpc::CallbackServerContext& sctx);
 
 // Everything between the bytes of a GenerateRequest and a live engine stream: parse, build
 // (images decoded + preprocessed), priority, tenant limits, encoder-cache lookups, and -- unless
@@ -63,8 +64,8 @@ struct Admission {
   v1::GenerateRequest request;
   BuiltRequest built;
   const Tenant* tenant = nullptr;
-  std::string engine_id;  // unique server-side id
-  std::string client_id;  // echoed back (engine id when the client gave none)
+  std::string engine_id;            // unique server-side id
+  std::string client_id;            // echoed back (engine id when the client gave none)
   std::vector<int32_t> prompt_ids;  // kept only when the server decodes text itself
   // One per built.images entry: set on an encoder-cache hit, else filled by the encoder worker.
   std::vector<std::optional<vision::ImageEmbedding>> embeddings;

@@ -14,7 +14,8 @@ class TokenizerDecoderFactory final : public engine::TextDecoderFactory {
  public:
   // `tokenizer` must outlive the factory.
   explicit TokenizerDecoderFactory(const tokenizer::Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
-  std::unique_ptr<engine::TextDecoder> Create(const std::vector<int32_t>& prompt_token_ids) override;
+  std::unique_ptr<engine::TextDecoder> Create(
+      const std::vector<int32_t>& prompt_token_ids) override;
 
  private:
   const tokenizer::Tokenizer* tokenizer_;

@@ -17,14 +17,14 @@ bool IsAlnum(uint32_t cp) {
     int err;
     PCRE2_SIZE off;
     const char* p = R"([\p{Alphabetic}\p{N}])";
-    return pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP,
-                         &err, &off, nullptr);
+    return pcre2_compile(reinterpret_cast<PCRE2_SPTR>(p), PCRE2_ZERO_TERMINATED,
+                         PCRE2_UTF | PCRE2_UCP, &err, &off, nullptr);
   }();
   std::string s;
   AppendUtf8(cp, s);
   pcre2_match_data* md = pcre2_match_data_create(1, nullptr);
-  const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0, PCRE2_ANCHORED,
-                             md, nullptr);
+  const int rc = pcre2_match(re, reinterpret_cast<PCRE2_SPTR>(s.data()), s.size(), 0,
+                             PCRE2_ANCHORED, md, nullptr);
   pcre2_match_data_free(md);
   return rc > 0;
 }
@@ -56,7 +56,8 @@ void AddedVocabulary::Trie::Insert(std::string_view s, int32_t token_index) {
   has_tokens = true;
 }
 
-size_t AddedVocabulary::Trie::LongestAt(std::string_view text, size_t pos, int32_t& token_index) const {
+size_t AddedVocabulary::Trie::LongestAt(std::string_view text, size_t pos,
+                                        int32_t& token_index) const {
   size_t best = 0;
   int32_t node = 0;
   for (size_t i = pos; i < text.size(); ++i) {
@@ -88,12 +89,14 @@ absl::Status AddedVocabulary::Build(std::vector<AddedToken> tokens, const Normal
   return absl::OkStatus();
 }
 
-void AddedVocabulary::Split(std::string_view text, bool normalized_set, std::vector<Segment>& out) const {
+void AddedVocabulary::Split(std::string_view text, bool normalized_set,
+                            std::vector<Segment>& out) const {
   SplitWith(normalized_set ? normalized_ : raw_, text, out);
 }
 
 // Mirrors HF AddedVocabulary::find_matches, including single_word / lstrip / rstrip.
-void AddedVocabulary::SplitWith(const Trie& trie, std::string_view text, std::vector<Segment>& out) const {
+void AddedVocabulary::SplitWith(const Trie& trie, std::string_view text,
+                                std::vector<Segment>& out) const {
   size_t start_offset = 0;
   size_t pos = 0;
   if (trie.has_tokens) {

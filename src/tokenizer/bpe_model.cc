@@ -1,9 +1,8 @@
 #include "src/tokenizer/bpe_model.h"
 
 #include <algorithm>
-#include <queue>
-
 #include <nlohmann/json.hpp>
+#include <queue>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -14,7 +13,8 @@
 namespace muse::tokenizer {
 namespace {
 
-// HF caches only words shorter than this; longer ones (whole SentencePiece paragraphs) are rare repeats.
+// HF caches only words shorter than this; longer ones (whole SentencePiece paragraphs) are rare
+// repeats.
 constexpr size_t kMaxCachedWordBytes = 256;
 constexpr size_t kCacheCapacity = 1 << 17;
 constexpr size_t kCacheShards = 32;
@@ -22,7 +22,8 @@ constexpr size_t kCacheShards = 32;
 absl::StatusOr<std::string> OptionalString(const nlohmann::json& j, const char* key) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return std::string();
-  if (!it->is_string()) return absl::InvalidArgumentError(absl::StrCat("BPE: '", key, "' must be a string"));
+  if (!it->is_string())
+    return absl::InvalidArgumentError(absl::StrCat("BPE: '", key, "' must be a string"));
   return it->get<std::string>();
 }
 
@@ -31,9 +32,11 @@ absl::StatusOr<std::string> OptionalString(const nlohmann::json& j, const char* 
 absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::json& j) {
   ASSIGN_OR_RETURN(std::string type, GetString(j, "type", "model"));
   if (type != "BPE") {
-    return absl::InvalidArgumentError(absl::StrCat("unsupported model type '", type, "' (only BPE)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("unsupported model type '", type, "' (only BPE)"));
   }
-  if (auto d = j.find("dropout"); d != j.end() && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0)) {
+  if (auto d = j.find("dropout");
+      d != j.end() && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0)) {
     return absl::InvalidArgumentError("BPE dropout is not supported for inference");
   }
   std::unique_ptr<BpeModel> m(new BpeModel());
@@ -45,13 +48,15 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
   ASSIGN_OR_RETURN(std::string unk, OptionalString(j, "unk_token"));
 
   auto vit = j.find("vocab");
-  if (vit == j.end() || !vit->is_object()) return absl::InvalidArgumentError("BPE: missing 'vocab' object");
+  if (vit == j.end() || !vit->is_object())
+    return absl::InvalidArgumentError("BPE: missing 'vocab' object");
   m->vocab_.reserve(vit->size());
   int64_t max_id = -1;
   for (auto it = vit->begin(); it != vit->end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
         it.value().get<int64_t>() > INT32_MAX) {
-      return absl::InvalidArgumentError(absl::StrCat("BPE: bad id for vocab entry '", it.key(), "'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BPE: bad id for vocab entry '", it.key(), "'"));
     }
     const auto id = static_cast<int32_t>(it.value().get<int64_t>());
     m->vocab_[it.key()] = id;
@@ -75,13 +80,15 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
   if (!unk.empty()) {
     auto it = m->vocab_.find(unk);
     if (it == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("BPE: unk_token '", unk, "' is not in the vocab"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BPE: unk_token '", unk, "' is not in the vocab"));
     }
     m->unk_id_ = it->second;
   }
 
   auto mit = j.find("merges");
-  if (mit == j.end() || !mit->is_array()) return absl::InvalidArgumentError("BPE: missing 'merges' array");
+  if (mit == j.end() || !mit->is_array())
+    return absl::InvalidArgumentError("BPE: missing 'merges' array");
   m->merges_.reserve(mit->size());
   int32_t rank = 0;
   for (const auto& e : *mit) {
@@ -90,7 +97,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
       const std::string& s = e.get_ref<const std::string&>();
       const size_t sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
-        return absl::InvalidArgumentError(absl::StrCat("BPE: merge ", rank, " '", s, "' is not 'a b'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("BPE: merge ", rank, " '", s, "' is not 'a b'"));
       }
       a = s.substr(0, sp);
       b = s.substr(sp + 1);
@@ -98,18 +106,21 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
       a = e[0].get<std::string>();
       b = e[1].get<std::string>();
     } else {
-      return absl::InvalidArgumentError(absl::StrCat("BPE: merge ", rank, " is neither 'a b' nor [a, b]"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BPE: merge ", rank, " is neither 'a b' nor [a, b]"));
     }
     auto ia = m->vocab_.find(a), ib = m->vocab_.find(b);
     if (ia == m->vocab_.end() || ib == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("BPE: merge ", rank, " uses a token not in the vocab"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BPE: merge ", rank, " uses a token not in the vocab"));
     }
     // The right part loses its continuing-subword prefix in the merged token.
     std::string merged = a;
     merged += (!m->prefix_.empty() && b.starts_with(m->prefix_)) ? b.substr(m->prefix_.size()) : b;
     auto im = m->vocab_.find(merged);
     if (im == m->vocab_.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("BPE: merge ", rank, " result '", merged, "' is not in the vocab"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("BPE: merge ", rank, " result '", merged, "' is not in the vocab"));
     }
     // Later duplicates win, as in HF's HashMap collect.
     m->merges_[PairKey(ia->second, ib->second)] = Merge{rank, im->second};

@@ -3,12 +3,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -38,7 +37,8 @@ class BpeModel {
   static uint64_t PairKey(int32_t a, int32_t b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
-  // Splits `word` into initial symbols (chars, byte-fallback bytes, fused unk) as HF merge_word does.
+  // Splits `word` into initial symbols (chars, byte-fallback bytes, fused unk) as HF merge_word
+  // does.
   void InitialSymbols(std::string_view word, std::vector<int32_t>& ids) const;
   // Applies merges lowest rank first (ties: leftmost) with a heap over a linked list of symbols.
   void MergeAll(std::vector<int32_t>& ids) const;

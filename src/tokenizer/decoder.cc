@@ -122,12 +122,14 @@ class StripDecoder : public Decoder {
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     for (std::string& t : tokens) {
       size_t b = 0;
-      for (size_t k = 0; k < start_ && t.compare(b, content_.size(), content_) == 0 && b < t.size(); ++k) {
+      for (size_t k = 0; k < start_ && t.compare(b, content_.size(), content_) == 0 && b < t.size();
+           ++k) {
         b += content_.size();
       }
       size_t e = t.size();
       for (size_t k = 0; k < stop_ && e >= b + content_.size() &&
-                         t.compare(e - content_.size(), content_.size(), content_) == 0; ++k) {
+                         t.compare(e - content_.size(), content_.size(), content_) == 0;
+           ++k) {
         e -= content_.size();
       }
       t = t.substr(b, e - b);
@@ -169,7 +171,8 @@ class MetaspaceDecoder : public Decoder {
 
 class SequenceDecoder : public Decoder {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts) : parts_(std::move(parts)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts)
+      : parts_(std::move(parts)) {}
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     for (const auto& p : parts_) RETURN_IF_ERROR(p->DecodeChain(tokens));
     return absl::OkStatus();

@@ -41,7 +41,8 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Step(int32_t id) {
   ASSIGN_OR_RETURN(std::string new_text,
                    tokenizer_.Decode(all.subspan(prefix_offset_), skip_special_tokens_));
   // A trailing U+FFFD means an unfinished character: wait for more tokens.
-  if (new_text.size() <= prefix_text.size() || new_text.ends_with(kReplacementChar)) return std::string();
+  if (new_text.size() <= prefix_text.size() || new_text.ends_with(kReplacementChar))
+    return std::string();
   std::string delta = new_text.substr(prefix_text.size());
   prefix_offset_ = read_offset_;
   read_offset_ = ids_.size();
@@ -60,7 +61,8 @@ absl::StatusOr<std::string> IncrementalDetokenizer::Flush() {
   ASSIGN_OR_RETURN(std::string prefix_text,
                    tokenizer_.Decode(all.subspan(prefix_offset_, read_offset_ - prefix_offset_),
                                      skip_special_tokens_));
-  ASSIGN_OR_RETURN(std::string new_text, tokenizer_.Decode(all.subspan(prefix_offset_), skip_special_tokens_));
+  ASSIGN_OR_RETURN(std::string new_text,
+                   tokenizer_.Decode(all.subspan(prefix_offset_), skip_special_tokens_));
   prefix_offset_ = read_offset_ = ids_.size();
   if (new_text.size() <= prefix_text.size()) return std::string();
   return new_text.substr(prefix_text.size());

@@ -6,8 +6,7 @@
 
 namespace muse::tokenizer {
 
-absl::StatusOr<std::string> GetString(const nlohmann::json& j, const char* key,
-                                      const char* what) {
+absl::StatusOr<std::string> GetString(const nlohmann::json& j, const char* key, const char* what) {
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(what, ": expected an object"));
   auto it = j.find(key);
   if (it == j.end() || !it->is_string()) {
@@ -16,8 +15,7 @@ absl::StatusOr<std::string> GetString(const nlohmann::json& j, const char* key,
   return it->get<std::string>();
 }
 
-absl::StatusOr<bool> GetBool(const nlohmann::json& j, const char* key, bool def,
-                             const char* what) {
+absl::StatusOr<bool> GetBool(const nlohmann::json& j, const char* key, bool def, const char* what) {
   auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
   if (!it->is_boolean()) {

@@ -2,23 +2,20 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/statusor.h"
 #include "src/tokenizer/regex.h"
 
 namespace muse::tokenizer {
 
-absl::StatusOr<std::string> GetString(const nlohmann::json& j, const char* key,
-                                      const char* what);
+absl::StatusOr<std::string> GetString(const nlohmann::json& j, const char* key, const char* what);
 // Missing or null keys give `def`; a wrong type is an error.
-absl::StatusOr<bool> GetBool(const nlohmann::json& j, const char* key, bool def,
-                             const char* what);
+absl::StatusOr<bool> GetBool(const nlohmann::json& j, const char* key, bool def, const char* what);
 
 // A {"String": s} or {"Regex": r} pattern as used by Split, Replace.
 class StringOrRegex {

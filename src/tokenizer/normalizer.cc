@@ -1,8 +1,7 @@
 #include "src/tokenizer/normalizer.h"
 
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "src/common/status.h"

@@ -1,8 +1,7 @@
 #include "src/tokenizer/post_processor.h"
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -51,11 +50,13 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> MakeTemplate(const nlohmann::json
     for (auto it = st->begin(); it != st->end(); ++it) {
       auto ids = it.value().find("ids");
       if (ids == it.value().end() || !ids->is_array()) {
-        return absl::InvalidArgumentError(absl::StrCat("TemplateProcessing: special token '", it.key(), "' has no ids"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("TemplateProcessing: special token '", it.key(), "' has no ids"));
       }
       std::vector<int32_t> v;
       for (const auto& id : *ids) {
-        if (!id.is_number_integer()) return absl::InvalidArgumentError("TemplateProcessing: non-integer id");
+        if (!id.is_number_integer())
+          return absl::InvalidArgumentError("TemplateProcessing: non-integer id");
         v.push_back(id.get<int32_t>());
       }
       specials[it.key()] = std::move(v);
@@ -72,14 +73,16 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> MakeTemplate(const nlohmann::json
       ASSIGN_OR_RETURN(std::string id, GetString(*sp, "id", "TemplateProcessing SpecialToken"));
       auto it = specials.find(id);
       if (it == specials.end()) {
-        return absl::InvalidArgumentError(absl::StrCat("TemplateProcessing: '", id, "' not in special_tokens"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("TemplateProcessing: '", id, "' not in special_tokens"));
       }
       auto& dst = seen_a ? suffix : prefix;
       dst.insert(dst.end(), it->second.begin(), it->second.end());
     } else if (auto seq = piece.find("Sequence"); seq != piece.end()) {
       ASSIGN_OR_RETURN(std::string id, GetString(*seq, "id", "TemplateProcessing Sequence"));
       if (id != "A" || seen_a) {
-        return absl::InvalidArgumentError("TemplateProcessing: single template must hold $A exactly once");
+        return absl::InvalidArgumentError(
+            "TemplateProcessing: single template must hold $A exactly once");
       }
       seen_a = true;
     } else {

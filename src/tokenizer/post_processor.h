@@ -1,11 +1,11 @@
-// tokenizer.json "post_processor": TemplateProcessing (BOS/EOS), ByteLevel (ids unchanged), Sequence.
+// tokenizer.json "post_processor": TemplateProcessing (BOS/EOS), ByteLevel (ids unchanged),
+// Sequence.
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <vector>
-
 #include <nlohmann/json_fwd.hpp>
+#include <vector>
 
 #include "absl/status/statusor.h"
 

@@ -27,7 +27,8 @@ struct Span {
   bool flag;  // is_match before combining, "remove" after
 };
 
-// Mirrors HF NormalizedString::split: matches + gaps cover the text, then the behavior combines them.
+// Mirrors HF NormalizedString::split: matches + gaps cover the text, then the behavior combines
+// them.
 void SplitByMatches(const Piece& piece, const std::vector<std::pair<size_t, size_t>>& matches,
                     Behavior behavior, bool invert, std::vector<Piece>& out) {
   const std::string& t = piece.text;
@@ -166,7 +167,8 @@ class MetaspacePreTokenizer : public PreTokenizer {
         }
       }
       const bool starts = r.compare(0, replacement_.size(), replacement_) == 0;
-      if (!starts && (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && p.at_start))) {
+      if (!starts &&
+          (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && p.at_start))) {
         r = replacement_ + r;
       }
       Piece np{std::move(r), p.at_start};
@@ -237,7 +239,8 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
       } else if (s == "never") {
         scheme = PrependScheme::kNever;
       } else {
-        return absl::InvalidArgumentError(absl::StrCat("Metaspace: unknown prepend_scheme '", s, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("Metaspace: unknown prepend_scheme '", s, "'"));
       }
     } else {
       // Older files carry add_prefix_space instead of prepend_scheme.

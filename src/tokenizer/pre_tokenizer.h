@@ -2,10 +2,9 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -15,7 +14,8 @@ namespace muse::tokenizer {
 // One pre-token under construction.
 struct Piece {
   std::string text;
-  bool at_start = false;  // begins at offset 0 of the original input (Metaspace prepend_scheme=first)
+  bool at_start =
+      false;  // begins at offset 0 of the original input (Metaspace prepend_scheme=first)
 };
 
 class PreTokenizer {

@@ -16,7 +16,8 @@ struct Regex::Code {
 
 namespace {
 
-// Per-thread match scratch: a JIT stack big enough for long whitespace runs and reusable match data.
+// Per-thread match scratch: a JIT stack big enough for long whitespace runs and reusable match
+// data.
 struct ThreadScratch {
   pcre2_match_context* mctx = nullptr;
   pcre2_jit_stack* jit_stack = nullptr;
@@ -41,8 +42,8 @@ ThreadScratch& Scratch() {
 
 }  // namespace
 
-// Oniguruma's \s (Unicode mode) is the White_Space property, which includes U+0085 NEL; PCRE2 10.42's
-// UCP \s is "Z categories + HT/LF/VT/FF/CR" and misses NEL. Add it explicitly.
+// Oniguruma's \s (Unicode mode) is the White_Space property, which includes U+0085 NEL;
+// PCRE2 10.42's UCP \s is "Z categories + HT/LF/VT/FF/CR" and misses NEL. Add it explicitly.
 std::string TranslateOnigPattern(std::string_view p) {
   std::string out;
   out.reserve(p.size() + 16);
@@ -85,8 +86,9 @@ absl::StatusOr<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern) 
   if (!re) {
     PCRE2_UCHAR buf[256];
     pcre2_get_error_message(err, buf, sizeof(buf));
-    return absl::InvalidArgumentError(absl::StrCat("cannot compile regex '", std::string(pattern), "' at offset ",
-                                                   err_off, ": ", reinterpret_cast<char*>(buf)));
+    return absl::InvalidArgumentError(absl::StrCat("cannot compile regex '", std::string(pattern),
+                                                   "' at offset ", err_off, ": ",
+                                                   reinterpret_cast<char*>(buf)));
   }
   std::unique_ptr<Regex> r(new Regex());
   r->code_ = std::make_unique<Code>();
@@ -104,15 +106,16 @@ absl::Status Regex::FindAll(std::string_view text,
   size_t pos = 0;
   while (pos <= text.size()) {
     // Input was validated once up front, so skip PCRE2's per-call UTF check.
-    const int rc = jit_ ? pcre2_jit_match(code_->re, subject, text.size(), pos, PCRE2_NO_UTF_CHECK,
-                                          s.md, s.mctx)
-                        : pcre2_match(code_->re, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, s.md,
-                                      s.mctx);
+    const int rc =
+        jit_ ? pcre2_jit_match(code_->re, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, s.md,
+                               s.mctx)
+             : pcre2_match(code_->re, subject, text.size(), pos, PCRE2_NO_UTF_CHECK, s.md, s.mctx);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       PCRE2_UCHAR buf[256];
       pcre2_get_error_message(rc, buf, sizeof(buf));
-      return absl::InternalError(absl::StrCat("regex match failed: ", reinterpret_cast<char*>(buf)));
+      return absl::InternalError(
+          absl::StrCat("regex match failed: ", reinterpret_cast<char*>(buf)));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(s.md);
     const size_t b = ov[0], e = ov[1];

@@ -1,4 +1,5 @@
-// PCRE2 regex (UTF + UCP, JIT when available) with Oniguruma-compatible \s, as HF tokenizers uses onig.
+// PCRE2 regex (UTF + UCP, JIT when available) with Oniguruma-compatible \s, as HF tokenizers uses
+// onig.
 #pragma once
 
 #include <memory>

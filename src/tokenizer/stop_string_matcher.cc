@@ -33,7 +33,8 @@ StopStringMatcher::Result StopStringMatcher::Feed(std::string_view chunk) {
   held_.append(chunk);
   size_t best_pos = std::string::npos, best_stop = 0;
   for (size_t i = 0; i < stops_.size(); ++i) {
-    const size_t from = search_from >= stops_[i].size() - 1 ? search_from - (stops_[i].size() - 1) : 0;
+    const size_t from =
+        search_from >= stops_[i].size() - 1 ? search_from - (stops_[i].size() - 1) : 0;
     const size_t pos = held_.find(stops_[i], from);
     // Earliest match wins; on the same position the first listed stop.
     if (pos != std::string::npos && pos < best_pos) {

@@ -2,9 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "src/common/file_util.h"
@@ -45,7 +44,8 @@ absl::StatusOr<std::vector<AddedToken>> ParseAddedTokens(const nlohmann::json& r
     ASSIGN_OR_RETURN(a.content, GetString(t, "content", "added token"));
     auto id = t.find("id");
     if (id == t.end() || !id->is_number_integer() || id->get<int64_t>() < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("added token '", a.content, "' has no valid id"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("added token '", a.content, "' has no valid id"));
     }
     a.id = id->get<int32_t>();
     ASSIGN_OR_RETURN(a.single_word, GetBool(t, "single_word", false, "added token"));
@@ -59,7 +59,8 @@ absl::StatusOr<std::vector<AddedToken>> ParseAddedTokens(const nlohmann::json& r
 }
 
 template <typename T, typename Make>
-absl::Status ParseOptional(const nlohmann::json& root, const char* key, std::unique_ptr<T>& dst, Make make) {
+absl::Status ParseOptional(const nlohmann::json& root, const char* key, std::unique_ptr<T>& dst,
+                           Make make) {
   auto it = root.find(key);
   if (it == root.end() || it->is_null()) return absl::OkStatus();
   auto r = make(*it);
@@ -69,10 +70,12 @@ absl::Status ParseOptional(const nlohmann::json& root, const char* key, std::uni
 }
 
 absl::StatusOr<std::unique_ptr<Tokenizer::Impl>> Load(const nlohmann::json& root) {
-  if (!root.is_object()) return absl::InvalidArgumentError("tokenizer.json: top level must be an object");
+  if (!root.is_object())
+    return absl::InvalidArgumentError("tokenizer.json: top level must be an object");
   for (const char* key : {"truncation", "padding"}) {
     if (auto it = root.find(key); it != root.end() && !it->is_null()) {
-      return absl::InvalidArgumentError(absl::StrCat("tokenizer.json: '", key, "' is set; not supported"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("tokenizer.json: '", key, "' is set; not supported"));
     }
   }
   auto impl = std::make_unique<Tokenizer::Impl>();
@@ -81,13 +84,15 @@ absl::StatusOr<std::unique_ptr<Tokenizer::Impl>> Load(const nlohmann::json& root
   RETURN_IF_ERROR(ParseOptional(root, "post_processor", impl->post_processor, MakePostProcessor));
   RETURN_IF_ERROR(ParseOptional(root, "decoder", impl->decoder, MakeDecoder));
   auto model = root.find("model");
-  if (model == root.end() || !model->is_object()) return absl::InvalidArgumentError("tokenizer.json: missing 'model'");
+  if (model == root.end() || !model->is_object())
+    return absl::InvalidArgumentError("tokenizer.json: missing 'model'");
   auto m = BpeModel::FromJson(*model);
   if (!m.ok()) return absl::InvalidArgumentError(absl::StrCat("model: ", m.status().message()));
   impl->model = std::move(*m);
   ASSIGN_OR_RETURN(std::vector<AddedToken> added, ParseAddedTokens(root));
   impl->vocab_size = impl->model->size();
-  for (const auto& a : added) impl->vocab_size = std::max(impl->vocab_size, static_cast<size_t>(a.id) + 1);
+  for (const auto& a : added)
+    impl->vocab_size = std::max(impl->vocab_size, static_cast<size_t>(a.id) + 1);
   RETURN_IF_ERROR(impl->added.Build(std::move(added), impl->normalizer.get()));
   return impl;
 }
@@ -112,7 +117,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
   ASSIGN_OR_RETURN(std::string text, muse::ReadFile(path));
   auto t = FromJson(text);
-  if (!t.ok()) return absl::Status(t.status().code(), absl::StrCat(path, ": ", t.status().message()));
+  if (!t.ok())
+    return absl::Status(t.status().code(), absl::StrCat(path, ": ", t.status().message()));
   return t;
 }
 
@@ -157,14 +163,16 @@ absl::Status Tokenizer::Impl::EncodeText(std::string_view text, std::vector<int3
       if (t.id >= 0) {
         ids.push_back(t.id);
       } else {
-        RETURN_IF_ERROR(EncodePlain(piece.substr(t.begin, t.end - t.begin), s.begin == 0 && t.begin == 0, ids));
+        RETURN_IF_ERROR(
+            EncodePlain(piece.substr(t.begin, t.end - t.begin), s.begin == 0 && t.begin == 0, ids));
       }
     }
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bool add_special_tokens) const {
+absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text,
+                                                       bool add_special_tokens) const {
   if (const size_t bad = FindInvalidUtf8(text); bad != kUtf8Valid) {
     return absl::InvalidArgumentError(absl::StrCat("invalid UTF-8 at byte offset ", bad));
   }
@@ -175,15 +183,15 @@ absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, bo
   return ids;
 }
 
-absl::StatusOr<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(std::span<const std::string> texts,
-                                                                         bool add_special_tokens,
-                                                                         int num_threads) const {
+absl::StatusOr<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(
+    std::span<const std::string> texts, bool add_special_tokens, int num_threads) const {
   std::vector<std::vector<int32_t>> out(texts.size());
   std::vector<absl::Status> errors(texts.size());
   // Threads for this call only (no pool kept alive between calls); texts are claimed one at a
   // time so uneven lengths balance.
   const size_t hw = std::max(1u, std::thread::hardware_concurrency());
-  const size_t threads = std::min(texts.size(), num_threads > 0 ? static_cast<size_t>(num_threads) : hw);
+  const size_t threads =
+      std::min(texts.size(), num_threads > 0 ? static_cast<size_t>(num_threads) : hw);
   std::atomic<size_t> next{0};
   auto drain = [&] {
     for (size_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < texts.size();) {
@@ -208,7 +216,8 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> Tokenizer::EncodeBatch(std::sp
   return out;
 }
 
-absl::StatusOr<std::string> Tokenizer::Decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
+absl::StatusOr<std::string> Tokenizer::Decode(std::span<const int32_t> ids,
+                                              bool skip_special_tokens) const {
   std::vector<std::string> tokens;
   tokens.reserve(ids.size());
   for (int32_t id : ids) {

@@ -19,7 +19,8 @@ namespace muse::tokenizer {
 
 class Tokenizer {
  public:
-  // Loads `path` (a tokenizer.json). Unknown model/normalizer/pre-tokenizer/decoder types fail here.
+  // Loads `path` (a tokenizer.json). Unknown model/normalizer/pre-tokenizer/decoder types fail
+  // here.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& path);
   // Loads DIR/tokenizer.json.
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromDirectory(const std::string& dir);
@@ -29,7 +30,8 @@ class Tokenizer {
   Tokenizer& operator=(const Tokenizer&) = delete;
 
   // Invalid UTF-8 is InvalidArgument naming the byte offset.
-  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text, bool add_special_tokens = true) const;
+  absl::StatusOr<std::vector<int32_t>> Encode(std::string_view text,
+                                              bool add_special_tokens = true) const;
 
   // Encodes every text on `num_threads` threads started for this call (0 = hardware concurrency;
   // the calling thread is one of them). The server encodes one request per gRPC thread instead.
@@ -39,7 +41,8 @@ class Tokenizer {
                                                                 int num_threads = 0) const;
 
   // Full decode; unknown ids are InvalidArgument.
-  absl::StatusOr<std::string> Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
+  absl::StatusOr<std::string> Decode(std::span<const int32_t> ids,
+                                     bool skip_special_tokens = false) const;
 
   // Raw vocab string of `id` (added tokens included).
   std::optional<std::string> IdToToken(int32_t id) const;

@@ -6,7 +6,8 @@
 
 namespace muse::tokenizer {
 
-// True when `s` (valid UTF-8) holds no code point that could change under NFC, so callers skip work.
+// True when `s` (valid UTF-8) holds no code point that could change under NFC, so callers skip
+// work.
 bool IsTriviallyNfc(std::string_view s);
 
 // NFC of valid UTF-8 `s`.

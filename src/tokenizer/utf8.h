@@ -12,7 +12,9 @@
 namespace muse::tokenizer {
 
 // Debian's absl::string_view is its own type; hash-map lookups need it.
-inline absl::string_view AbslView(std::string_view s) { return absl::string_view(s.data(), s.size()); }
+inline absl::string_view AbslView(std::string_view s) {
+  return absl::string_view(s.data(), s.size());
+}
 
 inline constexpr size_t kUtf8Valid = static_cast<size_t>(-1);
 
@@ -51,7 +53,8 @@ inline uint32_t DecodeUtf8(std::string_view s, size_t& i) {
     return c;
   }
   uint32_t c = ((b0 & 0x07u) << 18) | ((static_cast<uint8_t>(s[i + 1]) & 0x3Fu) << 12) |
-               ((static_cast<uint8_t>(s[i + 2]) & 0x3Fu) << 6) | (static_cast<uint8_t>(s[i + 3]) & 0x3Fu);
+               ((static_cast<uint8_t>(s[i + 2]) & 0x3Fu) << 6) |
+               (static_cast<uint8_t>(s[i + 3]) & 0x3Fu);
   i += 4;
   return c;
 }

@@ -60,9 +60,8 @@ absl::Status CheckDimensions(const char* format, int64_t width, int64_t height,
 absl::StatusOr<Image> DecodeImage(std::string_view bytes, const DecodeLimits& limits) {
   if (bytes.empty()) return absl::InvalidArgumentError("image: empty image data (0 bytes)");
   if (static_cast<int64_t>(bytes.size()) > limits.max_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("image: ", bytes.size(),
-                                                   " bytes exceeds the limit of ",
-                                                   limits.max_bytes, " bytes"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "image: ", bytes.size(), " bytes exceeds the limit of ", limits.max_bytes, " bytes"));
   }
   const char* format = SniffFormat(bytes);
   if (format == nullptr) {
@@ -82,8 +81,8 @@ absl::StatusOr<std::string> Base64Decode(std::string_view text) {
     ++pad;
   }
   if (pad > 0 && (n + pad) % 4 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("base64: padded length ", text.size(),
-                                                   " is not a multiple of 4"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("base64: padded length ", text.size(), " is not a multiple of 4"));
   }
   if (n % 4 == 1) {
     return absl::InvalidArgumentError(
@@ -97,11 +96,11 @@ absl::StatusOr<std::string> Base64Decode(std::string_view text) {
     const int v = Base64Value(text[i]);
     if (v < 0) {
       const unsigned char c = static_cast<unsigned char>(text[i]);
-      return absl::InvalidArgumentError(
-          absl::StrCat("base64: invalid character ",
-                       (c >= 0x20 && c < 0x7f) ? absl::StrCat("'", std::string(1, c), "'")
-                                               : absl::StrCat("0x", absl::Hex(c)),
-                       " at offset ", i));
+      return absl::InvalidArgumentError(absl::StrCat("base64: invalid character ",
+                                                     (c >= 0x20 && c < 0x7f)
+                                                         ? absl::StrCat("'", std::string(1, c), "'")
+                                                         : absl::StrCat("0x", absl::Hex(c)),
+                                                     " at offset ", i));
     }
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
@@ -113,9 +112,7 @@ absl::StatusOr<std::string> Base64Decode(std::string_view text) {
   return out;
 }
 
-bool IsDataUri(std::string_view s) {
-  return s.size() >= 5 && Lower(s.substr(0, 5)) == "data:";
-}
+bool IsDataUri(std::string_view s) { return s.size() >= 5 && Lower(s.substr(0, 5)) == "data:"; }
 
 absl::StatusOr<DataUri> ParseDataUri(std::string_view uri, int64_t max_bytes) {
   if (!IsDataUri(uri)) return absl::InvalidArgumentError("image_url: not a data: URI");

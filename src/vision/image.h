@@ -20,8 +20,8 @@ struct Image {
 };
 
 struct DecodeLimits {
-  int64_t max_bytes = 20ll << 20;       // encoded size
-  int64_t max_pixels = 4096ll * 4096;   // width * height, checked from the header
+  int64_t max_bytes = 20ll << 20;      // encoded size
+  int64_t max_pixels = 4096ll * 4096;  // width * height, checked from the header
 };
 
 // Decodes a PNG or JPEG held in memory to the pixels PIL's Image.open(...).convert("RGB") gives:

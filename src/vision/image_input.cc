@@ -1,10 +1,10 @@
 #include "src/vision/image_input.h"
 
+#include <openssl/evp.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
-
-#include <openssl/evp.h>
 
 #include "absl/strings/escaping.h"
 
@@ -41,12 +41,14 @@ ImageDigest ComputeImageDigest(const Image& image, const PreprocessorConfig& con
     return std::string_view(reinterpret_cast<const char*>(&v), sizeof(v));
   };
   static constexpr char kDomain[] = "muse-image-v1";  // hashed with its terminating NUL
-  const uint32_t dims[2] = {static_cast<uint32_t>(image.width), static_cast<uint32_t>(image.height)};
+  const uint32_t dims[2] = {static_cast<uint32_t>(image.width),
+                            static_cast<uint32_t>(image.height)};
   const std::string cfg = PreprocessorConfigToJson(config);
   const uint64_t cfg_len = cfg.size();
   ImageDigest d;
-  d.bytes = Sha256({std::string_view(kDomain, sizeof(kDomain)), bytes_of(dims), bytes_of(cfg_len), cfg,
-                    std::string_view(reinterpret_cast<const char*>(image.rgb.data()), image.rgb.size())});
+  d.bytes =
+      Sha256({std::string_view(kDomain, sizeof(kDomain)), bytes_of(dims), bytes_of(cfg_len), cfg,
+              std::string_view(reinterpret_cast<const char*>(image.rgb.data()), image.rgb.size())});
   return d;
 }
 

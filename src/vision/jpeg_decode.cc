@@ -5,14 +5,17 @@
 // trivially destructible locals and call nothing but libjpeg, so the longjmp skips no C++
 // destructor; the caller owns every C++ object and always runs jpeg_destroy_decompress, which
 // frees everything libjpeg allocated whatever state it was left in.
+// jpeglib.h needs FILE and size_t declared first.
+// clang-format off
+#include <cstdio>
+#include <jerror.h>
+#include <jpeglib.h>
+// clang-format on
+
 #include <csetjmp>
-#include <cstdio>  // jpeglib.h needs FILE and size_t declared first
 #include <cstring>
 #include <memory>
 #include <vector>
-
-#include <jerror.h>
-#include <jpeglib.h>
 
 #include "src/vision/image_decoders.h"
 
@@ -155,8 +158,10 @@ absl::StatusOr<Image> DecodeJpeg(const uint8_t* data, size_t size, const DecodeL
       break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("image: unsupported JPEG color space (",
-                                                     c.num_components, " components, libjpeg "
-                                                     "color space ", c.jpeg_color_space, ")"));
+                                                     c.num_components,
+                                                     " components, libjpeg "
+                                                     "color space ",
+                                                     c.jpeg_color_space, ")"));
   }
   // PIL's defaults, spelled out: these decide the exact pixel values.
   c.dct_method = JDCT_ISLOW;

@@ -10,14 +10,14 @@
 // 16-bit samples keep their high byte, as PIL does for RGB/RGBA/LA 16-bit (and as stb_image,
 // which this replaces, did); PIL's 16-bit *grey* ("I;16") clamps to 255 instead, which we do not
 // copy: it turns nearly every 16-bit grey image white.
+#include <png.h>
+
 #include <algorithm>
 #include <csetjmp>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <vector>
-
-#include <png.h>
 
 #include "src/vision/image_decoders.h"
 
@@ -124,9 +124,9 @@ absl::StatusOr<Image> DecodePng(const uint8_t* data, size_t size, const DecodeLi
   if (!PngTransformPhase(png, info)) return PngError("invalid PNG header", *src);
   if (png_get_bit_depth(png, info) != 8 || png_get_channels(png, info) != 3 ||
       png_get_rowbytes(png, info) != size_t{w} * 3) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "image: unsupported PNG layout (", int{png_get_bit_depth(png, info)}, "-bit, ",
-        int{png_get_channels(png, info)}, " channels after conversion to RGB)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("image: unsupported PNG layout (", int{png_get_bit_depth(png, info)}, "-bit, ",
+                     int{png_get_channels(png, info)}, " channels after conversion to RGB)"));
   }
   Image img;
   img.width = static_cast<int>(w);

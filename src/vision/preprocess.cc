@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-
 #include <nlohmann/json.hpp>
 
 #include "src/common/file_util.h"
@@ -34,7 +33,8 @@ struct Coeffs {
   std::vector<int32_t> k;         // [out, ksize] fixed point
 };
 
-Coeffs PrecomputeCoeffs(int in_size, int out_size, double (*filter)(double), double filter_support) {
+Coeffs PrecomputeCoeffs(int in_size, int out_size, double (*filter)(double),
+                        double filter_support) {
   Coeffs c;
   const double scale = static_cast<double>(in_size) / out_size;
   const double filterscale = std::max(scale, 1.0);
@@ -106,7 +106,8 @@ Image ResampleVertical(const Image& in, int out_h, const Coeffs& c) {
     uint8_t* orow = out.rgb.data() + yy * stride;
     for (size_t i = 0; i < stride; ++i) {
       int64_t ss = int64_t{1} << (kPrecisionBits - 1);
-      for (int y = 0; y < c.xcount[yy]; ++y) ss += in.rgb[(y + c.xmin[yy]) * stride + i] * int64_t{k[y]};
+      for (int y = 0; y < c.xcount[yy]; ++y)
+        ss += in.rgb[(y + c.xmin[yy]) * stride + i] * int64_t{k[y]};
       orow[i] = Clip8(ss);
     }
   }
@@ -114,7 +115,8 @@ Image ResampleVertical(const Image& in, int out_h, const Coeffs& c) {
 }
 
 absl::Status KeyError(const std::string& key, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("preprocessor_config.json: key '", key, "' ", what));
+  return absl::InvalidArgumentError(
+      absl::StrCat("preprocessor_config.json: key '", key, "' ", what));
 }
 
 bool Has(const json& j, const char* key) { return j.contains(key) && !j.at(key).is_null(); }
@@ -140,7 +142,8 @@ absl::Status GetTriple(const json& j, const char* key, std::array<float, 3>* out
     out->fill(v.get<float>());
     return absl::OkStatus();
   }
-  if (!v.is_array() || v.size() != 3) return KeyError(key, "must be a number or a list of 3 numbers");
+  if (!v.is_array() || v.size() != 3)
+    return KeyError(key, "must be a number or a list of 3 numbers");
   for (int i = 0; i < 3; ++i) {
     if (!v[i].is_number()) return KeyError(key, "must be a number or a list of 3 numbers");
     (*out)[i] = v[i].get<float>();
@@ -152,14 +155,17 @@ absl::StatusOr<PreprocessorConfig> ParseObject(const json& j) {
   if (!j.is_object()) return absl::InvalidArgumentError("preprocessor_config.json: not an object");
   std::string type = "CLIPImageProcessor";
   if (Has(j, "image_processor_type")) {
-    if (!j.at("image_processor_type").is_string()) return KeyError("image_processor_type", "must be a string");
+    if (!j.at("image_processor_type").is_string())
+      return KeyError("image_processor_type", "must be a string");
     type = j.at("image_processor_type").get<std::string>();
   }
   // Fast variants share the slow ones' fields.
   if (type.size() > 4 && type.substr(type.size() - 4) == "Fast") type.resize(type.size() - 4);
   if (type != "CLIPImageProcessor" && type != "SiglipImageProcessor") {
-    return KeyError("image_processor_type", absl::StrCat("'", type, "' is not supported "
-                                                         "(CLIPImageProcessor, SiglipImageProcessor)"));
+    return KeyError("image_processor_type",
+                    absl::StrCat("'", type,
+                                 "' is not supported "
+                                 "(CLIPImageProcessor, SiglipImageProcessor)"));
   }
   PreprocessorConfig c = DefaultPreprocessorConfig(type);
   RETURN_IF_ERROR(GetBool(j, "do_resize", &c.do_resize));
@@ -236,7 +242,8 @@ PreprocessorConfig DefaultPreprocessorConfig(const std::string& type) {
 
 absl::StatusOr<PreprocessorConfig> ParsePreprocessorConfig(const std::string& json_text) {
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError("preprocessor_config.json: not valid JSON");
+  if (j.is_discarded())
+    return absl::InvalidArgumentError("preprocessor_config.json: not valid JSON");
   try {
     return ParseObject(j);
   } catch (const json::exception& e) {
@@ -278,13 +285,14 @@ std::pair<int, int> ShortestEdgeOutputSize(int height, int width, int shortest_e
   const int s = w_short ? width : height, l = w_short ? height : width;
   // Python: int(size * long / short), true division then truncation.
   const int new_long = static_cast<int>(static_cast<double>(shortest_edge) * l / s);
-  return w_short ? std::make_pair(new_long, shortest_edge) : std::make_pair(shortest_edge, new_long);
+  return w_short ? std::make_pair(new_long, shortest_edge)
+                 : std::make_pair(shortest_edge, new_long);
 }
 
 absl::StatusOr<Image> Resize(const Image& image, int out_h, int out_w, int resample) {
   if (out_h <= 0 || out_w <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("resize: output size ", out_h, "x", out_w,
-                                                   " must be positive"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("resize: output size ", out_h, "x", out_w, " must be positive"));
   }
   double (*filter)(double) = nullptr;
   double support = 0;
@@ -295,17 +303,21 @@ absl::StatusOr<Image> Resize(const Image& image, int out_h, int out_w, int resam
     filter = BilinearFilter;
     support = 1.0;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("resize: resample ", resample, " not supported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("resize: resample ", resample, " not supported"));
   }
   Image cur = image;
-  if (out_w != image.width) cur = ResampleHorizontal(cur, out_w, PrecomputeCoeffs(image.width, out_w, filter, support));
-  if (out_h != image.height) cur = ResampleVertical(cur, out_h, PrecomputeCoeffs(image.height, out_h, filter, support));
+  if (out_w != image.width)
+    cur = ResampleHorizontal(cur, out_w, PrecomputeCoeffs(image.width, out_w, filter, support));
+  if (out_h != image.height)
+    cur = ResampleVertical(cur, out_h, PrecomputeCoeffs(image.height, out_h, filter, support));
   return cur;
 }
 
 Image CenterCrop(const Image& img, int ch, int cw) {
   auto floordiv2 = [](int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); };
-  // Zero-pad to at least the crop size (padding split with the larger half first, as HF), then crop.
+  // Zero-pad to at least the crop size (padding split with the larger half first, as HF), then
+  // crop.
   const int nh = std::max(ch, img.height), nw = std::max(cw, img.width);
   const int top_pad = (nh - img.height + 1) / 2, left_pad = (nw - img.width + 1) / 2;
   const int top = floordiv2(img.height - ch) + top_pad, left = floordiv2(img.width - cw) + left_pad;
@@ -334,7 +346,8 @@ absl::StatusOr<PixelValues> Preprocess(const Image& image, const PreprocessorCon
   Image cur = image;
   if (c.do_resize) {
     int h = c.resize_height, w = c.resize_width;
-    if (c.shortest_edge > 0) std::tie(h, w) = ShortestEdgeOutputSize(image.height, image.width, c.shortest_edge);
+    if (c.shortest_edge > 0)
+      std::tie(h, w) = ShortestEdgeOutputSize(image.height, image.width, c.shortest_edge);
     if (h <= 0 || w <= 0) {
       return absl::InvalidArgumentError(absl::StrCat("preprocess: ", image.width, "x", image.height,
                                                      " image resizes to an empty ", w, "x", h));

@@ -19,7 +19,7 @@ struct PreprocessorConfig {
   int shortest_edge = 224;  // > 0: resize the shorter side to this, keeping the aspect ratio
   int resize_height = 0;    // used when shortest_edge == 0: resize to exactly height x width
   int resize_width = 0;
-  int resample = 3;         // PIL: 2 = bilinear, 3 = bicubic
+  int resample = 3;  // PIL: 2 = bilinear, 3 = bicubic
   bool do_center_crop = true;
   int crop_height = 224;
   int crop_width = 224;

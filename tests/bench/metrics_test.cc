@@ -36,11 +36,8 @@ RequestRecord Failed(double start, double end, int code) {
 // R2: ttft 1.0, e2e 1.0, 1 token -> no tpot (0 for goodput)
 // R3 UNAVAILABLE, R4 DEADLINE_EXCEEDED. Duration 10 s.
 std::vector<RequestRecord> Timeline() {
-  return {Ok(0.0, {0.5, 0.7, 1.0}, {1, 1, 1}, 10, 3, 1.0),
-          Ok(1.0, {1.2, 1.6}, {1, 4}, 20, 5, 1.6),
-          Ok(2.0, {3.0}, {1}, 30, 1, 3.0),
-          Failed(0.1, 0.2, 14),
-          Failed(0.15, 5.0, 4)};
+  return {Ok(0.0, {0.5, 0.7, 1.0}, {1, 1, 1}, 10, 3, 1.0), Ok(1.0, {1.2, 1.6}, {1, 4}, 20, 5, 1.6),
+          Ok(2.0, {3.0}, {1}, 30, 1, 3.0), Failed(0.1, 0.2, 14), Failed(0.15, 5.0, 4)};
 }
 
 TEST(Percentile, MatchesNumpyLinear) {
@@ -76,8 +73,8 @@ TEST(Summarize, HandComputedTimeline) {
   // TTFT ms [500, 200, 1000] -> sorted [200, 500, 1000]
   EXPECT_NEAR(s.ttft_ms.mean, 1700.0 / 3, 1e-9);
   EXPECT_NEAR(s.ttft_ms.median, 500, 1e-9);
-  EXPECT_NEAR(s.ttft_ms.p90, 900, 1e-9);   // 500 + 0.8 * 500
-  EXPECT_NEAR(s.ttft_ms.p99, 990, 1e-9);   // 500 + 0.98 * 500
+  EXPECT_NEAR(s.ttft_ms.p90, 900, 1e-9);  // 500 + 0.8 * 500
+  EXPECT_NEAR(s.ttft_ms.p99, 990, 1e-9);  // 500 + 0.98 * 500
   EXPECT_NEAR(s.ttft_ms.max, 1000, 1e-9);
   EXPECT_NEAR(s.ttft_ms.std, 329.98316455372216, 1e-6);  // np.std([500, 200, 1000])
   // TPOT ms [250, 100]; the one-token request is left out.

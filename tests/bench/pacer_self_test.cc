@@ -1,11 +1,11 @@
 // Load-generator calibration: 2,000 concurrent streams against the in-process pacer server.
 // Checks every stream and chunk arrived and prints the overhead figures; bounds are loose
 // because CI machines are shared (the figures to quote come from `muse-bench --self-test`).
-#include "benchmarks/bench/self_test.h"
-
 #include <gtest/gtest.h>
 
 #include <iostream>
+
+#include "benchmarks/bench/self_test.h"
 
 namespace muse::bench {
 namespace {

@@ -1,12 +1,11 @@
 // muse-bench against the real muse-server binary with muse-tiny on a free loopback port.
 // Skips when the server binary or the model is not there (MUSE_SERVER_BIN overrides the path).
+#include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
-
-#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -109,10 +108,12 @@ nlohmann::json ReadJson(const std::string& path) {
 
 TEST_F(ServerLoopback, RateSweepRandomWorkload) {
   const std::string dir = ::testing::TempDir();
-  const std::string json_path = dir + "/bench_loopback.json", html_path = dir + "/bench_loopback.html";
+  const std::string json_path = dir + "/bench_loopback.json",
+                    html_path = dir + "/bench_loopback.html";
   ASSERT_EQ(Bench(absl::StrCat("--dataset-name random --random-input-len 16 --random-output-len 8 "
                                "--num-prompts 10 --rates 8,inf --seed 3 --slo ttft:10000 "
-                               "--result-json ", json_path, " --html ", html_path)),
+                               "--result-json ",
+                               json_path, " --html ", html_path)),
             0);
   const nlohmann::json j = ReadJson(json_path);
   ASSERT_EQ(j["runs"].size(), 2u);

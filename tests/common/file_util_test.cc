@@ -1,12 +1,11 @@
 #include "src/common/file_util.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
 #include <string>
-
-#include <gtest/gtest.h>
 
 namespace muse {
 namespace {

@@ -1,8 +1,8 @@
 #include "src/engine/block_manager.h"
 
-#include <numeric>
-
 #include <gtest/gtest.h>
+
+#include <numeric>
 
 namespace muse::engine {
 namespace {

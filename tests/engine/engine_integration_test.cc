@@ -1,14 +1,14 @@
 // The engine on the real CPU runner (ATen) with a random checkpoint written by the models
 // library. Every test drives EngineCore step by step (checking the block invariant after every
 // step) or the threaded Engine, and compares against the same requests run alone.
+#include <gtest/gtest.h>
+
 #include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <random>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "absl/strings/str_cat.h"
 #include "models/testing/random_checkpoint.h"
@@ -43,8 +43,8 @@ models::ModelConfig TestConfig() {
 
 std::string ModelDir() {
   static const std::string dir = [] {
-    auto d = std::filesystem::temp_directory_path() /
-             ("muse_engine_test_" + std::to_string(::getpid()));
+    auto d =
+        std::filesystem::temp_directory_path() / ("muse_engine_test_" + std::to_string(::getpid()));
     std::filesystem::create_directories(d);
     auto st = models::WriteRandomCheckpoint(d.string(), TestConfig(), {.seed = 11});
     if (!st.ok()) {
@@ -181,7 +181,8 @@ TEST(EngineIntegrationTest, BatchedGreedyEqualsAlone) {
   EXPECT_GT(h.core().Stats().num_steps, 0);
   // The comparison means something only if the model's outputs vary.
   std::set<int32_t> distinct;
-  for (auto& r : reqs) distinct.insert(h.result(r.id).tokens[0].begin(), h.result(r.id).tokens[0].end());
+  for (auto& r : reqs)
+    distinct.insert(h.result(r.id).tokens[0].begin(), h.result(r.id).tokens[0].end());
   EXPECT_GT(distinct.size(), 10u);
 }
 
@@ -371,7 +372,8 @@ TEST(EngineIntegrationTest, StopTokenIdsAndEos) {
   Result res = RunAlone(r);
   EXPECT_EQ(res.finish[0], FinishReason::kStop);
   EXPECT_EQ(res.last.samples.back().stop_reason, absl::StrCat("token:", stop_tok));
-  EXPECT_EQ(res.tokens[0], std::vector<int32_t>(full.tokens[0].begin(), full.tokens[0].begin() + first + 1));
+  EXPECT_EQ(res.tokens[0],
+            std::vector<int32_t>(full.tokens[0].begin(), full.tokens[0].begin() + first + 1));
   // min_tokens masks the stop token until enough tokens exist.
   r.sampling.min_tokens = static_cast<int>(first) + 2;
   res = RunAlone(r);
@@ -527,7 +529,9 @@ TEST(EngineIntegrationTest, RejectsUpFrontWithSizes) {
 
 TEST(EngineIntegrationTest, RandomArrivalCancelStress) {
   std::mt19937 rng(2024);
-  Harness h(24, {.max_num_batched_tokens = 48, .max_num_seqs = 6, .max_waiting = 1000,
+  Harness h(24, {.max_num_batched_tokens = 48,
+                 .max_num_seqs = 6,
+                 .max_waiting = 1000,
                  .long_prefill_token_threshold = 32});
   std::vector<std::string> live;
   int next = 0;
@@ -582,8 +586,7 @@ TEST(EngineThreadTest, ConcurrentClientsAbortAndStats) {
   for (auto& t : clients) t.join();
   for (int c = 0; c < 6; ++c) {
     EXPECT_TRUE(results[c].last.finished);
-    EXPECT_EQ(results[c].tokens[0],
-              RunAlone(Req("a", Prompt(10 + c * 7, c), 20)).tokens[0]);
+    EXPECT_EQ(results[c].tokens[0], RunAlone(Req("a", Prompt(10 + c * 7, c), 20)).tokens[0]);
   }
   // Abort a long request from another thread while it decodes; the notify hook fires.
   auto s = (*engine)->AddRequest(Req("long", Prompt(10, 9), 900));
@@ -597,7 +600,8 @@ TEST(EngineThreadTest, ConcurrentClientsAbortAndStats) {
   EXPECT_TRUE((*engine)->Abort("long").ok());
   std::optional<FinishReason> reason;
   while (auto out = (*s)->Next()) {
-    for (auto& d : out->samples) if (d.finish_reason) reason = d.finish_reason;
+    for (auto& d : out->samples)
+      if (d.finish_reason) reason = d.finish_reason;
   }
   EXPECT_EQ(reason, FinishReason::kAbort);
   EXPECT_GT(notified.load(), 0);
@@ -623,7 +627,10 @@ TEST(EngineThreadTest, QueueOverflowIsResourceExhaustedAndShutdownEndsStreams) {
   absl::Status overflow;
   for (int i = 0; i < 20 && overflow.ok(); ++i) {
     auto s = (*engine)->AddRequest(Req(absl::StrCat("q", i), Prompt(8, i), 500));
-    if (s.ok()) streams.push_back(*s); else overflow = s.status();
+    if (s.ok())
+      streams.push_back(*s);
+    else
+      overflow = s.status();
   }
   EXPECT_EQ(overflow.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_NE(overflow.message().find("max_waiting 3"), std::string::npos) << overflow;

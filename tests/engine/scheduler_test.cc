@@ -1,9 +1,9 @@
 #include "src/engine/scheduler.h"
 
+#include <gtest/gtest.h>
+
 #include <memory>
 #include <numeric>
-
-#include <gtest/gtest.h>
 
 namespace muse::engine {
 namespace {
@@ -49,7 +49,8 @@ class SchedulerTest : public ::testing::Test {
     EXPECT_TRUE(st.ok()) << st;
   }
   static int TokensOf(const SchedulerOutput& out, const Sequence* seq) {
-    for (const auto& s : out.scheduled) if (s.seq == seq) return s.num_new_tokens;
+    for (const auto& s : out.scheduled)
+      if (s.seq == seq) return s.num_new_tokens;
     return 0;
   }
 
@@ -62,7 +63,8 @@ TEST(SchedulerPureTest, PriorityKeyAging) {
   const absl::Time t0 = absl::FromUnixSeconds(1000);
   const absl::Duration aging = absl::Seconds(10);
   // Interactive first at equal arrival.
-  EXPECT_LT(PriorityKey(Priority::kInteractive, t0, aging), PriorityKey(Priority::kBatch, t0, aging));
+  EXPECT_LT(PriorityKey(Priority::kInteractive, t0, aging),
+            PriorityKey(Priority::kBatch, t0, aging));
   // A batch request that has waited longer than the aging window beats a fresh interactive one.
   EXPECT_LT(PriorityKey(Priority::kBatch, t0, aging),
             PriorityKey(Priority::kInteractive, t0 + absl::Seconds(11), aging));
@@ -239,8 +241,8 @@ TEST_F(SchedulerTest, PreemptsLowestPriorityLatestArrivalFirst) {
 
 TEST_F(SchedulerTest, PreemptsItselfWhenLowest) {
   Init(5, {.max_num_batched_tokens = 1000, .max_num_seqs = 8, .enable_prefix_caching = false});
-  Sequence* a = Add(40, 1);        // 3 blocks; its decode fits in them
-  Sequence* b = Add(32, 2, 100);   // 2 blocks; its decode needs a third
+  Sequence* a = Add(40, 1);       // 3 blocks; its decode fits in them
+  Sequence* b = Add(32, 2, 100);  // 2 blocks; its decode needs a third
   Complete(sched_->Schedule());
   EXPECT_EQ(blocks_->num_free_blocks(), 0);
   auto out = sched_->Schedule();
@@ -254,13 +256,13 @@ TEST_F(SchedulerTest, PreemptsItselfWhenLowest) {
 TEST_F(SchedulerTest, PrefillContinuationCanPreemptScheduledLaterDecode) {
   Init(4, {.max_num_batched_tokens = 16, .max_num_seqs = 8, .enable_prefix_caching = false});
   Sequence* d = Add(16, 5);
-  Complete(sched_->Schedule());  // d: 1 block, decoding next
+  Complete(sched_->Schedule());    // d: 1 block, decoding next
   Sequence* a = Add(64, 1, 1000);  // earlier key, long prompt
   auto out = sched_->Schedule();
   EXPECT_EQ(TokensOf(out, d), 1);  // d's 2nd block
   EXPECT_EQ(TokensOf(out, a), 15);
   Complete(out);
-  out = sched_->Schedule();        // a's 2nd block: pool now full
+  out = sched_->Schedule();  // a's 2nd block: pool now full
   EXPECT_EQ(TokensOf(out, d), 1);
   EXPECT_EQ(TokensOf(out, a), 15);
   Complete(out);

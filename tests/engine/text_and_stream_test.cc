@@ -1,6 +1,6 @@
-#include <thread>
-
 #include <gtest/gtest.h>
+
+#include <thread>
 
 #include "src/engine/batch_builder.h"
 #include "src/engine/output_stream.h"
@@ -103,7 +103,8 @@ TEST(BatchBuilderTest, EmbeddingOverridesFollowTheChunk) {
   a.block_table = {0, 1};
   auto rows = std::make_shared<std::vector<float>>(10 * 2);  // 10 tokens, hidden 2
   for (size_t i = 0; i < rows->size(); ++i) (*rows)[i] = float(i);
-  std::vector<ContentSpan> content{{.offset = 4, .num_tokens = 10, .digest = 1, .embeddings = rows}};
+  std::vector<ContentSpan> content{
+      {.offset = 4, .num_tokens = 10, .digest = 1, .embeddings = rows}};
   a.content = &content;
   std::vector<ScheduledSeq> sched{{&a, 12}};  // tokens 8..19
   models::Batch batch;

@@ -1,11 +1,12 @@
 // Byte-for-byte conformance with @huggingface/jinja: render_reference.mjs (run first by ctest,
 // fixture jinja_reference) renders every template x conversation; this test renders the same
-// contexts and compares. Reference errors must be errors here too (raise_exception messages verbatim).
-#include <map>
-#include <string>
-
+// contexts and compares. Reference errors must be errors here too (raise_exception messages
+// verbatim).
 #include <gtest/gtest.h>
+
+#include <map>
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "src/common/file_util.h"
 #include "src/tokenizer/jinja/chat_template.h"
@@ -20,7 +21,8 @@ using Json = nlohmann::ordered_json;
 absl::StatusOr<Json> LoadReference() {
   ASSIGN_OR_RETURN(std::string text, muse::ReadFile(MUSE_JINJA_REFERENCE_JSON));
   Json j = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(MUSE_JINJA_REFERENCE_JSON, ": not valid JSON"));
+  if (j.is_discarded())
+    return absl::InvalidArgumentError(absl::StrCat(MUSE_JINJA_REFERENCE_JSON, ": not valid JSON"));
   return j;
 }
 
@@ -32,8 +34,8 @@ std::string FirstDifference(const std::string& got, const std::string& want) {
   size_t i = 0;
   while (i < got.size() && i < want.size() && got[i] == want[i]) ++i;
   const size_t from = i > 40 ? i - 40 : 0;
-  return "first difference at byte " + std::to_string(i) + "\n  got:  ..." + Quote(got.substr(from, 120)) +
-         "\n  want: ..." + Quote(want.substr(from, 120));
+  return "first difference at byte " + std::to_string(i) + "\n  got:  ..." +
+         Quote(got.substr(from, 120)) + "\n  want: ..." + Quote(want.substr(from, 120));
 }
 
 class ConformanceTest : public ::testing::Test {
@@ -64,8 +66,10 @@ TEST_F(ConformanceTest, EveryTemplateEveryConversation) {
       // Real configs go through the loader, which must agree with what node read.
       auto config = LoadTokenizerConfig(t["tokenizer_config"].get<std::string>());
       ASSERT_TRUE(config.ok()) << config.status();
-      if (t["bos_token"].is_string()) EXPECT_EQ(config->bos_token, t["bos_token"].get<std::string>()) << name;
-      if (t["eos_token"].is_string()) EXPECT_EQ(config->eos_token, t["eos_token"].get<std::string>()) << name;
+      if (t["bos_token"].is_string())
+        EXPECT_EQ(config->bos_token, t["bos_token"].get<std::string>()) << name;
+      if (t["eos_token"].is_string())
+        EXPECT_EQ(config->eos_token, t["eos_token"].get<std::string>()) << name;
       auto selected = config->SelectTemplate();
       if (t["source"].is_null()) {
         EXPECT_FALSE(selected.ok()) << name << " has no chat_template";
@@ -106,13 +110,15 @@ TEST_F(ConformanceTest, EveryTemplateEveryConversation) {
       const std::string want_error = c["error"].get<std::string>();
       const std::string message = got.ok() ? "" : std::string(got.status().message());
       if (got.ok()) {
-        ADD_FAILURE() << name << ": reference failed (" << want_error << "), we rendered " << Json(*got).dump();
+        ADD_FAILURE() << name << ": reference failed (" << want_error << "), we rendered "
+                      << Json(*got).dump();
       } else if (message.rfind("jinja: ", 0) != 0 && message != want_error) {
         // A raise_exception() message must be the template's own text.
-        ADD_FAILURE() << name << ": raise_exception message differs: got '" << message << "', want '" << want_error
-                      << "'";
+        ADD_FAILURE() << name << ": raise_exception message differs: got '" << message
+                      << "', want '" << want_error << "'";
       } else if (message.find(want_error) == std::string::npos) {
-        ADD_FAILURE() << name << ": error differs: got '" << message << "', want '" << want_error << "'";
+        ADD_FAILURE() << name << ": error differs: got '" << message << "', want '" << want_error
+                      << "'";
       } else {
         ok = true;
       }
@@ -124,7 +130,8 @@ TEST_F(ConformanceTest, EveryTemplateEveryConversation) {
     }
   }
   for (const auto& [name, counts] : per_template) {
-    std::printf("[conformance] %-14s %3d / %3d identical\n", name.c_str(), counts.first, counts.second);
+    std::printf("[conformance] %-14s %3d / %3d identical\n", name.c_str(), counts.first,
+                counts.second);
   }
   EXPECT_EQ(failures, 0);
   EXPECT_GT((*reference_)["cases"].size(), 100u);

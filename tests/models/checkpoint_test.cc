@@ -1,13 +1,13 @@
-#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
-
-#include <cstring>
-#include <filesystem>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "models/llama/llama_weights.h"
 #include "models/testing/random_checkpoint.h"
 #include "tests/models/temp_dir.h"
 
@@ -92,7 +92,9 @@ class CheckpointTest : public ::testing::Test {
     return ck.ok() ? "" : std::string(ck.status().message());
   }
   json Index() { return json::parse(testing::ReadFile(dir_ / "model.safetensors.index.json")); }
-  void WriteIndex(const json& j) { testing::WriteFile(dir_ / "model.safetensors.index.json", j.dump()); }
+  void WriteIndex(const json& j) {
+    testing::WriteFile(dir_ / "model.safetensors.index.json", j.dump());
+  }
   testing::TempDir dir_;
 };
 
@@ -128,7 +130,8 @@ TEST_F(CheckpointTest, ShardedRoundTripMatchesSingleFile) {
   Make(3, DType::kBFloat16, Arch::kQwen2);
   EXPECT_FALSE(std::filesystem::exists(dir_ / "model.safetensors"));  // replaced by shards
   for (int i = 1; i <= 3; ++i) {
-    EXPECT_TRUE(std::filesystem::exists(dir_ / ("model-0000" + std::to_string(i) + "-of-00003.safetensors")));
+    EXPECT_TRUE(std::filesystem::exists(
+        dir_ / ("model-0000" + std::to_string(i) + "-of-00003.safetensors")));
   }
   const json index = Index();
   uint64_t total = 0;
@@ -159,7 +162,8 @@ TEST_F(CheckpointTest, GetNamesTensorAndBothShapes) {
   v = (*ck)->Get("model.layers.7.mlp.up_proj.weight", {88, 64});
   ASSERT_FALSE(v.ok());
   EXPECT_EQ(v.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(v.status().message(), HasSubstr("tensor 'model.layers.7.mlp.up_proj.weight' not found"));
+  EXPECT_THAT(v.status().message(),
+              HasSubstr("tensor 'model.layers.7.mlp.up_proj.weight' not found"));
 }
 
 TEST_F(CheckpointTest, MissingConfig) {
@@ -177,8 +181,8 @@ TEST_F(CheckpointTest, MissingWeights) {
   auto ck = Checkpoint::Open(dir_.path());
   ASSERT_FALSE(ck.ok());
   EXPECT_EQ(ck.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(ck.status().message(),
-              AllOf(HasSubstr(dir_ / "model.safetensors"), HasSubstr("model.safetensors.index.json")));
+  EXPECT_THAT(ck.status().message(), AllOf(HasSubstr(dir_ / "model.safetensors"),
+                                           HasSubstr("model.safetensors.index.json")));
 }
 
 TEST_F(CheckpointTest, UnknownArchitecture) {
@@ -249,8 +253,8 @@ TEST_F(CheckpointTest, TensorDuplicatedAcrossShards) {
     }
   }
   ASSERT_TRUE(WriteSafetensors(s2, tensors).ok());
-  EXPECT_THAT(OpenError(), AllOf(HasSubstr("tensor '" + dup + "' is in both"), HasSubstr(s1),
-                                 HasSubstr(s2)));
+  EXPECT_THAT(OpenError(),
+              AllOf(HasSubstr("tensor '" + dup + "' is in both"), HasSubstr(s1), HasSubstr(s2)));
 }
 
 TEST_F(CheckpointTest, CorruptShardReportsItsPath) {

@@ -1,10 +1,10 @@
 #include "models/half.h"
 
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <cstring>
 #include <limits>
-
-#include <gtest/gtest.h>
 
 namespace muse::models {
 namespace {
@@ -34,10 +34,10 @@ TEST(HalfTest, F16RoundsToNearestEven) {
   EXPECT_EQ(FloatToF16(65519.0f), 0x7bff);
   EXPECT_EQ(FloatToF16(65520.0f), 0x7c00);  // halfway to the next power: ties to even = Inf
   EXPECT_EQ(FloatToF16(1e10f), 0x7c00);
-  EXPECT_EQ(FloatToF16(1.0f + 0x1.0p-11f), 0x3c00);                // tie, even stays
+  EXPECT_EQ(FloatToF16(1.0f + 0x1.0p-11f), 0x3c00);               // tie, even stays
   EXPECT_EQ(FloatToF16(1.0f + 0x1.0p-10f + 0x1.0p-11f), 0x3c02);  // tie, odd rounds up
-  EXPECT_EQ(FloatToF16(0x1.0p-24f), 0x0001);                       // smallest subnormal
-  EXPECT_EQ(FloatToF16(0x1.0p-25f), 0x0000);                       // tie to even zero
+  EXPECT_EQ(FloatToF16(0x1.0p-24f), 0x0001);                      // smallest subnormal
+  EXPECT_EQ(FloatToF16(0x1.0p-25f), 0x0000);                      // tie to even zero
   EXPECT_EQ(FloatToF16(0x1.8p-25f), 0x0001);
   EXPECT_EQ(FloatToF16(0x1.ffcp-15f), 0x0400);  // subnormal rounding up into the smallest normal
   EXPECT_EQ(FloatToF16(-0.0f), 0x8000);

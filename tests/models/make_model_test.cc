@@ -1,19 +1,18 @@
 // muse-make-model end to end: the binary's flags, presets and determinism, plus the random
 // values it stores.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-
-#include <sys/wait.h>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 #include "models/half.h"
+#include "models/llama/llama_weights.h"
 #include "models/testing/random_checkpoint.h"
 #include "tests/models/temp_dir.h"
 
@@ -101,7 +100,8 @@ TEST(MakeModelTest, OverridesArchAndShards) {
   ASSERT_EQ(MakeModel(std::string(kSmallDims) +
                       " --arch qwen2 --layers 3 --head-dim 24 --tie --rope-scaling none --bos 5 "
                       "--eos 6,7 "
-                      "--shards 2 --dtype float16 --out " + dir.path()),
+                      "--shards 2 --dtype float16 --out " +
+                      dir.path()),
             0);
   auto ck = Checkpoint::Open(dir.path());
   ASSERT_TRUE(ck.ok()) << ck.status();
@@ -224,17 +224,24 @@ TEST(MakeModelTest, CommandLineConventions) {
   EXPECT_EQ(r.err, "");
 
   // --flag=value and --flag value give the same bytes.
-  r = MakeModelCapture(dir, "--vocab=1003 --hidden=48 --heads=6 --kv-heads=2 --ffn=136 --seed=5 "
-                            "--bos=1 --eos=2,3 --out=" + (dir / "eq"));
+  r = MakeModelCapture(dir,
+                       "--vocab=1003 --hidden=48 --heads=6 --kv-heads=2 --ffn=136 --seed=5 "
+                       "--bos=1 --eos=2,3 --out=" +
+                           (dir / "eq"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("model.safetensors"));
-  ASSERT_EQ(MakeModel(std::string(kSmallDims) + " --seed 5 --bos 1 --eos 2,3 --out " + (dir / "space")), 0);
+  ASSERT_EQ(
+      MakeModel(std::string(kSmallDims) + " --seed 5 --bos 1 --eos 2,3 --out " + (dir / "space")),
+      0);
   EXPECT_EQ(DirContents(dir / "eq"), DirContents(dir / "space"));
 
   // Out of range: exit 2, the flag named on stderr, nothing on stdout, nothing written.
-  for (const auto& [args, flag] : std::vector<std::pair<std::string, std::string>>{
-           {"--shards 0", "--shards"}, {"--layers=0", "--layers"}, {"--bos -1", "--bos"},
-           {"--eos 1,-2", "--eos"}, {"--vision dino", "--vision"}}) {
+  for (const auto& [args, flag] :
+       std::vector<std::pair<std::string, std::string>>{{"--shards 0", "--shards"},
+                                                        {"--layers=0", "--layers"},
+                                                        {"--bos -1", "--bos"},
+                                                        {"--eos 1,-2", "--eos"},
+                                                        {"--vision dino", "--vision"}}) {
     r = MakeModelCapture(dir, args + " --out " + (dir / "bad"));
     EXPECT_EQ(r.exit_code, 2) << args;
     EXPECT_THAT(r.err, HasSubstr("muse-make-model: " + flag)) << args;

@@ -1,13 +1,13 @@
-#include "models/llama/llama_weights.h"
-#include "models/checkpoint.h"
 #include "models/model_config.h"
-
-#include <functional>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <functional>
 #include <nlohmann/json.hpp>
 
+#include "models/checkpoint.h"
+#include "models/llama/llama_weights.h"
 #include "tests/models/temp_dir.h"
 
 namespace muse::models {
@@ -155,7 +155,8 @@ TEST(ModelConfigTest, LlamaAttentionBiasCoversOProjAndMlpBiasIsRefused) {
   EXPECT_TRUE(MakeLlamaWeightSpec(*c).layers[0].o_bias.present());
   bool has_o_bias = false;
   for (const auto& [name, shape] : ExpectedDecoderTensors(*c)) {
-    if (name == "model.layers.0.self_attn.o_proj.bias") has_o_bias = shape == std::vector<int64_t>{c->hidden_size};
+    if (name == "model.layers.0.self_attn.o_proj.bias")
+      has_o_bias = shape == std::vector<int64_t>{c->hidden_size};
   }
   EXPECT_TRUE(has_o_bias);
   j["attention_bias"] = false;
@@ -185,13 +186,19 @@ TEST(ModelConfigTest, ErrorsNameTheKey) {
       {[](json& j) { j["intermediate_size"] = 0; }, "'intermediate_size' must be positive"},
       {[](json& j) { j["num_hidden_layers"] = -2; }, "'num_hidden_layers' must be positive"},
       {[](json& j) { j["num_key_value_heads"] = 5; }, "'num_key_value_heads' (5) must divide"},
-      {[](json& j) { j["num_attention_heads"] = 31; j["num_key_value_heads"] = 31; },
+      {[](json& j) {
+         j["num_attention_heads"] = 31;
+         j["num_key_value_heads"] = 31;
+       },
        "'hidden_size' (4096) must be divisible by num_attention_heads (31)"},
       {[](json& j) { j["head_dim"] = 7; }, "'head_dim' must be even"},
       {[](json& j) { j["rope_theta"] = "x"; }, "'rope_theta' must be a number"},
       {[](json& j) { j["rms_norm_eps"] = 0; }, "'rms_norm_eps' must be positive"},
-      {[](json& j) { j["tie_word_embeddings"] = 1; }, "'tie_word_embeddings' must be true or false"},
-      {[](json& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; },
+      {[](json& j) { j["tie_word_embeddings"] = 1; },
+       "'tie_word_embeddings' must be true or false"},
+      {[](json& j) {
+         j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+       },
        "'rope_scaling.rope_type' has unsupported value 'yarn'"},
       {[](json& j) { j["rope_scaling"].erase("low_freq_factor"); },
        "'rope_scaling.low_freq_factor' is missing"},
@@ -199,7 +206,10 @@ TEST(ModelConfigTest, ErrorsNameTheKey) {
        "'rope_scaling.high_freq_factor' must be greater"},
       {[](json& j) { j["rope_scaling"] = 3; }, "'rope_scaling' must be an object"},
       {[](json& j) { j["bos_token_id"] = 200000; }, "'bos_token_id' (200000) must be a token id"},
-      {[](json& j) { j["eos_token_id"] = {1, "x"}; }, "'eos_token_id' must be an integer"},
+      {[](json& j) {
+         j["eos_token_id"] = {1, "x"};
+       },
+       "'eos_token_id' must be an integer"},
       {[](json& j) { j["torch_dtype"] = 3; }, "'torch_dtype' must be a string"},
   };
   for (const Case& c : cases) {

@@ -1,9 +1,9 @@
 #include "models/safetensors.h"
 
-#include <cstring>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <cstring>
 
 #include "tests/models/temp_dir.h"
 
@@ -101,7 +101,8 @@ TEST_F(SafetensorsTest, StreamedWriterChecksProducerByteCount) {
     const uint8_t b[3] = {1, 2, 3};
     return sink(b, 3);
   };
-  auto st = WriteSafetensorsStreamed(dir_ / "x.safetensors", {{"t", DType::kFloat32, {1}}}, produce);
+  auto st =
+      WriteSafetensorsStreamed(dir_ / "x.safetensors", {{"t", DType::kFloat32, {1}}}, produce);
   EXPECT_FALSE(st.ok());
   EXPECT_THAT(st.message(), HasSubstr("wrote 3 of the 4 bytes of tensor 't'"));
   // A failed write leaves neither the target nor the temp file behind.
@@ -140,16 +141,19 @@ TEST_F(SafetensorsTest, InvalidJson) {
 }
 
 TEST_F(SafetensorsTest, HeaderNotObject) {
-  EXPECT_THAT(OpenError(RawFile("[1, 2]", "")), HasSubstr("header must be a JSON object, got array"));
+  EXPECT_THAT(OpenError(RawFile("[1, 2]", "")),
+              HasSubstr("header must be a JSON object, got array"));
 }
 
 TEST_F(SafetensorsTest, DuplicateTensorName) {
   const std::string t = R"("w": {"dtype": "U8", "shape": [1], "data_offsets": [0, 1]})";
-  EXPECT_THAT(OpenError(RawFile("{" + t + ", " + t + "}", "x")), HasSubstr("header repeats key 'w'"));
+  EXPECT_THAT(OpenError(RawFile("{" + t + ", " + t + "}", "x")),
+              HasSubstr("header repeats key 'w'"));
 }
 
 TEST_F(SafetensorsTest, TensorEntryNotObject) {
-  EXPECT_THAT(OpenError(RawFile(R"({"w": 5})", "")), HasSubstr("tensor 'w': entry must be an object"));
+  EXPECT_THAT(OpenError(RawFile(R"({"w": 5})", "")),
+              HasSubstr("tensor 'w': entry must be an object"));
 }
 
 TEST_F(SafetensorsTest, BadMetadata) {
@@ -199,40 +203,38 @@ TEST_F(SafetensorsTest, MalformedDataOffsets) {
 }
 
 TEST_F(SafetensorsTest, OffsetsBeginAfterEnd) {
-  EXPECT_THAT(OpenError(RawFile(R"({"w": {"dtype": "U8", "shape": [1], "data_offsets": [3, 2]}})",
-                                "abcd")),
-              HasSubstr("tensor 'w': data_offsets begin 3 > end 2"));
+  EXPECT_THAT(
+      OpenError(RawFile(R"({"w": {"dtype": "U8", "shape": [1], "data_offsets": [3, 2]}})", "abcd")),
+      HasSubstr("tensor 'w': data_offsets begin 3 > end 2"));
 }
 
 TEST_F(SafetensorsTest, OffsetsPastDataBuffer) {
-  EXPECT_THAT(OpenError(RawFile(R"({"w": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}})",
-                                "abcd")),
-              HasSubstr("tensor 'w': data_offsets end 6 is past the data buffer (4 bytes)"));
+  EXPECT_THAT(
+      OpenError(RawFile(R"({"w": {"dtype": "U8", "shape": [4], "data_offsets": [2, 6]}})", "abcd")),
+      HasSubstr("tensor 'w': data_offsets end 6 is past the data buffer (4 bytes)"));
 }
 
 TEST_F(SafetensorsTest, ByteCountDisagreesWithShape) {
   EXPECT_THAT(
-      OpenError(RawFile(R"({"w": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 4]}})",
-                        "abcdef")),
+      OpenError(
+          RawFile(R"({"w": {"dtype": "BF16", "shape": [3], "data_offsets": [0, 4]}})", "abcdef")),
       HasSubstr("tensor 'w': data_offsets cover 4 bytes but shape [3] of BF16 needs 6 bytes"));
 }
 
 TEST_F(SafetensorsTest, OverlappingTensors) {
-  const std::string header =
-      R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},)"
-      R"( "e": {"dtype": "U8", "shape": [0], "data_offsets": [2, 2]},)"
-      R"( "b": {"dtype": "U8", "shape": [2], "data_offsets": [6, 8]},)"
-      R"( "c": {"dtype": "U8", "shape": [4], "data_offsets": [3, 7]}})";
+  const std::string header = R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},)"
+                             R"( "e": {"dtype": "U8", "shape": [0], "data_offsets": [2, 2]},)"
+                             R"( "b": {"dtype": "U8", "shape": [2], "data_offsets": [6, 8]},)"
+                             R"( "c": {"dtype": "U8", "shape": [4], "data_offsets": [3, 7]}})";
   EXPECT_THAT(OpenError(RawFile(header, "abcdefgh")),
               HasSubstr("tensors 'a' [0, 4) and 'c' [3, 7) overlap"));
 }
 
 TEST_F(SafetensorsTest, EmptyTensorsAndGapsAreAllowed) {
   // An empty tensor inside another's range owns no bytes.
-  const std::string header =
-      R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},)"
-      R"( "e": {"dtype": "F32", "shape": [2, 0], "data_offsets": [2, 2]},)"
-      R"( "b": {"dtype": "U8", "shape": [2], "data_offsets": [6, 8]}})";
+  const std::string header = R"({"a": {"dtype": "U8", "shape": [4], "data_offsets": [0, 4]},)"
+                             R"( "e": {"dtype": "F32", "shape": [2, 0], "data_offsets": [2, 2]},)"
+                             R"( "b": {"dtype": "U8", "shape": [2], "data_offsets": [6, 8]}})";
   testing::WriteFile(dir_ / "ok.safetensors", RawFile(header, "abcdefgh"));
   auto f = SafetensorsFile::Open(dir_ / "ok.safetensors");
   ASSERT_TRUE(f.ok()) << f.status();

@@ -11,10 +11,10 @@
 #include <string>
 #include <vector>
 
+#include "kernels/cpu/packed_gemm.h"
 #include "models/checkpoint.h"
 #include "models/llama/llama_cpu_model.h"
 #include "models/testing/random_checkpoint.h"
-#include "kernels/cpu/packed_gemm.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
 #include "tests/runtime/test_configs.h"
 
@@ -37,7 +37,9 @@ models::ModelConfig Config(const std::string& variant) {
   return c;
 }
 
-std::string TempDir(const std::string& name) { return muse::testing::MakeTempDir("muse-cuda-" + name); }
+std::string TempDir(const std::string& name) {
+  return muse::testing::MakeTempDir("muse-cuda-" + name);
+}
 
 double RelErr(const std::vector<float>& got, const std::vector<float>& ref) {
   double num = 0, den = 0;
@@ -83,7 +85,8 @@ Schedule MakeSchedule(int vocab, int pool_blocks, int decode_steps, uint32_t see
         const int p = done[s] + i;
         b.input_ids.push_back(ids[s][p]);
         b.positions.push_back(p);
-        b.slot_mapping.push_back(static_cast<int64_t>(blocks[s][p / kernels::kKvBlockSize]) * kernels::kKvBlockSize +
+        b.slot_mapping.push_back(static_cast<int64_t>(blocks[s][p / kernels::kKvBlockSize]) *
+                                     kernels::kKvBlockSize +
                                  p % kernels::kKvBlockSize);
       }
       done[s] += take[s];
@@ -100,8 +103,8 @@ Schedule MakeSchedule(int vocab, int pool_blocks, int decode_steps, uint32_t see
   return out;
 }
 
-#define REQUIRE_GPU()                                                        \
-  if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";              \
+#define REQUIRE_GPU()                                           \
+  if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device"; \
   if (!kernels::cpu::PackedGemmSupported()) GTEST_SKIP() << "CPU reference needs AVX2 + FMA"
 
 class CudaVsCpu : public ::testing::TestWithParam<std::string> {};
@@ -112,7 +115,9 @@ TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
   const std::string dir = TempDir(GetParam());
   ASSERT_FALSE(dir.empty());
   // bf16 weights: the fp32 reference widens exactly the values the GPU holds.
-  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 11, .dtype = models::DType::kBFloat16}).ok());
+  ASSERT_TRUE(
+      models::WriteRandomCheckpoint(dir, cfg, {.seed = 11, .dtype = models::DType::kBFloat16})
+          .ok());
   auto ck = models::Checkpoint::Open(dir);
   ASSERT_TRUE(ck.ok()) << ck.status();
   auto ref = models::LlamaCpuModel::Load(**ck, "", 2);
@@ -122,7 +127,8 @@ TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
       {.model_dir = dir, .device = "cuda", .dtype = "bfloat16", .num_kv_blocks = pool});
   ASSERT_TRUE(gpu.ok()) << gpu.status();
 
-  const int64_t kv = static_cast<int64_t>(pool) * kernels::kKvBlockSize * cfg.num_key_value_heads * cfg.head_dim;
+  const int64_t kv =
+      static_cast<int64_t>(pool) * kernels::kKvBlockSize * cfg.num_key_value_heads * cfg.head_dim;
   std::vector<std::vector<float>> kc(cfg.num_hidden_layers, std::vector<float>(kv, 0.f)), vc = kc;
   std::vector<float*> kp, vp;
   for (auto& v : kc) kp.push_back(v.data());
@@ -157,7 +163,8 @@ TEST(CudaRunner, GraphReplayMatchesEagerLaunches) {
   REQUIRE_GPU();
   const auto cfg = Config("qwen2");
   const std::string dir = TempDir("graphs");
-  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 3, .dtype = models::DType::kBFloat16}).ok());
+  ASSERT_TRUE(
+      models::WriteRandomCheckpoint(dir, cfg, {.seed = 3, .dtype = models::DType::kBFloat16}).ok());
   auto a = CudaModelRunner::Create(
       {.model_dir = dir, .device = "cuda", .dtype = "bfloat16", .num_kv_blocks = 64});
   auto b = CudaModelRunner::Create(
@@ -211,8 +218,9 @@ TEST(CudaRunner, BadBatchesAreRejectedAndTheRunnerGoesOn) {
 
 // These run everywhere: option errors come before any device work.
 TEST(CudaRunner, OptionErrorsNameTheField) {
-  auto st = CudaModelRunner::Create({.model_dir = "/nonexistent", .device = "cuda",
-                                     .dtype = "float32"}).status();
+  auto st =
+      CudaModelRunner::Create({.model_dir = "/nonexistent", .device = "cuda", .dtype = "float32"})
+          .status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("dtype"), std::string::npos) << st.message();
   st = CudaModelRunner::Create({.model_dir = "/nonexistent", .device = "cuda:x", .dtype = "bf16"})
@@ -236,8 +244,8 @@ TEST(CudaRunner, RejectsHeadDimsTheKernelsLack) {
   cfg.hidden_size = 128;
   const std::string dir = TempDir("hd");
   ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 1}).ok());
-  auto st = CudaModelRunner::Create({.model_dir = dir, .device = "cuda", .dtype = "bfloat16"})
-                .status();
+  auto st =
+      CudaModelRunner::Create({.model_dir = dir, .device = "cuda", .dtype = "bfloat16"}).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("head_dim 32"), std::string::npos) << st.message();
 }

@@ -1,26 +1,26 @@
 // The paged runtime against a dense reference forward written plainly in ATen (no paging, no
 // cache): random checkpoints of each architecture, prompts split into random chunks mixed across
 // sequences in each step, shuffled block tables, odd lengths.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
 
-#include <ATen/ATen.h>
-#include <gtest/gtest.h>
-
-#include "models/checkpoint.h"
-#include "models/testing/random_llava_checkpoint.h"
-#include "models/testing/random_checkpoint.h"
-#include "src/runtime/cpu_model_runner.h"
 #include "kernels/cpu/packed_gemm.h"
+#include "models/checkpoint.h"
+#include "models/testing/random_checkpoint.h"
+#include "models/testing/random_llava_checkpoint.h"
+#include "src/runtime/cpu_model_runner.h"
 #include "tests/runtime/test_checkpoints.h"
 
 namespace muse {
 namespace {
 
-using models::Batch;
 using kernels::kKvBlockSize;
+using models::Batch;
 
 // ---- Dense reference ------------------------------------------------------------------------
 
@@ -44,8 +44,8 @@ std::vector<double> ReferenceInvFreq(const models::ModelConfig& c) {
       if (wavelen > old_len / r.low_freq_factor) {
         x = x / r.factor;
       } else if (wavelen >= old_len / r.high_freq_factor) {
-        const double s = (old_len / wavelen - r.low_freq_factor) /
-                         (r.high_freq_factor - r.low_freq_factor);
+        const double s =
+            (old_len / wavelen - r.low_freq_factor) / (r.high_freq_factor - r.low_freq_factor);
         x = (1 - s) * x / r.factor + s * x;
       }
     }
@@ -122,7 +122,7 @@ double RelErr(const at::Tensor& got, const at::Tensor& ref) {
 struct Seq {
   std::vector<int32_t> ids;
   std::vector<int32_t> blocks;  // block table
-  int64_t done = 0;              // tokens already in the cache
+  int64_t done = 0;             // tokens already in the cache
 };
 
 // Feeds all sequences through the runner in random interleaved chunks; returns per-sequence
@@ -149,7 +149,8 @@ std::vector<at::Tensor> RunPaged(runtime::ModelRunner& runner, std::vector<Seq>&
         const int64_t p = s.done + j;
         b.input_ids.push_back(s.ids[p]);
         b.positions.push_back(p);
-        b.slot_mapping.push_back(s.blocks[p / kernels::kKvBlockSize] * kernels::kKvBlockSize + p % kernels::kKvBlockSize);
+        b.slot_mapping.push_back(s.blocks[p / kernels::kKvBlockSize] * kernels::kKvBlockSize +
+                                 p % kernels::kKvBlockSize);
         b.logits_indices.push_back(b.input_ids.size() - 1);
         rows.push_back({(int)i, p});
       }
@@ -223,13 +224,14 @@ TEST_P(PagedVsDense, LogitsMatchAtEveryPosition) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Archs, PagedVsDense,
-    ::testing::Combine(::testing::Values("llama", "mistral", "qwen2", "mha", "llama_bias"),
-                       ::testing::Bool()),
-    [](const auto& info) {
-      return std::get<0>(info.param) + (std::get<1>(info.param) ? "_muse_cpu" : "_aten");
-    });
+INSTANTIATE_TEST_SUITE_P(Archs, PagedVsDense,
+                         ::testing::Combine(::testing::Values("llama", "mistral", "qwen2", "mha",
+                                                              "llama_bias"),
+                                            ::testing::Bool()),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) +
+                                  (std::get<1>(info.param) ? "_muse_cpu" : "_aten");
+                         });
 
 TEST(Runtime, IncrementalDecodeEqualsOnePrefill) {
   const std::string dir = testing::MakeTempDir("muse-rt-incr");
@@ -253,7 +255,8 @@ TEST(Runtime, IncrementalDecodeEqualsOnePrefill) {
   for (int p = 0; p < (int)s.ids.size(); ++p) {
     b.input_ids.push_back(s.ids[p]);
     b.positions.push_back(p);
-    b.slot_mapping.push_back(one_shot[0].blocks[p / kernels::kKvBlockSize] * kernels::kKvBlockSize + p % kernels::kKvBlockSize);
+    b.slot_mapping.push_back(one_shot[0].blocks[p / kernels::kKvBlockSize] * kernels::kKvBlockSize +
+                             p % kernels::kKvBlockSize);
     b.logits_indices.push_back(p);
   }
   models::Logits full;
@@ -268,8 +271,8 @@ TEST(Runtime, Bf16IsCloseToFp32) {
   const auto cfg = testing::SmallConfig("llama");
   testing::WriteRandomCheckpoint(dir, cfg, 5);
   auto r32 = runtime::CpuModelRunner::Create({.model_dir = dir, .num_kv_blocks = 16});
-  auto r16 = runtime::CpuModelRunner::Create(
-      {.model_dir = dir, .dtype = "bfloat16", .num_kv_blocks = 16});
+  auto r16 =
+      runtime::CpuModelRunner::Create({.model_dir = dir, .dtype = "bfloat16", .num_kv_blocks = 16});
   ASSERT_TRUE(r32.ok() && r16.ok());
   std::mt19937 rng(5);
   std::vector<Seq> a(1), c;
@@ -304,7 +307,10 @@ TEST(Runtime, MalformedBatchesAreRejectedWithTheFieldNamed) {
   };
   models::Logits out;
   ASSERT_TRUE((*runner)->Forward(good(), &out).ok());
-  struct Case { std::function<void(Batch&)> mutate; std::string field; };
+  struct Case {
+    std::function<void(Batch&)> mutate;
+    std::string field;
+  };
   std::vector<Case> cases = {
       {[](Batch& b) { b.input_ids[1] = 397; }, "batch.input_ids[1]"},
       {[](Batch& b) { b.slot_mapping[0] = 64; }, "batch.slot_mapping[0]"},
@@ -313,7 +319,10 @@ TEST(Runtime, MalformedBatchesAreRejectedWithTheFieldNamed) {
       {[](Batch& b) { b.seq_lens[0] = 17; }, "max_blocks_per_seq"},
       {[](Batch& b) { b.logits_indices = {2}; }, "batch.logits_indices[0]"},
       {[](Batch& b) { b.positions.pop_back(); }, "batch.positions"},
-      {[](Batch& b) { b.query_start_loc = {0, 1}; }, "batch.query_start_loc"},
+      {[](Batch& b) {
+         b.query_start_loc = {0, 1};
+       },
+       "batch.query_start_loc"},
   };
   for (auto& c : cases) {
     Batch b = good();
@@ -338,7 +347,8 @@ TEST(Runtime, LoadsTheDecoderOfALlavaDirectory) {
   models::RandomCheckpointOptions opts;
   opts.seed = 21;
   ASSERT_TRUE(models::llava::WriteRandomLlavaCheckpoint(
-                  llava_dir, *llava, models::llava::PreprocessorFor(*llava), opts).ok());
+                  llava_dir, *llava, models::llava::PreprocessorFor(*llava), opts)
+                  .ok());
   ASSERT_TRUE(models::WriteRandomCheckpoint(text_dir, llava->text, opts).ok());
   auto a = runtime::CreateModelRunner({.model_dir = llava_dir, .num_kv_blocks = 8});
   auto b = runtime::CreateModelRunner({.model_dir = text_dir, .num_kv_blocks = 8});

@@ -1,14 +1,14 @@
 #include "tests/runtime/test_checkpoints.h"
 
+#include <ATen/ATen.h>
+
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
 
-#include <ATen/ATen.h>
-
-#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
+#include "models/llama/llama_weights.h"
 #include "models/safetensors.h"
 
 namespace muse::testing {
@@ -19,7 +19,7 @@ void WriteRandomCheckpoint(const std::string& dir, const models::ModelConfig& c,
   for (const auto& [name, shape] : models::ExpectedDecoderTensors(c)) {
     at::Tensor t;
     if (name.find("norm") != std::string::npos) {
-      t = 1.0 + 0.2 * at::randn(shape);          // norms near one, never trivial
+      t = 1.0 + 0.2 * at::randn(shape);  // norms near one, never trivial
     } else if (name.find("bias") != std::string::npos) {
       t = 0.1 * at::randn(shape);
     } else {

@@ -1,12 +1,13 @@
 // Image placeholder expansion (server) and the embedding rows the engine builds from its spans.
-#include <memory>
-#include <vector>
+#include "src/server/image_prompt.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <vector>
+
 #include "src/engine/batch_builder.h"
-#include "src/server/image_prompt.h"
 
 namespace muse::server {
 namespace {
@@ -58,10 +59,12 @@ TEST(ImagePromptTest, ExpandsPlaceholdersInOrder) {
 
 TEST(ImagePromptTest, MismatchesAreErrorsNamingTheField) {
   std::vector<ImageEmbedding> one = {Emb(1, 3, 4)};
-  EXPECT_INVALID(ExpandImagePlaceholders({1, 2}, 99, one, 4),
-                 "images: the prompt has 0 image placeholder(s) (token id 99) but the request has 1 image(s)");
+  EXPECT_INVALID(
+      ExpandImagePlaceholders({1, 2}, 99, one, 4),
+      "images: the prompt has 0 image placeholder(s) (token id 99) but the request has 1 image(s)");
   EXPECT_INVALID(ExpandImagePlaceholders({99, 99}, 99, one, 4), "has 2 image placeholder(s)");
-  EXPECT_INVALID(ExpandImagePlaceholders({99}, 99, one, 8), "images[0].hidden_size: 4 != model hidden size 8");
+  EXPECT_INVALID(ExpandImagePlaceholders({99}, 99, one, 8),
+                 "images[0].hidden_size: 4 != model hidden size 8");
   ImageEmbedding bad = Emb(1, 3, 4);
   bad.num_tokens = 5;
   EXPECT_INVALID(ExpandImagePlaceholders({99}, 99, {bad}, 4), "images[0].data");

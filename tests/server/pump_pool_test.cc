@@ -3,6 +3,7 @@
 // its signal is queued is skipped, and a running pump keeps its target alive.
 #include "src/server/pump_pool.h"
 
+#include <gtest/gtest.h>
 #include <pthread.h>
 
 #include <atomic>
@@ -13,8 +14,6 @@
 #include <random>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace muse::server {
 namespace {
@@ -140,7 +139,7 @@ TEST(PumpPoolTest, RaisesWhileQueuedCoalesceIntoOnePump) {
   auto t = std::make_shared<Target>();
   auto signal = pool.NewSignal(t);
   for (int i = 0; i < 1000; ++i) signal->Raise();  // 1000 engine steps for one stream
-  EXPECT_EQ(pool.raises(), 2);  // the blocker's and one for `t`
+  EXPECT_EQ(pool.raises(), 2);                     // the blocker's and one for `t`
   gate.Open();
   ASSERT_TRUE(WaitFor([&] { return t->pumps() == 1; }));
   std::this_thread::sleep_for(20ms);
@@ -175,8 +174,8 @@ TEST(PumpPoolTest, TargetDestroyedWhileItsSignalIsQueuedIsSkipped) {
   std::atomic<int> destroyed{0};
   auto t = std::make_shared<Target>(&destroyed);
   auto signal = pool.NewSignal(t);
-  signal->Raise();  // queued behind the blocker
-  t.reset();        // the reactor's OnDone drops the last reference
+  signal->Raise();                 // queued behind the blocker
+  t.reset();                       // the reactor's OnDone drops the last reference
   EXPECT_EQ(destroyed.load(), 1);  // the queued signal did not keep it alive
   signal->Raise();  // a late engine push (final message) after OnDone: still harmless
   gate.Open();

@@ -57,8 +57,9 @@ TEST(ServerBinaryTest, SigtermDrainsInFlightStreamAndExitsZero) {
     ::_exit(127);
   }
   auto health = HealthStub(port);
-  bool saw_serving = WaitFor([&] { return HealthStatus(*health) == grpc::health::v1::HealthCheckResponse::SERVING; },
-                             std::chrono::seconds(120));
+  bool saw_serving = WaitFor(
+      [&] { return HealthStatus(*health) == grpc::health::v1::HealthCheckResponse::SERVING; },
+      std::chrono::seconds(120));
   if (!saw_serving) ::kill(pid, SIGKILL);
   ASSERT_TRUE(saw_serving);
 
@@ -96,17 +97,19 @@ TEST(ServerBinaryTest, LlavaMuseTinyAnswersMuseChatWithAnImage) {
   ASSERT_GE(pid, 0);
   if (pid == 0) {
     ::execl(bin.c_str(), bin.c_str(), "--model", model.c_str(), "--host", "127.0.0.1", "--port",
-            port_s.c_str(), "--no-auth", "--threads", "1", "--num-kv-blocks", "64", "--log-level", "warn",
-            static_cast<char*>(nullptr));
+            port_s.c_str(), "--no-auth", "--threads", "1", "--num-kv-blocks", "64", "--log-level",
+            "warn", static_cast<char*>(nullptr));
     ::_exit(127);
   }
   auto health = HealthStub(port);
-  bool saw_serving = WaitFor([&] { return HealthStatus(*health) == grpc::health::v1::HealthCheckResponse::SERVING; },
-                             std::chrono::seconds(120));
+  bool saw_serving = WaitFor(
+      [&] { return HealthStatus(*health) == grpc::health::v1::HealthCheckResponse::SERVING; },
+      std::chrono::seconds(120));
   if (saw_serving) {
     const std::string muse = std::string(MUSE_BIN_DIR) + "/muse";
-    auto [rc, out] = RunCommand("echo 'What is in this image?' | " + muse + " chat --addr 127.0.0.1:" + port_s +
-                                " --image " + image + " --max-tokens 5 --temperature 0 --ids 2>&1");
+    auto [rc, out] =
+        RunCommand("echo 'What is in this image?' | " + muse + " chat --addr 127.0.0.1:" + port_s +
+                   " --image " + image + " --max-tokens 5 --temperature 0 --ids 2>&1");
     EXPECT_EQ(rc, 0) << out;
     // The prompt holds the 16 image rows; 5 tokens came back.
     EXPECT_NE(out.find(" + 5 completion tokens"), std::string::npos) << out;
@@ -123,12 +126,14 @@ TEST(ServerBinaryTest, LlavaMuseTinyAnswersMuseChatWithAnImage) {
     EXPECT_EQ(out.rfind(id + "\tarch=", 0), 0u) << out;  // one line per model, nothing else
     EXPECT_NE(out.find("images=yes"), std::string::npos) << out;
     // RPC errors: the gRPC status name on stderr, exit 1.
-    std::tie(rc, out) = RunCommand(muse + " generate --prompt hi --max-tokens 100000 --addr 127.0.0.1:" + port_s +
-                                   " 2>&1 >/dev/null");
+    std::tie(rc, out) =
+        RunCommand(muse + " generate --prompt hi --max-tokens 100000 --addr 127.0.0.1:" + port_s +
+                   " 2>&1 >/dev/null");
     EXPECT_EQ(rc, 1) << out;
     EXPECT_NE(out.find("muse: INVALID_ARGUMENT: "), std::string::npos) << out;
     // Usage errors: exit 2, the flag named, before any RPC.
-    std::tie(rc, out) = RunCommand(muse + " generate --prompt hi --top-p 1.5 --addr 127.0.0.1:" + port_s + " 2>&1");
+    std::tie(rc, out) =
+        RunCommand(muse + " generate --prompt hi --top-p 1.5 --addr 127.0.0.1:" + port_s + " 2>&1");
     EXPECT_EQ(rc, 2) << out;
     EXPECT_NE(out.find("--top-p"), std::string::npos) << out;
   }

@@ -1,16 +1,15 @@
 // muse-server's command line: AddServerFlags parsed by CLI11 (defaults, both value forms, `--`,
 // ranges, missing values, unknown flags, auth and TLS rules), then the binary's exit codes.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "src/server/server.h"
 
@@ -44,7 +43,9 @@ Parsed Parse(const std::vector<std::string>& args) {
   return p;
 }
 
-std::string ApiKeysExample() { return std::string(MUSE_SOURCE_DIR) + "/configs/api_keys.example.json"; }
+std::string ApiKeysExample() {
+  return std::string(MUSE_SOURCE_DIR) + "/configs/api_keys.example.json";
+}
 
 TEST(ServerFlagsTest, DefaultsAreServerOptionsDefaults) {
   const Parsed p = Parse({"--model", "m", "--no-auth"});
@@ -202,7 +203,8 @@ TEST(ServerFlagsTest, OutOfRangeValuesNameTheFlag) {
 }
 
 TEST(ServerFlagsTest, MissingValueIsAnError) {
-  for (const std::string flag : {"--port", "--model", "--max-num-seqs", "--log-level", "--api-keys"}) {
+  for (const std::string flag :
+       {"--port", "--model", "--max-num-seqs", "--log-level", "--api-keys"}) {
     const Parsed p = Parse({"--model", "m", "--no-auth", flag});
     EXPECT_FALSE(p.ok) << flag;
     EXPECT_THAT(p.error, HasSubstr(flag));
@@ -267,13 +269,32 @@ TEST(ServerFlagsTest, HelpListsEveryFlag) {
   ServerCommandLine flags;
   AddServerFlags(app, &flags);
   const std::string help = app.help();
-  for (const char* flag :
-       {"--model", "--served-model-name", "--host", "--port", "--device", "--dtype", "--threads",
-        "--max-num-seqs", "--max-num-batched-tokens", "--max-waiting", "--kv-cache-bytes",
-        "--num-kv-blocks", "--max-model-len", "--seed", "--api-keys", "--no-auth", "--tls-cert",
-        "--tls-key", "--tls-client-ca", "--metrics-port", "--max-receive-message-bytes",
-        "--encoder-cache-bytes", "--max-image-bytes", "--max-image-pixels", "--log-level",
-        "--drain-grace-seconds"}) {
+  for (const char* flag : {"--model",
+                           "--served-model-name",
+                           "--host",
+                           "--port",
+                           "--device",
+                           "--dtype",
+                           "--threads",
+                           "--max-num-seqs",
+                           "--max-num-batched-tokens",
+                           "--max-waiting",
+                           "--kv-cache-bytes",
+                           "--num-kv-blocks",
+                           "--max-model-len",
+                           "--seed",
+                           "--api-keys",
+                           "--no-auth",
+                           "--tls-cert",
+                           "--tls-key",
+                           "--tls-client-ca",
+                           "--metrics-port",
+                           "--max-receive-message-bytes",
+                           "--encoder-cache-bytes",
+                           "--max-image-bytes",
+                           "--max-image-pixels",
+                           "--log-level",
+                           "--drain-grace-seconds"}) {
     EXPECT_THAT(help, HasSubstr(flag));
   }
 }
@@ -287,7 +308,8 @@ struct RunResult {
 RunResult RunServer(const std::string& args) {
   const std::string dir = ::testing::TempDir();
   const std::string out = dir + "/server_flags_out.txt", err = dir + "/server_flags_err.txt";
-  const std::string cmd = std::string(MUSE_BIN_DIR) + "/muse-server " + args + " >" + out + " 2>" + err;
+  const std::string cmd =
+      std::string(MUSE_BIN_DIR) + "/muse-server " + args + " >" + out + " 2>" + err;
   const int rc = std::system(cmd.c_str());
   auto slurp = [](const std::string& path) {
     std::ifstream in(path);

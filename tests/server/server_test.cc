@@ -1,5 +1,7 @@
 // The real server in-process (real engine, CPU runner, random tiny checkpoint, Llama 3 tokenizer)
 // driven through real gRPC stubs on 127.0.0.1.
+#include "src/server/server.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -8,7 +10,6 @@
 #include <atomic>
 #include <thread>
 
-#include "src/server/server.h"
 #include "tests/server/test_util.h"
 
 namespace muse::server {
@@ -67,8 +68,12 @@ class ServerTest : public ::testing::Test {
   }
   // Every test leaves the engine idle with no KV referenced.
   void TearDown() override {
-    EXPECT_TRUE(WaitFor([] { auto s = server_->EngineStats(); return s.num_requests == 0 && s.kv_blocks_used == 0; },
-                        std::chrono::seconds(10)))
+    EXPECT_TRUE(WaitFor(
+        [] {
+          auto s = server_->EngineStats();
+          return s.num_requests == 0 && s.kv_blocks_used == 0;
+        },
+        std::chrono::seconds(10)))
         << "kv_blocks_used=" << server_->EngineStats().kv_blocks_used;
   }
 
@@ -129,7 +134,9 @@ TEST_F(ServerTest, StreamingTextEqualsUnaryForGreedy) {
   v1::GenerateUnaryResponse u;
   ASSERT_TRUE(Unary(req, &u).ok());
   ASSERT_EQ(u.completions_size(), 1);
-  EXPECT_EQ(std::vector<int32_t>(u.completions(0).token_ids().begin(), u.completions(0).token_ids().end()), s.ids);
+  EXPECT_EQ(std::vector<int32_t>(u.completions(0).token_ids().begin(),
+                                 u.completions(0).token_ids().end()),
+            s.ids);
   EXPECT_EQ(u.completions(0).text(), s.text);
   EXPECT_EQ(s.ids.size(), 24u);
   EXPECT_FALSE(s.text.empty());
@@ -177,12 +184,14 @@ TEST_F(ServerTest, TwoSamplesAndLogprobs) {
   std::map<int, std::vector<int32_t>> ids;
   v1::GenerateResponse resp;
   while (reader->Read(&resp)) {
-    for (const auto& s : resp.samples()) ids[s.index()].insert(ids[s.index()].end(), s.token_ids().begin(), s.token_ids().end());
+    for (const auto& s : resp.samples())
+      ids[s.index()].insert(ids[s.index()].end(), s.token_ids().begin(), s.token_ids().end());
   }
   ASSERT_TRUE(reader->Finish().ok());
   ASSERT_EQ(ids.size(), 2u);
   for (int i = 0; i < 2; ++i) {
-    EXPECT_EQ(ids[i], std::vector<int32_t>(u.completions(i).token_ids().begin(), u.completions(i).token_ids().end()));
+    EXPECT_EQ(ids[i], std::vector<int32_t>(u.completions(i).token_ids().begin(),
+                                           u.completions(i).token_ids().end()));
   }
 }
 
@@ -196,7 +205,8 @@ TEST_F(ServerTest, ChatMessagesUseTheTemplate) {
   req.mutable_stopping()->set_ignore_eos(true);
   v1::GenerateUnaryResponse u;
   ASSERT_TRUE(Unary(req, &u).ok());
-  // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|> + assistant header
+  // <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|> + assistant
+  // header
   EXPECT_GT(u.usage().prompt_tokens(), 10);
   EXPECT_EQ(u.completions(0).token_ids_size(), 4);
 }
@@ -209,7 +219,8 @@ struct BadCase {
 };
 
 std::string Png() {
-  std::string p("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89", 33);
+  std::string p("\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89",
+                33);
   return p;
 }
 
@@ -217,52 +228,93 @@ TEST_F(ServerTest, EveryInvalidArgumentNamesTheField) {
   std::vector<BadCase> cases = {
       {"empty", [](auto* r) { r->clear_prompt(); }, "input"},
       {"two inputs", [](auto* r) { r->add_prompt_token_ids(5); }, "input"},
-      {"bad utf8", [](auto* r) { r->set_prompt(std::string("abc\xff\xfe", 5)); }, "prompt: invalid UTF-8"},
-      {"bad utf8 in chat", [](auto* r) {
+      {"bad utf8", [](auto* r) { r->set_prompt(std::string("abc\xff\xfe", 5)); },
+       "prompt: invalid UTF-8"},
+      {"bad utf8 in chat",
+       [](auto* r) {
          r->clear_prompt();
          auto* m = r->add_messages();
          m->set_role("user");
          m->add_content()->set_text("ok");
          m->add_content()->set_text(std::string("\xc3", 1));
-       }, "messages[0].content[1].text: invalid UTF-8"},
-      {"token id", [](auto* r) { r->clear_prompt(); r->add_prompt_token_ids(1); r->add_prompt_token_ids(200000); }, "prompt_token_ids[1]"},
-      {"too long", [](auto* r) { r->clear_prompt(); for (int i = 0; i < 1100; ++i) r->add_prompt_token_ids(100); }, "prompt_token_ids"},
-      {"temperature", [](auto* r) { r->mutable_sampling()->set_temperature(-1); }, "sampling.temperature"},
+       },
+       "messages[0].content[1].text: invalid UTF-8"},
+      {"token id",
+       [](auto* r) {
+         r->clear_prompt();
+         r->add_prompt_token_ids(1);
+         r->add_prompt_token_ids(200000);
+       },
+       "prompt_token_ids[1]"},
+      {"too long",
+       [](auto* r) {
+         r->clear_prompt();
+         for (int i = 0; i < 1100; ++i) r->add_prompt_token_ids(100);
+       },
+       "prompt_token_ids"},
+      {"temperature", [](auto* r) { r->mutable_sampling()->set_temperature(-1); },
+       "sampling.temperature"},
       {"top_p", [](auto* r) { r->mutable_sampling()->set_top_p(0); }, "sampling.top_p"},
       {"top_k", [](auto* r) { r->mutable_sampling()->set_top_k(-5); }, "sampling.top_k"},
       {"min_p", [](auto* r) { r->mutable_sampling()->set_min_p(2); }, "sampling.min_p"},
       {"n", [](auto* r) { r->mutable_sampling()->set_n(0); }, "sampling.n"},
-      {"presence", [](auto* r) { r->mutable_sampling()->set_presence_penalty(3); }, "sampling.presence_penalty"},
-      {"repetition", [](auto* r) { r->mutable_sampling()->set_repetition_penalty(0); }, "sampling.repetition_penalty"},
-      {"logit_bias", [](auto* r) { (*r->mutable_sampling()->mutable_logit_bias())[999999] = 1; }, "sampling.logit_bias[999999]"},
-      {"top_logprobs", [](auto* r) { r->mutable_sampling()->set_logprobs(true); r->mutable_sampling()->set_top_logprobs(50); }, "sampling.top_logprobs"},
-      {"max_tokens", [](auto* r) { r->mutable_stopping()->set_max_tokens(0); }, "stopping.max_tokens"},
-      {"max_tokens ctx", [](auto* r) { r->mutable_stopping()->set_max_tokens(5000); }, "stopping.max_tokens"},
-      {"min_tokens", [](auto* r) { r->mutable_stopping()->set_min_tokens(-1); }, "stopping.min_tokens"},
+      {"presence", [](auto* r) { r->mutable_sampling()->set_presence_penalty(3); },
+       "sampling.presence_penalty"},
+      {"repetition", [](auto* r) { r->mutable_sampling()->set_repetition_penalty(0); },
+       "sampling.repetition_penalty"},
+      {"logit_bias", [](auto* r) { (*r->mutable_sampling()->mutable_logit_bias())[999999] = 1; },
+       "sampling.logit_bias[999999]"},
+      {"top_logprobs",
+       [](auto* r) {
+         r->mutable_sampling()->set_logprobs(true);
+         r->mutable_sampling()->set_top_logprobs(50);
+       },
+       "sampling.top_logprobs"},
+      {"max_tokens", [](auto* r) { r->mutable_stopping()->set_max_tokens(0); },
+       "stopping.max_tokens"},
+      {"max_tokens ctx", [](auto* r) { r->mutable_stopping()->set_max_tokens(5000); },
+       "stopping.max_tokens"},
+      {"min_tokens", [](auto* r) { r->mutable_stopping()->set_min_tokens(-1); },
+       "stopping.min_tokens"},
       {"stop", [](auto* r) { r->mutable_stopping()->add_stop(""); }, "stopping.stop[0]"},
-      {"stop ids", [](auto* r) { r->mutable_stopping()->add_stop_token_ids(-3); }, "stopping.stop_token_ids[0]"},
-      {"role", [](auto* r) { r->clear_prompt(); auto* m = r->add_messages(); m->set_role("bot"); m->add_content()->set_text("x"); }, "messages[0].role"},
-      {"bad image", [](auto* r) {
+      {"stop ids", [](auto* r) { r->mutable_stopping()->add_stop_token_ids(-3); },
+       "stopping.stop_token_ids[0]"},
+      {"role",
+       [](auto* r) {
+         r->clear_prompt();
+         auto* m = r->add_messages();
+         m->set_role("bot");
+         m->add_content()->set_text("x");
+       },
+       "messages[0].role"},
+      {"bad image",
+       [](auto* r) {
          r->clear_prompt();
          auto* m = r->add_messages();
          m->set_role("user");
          m->add_content()->set_text("what is this?");
          m->add_content()->set_image("not an image at all");
-       }, "messages[0].content[1].image: undecodable"},
-      {"image without vision", [](auto* r) {
+       },
+       "messages[0].content[1].image: undecodable"},
+      {"image without vision",
+       [](auto* r) {
          r->clear_prompt();
          auto* m = r->add_messages();
          m->set_role("user");
          m->add_content()->set_image(Png());
-       }, "messages[0].content[0].image: model "},
-      {"image url", [](auto* r) {
+       },
+       "messages[0].content[0].image: model "},
+      {"image url",
+       [](auto* r) {
          r->clear_prompt();
          auto* m = r->add_messages();
          m->set_role("user");
          m->add_content()->set_image_url("data:image/png;base64,%%%");
-       }, "messages[0].content[0].image_url"},
+       },
+       "messages[0].content[0].image_url"},
       {"model", [](auto* r) { r->set_model("gpt-17"); }, "model", grpc::StatusCode::NOT_FOUND},
-      {"response_format", [](auto* r) { r->mutable_response_format()->set_json_schema("{}"); }, "response_format", grpc::StatusCode::UNIMPLEMENTED},
+      {"response_format", [](auto* r) { r->mutable_response_format()->set_json_schema("{}"); },
+       "response_format", grpc::StatusCode::UNIMPLEMENTED},
   };
   for (const auto& c : cases) {
     v1::GenerateRequest req = GreedyPrompt("hello", 4);
@@ -283,7 +335,8 @@ TEST_F(ServerTest, EveryInvalidArgumentNamesTheField) {
   m->set_role("user");
   m->add_content()->set_image(Png());
   st = Unary(img, &u);
-  EXPECT_NE(st.error_message().find("does not accept images"), std::string::npos) << st.error_message();
+  EXPECT_NE(st.error_message().find("does not accept images"), std::string::npos)
+      << st.error_message();
 }
 
 TEST_F(ServerTest, BadRequestsLeaveConcurrentRequestsUnaffected) {
@@ -296,8 +349,10 @@ TEST_F(ServerTest, BadRequestsLeaveConcurrentRequestsUnaffected) {
     int i = 0;
     while (!done) {
       v1::GenerateRequest r = GreedyPrompt("x", 4);
-      if (i++ % 2) r.mutable_sampling()->set_top_p(7);
-      else r.mutable_stopping()->add_stop_token_ids(-1);
+      if (i++ % 2)
+        r.mutable_sampling()->set_top_p(7);
+      else
+        r.mutable_stopping()->add_stop_token_ids(-1);
       v1::GenerateUnaryResponse u;
       grpc::ClientContext ctx;
       ctx.AddMetadata("authorization", "Bearer key-a");
@@ -324,7 +379,8 @@ TEST_F(ServerTest, CancelMidStreamFreesKvBlocks) {
   while (reader->Read(&resp)) {
   }
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
-  EXPECT_TRUE(WaitFor([] { return server_->EngineStats().kv_blocks_used == 0; }, std::chrono::seconds(5)));
+  EXPECT_TRUE(
+      WaitFor([] { return server_->EngineStats().kv_blocks_used == 0; }, std::chrono::seconds(5)));
   EXPECT_GE(server_->EngineStats().requests_aborted, 1);
 }
 
@@ -389,7 +445,8 @@ TEST_F(ServerTest, SlowReaderDoesNotStallOtherStreams) {
   ASSERT_TRUE(b.status.ok());
   EXPECT_EQ(b.ids.size(), 40u);
   // The engine finishes A too: its output waits in A's own OutputStream.
-  EXPECT_TRUE(WaitFor([] { return server_->EngineStats().num_requests == 0; }, std::chrono::seconds(30)));
+  EXPECT_TRUE(
+      WaitFor([] { return server_->EngineStats().num_requests == 0; }, std::chrono::seconds(30)));
   while (reader->Read(&resp)) {
     for (const auto& s : resp.samples()) a_tokens += s.token_ids_size();
   }
@@ -402,20 +459,23 @@ TEST_F(ServerTest, MetricsEndpoint) {
   ASSERT_TRUE(Unary(GreedyPrompt("metrics", 3), &u).ok());
   // An RPC is counted in OnDone, which may run just after the client has its response.
   std::string body;
-  EXPECT_TRUE(WaitFor([&] {
-    body = HttpGet(server_->metrics_port(), "/metrics");
-    return body.find("muse_requests_total{method=\"GenerateUnary\",code=\"OK\"}") != std::string::npos;
-  }, std::chrono::seconds(5)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        body = HttpGet(server_->metrics_port(), "/metrics");
+        return body.find("muse_requests_total{method=\"GenerateUnary\",code=\"OK\"}") !=
+               std::string::npos;
+      },
+      std::chrono::seconds(5)));
   EXPECT_NE(body.find("HTTP/1.1 200"), std::string::npos);
-  for (const char* want : {"muse_requests_total{method=\"GenerateUnary\",code=\"OK\"}",
-                           "muse_generation_tokens_total", "muse_prompt_tokens_total",
-                           "muse_time_to_first_token_seconds_bucket", "muse_time_per_output_token_seconds",
-                           "muse_queue_time_seconds_count", "muse_e2e_request_latency_seconds_sum",
-                           "muse_num_requests_running", "muse_num_requests_waiting",
-                           "muse_kv_cache_usage_ratio", "muse_prefix_cache_hit_rate",
-                           "muse_num_preemptions_total", "muse_engine_step_seconds_bucket{le=\"0.001\"}",
-                           "muse_engine_step_seconds_count", "muse_tenant_requests_total{tenant=\"alpha\"}",
-                           "muse_tenant_completion_tokens_total{tenant=\"alpha\"}"}) {
+  for (const char* want :
+       {"muse_requests_total{method=\"GenerateUnary\",code=\"OK\"}", "muse_generation_tokens_total",
+        "muse_prompt_tokens_total", "muse_time_to_first_token_seconds_bucket",
+        "muse_time_per_output_token_seconds", "muse_queue_time_seconds_count",
+        "muse_e2e_request_latency_seconds_sum", "muse_num_requests_running",
+        "muse_num_requests_waiting", "muse_kv_cache_usage_ratio", "muse_prefix_cache_hit_rate",
+        "muse_num_preemptions_total", "muse_engine_step_seconds_bucket{le=\"0.001\"}",
+        "muse_engine_step_seconds_count", "muse_tenant_requests_total{tenant=\"alpha\"}",
+        "muse_tenant_completion_tokens_total{tenant=\"alpha\"}"}) {
     EXPECT_NE(body.find(want), std::string::npos) << want;
   }
   // One engine snapshot feeds both: every step that ran a batch is in the step-time histogram.
@@ -448,9 +508,11 @@ TEST(ServerLifecycleTest, QueueFullIsResourceExhausted) {
   v1::GenerateResponse resp;
   ASSERT_TRUE(ra->Read(&resp));  // A holds the only sequence slot
   auto rb = stub->Generate(&cb, GreedyPrompt("waiting", 900));
-  ASSERT_TRUE(WaitFor([&] { return (*s)->EngineStats().num_queued_requests == 1; }, std::chrono::seconds(5)));
+  ASSERT_TRUE(WaitFor([&] { return (*s)->EngineStats().num_queued_requests == 1; },
+                      std::chrono::seconds(5)));
   StreamResult c = RunStream(*stub, GreedyPrompt("rejected", 4));
-  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << c.status.error_message();
+  EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << c.status.error_message();
   ca.TryCancel();
   cb.TryCancel();
   while (ra->Read(&resp)) {
@@ -459,7 +521,8 @@ TEST(ServerLifecycleTest, QueueFullIsResourceExhausted) {
   }
   ra->Finish();
   rb->Finish();
-  EXPECT_TRUE(WaitFor([&] { return (*s)->EngineStats().kv_blocks_used == 0; }, std::chrono::seconds(5)));
+  EXPECT_TRUE(
+      WaitFor([&] { return (*s)->EngineStats().kv_blocks_used == 0; }, std::chrono::seconds(5)));
 }
 
 TEST(ServerLifecycleTest, DrainFinishesInFlightAndRejectsNew) {
@@ -479,8 +542,9 @@ TEST(ServerLifecycleTest, DrainFinishesInFlightAndRejectsNew) {
   int64_t tokens = resp.samples(0).token_ids_size();
 
   std::thread drain([&] { server->Drain(absl::Seconds(30)); });
-  EXPECT_TRUE(WaitFor([&] { return HealthStatus(*health) != grpc::health::v1::HealthCheckResponse::SERVING; },
-                      std::chrono::seconds(5)));
+  EXPECT_TRUE(WaitFor(
+      [&] { return HealthStatus(*health) != grpc::health::v1::HealthCheckResponse::SERVING; },
+      std::chrono::seconds(5)));
   v1::GenerateUnaryResponse u;
   grpc::ClientContext c2;
   c2.AddMetadata("authorization", "Bearer key-a");

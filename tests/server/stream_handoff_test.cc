@@ -6,14 +6,13 @@
 // The server is assembled here (not Server::Start) so that the test can wrap the runner, whose
 // Forward runs on the engine thread, and add a gRPC interceptor, which runs on whichever thread
 // starts a send (StartWrite / Finish).
+#include <grpcpp/support/server_interceptor.h>
 #include <pthread.h>
 
 #include <atomic>
 #include <mutex>
 #include <set>
 #include <thread>
-
-#include <grpcpp/support/server_interceptor.h>
 
 #include "src/runtime/model_runner.h"
 #include "src/server/inference_service.h"
@@ -35,7 +34,8 @@ std::string ThreadName() {
 // The real CPU runner; remembers the thread its Forward runs on (the engine thread).
 class RecordingRunner final : public runtime::ModelRunner {
  public:
-  explicit RecordingRunner(std::unique_ptr<runtime::ModelRunner> inner) : inner_(std::move(inner)) {}
+  explicit RecordingRunner(std::unique_ptr<runtime::ModelRunner> inner)
+      : inner_(std::move(inner)) {}
   const models::ModelConfig& config() const override { return inner_->config(); }
   int64_t num_kv_blocks() const override { return inner_->num_kv_blocks(); }
   int64_t kv_block_bytes() const override { return inner_->kv_block_bytes(); }
@@ -99,7 +99,8 @@ class SendInterceptor final : public grpc::experimental::Interceptor {
 class SendInterceptorFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   explicit SendInterceptorFactory(SendLog* log) : log_(log) {}
-  grpc::experimental::Interceptor* CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
     const std::string method = info->method();
     if (method.rfind("/muse.v1.Inference/Generate", 0) != 0) return nullptr;
     return new SendInterceptor(log_, method);
@@ -176,7 +177,8 @@ class StreamHandoffTest : public ::testing::Test {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     builder.RegisterService(service_.get());
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+        interceptors;
     interceptors.push_back(std::make_unique<SendInterceptorFactory>(&sends_));
     builder.experimental().SetInterceptorCreators(std::move(interceptors));
     server_ = builder.BuildAndStart();
@@ -252,7 +254,8 @@ TEST_F(StreamHandoffTest, NoMessageOrStatusIsSentFromTheEngineThread) {
       auto stub = Stub(port_);
       grpc::ClientContext c;
       v1::GenerateUnaryResponse u;
-      grpc::Status st = stub->GenerateUnary(&c, GreedyPrompt("unary " + std::to_string(i), kTokens), &u);
+      grpc::Status st =
+          stub->GenerateUnary(&c, GreedyPrompt("unary " + std::to_string(i), kTokens), &u);
       EXPECT_TRUE(st.ok()) << st.error_message();
       if (st.ok()) ok.fetch_add(1);
     });
@@ -265,7 +268,8 @@ TEST_F(StreamHandoffTest, NoMessageOrStatusIsSentFromTheEngineThread) {
   const std::vector<Send> sends = sends_.sends();
   int stream_messages = 0, stream_status = 0, unary_status = 0, from_pumps = 0;
   for (const Send& s : sends) {
-    EXPECT_NE(s.thread, engine) << s.method << (s.status ? " status" : " message") << " sent from the engine thread";
+    EXPECT_NE(s.thread, engine) << s.method << (s.status ? " status" : " message")
+                                << " sent from the engine thread";
     if (s.thread_name == "muse-pump") ++from_pumps;
     if (s.method == "/muse.v1.Inference/Generate") {
       s.status ? ++stream_status : ++stream_messages;
@@ -292,7 +296,8 @@ TEST_F(StreamHandoffTest, StalledPumpsDoNotStallTheEngineAndItsRaisesCoalesce) {
   const int64_t raises = ctx_.pumps->raises();
   const int64_t generated = ctx_.engine->Stats().num_generated_tokens;
   // The engine keeps stepping (and pushing into the stream) with no pump thread available.
-  ASSERT_TRUE(WaitFor([&] { return ctx_.engine->Stats().num_generated_tokens >= generated + 40; }, 20s));
+  ASSERT_TRUE(
+      WaitFor([&] { return ctx_.engine->Stats().num_generated_tokens >= generated + 40; }, 20s));
   // 40+ pushes, at most one queued signal (none if it was already queued).
   EXPECT_LE(ctx_.pumps->raises() - raises, 1);
 
@@ -323,7 +328,8 @@ TEST_F(StreamHandoffTest, StreamFinishedWhileItsSignalIsQueuedIsFreedAndSkipped)
   EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   // Reactor destroyed, KV freed, although its signal is still queued and no pump has run.
   EXPECT_TRUE(WaitFor([&] { return Idle(); }, 10s))
-      << "reactors_alive=" << ctx_.reactors_alive.load() << " kv=" << ctx_.engine->Stats().kv_blocks_used;
+      << "reactors_alive=" << ctx_.reactors_alive.load()
+      << " kv=" << ctx_.engine->Stats().kv_blocks_used;
   EXPECT_EQ(ctx_.pumps->pumps(), pumps);
 
   ReleasePumps();
@@ -346,13 +352,15 @@ TEST_F(StreamHandoffTest, ManyStreamsCancelledMidStreamLeakNothing) {
         // Unary with a short deadline: the deadline path of the unary reactor.
         c.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(30 + i));
         v1::GenerateUnaryResponse u;
-        grpc::Status st = stub->GenerateUnary(&c, GreedyPrompt("deadline " + std::to_string(i), 800), &u);
+        grpc::Status st =
+            stub->GenerateUnary(&c, GreedyPrompt("deadline " + std::to_string(i), 800), &u);
         EXPECT_EQ(st.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << st.error_message();
         if (st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) deadline.fetch_add(1);
         return;
       }
       const bool cancel = i % 2 == 0;
-      auto reader = stub->Generate(&c, GreedyPrompt("stream " + std::to_string(i), cancel ? 800 : 24));
+      auto reader =
+          stub->Generate(&c, GreedyPrompt("stream " + std::to_string(i), cancel ? 800 : 24));
       v1::GenerateResponse resp;
       int64_t tokens = 0;
       const int read_before_cancel = 1 + i % 3;
@@ -376,9 +384,11 @@ TEST_F(StreamHandoffTest, ManyStreamsCancelledMidStreamLeakNothing) {
   EXPECT_EQ(cancelled.load(), kStreams / 2);
   EXPECT_EQ(deadline.load(), kStreams / 4);
   EXPECT_TRUE(WaitFor([&] { return Idle(); }, 20s))
-      << "requests=" << ctx_.engine->Stats().num_requests << " kv=" << ctx_.engine->Stats().kv_blocks_used
-      << " in_flight=" << ctx_.in_flight.load() << " reactors_alive=" << ctx_.reactors_alive.load();
-  EXPECT_GE(ctx_.engine->Stats().requests_aborted + ctx_.engine->Stats().requests_deadline, kStreams / 2);
+      << "requests=" << ctx_.engine->Stats().num_requests
+      << " kv=" << ctx_.engine->Stats().kv_blocks_used << " in_flight=" << ctx_.in_flight.load()
+      << " reactors_alive=" << ctx_.reactors_alive.load();
+  EXPECT_GE(ctx_.engine->Stats().requests_aborted + ctx_.engine->Stats().requests_deadline,
+            kStreams / 2);
   // Nothing from the engine thread, here either.
   const std::thread::id engine = EngineThread();
   for (const Send& s : sends_.sends()) EXPECT_NE(s.thread, engine);

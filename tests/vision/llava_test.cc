@@ -1,27 +1,27 @@
 // LLaVA in ATen: the vision tower + projector against a dense double-precision reference written
 // plainly here (conv2d patch embedding, per-head attention loops), config parsing, the decoder
 // loaded from the LLaVA layout, and a full image request through the real CpuModelRunner.
+#include <ATen/ATen.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <filesystem>
 #include <map>
 #include <random>
 
-#include <ATen/ATen.h>
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-
-#include "models/llama/llama_weights.h"
 #include "models/checkpoint.h"
 #include "models/llama/llama_aten_model.h"
+#include "models/llama/llama_weights.h"
 #include "models/llava/llava_config.h"
 #include "models/llava/llava_vision.h"
-#include "models/testing/random_llava_checkpoint.h"
 #include "models/testing/random_checkpoint.h"
-#include "src/runtime/cpu_model_runner.h"
+#include "models/testing/random_llava_checkpoint.h"
 #include "src/common/image_encode.h"
-#include "src/vision/image_input.h"
 #include "src/engine/batch_builder.h"
+#include "src/runtime/cpu_model_runner.h"
 #include "src/server/image_prompt.h"
+#include "src/vision/image_input.h"
 #include "tests/vision/test_images.h"
 
 namespace muse::models::llava {
@@ -60,7 +60,8 @@ Weights RandomWeights(const LlavaConfig& c, int seed) {
 }
 
 TensorGetter MapGetter(const Weights& w) {
-  return [&w](const std::string& name, const std::vector<int64_t>& shape) -> absl::StatusOr<at::Tensor> {
+  return [&w](const std::string& name,
+              const std::vector<int64_t>& shape) -> absl::StatusOr<at::Tensor> {
     auto it = w.find(name);
     if (it == w.end()) return absl::NotFoundError(name);
     if (it->second.sizes().vec() != shape) return absl::InvalidArgumentError(name + " shape");
@@ -85,28 +86,35 @@ at::Tensor RefAct(const at::Tensor& x, const std::string& act) {
 }
 
 // Returns projected features [N, tokens, Ht] (double) with post_layernorm as requested.
-at::Tensor RefEncode(const LlavaConfig& c, const Weights& w32, const at::Tensor& pixels, bool post_ln) {
+at::Tensor RefEncode(const LlavaConfig& c, const Weights& w32, const at::Tensor& pixels,
+                     bool post_ln) {
   auto W = [&](const std::string& n) { return w32.at(n).to(at::kDouble); };
   const VisionConfig& v = c.vision;
   const std::string vp = kVisionPrefix;
   const int64_t N = pixels.size(0), H = v.hidden_size, nh = v.num_attention_heads, d = v.head_dim();
   at::Tensor px = pixels.to(at::kDouble);
-  at::Tensor patch_b = v.has_class_token() ? at::Tensor() : W(vp + "embeddings.patch_embedding.bias");
-  at::Tensor conv = at::conv2d(px, W(vp + "embeddings.patch_embedding.weight"), patch_b, {v.patch_size, v.patch_size});
+  at::Tensor patch_b =
+      v.has_class_token() ? at::Tensor() : W(vp + "embeddings.patch_embedding.bias");
+  at::Tensor conv = at::conv2d(px, W(vp + "embeddings.patch_embedding.weight"), patch_b,
+                               {v.patch_size, v.patch_size});
   at::Tensor h = conv.flatten(2).transpose(1, 2);  // [N, P, H]
   if (v.has_class_token()) {
     h = at::cat({W(vp + "embeddings.class_embedding").view({1, 1, H}).repeat({N, 1, 1}), h}, 1);
   }
   h = h + W(vp + "embeddings.position_embedding.weight");
-  if (v.arch == VisionArch::kClip) h = RefLayerNorm(h, W(vp + "pre_layrnorm.weight"), W(vp + "pre_layrnorm.bias"), v.layer_norm_eps);
+  if (v.arch == VisionArch::kClip)
+    h = RefLayerNorm(h, W(vp + "pre_layrnorm.weight"), W(vp + "pre_layrnorm.bias"),
+                     v.layer_norm_eps);
   std::vector<at::Tensor> hidden_states = {h};
   for (int64_t i = 0; i < v.num_hidden_layers; ++i) {
     const std::string l = vp + "encoder.layers." + std::to_string(i) + ".";
     auto lin = [&](const at::Tensor& x, const std::string& n) {
       return at::matmul(x, W(l + n + ".weight").t()) + W(l + n + ".bias");
     };
-    at::Tensor x = RefLayerNorm(h, W(l + "layer_norm1.weight"), W(l + "layer_norm1.bias"), v.layer_norm_eps);
-    at::Tensor q = lin(x, "self_attn.q_proj"), k = lin(x, "self_attn.k_proj"), val = lin(x, "self_attn.v_proj");
+    at::Tensor x =
+        RefLayerNorm(h, W(l + "layer_norm1.weight"), W(l + "layer_norm1.bias"), v.layer_norm_eps);
+    at::Tensor q = lin(x, "self_attn.q_proj"), k = lin(x, "self_attn.k_proj"),
+               val = lin(x, "self_attn.v_proj");
     at::Tensor attn = at::zeros_like(q);
     for (int64_t n = 0; n < N; ++n) {
       for (int64_t head = 0; head < nh; ++head) {
@@ -125,7 +133,8 @@ at::Tensor RefEncode(const LlavaConfig& c, const Weights& w32, const at::Tensor&
   const int64_t idx = c.feature_layer_index();
   at::Tensor f = hidden_states[idx];
   if (post_ln && idx == v.num_hidden_layers) {
-    f = RefLayerNorm(f, W(vp + "post_layernorm.weight"), W(vp + "post_layernorm.bias"), v.layer_norm_eps);
+    f = RefLayerNorm(f, W(vp + "post_layernorm.weight"), W(vp + "post_layernorm.bias"),
+                     v.layer_norm_eps);
   }
   if (c.vision_feature_select_strategy == "default") f = f.narrow(1, 1, f.size(1) - 1);
   const std::string pp = kProjectorPrefix;
@@ -195,15 +204,40 @@ INSTANTIATE_TEST_SUITE_P(
     Configs, TowerTest,
     ::testing::Values(
         // CLIP: image 30, patch 6 (5x5 patches), layer -2, class token dropped.
-        TowerCase{"clip_default", {VisionArch::kClip, 48, 80, 3, 4, 3, 30, 6, 1e-5, "quick_gelu"}, -2, "default", false},
-        // CLIP "full" from a positive layer index; image 32 with patch 6 leaves a 2-pixel remainder.
-        TowerCase{"clip_full_remainder", {VisionArch::kClip, 40, 72, 3, 5, 3, 32, 6, 1e-5, "quick_gelu"}, 2, "full", false},
+        TowerCase{"clip_default",
+                  {VisionArch::kClip, 48, 80, 3, 4, 3, 30, 6, 1e-5, "quick_gelu"},
+                  -2,
+                  "default",
+                  false},
+        // CLIP "full" from a positive layer index; image 32 with patch 6 leaves a 2-pixel
+        // remainder.
+        TowerCase{"clip_full_remainder",
+                  {VisionArch::kClip, 40, 72, 3, 5, 3, 32, 6, 1e-5, "quick_gelu"},
+                  2,
+                  "full",
+                  false},
         // CLIP hidden_states[0]: the embeddings after pre_layrnorm.
-        TowerCase{"clip_layer0", {VisionArch::kClip, 32, 64, 2, 4, 3, 16, 4, 1e-5, "quick_gelu"}, 0, "full", false},
+        TowerCase{"clip_layer0",
+                  {VisionArch::kClip, 32, 64, 2, 4, 3, 16, 4, 1e-5, "quick_gelu"},
+                  0,
+                  "full",
+                  false},
         // SigLIP: image 35, patch 5 (7x7 patches), last layer, full.
-        TowerCase{"siglip_full", {VisionArch::kSiglip, 40, 88, 2, 5, 3, 35, 5, 1e-6, "gelu_pytorch_tanh"}, -1, "full", false},
-        TowerCase{"siglip_post_ln", {VisionArch::kSiglip, 40, 88, 2, 5, 3, 35, 5, 1e-6, "gelu_pytorch_tanh"}, -1, "full", true},
-        TowerCase{"siglip_default_mid", {VisionArch::kSiglip, 24, 40, 3, 3, 3, 28, 4, 1e-6, "gelu_pytorch_tanh"}, -2, "default", true}),
+        TowerCase{"siglip_full",
+                  {VisionArch::kSiglip, 40, 88, 2, 5, 3, 35, 5, 1e-6, "gelu_pytorch_tanh"},
+                  -1,
+                  "full",
+                  false},
+        TowerCase{"siglip_post_ln",
+                  {VisionArch::kSiglip, 40, 88, 2, 5, 3, 35, 5, 1e-6, "gelu_pytorch_tanh"},
+                  -1,
+                  "full",
+                  true},
+        TowerCase{"siglip_default_mid",
+                  {VisionArch::kSiglip, 24, 40, 3, 3, 3, 28, 4, 1e-6, "gelu_pytorch_tanh"},
+                  -2,
+                  "default",
+                  true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 // ---- Config ----------------------------------------------------------------------------------
@@ -233,22 +267,30 @@ TEST(LlavaConfigTest, ParsesPublishedTerseConfigWithDefaults) {
 }
 
 TEST(LlavaConfigTest, ErrorsNameTheKey) {
-  auto err = [](const std::string& json) { return std::string(ParseLlavaConfig(json).status().message()); };
+  auto err = [](const std::string& json) {
+    return std::string(ParseLlavaConfig(json).status().message());
+  };
   const std::string arch = R"("architectures": ["LlavaForConditionalGeneration"])";
   const std::string base = arch + R"(, "text_config": {"vocab_size": 32064})";
-  EXPECT_THAT(err(R"({"architectures": ["LlamaForCausalLM"]})"), ::testing::HasSubstr("'architectures'"));
-  EXPECT_THAT(err("{" + base + R"(, "vision_feature_layer": -30})"), ::testing::HasSubstr("'vision_feature_layer'"));
+  EXPECT_THAT(err(R"({"architectures": ["LlamaForCausalLM"]})"),
+              ::testing::HasSubstr("'architectures'"));
+  EXPECT_THAT(err("{" + base + R"(, "vision_feature_layer": -30})"),
+              ::testing::HasSubstr("'vision_feature_layer'"));
   EXPECT_THAT(err("{" + base + R"(, "vision_feature_select_strategy": "cls"})"),
               ::testing::HasSubstr("'vision_feature_select_strategy'"));
   EXPECT_THAT(err("{" + base + R"(, "vision_config": {"model_type": "vit"}})"),
               ::testing::HasSubstr("'vision_config.model_type'"));
-  EXPECT_THAT(err("{" + arch + R"(, "text_config": {"hidden_size": 100, "num_attention_heads": 3}})"),
-              ::testing::HasSubstr("text_config: key 'hidden_size'"));
-  EXPECT_THAT(err("{" + base + R"(, "image_token_index": 40000})"), ::testing::HasSubstr("'image_token_index'"));
-  EXPECT_THAT(err("{" + base + R"(, "projector_hidden_act": "relu"})"), ::testing::HasSubstr("'projector_hidden_act'"));
+  EXPECT_THAT(
+      err("{" + arch + R"(, "text_config": {"hidden_size": 100, "num_attention_heads": 3}})"),
+      ::testing::HasSubstr("text_config: key 'hidden_size'"));
+  EXPECT_THAT(err("{" + base + R"(, "image_token_index": 40000})"),
+              ::testing::HasSubstr("'image_token_index'"));
+  EXPECT_THAT(err("{" + base + R"(, "projector_hidden_act": "relu"})"),
+              ::testing::HasSubstr("'projector_hidden_act'"));
 }
 
-// ---- Checkpoint layout and the full forward ------------------------------------------------------
+// ---- Checkpoint layout and the full forward
+// ------------------------------------------------------
 
 struct Dirs {
   std::string llava, text;
@@ -266,7 +308,8 @@ const Dirs& TinyDirs() {
     d->text = TempDir("llava-tiny-text");
     RandomCheckpointOptions o;
     o.seed = 5;
-    EXPECT_TRUE(WriteRandomLlavaCheckpoint(d->llava, d->config, PreprocessorFor(d->config), o).ok());
+    EXPECT_TRUE(
+        WriteRandomLlavaCheckpoint(d->llava, d->config, PreprocessorFor(d->config), o).ok());
     EXPECT_TRUE(WriteRandomCheckpoint(d->text, d->config.text, o).ok());
     return d;
   }();
@@ -288,7 +331,8 @@ TEST(LlavaCheckpointTest, DecoderLoadsFromLlavaLayoutWithPrefix) {
   ASSERT_TRUE(plain_ck.ok()) << plain_ck.status();
   // Without the prefix the LLaVA layout is refused, naming the missing tensor.
   auto unprefixed = LlamaAtenModel::Load(**ck, at::kFloat, at::kCPU);
-  EXPECT_THAT(std::string(unprefixed.status().message()), ::testing::HasSubstr("model.embed_tokens.weight"));
+  EXPECT_THAT(std::string(unprefixed.status().message()),
+              ::testing::HasSubstr("model.embed_tokens.weight"));
   auto m = LlamaAtenModel::Load(**ck, at::kFloat, at::kCPU, kDecoderPrefix);
   ASSERT_TRUE(m.ok()) << m.status();
   auto plain = LlamaAtenModel::Load(**plain_ck, at::kFloat, at::kCPU);
@@ -311,7 +355,8 @@ models::Batch OneSequence(const std::vector<int32_t>& tokens, int first_block) {
   for (int i = 0; i < nb; ++i) b.block_tables.push_back(first_block + nb - 1 - i);  // reversed
   for (int t = 0; t < T; ++t) {
     b.positions.push_back(t);
-    b.slot_mapping.push_back(int64_t{b.block_tables[t / kernels::kKvBlockSize]} * kernels::kKvBlockSize +
+    b.slot_mapping.push_back(int64_t{b.block_tables[t / kernels::kKvBlockSize]} *
+                                 kernels::kKvBlockSize +
                              t % kernels::kKvBlockSize);
   }
   b.logits_indices = {T - 1};
@@ -322,7 +367,8 @@ models::Batch OneSequence(const std::vector<int32_t>& tokens, int first_block) {
 models::Batch Concat(const std::vector<models::Batch>& parts) {
   models::Batch b;
   b.query_start_loc = {0};
-  for (const auto& p : parts) b.max_blocks_per_seq = std::max(b.max_blocks_per_seq, p.max_blocks_per_seq);
+  for (const auto& p : parts)
+    b.max_blocks_per_seq = std::max(b.max_blocks_per_seq, p.max_blocks_per_seq);
   for (const auto& p : parts) {
     const int off = b.num_tokens();
     b.input_ids.insert(b.input_ids.end(), p.input_ids.begin(), p.input_ids.end());
@@ -393,7 +439,8 @@ TEST(LlavaForwardTest, ImageRequestGivesSameLogitsAloneAndBatchedWithText) {
   ASSERT_EQ(alone.embedding_overrides.size(), 2u);
   const models::Logits ref = run(alone);
 
-  std::vector<int32_t> text_a = {1, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22};
+  std::vector<int32_t> text_a = {1,  5,  6,  7,  8,  9,  10, 11, 12, 13,
+                                 14, 15, 16, 17, 18, 19, 20, 21, 22};
   std::vector<int32_t> text_b = {1, 200, 201, 202, 203};
   models::Batch mixed = Concat({OneSequence(text_a, 10), alone, OneSequence(text_b, 20)});
   // `alone` used blocks 0..2; move it to 3..5 in the mixed batch so no block is shared.
@@ -415,15 +462,17 @@ TEST(LlavaForwardTest, ImageRequestGivesSameLogitsAloneAndBatchedWithText) {
   models::Batch plain = OneSequence(prompt->token_ids, 0);
   const models::Logits no_image = run(plain);
   double diff = 0;
-  for (int v = 0; v < ref.vocab_size; ++v) diff = std::max<double>(diff, std::fabs(no_image.row(0)[v] - ref.row(0)[v]));
+  for (int v = 0; v < ref.vocab_size; ++v)
+    diff = std::max<double>(diff, std::fabs(no_image.row(0)[v] - ref.row(0)[v]));
   EXPECT_GT(diff, 1e-4);
 }
 
 TEST(MakeModelTest, LlavaPresetsWriteLoadableDirectories) {
   for (const std::string vision : {"clip", "siglip"}) {
     const std::string dir = TempDir("make-llava-" + vision);
-    const std::string cmd = std::string(MUSE_MAKE_MODEL_BIN) + " --preset llava-tiny --vocab 500 --vision " +
-                            vision + " --out " + dir + " > /dev/null";
+    const std::string cmd = std::string(MUSE_MAKE_MODEL_BIN) +
+                            " --preset llava-tiny --vocab 500 --vision " + vision + " --out " +
+                            dir + " > /dev/null";
     ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
     auto cfg = LoadLlavaConfig(dir);
     ASSERT_TRUE(cfg.ok()) << cfg.status();
@@ -450,7 +499,8 @@ TEST(LlavaEncoderTest, RejectsWrongPixelSize) {
   vision::PixelValues bad{31, 32, std::vector<float>(3 * 31 * 32)};
   auto r = (*encoder)->EncodeBatch({&bad});
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(r.status().message()), ::testing::HasSubstr("images[0]: pixel values are 31x32"));
+  EXPECT_THAT(std::string(r.status().message()),
+              ::testing::HasSubstr("images[0]: pixel values are 31x32"));
 }
 
 }  // namespace

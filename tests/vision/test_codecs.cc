@@ -1,10 +1,10 @@
 #include "tests/vision/test_codecs.h"
 
-#include <cstdio>
-#include <cstdlib>
-
 #include <jpeglib.h>
 #include <png.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 namespace muse::testing {
 namespace {
@@ -22,10 +22,15 @@ void PngDie(png_structp, png_const_charp msg) { Die(msg); }
 
 int Channels(int color_type) {
   switch (color_type) {
-    case 0: case 3: return 1;
-    case 4: return 2;
-    case 2: return 3;
-    default: return 4;
+    case 0:
+    case 3:
+      return 1;
+    case 4:
+      return 2;
+    case 2:
+      return 3;
+    default:
+      return 4;
   }
 }
 
@@ -78,8 +83,8 @@ std::string EncodePngLib(const std::vector<uint16_t>& samples, int w, int h, con
   return out;
 }
 
-std::string EncodeJpegLib(const std::vector<uint8_t>& px, int w, int h, int components,
-                          int quality, bool progressive) {
+std::string EncodeJpegLib(const std::vector<uint8_t>& px, int w, int h, int components, int quality,
+                          bool progressive) {
   jpeg_compress_struct c;
   jpeg_error_mgr err;
   c.err = jpeg_std_error(&err);
@@ -99,7 +104,8 @@ std::string EncodeJpegLib(const std::vector<uint8_t>& px, int w, int h, int comp
   if (progressive) jpeg_simple_progression(&c);
   jpeg_start_compress(&c, TRUE);
   while (c.next_scanline < c.image_height) {
-    JSAMPROW row = const_cast<uint8_t*>(px.data()) + static_cast<size_t>(c.next_scanline) * w * components;
+    JSAMPROW row =
+        const_cast<uint8_t*>(px.data()) + static_cast<size_t>(c.next_scanline) * w * components;
     jpeg_write_scanlines(&c, &row, 1);
   }
   jpeg_finish_compress(&c);

@@ -11,9 +11,10 @@ std::vector<uint8_t> TestPixels(int w, int h, int c, uint32_t seed) {
     for (int x = 0; x < w; ++x) {
       for (int k = 0; k < c; ++k) {
         s = s * 1664525u + 1013904223u;
-        const int smooth = (x * 255 / std::max(1, w - 1) * (k + 1) + y * 255 / std::max(1, h - 1)) / (k + 2);
-        px[(static_cast<size_t>(y) * w + x) * c + k] =
-            static_cast<uint8_t>((smooth + static_cast<int>(s >> 27) * 3 + ((x / 3 + y / 2) % 2) * 40) & 255);
+        const int smooth =
+            (x * 255 / std::max(1, w - 1) * (k + 1) + y * 255 / std::max(1, h - 1)) / (k + 2);
+        px[(static_cast<size_t>(y) * w + x) * c + k] = static_cast<uint8_t>(
+            (smooth + static_cast<int>(s >> 27) * 3 + ((x / 3 + y / 2) % 2) * 40) & 255);
       }
     }
   }

@@ -17,7 +17,8 @@ const muse::vision::PreprocessorConfig& Config(bool siglip) {
     return c;
   }();
   static const auto* sig = [] {
-    auto* c = new muse::vision::PreprocessorConfig(muse::vision::DefaultPreprocessorConfig("SiglipImageProcessor"));
+    auto* c = new muse::vision::PreprocessorConfig(
+        muse::vision::DefaultPreprocessorConfig("SiglipImageProcessor"));
     c->resize_height = 18;
     c->resize_width = 22;
     return c;

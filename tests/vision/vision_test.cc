@@ -1,11 +1,11 @@
 // muse_vision: decoding and its errors, base64/data URIs, preprocessing against references written
 // here, digests, the encoder cache and placeholder expansion. No libtorch.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cmath>
 #include <thread>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "src/common/image_encode.h"
 #include "src/vision/encoder_cache.h"
@@ -23,11 +23,11 @@ using muse::testing::Base64Encode;
 using muse::testing::TestPixels;
 using ::testing::HasSubstr;
 
-#define EXPECT_INVALID(expr, substr)                                           \
-  do {                                                                         \
-    auto _st = (expr).status();                                                \
-    EXPECT_EQ(_st.code(), absl::StatusCode::kInvalidArgument) << _st;          \
-    EXPECT_THAT(std::string(_st.message()), HasSubstr(substr));                \
+#define EXPECT_INVALID(expr, substr)                                  \
+  do {                                                                \
+    auto _st = (expr).status();                                       \
+    EXPECT_EQ(_st.code(), absl::StatusCode::kInvalidArgument) << _st; \
+    EXPECT_THAT(std::string(_st.message()), HasSubstr(substr));       \
   } while (0)
 
 Image MakeImage(int w, int h, uint32_t seed) {
@@ -97,7 +97,8 @@ TEST(DecodeTest, RejectsEmptyUnknownAndOversized) {
   EXPECT_INVALID(DecodeImage(""), "empty image data");
   EXPECT_INVALID(DecodeImage("GIF89a......"), "unsupported or unrecognised format");
   const std::string png = EncodePng(TestPixels(64, 32, 3, 1), 64, 32, 3);
-  EXPECT_INVALID(DecodeImage(png, {.max_bytes = 100, .max_pixels = 1 << 20}), "exceeds the limit of 100 bytes");
+  EXPECT_INVALID(DecodeImage(png, {.max_bytes = 100, .max_pixels = 1 << 20}),
+                 "exceeds the limit of 100 bytes");
   EXPECT_INVALID(DecodeImage(png, {.max_bytes = 1 << 20, .max_pixels = 2047}),
                  "64x32 = 2048 pixels exceeds the limit of 2047 pixels");
   EXPECT_TRUE(DecodeImage(png, {.max_bytes = 1 << 20, .max_pixels = 2048}).ok());
@@ -124,7 +125,8 @@ TEST(DecodeTest, RejectsZeroSizedPng) {
   png[16] = png[17] = png[18] = png[19] = 0;  // IHDR width = 0
   auto st = DecodeImage(png).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_THAT(std::string(st.message()), ::testing::AnyOf(HasSubstr("zero-sized"), HasSubstr("invalid PNG header")));
+  EXPECT_THAT(std::string(st.message()),
+              ::testing::AnyOf(HasSubstr("zero-sized"), HasSubstr("invalid PNG header")));
 }
 
 TEST(DecodeTest, EveryTruncationOfPngAndJpegIsAnErrorNotACrash) {
@@ -160,7 +162,8 @@ TEST(DecodeTest, CorruptPngDataIsAnError) {
 // ---- base64 and data URIs --------------------------------------------------------------------
 
 TEST(Base64Test, RoundTripsAndReportsErrors) {
-  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
     auto d = Base64Decode(Base64Encode(s));
     ASSERT_TRUE(d.ok()) << d.status();
     EXPECT_EQ(*d, s);
@@ -179,11 +182,13 @@ TEST(DataUriTest, ParsesAndRejects) {
   EXPECT_EQ(uri->media_type, "image/png");
   EXPECT_EQ(uri->bytes, png);
   EXPECT_TRUE(ParseDataUri("DATA:Image/JPEG;base64,AAAA", 10).ok());
-  EXPECT_INVALID(ParseDataUri("data:image/gif;base64,AAAA", 10), "unsupported media type 'image/gif'");
+  EXPECT_INVALID(ParseDataUri("data:image/gif;base64,AAAA", 10),
+                 "unsupported media type 'image/gif'");
   EXPECT_INVALID(ParseDataUri("data:image/png,AAAA", 10), "base64-encoded");
   EXPECT_INVALID(ParseDataUri("data:image/png;base64", 10), "no ','");
   EXPECT_INVALID(ParseDataUri("data:image/png;base64,AA!A", 10), "base64: invalid character '!'");
-  EXPECT_INVALID(ParseDataUri("data:image/png;base64," + std::string(400, 'A'), 100), "limit of 100 bytes");
+  EXPECT_INVALID(ParseDataUri("data:image/png;base64," + std::string(400, 'A'), 100),
+                 "limit of 100 bytes");
 }
 
 // ---- Preprocessing against independent references ---------------------------------------------
@@ -200,9 +205,9 @@ double RefFilter(double x, int resample) {
   return 0;
 }
 
-std::vector<uint8_t> RefResample1D(const std::vector<uint8_t>& in, int len, int count, int stride_el,
-                                   int stride_line, int out_len, int out_stride_el, int out_stride_line,
-                                   int resample, std::vector<uint8_t> out) {
+std::vector<uint8_t> RefResample1D(const std::vector<uint8_t>& in, int len, int count,
+                                   int stride_el, int stride_line, int out_len, int out_stride_el,
+                                   int out_stride_line, int resample, std::vector<uint8_t> out) {
   const double scale = double(len) / out_len, fs = std::max(1.0, scale);
   const double support = (resample == 2 ? 1.0 : 2.0) * fs;
   for (int o = 0; o < out_len; ++o) {
@@ -220,7 +225,8 @@ std::vector<uint8_t> RefResample1D(const std::vector<uint8_t>& in, int len, int 
     for (int line = 0; line < count; ++line) {
       for (int ch = 0; ch < 3; ++ch) {
         long long acc = 1 << 21;
-        for (int i = lo; i < hi; ++i) acc += q[i - lo] * in[line * stride_line + i * stride_el + ch];
+        for (int i = lo; i < hi; ++i)
+          acc += q[i - lo] * in[line * stride_line + i * stride_el + ch];
         out[line * out_stride_line + o * out_stride_el + ch] =
             static_cast<uint8_t>(std::clamp<long long>(acc >> 22, 0, 255));
       }
@@ -233,13 +239,15 @@ Image RefResize(const Image& im, int oh, int ow, int resample) {
   Image cur = im;
   if (ow != im.width) {
     Image t{ow, cur.height, std::vector<uint8_t>(size_t(ow) * cur.height * 3)};
-    t.rgb = RefResample1D(cur.rgb, cur.width, cur.height, 3, cur.width * 3, ow, 3, ow * 3, resample, t.rgb);
+    t.rgb = RefResample1D(cur.rgb, cur.width, cur.height, 3, cur.width * 3, ow, 3, ow * 3, resample,
+                          t.rgb);
     cur = t;
   }
   if (oh != im.height) {
     Image t{cur.width, oh, std::vector<uint8_t>(size_t(cur.width) * oh * 3)};
     // Columns are lines now: element stride = one row, line stride = one pixel.
-    t.rgb = RefResample1D(cur.rgb, cur.height, cur.width, cur.width * 3, 3, oh, cur.width * 3, 3, resample, t.rgb);
+    t.rgb = RefResample1D(cur.rgb, cur.height, cur.width, cur.width * 3, 3, oh, cur.width * 3, 3,
+                          resample, t.rgb);
     cur = t;
   }
   return cur;
@@ -265,7 +273,8 @@ std::vector<double> FloatResize(const Image& im, int oh, int ow) {
       auto w = weights(im.width, ow, x, &lo);
       for (int c = 0; c < 3; ++c) {
         double s = 0;
-        for (size_t i = 0; i < w.size(); ++i) s += w[i] * im.rgb[(size_t(y) * im.width + lo + i) * 3 + c];
+        for (size_t i = 0; i < w.size(); ++i)
+          s += w[i] * im.rgb[(size_t(y) * im.width + lo + i) * 3 + c];
         tmp[(size_t(y) * ow + x) * 3 + c] = s;
       }
     }
@@ -286,8 +295,9 @@ std::vector<double> FloatResize(const Image& im, int oh, int ow) {
 
 TEST(PreprocessTest, ResizeMatchesPilReferenceForOddSizes) {
   const std::vector<std::array<int, 4>> cases = {// {w, h, out_w, out_h}
-                                                 {37, 23, 32, 20}, {13, 29, 18, 18}, {50, 50, 7, 11},
-                                                 {5, 3, 41, 17},  {64, 48, 64, 31}, {31, 9, 9, 9}};
+                                                 {37, 23, 32, 20}, {13, 29, 18, 18},
+                                                 {50, 50, 7, 11},  {5, 3, 41, 17},
+                                                 {64, 48, 64, 31}, {31, 9, 9, 9}};
   for (const auto& [w, h, ow, oh] : cases) {
     const Image im = MakeImage(w, h, w * 100 + h);
     for (int resample : {2, 3}) {
@@ -296,14 +306,16 @@ TEST(PreprocessTest, ResizeMatchesPilReferenceForOddSizes) {
       const Image want = RefResize(im, oh, ow, resample);
       ASSERT_EQ(got->width, ow);
       ASSERT_EQ(got->height, oh);
-      EXPECT_EQ(got->rgb, want.rgb) << w << "x" << h << " -> " << ow << "x" << oh << " resample " << resample;
+      EXPECT_EQ(got->rgb, want.rgb)
+          << w << "x" << h << " -> " << ow << "x" << oh << " resample " << resample;
     }
     // PIL rounds and clamps to uint8 between passes, so it departs from exact arithmetic where
     // bicubic overshoots; on average it stays within a level.
     auto got = Resize(im, oh, ow, 3);
     const auto exact = FloatResize(im, oh, ow);
     double err = 0;
-    for (size_t i = 0; i < exact.size(); ++i) err += std::fabs(std::clamp(exact[i], 0.0, 255.0) - got->rgb[i]);
+    for (size_t i = 0; i < exact.size(); ++i)
+      err += std::fabs(std::clamp(exact[i], 0.0, 255.0) - got->rgb[i]);
     EXPECT_LT(err / exact.size(), 1.0) << w << "x" << h << " -> " << ow << "x" << oh;
   }
 }
@@ -331,12 +343,14 @@ Image RefCenterCrop(const Image& im, int ch, int cw) {
   const int tp = int(std::ceil((nh - H) / 2.0)), lp = int(std::ceil((nw - W) / 2.0));
   for (int y = 0; y < H; ++y)
     for (int x = 0; x < W; ++x)
-      for (int c = 0; c < 3; ++c) padded[((y + tp) * nw + x + lp) * 3 + c] = im.rgb[(y * W + x) * 3 + c];
+      for (int c = 0; c < 3; ++c)
+        padded[((y + tp) * nw + x + lp) * 3 + c] = im.rgb[(y * W + x) * 3 + c];
   const int top = pyfloordiv(H - ch, 2) + tp, left = pyfloordiv(W - cw, 2) + lp;
   Image out{cw, ch, std::vector<uint8_t>(size_t(ch) * cw * 3)};
   for (int y = 0; y < ch; ++y)
     for (int x = 0; x < cw; ++x)
-      for (int c = 0; c < 3; ++c) out.rgb[(y * cw + x) * 3 + c] = padded[((top + y) * nw + left + x) * 3 + c];
+      for (int c = 0; c < 3; ++c)
+        out.rgb[(y * cw + x) * 3 + c] = padded[((top + y) * nw + left + x) * 3 + c];
   return out;
 }
 
@@ -396,7 +410,8 @@ TEST(PreprocessTest, ConfigRoundTripsAndErrorsNameTheKey) {
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(PreprocessorConfigToJson(*back), PreprocessorConfigToJson(c));
   EXPECT_EQ(ParsePreprocessorConfig(R"({"size": 336})")->shortest_edge, 336);  // CLIP int size
-  EXPECT_INVALID(ParsePreprocessorConfig(R"({"resample": 0})"), "'resample' value 0 is not supported");
+  EXPECT_INVALID(ParsePreprocessorConfig(R"({"resample": 0})"),
+                 "'resample' value 0 is not supported");
   EXPECT_INVALID(ParsePreprocessorConfig(R"({"size": {"foo": 1}})"), "key 'size'");
   EXPECT_INVALID(ParsePreprocessorConfig(R"({"image_std": [1, 0, 1]})"), "'image_std'");
   EXPECT_INVALID(ParsePreprocessorConfig(R"({"image_processor_type": "ViTImageProcessor"})"),
@@ -412,15 +427,18 @@ std::string Hex(const std::array<uint8_t, 32>& d) { return ImageDigest{d}.hex();
 TEST(DigestTest, Sha256KnownAnswers) {
   EXPECT_EQ(Hex(Sha256({})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(Hex(Sha256({""})), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(Hex(Sha256({"abc"})), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(Hex(Sha256({"abc"})),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   const std::string two_blocks = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
-  EXPECT_EQ(Hex(Sha256({two_blocks})), "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+  EXPECT_EQ(Hex(Sha256({two_blocks})),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
   const std::string million(1000000, 'a');
   const char* kMillion = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
   EXPECT_EQ(Hex(Sha256({million})), kMillion);
   // Parts are hashed as one message, whatever the split (block boundaries included).
   const std::string_view m = million;
-  EXPECT_EQ(Hex(Sha256({m.substr(0, 1), m.substr(1, 62), m.substr(63, 65), m.substr(128, 999871), m.substr(999999)})),
+  EXPECT_EQ(Hex(Sha256({m.substr(0, 1), m.substr(1, 62), m.substr(63, 65), m.substr(128, 999871),
+                        m.substr(999999)})),
             kMillion);
   EXPECT_EQ(Hex(Sha256({"a", "", "bc"})), Hex(Sha256({"abc"})));
 }
@@ -431,8 +449,10 @@ TEST(DigestTest, Sha256KnownAnswers) {
 TEST(DigestTest, LayoutIsStable) {
   EXPECT_EQ(ComputeImageDigest(MakeImage(8, 8, 1), PreprocessorConfig{}).hex(),
             "e8cf7f9a45a341cba580c45d3e28e227517c05b0cf193dde6b804e81f609d9db");
-  EXPECT_EQ(ComputeImageDigest(MakeImage(333, 17, 5), DefaultPreprocessorConfig("CLIPImageProcessor")).hex(),
-            "05314e7084251c8deaf73d66f8476bea6fa2b7b21d543d24a887d588fcd71196");
+  EXPECT_EQ(
+      ComputeImageDigest(MakeImage(333, 17, 5), DefaultPreprocessorConfig("CLIPImageProcessor"))
+          .hex(),
+      "05314e7084251c8deaf73d66f8476bea6fa2b7b21d543d24a887d588fcd71196");
 }
 
 TEST(DigestTest, DependsOnPixelsAndPreprocessing) {
@@ -474,7 +494,7 @@ TEST(EncoderCacheTest, LruWithinByteBound) {
   for (uint8_t id = 1; id <= 3; ++id) EXPECT_TRUE(cache.Insert(Emb(id, 4, 10)));
   EXPECT_EQ(cache.size_bytes(), 480);
   ASSERT_TRUE(cache.Lookup(Emb(1, 4, 10).digest).has_value());  // 1 becomes most recent
-  EXPECT_TRUE(cache.Insert(Emb(4, 4, 10)));                       // evicts 2 (least recent)
+  EXPECT_TRUE(cache.Insert(Emb(4, 4, 10)));                     // evicts 2 (least recent)
   EXPECT_FALSE(cache.Lookup(Emb(2, 4, 10).digest).has_value());
   auto hit = cache.Lookup(Emb(1, 4, 10).digest);
   ASSERT_TRUE(hit.has_value());

@@ -75,8 +75,8 @@ struct CudaModelRunner::Impl {
   // and its pinned host staging, one block each laid out as: int32 ids [C], positions [C],
   // query_start_loc [C + 1], seq_lens [C], logits rows [C], then int64 slots [C] 8-byte aligned.
   int64_t cap_meta = 0, cap_tables = 0;
-  DevPtr meta_dev;     // meta_dev: the block above, C = cap_meta
-  DevPtr tables_dev;   // tables_dev: block tables [seqs, table_width] int32, cap_tables entries
+  DevPtr meta_dev;    // meta_dev: the block above, C = cap_meta
+  DevPtr tables_dev;  // tables_dev: block tables [seqs, table_width] int32, cap_tables entries
   HostPtr meta_host, tables_host;  // pinned mirrors of meta_dev / tables_dev
   models::CudaStepMeta d_meta;     // pointers into meta_dev / tables_dev
   int32_t *h_ids = nullptr, *h_pos = nullptr, *h_qsl = nullptr, *h_lens = nullptr,
@@ -189,8 +189,7 @@ absl::Status CudaModelRunner::Impl::EnsureMeta(int64_t tokens, int64_t table_ele
     d_meta.seq_lens = lens;
     d_meta.logits_rows = lidx;
     d_meta.slots = slots;
-    carve(static_cast<char*>(meta_host.get()), &h_ids, &h_pos, &h_qsl, &h_lens, &h_lidx,
-          &h_slots);
+    carve(static_cast<char*>(meta_host.get()), &h_ids, &h_pos, &h_qsl, &h_lens, &h_lidx, &h_slots);
     cap_meta = C;
   }
   if (table_elems > cap_tables) {
@@ -253,8 +252,8 @@ absl::StatusOr<std::vector<models::CudaEmbeddingRows>> CudaModelRunner::Impl::St
   for (const auto& e : b.embedding_overrides) {
     const int64_t n = int64_t{e.num_rows} * H;
     for (int64_t i = 0; i < n; ++i) {
-      staging[i] = dt == k::DType::kFloat16 ? models::FloatToF16(e.data[i])
-                                             : models::FloatToBf16(e.data[i]);
+      staging[i] =
+          dt == k::DType::kFloat16 ? models::FloatToF16(e.data[i]) : models::FloatToBf16(e.data[i]);
     }
     out.push_back({e.token_index, e.num_rows, staging});
     staging += n;
@@ -276,8 +275,7 @@ int64_t CudaModelRunner::kv_block_bytes() const { return impl_->block_bytes; }
 void CudaModelRunner::set_use_cuda_graphs(bool on) { impl_->use_graphs = on; }
 int CudaModelRunner::num_cuda_graphs() const { return static_cast<int>(impl_->graphs.size()); }
 
-absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
-    const RunnerOptions& o) {
+absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const RunnerOptions& o) {
   auto impl = std::make_unique<Impl>();
   if (o.device == "cuda") {
     impl->device = 0;
@@ -297,12 +295,12 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   impl->elem = k::dtype_size(impl->dt);
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
-    return absl::FailedPreconditionError(absl::StrCat("device: '", o.device,
-                                                      "': no CUDA device is visible"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("device: '", o.device, "': no CUDA device is visible"));
   }
   if (impl->device >= count) {
-    return absl::InvalidArgumentError(absl::StrCat("device: '", o.device, "': only ", count,
-                                                   " CUDA device(s) visible"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("device: '", o.device, "': only ", count, " CUDA device(s) visible"));
   }
   MUSE_CUDA_RETURN(cudaSetDevice(impl->device));
 
@@ -311,8 +309,8 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   const models::ModelConfig& c = dc.checkpoint->config();
   const int64_t D = c.head_dim;
   if (D != 64 && D != 80 && D != 96 && D != 128) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "head_dim ", D, ": the CUDA attention kernels support 64, 80, 96 and 128"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("head_dim ", D, ": the CUDA attention kernels support 64, 80, 96 and 128"));
   }
   MUSE_CUDA_RETURN(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   MUSE_CUBLAS_RETURN(cublasCreate(&impl->blas));
@@ -324,8 +322,8 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
                    models::LlamaCudaModel::Load(*dc.checkpoint, dc.weight_prefix, impl->dt));
 
   // KV pool: per layer K then V, [num_blocks, kKvBlockSize, nKV, D] each.
-  const int64_t layer_bytes =
-      int64_t{2} * kernels::kKvBlockSize * c.num_key_value_heads * D * static_cast<int64_t>(impl->elem);
+  const int64_t layer_bytes = int64_t{2} * kernels::kKvBlockSize * c.num_key_value_heads * D *
+                              static_cast<int64_t>(impl->elem);
   impl->block_bytes = c.num_hidden_layers * layer_bytes;
   impl->num_blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks : o.kv_cache_bytes / impl->block_bytes;
   if (impl->num_blocks < 1) {
@@ -349,10 +347,11 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(
   // non-blocking one, which does not wait for it.
   MUSE_CUDA_RETURN(cudaDeviceSynchronize());
   RETURN_IF_ERROR(impl->EnsureMeta(kMaxGraphBatch, 0));
-  spdlog::info("runner: {} ({} layers, hidden {}), {} on {} (muse CUDA kernels + cuBLAS, CUDA "
-               "graphs for decode), {} KV blocks x {} tokens ({} MiB)",
-               c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
-               impl->num_blocks, kernels::kKvBlockSize, (impl->num_blocks * impl->block_bytes) >> 20);
+  spdlog::info(
+      "runner: {} ({} layers, hidden {}), {} on {} (muse CUDA kernels + cuBLAS, CUDA "
+      "graphs for decode), {} KV blocks x {} tokens ({} MiB)",
+      c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device, impl->num_blocks,
+      kernels::kKvBlockSize, (impl->num_blocks * impl->block_bytes) >> 20);
   return std::unique_ptr<CudaModelRunner>(new CudaModelRunner(std::move(impl)));
 }
 
@@ -363,9 +362,9 @@ absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* ou
   const int max_pos = m.model->max_positions();
   for (int t = 0; t < b.num_tokens(); ++t) {
     if (b.positions[t] < 0 || b.positions[t] >= max_pos) {
-      return absl::InvalidArgumentError(absl::StrCat("batch.positions[", t, "]: ", b.positions[t],
-                                                     " is outside [0, max_position_embeddings = ",
-                                                     max_pos, ")"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch.positions[", t, "]: ", b.positions[t],
+                       " is outside [0, max_position_embeddings = ", max_pos, ")"));
     }
   }
   MUSE_CUDA_RETURN(cudaSetDevice(m.device));

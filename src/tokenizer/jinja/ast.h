@@ -11,36 +11,36 @@ namespace muse::jinja {
 
 enum class NodeKind {
   // Statements.
-  kText,             // name: the text
-  kComment,          // (renders nothing)
-  kSet,              // a: target (Identifier, Tuple or Member), b: value or null, body: block form
-  kIf,               // a: test, body, alt (an elif is a nested kIf in alt)
-  kFor,              // a: loop variable (Identifier or Tuple), b: iterable, body, alt: else block
+  kText,     // name: the text
+  kComment,  // (renders nothing)
+  kSet,      // a: target (Identifier, Tuple or Member), b: value or null, body: block form
+  kIf,       // a: test, body, alt (an elif is a nested kIf in alt)
+  kFor,      // a: loop variable (Identifier or Tuple), b: iterable, body, alt: else block
   kBreak,
   kContinue,
   kMacro,            // name, args: parameters (Identifier or Kwarg), body
   kCallStatement,    // a: kCall of the macro, args: caller parameters, body
   kFilterStatement,  // filter, body
   // Expressions.
-  kIntLiteral,       // number
-  kFloatLiteral,     // number
-  kStringLiteral,    // name: the value
-  kArrayLiteral,     // args: items
-  kTupleLiteral,     // args: items
-  kObjectLiteral,    // pairs
-  kIdentifier,       // name
-  kCall,             // a: callee, args
-  kMember,           // a: object, b: property (kSlice, expression, Identifier or IntLiteral), flag: computed
-  kSlice,            // a: start, b: stop, c: step (each may be null)
-  kUnary,            // name: operator ("not", "-", "+"), a: operand
-  kBinary,           // name: operator, a: left, b: right
-  kFilter,           // a: operand, filter
-  kTest,             // a: operand, name: test, flag: negated
-  kSelect,           // a: value, b: condition (`x if c` without else)
-  kTernary,          // a: condition, b: if true, c: if false
-  kKwarg,            // name: key, a: value
-  kSpread,           // a: *expression
-  kKwSpread,         // a: **expression
+  kIntLiteral,     // number
+  kFloatLiteral,   // number
+  kStringLiteral,  // name: the value
+  kArrayLiteral,   // args: items
+  kTupleLiteral,   // args: items
+  kObjectLiteral,  // pairs
+  kIdentifier,     // name
+  kCall,           // a: callee, args
+  kMember,  // a: object, b: property (kSlice, expression, Identifier or IntLiteral), flag: computed
+  kSlice,   // a: start, b: stop, c: step (each may be null)
+  kUnary,   // name: operator ("not", "-", "+"), a: operand
+  kBinary,  // name: operator, a: left, b: right
+  kFilter,  // a: operand, filter
+  kTest,    // a: operand, name: test, flag: negated
+  kSelect,  // a: value, b: condition (`x if c` without else)
+  kTernary,   // a: condition, b: if true, c: if false
+  kKwarg,     // name: key, a: value
+  kSpread,    // a: *expression
+  kKwSpread,  // a: **expression
 };
 
 struct Node;

@@ -21,7 +21,9 @@ bool EndsWith(std::string_view s, std::string_view p) {
 Value AffixTest(const std::string& self, const std::vector<Value>& args, bool prefix) {
   const char* name = prefix ? "startswith" : "endswith";
   if (args.empty()) Fail(absl::StrCat(name, "() requires at least one argument"));
-  auto test = [&](const std::string& p) { return prefix ? StartsWith(self, p) : EndsWith(self, p); };
+  auto test = [&](const std::string& p) {
+    return prefix ? StartsWith(self, p) : EndsWith(self, p);
+  };
   const Value& pattern = args[0];
   if (pattern.is_string()) return Value::Bool(test(pattern.str));
   if (pattern.is_array()) {
@@ -47,7 +49,8 @@ Value Split(const std::string& self, const std::vector<Value>& args) {
     size_t i = 0;
     while (i < text.size()) {
       size_t start = i;
-      while (start < text.size() && WhitespaceLenAt(text, start)) start += WhitespaceLenAt(text, start);
+      while (start < text.size() && WhitespaceLenAt(text, start))
+        start += WhitespaceLenAt(text, start);
       if (start >= text.size()) break;
       size_t end = start;
       while (end < text.size() && !WhitespaceLenAt(text, end)) {
@@ -76,7 +79,8 @@ Value Split(const std::string& self, const std::vector<Value>& args) {
     if (max != -1 && static_cast<double>(parts.size()) > max) {
       const size_t keep = max < 0 ? 0 : static_cast<size_t>(max);
       std::string rest;
-      for (size_t i = keep; i < parts.size(); ++i) absl::StrAppend(&rest, i > keep ? sep.str : "", parts[i]);
+      for (size_t i = keep; i < parts.size(); ++i)
+        absl::StrAppend(&rest, i > keep ? sep.str : "", parts[i]);
       parts.resize(keep);
       parts.push_back(rest);
     }
@@ -98,9 +102,11 @@ Value Replace(const std::string& self, const std::vector<Value>& args) {
       count = args[2];
     }
   }
-  if (!count.is_int() && !count.is_null()) Fail("replace() count argument must be a number or null");
+  if (!count.is_int() && !count.is_null())
+    Fail("replace() count argument must be a number or null");
   if (count.is_int() && count.number == 0) return Value::String(self);
-  double remaining = (count.is_null() || count.number < 0) ? std::numeric_limits<double>::infinity() : count.number;
+  double remaining = (count.is_null() || count.number < 0) ? std::numeric_limits<double>::infinity()
+                                                           : count.number;
   const std::string& from = args[0].str;
   const std::string& to = args[1].str;
   std::string out;
@@ -135,13 +141,17 @@ Value Replace(const std::string& self, const std::vector<Value>& args) {
 
 Value StringMember(const Value& s, const std::string& name) {
   const std::string self = s.str;
-  auto fn = [](auto f) { return Value::Function([f](std::vector<Value>& args, const EnvPtr&) { return f(args); }); };
+  auto fn = [](auto f) {
+    return Value::Function([f](std::vector<Value>& args, const EnvPtr&) { return f(args); });
+  };
   if (name == "length") return Value::Int(static_cast<double>(Utf16Length(self)));
   if (name == "upper") return fn([self](auto&) { return Value::String(JsToUpper(self)); });
   if (name == "lower") return fn([self](auto&) { return Value::String(JsToLower(self)); });
   if (name == "strip") return fn([self](auto&) { return Value::String(JsTrim(self, true, true)); });
-  if (name == "lstrip") return fn([self](auto&) { return Value::String(JsTrim(self, true, false)); });
-  if (name == "rstrip") return fn([self](auto&) { return Value::String(JsTrim(self, false, true)); });
+  if (name == "lstrip")
+    return fn([self](auto&) { return Value::String(JsTrim(self, true, false)); });
+  if (name == "rstrip")
+    return fn([self](auto&) { return Value::String(JsTrim(self, false, true)); });
   if (name == "title") return fn([self](auto&) { return Value::String(JsTitleCase(self)); });
   if (name == "capitalize") return fn([self](auto&) { return Value::String(JsCapitalize(self)); });
   if (name == "startswith") return fn([self](auto& args) { return AffixTest(self, args, true); });
@@ -185,7 +195,9 @@ Value DictSort(const Value& object, const std::vector<Value>& args) {
 }
 
 Value ObjectMember(const Value& obj, const std::string& name) {
-  auto fn = [](auto f) { return Value::Function([f](std::vector<Value>& args, const EnvPtr&) { return f(args); }); };
+  auto fn = [](auto f) {
+    return Value::Function([f](std::vector<Value>& args, const EnvPtr&) { return f(args); });
+  };
   if (name == "get") {
     return fn([obj](auto& args) {
       const Value key = args.size() > 0 ? args[0] : Value::Undefined();
@@ -212,14 +224,15 @@ Value ObjectMember(const Value& obj, const std::string& name) {
 Value BuiltinMember(const Value& object, const std::string& name) {
   if (object.is_string()) return StringMember(object, name);
   if (object.is_object()) return ObjectMember(object, name);
-  if (object.is_array() && name == "length") return Value::Int(static_cast<double>(object.array->size()));
+  if (object.is_array() && name == "length")
+    return Value::Int(static_cast<double>(object.array->size()));
   return Value::Undefined();
 }
 
 bool IsKnownMethod(std::string_view name) {
-  static const char* const kMethods[] = {"upper", "lower", "strip", "lstrip", "rstrip", "title",
-                                         "capitalize", "startswith", "endswith", "split", "replace",
-                                         "get", "items", "keys", "values", "dictsort"};
+  static const char* const kMethods[] = {
+      "upper",    "lower", "strip",   "lstrip", "rstrip", "title", "capitalize", "startswith",
+      "endswith", "split", "replace", "get",    "items",  "keys",  "values",     "dictsort"};
   for (const char* m : kMethods) {
     if (name == m) return true;
   }
@@ -228,7 +241,8 @@ bool IsKnownMethod(std::string_view name) {
 
 Value ObjectItems(const Value& object) {
   Array items;
-  for (const auto& [k, v] : object.object->entries()) items.push_back(Value::MakeArray({Value::String(k), v}));
+  for (const auto& [k, v] : object.object->entries())
+    items.push_back(Value::MakeArray({Value::String(k), v}));
   return Value::MakeArray(std::move(items));
 }
 
@@ -239,9 +253,10 @@ Value ObjectKeys(const Value& object) {
 }
 
 bool IsKnownTest(std::string_view name) {
-  static const char* const kTests[] = {"boolean", "callable", "odd", "even", "false", "true", "none",
-                                       "string", "number", "integer", "iterable", "mapping", "sequence",
-                                       "lower", "upper", "defined", "undefined", "equalto", "eq"};
+  static const char* const kTests[] = {"boolean",  "callable",  "odd",      "even",   "false",
+                                       "true",     "none",      "string",   "number", "integer",
+                                       "iterable", "mapping",   "sequence", "lower",  "upper",
+                                       "defined",  "undefined", "equalto",  "eq"};
   for (const char* t : kTests) {
     if (name == t) return true;
   }
@@ -266,7 +281,8 @@ bool RunTest(std::string_view name, const Value& v, const Value* arg) {
   if (name == "mapping") return v.is_object();
   if (name == "sequence") return v.is_array() || v.is_object() || v.is_string();
   if (name == "lower" || name == "upper") {
-    if (!v.is_string()) Fail(absl::StrCat("cannot test '", std::string(name), "' on ", v.TypeName()));
+    if (!v.is_string())
+      Fail(absl::StrCat("cannot test '", std::string(name), "' on ", v.TypeName()));
     return v.str == (name == "lower" ? JsToLower(v.str) : JsToUpper(v.str));
   }
   if (name == "defined") return !v.is_undefined();
@@ -281,17 +297,21 @@ bool RunTest(std::string_view name, const Value& v, const Value* arg) {
 std::string RawToString(const Value& v) {
   switch (v.kind) {
     case Kind::kInt:
-    case Kind::kFloat: return JsNumberToString(v.number);
+    case Kind::kFloat:
+      return JsNumberToString(v.number);
     case Kind::kArray:
     case Kind::kTuple: {
       std::string out;
-      for (size_t i = 0; i < v.array->size(); ++i) absl::StrAppend(&out, i ? "," : "", (*v.array)[i].ToString());
+      for (size_t i = 0; i < v.array->size(); ++i)
+        absl::StrAppend(&out, i ? "," : "", (*v.array)[i].ToString());
       return out;
     }
     case Kind::kObject:
     case Kind::kKwargs:
-    case Kind::kNamespace: return "[object Map]";
-    default: return v.ToString();
+    case Kind::kNamespace:
+      return "[object Map]";
+    default:
+      return v.ToString();
   }
 }
 
@@ -307,7 +327,8 @@ int CompareValues(const Value& a, const Value& b, bool case_sensitive) {
     const double y = b.kind == Kind::kBool ? b.boolean : b.number;
     return x < y ? -1 : x > y ? 1 : 0;
   }
-  if (a.kind != b.kind) Fail(absl::StrCat("Cannot compare different types: ", a.TypeName(), " and ", b.TypeName()));
+  if (a.kind != b.kind)
+    Fail(absl::StrCat("Cannot compare different types: ", a.TypeName(), " and ", b.TypeName()));
   if (!a.is_string()) Fail(absl::StrCat("Cannot compare type: ", a.TypeName()));
   const std::string x = case_sensitive ? a.str : JsToLower(a.str);
   const std::string y = case_sensitive ? b.str : JsToLower(b.str);
@@ -319,7 +340,8 @@ Value GetAttributeValue(const Value& item, const std::string& path) {
   size_t start = 0;
   while (true) {
     const size_t dot = path.find('.', start);
-    const std::string part = path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    const std::string part =
+        path.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
     if (value.is_attribute_container()) {
       const Value* v = value.object->Find(part);
       value = v ? *v : Value::Undefined();
@@ -338,7 +360,8 @@ Value GetAttributeValue(const Value& item, const std::string& path) {
   }
 }
 
-std::vector<size_t> SliceIndices(size_t length, const Value& start_v, const Value& stop_v, const Value& step_v) {
+std::vector<size_t> SliceIndices(size_t length, const Value& start_v, const Value& stop_v,
+                                 const Value& step_v) {
   const long n = static_cast<long>(length);
   const long step = step_v.is_undefined() ? 1 : static_cast<long>(step_v.number);
   const int direction = step > 0 ? 1 : step < 0 ? -1 : 0;
@@ -356,7 +379,8 @@ std::vector<size_t> SliceIndices(size_t length, const Value& start_v, const Valu
   }
   std::vector<size_t> out;
   if (direction == 0) return out;
-  for (long i = start; direction * i < direction * stop; i += step) out.push_back(static_cast<size_t>(i));
+  for (long i = start; direction * i < direction * stop; i += step)
+    out.push_back(static_cast<size_t>(i));
   return out;
 }
 

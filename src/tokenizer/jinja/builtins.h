@@ -36,6 +36,7 @@ Value GetAttributeValue(const Value& item, const std::string& path);
 std::string RawToString(const Value& v);
 
 // Python-style slicing over any indexable sequence (utils.slice).
-std::vector<size_t> SliceIndices(size_t length, const Value& start, const Value& stop, const Value& step);
+std::vector<size_t> SliceIndices(size_t length, const Value& start, const Value& stop,
+                                 const Value& step);
 
 }  // namespace muse::jinja

@@ -17,15 +17,23 @@ namespace {
 std::string UniqueKey(const Value& v) {
   switch (v.kind) {
     case Kind::kInt:
-    case Kind::kFloat: return absl::StrCat("n", JsNumberToString(v.number));
-    case Kind::kString: return absl::StrCat("s", v.str);
-    case Kind::kBool: return v.boolean ? "true" : "false";
-    case Kind::kNull: return "null";
-    case Kind::kUndefined: return "undefined";
+    case Kind::kFloat:
+      return absl::StrCat("n", JsNumberToString(v.number));
+    case Kind::kString:
+      return absl::StrCat("s", v.str);
+    case Kind::kBool:
+      return v.boolean ? "true" : "false";
+    case Kind::kNull:
+      return "null";
+    case Kind::kUndefined:
+      return "undefined";
     case Kind::kArray:
-    case Kind::kTuple: return absl::StrCat("p", reinterpret_cast<uintptr_t>(v.array.get()));
-    case Kind::kFunction: return absl::StrCat("p", reinterpret_cast<uintptr_t>(v.fn.get()));
-    default: return absl::StrCat("p", reinterpret_cast<uintptr_t>(v.object.get()));
+    case Kind::kTuple:
+      return absl::StrCat("p", reinterpret_cast<uintptr_t>(v.array.get()));
+    case Kind::kFunction:
+      return absl::StrCat("p", reinterpret_cast<uintptr_t>(v.fn.get()));
+    default:
+      return absl::StrCat("p", reinterpret_cast<uintptr_t>(v.object.get()));
   }
 }
 
@@ -36,8 +44,8 @@ Value Round(const Value& v, int precision) {
   return Value::Float(std::nearbyint(v.number * scale) / scale);
 }
 
-Value NamedArg(const std::vector<Value>& positional, const ObjectMap& keywords, size_t i, const char* name,
-               Value fallback) {
+Value NamedArg(const std::vector<Value>& positional, const ObjectMap& keywords, size_t i,
+               const char* name, Value fallback) {
   if (i < positional.size()) return positional[i];
   if (const Value* v = keywords.Find(name)) return *v;
   return fallback;
@@ -61,8 +69,9 @@ Value Interpreter::ApplyFilter(const Value& operand, const FilterRef& filter, co
     if (name == "reverse") return Value::MakeArray(Array(items.rbegin(), items.rend()));
     if (name == "sort") {
       Array sorted = items;
-      std::stable_sort(sorted.begin(), sorted.end(),
-                       [](const Value& a, const Value& b) { return CompareValues(a, b, false) < 0; });
+      std::stable_sort(sorted.begin(), sorted.end(), [](const Value& a, const Value& b) {
+        return CompareValues(a, b, false) < 0;
+      });
       return Value::MakeArray(std::move(sorted));
     }
     if (name == "join") {
@@ -94,7 +103,8 @@ Value Interpreter::ApplyFilter(const Value& operand, const FilterRef& filter, co
       size_t start = 0;
       for (size_t line = 0;; ++line) {
         const size_t nl = s.find('\n', start);
-        const std::string part = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+        const std::string part =
+            s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
         if (line > 0) out += "\n";
         out += (line == 0 || part.empty()) ? part : "    " + part;
         if (nl == std::string::npos) break;
@@ -124,7 +134,8 @@ Value Interpreter::ApplyFilter(const Value& operand, const FilterRef& filter, co
   }
   if (operand.is_number()) {
     if (name == "abs") {
-      return operand.is_int() ? Value::Int(std::fabs(operand.number)) : Value::Float(std::fabs(operand.number));
+      return operand.is_int() ? Value::Int(std::fabs(operand.number))
+                              : Value::Float(std::fabs(operand.number));
     }
     if (name == "int") return Value::Int(std::floor(operand.number));
     if (name == "float") return Value::Float(operand.number);
@@ -152,7 +163,8 @@ Value Interpreter::ApplyFilter(const Value& operand, const FilterRef& filter, co
   Fail(absl::StrCat("Cannot apply filter \"", name, "\" to type: ", operand.TypeName()));
 }
 
-Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter, const EnvPtr& env) {
+Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter,
+                                   const EnvPtr& env) {
   const std::string& name = filter.name;
   if (name == "tojson") {
     const Arguments args = EvalArguments(filter.args, env);
@@ -189,7 +201,8 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
         parts.push_back(ch);
       }
     } else if (operand.is_array()) {
-      for (const Value& x : *operand.array) parts.push_back(x.is_null() || x.is_undefined() ? "" : RawToString(x));
+      for (const Value& x : *operand.array)
+        parts.push_back(x.is_null() || x.is_undefined() ? "" : RawToString(x));
     } else {
       Fail(absl::StrCat("Cannot apply filter \"", name, "\" to type: ", operand.TypeName()));
     }
@@ -208,18 +221,21 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
     if (operand.is_string()) {
       const std::string t = JsTrim(operand.str, true, false);
       char* end = nullptr;
-      const double v = is_int ? static_cast<double>(std::strtoll(t.c_str(), &end, 10)) : std::strtod(t.c_str(), &end);
+      const double v = is_int ? static_cast<double>(std::strtoll(t.c_str(), &end, 10))
+                              : std::strtod(t.c_str(), &end);
       if (end == t.c_str()) return fallback;
       return is_int ? Value::Int(v) : Value::Float(v);
     }
     if (operand.is_number()) return operand;
-    if (operand.kind == Kind::kBool) return is_int ? Value::Int(operand.boolean) : Value::Float(operand.boolean);
+    if (operand.kind == Kind::kBool)
+      return is_int ? Value::Int(operand.boolean) : Value::Float(operand.boolean);
     Fail(absl::StrCat("Cannot apply filter \"", name, "\" to type: ", operand.TypeName()));
   }
   if (name == "default") {
     const Arguments args = EvalArguments(filter.args, env);
     const Value fallback = args.positional.size() > 0 ? args.positional[0] : Value::String("");
-    const Value boolean = NamedArg(args.positional, args.keywords, 1, "boolean", Value::Bool(false));
+    const Value boolean =
+        NamedArg(args.positional, args.keywords, 1, "boolean", Value::Bool(false));
     if (boolean.kind != Kind::kBool) Fail("`default` filter flag must be a boolean");
     if (operand.is_undefined() || (boolean.boolean && !operand.Truthy())) return fallback;
     return operand;
@@ -235,17 +251,21 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
     const Array& items = *operand.array;
     if (name == "sort") {
       const Arguments args = EvalArguments(filter.args, env);
-      const Value reverse = NamedArg(args.positional, args.keywords, 0, "reverse", Value::Bool(false));
+      const Value reverse =
+          NamedArg(args.positional, args.keywords, 0, "reverse", Value::Bool(false));
       if (reverse.kind != Kind::kBool) Fail("reverse must be a boolean");
-      const Value case_sensitive = NamedArg(args.positional, args.keywords, 1, "case_sensitive", Value::Bool(false));
+      const Value case_sensitive =
+          NamedArg(args.positional, args.keywords, 1, "case_sensitive", Value::Bool(false));
       if (case_sensitive.kind != Kind::kBool) Fail("case_sensitive must be a boolean");
-      const Value attribute = NamedArg(args.positional, args.keywords, 2, "attribute", Value::Null());
+      const Value attribute =
+          NamedArg(args.positional, args.keywords, 2, "attribute", Value::Null());
       if (!attribute.is_string() && !attribute.is_int() && !attribute.is_null()) {
         Fail("attribute must be a string, integer, or null");
       }
       auto key = [&](const Value& item) {
         if (attribute.is_null()) return item;
-        return GetAttributeValue(item, attribute.is_int() ? JsNumberToString(attribute.number) : attribute.str);
+        return GetAttributeValue(
+            item, attribute.is_int() ? JsNumberToString(attribute.number) : attribute.str);
       };
       Array sorted = items;
       std::stable_sort(sorted.begin(), sorted.end(), [&](const Value& a, const Value& b) {
@@ -257,21 +277,26 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
     if (name == "selectattr" || name == "rejectattr") {
       const bool select = name == "selectattr";
       for (const Value& item : items) {
-        if (!item.is_attribute_container()) Fail(absl::StrCat("`", name, "` can only be applied to array of objects"));
+        if (!item.is_attribute_container())
+          Fail(absl::StrCat("`", name, "` can only be applied to array of objects"));
       }
       for (const auto& arg : filter.args) {
-        if (arg->kind != NodeKind::kStringLiteral) Fail(absl::StrCat("arguments of `", name, "` must be strings"));
+        if (arg->kind != NodeKind::kStringLiteral)
+          Fail(absl::StrCat("arguments of `", name, "` must be strings"));
       }
       if (filter.args.empty()) Fail(absl::StrCat("`", name, "` requires an attribute name"));
       const std::string& attr = filter.args[0]->name;
       const std::string test = filter.args.size() > 1 ? filter.args[1]->name : "";
-      const Value test_arg = filter.args.size() > 2 ? Value::String(filter.args[2]->name) : Value::Undefined();
+      const Value test_arg =
+          filter.args.size() > 2 ? Value::String(filter.args[2]->name) : Value::Undefined();
       if (!test.empty() && !IsKnownTest(test)) Fail(absl::StrCat("Unknown test: ", test));
       Array out;
       for (const Value& item : items) {
         const Value* a = item.object->Find(attr);
         bool result = false;
-        if (a) result = test.empty() ? a->Truthy() : RunTest(test, *a, filter.args.size() > 2 ? &test_arg : nullptr);
+        if (a)
+          result = test.empty() ? a->Truthy()
+                                : RunTest(test, *a, filter.args.size() > 2 ? &test_arg : nullptr);
         if (select ? result : !result) out.push_back(item);
       }
       return Value::MakeArray(std::move(out));
@@ -309,15 +334,18 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
       const Arguments args = EvalArguments(filter.args, env);
       const Value width = NamedArg(args.positional, args.keywords, 0, "width", Value::Int(4));
       if (!width.is_int()) Fail("width must be a number");
-      const bool first = NamedArg(args.positional, args.keywords, 1, "first", Value::Bool(false)).Truthy();
-      const bool blank = NamedArg(args.positional, args.keywords, 2, "blank", Value::Bool(false)).Truthy();
+      const bool first =
+          NamedArg(args.positional, args.keywords, 1, "first", Value::Bool(false)).Truthy();
+      const bool blank =
+          NamedArg(args.positional, args.keywords, 2, "blank", Value::Bool(false)).Truthy();
       const std::string pad(static_cast<size_t>(std::max(0.0, width.number)), ' ');
       const std::string& s = operand.str;
       std::string out;
       size_t start = 0;
       for (size_t line = 0;; ++line) {
         const size_t nl = s.find('\n', start);
-        const std::string part = s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
+        const std::string part =
+            s.substr(start, nl == std::string::npos ? std::string::npos : nl - start);
         if (line > 0) out += "\n";
         const bool skip = (!first && line == 0) || (!blank && part.empty());
         out += skip ? part : pad + part;

@@ -1,4 +1,5 @@
-// Global functions of the reference's setupGlobals(): namespace, raise_exception, range, strftime_now.
+// Global functions of the reference's setupGlobals(): namespace, raise_exception, range,
+// strftime_now.
 #include <cmath>
 #include <ctime>
 #include <utility>
@@ -17,7 +18,8 @@ Value Namespace(std::vector<Value>& args) {
     kwargs = positional.back();
     positional.pop_back();
   }
-  if (positional.size() > 1) Fail(absl::StrCat("namespace expected at most 1 argument, got ", positional.size()));
+  if (positional.size() > 1)
+    Fail(absl::StrCat("namespace expected at most 1 argument, got ", positional.size()));
   ObjectMap entries;
   if (positional.size() == 1) {
     const Value& source = positional[0];
@@ -31,7 +33,8 @@ Value Namespace(std::vector<Value>& args) {
         } else if (pair.is_string()) {
           for (char c : pair.str) kv.push_back(Value::String(std::string(1, c)));
         }
-        if (kv.size() != 2) Fail("namespace expected an object or an iterable of [key, value] pairs");
+        if (kv.size() != 2)
+          Fail("namespace expected an object or an iterable of [key, value] pairs");
         if (!kv[0].is_string()) Fail("namespace keys must be strings");
         entries.Set(kv[0].str, kv[1]);
       }
@@ -69,7 +72,9 @@ Value Range(std::vector<Value>& args) {
   if (!has_step) step = 1;
   if (step == 0) Fail("range() step must not be zero");
   Array out;
-  auto push = [&](double i) { out.push_back(std::trunc(i) == i ? Value::Int(i) : Value::Float(i)); };
+  auto push = [&](double i) {
+    out.push_back(std::trunc(i) == i ? Value::Int(i) : Value::Float(i));
+  };
   if (step > 0) {
     for (double i = start; i < stop; i += step) push(i);
   } else {
@@ -81,8 +86,9 @@ Value Range(std::vector<Value>& args) {
 // Python-style strftime over local time, limited to the tokens the reference supports.
 Value StrftimeNow(std::vector<Value>& args) {
   if (args.empty() || !args[0].is_string()) Fail("strftime_now() expects a format string");
-  static const char* const kLong[] = {"January", "February", "March", "April", "May", "June", "July",
-                                      "August", "September", "October", "November", "December"};
+  static const char* const kLong[] = {"January",   "February", "March",    "April",
+                                      "May",       "June",     "July",     "August",
+                                      "September", "October",  "November", "December"};
   static const char* const kShort[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
   const std::time_t now = std::time(nullptr);
@@ -98,14 +104,30 @@ Value StrftimeNow(std::vector<Value>& args) {
     }
     const char c = fmt[i + 1];
     switch (c) {
-      case 'Y': out += absl::StrCat(tm.tm_year + 1900); break;
-      case 'm': out += pad2(tm.tm_mon + 1); break;
-      case 'd': out += pad2(tm.tm_mday); break;
-      case 'b': out += kShort[tm.tm_mon]; break;
-      case 'B': out += kLong[tm.tm_mon]; break;
-      case 'H': out += pad2(tm.tm_hour); break;
-      case 'M': out += pad2(tm.tm_min); break;
-      case '%': out += '%'; break;
+      case 'Y':
+        out += absl::StrCat(tm.tm_year + 1900);
+        break;
+      case 'm':
+        out += pad2(tm.tm_mon + 1);
+        break;
+      case 'd':
+        out += pad2(tm.tm_mday);
+        break;
+      case 'b':
+        out += kShort[tm.tm_mon];
+        break;
+      case 'B':
+        out += kLong[tm.tm_mon];
+        break;
+      case 'H':
+        out += pad2(tm.tm_hour);
+        break;
+      case 'M':
+        out += pad2(tm.tm_min);
+        break;
+      case '%':
+        out += '%';
+        break;
       default:
         out += fmt[i];
         continue;  // unknown tokens stay as they are
@@ -135,7 +157,8 @@ void SetupGlobals(Environment& env) {
 }
 
 bool IsGlobalFunction(std::string_view name) {
-  return name == "namespace" || name == "raise_exception" || name == "range" || name == "strftime_now";
+  return name == "namespace" || name == "raise_exception" || name == "range" ||
+         name == "strftime_now";
 }
 
 }  // namespace muse::jinja

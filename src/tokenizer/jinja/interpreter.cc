@@ -14,9 +14,12 @@ struct BreakSignal {};
 struct ContinueSignal {};
 
 bool IsNumericLike(const Value& v) { return v.is_number() || v.kind == Kind::kBool; }
-double NumericValue(const Value& v) { return v.kind == Kind::kBool ? (v.boolean ? 1 : 0) : v.number; }
+double NumericValue(const Value& v) {
+  return v.kind == Kind::kBool ? (v.boolean ? 1 : 0) : v.number;
+}
 
-// Whether a macro body reads `kwargs` / `varargs` without declaring them (findAccessedSpecialMacroArguments).
+// Whether a macro body reads `kwargs` / `varargs` without declaring them
+// (findAccessedSpecialMacroArguments).
 void FindSpecialNames(const Node& node, bool* kwargs, bool* varargs) {
   if (node.kind == NodeKind::kIdentifier) {
     if (node.name == "kwargs") *kwargs = true;
@@ -100,7 +103,8 @@ Value Interpreter::Eval(const Node& node, const EnvPtr& env) {
       ObjectMap map;
       for (const auto& [k, v] : node.pairs) {
         const Value key = Eval(*k, env);
-        if (!key.is_string()) Fail(absl::StrCat("Object keys must be strings: got ", key.TypeName()));
+        if (!key.is_string())
+          Fail(absl::StrCat("Object keys must be strings: got ", key.TypeName()));
         map.Set(key.str, Eval(*v, env));
       }
       return Value::MakeObject(std::move(map));
@@ -195,7 +199,8 @@ Value Interpreter::EvalBinary(const Node& node, const EnvPtr& env) {
     if (op == "in") return Value::Bool(right.object->Find(left.str) != nullptr);
     if (op == "not in") return Value::Bool(right.object->Find(left.str) == nullptr);
   }
-  Fail(absl::StrCat("Unknown operator \"", op, "\" between ", left.TypeName(), " and ", right.TypeName()));
+  Fail(absl::StrCat("Unknown operator \"", op, "\" between ", left.TypeName(), " and ",
+                    right.TypeName()));
 }
 
 Value Interpreter::EvalUnary(const Node& node, const EnvPtr& env) {
@@ -212,13 +217,16 @@ Value Interpreter::EvalSlice(const Value& object, const Node& slice, const EnvPt
   if (!object.is_array() && !object.is_string()) Fail("Slice object must be an array or string");
   auto part = [&](const NodePtr& n, const char* what) {
     Value v = n ? Eval(*n, env) : Value::Undefined();
-    if (!v.is_int() && !v.is_undefined()) Fail(absl::StrCat("Slice ", what, " must be numeric or undefined"));
+    if (!v.is_int() && !v.is_undefined())
+      Fail(absl::StrCat("Slice ", what, " must be numeric or undefined"));
     return v;
   };
-  const Value start = part(slice.a, "start"), stop = part(slice.b, "stop"), step = part(slice.c, "step");
+  const Value start = part(slice.a, "start"), stop = part(slice.b, "stop"),
+              step = part(slice.c, "step");
   if (object.is_array()) {
     Array out;
-    for (size_t i : SliceIndices(object.array->size(), start, stop, step)) out.push_back((*object.array)[i]);
+    for (size_t i : SliceIndices(object.array->size(), start, stop, step))
+      out.push_back((*object.array)[i]);
     return Value::MakeArray(std::move(out));
   }
   const std::vector<uint32_t> cps = DecodeUtf8(object.str);  // Array.from(string): code points
@@ -239,14 +247,16 @@ Value Interpreter::EvalMember(const Node& node, const EnvPtr& env) {
     property = Value::String(node.b->name);
   }
   if (object.is_attribute_container()) {
-    if (!property.is_string()) Fail(absl::StrCat("Cannot access property with non-string: got ", property.TypeName()));
+    if (!property.is_string())
+      Fail(absl::StrCat("Cannot access property with non-string: got ", property.TypeName()));
     if (const Value* v = object.object->Find(property.str)) return *v;
     return object.is_object() ? BuiltinMember(object, property.str) : Value::Undefined();
   }
   if (object.is_array() || object.is_string()) {
     if (property.is_int()) {
       // Array.prototype.at(): negative indices count from the end.
-      const std::vector<uint32_t> cps = object.is_string() ? DecodeUtf8(object.str) : std::vector<uint32_t>{};
+      const std::vector<uint32_t> cps =
+          object.is_string() ? DecodeUtf8(object.str) : std::vector<uint32_t>{};
       const long size = static_cast<long>(object.is_array() ? object.array->size() : cps.size());
       long index = static_cast<long>(std::trunc(property.number));
       if (index < 0) index += size;
@@ -257,9 +267,11 @@ Value Interpreter::EvalMember(const Node& node, const EnvPtr& env) {
       return Value::String(ch);
     }
     if (property.is_string()) return BuiltinMember(object, property.str);
-    Fail(absl::StrCat("Cannot access property with non-string/non-number: got ", property.TypeName()));
+    Fail(absl::StrCat("Cannot access property with non-string/non-number: got ",
+                      property.TypeName()));
   }
-  if (!property.is_string()) Fail(absl::StrCat("Cannot access property with non-string: got ", property.TypeName()));
+  if (!property.is_string())
+    Fail(absl::StrCat("Cannot access property with non-string: got ", property.TypeName()));
   return BuiltinMember(object, property.str);
 }
 
@@ -275,7 +287,8 @@ Interpreter::Arguments Interpreter::EvalArguments(const NodeList& args, const En
     }
   }
   auto add = [&](const std::string& key, Value v) {
-    if (out.keywords.Find(key)) Fail(absl::StrCat("Got multiple values for keyword argument '", key, "'"));
+    if (out.keywords.Find(key))
+      Fail(absl::StrCat("Got multiple values for keyword argument '", key, "'"));
     out.keywords.Set(key, std::move(v));
   };
   for (const auto& arg : args) {
@@ -283,7 +296,8 @@ Interpreter::Arguments Interpreter::EvalArguments(const NodeList& args, const En
       add(arg->name, Eval(*arg->a, env));
     } else if (arg->kind == NodeKind::kKwSpread) {
       const Value v = Eval(*arg->a, env);
-      if (!v.is_object()) Fail(absl::StrCat("Argument after ** must be a mapping, not ", v.TypeName()));
+      if (!v.is_object())
+        Fail(absl::StrCat("Argument after ** must be a mapping, not ", v.TypeName()));
       for (const auto& [k, item] : v.object->entries()) add(k, item);
     }
   }
@@ -308,13 +322,15 @@ Value Interpreter::EvalSet(const Node& node, const EnvPtr& env) {
   if (target.kind == NodeKind::kIdentifier) {
     env->Set(target.name, rhs);
   } else if (target.kind == NodeKind::kTupleLiteral) {
-    if (!rhs.is_array()) Fail(absl::StrCat("Cannot unpack non-iterable type in set: ", rhs.TypeName()));
+    if (!rhs.is_array())
+      Fail(absl::StrCat("Cannot unpack non-iterable type in set: ", rhs.TypeName()));
     if (rhs.array->size() != target.args.size()) {
       Fail(absl::StrCat("Too ", target.args.size() > rhs.array->size() ? "few" : "many",
                         " items to unpack in set"));
     }
     for (size_t i = 0; i < target.args.size(); ++i) {
-      if (target.args[i]->kind != NodeKind::kIdentifier) Fail("Cannot unpack to non-identifier in set");
+      if (target.args[i]->kind != NodeKind::kIdentifier)
+        Fail("Cannot unpack to non-identifier in set");
       env->Set(target.args[i]->name, (*rhs.array)[i]);
     }
   } else if (target.kind == NodeKind::kMember) {
@@ -359,7 +375,8 @@ Value Interpreter::EvalFor(const Node& node, const EnvPtr& env) {
   Array items;
   for (const Value& current : *iterable.array) {
     if (loopvar.kind == NodeKind::kTupleLiteral) {
-      if (current.kind != Kind::kArray) Fail(absl::StrCat("Cannot unpack non-iterable type: ", current.TypeName()));
+      if (current.kind != Kind::kArray)
+        Fail(absl::StrCat("Cannot unpack non-iterable type: ", current.TypeName()));
       if (current.array->size() != loopvar.args.size()) {
         Fail(absl::StrCat("Too ", loopvar.args.size() > current.array->size() ? "few" : "many",
                           " items to unpack"));
@@ -402,8 +419,9 @@ Value Interpreter::EvalFor(const Node& node, const EnvPtr& env) {
   return Value::String(result);
 }
 
-void Interpreter::BindMacroArguments(const std::string& display_name, const NodeList& parameters, bool uses_kwargs,
-                                     bool uses_varargs, std::vector<Value> args, const EnvPtr& scope) {
+void Interpreter::BindMacroArguments(const std::string& display_name, const NodeList& parameters,
+                                     bool uses_kwargs, bool uses_varargs, std::vector<Value> args,
+                                     const EnvPtr& scope) {
   ObjectMap keywords;
   if (!args.empty() && args.back().kind == Kind::kKwargs) {
     keywords = *args.back().object;
@@ -430,16 +448,19 @@ void Interpreter::BindMacroArguments(const std::string& display_name, const Node
   if (uses_kwargs) {
     scope->Set("kwargs", Value::MakeObject(std::move(keywords)));
   } else if (keywords.size() > 0) {
-    Fail(absl::StrCat("macro ", display_name, " takes no keyword argument '", keywords.entries()[0].first, "'"));
+    Fail(absl::StrCat("macro ", display_name, " takes no keyword argument '",
+                      keywords.entries()[0].first, "'"));
   }
   if (uses_varargs) {
     Array rest;
     for (size_t i = parameters.size(); i < args.size(); ++i) rest.push_back(args[i]);
     scope->Set("varargs", Value::MakeArray(std::move(rest)));
   } else if (args.size() > parameters.size()) {
-    Fail(absl::StrCat("macro ", display_name, " takes not more than ", parameters.size(), " argument(s)"));
+    Fail(absl::StrCat("macro ", display_name, " takes not more than ", parameters.size(),
+                      " argument(s)"));
   }
-  for (const auto& [name, default_value] : pending_defaults) scope->Set(name, Eval(*default_value, scope));
+  for (const auto& [name, default_value] : pending_defaults)
+    scope->Set(name, Eval(*default_value, scope));
 }
 
 Value Interpreter::EvalMacro(const Node& node, const EnvPtr& env) {
@@ -450,12 +471,14 @@ Value Interpreter::EvalMacro(const Node& node, const EnvPtr& env) {
     if (p->name == "varargs") uses_varargs = false;
   }
   const Node* macro = &node;
-  env->Set(node.name, Value::Function([this, macro, uses_kwargs, uses_varargs](std::vector<Value>& args,
-                                                                               const EnvPtr& call_env) {
-    const EnvPtr scope = Environment::Child(call_env);  // macros see the caller's scope, as in the reference
-    BindMacroArguments(absl::StrCat("'", macro->name, "'"), macro->args, uses_kwargs, uses_varargs, args, scope);
-    return Value::String(EvalBlock(macro->body, scope));
-  }));
+  env->Set(node.name, Value::Function([this, macro, uses_kwargs, uses_varargs](
+                                          std::vector<Value>& args, const EnvPtr& call_env) {
+             const EnvPtr scope = Environment::Child(
+                 call_env);  // macros see the caller's scope, as in the reference
+             BindMacroArguments(absl::StrCat("'", macro->name, "'"), macro->args, uses_kwargs,
+                                uses_varargs, args, scope);
+             return Value::String(EvalBlock(macro->body, scope));
+           }));
   return Value::Null();
 }
 
@@ -467,12 +490,12 @@ Value Interpreter::EvalCallStatement(const Node& node, const EnvPtr& env) {
     if (p->name == "varargs") uses_varargs = false;
   }
   const Node* call_node = &node;
-  const Value caller = Value::Function([this, call_node, env, uses_kwargs, uses_varargs](std::vector<Value>& args,
-                                                                                        const EnvPtr&) {
-    const EnvPtr scope = Environment::Child(env);
-    BindMacroArguments("None", call_node->args, uses_kwargs, uses_varargs, args, scope);
-    return Value::String(EvalBlock(call_node->body, scope));
-  });
+  const Value caller = Value::Function(
+      [this, call_node, env, uses_kwargs, uses_varargs](std::vector<Value>& args, const EnvPtr&) {
+        const EnvPtr scope = Environment::Child(env);
+        BindMacroArguments("None", call_node->args, uses_kwargs, uses_varargs, args, scope);
+        return Value::String(EvalBlock(call_node->body, scope));
+      });
   Arguments args = EvalArguments(node.a->args, env);
   args.positional.push_back(Value::MakeObject(std::move(args.keywords), Kind::kKwargs));
   const Value fn = Eval(*node.a->a, env);

@@ -35,8 +35,9 @@ class Interpreter {
   Value EvalMacro(const Node& node, const EnvPtr& env);
   Value EvalCallStatement(const Node& node, const EnvPtr& env);
   Arguments EvalArguments(const NodeList& args, const EnvPtr& env);
-  void BindMacroArguments(const std::string& display_name, const NodeList& parameters, bool uses_kwargs,
-                          bool uses_varargs, std::vector<Value> args, const EnvPtr& scope);
+  void BindMacroArguments(const std::string& display_name, const NodeList& parameters,
+                          bool uses_kwargs, bool uses_varargs, std::vector<Value> args,
+                          const EnvPtr& scope);
   // filters.cc
   Value ApplyFilter(const Value& operand, const FilterRef& filter, const EnvPtr& env);
   Value ApplyCallFilter(const Value& operand, const FilterRef& filter, const EnvPtr& env);

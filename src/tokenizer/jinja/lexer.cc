@@ -10,12 +10,31 @@
 namespace muse::jinja {
 
 const char* TokenTypeName(TokenType type) {
-  static constexpr std::array<const char*, 25> kNames = {
-      "Text", "NumericLiteral", "StringLiteral", "Identifier", "Equals", "OpenParen", "CloseParen",
-      "OpenStatement", "CloseStatement", "OpenExpression", "CloseExpression", "OpenSquareBracket",
-      "CloseSquareBracket", "OpenCurlyBracket", "CloseCurlyBracket", "Comma", "Dot", "Colon", "Pipe",
-      "AdditiveBinaryOperator", "MultiplicativeBinaryOperator", "ExponentiationBinaryOperator",
-      "ComparisonBinaryOperator", "UnaryOperator", "Comment"};
+  static constexpr std::array<const char*, 25> kNames = {"Text",
+                                                         "NumericLiteral",
+                                                         "StringLiteral",
+                                                         "Identifier",
+                                                         "Equals",
+                                                         "OpenParen",
+                                                         "CloseParen",
+                                                         "OpenStatement",
+                                                         "CloseStatement",
+                                                         "OpenExpression",
+                                                         "CloseExpression",
+                                                         "OpenSquareBracket",
+                                                         "CloseSquareBracket",
+                                                         "OpenCurlyBracket",
+                                                         "CloseCurlyBracket",
+                                                         "Comma",
+                                                         "Dot",
+                                                         "Colon",
+                                                         "Pipe",
+                                                         "AdditiveBinaryOperator",
+                                                         "MultiplicativeBinaryOperator",
+                                                         "ExponentiationBinaryOperator",
+                                                         "ComparisonBinaryOperator",
+                                                         "UnaryOperator",
+                                                         "Comment"};
   return kNames[static_cast<size_t>(type)];
 }
 
@@ -43,7 +62,9 @@ std::string LstripBlocks(std::string_view s) {
     if (line_start) {
       size_t j = i;
       while (j < s.size() && (s[j] == ' ' || s[j] == '\t')) ++j;
-      if (j + 1 < s.size() && s[j] == '{' && (s[j + 1] == '#' || s[j + 1] == '%' || s[j + 1] == '-')) i = j;
+      if (j + 1 < s.size() && s[j] == '{' &&
+          (s[j + 1] == '#' || s[j + 1] == '%' || s[j + 1] == '-'))
+        i = j;
       line_start = false;
       continue;
     }
@@ -65,7 +86,8 @@ std::string TrimBlocks(std::string_view s) {
   out.reserve(s.size());
   size_t i = 0;
   while (i < s.size()) {
-    if (i + 2 < s.size() && (s[i] == '#' || s[i] == '%' || s[i] == '-') && s[i + 1] == '}' && s[i + 2] == '\n') {
+    if (i + 2 < s.size() && (s[i] == '#' || s[i] == '%' || s[i] == '-') && s[i + 1] == '}' &&
+        s[i + 2] == '\n') {
       out += s[i];
       out += '}';
       i += 3;
@@ -81,7 +103,8 @@ size_t SkipWs(std::string_view s, size_t i) {
   return i;
 }
 
-// /(\s*){%(-?)\s*(?:end)?generation\s*(-?)%}(\s*)/gs -> (lstrip ? "" : before) + (rstrip ? "" : after)
+// /(\s*){%(-?)\s*(?:end)?generation\s*(-?)%}(\s*)/gs -> (lstrip ? "" : before) + (rstrip ? "" :
+// after)
 std::string RemoveGenerationTags(std::string_view s) {
   std::string out;
   size_t i = 0;
@@ -173,7 +196,9 @@ class Lexer {
 
  private:
   char At(size_t i) const { return i < src_.size() ? src_[i] : '\0'; }
-  bool StartsWith(std::string_view seq) const { return std::string_view(src_).substr(pos_, seq.size()) == seq; }
+  bool StartsWith(std::string_view seq) const {
+    return std::string_view(src_).substr(pos_, seq.size()) == seq;
+  }
   std::string ConsumeEscapedChar();
   template <typename Pred>
   std::string ConsumeWhile(Pred pred);
@@ -196,23 +221,35 @@ std::string Lexer::ConsumeEscapedChar() {
     const std::string hex = src_.substr(pos_, length);
     bool ok = hex.size() == length;
     for (char c : hex) ok = ok && std::isxdigit(static_cast<unsigned char>(c));
-    if (!ok) throw LexError{absl::StrCat("Invalid hexadecimal escape sequence: \\", std::string(1, escaped), hex)};
+    if (!ok)
+      throw LexError{
+          absl::StrCat("Invalid hexadecimal escape sequence: \\", std::string(1, escaped), hex)};
     std::string out;
     AppendUtf8(out, static_cast<uint32_t>(std::stoul(hex, nullptr, 16)));
     pos_ += length;
     return out;
   }
   switch (escaped) {
-    case 'n': return "\n";
-    case 't': return "\t";
-    case 'r': return "\r";
-    case 'b': return "\b";
-    case 'f': return "\f";
-    case 'v': return "\v";
-    case '\'': return "'";
-    case '"': return "\"";
-    case '\\': return "\\";
-    default: throw LexError{absl::StrCat("Unexpected escaped character: ", std::string(1, escaped))};
+    case 'n':
+      return "\n";
+    case 't':
+      return "\t";
+    case 'r':
+      return "\r";
+    case 'b':
+      return "\b";
+    case 'f':
+      return "\f";
+    case 'v':
+      return "\v";
+    case '\'':
+      return "'";
+    case '"':
+      return "\"";
+    case '\\':
+      return "\\";
+    default:
+      throw LexError{absl::StrCat("Unexpected escaped character: ", std::string(1, escaped))};
   }
 }
 
@@ -239,11 +276,12 @@ void Lexer::StripTrailingWhitespace() {
 std::vector<Token> Lexer::Run() {
   while (pos_ < src_.size()) {
     const Token* last = Last();
-    if (last == nullptr || last->type == TokenType::kCloseStatement || last->type == TokenType::kCloseExpression ||
-        last->type == TokenType::kComment) {
+    if (last == nullptr || last->type == TokenType::kCloseStatement ||
+        last->type == TokenType::kCloseExpression || last->type == TokenType::kComment) {
       std::string text;
-      while (pos_ < src_.size() && !(src_[pos_] == '{' && (At(pos_ + 1) == '%' || At(pos_ + 1) == '{' ||
-                                                            At(pos_ + 1) == '#'))) {
+      while (pos_ < src_.size() &&
+             !(src_[pos_] == '{' &&
+               (At(pos_ + 1) == '%' || At(pos_ + 1) == '{' || At(pos_ + 1) == '#'))) {
         text += src_[pos_++];
       }
       if (!text.empty()) {
@@ -323,7 +361,8 @@ std::vector<Token> Lexer::Run() {
             ++pos_;
             num += "." + ConsumeWhile([this](size_t i) { return IsDigit(src_[i]); });
           }
-          const TokenType type = num.empty() ? TokenType::kUnaryOperator : TokenType::kNumericLiteral;
+          const TokenType type =
+              num.empty() ? TokenType::kUnaryOperator : TokenType::kNumericLiteral;
           tokens_.push_back({std::string(1, ch) + num, type});
           continue;
         }
@@ -360,7 +399,8 @@ std::vector<Token> Lexer::Run() {
     if (IsDigit(ch)) {
       std::string num = ConsumeWhile([this](size_t i) { return IsDigit(src_[i]); });
       const Token* prev = Last();
-      if ((prev == nullptr || prev->type != TokenType::kDot) && At(pos_) == '.' && IsDigit(At(pos_ + 1))) {
+      if ((prev == nullptr || prev->type != TokenType::kDot) && At(pos_) == '.' &&
+          IsDigit(At(pos_ + 1))) {
         ++pos_;
         num += "." + ConsumeWhile([this](size_t i) { return IsDigit(src_[i]); });
       }

@@ -46,13 +46,14 @@ struct Token {
 };
 
 struct LexOptions {
-  bool trim_blocks = true;   // what HF transformers and @huggingface/jinja use
+  bool trim_blocks = true;  // what HF transformers and @huggingface/jinja use
   bool lstrip_blocks = true;
 };
 
 // Applies the reference's regex preprocessing to the raw template source.
 std::string Preprocess(std::string_view source, const LexOptions& options);
 
-absl::StatusOr<std::vector<Token>> Tokenize(std::string_view source, const LexOptions& options = {});
+absl::StatusOr<std::vector<Token>> Tokenize(std::string_view source,
+                                            const LexOptions& options = {});
 
 }  // namespace muse::jinja

@@ -37,7 +37,8 @@ class Parser {
   const Token& Expect(TokenType type, const char* error) {
     if (pos_ >= tokens_.size()) Error(absl::StrCat(error, ". Unexpected end of template"));
     const Token& t = tokens_[pos_++];
-    if (t.type != type) Error(absl::StrCat(error, ". ", TokenTypeName(t.type), " !== ", TokenTypeName(type), "."));
+    if (t.type != type)
+      Error(absl::StrCat(error, ". ", TokenTypeName(t.type), " !== ", TokenTypeName(type), "."));
     return t;
   }
 
@@ -58,7 +59,8 @@ class Parser {
     if (!Is(TokenType::kOpenStatement) || !Is(TokenType::kIdentifier, 1)) {
       if (pos_ >= tokens_.size()) {
         std::string expected;
-        for (auto n : names) absl::StrAppend(&expected, expected.empty() ? "" : " or ", "{% ", std::string(n), " %}");
+        for (auto n : names)
+          absl::StrAppend(&expected, expected.empty() ? "" : " or ", "{% ", std::string(n), " %}");
         Error(absl::StrCat("Unexpected end of template: expected ", expected));
       }
       return false;
@@ -136,7 +138,8 @@ NodePtr Parser::ParseAny() {
 
 NodePtr Parser::ParseStatement() {
   Expect(TokenType::kOpenStatement, "Expected opening statement token");
-  if (!Is(TokenType::kIdentifier)) Error(absl::StrCat("Unknown statement, got ", TokenTypeName(Peek().type)));
+  if (!Is(TokenType::kIdentifier))
+    Error(absl::StrCat("Unknown statement, got ", TokenTypeName(Peek().type)));
   const std::string name = Peek().value;
   NodePtr result;
   if (name == "set") {
@@ -159,7 +162,8 @@ NodePtr Parser::ParseStatement() {
     result = MakeNode(NodeKind::kCallStatement);
     if (Is(TokenType::kOpenParen)) result->args = ParseArgs(ArgMode::kParameters);
     NodePtr callee = ParsePrimary();
-    if (callee->kind != NodeKind::kIdentifier) Error("Expected identifier following call statement");
+    if (callee->kind != NodeKind::kIdentifier)
+      Error("Expected identifier following call statement");
     auto call = MakeNode(NodeKind::kCall);
     call->a = std::move(callee);
     call->args = ParseArgs(ArgMode::kCall);
@@ -450,7 +454,8 @@ NodeList Parser::ParseArgs(ArgMode mode) {
       n->a = ParseExpression();
       args.push_back(std::move(n));
       if (Is(TokenType::kComma)) ++pos_;
-      if (!Is(TokenType::kCloseParen)) Error("Expected closing parenthesis: `**` must be applied to the final argument");
+      if (!Is(TokenType::kCloseParen))
+        Error("Expected closing parenthesis: `**` must be applied to the final argument");
       break;
     }
     NodePtr arg;
@@ -477,7 +482,8 @@ NodeList Parser::ParseArgs(ArgMode mode) {
         if (arg->kind != NodeKind::kIdentifier && arg->kind != NodeKind::kKwarg) {
           Error("Expected identifier for parameter declaration");
         }
-        if (!names.insert(arg->name).second) Error(absl::StrCat("Duplicate parameter name: ", arg->name));
+        if (!names.insert(arg->name).second)
+          Error(absl::StrCat("Duplicate parameter name: ", arg->name));
       }
       if (arg->kind == NodeKind::kKwarg) {
         saw_keyword = true;

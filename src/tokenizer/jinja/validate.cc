@@ -11,10 +11,11 @@ namespace {
 
 bool IsKnownFilter(const std::string& name) {
   static const std::set<std::string> kFilters = {
-      "safe", "tojson", "list", "first", "last", "length", "reverse", "sort", "join", "string",
-      "unique", "upper", "lower", "title", "capitalize", "trim", "indent", "int", "float", "abs",
-      "items", "keys", "values", "dictsort", "bool", "selectattr", "rejectattr", "map", "default",
-      "replace", "round", "select", "reject"};
+      "safe",       "tojson",  "list",     "first",  "last",       "length",     "reverse",
+      "sort",       "join",    "string",   "unique", "upper",      "lower",      "title",
+      "capitalize", "trim",    "indent",   "int",    "float",      "abs",        "items",
+      "keys",       "values",  "dictsort", "bool",   "selectattr", "rejectattr", "map",
+      "default",    "replace", "round",    "select", "reject"};
   return kFilters.count(name) > 0;
 }
 
@@ -61,7 +62,8 @@ class Validator {
   }
 
   void Error(std::string message) {
-    if (status_.ok()) status_ = absl::InvalidArgumentError(absl::StrCat("jinja: unsupported template: ", message));
+    if (status_.ok())
+      status_ = absl::InvalidArgumentError(absl::StrCat("jinja: unsupported template: ", message));
   }
 
   void CheckFilter(const FilterRef& filter) {
@@ -70,7 +72,8 @@ class Validator {
       return;
     }
     if (filter.name == "selectattr" || filter.name == "rejectattr") {
-      if (!filter.is_call || filter.args.empty()) Error(absl::StrCat("filter '", filter.name, "' needs arguments"));
+      if (!filter.is_call || filter.args.empty())
+        Error(absl::StrCat("filter '", filter.name, "' needs arguments"));
       for (const auto& a : filter.args) {
         if (a->kind != NodeKind::kStringLiteral) {
           Error(absl::StrCat("arguments of filter '", filter.name, "' must be string literals"));
@@ -84,13 +87,15 @@ class Validator {
       if (filter.is_call && !filter.args.empty()) {
         const Node& test = *filter.args[0];
         if (test.kind != NodeKind::kStringLiteral || !IsKnownTest(test.name)) {
-          Error(absl::StrCat("filter '", filter.name, "' needs a known test name as a string literal"));
+          Error(absl::StrCat("filter '", filter.name,
+                             "' needs a known test name as a string literal"));
         }
       }
     }
     if (filter.name == "map") {
       bool has_attribute = false;
-      for (const auto& a : filter.args) has_attribute |= a->kind == NodeKind::kKwarg && a->name == "attribute";
+      for (const auto& a : filter.args)
+        has_attribute |= a->kind == NodeKind::kKwarg && a->name == "attribute";
       if (!has_attribute) Error("filter 'map' is only supported with attribute=...");
     }
   }
@@ -104,16 +109,19 @@ class Validator {
       case NodeKind::kTest:
         if (!IsKnownTest(node.name)) Error(absl::StrCat("unknown test '", node.name, "'"));
         if (node.name == "equalto" || node.name == "eq") {
-          Error(absl::StrCat("test '", node.name, "' needs an argument, which is not supported outside selectattr"));
+          Error(absl::StrCat("test '", node.name,
+                             "' needs an argument, which is not supported outside selectattr"));
         }
         break;
       case NodeKind::kCall: {
         const Node& callee = *node.a;
         if (callee.kind == NodeKind::kIdentifier) {
-          if (!IsGlobalFunction(callee.name) && callee.name != "caller" && !callable_names_.count(callee.name)) {
+          if (!IsGlobalFunction(callee.name) && callee.name != "caller" &&
+              !callable_names_.count(callee.name)) {
             Error(absl::StrCat("unknown function '", callee.name, "()'"));
           }
-        } else if (callee.kind == NodeKind::kMember && !callee.flag && callee.b->kind == NodeKind::kIdentifier) {
+        } else if (callee.kind == NodeKind::kMember && !callee.flag &&
+                   callee.b->kind == NodeKind::kIdentifier) {
           if (!IsKnownMethod(callee.b->name) && !callable_names_.count(callee.b->name)) {
             Error(absl::StrCat("unsupported method '.", callee.b->name, "()'"));
           }

@@ -119,18 +119,30 @@ bool Value::Truthy() const {
 
 const char* Value::TypeName() const {
   switch (kind) {
-    case Kind::kUndefined: return "UndefinedValue";
-    case Kind::kNull: return "NullValue";
-    case Kind::kBool: return "BooleanValue";
-    case Kind::kInt: return "IntegerValue";
-    case Kind::kFloat: return "FloatValue";
-    case Kind::kString: return "StringValue";
-    case Kind::kArray: return "ArrayValue";
-    case Kind::kTuple: return "TupleValue";
-    case Kind::kObject: return "ObjectValue";
-    case Kind::kKwargs: return "KeywordArgumentsValue";
-    case Kind::kNamespace: return "NamespaceValue";
-    case Kind::kFunction: return "FunctionValue";
+    case Kind::kUndefined:
+      return "UndefinedValue";
+    case Kind::kNull:
+      return "NullValue";
+    case Kind::kBool:
+      return "BooleanValue";
+    case Kind::kInt:
+      return "IntegerValue";
+    case Kind::kFloat:
+      return "FloatValue";
+    case Kind::kString:
+      return "StringValue";
+    case Kind::kArray:
+      return "ArrayValue";
+    case Kind::kTuple:
+      return "TupleValue";
+    case Kind::kObject:
+      return "ObjectValue";
+    case Kind::kKwargs:
+      return "KeywordArgumentsValue";
+    case Kind::kNamespace:
+      return "NamespaceValue";
+    case Kind::kFunction:
+      return "FunctionValue";
   }
   return "RuntimeValue";
 }
@@ -173,13 +185,27 @@ std::string JsonQuote(std::string_view s) {
   for (char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
         if (c < 0x20) {
           char esc[8];
@@ -221,7 +247,8 @@ std::string NumberToJson(double v) {
   return JsNumberToString(v);
 }
 
-// Approximates String.prototype.localeCompare for sort_keys: case-insensitive first, lower before upper.
+// Approximates String.prototype.localeCompare for sort_keys: case-insensitive first, lower before
+// upper.
 bool LocaleLess(const std::string& a, const std::string& b) {
   const std::string la = JsToLower(a), lb = JsToLower(b);
   if (la != lb) return la < lb;
@@ -230,7 +257,8 @@ bool LocaleLess(const std::string& a, const std::string& b) {
 
 }  // namespace
 
-std::string ToJson(const Value& v, const ToJsonOptions& options, int depth, bool undefined_to_null) {
+std::string ToJson(const Value& v, const ToJsonOptions& options, int depth,
+                   bool undefined_to_null) {
   std::string item_sep, key_sep;
   if (options.has_separators) {
     item_sep = options.item_separator;
@@ -268,7 +296,8 @@ std::string ToJson(const Value& v, const ToJsonOptions& options, int depth, bool
       const bool indent = options.indent > 0;
       std::vector<std::string> core;
       if (v.is_array()) {
-        for (const Value& item : *v.array) core.push_back(ToJson(item, options, depth + 1, undefined_to_null));
+        for (const Value& item : *v.array)
+          core.push_back(ToJson(item, options, depth + 1, undefined_to_null));
         std::string out = "[";
         if (indent && !core.empty()) {
           out += child_padding;
@@ -288,8 +317,9 @@ std::string ToJson(const Value& v, const ToJsonOptions& options, int depth, bool
       std::vector<const std::pair<std::string, Value>*> entries;
       for (const auto& e : v.object->entries()) entries.push_back(&e);
       if (options.sort_keys) {
-        std::stable_sort(entries.begin(), entries.end(),
-                         [](const auto* a, const auto* b) { return LocaleLess(a->first, b->first); });
+        std::stable_sort(entries.begin(), entries.end(), [](const auto* a, const auto* b) {
+          return LocaleLess(a->first, b->first);
+        });
       }
       for (const auto* e : entries) {
         std::string key = JsonQuote(e->first);
@@ -313,19 +343,26 @@ std::string ToJson(const Value& v, const ToJsonOptions& options, int depth, bool
 
 std::string Value::ToString() const {
   switch (kind) {
-    case Kind::kUndefined: return "undefined";
-    case Kind::kNull: return "null";
-    case Kind::kBool: return boolean ? "true" : "false";
-    case Kind::kInt: return JsNumberToString(number);
+    case Kind::kUndefined:
+      return "undefined";
+    case Kind::kNull:
+      return "null";
+    case Kind::kBool:
+      return boolean ? "true" : "false";
+    case Kind::kInt:
+      return JsNumberToString(number);
     case Kind::kFloat:
       if (number == 0 && std::signbit(number)) return "-0.0";
       if (std::isfinite(number) && std::trunc(number) == number && std::fabs(number) < 1e21) {
         return JsNumberToString(number) + ".0";
       }
       return JsNumberToString(number);
-    case Kind::kString: return str;
-    case Kind::kFunction: return "[function]";
-    default: return ToJson(*this, ToJsonOptions{}, 0, false);
+    case Kind::kString:
+      return str;
+    case Kind::kFunction:
+      return "[function]";
+    default:
+      return ToJson(*this, ToJsonOptions{}, 0, false);
   }
 }
 
@@ -337,15 +374,16 @@ double StringToNumber(const std::string& s) {
   if (t.empty()) return 0;
   if (t == "Infinity" || t == "+Infinity") return INFINITY;
   if (t == "-Infinity") return -INFINITY;
-  if (t.size() > 2 && t[0] == '0' && (t[1] == 'x' || t[1] == 'X' || t[1] == 'o' || t[1] == 'O' || t[1] == 'b' ||
-                                      t[1] == 'B')) {
+  if (t.size() > 2 && t[0] == '0' &&
+      (t[1] == 'x' || t[1] == 'X' || t[1] == 'o' || t[1] == 'O' || t[1] == 'b' || t[1] == 'B')) {
     const int base = (t[1] == 'x' || t[1] == 'X') ? 16 : (t[1] == 'o' || t[1] == 'O') ? 8 : 2;
     char* end = nullptr;
     const double r = static_cast<double>(std::strtoull(t.c_str() + 2, &end, base));
     return *end == '\0' ? r : NAN;
   }
   for (char c : t) {
-    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-')) return NAN;
+    if (!((c >= '0' && c <= '9') || c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-'))
+      return NAN;
   }
   char* end = nullptr;
   const double r = std::strtod(t.c_str(), &end);
@@ -371,12 +409,17 @@ bool StrictEquals(const Value& a, const Value& b) {
     case Kind::kUndefined:
     case Kind::kNull:
       return true;
-    case Kind::kBool: return a.boolean == b.boolean;
-    case Kind::kString: return a.str == b.str;
+    case Kind::kBool:
+      return a.boolean == b.boolean;
+    case Kind::kString:
+      return a.str == b.str;
     case Kind::kArray:
-    case Kind::kTuple: return a.array == b.array;
-    case Kind::kFunction: return a.fn == b.fn;
-    default: return a.object == b.object;
+    case Kind::kTuple:
+      return a.array == b.array;
+    case Kind::kFunction:
+      return a.fn == b.fn;
+    default:
+      return a.object == b.object;
   }
 }
 

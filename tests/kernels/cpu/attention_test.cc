@@ -1,5 +1,7 @@
 // kernels/cpu/paged_attention against a dense double softmax(q k^T) v: shuffled block tables,
 // mixed decode and prefill, sliding windows, 1 and 3 threads, split-K decode.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -8,8 +10,6 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "kernels/cpu/paged_attention.h"
 #include "kernels/cpu/thread_pool.h"
@@ -22,7 +22,9 @@ struct AttnCase {
   int heads, kv_heads, head_dim, window;
 };
 
-struct S { int cached, q; };
+struct S {
+  int cached, q;
+};
 
 // Runs PagedAttention over `seqs` (cached context + new tokens each), blocks shuffled through the
 // pool, with 1 and 3 threads, against a dense double softmax(q k^T * scale) v per sequence.
@@ -87,7 +89,8 @@ void CheckAgainstDense(const AttnCase& c, const std::vector<S>& seqs) {
       const int len = lens[s];
       auto kv = [&](const std::vector<float>& cache, int c, int h, int d) {
         const int blk = tables[s * max_blocks + c / bs];
-        return static_cast<double>(cache[(static_cast<int64_t>(blk) * bs + c % bs) * row + h * D + d]);
+        return static_cast<double>(
+            cache[(static_cast<int64_t>(blk) * bs + c % bs) * row + h * D + d]);
       };
       for (int j = 0; j < seqs[s].q; ++j) {
         const int t = qsl[s] + j, qi = len - seqs[s].q + j;
@@ -107,7 +110,8 @@ void CheckAgainstDense(const AttnCase& c, const std::vector<S>& seqs) {
           for (auto& x : p) sum += (x = std::exp(x - m));
           for (int d = 0; d < D; ++d) {
             double ref = 0;
-            for (size_t i = 0; i < keys.size(); ++i) ref += p[i] / sum * kv(v_cache, keys[i], kvh, d);
+            for (size_t i = 0; i < keys.size(); ++i)
+              ref += p[i] / sum * kv(v_cache, keys[i], kvh, d);
             ASSERT_NEAR(out[t * out_stride + h * D + d], ref, 2e-6)
                 << "seq " << s << " token " << j << " head " << h << " dim " << d;
           }

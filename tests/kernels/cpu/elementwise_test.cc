@@ -1,4 +1,6 @@
 // kernels/cpu/rms_norm and kernels/cpu/rope against double-precision loops.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -7,8 +9,6 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "kernels/cpu/rms_norm.h"
 #include "kernels/cpu/rope.h"

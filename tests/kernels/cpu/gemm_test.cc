@@ -1,5 +1,7 @@
 // kernels/cpu/packed_gemm against double-precision loops: odd sizes, random data, poisoned
 // outputs, 1 and 3 threads.
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -8,8 +10,6 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "kernels/cpu/packed_gemm.h"
 #include "kernels/cpu/thread_pool.h"
@@ -63,12 +63,12 @@ TEST_P(PackedGemmTest, MatchesDoubleReference) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, PackedGemmTest,
-    ::testing::Values(GemmCase{1, 1, 1}, GemmCase{1, 769, 257}, GemmCase{2, 17, 7},
-                      GemmCase{5, 16, 256}, GemmCase{7, 15, 513}, GemmCase{13, 33, 769},
-                      GemmCase{32, 100, 300}, GemmCase{83, 47, 129}, GemmCase{6, 64, 1},
-                      GemmCase{200, 31, 65}));
+INSTANTIATE_TEST_SUITE_P(Shapes, PackedGemmTest,
+                         ::testing::Values(GemmCase{1, 1, 1}, GemmCase{1, 769, 257},
+                                           GemmCase{2, 17, 7}, GemmCase{5, 16, 256},
+                                           GemmCase{7, 15, 513}, GemmCase{13, 33, 769},
+                                           GemmCase{32, 100, 300}, GemmCase{83, 47, 129},
+                                           GemmCase{6, 64, 1}, GemmCase{200, 31, 65}));
 
 TEST(PackedGemm, SwiGluMatchesReference) {
   REQUIRE_AVX2();

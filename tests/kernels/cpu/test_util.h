@@ -1,11 +1,11 @@
 // Shared helpers of the CPU kernel tests: random data, the poison value, the AVX2 guard.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <random>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "kernels/cpu/packed_gemm.h"
 

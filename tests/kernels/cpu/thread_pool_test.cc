@@ -1,4 +1,8 @@
 // kernels/cpu/thread_pool: coverage, sleeping workers, exceptions.
+#include "kernels/cpu/thread_pool.h"
+
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -8,9 +12,6 @@
 #include <thread>
 #include <vector>
 
-#include <gtest/gtest.h>
-
-#include "kernels/cpu/thread_pool.h"
 #include "tests/kernels/cpu/test_util.h"
 
 namespace muse::kernels::cpu::test {
@@ -49,10 +50,10 @@ TEST(ThreadPool, CallerExceptionIsRethrownAfterTheWorkersFinish) {
   ThreadPool pool(3);
   std::atomic<int> workers_done{0};
   EXPECT_THROW(pool.Run([&](int i) {
-                 if (i == 0) throw std::runtime_error("boom");
-                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
-                 workers_done.fetch_add(1);
-               }),
+    if (i == 0) throw std::runtime_error("boom");
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    workers_done.fetch_add(1);
+  }),
                std::runtime_error);
   EXPECT_EQ(workers_done.load(), 2);  // Run waited for them before rethrowing
   std::atomic<int> ran{0};

@@ -1,11 +1,12 @@
 // Paged decode and prefill attention against a CPU reference, with shuffled block tables,
 // NaN-poisoned unused cache slots and outputs, odd context lengths.
+#include "kernels/cuda/attention.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <tuple>
 
-#include "kernels/cuda/attention.h"
 #include "tests/kernels/cuda/test_util.h"
 
 namespace muse::kernels::test {
@@ -44,7 +45,8 @@ PagedKv make_cache(const std::vector<int>& ctx, int kv_heads, int head_dim, DTyp
   for (int s = 0; s < c.num_seqs; ++s) {
     for (int b = 0; b < (ctx[s] + 15) / 16; ++b) c.block_tables[s * c.max_blocks + b] = ids[next++];
     for (int t = 0; t < ctx[s]; ++t) {
-      const size_t slot = static_cast<size_t>(c.block_tables[s * c.max_blocks + t / 16]) * 16 + t % 16;
+      const size_t slot =
+          static_cast<size_t>(c.block_tables[s * c.max_blocks + t / 16]) * 16 + t % 16;
       for (size_t i = 0; i < row; ++i) {
         c.k[slot * row + i] = round_to(u(rng), dt);
         c.v[slot * row + i] = round_to(u(rng), dt);
@@ -65,7 +67,8 @@ void ref_query(const PagedKv& c, int s, int cq, const float* q, int heads, float
     const int kvh = h / G;
     double m = -INFINITY;
     for (int t = lo; t <= cq; ++t) {
-      const size_t slot = static_cast<size_t>(c.block_tables[s * c.max_blocks + t / 16]) * 16 + t % 16;
+      const size_t slot =
+          static_cast<size_t>(c.block_tables[s * c.max_blocks + t / 16]) * 16 + t % 16;
       const float* k = &c.k[(slot * c.kv_heads + kvh) * D];
       double d = 0;
       for (int i = 0; i < D; ++i) d += double(q[h * D + i]) * k[i];
@@ -75,7 +78,8 @@ void ref_query(const PagedKv& c, int s, int cq, const float* q, int heads, float
     std::vector<double> acc(D, 0.0);
     double l = 0;
     for (int t = lo; t <= cq; ++t) {
-      const size_t slot = static_cast<size_t>(c.block_tables[s * c.max_blocks + t / 16]) * 16 + t % 16;
+      const size_t slot =
+          static_cast<size_t>(c.block_tables[s * c.max_blocks + t / 16]) * 16 + t % 16;
       const float* v = &c.v[(slot * c.kv_heads + kvh) * D];
       const double p = std::exp(sc[t] - m);
       l += p;
@@ -124,8 +128,12 @@ void run_decode(const DecodeCase& dc, const std::vector<int>& ctx) {
   auto dq = DeviceBuffer::from(encode(q, dc.dt));
   DeviceBuffer dout(q.size() * dtype_size(dc.dt));
   dout.poison();
-  PagedDecodeParams p{dout.get(), dq.get(), dcache.k.get(), dcache.v.get(),
-                      dcache.bt.get<int32_t>(), dcache.lens.get<int32_t>()};
+  PagedDecodeParams p{dout.get(),
+                      dq.get(),
+                      dcache.k.get(),
+                      dcache.v.get(),
+                      dcache.bt.get<int32_t>(),
+                      dcache.lens.get<int32_t>()};
   p.num_seqs = S;
   p.num_heads = dc.heads;
   p.num_kv_heads = dc.kv_heads;
@@ -141,8 +149,8 @@ void run_decode(const DecodeCase& dc, const std::vector<int>& ctx) {
   p.workspace_bytes = ws.bytes();
   CUDA_OK(launch_paged_decode_attention(p, nullptr));
   CUDA_OK(cudaDeviceSynchronize());
-  expect_within_noise(decode(dout.to_host<uint8_t>(), dc.dt), ref32, lowp,
-                      default_atol(dc.dt), "decode");
+  expect_within_noise(decode(dout.to_host<uint8_t>(), dc.dt), ref32, lowp, default_atol(dc.dt),
+                      "decode");
 }
 
 class DecodeTest : public ::testing::TestWithParam<std::tuple<DType, int>> {};
@@ -170,7 +178,7 @@ TEST(DecodeGqa, GroupSizes) {
   run_decode({DType::kBFloat16, 128, 32, 8, 0}, {7, 2050});   // Llama-8B shape
   run_decode({DType::kBFloat16, 128, 16, 1, 0}, {83, 1000});  // group 16 > kMaxGroup
   run_decode({DType::kFloat16, 64, 12, 4, 0}, {1, 600});      // group 3
-  std::vector<int> many(40);                                    // enough CTAs: single partition
+  std::vector<int> many(40);                                  // enough CTAs: single partition
   for (int i = 0; i < 40; ++i) many[i] = 1 + (i * 37) % 500;
   run_decode({DType::kBFloat16, 128, 32, 8, 0}, many);
 }
@@ -212,8 +220,13 @@ void run_prefill(const PrefillCase& pc, const std::vector<int>& ctx, const std::
   auto dqsl = DeviceBuffer::from(qsl);
   DeviceBuffer dout(q.size() * dtype_size(pc.dt));
   dout.poison();
-  PagedPrefillParams p{dout.get(), dq.get(), dcache.k.get(), dcache.v.get(),
-                       dqsl.get<int32_t>(), dcache.lens.get<int32_t>(), dcache.bt.get<int32_t>()};
+  PagedPrefillParams p{dout.get(),
+                       dq.get(),
+                       dcache.k.get(),
+                       dcache.v.get(),
+                       dqsl.get<int32_t>(),
+                       dcache.lens.get<int32_t>(),
+                       dcache.bt.get<int32_t>()};
   p.num_seqs = S;
   p.num_heads = H;
   p.num_kv_heads = pc.kv_heads;

@@ -95,7 +95,8 @@ TEST_P(RmsNormTest, MatchesReference) {
       ss32 += double(s32) * s32;
       ssl += double(res_expect[k]) * res_expect[k];
     }
-    const double inv32 = 1.0 / std::sqrt(ss32 / hidden + eps), invl = 1.0 / std::sqrt(ssl / hidden + eps);
+    const double inv32 = 1.0 / std::sqrt(ss32 / hidden + eps),
+                 invl = 1.0 / std::sqrt(ssl / hidden + eps);
     for (int i = 0; i < hidden; ++i) {
       const size_t k = static_cast<size_t>(t) * hidden + i;
       const float s32 = fused ? x[k] + res[k] : x[k];
@@ -114,7 +115,8 @@ TEST_P(RmsNormTest, MatchesReference) {
   p.dtype = dt;
   CUDA_OK(launch_rms_norm(p, nullptr));
   CUDA_OK(cudaDeviceSynchronize());
-  expect_within_noise(decode(dout.to_host<uint8_t>(), dt), ref32, lowp, default_atol(dt), "rmsnorm");
+  expect_within_noise(decode(dout.to_host<uint8_t>(), dt), ref32, lowp, default_atol(dt),
+                      "rmsnorm");
   if (fused) {
     const auto r = decode(dres.to_host<uint8_t>(), dt);
     for (size_t k = 0; k < n; ++k) ASSERT_EQ(r[k], res_expect[k]) << "residual " << k;
@@ -230,7 +232,8 @@ TEST_P(SiluAndMulTest, MatchesReference) {
       const float u = in[static_cast<size_t>(t) * 2 * inter + inter + i];
       const float silu = g / (1.f + std::exp(-g));
       ref32[static_cast<size_t>(t) * inter + i] = silu * u;
-      lowp[static_cast<size_t>(t) * inter + i] = round_to(round_to(silu, dt) * u, dt);  // HF: act in dtype
+      lowp[static_cast<size_t>(t) * inter + i] =
+          round_to(round_to(silu, dt) * u, dt);  // HF: act in dtype
     }
   auto din = DeviceBuffer::from(encode(in, dt));
   DeviceBuffer dout(n * dtype_size(dt));

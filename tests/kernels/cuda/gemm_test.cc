@@ -1,8 +1,9 @@
 // launch_gemm (cuBLAS y = x W^T) against an fp64-accumulated CPU reference at odd sizes, with
 // 16-bit and fp32 outputs; poisoned outputs first.
+#include "kernels/cuda/gemm.h"
+
 #include <cublas_v2.h>
 
-#include "kernels/cuda/gemm.h"
 #include "tests/kernels/cuda/test_util.h"
 
 namespace muse::kernels::test {

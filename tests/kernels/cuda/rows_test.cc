@@ -1,7 +1,8 @@
 // Row gather (embedding lookup / logits rows) and bias add against plain CPU loops.
+#include "kernels/cuda/rows.h"
+
 #include <numeric>
 
-#include "kernels/cuda/rows.h"
 #include "tests/kernels/cuda/test_util.h"
 
 namespace muse::kernels::test {
@@ -32,7 +33,8 @@ TEST_P(RowsTest, GatherRowsCopiesTheIndexedRowsExactly) {
   CUDA_OK(cudaDeviceSynchronize());
   const auto got = decode(out.to_host<uint8_t>(), dt);
   for (int r = 0; r < out_rows; ++r) {
-    for (int j = 0; j < elems; ++j) ASSERT_EQ(got[r * os + j], table[idx[r] * ts + j]) << r << " " << j;
+    for (int j = 0; j < elems; ++j)
+      ASSERT_EQ(got[r * os + j], table[idx[r] * ts + j]) << r << " " << j;
     for (int64_t j = elems; j < os; ++j) ASSERT_TRUE(std::isnan(got[r * os + j]));  // untouched
   }
 }

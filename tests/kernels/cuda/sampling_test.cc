@@ -1,10 +1,11 @@
 // Device sampling: greedy / top-k=1 are argmax, per-row determinism independent of the batch,
 // and the empirical distribution over many seeds matches the filtered softmax (chi-square bound).
+#include "kernels/cuda/sampling.h"
+
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
-#include "kernels/cuda/sampling.h"
 #include "tests/kernels/cuda/test_util.h"
 
 namespace muse::kernels::test {
@@ -35,9 +36,9 @@ void sample(const Rows& r, std::vector<int32_t>* ids, std::vector<float>* logpro
   DeviceBuffer dids(r.size() * sizeof(int32_t)), dlp(r.size() * sizeof(float));
   dids.poison();
   dlp.poison();
-  SamplingParams p{dl.get<float>(), dids.get<int32_t>(), dlp.get<float>(), dt.get<float>(),
-                   dk.get<int32_t>(), dp.get<float>(), dm.get<float>(), ds.get<uint64_t>(),
-                   dst.get<uint64_t>()};
+  SamplingParams p{dl.get<float>(), dids.get<int32_t>(), dlp.get<float>(),
+                   dt.get<float>(), dk.get<int32_t>(),   dp.get<float>(),
+                   dm.get<float>(), ds.get<uint64_t>(),  dst.get<uint64_t>()};
   p.num_rows = r.size();
   p.vocab = r.vocab;
   ASSERT_EQ(cudaSuccess, launch_sampling(p, nullptr));
@@ -88,8 +89,9 @@ TEST(Sampling, DeterministicPerRowRegardlessOfBatch) {
   auto build = [&](const std::vector<int>& order) {
     Rows r;
     r.vocab = vocab;
-    for (int i : order) r.add(rows[i].data(), 0.9f, i % 3 ? 40 : 0, i % 2 ? 0.8f : 1.f,
-                              i % 4 ? 0.f : 0.05f, 1000 + i, 17);
+    for (int i : order)
+      r.add(rows[i].data(), 0.9f, i % 3 ? 40 : 0, i % 2 ? 0.8f : 1.f, i % 4 ? 0.f : 0.05f, 1000 + i,
+            17);
     return r;
   };
   std::vector<int> all(12);
@@ -155,14 +157,16 @@ struct DistCase {
 
 TEST(Sampling, EmpiricalDistributionMatchesFilteredSoftmax) {
   MUSE_REQUIRE_DEVICE();
-  const std::vector<float> x = {1.0f, 2.5f, -0.5f, 0.3f, 2.0f, -3.0f, 1.7f, 0.9f, -1.2f, 0.0f, 1.4f};
+  const std::vector<float> x = {1.0f, 2.5f, -0.5f, 0.3f, 2.0f, -3.0f,
+                                1.7f, 0.9f, -1.2f, 0.0f, 1.4f};
   const int V = static_cast<int>(x.size()), N = 40000;
-  for (const DistCase& dc : {DistCase{1.f, 0, 1.f, 0.f}, DistCase{0.7f, 6, 1.f, 0.f},
-                             DistCase{1.2f, 0, 0.85f, 0.f}, DistCase{1.f, 8, 0.9f, 0.05f},
-                             DistCase{2.f, 0, 1.f, 0.2f}}) {
+  for (const DistCase& dc :
+       {DistCase{1.f, 0, 1.f, 0.f}, DistCase{0.7f, 6, 1.f, 0.f}, DistCase{1.2f, 0, 0.85f, 0.f},
+        DistCase{1.f, 8, 0.9f, 0.05f}, DistCase{2.f, 0, 1.f, 0.2f}}) {
     Rows r;
     r.vocab = V;
-    for (int i = 0; i < N; ++i) r.add(x.data(), dc.t, dc.k, dc.top_p, dc.min_p, 0x9e3779b9ull * i + 5, i % 7);
+    for (int i = 0; i < N; ++i)
+      r.add(x.data(), dc.t, dc.k, dc.top_p, dc.min_p, 0x9e3779b9ull * i + 5, i % 7);
     std::vector<int32_t> ids;
     std::vector<float> lp;
     sample(r, &ids, &lp);

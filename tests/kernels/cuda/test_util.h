@@ -21,8 +21,8 @@ inline bool has_device() {
   return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
 }
 
-#define MUSE_REQUIRE_DEVICE() \
-  do {                        \
+#define MUSE_REQUIRE_DEVICE()                                                   \
+  do {                                                                          \
     if (!::muse::kernels::test::has_device()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
@@ -32,7 +32,7 @@ inline uint16_t f32_to_bf16(float f) {
   uint32_t u;
   std::memcpy(&u, &f, 4);
   if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                      // round to nearest even
+  u += 0x7fffu + ((u >> 16) & 1u);                     // round to nearest even
   return static_cast<uint16_t>(u >> 16);
 }
 inline float bf16_to_f32(uint16_t h) {
@@ -71,17 +71,22 @@ inline float f16_to_f32(uint16_t h) {
     return sign ? -f : f;
   }
   uint32_t u;
-  if (e == 31) u = sign | 0x7f800000u | (m << 13);
-  else u = sign | ((e + 112u) << 23) | (m << 13);
+  if (e == 31)
+    u = sign | 0x7f800000u | (m << 13);
+  else
+    u = sign | ((e + 112u) << 23) | (m << 13);
   std::memcpy(&f, &u, 4);
   return f;
 }
 
 inline float round_to(float x, DType t) {
   switch (t) {
-    case DType::kFloat32: return x;
-    case DType::kFloat16: return f16_to_f32(f32_to_f16(x));
-    case DType::kBFloat16: return bf16_to_f32(f32_to_bf16(x));
+    case DType::kFloat32:
+      return x;
+    case DType::kFloat16:
+      return f16_to_f32(f32_to_f16(x));
+    case DType::kBFloat16:
+      return bf16_to_f32(f32_to_bf16(x));
   }
   return x;
 }
@@ -181,9 +186,8 @@ inline void expect_within_noise(const std::vector<float>& out, const std::vector
     }
     noise = std::max(noise, std::fabs(static_cast<double>(lowp[i]) - ref32[i]));
   }
-  EXPECT_LE(err, 2 * noise + atol) << what << ": worst index " << worst << " out "
-                                   << out[worst] << " ref " << ref32[worst] << " lowp noise "
-                                   << noise;
+  EXPECT_LE(err, 2 * noise + atol) << what << ": worst index " << worst << " out " << out[worst]
+                                   << " ref " << ref32[worst] << " lowp noise " << noise;
 }
 
 inline float default_atol(DType t) { return t == DType::kFloat32 ? 2e-5f : 1e-3f; }
