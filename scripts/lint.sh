@@ -45,6 +45,10 @@ CT=$(command -v clang-tidy-14 || command -v clang-tidy || true)
 [ -n "$CT" ] || { echo "lint.sh: clang-tidy not found (apt-get install clang-tidy-14)" >&2; exit 1; }
 [ -f "$BUILD_DIR/compile_commands.json" ] ||
   { echo "lint.sh: $BUILD_DIR/compile_commands.json missing (configure the build first)" >&2; exit 1; }
+if ! git rev-parse --verify -q "$BASE^{commit}" >/dev/null; then
+  echo "clang-tidy: $BASE is not in this clone (shallow?): nothing to compare against, skipped"
+  exit $status
+fi
 mapfile -t changed < <(git diff --name-only --diff-filter=AM "$BASE" -- '*.cc' |
                          grep -E '^(src|models|kernels|tools)/' || true)
 echo "clang-tidy: ${#changed[@]} changed file(s) since $BASE, budget ${BUDGET} s"

@@ -21,6 +21,7 @@ APT_PACKAGES=(
   libjpeg62-turbo-dev libpng-dev                         # hardened image decoders (untrusted input)
   libssl-dev                                             # libcrypto: SHA-256 image digests
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test
+  clang-format-14 clang-tidy-14                          # scripts/lint.sh (style gate in CI)
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3-numpy
 )

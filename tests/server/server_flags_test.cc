@@ -3,6 +3,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdlib>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "src/common/file_util.h"
 #include "src/server/server.h"
 
 namespace muse::server {
@@ -306,16 +308,18 @@ struct RunResult {
 };
 
 RunResult RunServer(const std::string& args) {
-  const std::string dir = ::testing::TempDir();
-  const std::string out = dir + "/server_flags_out.txt", err = dir + "/server_flags_err.txt";
+  // Per process and call: ctest runs these tests as parallel processes sharing TempDir().
+  static int calls = 0;
+  const std::string base = ::testing::TempDir() + "/server_flags_" + std::to_string(::getpid()) +
+                           "_" + std::to_string(calls++);
+  const std::string out = base + "_out.txt", err = base + "_err.txt";
   const std::string cmd =
       std::string(MUSE_BIN_DIR) + "/muse-server " + args + " >" + out + " 2>" + err;
   const int rc = std::system(cmd.c_str());
   auto slurp = [](const std::string& path) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    auto text = ReadFile(path);
+    std::remove(path.c_str());
+    return text.ok() ? *text : std::string();
   };
   return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, slurp(out), slurp(err)};
 }
