@@ -87,8 +87,9 @@ inline float round_to(float x, DType t) {
       return f16_to_f32(f32_to_f16(x));
     case DType::kBFloat16:
       return bf16_to_f32(f32_to_bf16(x));
+    default:  // integer types are not kernel dtypes
+      return x;
   }
-  return x;
 }
 
 inline const char* dtype_name(DType t) {
