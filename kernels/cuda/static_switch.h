@@ -24,6 +24,8 @@
         using T = __nv_bfloat16;                \
         return __VA_ARGS__();                   \
       }                                         \
+      default: /* integer types */              \
+        break;                                  \
     }                                           \
     return cudaErrorNotSupported;               \
   }()
