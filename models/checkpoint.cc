@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/common/file_util.h"
 
@@ -73,7 +74,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
     ASSIGN_OR_RETURN(weight_map, ReadWeightMap(index_path));
     std::set<std::string> unique;
     for (const auto& [name, shard] : weight_map) {
-      if (unique.insert(shard).second && !FileExists(model_dir + "/" + shard)) {
+      if (unique.insert(shard).second && !FileExists(absl::StrCat(model_dir, "/", shard))) {
         return absl::NotFoundError(absl::StrCat(index_path, " maps tensor '", name, "' to shard ",
                                                 model_dir, "/", shard, ", which does not exist"));
       }
@@ -86,7 +87,7 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
 
   std::map<std::string, std::string> owner;  // tensor -> shard it was found in
   for (const std::string& shard : shard_names) {
-    ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(model_dir + "/" + shard));
+    ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(absl::StrCat(model_dir, "/", shard)));
     for (const auto& [name, view] : file->tensors()) {
       auto [it, inserted] = owner.emplace(name, shard);
       if (!inserted) {

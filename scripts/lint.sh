@@ -56,7 +56,18 @@ deadline=$((SECONDS + BUDGET)); skipped=(); out=$(mktemp -d)
 i=0
 for f in "${changed[@]}"; do
   if [ "$SECONDS" -ge "$deadline" ]; then skipped+=("$f"); continue; fi
-  ( "$CT" -p "$BUILD_DIR" --quiet "$f" >"$out/$i.log" 2>/dev/null; echo $? >"$out/$i.rc" ) &
+  # libtorch 1.13's ATen headers (ATen.h, Functions.h, ops/*) name members of
+  # std::vector<c10::IValue> while IValue is still incomplete. GCC builds that as C++20; clang 14
+  # instantiates the C++20 constexpr vector members eagerly (llvm/llvm-project#59966) and the TU
+  # does not parse (11 clang-diagnostic-errors in ivalue_inl.h / List.h). Such TUs are analysed as
+  # gnu++17 instead; they compile as 17 too (checked: llava_vision.cc, llama_aten_model.cc,
+  # cpu_model_runner.cc).
+  std_arg=()
+  if grep -qE '^#include <(ATen/(ATen|Functions)\.h|ATen/ops/|torch/)' "$f"; then
+    std_arg=(--extra-arg=-std=gnu++17)
+  fi
+  ( "$CT" -p "$BUILD_DIR" --quiet "${std_arg[@]}" "$f" >"$out/$i.log" 2>/dev/null
+    echo $? >"$out/$i.rc" ) &
   i=$((i + 1))
   while [ "$(jobs -rp | wc -l)" -ge 2 ]; do sleep 0.2; done
 done

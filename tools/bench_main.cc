@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <ctime>
+#include <exception>
 #include <fstream>
 #include <iostream>
 #include <limits>
@@ -74,7 +75,7 @@ nlohmann::json MachineJson() {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   using muse::cli::AtLeast;
   using muse::cli::kExitUsage;
   muse::InitLogging("info");
@@ -388,4 +389,7 @@ int main(int argc, char** argv) {
     }
   }
   return exit_code;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "muse-bench: %s\n", e.what());
+  return 1;
 }

@@ -15,6 +15,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <iostream>
 #include <optional>
 #include <string>
@@ -267,7 +268,7 @@ void AddSamplingFlags(CLI::App* cmd, Flags* f) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   muse::InitLogging("warn");
   Flags f;
   CLI::App app("Command-line client for muse-server.", "muse");
@@ -324,4 +325,7 @@ int main(int argc, char** argv) {
   if (tokenize->parsed()) return Tokenize(f, *stub);
   if (generate->parsed()) return Generate(f, *stub, image_bytes);
   return Chat(f, *stub, std::move(image_bytes));  // require_subcommand(1): chat is left
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "muse: %s\n", e.what());
+  return 1;
 }

@@ -49,13 +49,15 @@ absl::StatusOr<std::vector<Job>> ReadPrompts(const std::string& path,
         job.ids.push_back(v);
       }
     } else {
-      if (tok == nullptr)
+      if (tok == nullptr) {
         return absl::InvalidArgumentError(absl::StrCat(
             path, ":", line_no, ": text prompt but the model directory has no tokenizer.json"));
+      }
       auto ids = tok->Encode(line);
-      if (!ids.ok())
+      if (!ids.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat(path, ":", line_no, ": ", ids.status().message()));
+      }
       job.ids = std::move(*ids);
     }
     if (job.ids.empty())

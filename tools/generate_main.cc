@@ -11,6 +11,7 @@
 // equal sequence 0's).
 #include <chrono>
 #include <cstdio>
+#include <exception>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -41,7 +42,7 @@ int ArgMax(const float* row, int n) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   using namespace muse;
   using cli::AtLeast;
   runtime::RunnerOptions opts;
@@ -185,4 +186,7 @@ int main(int argc, char** argv) {
                decode_steps > 0 ? decode_s * 1e3 / decode_steps : 0.0,
                max_tokens * batch / (prefill_s + decode_s));
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "muse-generate: %s\n", e.what());
+  return 1;
 }

@@ -8,6 +8,7 @@
 // `muse-make-model --help` for every flag. The files written are listed on stdout.
 #include <algorithm>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -195,18 +196,20 @@ absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::str
     for (; i < text.size() && depth > 0; ++i) {
       const char c = text[i];
       if (in_string) {
-        if (c == '\\')
+        if (c == '\\') {
           ++i;
-        else if (c == '"')
+        } else if (c == '"') {
           in_string = false;
+        }
         continue;
       }
-      if (c == '"')
+      if (c == '"') {
         in_string = true;
-      else if (c == '[' || c == '{')
+      } else if (c == '[' || c == '{') {
         ++depth;
-      else if (c == ']' || c == '}')
+      } else if (c == ']' || c == '}') {
         --depth;
+      }
       if (depth > 0 && c != ' ' && c != '\n' && c != '\t' && c != '\r') any = true;
     }
     if (depth != 0)
@@ -406,7 +409,7 @@ absl::Status Run(const Flags& f) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   std::setvbuf(stderr, nullptr, _IONBF, 0);
   muse::InitLogging("info");
   CLI::App app(
@@ -424,4 +427,7 @@ int main(int argc, char** argv) {
     return muse::cli::kExitFailure;
   }
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "muse-make-model: %s\n", e.what());
+  return 1;
 }

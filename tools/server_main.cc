@@ -4,12 +4,14 @@
 // SIGTERM / SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight requests get
 // --drain-grace-seconds to finish, then exit 0.
 #include <csignal>
+#include <cstdio>
+#include <exception>
 
 #include "src/common/cli.h"
 #include "src/common/logging.h"
 #include "src/server/server.h"
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   CLI::App app("Serves one model over gRPC (muse.v1.Inference, health, reflection).",
                "muse-server");
   muse::cli::ConfigureApp(app);
@@ -37,4 +39,7 @@ int main(int argc, char** argv) {
   (*server)->Drain(absl::Seconds(flags.drain_grace_seconds));
   server->reset();
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "muse-server: %s\n", e.what());
+  return 1;
 }

@@ -2,6 +2,7 @@
 //   encode: prints comma-separated ids of TEXT (BOS etc. unless --no-special)
 //   decode: IDS are comma-separated; prints the text (special tokens skipped with --no-special)
 #include <cstdio>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,7 @@ int Fail(const absl::Status& st) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
+int main(int argc, char** argv) try {
   muse::InitLogging("warn");
   std::string dir, input;
   bool decode = false, no_special = false;
@@ -64,4 +65,7 @@ int main(int argc, char** argv) {
   if (!ids.ok()) return Fail(ids.status());
   std::printf("%s\n", absl::StrJoin(*ids, ",").c_str());
   return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "muse-tokenize: %s\n", e.what());
+  return 1;
 }

@@ -51,8 +51,8 @@ __attribute__((target("avx2,fma"))) void MicroKernel(const float* xp, const floa
   __m256 c0[S][MR], c1[S][MR];
 #pragma GCC unroll 6
   for (int r = 0; r < MR; ++r) {
-    c0[0][r] = load ? _mm256_loadu_ps(acc + r * 16) : _mm256_setzero_ps();
-    c1[0][r] = load ? _mm256_loadu_ps(acc + r * 16 + 8) : _mm256_setzero_ps();
+    c0[0][r] = load ? _mm256_loadu_ps(acc + int64_t{r} * 16) : _mm256_setzero_ps();
+    c1[0][r] = load ? _mm256_loadu_ps(acc + int64_t{r} * 16 + 8) : _mm256_setzero_ps();
 #pragma GCC unroll 2
     for (int i = 1; i < S; ++i) c0[i][r] = c1[i][r] = _mm256_setzero_ps();
   }
@@ -88,8 +88,8 @@ __attribute__((target("avx2,fma"))) void MicroKernel(const float* xp, const floa
       c0[0][r] = _mm256_add_ps(c0[0][r], c0[i][r]);
       c1[0][r] = _mm256_add_ps(c1[0][r], c1[i][r]);
     }
-    _mm256_storeu_ps(acc + r * 16, c0[0][r]);
-    _mm256_storeu_ps(acc + r * 16 + 8, c1[0][r]);
+    _mm256_storeu_ps(acc + int64_t{r} * 16, c0[0][r]);
+    _mm256_storeu_ps(acc + int64_t{r} * 16 + 8, c1[0][r]);
   }
 }
 
@@ -181,7 +181,7 @@ void RunGemm(const GemmArgs& a, int64_t k, int64_t units, ThreadPool& pool,
   float* xp = Scratch(1, a.m * k);  // the caller's buffer, shared with the workers for this call
   const int threads = pool.num_threads();
   const int64_t tiles = NumTiles(a.m);
-  const int64_t chunk = std::max<int64_t>(1, units / (4 * threads));
+  const int64_t chunk = std::max<int64_t>(1, units / (int64_t{4} * threads));
   std::atomic<int> packed{0};
   std::atomic<int64_t> next{0};
   pool.Run([&](int tid) {

@@ -81,15 +81,16 @@ MUSE_AVX2 inline void AccumulateRun(const float* p, int64_t run, const float* v,
                                     float* acc) {
   __m256 r[NV];
 #pragma GCC unroll 8
-  for (int i = 0; i < NV; ++i) r[i] = _mm256_loadu_ps(acc + 8 * i);
+  for (int i = 0; i < NV; ++i) r[i] = _mm256_loadu_ps(acc + 8 * int64_t{i});
   for (int64_t j = 0; j < run; ++j) {
     const __m256 pj = _mm256_set1_ps(p[j]);
     const float* vj = v + j * stride;
 #pragma GCC unroll 8
-    for (int i = 0; i < NV; ++i) r[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * i), r[i]);
+    for (int i = 0; i < NV; ++i)
+      r[i] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8 * int64_t{i}), r[i]);
   }
 #pragma GCC unroll 8
-  for (int i = 0; i < NV; ++i) _mm256_storeu_ps(acc + 8 * i, r[i]);
+  for (int i = 0; i < NV; ++i) _mm256_storeu_ps(acc + 8 * int64_t{i}, r[i]);
 }
 
 // Same for any width w (head dims that are not a multiple of 8 take the scalar tail).

@@ -112,11 +112,11 @@ absl::StatusOr<std::unique_ptr<LlavaVision>> LlavaVision::Load(const LlavaConfig
   return m;
 }
 
-at::Tensor LlavaVision::Embeddings(const at::Tensor& pixels) const {
+at::Tensor LlavaVision::Embeddings(const at::Tensor& pixel_values) const {
   const VisionConfig& v = config_.vision;
-  const int64_t N = pixels.size(0), g = v.grid(), p = v.patch_size, C = v.num_channels;
+  const int64_t N = pixel_values.size(0), g = v.grid(), p = v.patch_size, C = v.num_channels;
   // The stride-p convolution as a GEMM over unfolded patches; it ignores a remainder < p.
-  at::Tensor x = pixels.to(dtype_).narrow(2, 0, g * p).narrow(3, 0, g * p);
+  at::Tensor x = pixel_values.to(dtype_).narrow(2, 0, g * p).narrow(3, 0, g * p);
   at::Tensor patches =
       x.reshape({N, C, g, p, g, p}).permute({0, 2, 4, 1, 3, 5}).reshape({N * g * g, C * p * p});
   at::Tensor h = (patch_b_.defined() ? at::addmm(patch_b_, patches, patch_w_.t())
@@ -144,8 +144,8 @@ at::Tensor LlavaVision::Layer(const VisionLayerWeights& w, const at::Tensor& h) 
   return out + Linear(Activation(Linear(x, w.fc1_w, w.fc1_b), v.hidden_act), w.fc2_w, w.fc2_b);
 }
 
-at::Tensor LlavaVision::VisionFeatures(const at::Tensor& pixels) const {
-  at::Tensor h = Embeddings(pixels.to(device_));
+at::Tensor LlavaVision::VisionFeatures(const at::Tensor& pixel_values) const {
+  at::Tensor h = Embeddings(pixel_values.to(device_));
   for (const auto& w : layers_) h = Layer(w, h);  // h = hidden_states[feature_layer_index]
   if (post_ln_w_.defined()) {
     h = at::layer_norm(h, {config_.vision.hidden_size}, post_ln_w_, post_ln_b_,
@@ -159,9 +159,9 @@ at::Tensor LlavaVision::Project(const at::Tensor& features) const {
   return Linear(at::gelu(Linear(features, proj1_w_, proj1_b_)), proj2_w_, proj2_b_);
 }
 
-at::Tensor LlavaVision::Encode(const at::Tensor& pixels) const {
+at::Tensor LlavaVision::Encode(const at::Tensor& pixel_values) const {
   at::NoGradGuard no_grad;
-  return Project(VisionFeatures(pixels)).to(at::kFloat);
+  return Project(VisionFeatures(pixel_values)).to(at::kFloat);
 }
 
 absl::StatusOr<std::vector<std::vector<float>>> AtenImageEncoder::EncodeBatch(

@@ -17,24 +17,27 @@ void BlockManager::LruPushBack(int b) {
   Block& blk = blocks_[b];
   blk.prev = lru_tail_;
   blk.next = -1;
-  if (lru_tail_ >= 0)
+  if (lru_tail_ >= 0) {
     blocks_[lru_tail_].next = b;
-  else
+  } else {
     lru_head_ = b;
+  }
   lru_tail_ = b;
   ++num_evictable_;
 }
 
 void BlockManager::LruRemove(int b) {
   Block& blk = blocks_[b];
-  if (blk.prev >= 0)
+  if (blk.prev >= 0) {
     blocks_[blk.prev].next = blk.next;
-  else
+  } else {
     lru_head_ = blk.next;
-  if (blk.next >= 0)
+  }
+  if (blk.next >= 0) {
     blocks_[blk.next].prev = blk.prev;
-  else
+  } else {
     lru_tail_ = blk.prev;
+  }
   blk.prev = blk.next = -1;
   --num_evictable_;
 }
@@ -74,10 +77,11 @@ void BlockManager::Acquire(int b) {
 void BlockManager::Release(int b) {
   Block& blk = blocks_[b];
   if (--blk.ref > 0) return;
-  if (blk.cached)
+  if (blk.cached) {
     LruPushBack(b);
-  else
+  } else {
     free_.push_back(b);
+  }
 }
 
 std::optional<int> BlockManager::Lookup(const BlockKey& key, uint64_t hash) const {

@@ -158,9 +158,9 @@ absl::Status EngineCore::AddRequest(Request request, std::shared_ptr<OutputStrea
   return absl::OkStatus();
 }
 
-void EngineCore::FinishSample(RequestState* rs, int i, FinishReason reason,
+void EngineCore::FinishSample(RequestState* rs, int sample, FinishReason reason,
                               std::string stop_reason) {
-  auto& s = rs->samples[i];
+  auto& s = rs->samples[sample];
   if (s.finished) return;
   s.finished = true;
   ++rs->num_finished;
@@ -285,8 +285,9 @@ void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
   for (int i = 0; i < n; ++i) AppendToken(rs, i, results[i], now);
 }
 
-void EngineCore::AppendToken(RequestState* rs, int i, const SampleResult& result, absl::Time now) {
-  auto& s = rs->samples[i];
+void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& result,
+                             absl::Time now) {
+  auto& s = rs->samples[sample];
   Sequence* seq = s.seq.get();
   const SamplingParams& p = rs->req.sampling;
   const int32_t tok = result.token_id;
@@ -310,7 +311,7 @@ void EngineCore::AppendToken(RequestState* rs, int i, const SampleResult& result
        std::find(eos_token_ids_.begin(), eos_token_ids_.end(), tok) != eos_token_ids_.end());
   if (may_stop && is_stop_token) {
     if (s.decoder) s.delta.text += s.stop->Append(s.decoder->Flush()).text + s.stop->Flush();
-    FinishSample(rs, i, FinishReason::kStop, absl::StrCat("token:", tok));
+    FinishSample(rs, sample, FinishReason::kStop, absl::StrCat("token:", tok));
     return;
   }
   if (s.decoder) {
@@ -319,14 +320,14 @@ void EngineCore::AppendToken(RequestState* rs, int i, const SampleResult& result
       auto r = s.stop->Append(piece);
       s.delta.text += r.text;
       if (r.stopped) {
-        FinishSample(rs, i, FinishReason::kStop, r.matched);
+        FinishSample(rs, sample, FinishReason::kStop, r.matched);
         return;
       }
     } else {
       s.delta.text += piece;  // stop strings only count from min_tokens on
     }
   }
-  if (generated >= p.max_tokens) FinishSample(rs, i, FinishReason::kLength, "");
+  if (generated >= p.max_tokens) FinishSample(rs, sample, FinishReason::kLength, "");
 }
 
 void EngineCore::FlushOutputs(absl::Time now) {

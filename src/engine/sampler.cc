@@ -144,11 +144,12 @@ static inline int32_t InverseCdf(const float* probs, int n, double target) {
     if (acc + block <= target) {
       acc += block;
       if (block > 0) {
-        for (int i = b + len - 1; i >= b; --i)
+        for (int i = b + len - 1; i >= b; --i) {
           if (probs[i] > 0) {
             last = i;
             break;
           }
+        }
       }
       continue;
     }
@@ -162,14 +163,14 @@ static inline int32_t InverseCdf(const float* probs, int n, double target) {
   return last;
 }
 
-int32_t Sampler::Draw(const SamplingRow& row, const float* w, double u) {
+int32_t Sampler::Draw(const SamplingRow& row, const float* logits, double u) {
   const SamplingParams& p = *row.params;
   const int V = vocab_size_;
   const float inv_t = 1.0f / p.temperature;
-  const float mx = MaxOf(w, V);
+  const float mx = MaxOf(logits, V);
   probs_.resize(V);
   float* probs = probs_.data();
-  for (int i = 0; i < V; ++i) probs[i] = ExpNonPositive((w[i] - mx) * inv_t);  // max prob is 1
+  for (int i = 0; i < V; ++i) probs[i] = ExpNonPositive((logits[i] - mx) * inv_t);  // max prob is 1
 
   const bool use_k = p.top_k > 0 && p.top_k < V;
   const bool use_p = p.top_p < 1.0f;
@@ -199,7 +200,7 @@ int32_t Sampler::Draw(const SamplingRow& row, const float* w, double u) {
   };
   std::sort(idx_.begin(), idx_.end(), better);
   int n = static_cast<int>(idx_.size());
-  if (n == 0) return ArgMax(w, V);
+  if (n == 0) return ArgMax(logits, V);
   if (use_k) n = std::min(n, p.top_k);
   double total = 0;
   if (use_k) {

@@ -5,16 +5,17 @@
 namespace muse::server {
 
 absl::StatusOr<ExpandedPrompt> ExpandImagePlaceholders(
-    const std::vector<int32_t>& tokens, int32_t image_token_id,
+    const std::vector<int32_t>& prompt_token_ids, int32_t image_token_id,
     const std::vector<vision::ImageEmbedding>& images, int32_t hidden_size) {
-  const size_t placeholders = std::count(tokens.begin(), tokens.end(), image_token_id);
+  const size_t placeholders =
+      std::count(prompt_token_ids.begin(), prompt_token_ids.end(), image_token_id);
   if (placeholders != images.size()) {
     return absl::InvalidArgumentError(
         absl::StrCat("images: the prompt has ", placeholders, " image placeholder(s) (token id ",
                      image_token_id, ") but the request has ", images.size(), " image(s)"));
   }
   ExpandedPrompt out;
-  size_t total = tokens.size();
+  size_t total = prompt_token_ids.size();
   for (size_t i = 0; i < images.size(); ++i) {
     const vision::ImageEmbedding& im = images[i];
     if (im.num_tokens <= 0 || !im.data) {
@@ -36,7 +37,7 @@ absl::StatusOr<ExpandedPrompt> ExpandImagePlaceholders(
   }
   out.token_ids.reserve(total);
   size_t next = 0;
-  for (int32_t t : tokens) {
+  for (int32_t t : prompt_token_ids) {
     if (t != image_token_id) {
       out.token_ids.push_back(t);
       continue;

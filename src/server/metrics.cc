@@ -173,13 +173,15 @@ std::string Metrics::Render(const engine::EngineStats& s,
   for (const auto& [t, u] : tenants)
     absl::StrAppend(&out, "muse_tenant_rejected_total{tenant=\"", Esc(t), "\"} ", u.rejected, "\n");
   Header(&out, "muse_tenant_prompt_tokens_total", "counter", "Prompt tokens per tenant.");
-  for (const auto& [t, u] : tenants)
+  for (const auto& [t, u] : tenants) {
     absl::StrAppend(&out, "muse_tenant_prompt_tokens_total{tenant=\"", Esc(t), "\"} ",
                     u.prompt_tokens, "\n");
+  }
   Header(&out, "muse_tenant_completion_tokens_total", "counter", "Completion tokens per tenant.");
-  for (const auto& [t, u] : tenants)
+  for (const auto& [t, u] : tenants) {
     absl::StrAppend(&out, "muse_tenant_completion_tokens_total{tenant=\"", Esc(t), "\"} ",
                     u.completion_tokens, "\n");
+  }
   return out;
 }
 

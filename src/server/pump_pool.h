@@ -77,7 +77,7 @@ class PumpPool {
     std::atomic<bool> queued_{false};
   };
 
-  explicit PumpPool(int num_threads, std::string thread_name = "muse-pump")
+  explicit PumpPool(int num_threads, const std::string& thread_name = "muse-pump")
       : queue_(std::make_shared<Queue>()) {
     if (num_threads < 1) num_threads = 1;
     for (int i = 0; i < num_threads; ++i) {

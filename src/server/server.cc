@@ -165,7 +165,7 @@ absl::Status Server::Impl::LoadVision(ServedModel& m) {
   ASSIGN_OR_RETURN(auto encoder, models::llava::CreateImageEncoder(o.model_dir, eo));
   vision::PixelValues blank;
   blank.height = blank.width = static_cast<int>(lc.vision.image_size);
-  blank.data.assign(3 * blank.height * blank.width, 0.0f);
+  blank.data.assign(size_t{3} * blank.height * blank.width, 0.0f);
   if (auto w = encoder->EncodeBatch({&blank}); !w.ok()) {
     return absl::InternalError(
         absl::StrCat("image encoder warm-up failed: ", w.status().message()));

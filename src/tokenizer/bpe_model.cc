@@ -29,26 +29,26 @@ absl::StatusOr<std::string> OptionalString(const nlohmann::json& j, const char* 
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::json& j) {
-  ASSIGN_OR_RETURN(std::string type, GetString(j, "type", "model"));
+absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::json& model) {
+  ASSIGN_OR_RETURN(std::string type, GetString(model, "type", "model"));
   if (type != "BPE") {
     return absl::InvalidArgumentError(
         absl::StrCat("unsupported model type '", type, "' (only BPE)"));
   }
-  if (auto d = j.find("dropout");
-      d != j.end() && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0)) {
+  if (auto d = model.find("dropout");
+      d != model.end() && !d->is_null() && !(d->is_number() && d->get<double>() == 0.0)) {
     return absl::InvalidArgumentError("BPE dropout is not supported for inference");
   }
   std::unique_ptr<BpeModel> m(new BpeModel());
-  ASSIGN_OR_RETURN(m->byte_fallback_, GetBool(j, "byte_fallback", false, "BPE"));
-  ASSIGN_OR_RETURN(m->fuse_unk_, GetBool(j, "fuse_unk", false, "BPE"));
-  ASSIGN_OR_RETURN(m->ignore_merges_, GetBool(j, "ignore_merges", false, "BPE"));
-  ASSIGN_OR_RETURN(m->prefix_, OptionalString(j, "continuing_subword_prefix"));
-  ASSIGN_OR_RETURN(m->suffix_, OptionalString(j, "end_of_word_suffix"));
-  ASSIGN_OR_RETURN(std::string unk, OptionalString(j, "unk_token"));
+  ASSIGN_OR_RETURN(m->byte_fallback_, GetBool(model, "byte_fallback", false, "BPE"));
+  ASSIGN_OR_RETURN(m->fuse_unk_, GetBool(model, "fuse_unk", false, "BPE"));
+  ASSIGN_OR_RETURN(m->ignore_merges_, GetBool(model, "ignore_merges", false, "BPE"));
+  ASSIGN_OR_RETURN(m->prefix_, OptionalString(model, "continuing_subword_prefix"));
+  ASSIGN_OR_RETURN(m->suffix_, OptionalString(model, "end_of_word_suffix"));
+  ASSIGN_OR_RETURN(std::string unk, OptionalString(model, "unk_token"));
 
-  auto vit = j.find("vocab");
-  if (vit == j.end() || !vit->is_object())
+  auto vit = model.find("vocab");
+  if (vit == model.end() || !vit->is_object())
     return absl::InvalidArgumentError("BPE: missing 'vocab' object");
   m->vocab_.reserve(vit->size());
   int64_t max_id = -1;
@@ -86,8 +86,8 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::FromJson(const nlohmann::jso
     m->unk_id_ = it->second;
   }
 
-  auto mit = j.find("merges");
-  if (mit == j.end() || !mit->is_array())
+  auto mit = model.find("merges");
+  if (mit == model.end() || !mit->is_array())
     return absl::InvalidArgumentError("BPE: missing 'merges' array");
   m->merges_.reserve(mit->size());
   int32_t rank = 0;

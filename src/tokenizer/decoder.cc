@@ -110,7 +110,8 @@ class FuseDecoder : public Decoder {
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     std::string all;
     for (const auto& t : tokens) all += t;
-    tokens.assign(1, std::move(all));
+    tokens.clear();
+    tokens.push_back(std::move(all));
     return absl::OkStatus();
   }
 };
@@ -192,35 +193,36 @@ absl::StatusOr<size_t> GetCount(const nlohmann::json& j, const char* key) {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& j) {
-  ASSIGN_OR_RETURN(std::string type, GetString(j, "type", "decoder"));
+absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& config) {
+  ASSIGN_OR_RETURN(std::string type, GetString(config, "type", "decoder"));
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
   if (type == "Replace") {
-    ASSIGN_OR_RETURN(StringOrRegex pattern, ParsePattern(j, "Replace decoder"));
-    ASSIGN_OR_RETURN(std::string content, GetString(j, "content", "Replace decoder"));
+    ASSIGN_OR_RETURN(StringOrRegex pattern, ParsePattern(config, "Replace decoder"));
+    ASSIGN_OR_RETURN(std::string content, GetString(config, "content", "Replace decoder"));
     return std::make_unique<ReplaceDecoder>(std::move(pattern), std::move(content));
   }
   if (type == "Strip") {
-    ASSIGN_OR_RETURN(std::string content, GetString(j, "content", "Strip decoder"));
-    ASSIGN_OR_RETURN(size_t start, GetCount(j, "start"));
-    ASSIGN_OR_RETURN(size_t stop, GetCount(j, "stop"));
+    ASSIGN_OR_RETURN(std::string content, GetString(config, "content", "Strip decoder"));
+    ASSIGN_OR_RETURN(size_t start, GetCount(config, "start"));
+    ASSIGN_OR_RETURN(size_t stop, GetCount(config, "stop"));
     return std::make_unique<StripDecoder>(std::move(content), start, stop);
   }
   if (type == "Metaspace") {
-    ASSIGN_OR_RETURN(std::string replacement, GetString(j, "replacement", "Metaspace decoder"));
+    ASSIGN_OR_RETURN(std::string replacement,
+                     GetString(config, "replacement", "Metaspace decoder"));
     bool strip_first = true;
-    if (auto it = j.find("prepend_scheme"); it != j.end() && it->is_string()) {
+    if (auto it = config.find("prepend_scheme"); it != config.end() && it->is_string()) {
       strip_first = it->get<std::string>() != "never";
     } else {
-      ASSIGN_OR_RETURN(strip_first, GetBool(j, "add_prefix_space", true, "Metaspace decoder"));
+      ASSIGN_OR_RETURN(strip_first, GetBool(config, "add_prefix_space", true, "Metaspace decoder"));
     }
     return std::make_unique<MetaspaceDecoder>(std::move(replacement), strip_first);
   }
   if (type == "Sequence") {
-    auto it = j.find("decoders");
-    if (it == j.end() || !it->is_array()) {
+    auto it = config.find("decoders");
+    if (it == config.end() || !it->is_array()) {
       return absl::InvalidArgumentError("Sequence decoder: missing 'decoders' array");
     }
     std::vector<std::unique_ptr<Decoder>> parts;

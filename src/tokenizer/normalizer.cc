@@ -74,21 +74,21 @@ class SequenceNormalizer : public Normalizer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const nlohmann::json& j) {
-  ASSIGN_OR_RETURN(std::string type, GetString(j, "type", "normalizer"));
+absl::StatusOr<std::unique_ptr<Normalizer>> MakeNormalizer(const nlohmann::json& config) {
+  ASSIGN_OR_RETURN(std::string type, GetString(config, "type", "normalizer"));
   if (type == "NFC") return std::make_unique<NfcNormalizer>();
   if (type == "Prepend") {
-    ASSIGN_OR_RETURN(std::string prepend, GetString(j, "prepend", "Prepend normalizer"));
+    ASSIGN_OR_RETURN(std::string prepend, GetString(config, "prepend", "Prepend normalizer"));
     return std::make_unique<PrependNormalizer>(std::move(prepend));
   }
   if (type == "Replace") {
-    ASSIGN_OR_RETURN(StringOrRegex pattern, ParsePattern(j, "Replace normalizer"));
-    ASSIGN_OR_RETURN(std::string content, GetString(j, "content", "Replace normalizer"));
+    ASSIGN_OR_RETURN(StringOrRegex pattern, ParsePattern(config, "Replace normalizer"));
+    ASSIGN_OR_RETURN(std::string content, GetString(config, "content", "Replace normalizer"));
     return std::make_unique<ReplaceNormalizer>(std::move(pattern), std::move(content));
   }
   if (type == "Sequence") {
-    auto it = j.find("normalizers");
-    if (it == j.end() || !it->is_array()) {
+    auto it = config.find("normalizers");
+    if (it == config.end() || !it->is_array()) {
       return absl::InvalidArgumentError("Sequence normalizer: missing 'normalizers' array");
     }
     std::vector<std::unique_ptr<Normalizer>> parts;

@@ -95,13 +95,13 @@ absl::StatusOr<std::unique_ptr<PostProcessor>> MakeTemplate(const nlohmann::json
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PostProcessor>> MakePostProcessor(const nlohmann::json& j) {
-  ASSIGN_OR_RETURN(std::string type, GetString(j, "type", "post_processor"));
-  if (type == "TemplateProcessing") return MakeTemplate(j);
+absl::StatusOr<std::unique_ptr<PostProcessor>> MakePostProcessor(const nlohmann::json& config) {
+  ASSIGN_OR_RETURN(std::string type, GetString(config, "type", "post_processor"));
+  if (type == "TemplateProcessing") return MakeTemplate(config);
   if (type == "ByteLevel") return std::make_unique<NoopPostProcessor>();
   if (type == "Sequence") {
-    auto it = j.find("processors");
-    if (it == j.end() || !it->is_array()) {
+    auto it = config.find("processors");
+    if (it == config.end() || !it->is_array()) {
       return absl::InvalidArgumentError("Sequence post_processor: missing 'processors' array");
     }
     std::vector<std::unique_ptr<PostProcessor>> parts;

@@ -169,7 +169,7 @@ class MetaspacePreTokenizer : public PreTokenizer {
       const bool starts = r.compare(0, replacement_.size(), replacement_) == 0;
       if (!starts &&
           (scheme_ == PrependScheme::kAlways || (scheme_ == PrependScheme::kFirst && p.at_start))) {
-        r = replacement_ + r;
+        r.insert(0, replacement_);
       }
       Piece np{std::move(r), p.at_start};
       if (!split_) {
@@ -208,18 +208,19 @@ class SequencePreTokenizer : public PreTokenizer {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::json& j) {
-  ASSIGN_OR_RETURN(std::string type, GetString(j, "type", "pre_tokenizer"));
+absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::json& config) {
+  ASSIGN_OR_RETURN(std::string type, GetString(config, "type", "pre_tokenizer"));
   if (type == "Split") {
-    ASSIGN_OR_RETURN(StringOrRegex pattern, ParsePattern(j, "Split pre_tokenizer"));
-    ASSIGN_OR_RETURN(std::string behavior_name, GetString(j, "behavior", "Split pre_tokenizer"));
+    ASSIGN_OR_RETURN(StringOrRegex pattern, ParsePattern(config, "Split pre_tokenizer"));
+    ASSIGN_OR_RETURN(std::string behavior_name,
+                     GetString(config, "behavior", "Split pre_tokenizer"));
     ASSIGN_OR_RETURN(Behavior behavior, ParseBehavior(behavior_name));
-    ASSIGN_OR_RETURN(bool invert, GetBool(j, "invert", false, "Split pre_tokenizer"));
+    ASSIGN_OR_RETURN(bool invert, GetBool(config, "invert", false, "Split pre_tokenizer"));
     return std::make_unique<SplitPreTokenizer>(std::move(pattern), behavior, invert);
   }
   if (type == "ByteLevel") {
-    ASSIGN_OR_RETURN(bool add_prefix_space, GetBool(j, "add_prefix_space", true, "ByteLevel"));
-    ASSIGN_OR_RETURN(bool use_regex, GetBool(j, "use_regex", true, "ByteLevel"));
+    ASSIGN_OR_RETURN(bool add_prefix_space, GetBool(config, "add_prefix_space", true, "ByteLevel"));
+    ASSIGN_OR_RETURN(bool use_regex, GetBool(config, "use_regex", true, "ByteLevel"));
     std::unique_ptr<PreTokenizer> split;
     if (use_regex) {
       ASSIGN_OR_RETURN(StringOrRegex pattern, StringOrRegex::FromRegex(kGpt2Pattern));
@@ -228,9 +229,9 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
     return std::make_unique<ByteLevelPreTokenizer>(add_prefix_space, std::move(split));
   }
   if (type == "Metaspace") {
-    ASSIGN_OR_RETURN(std::string replacement, GetString(j, "replacement", "Metaspace"));
+    ASSIGN_OR_RETURN(std::string replacement, GetString(config, "replacement", "Metaspace"));
     PrependScheme scheme = PrependScheme::kAlways;
-    if (auto it = j.find("prepend_scheme"); it != j.end() && it->is_string()) {
+    if (auto it = config.find("prepend_scheme"); it != config.end() && it->is_string()) {
       const std::string s = it->get<std::string>();
       if (s == "always") {
         scheme = PrependScheme::kAlways;
@@ -244,15 +245,16 @@ absl::StatusOr<std::unique_ptr<PreTokenizer>> MakePreTokenizer(const nlohmann::j
       }
     } else {
       // Older files carry add_prefix_space instead of prepend_scheme.
-      ASSIGN_OR_RETURN(bool add_prefix_space, GetBool(j, "add_prefix_space", true, "Metaspace"));
+      ASSIGN_OR_RETURN(bool add_prefix_space,
+                       GetBool(config, "add_prefix_space", true, "Metaspace"));
       scheme = add_prefix_space ? PrependScheme::kAlways : PrependScheme::kNever;
     }
-    ASSIGN_OR_RETURN(bool split, GetBool(j, "split", true, "Metaspace"));
+    ASSIGN_OR_RETURN(bool split, GetBool(config, "split", true, "Metaspace"));
     return std::make_unique<MetaspacePreTokenizer>(std::move(replacement), scheme, split);
   }
   if (type == "Sequence") {
-    auto it = j.find("pretokenizers");
-    if (it == j.end() || !it->is_array()) {
+    auto it = config.find("pretokenizers");
+    if (it == config.end() || !it->is_array()) {
       return absl::InvalidArgumentError("Sequence pre_tokenizer: missing 'pretokenizers' array");
     }
     std::vector<std::unique_ptr<PreTokenizer>> parts;

@@ -24,7 +24,7 @@ struct ThreadScratch {
   pcre2_match_data* md = nullptr;
   ThreadScratch() {
     mctx = pcre2_match_context_create(nullptr);
-    jit_stack = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, nullptr);
+    jit_stack = pcre2_jit_stack_create(PCRE2_SIZE{32} * 1024, PCRE2_SIZE{4} * 1024 * 1024, nullptr);
     if (mctx && jit_stack) pcre2_jit_stack_assign(mctx, nullptr, jit_stack);
     md = pcre2_match_data_create(4, nullptr);
   }

@@ -47,8 +47,10 @@ Coeffs PrecomputeCoeffs(int in_size, int out_size, double (*filter)(double),
   for (int xx = 0; xx < out_size; ++xx) {
     const double center = (xx + 0.5) * scale;
     const double ss = 1.0 / filterscale;
-    int xmin = static_cast<int>(center - support + 0.5);  // C truncation, as PIL
+    // NOLINTNEXTLINE(bugprone-incorrect-roundings): PIL's int(x + 0.5), C truncation included
+    int xmin = static_cast<int>(center - support + 0.5);
     if (xmin < 0) xmin = 0;
+    // NOLINTNEXTLINE(bugprone-incorrect-roundings): PIL's int(x + 0.5), bit-exact with PIL
     int xmax = static_cast<int>(center + support + 0.5);
     if (xmax > in_size) xmax = in_size;
     xmax -= xmin;
@@ -61,6 +63,7 @@ Coeffs PrecomputeCoeffs(int in_size, int out_size, double (*filter)(double),
       const double v = ww != 0.0 ? w[x] / ww : w[x];
       c.k[static_cast<size_t>(xx) * c.ksize + x] =
           v < 0 ? static_cast<int32_t>(-0.5 + v * (1 << kPrecisionBits))
+                // NOLINTNEXTLINE(bugprone-incorrect-roundings): PIL's int(x + 0.5) for v >= 0
                 : static_cast<int32_t>(0.5 + v * (1 << kPrecisionBits));
     }
     c.xmin[xx] = xmin;
@@ -314,25 +317,26 @@ absl::StatusOr<Image> Resize(const Image& image, int out_h, int out_w, int resam
   return cur;
 }
 
-Image CenterCrop(const Image& img, int ch, int cw) {
+Image CenterCrop(const Image& image, int crop_height, int crop_width) {
   auto floordiv2 = [](int v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); };
   // Zero-pad to at least the crop size (padding split with the larger half first, as HF), then
   // crop.
-  const int nh = std::max(ch, img.height), nw = std::max(cw, img.width);
-  const int top_pad = (nh - img.height + 1) / 2, left_pad = (nw - img.width + 1) / 2;
-  const int top = floordiv2(img.height - ch) + top_pad, left = floordiv2(img.width - cw) + left_pad;
+  const int nh = std::max(crop_height, image.height), nw = std::max(crop_width, image.width);
+  const int top_pad = (nh - image.height + 1) / 2, left_pad = (nw - image.width + 1) / 2;
+  const int top = floordiv2(image.height - crop_height) + top_pad,
+            left = floordiv2(image.width - crop_width) + left_pad;
   Image out;
-  out.height = ch;
-  out.width = cw;
-  out.rgb.assign(static_cast<size_t>(ch) * cw * 3, 0);
-  for (int y = 0; y < ch; ++y) {
+  out.height = crop_height;
+  out.width = crop_width;
+  out.rgb.assign(static_cast<size_t>(crop_height) * crop_width * 3, 0);
+  for (int y = 0; y < crop_height; ++y) {
     const int py = y + top - top_pad;  // row in the source image
-    if (py < 0 || py >= img.height) continue;
-    for (int x = 0; x < cw; ++x) {
+    if (py < 0 || py >= image.height) continue;
+    for (int x = 0; x < crop_width; ++x) {
       const int px = x + left - left_pad;
-      if (px < 0 || px >= img.width) continue;
-      std::copy_n(img.rgb.data() + (static_cast<size_t>(py) * img.width + px) * 3, 3,
-                  out.rgb.data() + (static_cast<size_t>(y) * cw + x) * 3);
+      if (px < 0 || px >= image.width) continue;
+      std::copy_n(image.rgb.data() + (static_cast<size_t>(py) * image.width + px) * 3, 3,
+                  out.rgb.data() + (static_cast<size_t>(y) * crop_width + x) * 3);
     }
   }
   return out;

@@ -38,7 +38,7 @@ Value AffixTest(const std::string& self, const std::vector<Value>& args, bool pr
 
 // Python str.split(sep=None, maxsplit=-1), as the reference implements it.
 Value Split(const std::string& self, const std::vector<Value>& args) {
-  const Value sep = args.size() > 0 ? args[0] : Value::Null();
+  const Value sep = !args.empty() ? args[0] : Value::Null();
   if (!sep.is_string() && !sep.is_null()) Fail("sep argument must be a string or null");
   const Value maxsplit = args.size() > 1 ? args[1] : Value::Int(-1);
   if (!maxsplit.is_int()) Fail("maxsplit argument must be a number");
@@ -263,33 +263,35 @@ bool IsKnownTest(std::string_view name) {
   return false;
 }
 
-bool RunTest(std::string_view name, const Value& v, const Value* arg) {
-  if (name == "boolean") return v.kind == Kind::kBool;
-  if (name == "callable") return v.kind == Kind::kFunction;
+bool RunTest(std::string_view name, const Value& operand, const Value* arg) {
+  if (name == "boolean") return operand.kind == Kind::kBool;
+  if (name == "callable") return operand.kind == Kind::kFunction;
   if (name == "odd" || name == "even") {
-    if (!v.is_int()) Fail(absl::StrCat("cannot ", std::string(name), " on ", v.TypeName()));
-    const bool odd = std::fmod(v.number, 2) != 0;
+    if (!operand.is_int())
+      Fail(absl::StrCat("cannot ", std::string(name), " on ", operand.TypeName()));
+    const bool odd = std::fmod(operand.number, 2) != 0;
     return name == "odd" ? odd : !odd;
   }
-  if (name == "false") return v.kind == Kind::kBool && !v.boolean;
-  if (name == "true") return v.kind == Kind::kBool && v.boolean;
-  if (name == "none") return v.is_null();
-  if (name == "string") return v.is_string();
-  if (name == "number") return v.is_number();
-  if (name == "integer") return v.is_int();
-  if (name == "iterable") return v.kind == Kind::kArray || v.is_string();  // not tuples, not dicts
-  if (name == "mapping") return v.is_object();
-  if (name == "sequence") return v.is_array() || v.is_object() || v.is_string();
+  if (name == "false") return operand.kind == Kind::kBool && !operand.boolean;
+  if (name == "true") return operand.kind == Kind::kBool && operand.boolean;
+  if (name == "none") return operand.is_null();
+  if (name == "string") return operand.is_string();
+  if (name == "number") return operand.is_number();
+  if (name == "integer") return operand.is_int();
+  if (name == "iterable")
+    return operand.kind == Kind::kArray || operand.is_string();  // not tuples, not dicts
+  if (name == "mapping") return operand.is_object();
+  if (name == "sequence") return operand.is_array() || operand.is_object() || operand.is_string();
   if (name == "lower" || name == "upper") {
-    if (!v.is_string())
-      Fail(absl::StrCat("cannot test '", std::string(name), "' on ", v.TypeName()));
-    return v.str == (name == "lower" ? JsToLower(v.str) : JsToUpper(v.str));
+    if (!operand.is_string())
+      Fail(absl::StrCat("cannot test '", std::string(name), "' on ", operand.TypeName()));
+    return operand.str == (name == "lower" ? JsToLower(operand.str) : JsToUpper(operand.str));
   }
-  if (name == "defined") return !v.is_undefined();
-  if (name == "undefined") return v.is_undefined();
+  if (name == "defined") return !operand.is_undefined();
+  if (name == "undefined") return operand.is_undefined();
   if (name == "equalto" || name == "eq") {
     if (arg == nullptr) Fail("Cannot read properties of undefined (reading 'value')");
-    return StrictEquals(v, *arg);
+    return StrictEquals(operand, *arg);
   }
   Fail(absl::StrCat("Unknown test: ", std::string(name)));
 }

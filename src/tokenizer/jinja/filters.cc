@@ -216,8 +216,8 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
   if (name == "int" || name == "float") {
     const Arguments args = EvalArguments(filter.args, env);
     const bool is_int = name == "int";
-    const Value fallback = NamedArg(args.positional, args.keywords, 0, "default",
-                                    is_int ? Value::Int(0) : Value::Float(0));
+    Value fallback = NamedArg(args.positional, args.keywords, 0, "default",
+                              is_int ? Value::Int(0) : Value::Float(0));
     if (operand.is_string()) {
       const std::string t = JsTrim(operand.str, true, false);
       char* end = nullptr;
@@ -233,7 +233,7 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
   }
   if (name == "default") {
     const Arguments args = EvalArguments(filter.args, env);
-    const Value fallback = args.positional.size() > 0 ? args.positional[0] : Value::String("");
+    Value fallback = !args.positional.empty() ? args.positional[0] : Value::String("");
     const Value boolean =
         NamedArg(args.positional, args.keywords, 1, "boolean", Value::Bool(false));
     if (boolean.kind != Kind::kBool) Fail("`default` filter flag must be a boolean");
@@ -294,9 +294,10 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
       for (const Value& item : items) {
         const Value* a = item.object->Find(attr);
         bool result = false;
-        if (a)
+        if (a) {
           result = test.empty() ? a->Truthy()
                                 : RunTest(test, *a, filter.args.size() > 2 ? &test_arg : nullptr);
+        }
         if (select ? result : !result) out.push_back(item);
       }
       return Value::MakeArray(std::move(out));

@@ -221,9 +221,10 @@ std::string Lexer::ConsumeEscapedChar() {
     const std::string hex = src_.substr(pos_, length);
     bool ok = hex.size() == length;
     for (char c : hex) ok = ok && std::isxdigit(static_cast<unsigned char>(c));
-    if (!ok)
+    if (!ok) {
       throw LexError{
           absl::StrCat("Invalid hexadecimal escape sequence: \\", std::string(1, escaped), hex)};
+    }
     std::string out;
     AppendUtf8(out, static_cast<uint32_t>(std::stoul(hex, nullptr, 16)));
     pos_ += length;

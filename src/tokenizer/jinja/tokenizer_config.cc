@@ -67,9 +67,10 @@ absl::StatusOr<TokenizerChatConfig> ParseTokenizerConfig(const nlohmann::json& c
 absl::StatusOr<TokenizerChatConfig> LoadTokenizerConfig(const std::string& path) {
   ASSIGN_OR_RETURN(nlohmann::json config, muse::ParseJsonFile(path));
   auto parsed = ParseTokenizerConfig(config);
-  if (!parsed.ok())
+  if (!parsed.ok()) {
     return absl::Status(parsed.status().code(),
                         absl::StrCat(path, ": ", parsed.status().message()));
+  }
   return parsed;
 }
 

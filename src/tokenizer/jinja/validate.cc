@@ -61,7 +61,7 @@ class Validator {
     }
   }
 
-  void Error(std::string message) {
+  void Error(const std::string& message) {
     if (status_.ok())
       status_ = absl::InvalidArgumentError(absl::StrCat("jinja: unsupported template: ", message));
   }

@@ -29,7 +29,7 @@ class ObjectMap {
   const Value* Find(std::string_view key) const;
   void Set(std::string key, Value value);
   bool Erase(std::string_view key);
-  size_t size() const { return entries_.size(); }
+  size_t size() const;  // defined below Value: vector<T>::size() needs a complete T
   const std::vector<std::pair<std::string, Value>>& entries() const { return entries_; }
 
  private:
@@ -92,6 +92,8 @@ struct Value {
   // The reference's class name, used in error messages.
   const char* TypeName() const;
 };
+
+inline size_t ObjectMap::size() const { return entries_.size(); }
 
 // JavaScript Number.prototype.toString().
 std::string JsNumberToString(double v);
