@@ -66,6 +66,7 @@ for f in "${changed[@]}"; do
   if grep -qE '^#include <(ATen/(ATen|Functions)\.h|ATen/ops/|torch/)' "$f"; then
     std_arg=(--extra-arg=-std=gnu++17)
   fi
+  echo "$f" >"$out/$i.name"
   ( "$CT" -p "$BUILD_DIR" --quiet "${std_arg[@]}" "$f" >"$out/$i.log" 2>/dev/null
     echo $? >"$out/$i.rc" ) &
   i=$((i + 1))
@@ -74,7 +75,17 @@ done
 wait
 warnings=$(cat "$out"/*.log 2>/dev/null | grep -cE ': (warning|error):' || true)
 cat "$out"/*.log 2>/dev/null | grep -A3 -E ': (warning|error):' || true
+# A run that failed without a finding (crash, unparsable file) must not pass silently.
+crashed=()
+for rc in "$out"/*.rc; do
+  [ -e "$rc" ] || continue
+  [ "$(cat "$rc")" = 0 ] || crashed+=("$(cat "${rc%.rc}.name")")
+done
 rm -rf "$out"
+if [ "${#crashed[@]}" -gt 0 ]; then
+  echo "clang-tidy: failed to analyse: ${crashed[*]}" >&2
+  status=1
+fi
 if [ "${#skipped[@]}" -gt 0 ]; then
   echo "clang-tidy: budget spent, not checked: ${skipped[*]}" >&2
 fi
