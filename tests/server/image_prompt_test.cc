@@ -8,28 +8,16 @@
 #include <vector>
 
 #include "src/engine/batch_builder.h"
+#include "tests/common/status_matchers.h"
+#include "tests/vision/test_embeddings.h"
 
 namespace muse::server {
 namespace {
 
-using ::testing::HasSubstr;
 using vision::ImageEmbedding;
 
-#define EXPECT_INVALID(expr, substr)                                  \
-  do {                                                                \
-    auto _st = (expr).status();                                       \
-    EXPECT_EQ(_st.code(), absl::StatusCode::kInvalidArgument) << _st; \
-    EXPECT_THAT(std::string(_st.message()), HasSubstr(substr));       \
-  } while (0)
-
 ImageEmbedding Emb(uint8_t id, int rows, int hidden) {
-  ImageEmbedding e;
-  e.num_tokens = rows;
-  e.hidden_size = hidden;
-  e.digest.bytes[0] = id;
-  e.digest.bytes[31] = id;
-  e.data = std::make_shared<std::vector<float>>(size_t(rows) * hidden, float(id));
-  return e;
+  return muse::testing::TestEmbedding(id, rows, hidden);
 }
 
 TEST(ImagePromptTest, ExpandsPlaceholdersInOrder) {

@@ -11,6 +11,7 @@
 
 #include "src/common/image_encode.h"
 #include "src/vision/image.h"
+#include "tests/common/status_matchers.h"
 #include "tests/vision/test_codecs.h"
 
 namespace muse::vision {
@@ -22,13 +23,6 @@ using muse::testing::EncodePngLib;
 using muse::testing::PngSpec;
 using muse::testing::ReferenceDecodeJpeg;
 using ::testing::HasSubstr;
-
-#define EXPECT_INVALID(expr, substr)                                  \
-  do {                                                                \
-    auto _st = (expr).status();                                       \
-    EXPECT_EQ(_st.code(), absl::StatusCode::kInvalidArgument) << _st; \
-    EXPECT_THAT(std::string(_st.message()), HasSubstr(substr));       \
-  } while (0)
 
 uint32_t Next(uint32_t& s) { return s = s * 1664525u + 1013904223u; }
 

@@ -12,6 +12,8 @@
 #include "src/vision/image.h"
 #include "src/vision/image_input.h"
 #include "src/vision/preprocess.h"
+#include "tests/common/status_matchers.h"
+#include "tests/vision/test_embeddings.h"
 #include "tests/vision/test_images.h"
 
 namespace muse::vision {
@@ -22,13 +24,6 @@ using muse::EncodePng;
 using muse::testing::Base64Encode;
 using muse::testing::TestPixels;
 using ::testing::HasSubstr;
-
-#define EXPECT_INVALID(expr, substr)                                  \
-  do {                                                                \
-    auto _st = (expr).status();                                       \
-    EXPECT_EQ(_st.code(), absl::StatusCode::kInvalidArgument) << _st; \
-    EXPECT_THAT(std::string(_st.message()), HasSubstr(substr));       \
-  } while (0)
 
 Image MakeImage(int w, int h, uint32_t seed) {
   Image im;
@@ -480,13 +475,7 @@ TEST(DigestTest, DependsOnPixelsAndPreprocessing) {
 // ---- Encoder cache ---------------------------------------------------------------------------
 
 ImageEmbedding Emb(uint8_t id, int rows, int hidden) {
-  ImageEmbedding e;
-  e.num_tokens = rows;
-  e.hidden_size = hidden;
-  e.digest.bytes[0] = id;
-  e.digest.bytes[31] = id;
-  e.data = std::make_shared<std::vector<float>>(size_t(rows) * hidden, float(id));
-  return e;
+  return muse::testing::TestEmbedding(id, rows, hidden);
 }
 
 TEST(EncoderCacheTest, LruWithinByteBound) {
