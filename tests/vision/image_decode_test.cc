@@ -22,7 +22,6 @@ using muse::testing::EncodeJpegLib;
 using muse::testing::EncodePngLib;
 using muse::testing::PngSpec;
 using muse::testing::ReferenceDecodeJpeg;
-using ::testing::HasSubstr;
 
 uint32_t Next(uint32_t& s) { return s = s * 1664525u + 1013904223u; }
 
