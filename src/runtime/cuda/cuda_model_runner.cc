@@ -4,7 +4,6 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 #include <map>
 #include <utility>
@@ -54,7 +53,6 @@ int NextPow2(int v) {
 struct CudaModelRunner::Impl {
   std::unique_ptr<models::LlamaCudaModel> model;  // weights + RoPE tables + the Llama forward
   k::DType dt = k::DType::kBFloat16;
-  size_t elem = 2;
   int device = 0;
   cudaStream_t stream = nullptr;  // every step's work, non-blocking
   cublasHandle_t blas = nullptr;
@@ -104,6 +102,7 @@ struct CudaModelRunner::Impl {
   }
 
   const models::ModelConfig& cfg() const { return model->config(); }
+  size_t elem() const { return k::dtype_size(dt); }
   static size_t MetaInt32Bytes(int64_t c) { return (5 * c + 1 + 1) / 2 * 2 * 4; }
 
   absl::Status EnsureActivations(int64_t tokens);
@@ -244,7 +243,7 @@ absl::StatusOr<std::vector<models::CudaEmbeddingRows>> CudaModelRunner::Impl::St
     cap_override = 0;
     override_host.reset();
     void* p = nullptr;
-    MUSE_CUDA_RETURN(cudaMallocHost(&p, total * elem));
+    MUSE_CUDA_RETURN(cudaMallocHost(&p, total * elem()));
     override_host.reset(p);
     cap_override = total;
   }
@@ -292,7 +291,6 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const R
     return absl::InvalidArgumentError(absl::StrCat(
         "dtype: '", o.dtype, "' is not supported on cuda (bfloat16 or float16; fp32 runs on cpu)"));
   }
-  impl->elem = k::dtype_size(impl->dt);
   int count = 0;
   if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
     return absl::FailedPreconditionError(
@@ -323,7 +321,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const R
 
   // KV pool: per layer K then V, [num_blocks, kKvBlockSize, nKV, D] each.
   const int64_t layer_bytes = int64_t{2} * kernels::kKvBlockSize * c.num_key_value_heads * D *
-                              static_cast<int64_t>(impl->elem);
+                              static_cast<int64_t>(impl->elem());
   impl->block_bytes = c.num_hidden_layers * layer_bytes;
   impl->num_blocks = o.num_kv_blocks > 0 ? o.num_kv_blocks : o.kv_cache_bytes / impl->block_bytes;
   if (impl->num_blocks < 1) {
@@ -332,7 +330,7 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const R
                                                    impl->block_bytes, " bytes)"));
   }
   const size_t cache_bytes = static_cast<size_t>(impl->num_blocks) * kernels::kKvBlockSize *
-                             c.num_key_value_heads * D * impl->elem;
+                             c.num_key_value_heads * D * impl->elem();
   ASSIGN_OR_RETURN(impl->kv, DeviceAlloc(2 * cache_bytes * c.num_hidden_layers));
   MUSE_CUDA_RETURN(cudaMemset(impl->kv.get(), 0, 2 * cache_bytes * c.num_hidden_layers));
   char* kvb = static_cast<char*>(impl->kv.get());
