@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 namespace muse::kernels {
 
@@ -28,6 +29,33 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
 
+// Raw-bit views of memory that holds T elements. Reading T storage through a uint4 / uint32_t
+// lvalue is type punning (undefined under strict aliasing; g++ -O2 does miscompile it), and
+// __may_alias__ exempts accesses through these types from type-based alias analysis (g++, clang and
+// nvcc). Not memcpy: nvcc 13 lowers a memcpy to or from global / shared memory into byte loads and
+// stores even with __builtin_assume_aligned, losing the 128-bit accesses; through these views nvcc
+// emits the same single ld/st.v4.u32 (ld/st.u32) as before. Register-to-register bit copies use
+// memcpy.
+struct __attribute__((__may_alias__, __aligned__(16))) AliasedU128 {
+  uint4 v;
+};
+struct __attribute__((__may_alias__, __aligned__(4))) AliasedU32 {
+  uint32_t v;
+};
+
+// 128 bits at p (16-byte aligned).
+__device__ __forceinline__ uint4 load16(const void* p) {
+  return static_cast<const AliasedU128*>(p)->v;
+}
+__device__ __forceinline__ void store16(void* p, const uint4& v) {
+  static_cast<AliasedU128*>(p)->v = v;
+}
+// 32 bits at p (4-byte aligned).
+__device__ __forceinline__ uint32_t load32(const void* p) {
+  return static_cast<const AliasedU32*>(p)->v;
+}
+__device__ __forceinline__ void store32(void* p, uint32_t v) { static_cast<AliasedU32*>(p)->v = v; }
+
 // Eight consecutive elements as raw bits: one 128-bit word for 16-bit types, two for fp32.
 template <typename T>
 struct Chunk8 {
@@ -39,9 +67,8 @@ struct Chunk8 {
 template <typename T>
 __device__ __forceinline__ Chunk8<T> load_chunk8(const T* p) {
   Chunk8<T> c;
-  const uint4* src = reinterpret_cast<const uint4*>(p);
 #pragma unroll
-  for (int i = 0; i < Chunk8<T>::kWords; ++i) c.w[i] = src[i];
+  for (int i = 0; i < Chunk8<T>::kWords; ++i) c.w[i] = load16(p + 4 * i);
   return c;
 }
 
@@ -55,20 +82,21 @@ __device__ __forceinline__ Chunk8<T> zero_chunk8() {
 
 template <typename T>
 __device__ __forceinline__ void chunk8_to_float(const Chunk8<T>& c, float (&f)[8]) {
-  const T* e = reinterpret_cast<const T*>(c.w);
+  T e[8];
+  memcpy(e, c.w, sizeof(e));  // register-to-register on nvcc
 #pragma unroll
   for (int i = 0; i < 8; ++i) f[i] = to_float(e[i]);
 }
 
 template <typename T>
 __device__ __forceinline__ void store_float8(T* p, const float (&f)[8]) {
-  Chunk8<T> c;
-  T* e = reinterpret_cast<T*>(c.w);
+  T e[8];
 #pragma unroll
   for (int i = 0; i < 8; ++i) e[i] = from_float<T>(f[i]);
-  uint4* dst = reinterpret_cast<uint4*>(p);
+  Chunk8<T> c;
+  memcpy(c.w, e, sizeof(e));
 #pragma unroll
-  for (int i = 0; i < Chunk8<T>::kWords; ++i) dst[i] = c.w[i];
+  for (int i = 0; i < Chunk8<T>::kWords; ++i) store16(p + 4 * i, c.w[i]);
 }
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -116,6 +144,7 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return scratch[32];
 }
 
+// Pointer -> integer for the alignment test only; nothing is accessed through it.
 inline bool is_aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace muse::kernels

@@ -14,6 +14,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_utils.cuh"
 #include "kernels/cuda/decode_tile.h"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/static_switch.h"
 
 namespace muse::kernels {
@@ -241,7 +242,7 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads)
     paged_decode_reduce_kernel(PagedDecodeParams p, int num_partitions) {
-  extern __shared__ float s_w[];  // [num_partitions] weights
+  MUSE_DYNAMIC_SHARED(float, s_w);  // [num_partitions] weights
   __shared__ float scratch[33];
   const int head = blockIdx.x, seq = blockIdx.y;
   const size_t ws_rows = static_cast<size_t>(p.num_seqs) * p.num_heads * num_partitions;
@@ -275,13 +276,14 @@ __global__ void __launch_bounds__(kThreads)
 template <typename T, int D>
 cudaError_t launch_decode(const PagedDecodeParams& p, const DecodeGrid& g, cudaStream_t stream) {
   const dim3 grid(g.num_partitions, p.num_kv_heads * g.head_chunks, p.num_seqs);
-  paged_decode_kernel<T, D>
-      <<<grid, kThreads, 0, stream>>>(p, g.partition_size, g.num_partitions, g.head_chunks);
+  MUSE_LAUNCH(grid, kThreads, 0, stream, paged_decode_kernel<T, D>)
+  (p, g.partition_size, g.num_partitions, g.head_chunks);
   if (g.num_partitions > 1) {
     const size_t smem = static_cast<size_t>(g.num_partitions) * sizeof(float);
     if (smem > 48 * 1024) return cudaErrorInvalidValue;  // > 12k partitions: ~6M-token context
-    paged_decode_reduce_kernel<T, D>
-        <<<dim3(p.num_heads, p.num_seqs), kThreads, smem, stream>>>(p, g.num_partitions);
+    MUSE_LAUNCH(dim3(p.num_heads, p.num_seqs), kThreads, smem, stream,
+                paged_decode_reduce_kernel<T, D>)
+    (p, g.num_partitions);
   }
   return cudaGetLastError();
 }

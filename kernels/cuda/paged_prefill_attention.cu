@@ -6,9 +6,11 @@
 // (C fragments), online softmax in fp32, P is rounded to the input type and fed straight back
 // as the A operand of O += P V (the C->A fragment identity of m16n8k16).
 #include <algorithm>
+#include <cstring>
 
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/static_switch.h"
 
@@ -26,9 +28,10 @@ struct PrefillSmem {
   static constexpr int kElems = kV + D * kVS;
 };
 
+// Two adjacent elements as one 32-bit word (p 4-byte aligned).
 template <typename T>
 __device__ __forceinline__ uint32_t ld32(const T* p) {
-  return *reinterpret_cast<const uint32_t*>(p);
+  return load32(p);
 }
 
 template <typename T, int D>
@@ -37,7 +40,9 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
   constexpr int kC = D / 8;    // 16-byte chunks per row
   constexpr int kKC = D / 16;  // k-steps of QK^T
   constexpr int kNO = D / 8;   // n-tiles of O
-  extern __shared__ __align__(16) unsigned char smem_raw[];
+  MUSE_DYNAMIC_SHARED(unsigned char, smem_raw);
+  // Byte buffer viewed as T (pointer conversion only): accesses go through T lvalues or the
+  // load16/store16/load32 views of cuda_utils.cuh, never a punned uint4/uint32_t lvalue.
   T* sQ = reinterpret_cast<T*>(smem_raw) + L::kQ;
   T* sK = reinterpret_cast<T*>(smem_raw) + L::kK;
   T* sVt = reinterpret_cast<T*>(smem_raw) + L::kV;
@@ -60,8 +65,8 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
   for (int i = threadIdx.x; i < kBM * kC; i += kThreads) {
     const int r = i / kC, c = i % kC;
     uint4 v = make_uint4(0, 0, 0, 0);
-    if (r < rows) v = *reinterpret_cast<const uint4*>(qg + r * p.q_stride + c * 8);
-    *reinterpret_cast<uint4*>(sQ + r * L::kQS + c * 8) = v;
+    if (r < rows) v = load16(qg + r * p.q_stride + c * 8);
+    store16(sQ + r * L::kQS + c * 8, v);
   }
   __syncthreads();
   uint32_t qf[kKC][4];
@@ -102,11 +107,12 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
             (static_cast<int64_t>(bt[kv / kKvBlockSize]) * kKvBlockSize + kv % kKvBlockSize) *
                 row_stride +
             c * 8;
-        kw = *reinterpret_cast<const uint4*>(kg + off);
-        vw = *reinterpret_cast<const uint4*>(vg + off);
+        kw = load16(kg + off);
+        vw = load16(vg + off);
       }
-      *reinterpret_cast<uint4*>(sK + t * L::kKS + c * 8) = kw;
-      const T* ve = reinterpret_cast<const T*>(&vw);
+      store16(sK + t * L::kKS + c * 8, kw);
+      T ve[8];
+      memcpy(ve, &vw, sizeof(ve));
 #pragma unroll
       for (int j = 0; j < 8; ++j) sVt[(c * 8 + j) * L::kVS + t] = ve[j];
     }
@@ -194,12 +200,8 @@ __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillPar
           tq * 2;
 #pragma unroll
   for (int n = 0; n < kNO; ++n) {
-    if (r0 < rows)
-      *reinterpret_cast<uint32_t*>(og + r0 * p.out_stride + n * 8) =
-          pack2<T>(o[n][0] * i0, o[n][1] * i0);
-    if (r1 < rows)
-      *reinterpret_cast<uint32_t*>(og + r1 * p.out_stride + n * 8) =
-          pack2<T>(o[n][2] * i1, o[n][3] * i1);
+    if (r0 < rows) store32(og + r0 * p.out_stride + n * 8, pack2<T>(o[n][0] * i0, o[n][1] * i0));
+    if (r1 < rows) store32(og + r1 * p.out_stride + n * 8, pack2<T>(o[n][2] * i1, o[n][3] * i1));
   }
 }
 
@@ -211,7 +213,7 @@ cudaError_t launch_prefill(const PagedPrefillParams& p, cudaStream_t stream) {
                            static_cast<int>(smem));
   if (err != cudaSuccess) return err;
   const dim3 grid((p.max_query_len + kBM - 1) / kBM, p.num_heads, p.num_seqs);
-  paged_prefill_kernel<T, D><<<grid, kThreads, smem, stream>>>(p);
+  MUSE_LAUNCH(grid, kThreads, smem, stream, paged_prefill_kernel<T, D>)(p);
   return cudaGetLastError();
 }
 

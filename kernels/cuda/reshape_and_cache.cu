@@ -1,5 +1,6 @@
 #include "kernels/cuda/cache.h"
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/static_switch.h"
 
 namespace muse::kernels {
@@ -18,8 +19,8 @@ __global__ void reshape_and_cache_kernel(ReshapeAndCacheParams p) {
   T* vc = static_cast<T*>(p.v_cache) + slot * row;
   if constexpr (kVec > 1) {
     for (int i = threadIdx.x * kVec; i < row; i += blockDim.x * kVec) {
-      *reinterpret_cast<uint4*>(kc + i) = *reinterpret_cast<const uint4*>(k + i);
-      *reinterpret_cast<uint4*>(vc + i) = *reinterpret_cast<const uint4*>(v + i);
+      store16(kc + i, load16(k + i));
+      store16(vc + i, load16(v + i));
     }
   } else {
     for (int i = threadIdx.x; i < row; i += blockDim.x) {
@@ -45,9 +46,9 @@ cudaError_t launch_reshape_and_cache(const ReshapeAndCacheParams& in, cudaStream
                      is_aligned16(p.v_cache);
     const int threads = std::min(256, std::max(32, (row / (vec ? kVec : 1) + 31) / 32 * 32));
     if (vec)
-      reshape_and_cache_kernel<T, kVec><<<p.num_tokens, threads, 0, stream>>>(p);
+      MUSE_LAUNCH(p.num_tokens, threads, 0, stream, reshape_and_cache_kernel<T, kVec>)(p);
     else
-      reshape_and_cache_kernel<T, 1><<<p.num_tokens, threads, 0, stream>>>(p);
+      MUSE_LAUNCH(p.num_tokens, threads, 0, stream, reshape_and_cache_kernel<T, 1>)(p);
     return cudaGetLastError();
   });
 }

@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/norm.h"
 #include "kernels/cuda/static_switch.h"
 
@@ -72,14 +73,14 @@ cudaError_t launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
     const dim3 grid(p.num_tokens);
     if (p.residual) {
       if (vec)
-        rms_norm_kernel<T, true, true><<<grid, threads, 0, stream>>>(p);
+        MUSE_LAUNCH(grid, threads, 0, stream, rms_norm_kernel<T, true, true>)(p);
       else
-        rms_norm_kernel<T, true, false><<<grid, threads, 0, stream>>>(p);
+        MUSE_LAUNCH(grid, threads, 0, stream, rms_norm_kernel<T, true, false>)(p);
     } else {
       if (vec)
-        rms_norm_kernel<T, false, true><<<grid, threads, 0, stream>>>(p);
+        MUSE_LAUNCH(grid, threads, 0, stream, rms_norm_kernel<T, false, true>)(p);
       else
-        rms_norm_kernel<T, false, false><<<grid, threads, 0, stream>>>(p);
+        MUSE_LAUNCH(grid, threads, 0, stream, rms_norm_kernel<T, false, false>)(p);
     }
     return cudaGetLastError();
   });

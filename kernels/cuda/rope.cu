@@ -1,6 +1,7 @@
 #include <algorithm>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/rope.h"
 #include "kernels/cuda/static_switch.h"
 
@@ -43,7 +44,7 @@ cudaError_t launch_rope(const RopeParams& in, cudaStream_t stream) {
   return MUSE_DTYPE_SWITCH(p.dtype, T, [&] {
     const int work = (p.num_heads + (p.k ? p.num_kv_heads : 0)) * (p.rot_dim / 2);
     const int threads = std::clamp((work + 31) / 32 * 32, 32, 512);
-    rope_kernel<T><<<p.num_tokens, threads, 0, stream>>>(p);
+    MUSE_LAUNCH(p.num_tokens, threads, 0, stream, rope_kernel<T>)(p);
     return cudaGetLastError();
   });
 }

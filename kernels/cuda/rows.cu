@@ -1,4 +1,5 @@
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/rows.h"
 #include "kernels/cuda/static_switch.h"
 
@@ -37,7 +38,7 @@ cudaError_t launch_gather_rows(const GatherRowsParams& p, cudaStream_t stream) {
   const int64_t ts = p.table_stride ? p.table_stride : p.row_elems;
   return MUSE_DTYPE_SWITCH(p.dtype, T, [&] {
     const dim3 grid(p.num_rows, (p.row_elems + kThreads - 1) / kThreads);
-    gather_rows_kernel<T><<<grid, kThreads, 0, stream>>>(p, os, ts);
+    MUSE_LAUNCH(grid, kThreads, 0, stream, gather_rows_kernel<T>)(p, os, ts);
     return cudaGetLastError();
   });
 }
@@ -48,7 +49,7 @@ cudaError_t launch_add_bias(const AddBiasParams& p, cudaStream_t stream) {
   const int64_t ld = p.ld ? p.ld : p.cols;
   return MUSE_DTYPE_SWITCH(p.dtype, T, [&] {
     const dim3 grid(p.num_rows, (p.cols + kThreads - 1) / kThreads);
-    add_bias_kernel<T><<<grid, kThreads, 0, stream>>>(p, ld);
+    MUSE_LAUNCH(grid, kThreads, 0, stream, add_bias_kernel<T>)(p, ld);
     return cudaGetLastError();
   });
 }

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/sampling.h"
 
 namespace muse::kernels {
@@ -182,7 +183,7 @@ cudaError_t launch_sampling(const SamplingParams& in, cudaStream_t stream) {
       !p.steps)
     return cudaErrorInvalidValue;
   if (p.logits_stride == 0) p.logits_stride = p.vocab;
-  sampling_kernel<<<p.num_rows, kThreads, 0, stream>>>(p);
+  MUSE_LAUNCH(p.num_rows, kThreads, 0, stream, sampling_kernel)(p);
   return cudaGetLastError();
 }
 

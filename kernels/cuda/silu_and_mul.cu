@@ -2,6 +2,7 @@
 
 #include "kernels/cuda/activation.h"
 #include "kernels/cuda/cuda_utils.cuh"
+#include "kernels/cuda/launch.cuh"
 #include "kernels/cuda/static_switch.h"
 
 namespace muse::kernels {
@@ -43,9 +44,9 @@ cudaError_t launch_silu_and_mul(const SiluAndMulParams& p, cudaStream_t stream) 
     const int elems = vec ? 8 : 1;
     const dim3 grid(p.num_tokens, (p.inter + kThreads * elems - 1) / (kThreads * elems));
     if (vec)
-      silu_and_mul_kernel<T, true><<<grid, kThreads, 0, stream>>>(p);
+      MUSE_LAUNCH(grid, kThreads, 0, stream, silu_and_mul_kernel<T, true>)(p);
     else
-      silu_and_mul_kernel<T, false><<<grid, kThreads, 0, stream>>>(p);
+      MUSE_LAUNCH(grid, kThreads, 0, stream, silu_and_mul_kernel<T, false>)(p);
     return cudaGetLastError();
   });
 }
