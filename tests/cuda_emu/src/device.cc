@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -115,8 +116,20 @@ struct Fiber {
   unsigned barrier_line = 0;
 };
 
+// A collective some lanes of a warp have reached and others not yet.
+struct OpenCollective {
+  Pending key;        // op, mask, width and source line every lane must match
+  unsigned arrived;   // lanes waiting in it
+};
+
+struct Warp {
+  unsigned exists = 0, exited = 0, at_barrier = 0;  // lane bitmasks
+  std::vector<OpenCollective> open;                 // disjoint masks
+};
+
 struct Block {
   std::vector<std::unique_ptr<Fiber>> fibers;  // grows to the largest block seen
+  std::vector<Warp> warps;
   int n = 0, alive = 0, barrier_arrived = 0;
   Fiber* current = nullptr;
   const std::function<void()>* body = nullptr;
@@ -293,25 +306,29 @@ Fiber& lane_fiber(Block& b, int warp, int lane) { return *b.fibers[warp * 32 + l
 int lanes_in_warp(const Block& b, int warp) { return std::min(32, b.n - warp * 32); }
 
 void release_barrier(Block& b) {
+  for (Warp& w : b.warps) w.at_barrier = 0;
   for (int i = 0; i < b.n; ++i)
     if (b.fibers[i]->state == State::kBarrier) b.fibers[i]->state = State::kReady;
   b.barrier_arrived = 0;
 }
 
-// Lanes of f's warp that wait in a collective whose mask names f.
+int lowest_lane(unsigned m) { return __builtin_ctz(m); }
+
+// Fails if lanes of f's warp wait in a collective whose mask names f.
 void fail_if_awaited(Block& b, Fiber& f, const std::string& what_f_does) {
   const int warp = f.index / 32, lane = f.index % 32;
-  for (int l = 0; l < lanes_in_warp(b, warp); ++l) {
-    const Fiber& o = lane_fiber(b, warp, l);
-    if (l == lane || o.state != State::kCollective || !(o.pending.mask >> lane & 1u)) continue;
-    fail("lane " + std::to_string(lane) + " of warp " + std::to_string(warp) + " " + what_f_does +
-         " while lane " + std::to_string(l) + " waits for it in " + pending_str(o.pending));
+  for (const OpenCollective& o : b.warps[warp].open) {
+    if (!(o.key.mask >> lane & 1u)) continue;
+    fail("lane " + std::to_string(lane) + " of warp " + std::to_string(warp) + " " +
+         what_f_does + " while lane " + std::to_string(lowest_lane(o.arrived)) +
+         " waits for it in " + pending_str(o.key));
   }
 }
 
 void exit_thread(Block& b, Fiber& f) {
   fail_if_awaited(b, f, "exited");
   f.state = State::kExited;
+  b.warps[f.index / 32].exited |= 1u << (f.index % 32);
   --b.alive;
   if (b.alive > 0 && b.barrier_arrived > 0 && b.barrier_arrived == b.alive) release_barrier(b);
   tsan_release(&b.done_token);
@@ -350,6 +367,13 @@ void exit_thread(Block& b, Fiber& f) {
 
 void run_block(Block& b) {
   for (int i = 0; i < b.n; ++i) start_fiber(b, *b.fibers[i]);
+  b.warps.resize((b.n + 31) / 32);
+  for (size_t w = 0; w < b.warps.size(); ++w) {
+    const int lanes = lanes_in_warp(b, static_cast<int>(w));
+    b.warps[w].exists = lanes == 32 ? ~0u : (1u << lanes) - 1u;
+    b.warps[w].exited = b.warps[w].at_barrier = 0;
+    b.warps[w].open.clear();
+  }
   b.alive = b.n;
   b.barrier_arrived = 0;
   tsan_release(&b.launch_token);
@@ -378,8 +402,9 @@ void yield(Block& b, Fiber& f) { switch_to_scheduler(b, f, /*exiting=*/false); }
 // ---- collectives ----
 
 bool same_collective(const Pending& a, const Pending& b) {
+  // The file names are string literals: the same collective has the same pointer.
   return a.op == b.op && a.mask == b.mask && a.width == b.width && a.line == b.line &&
-         std::string_view(a.file) == b.file;
+         (a.file == b.file || std::strcmp(a.file, b.file) == 0);
 }
 
 float mma_in(Collective op, uint32_t bits, int half) {
@@ -409,7 +434,8 @@ void complete_mma(Block& b, int warp, Collective op) {
   for (int i = 0; i < 16; ++i)
     for (int j = 0; j < 8; ++j) {
       float d = C[i][j];
-      for (int k = 0; k < 16; ++k) d = fmaf(A[i][k], B[k][j], d);
+      // Products of bf16/f16 values are exact in fp32, so this rounds exactly like an fma.
+      for (int k = 0; k < 16; ++k) d += A[i][k] * B[k][j];
       D[i][j] = d;
     }
   for (int lane = 0; lane < 32; ++lane) {
@@ -470,13 +496,13 @@ void complete(Block& b, int warp, const Pending& self) {
     if (mask >> l & 1u) lane_fiber(b, warp, l).state = State::kReady;
 }
 
-// Arrive at a collective; returns once all lanes of the mask have arrived.
+// Arrive at a collective; returns once all lanes of the mask have arrived. Bookkeeping is per
+// warp (lane bitmasks and the open collectives), so an arrival costs O(open collectives).
 void collective(Block& b, Fiber& f) {
   const int warp = f.index / 32, lane = f.index % 32;
+  const unsigned bit = 1u << lane;
   const Pending& me = f.pending;
-  char mask_hex[16];
-  std::snprintf(mask_hex, sizeof mask_hex, "0x%08x", me.mask);
-  if (!(me.mask >> lane & 1u))
+  if (!(me.mask & bit))
     fail("lane " + std::to_string(lane) + " calls " + pending_str(me) +
          " whose mask does not include it");
   const bool is_mma = me.op == Collective::kMmaBf16 || me.op == Collective::kMmaF16;
@@ -484,45 +510,38 @@ void collective(Block& b, Fiber& f) {
   if (me.width < 1 || me.width > 32 || (me.width & (me.width - 1)))
     fail(pending_str(me) + " with width " + std::to_string(me.width) +
          " (must be a power of two <= 32)");
-  const int lanes = lanes_in_warp(b, warp);
-  bool all = true;
-  for (int l = 0; l < 32; ++l) {
-    if (l == lane || !(me.mask >> l & 1u)) continue;
-    if (l >= lanes)
-      fail(pending_str(me) + " names lane " + std::to_string(l) + " of warp " +
-           std::to_string(warp) + ", which does not exist (the block has " + std::to_string(b.n) +
-           " threads)");
-    const Fiber& o = lane_fiber(b, warp, l);
-    switch (o.state) {
-      case State::kExited:
-        fail(pending_str(me) + " names lane " + std::to_string(l) + ", which has exited");
-      case State::kBarrier:
-        fail("lane " + std::to_string(lane) + " waits in " + pending_str(me) + " for lane " +
-             std::to_string(l) + ", which waits at __syncthreads at " +
-             where_str(o.barrier_file, o.barrier_line) + " (deadlock)");
-      case State::kCollective:
-        if (!same_collective(o.pending, me))
-          fail("lanes of warp " + std::to_string(warp) + " reach different collectives: lane " +
-               std::to_string(lane) + " in " + pending_str(me) + ", lane " + std::to_string(l) +
-               " in " + pending_str(o.pending));
-        break;
-      case State::kReady:
-        all = false;
-        break;
-    }
+  Warp& w = b.warps[warp];
+  if (const unsigned missing = me.mask & ~w.exists)
+    fail(pending_str(me) + " names lane " + std::to_string(lowest_lane(missing)) + " of warp " +
+         std::to_string(warp) + ", which does not exist (the block has " + std::to_string(b.n) +
+         " threads)");
+  if (const unsigned gone = me.mask & w.exited)
+    fail(pending_str(me) + " names lane " + std::to_string(lowest_lane(gone)) +
+         ", which has exited");
+  if (const unsigned waiting = me.mask & w.at_barrier) {
+    const Fiber& o = lane_fiber(b, warp, lowest_lane(waiting));
+    fail("lane " + std::to_string(lane) + " waits in " + pending_str(me) + " for lane " +
+         std::to_string(lowest_lane(waiting)) + ", which waits at __syncthreads at " +
+         where_str(o.barrier_file, o.barrier_line) + " (deadlock)");
   }
-  // Lanes outside my mask that wait for me in another collective.
-  for (int l = 0; l < lanes; ++l) {
-    const Fiber& o = lane_fiber(b, warp, l);
-    if (l != lane && o.state == State::kCollective && (o.pending.mask >> lane & 1u) &&
-        !same_collective(o.pending, me))
+  size_t g = w.open.size();
+  for (size_t i = 0; i < w.open.size(); ++i) {
+    const OpenCollective& o = w.open[i];
+    if (!(o.key.mask & (me.mask | bit))) continue;
+    if (!same_collective(o.key, me))
       fail("lanes of warp " + std::to_string(warp) + " reach different collectives: lane " +
-           std::to_string(lane) + " in " + pending_str(me) + ", lane " + std::to_string(l) +
-           " in " + pending_str(o.pending));
+           std::to_string(lane) + " in " + pending_str(me) + ", lane " +
+           std::to_string(lowest_lane(o.arrived)) + " in " + pending_str(o.key));
+    g = i;
+    break;
   }
+  if (g == w.open.size()) w.open.push_back({me, 0u});
+  w.open[g].arrived |= bit;
   tsan_release(&b.warp_tokens[warp % 32]);
   f.state = State::kCollective;
-  if (all) {
+  if (w.open[g].arrived == me.mask) {
+    w.open[g] = w.open.back();
+    w.open.pop_back();
     complete(b, warp, me);
   } else {
     yield(b, f);
@@ -588,6 +607,7 @@ void syncthreads(const std::source_location& where) {
   fail_if_awaited(b, f, "reached __syncthreads at " + where_str(where.file_name(), where.line()));
   tsan_release(&b.barrier_token);
   f.state = State::kBarrier;
+  b.warps[f.index / 32].at_barrier |= 1u << (f.index % 32);
   f.barrier_file = where.file_name();
   f.barrier_line = where.line();
   if (++b.barrier_arrived == b.alive) {

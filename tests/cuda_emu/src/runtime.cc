@@ -784,6 +784,34 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t count, cudaMemcpy
   return muse::cuda_emu::CopyOrSet(true, dst, src, 0, count, kind, stream, /*async=*/true);
 }
 
+// A pitched copy is `height` row copies (each bound-checked, and recorded as its own node while
+// capturing), after CUDA's pitch rule.
+static cudaError_t Copy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                          size_t height, cudaMemcpyKind kind, cudaStream_t stream, bool async) {
+  if (width > dpitch || width > spitch) {
+    muse::cuda_emu::set_last_error(cudaErrorInvalidPitchValue);
+    return cudaErrorInvalidPitchValue;
+  }
+  for (size_t r = 0; r < height; ++r) {
+    const cudaError_t e = muse::cuda_emu::CopyOrSet(
+        true, static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, 0,
+        width, kind, stream, async);
+    if (e != cudaSuccess) return e;
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemcpy2D(void* dst, size_t dpitch, const void* src, size_t spitch, size_t width,
+                         size_t height, cudaMemcpyKind kind) {
+  return Copy2D(dst, dpitch, src, spitch, width, height, kind, nullptr, /*async=*/false);
+}
+
+cudaError_t cudaMemcpy2DAsync(void* dst, size_t dpitch, const void* src, size_t spitch,
+                              size_t width, size_t height, cudaMemcpyKind kind,
+                              cudaStream_t stream) {
+  return Copy2D(dst, dpitch, src, spitch, width, height, kind, stream, /*async=*/true);
+}
+
 cudaError_t cudaMemset(void* devPtr, int value, size_t count) {
   return muse::cuda_emu::CopyOrSet(false, devPtr, nullptr, value, count, cudaMemcpyDefault, nullptr,
                                    /*async=*/false);
