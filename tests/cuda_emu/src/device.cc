@@ -137,6 +137,7 @@ struct Block {
   std::unique_ptr<unsigned char[]> dynamic_smem;
   bool reverse = false;
   bool running = false;
+  bool from_scheduler = false;  // the last switch left the scheduler's stack
   void* sched_sp = nullptr;
   void* sched_tsan = nullptr;
   const void* sched_stack_bottom = nullptr;
@@ -240,34 +241,34 @@ char* allocate_stack() {
 
 [[noreturn]] void fiber_main();
 
-void switch_to_scheduler(Block& b, Fiber& f, bool exiting) {
+// Switches from `from` to `to` (nullptr: the scheduler's own stack). A blocked thread hands over
+// directly to the next ready thread in schedule order, so a barrier or collective costs one switch
+// per thread, not two.
+void transfer(Block& b, Fiber* from, Fiber* to, bool from_exits) {
   void* fake = nullptr;
   if (__sanitizer_start_switch_fiber)
-    __sanitizer_start_switch_fiber(exiting ? nullptr : &fake, b.sched_stack_bottom,
-                                   b.sched_stack_size);
-  if (__tsan_switch_to_fiber) __tsan_switch_to_fiber(b.sched_tsan, 1 /* no sync */);
+    __sanitizer_start_switch_fiber(from_exits ? nullptr : &fake,
+                                   to ? static_cast<const void*>(to->stack) : b.sched_stack_bottom,
+                                   to ? kStackBytes : b.sched_stack_size);
+  if (__tsan_switch_to_fiber) __tsan_switch_to_fiber(to ? to->tsan : b.sched_tsan, 1 /*no sync*/);
+  b.current = to;
+  t_thread = to ? &to->ts : nullptr;
+  b.from_scheduler = from == nullptr;
 #if defined(__x86_64__)
-  muse_emu_switch(&f.sp, b.sched_sp);
+  muse_emu_switch(from ? &from->sp : &b.sched_sp, to ? to->sp : b.sched_sp);
 #else
-  swapcontext(&b.ctx[f.index], &b.sched_ctx);
+  swapcontext(from ? &b.ctx[from->index] : &b.sched_ctx, to ? &b.ctx[to->index] : &b.sched_ctx);
 #endif
   if (__sanitizer_finish_switch_fiber) __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 }
 
-void switch_to_fiber(Block& b, Fiber& f) {
-  b.current = &f;
-  t_thread = &f.ts;
-  void* fake = nullptr;
-  if (__sanitizer_start_switch_fiber) __sanitizer_start_switch_fiber(&fake, f.stack, kStackBytes);
-  if (__tsan_switch_to_fiber) __tsan_switch_to_fiber(f.tsan, 1 /* no sync */);
-#if defined(__x86_64__)
-  muse_emu_switch(&b.sched_sp, f.sp);
-#else
-  swapcontext(&b.sched_ctx, &b.ctx[f.index]);
-#endif
-  if (__sanitizer_finish_switch_fiber) __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
-  t_thread = nullptr;
-  b.current = nullptr;
+// The next ready thread after `from` in schedule order (wrapping), or nullptr.
+Fiber* next_ready(Block& b, int from) {
+  for (int k = 1; k <= b.n; ++k) {
+    const int i = b.reverse ? (from - k + b.n) % b.n : (from + k) % b.n;
+    if (b.fibers[i]->state == State::kReady) return b.fibers[i].get();
+  }
+  return nullptr;
 }
 
 void start_fiber(Block& b, Fiber& f) {
@@ -314,14 +315,16 @@ void release_barrier(Block& b) {
 
 int lowest_lane(unsigned m) { return __builtin_ctz(m); }
 
-// Fails if lanes of f's warp wait in a collective whose mask names f.
-void fail_if_awaited(Block& b, Fiber& f, const std::string& what_f_does) {
+// Fails if lanes of f's warp wait in a collective whose mask names f, which instead exits or
+// reaches __syncthreads at file:line.
+void fail_if_awaited(Block& b, Fiber& f, const char* what_f_does, const char* file = nullptr,
+                     unsigned line = 0) {
   const int warp = f.index / 32, lane = f.index % 32;
   for (const OpenCollective& o : b.warps[warp].open) {
     if (!(o.key.mask >> lane & 1u)) continue;
     fail("lane " + std::to_string(lane) + " of warp " + std::to_string(warp) + " " +
-         what_f_does + " while lane " + std::to_string(lowest_lane(o.arrived)) +
-         " waits for it in " + pending_str(o.key));
+         what_f_does + (file ? " at " + where_str(file, line) : std::string()) + " while lane " +
+         std::to_string(lowest_lane(o.arrived)) + " waits for it in " + pending_str(o.key));
   }
 }
 
@@ -336,13 +339,20 @@ void exit_thread(Block& b, Fiber& f) {
 
 [[noreturn]] void fiber_main() {
   Block& b = *t_block;
-  if (__sanitizer_finish_switch_fiber)
-    __sanitizer_finish_switch_fiber(nullptr, &b.sched_stack_bottom, &b.sched_stack_size);
+  if (__sanitizer_finish_switch_fiber) {
+    const void* bottom = nullptr;
+    size_t size = 0;
+    __sanitizer_finish_switch_fiber(nullptr, &bottom, &size);
+    if (b.from_scheduler) {  // the stack we came from is the one to return to at the end
+      b.sched_stack_bottom = bottom;
+      b.sched_stack_size = size;
+    }
+  }
   tsan_acquire(&b.launch_token);
   (*b.body)();
   Fiber& f = *b.current;
   exit_thread(b, f);
-  switch_to_scheduler(b, f, /*exiting=*/true);
+  transfer(b, &f, next_ready(b, f.index), /*from_exits=*/true);
   fail("an exited thread was resumed");
 }
 
@@ -378,15 +388,10 @@ void run_block(Block& b) {
   b.barrier_arrived = 0;
   tsan_release(&b.launch_token);
   while (b.alive > 0) {
-    bool ran = false;
-    for (int k = 0; k < b.n; ++k) {
-      const int i = b.reverse ? b.n - 1 - k : k;
-      Fiber& f = *b.fibers[i];
-      if (f.state != State::kReady) continue;
-      switch_to_fiber(b, f);
-      ran = true;
-    }
-    if (!ran) deadlock(b);
+    // Threads hand over to each other; control comes back here when none is ready.
+    Fiber* first = next_ready(b, b.reverse ? 0 : b.n - 1);
+    if (!first) deadlock(b);
+    transfer(b, nullptr, first, /*from_exits=*/false);
   }
   tsan_acquire(&b.done_token);
 }
@@ -397,7 +402,7 @@ Block& running_block(const char* what) {
   return *b;
 }
 
-void yield(Block& b, Fiber& f) { switch_to_scheduler(b, f, /*exiting=*/false); }
+void yield(Block& b, Fiber& f) { transfer(b, &f, next_ready(b, f.index), /*from_exits=*/false); }
 
 // ---- collectives ----
 
@@ -604,7 +609,7 @@ void mma_m16n8k16(Collective op, float (&c)[4], const uint32_t (&a)[4], uint32_t
 void syncthreads(const std::source_location& where) {
   Block& b = running_block("__syncthreads");
   Fiber& f = *b.current;
-  fail_if_awaited(b, f, "reached __syncthreads at " + where_str(where.file_name(), where.line()));
+  fail_if_awaited(b, f, "reached __syncthreads", where.file_name(), where.line());
   tsan_release(&b.barrier_token);
   f.state = State::kBarrier;
   b.warps[f.index / 32].at_barrier |= 1u << (f.index % 32);
