@@ -161,9 +161,9 @@ struct DistCase {
 // standard errors (sd of a count ~ sqrt(e)), so under a correct sampler it follows chi-square(df)
 // whatever N is: the threshold below keeps the same false-alarm probability at any N and must not
 // be rescaled. N only sets the power: a relative error d in a bin of probability p adds ~N p d^2,
-// so 2000 draws flag errors sqrt(40000 / 2000) ~ 4.5x larger than 40000 do. The chi-square
-// approximation needs e >= ~5 per bin, which 2000 draws do not give every kept token (t = 1:
-// e(x = -3) = 2.6), hence the pooling of small bins below (a no-op at 40000).
+// so 1000 draws flag errors sqrt(40000 / 1000) ~ 6.3x larger than 40000 do. The chi-square
+// approximation needs e >= ~5 per bin, which 1000 draws do not give every kept token (t = 1:
+// e(x = -3) = 1.3), hence the pooling of small bins below (a no-op at 40000).
 #ifdef MUSE_CUDA_EMULATOR
 constexpr int kDistDraws = 1000;  // emulated: 5 cases x 1000 blocks of 512 fibers take ~20 s
 #else
