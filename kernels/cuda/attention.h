@@ -22,7 +22,7 @@ struct PagedDecodeParams {
   int num_seqs = 0;
   int num_heads = 0;
   int num_kv_heads = 0;  // num_heads % num_kv_heads == 0 (GQA group = ratio)
-  int head_dim = 0;      // 64, 80, 96, 128
+  int head_dim = 0;      // 16, 32, 64, 80, 96, 128
   int max_blocks_per_seq = 0;
   int max_seq_len = 0;         // host-side upper bound of seq_lens (sizes the split)
   float scale = 0.f;           // softmax scale, usually 1/sqrt(head_dim)
@@ -51,7 +51,7 @@ struct PagedPrefillParams {
   int num_seqs = 0;
   int num_heads = 0;
   int num_kv_heads = 0;
-  int head_dim = 0;  // 64, 80, 96, 128
+  int head_dim = 0;  // 16, 32, 64, 80, 96, 128
   int max_blocks_per_seq = 0;
   int max_query_len = 0;   // host-side max of q_len (sizes the grid)
   int64_t q_stride = 0;    // 0 = num_heads * head_dim

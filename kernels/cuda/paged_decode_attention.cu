@@ -22,12 +22,17 @@ namespace {
 
 using namespace decode;
 
+// LPT = the power of two >= kChunks, at least 2 (the shuffle trees below need a power of two):
+// 2 lanes per token at D 16 (16 tokens per warp step), 4 at D 32 (8), 8 at D 64 (4), 16 at
+// D 80..128 (2; lanes past kChunks idle).
 template <int D>
 struct DecodeShape {
-  static constexpr int kChunks = D / 8;  // 8, 10, 12, 16
-  static constexpr int kLanesPerToken = kChunks <= 8 ? 8 : 16;
+  static_assert(D % 8 == 0 && D >= 16 && D <= 128, "decode head dim");
+  static constexpr int kChunks = D / 8;  // 2, 4, 8, 10, 12, 16
+  static constexpr int kLanesPerToken = kChunks <= 2 ? 2 : kChunks <= 4 ? 4 : kChunks <= 8 ? 8 : 16;
   static constexpr int kTokensPerStep = 32 / kLanesPerToken;
   static constexpr int kSteps = kKvBlockSize / kTokensPerStep;
+  static_assert(kKvBlockSize % kTokensPerStep == 0, "a warp step must not straddle KV blocks");
 };
 
 struct DecodeGrid {

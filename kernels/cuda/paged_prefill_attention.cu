@@ -19,10 +19,13 @@ namespace {
 
 constexpr int kBM = 64, kBN = 64, kWarps = 4, kThreads = kWarps * 32;
 
-// +8 element padding: row starts shift by 4 banks, so the 8 rows x 4 words a fragment load
-// touches fall in 32 distinct banks for every head dim here.
+// +8 element padding: a Q/K row is D / 2 + 4 words, which is 4 mod 8 for every D % 16 == 0
+// (12 words at D 16, 20 at D 32, 36 at D 64, ...), so row r starts at bank 4 * (odd * r mod 8)
+// and the 8 rows x 4 words a fragment load touches fall in 32 distinct banks; V^T rows are
+// kBN + 8 = 72 elements (36 words) for every D.
 template <int D>
 struct PrefillSmem {
+  static_assert(D % 16 == 0 && D >= 16, "prefill head dim: whole mma k-steps (16) per row");
   static constexpr int kQS = D + 8, kKS = D + 8, kVS = kBN + 8;
   static constexpr int kQ = 0, kK = kBM * kQS, kV = kK + kBN * kKS;
   static constexpr int kElems = kV + D * kVS;
@@ -37,8 +40,9 @@ __device__ __forceinline__ uint32_t ld32(const T* p) {
 template <typename T, int D>
 __global__ void __launch_bounds__(kThreads) paged_prefill_kernel(PagedPrefillParams p) {
   using L = PrefillSmem<D>;
-  constexpr int kC = D / 8;    // 16-byte chunks per row
-  constexpr int kKC = D / 16;  // k-steps of QK^T
+  constexpr int kC = D / 8;    // 16-byte chunks per row (2 at D 16: Q, K, V staging loops
+                               // are then exactly one pass of the 128 threads)
+  constexpr int kKC = D / 16;  // k-steps of QK^T (1 at D 16)
   constexpr int kNO = D / 8;   // n-tiles of O
   MUSE_DYNAMIC_SHARED(unsigned char, smem_raw);
   // Byte buffer viewed as T (pointer conversion only): accesses go through T lvalues or the

@@ -47,9 +47,19 @@
     }                                           \
   }()
 
+// Attention head dims: 16, 32 (tiny Llamas, SmolLM-class), 64, 80, 96, 128. The prefill kernel
+// needs D % 16 == 0 (mma k-steps), the decode kernel D % 8 == 0 (8-element lane chunks).
 #define MUSE_HEADDIM_SWITCH(HD, KD, ...) \
   [&]() -> cudaError_t {                 \
     switch (HD) {                        \
+      case 16: {                         \
+        constexpr int KD = 16;           \
+        return __VA_ARGS__();            \
+      }                                  \
+      case 32: {                         \
+        constexpr int KD = 32;           \
+        return __VA_ARGS__();            \
+      }                                  \
       case 64: {                         \
         constexpr int KD = 64;           \
         return __VA_ARGS__();            \

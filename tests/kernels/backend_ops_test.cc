@@ -704,6 +704,14 @@ const std::vector<OpCase>& Cases() {
        [](DType d, uint32_t s) {
          return BindAttn({8, 2, 96, 0, {1999}, {}}, d, s);
        }},
+      {"DecodeGqa2WindowD32", true, false,
+       [](DType d, uint32_t s) {
+         return BindAttn({8, 4, 32, 45, {3, 64, 257}, {}}, d, s);
+       }},
+      {"DecodeMuseTinyD16", true, false,  // muse-tiny's heads: 4 q, 2 kv, head_dim 16
+       [](DType d, uint32_t s) {
+         return BindAttn({4, 2, 16, 0, {1, 16, 41, 530}, {}}, d, s);
+       }},
       {"PrefillChunkedGqa2", false, false,  // pure prefill, chunks over a cache, decode-like
        [](DType d, uint32_t s) {
          return BindAttn({4, 2, 128, 0, {1, 7, 83, 300}, {1, 7, 83, 45}}, d, s);
@@ -715,6 +723,14 @@ const std::vector<OpCase>& Cases() {
       {"PrefillStridedQkvD80", false, false,  // q / out as views into a fused qkv buffer
        [](DType d, uint32_t s) {
          return BindAttn({6, 2, 80, 0, {97, 20}, {97, 3}, true}, d, s);
+       }},
+      {"PrefillChunkedD16", false, false,  // muse-tiny's heads, chunks over a cache
+       [](DType d, uint32_t s) {
+         return BindAttn({4, 2, 16, 0, {1, 20, 150, 70}, {1, 20, 67, 70}}, d, s);
+       }},
+      {"PrefillStridedQkvWindowD32", false, false,
+       [](DType d, uint32_t s) {
+         return BindAttn({4, 1, 32, 40, {97, 20}, {97, 3}, true}, d, s);
        }},
       {"RmsNorm", true, false,
        [](DType d, uint32_t s) {
@@ -736,6 +752,11 @@ const std::vector<OpCase>& Cases() {
        [](DType d, uint32_t s) {
          return BindRope({7, 5, 2, 128, 500000.0, {RS::Type::kLlama3, 8.0, 1.0, 4.0, 8192}, 4099},
                          d, s);
+       }},
+      {"RopeLlama3D16", true, false,  // muse-tiny's rope
+       [](DType d, uint32_t s) {
+         return BindRope({7, 4, 2, 16, 500000.0, {RS::Type::kLlama3, 8.0, 1.0, 4.0, 8192}, 4099}, d,
+                         s);
        }},
       {"RopeLinearD80ManyTokens", true, false,
        [](DType d, uint32_t s) {

@@ -25,15 +25,16 @@ using models::Batch;
 using models::Logits;
 
 // The shared small configs (tests/runtime/test_configs.h) with heads the CUDA attention kernels
-// take (head_dim 64, 80, 96 or 128).
-models::ModelConfig Config(const std::string& variant) {
+// take (head_dim 16, 32, 64, 80, 96 or 128): 4 heads, 2 KV heads, hidden = 4 * head_dim. At
+// head_dim 16 this is the text model of models/muse-tiny (hidden 64, intermediate 172).
+models::ModelConfig Config(const std::string& variant, int head_dim = 64) {
   models::ModelConfig c = muse::testing::SmallConfig(variant);
   c.vocab_size = 1000;
-  c.hidden_size = 256;
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
-  c.head_dim = 64;
-  c.intermediate_size = 688;
+  c.head_dim = head_dim;
+  c.hidden_size = 4 * head_dim;
+  c.intermediate_size = c.hidden_size * 43 / 16;  // 688 at hidden 256, 172 at 64
   return c;
 }
 
@@ -107,12 +108,9 @@ Schedule MakeSchedule(int vocab, int pool_blocks, int decode_steps, uint32_t see
   if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device"; \
   if (!kernels::cpu::PackedGemmSupported()) GTEST_SKIP() << "CPU reference needs AVX2 + FMA"
 
-class CudaVsCpu : public ::testing::TestWithParam<std::string> {};
-
-TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
-  REQUIRE_GPU();
-  const auto cfg = Config(GetParam());
-  const std::string dir = TempDir(GetParam());
+// The schedule through the CUDA runner (bf16) and the fp32 CPU forward; logits within bf16 noise.
+void ExpectCudaMatchesCpu(const models::ModelConfig& cfg, const std::string& name) {
+  const std::string dir = TempDir(name);
   ASSERT_FALSE(dir.empty());
   // bf16 weights: the fp32 reference widens exactly the values the GPU holds.
   ASSERT_TRUE(
@@ -149,14 +147,33 @@ TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
     worst = std::max(worst, err);
     // bf16 activations through 3 layers: a few parts in a thousand; 5 % is the bf16 rule of
     // runtime_test's CPU bf16 check.
-    EXPECT_LT(err, 0.05) << GetParam() << " step " << i;
+    EXPECT_LT(err, 0.05) << name << " step " << i;
   }
   EXPECT_GT(worst, 0.0);  // it really ran in bf16
   EXPECT_GT((*gpu)->num_cuda_graphs(), 0) << "decode steps should have replayed CUDA graphs";
 }
 
+class CudaVsCpu : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaVsCpu, TeacherForcedLogitsStayWithinBf16Noise) {
+  REQUIRE_GPU();
+  ExpectCudaMatchesCpu(Config(GetParam()), GetParam());
+}
+
 INSTANTIATE_TEST_SUITE_P(Archs, CudaVsCpu,
                          ::testing::Values("llama", "qwen2", "mistral", "llama_bias"));
+
+// Small head dims: the muse-tiny text model shape (head_dim 16, hidden 64), and head_dim 32 with
+// qkv biases (SmolLM-class heads).
+TEST(CudaVsCpuSmallHeads, MuseTinyShapeHeadDim16) {
+  REQUIRE_GPU();
+  ExpectCudaMatchesCpu(Config("llama", 16), "llama-hd16");
+}
+
+TEST(CudaVsCpuSmallHeads, HeadDim32WithBias) {
+  REQUIRE_GPU();
+  ExpectCudaMatchesCpu(Config("qwen2", 32), "qwen2-hd32");
+}
 
 // Graph replays (padded batch, bucketed context) against eager launches of the same steps.
 TEST(CudaRunner, GraphReplayMatchesEagerLaunches) {
@@ -239,15 +256,14 @@ TEST(CudaRunner, OptionErrorsNameTheField) {
 
 TEST(CudaRunner, RejectsHeadDimsTheKernelsLack) {
   if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
-  auto cfg = Config("llama");
-  cfg.head_dim = 32;
-  cfg.hidden_size = 128;
+  const auto cfg = Config("llama", 48);  // a multiple of 16, but no kernel instance
   const std::string dir = TempDir("hd");
   ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 1}).ok());
   auto st =
       CudaModelRunner::Create({.model_dir = dir, .device = "cuda", .dtype = "bfloat16"}).status();
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
-  EXPECT_NE(st.message().find("head_dim 32"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("head_dim 48"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("16, 32, 64, 80, 96 and 128"), std::string::npos) << st.message();
 }
 
 }  // namespace

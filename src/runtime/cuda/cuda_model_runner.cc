@@ -306,9 +306,9 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const R
                    models::llava::OpenDecoderCheckpoint(o.model_dir));
   const models::ModelConfig& c = dc.checkpoint->config();
   const int64_t D = c.head_dim;
-  if (D != 64 && D != 80 && D != 96 && D != 128) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("head_dim ", D, ": the CUDA attention kernels support 64, 80, 96 and 128"));
+  if (D != 16 && D != 32 && D != 64 && D != 80 && D != 96 && D != 128) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "head_dim ", D, ": the CUDA attention kernels support 16, 32, 64, 80, 96 and 128"));
   }
   MUSE_CUDA_RETURN(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   MUSE_CUBLAS_RETURN(cublasCreate(&impl->blas));

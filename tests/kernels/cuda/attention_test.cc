@@ -170,7 +170,7 @@ TEST_P(DecodeTest, SingleLongSequenceSplitK) {
 INSTANTIATE_TEST_SUITE_P(Kernels, DecodeTest,
                          ::testing::Combine(::testing::Values(DType::kFloat32, DType::kFloat16,
                                                               DType::kBFloat16),
-                                            ::testing::Values(64, 80, 96, 128)));
+                                            ::testing::Values(16, 32, 64, 80, 96, 128)));
 
 TEST(DecodeGqa, GroupSizes) {
   MUSE_REQUIRE_DEVICE();
@@ -178,6 +178,8 @@ TEST(DecodeGqa, GroupSizes) {
   run_decode({DType::kBFloat16, 128, 32, 8, 0}, {7, 2050});   // Llama-8B shape
   run_decode({DType::kBFloat16, 128, 16, 1, 0}, {83, 1000});  // group 16 > kMaxGroup
   run_decode({DType::kFloat16, 64, 12, 4, 0}, {1, 600});      // group 3
+  run_decode({DType::kBFloat16, 16, 4, 2, 0}, {1, 83, 600});  // muse-tiny heads
+  run_decode({DType::kFloat16, 32, 9, 3, 0}, {5, 300});       // group 3 at D 32
   std::vector<int> many(40);                                  // enough CTAs: single partition
   for (int i = 0; i < 40; ++i) many[i] = 1 + (i * 37) % 500;
   run_decode({DType::kBFloat16, 128, 32, 8, 0}, many);
@@ -187,6 +189,8 @@ TEST(DecodeWindow, SlidingWindow) {
   MUSE_REQUIRE_DEVICE();
   run_decode({DType::kBFloat16, 128, 8, 2, 100}, {7, 83, 769, 4099});
   run_decode({DType::kFloat32, 64, 8, 2, 1}, {5, 700});
+  run_decode({DType::kBFloat16, 32, 8, 2, 100}, {7, 83, 769});
+  run_decode({DType::kFloat16, 16, 4, 1, 17}, {16, 33, 500});
 }
 
 // ---------------- prefill ----------------
@@ -253,12 +257,14 @@ TEST_P(PrefillTest, VarlenCausalWithCachedContext) {
 
 INSTANTIATE_TEST_SUITE_P(Kernels, PrefillTest,
                          ::testing::Combine(::testing::Values(DType::kFloat16, DType::kBFloat16),
-                                            ::testing::Values(64, 80, 96, 128)));
+                                            ::testing::Values(16, 32, 64, 80, 96, 128)));
 
 TEST(PrefillGqa, GroupsAndWindow) {
   MUSE_REQUIRE_DEVICE();
   run_prefill({DType::kBFloat16, 128, 8, 1, 0}, {150, 83}, {130, 83});
   run_prefill({DType::kBFloat16, 128, 4, 2, 50}, {769, 200}, {100, 200});
+  run_prefill({DType::kBFloat16, 16, 4, 2, 50}, {300, 130}, {70, 130});  // muse-tiny heads
+  run_prefill({DType::kFloat16, 32, 6, 2, 0}, {150, 83}, {130, 20});
 }
 
 TEST(PrefillDtype, Fp32NotSupported) {

@@ -70,7 +70,7 @@ TEST_P(ReshapeAndCacheTest, ScatterThroughShuffledSlotsRoundTrip) {
 
 INSTANTIATE_TEST_SUITE_P(Kernels, ReshapeAndCacheTest,
                          ::testing::Combine(::testing::ValuesIn(kAllTypes),
-                                            ::testing::Values(64, 80, 96, 128),
+                                            ::testing::Values(16, 32, 64, 80, 96, 128),
                                             ::testing::Values(1, 7, 83)));
 
 // ---------------- RMSNorm ----------------
@@ -213,7 +213,7 @@ TEST_P(RopeTest, NeoxHalfRotationMatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Kernels, RopeTest,
                          ::testing::Combine(::testing::ValuesIn(kAllTypes),
-                                            ::testing::Values(64, 80, 96, 128),
+                                            ::testing::Values(16, 32, 64, 80, 96, 128),
                                             ::testing::Values(7, 83)));
 
 // ---------------- SiLU and mul ----------------
