@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(kThreads)
 
   if (begin >= end) {  // nothing to attend in this partition (or empty context)
     if (split) {
-      if (threadIdx.x < gn) {
+      if (static_cast<int>(threadIdx.x) < gn) {
         const size_t row =
             (static_cast<size_t>(seq) * p.num_heads + h0 + threadIdx.x) * num_partitions + part;
         ws_max[row] = -INFINITY;
@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(kThreads)
       static_cast<T*>(p.out)[head_row * D + d] = from_float<T>(o);
     }
   }
-  if (split && threadIdx.x < gn) {
+  if (split && static_cast<int>(threadIdx.x) < gn) {
     const size_t row =
         (static_cast<size_t>(seq) * p.num_heads + h0 + threadIdx.x) * num_partitions + part;
     ws_max[row] = s_max[threadIdx.x];

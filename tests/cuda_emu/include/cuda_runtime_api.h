@@ -2,7 +2,7 @@
 // executed in stream order on the CPU) and the device-side language (threads as fibers).
 #pragma once
 
-#include "muse_cuda_emu/types.h"
+#include "muse_cuda_emu/device.h"
 #include "muse_cuda_emu/half.h"
 #include "muse_cuda_emu/runtime_api.h"
-#include "muse_cuda_emu/device.h"
+#include "muse_cuda_emu/types.h"

@@ -118,8 +118,8 @@ struct Fiber {
 
 // A collective some lanes of a warp have reached and others not yet.
 struct OpenCollective {
-  Pending key;        // op, mask, width and source line every lane must match
-  unsigned arrived;   // lanes waiting in it
+  Pending key;       // op, mask, width and source line every lane must match
+  unsigned arrived;  // lanes waiting in it
 };
 
 struct Warp {
@@ -322,8 +322,8 @@ void fail_if_awaited(Block& b, Fiber& f, const char* what_f_does, const char* fi
   const int warp = f.index / 32, lane = f.index % 32;
   for (const OpenCollective& o : b.warps[warp].open) {
     if (!(o.key.mask >> lane & 1u)) continue;
-    fail("lane " + std::to_string(lane) + " of warp " + std::to_string(warp) + " " +
-         what_f_does + (file ? " at " + where_str(file, line) : std::string()) + " while lane " +
+    fail("lane " + std::to_string(lane) + " of warp " + std::to_string(warp) + " " + what_f_does +
+         (file ? " at " + where_str(file, line) : std::string()) + " while lane " +
          std::to_string(lowest_lane(o.arrived)) + " waits for it in " + pending_str(o.key));
   }
 }

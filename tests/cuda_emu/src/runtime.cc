@@ -793,9 +793,9 @@ static cudaError_t Copy2D(void* dst, size_t dpitch, const void* src, size_t spit
     return cudaErrorInvalidPitchValue;
   }
   for (size_t r = 0; r < height; ++r) {
-    const cudaError_t e = muse::cuda_emu::CopyOrSet(
-        true, static_cast<char*>(dst) + r * dpitch, static_cast<const char*>(src) + r * spitch, 0,
-        width, kind, stream, async);
+    const cudaError_t e = muse::cuda_emu::CopyOrSet(true, static_cast<char*>(dst) + r * dpitch,
+                                                    static_cast<const char*>(src) + r * spitch, 0,
+                                                    width, kind, stream, async);
     if (e != cudaSuccess) return e;
   }
   return cudaSuccess;

@@ -152,7 +152,9 @@ TEST(RopeHost, Llama3InvFreqMatchesHfFormula) {
       EXPECT_NEAR(scaled[i], (1 - sm) * f / 8 + sm * f, 1e-6 * f) << i;
       ++mid;
     }
-    if (i) EXPECT_LE(scaled[i], scaled[i - 1]);
+    if (i) {
+      EXPECT_LE(scaled[i], scaled[i - 1]);
+    }
   }
   EXPECT_GT(high, 0);
   EXPECT_GT(low, 0);

@@ -221,9 +221,11 @@ TEST(Sampling, EmpiricalDistributionMatchesFilteredSoftmax) {
       ++count[id];
     }
     const auto p = filtered_probs(x, dc.t, dc.k, dc.top_p, dc.min_p);
-    for (int i = 0; i < V; ++i)
-      if (p[i] == 0)
+    for (int i = 0; i < V; ++i) {
+      if (p[i] == 0) {
         EXPECT_EQ(count[i], 0) << "filtered token " << i << " sampled (t=" << dc.t << ")";
+      }
+    }
     int df = 0;
     const double chi2 = pooled_chi2(count, p, N, &df);
     // chi-square with <= 10 dof: P(chi2 > 40) < 2e-5 at any N (see kDistDraws); seeds are fixed
