@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the GPU checks on a device machine: kernel tests, compute-sanitizer, the CUDA runner vs
+# Runs the GPU checks on a device machine: kernel tests, CPU-vs-CUDA op checks, compute-sanitizer, the CUDA runner vs
 # the fp32 CPU runtime, kernel benchmarks and the torch SDPA baselines. The binaries are built on
 # a CPU machine and staged with their libraries by scripts/stage_device_bins.sh into .devbuild/.
 # Usage: OUT=/some/dir scripts/device_checks.sh   (every step's output goes to $OUT/*.log)
@@ -16,6 +16,10 @@ nvidia-smi --query-gpu=name,clocks.max.sm,clocks.max.mem,memory.total,driver_ver
 
 "$BIN/cuda_kernels_test" --gtest_output="xml:$OUT/cuda_kernels_test.xml" 2>&1 | tee "$OUT/cuda_kernels_test.log"
 echo "cuda_kernels_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/cuda_kernels_test.log"
+
+# The same sources the CUDA emulator runs in CI (tests/cuda_emu), here on the real device.
+"$BIN/backend_ops_test" --gtest_output="xml:$OUT/backend_ops_test.xml" 2>&1 | tee "$OUT/backend_ops_test.log"
+echo "backend_ops_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/backend_ops_test.log"
 
 timeout 300 "$BIN/cuda_runner_test" --gtest_output="xml:$OUT/cuda_runner_test.xml" 2>&1 |
   tee "$OUT/cuda_runner_test.log"
