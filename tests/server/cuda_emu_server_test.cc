@@ -29,18 +29,6 @@ namespace {
 
 using namespace muse::server::testing;
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 // models/muse-tiny as scripts/setup.sh makes it; written to a temp dir the same way when the
 // checkout has none (it is not tracked).
 std::string MuseTinyDir() {

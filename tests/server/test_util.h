@@ -4,6 +4,8 @@
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -103,6 +105,19 @@ inline std::string PatternPng(int w, int h, int seed) {
     return static_cast<uint8_t>((x * (7 + seed * 5) + y * (13 + seed * 3) + c * 85 + seed * 101) &
                                 0xFF);
   });
+}
+
+// A loopback TCP port that was free a moment ago (for a server subprocess to bind).
+inline int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
 inline std::unique_ptr<v1::Inference::Stub> Stub(int port) {

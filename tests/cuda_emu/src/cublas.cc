@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/float16.h"
 #include "muse_cuda_emu/launch_queue.h"
 #include "muse_cuda_emu/runtime_api.h"
 #include "muse_cuda_emu/types.h"
@@ -44,64 +45,11 @@ bool ValidHandle(cublasHandle_t h) {
   return h != nullptr && Handles().count(h) != 0;
 }
 
-// bf16 / fp16 <-> fp32, round to nearest even, NaN kept quiet; the emulator is self-contained.
-float Bf16ToF32(uint16_t h) {
-  const uint32_t u = uint32_t{h} << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-uint16_t F32ToBf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-float F16ToF32(uint16_t h) {
-  const uint32_t sign = uint32_t{h & 0x8000u} << 16;
-  const uint32_t exp = (h >> 10) & 0x1fu;
-  const uint32_t mant = h & 0x3ffu;
-  uint32_t u;
-  if (exp == 0) {
-    // Zero or subnormal: mant * 2^-24, exact in fp32.
-    const float f = static_cast<float>(mant) * 5.9604644775390625e-8f;
-    std::memcpy(&u, &f, sizeof(u));
-    u |= sign;
-  } else if (exp == 31) {
-    u = sign | 0x7f800000u | (mant << 13);
-  } else {
-    u = sign | ((exp + 112) << 23) | (mant << 13);
-  }
-  float f;
-  std::memcpy(&f, &u, sizeof(f));
-  return f;
-}
-
-uint16_t F32ToF16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, sizeof(x));
-  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
-  x &= 0x7fffffffu;
-  if (x >= 0x7f800000u) {  // inf, or NaN (quietened, top payload bits kept)
-    return sign | (x > 0x7f800000u ? static_cast<uint16_t>(0x7e00u | ((x >> 13) & 0x3ffu))
-                                   : uint16_t{0x7c00});
-  }
-  if (x >= 0x477ff000u) return sign | 0x7c00;  // >= 65520 rounds to infinity
-  if (x < 0x38800000u) {                       // below 2^-14: subnormal or zero
-    float a;
-    std::memcpy(&a, &x, sizeof(a));
-    // a * 2^24 is exact; nearbyint rounds half to even. 1024 encodes the smallest normal.
-    return sign | static_cast<uint16_t>(std::nearbyint(a * 16777216.0f));
-  }
-  const uint32_t mant = x & 0x7fffffu;
-  uint32_t h = (((x >> 23) - 112) << 10) | (mant >> 13);
-  const uint32_t rem = mant & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry moves into the exponent
-  return sign | static_cast<uint16_t>(h);
-}
+// bf16 / fp16 <-> fp32 (round to nearest even): the project's one copy, kernels/float16.h.
+using kernels::Bf16ToFloat;
+using kernels::F16ToFloat;
+using kernels::FloatToBf16;
+using kernels::FloatToF16;
 
 size_t ElemSize(cudaDataType t) {
   switch (t) {
@@ -118,9 +66,9 @@ size_t ElemSize(cudaDataType t) {
 float Load(const void* base, cudaDataType t, int64_t i) {
   switch (t) {
     case CUDA_R_16BF:
-      return Bf16ToF32(static_cast<const uint16_t*>(base)[i]);
+      return Bf16ToFloat(static_cast<const uint16_t*>(base)[i]);
     case CUDA_R_16F:
-      return F16ToF32(static_cast<const uint16_t*>(base)[i]);
+      return F16ToFloat(static_cast<const uint16_t*>(base)[i]);
     default:
       return static_cast<const float*>(base)[i];
   }
@@ -129,10 +77,10 @@ float Load(const void* base, cudaDataType t, int64_t i) {
 void Store(void* base, cudaDataType t, int64_t i, float v) {
   switch (t) {
     case CUDA_R_16BF:
-      static_cast<uint16_t*>(base)[i] = F32ToBf16(v);
+      static_cast<uint16_t*>(base)[i] = FloatToBf16(v);
       break;
     case CUDA_R_16F:
-      static_cast<uint16_t*>(base)[i] = F32ToF16(v);
+      static_cast<uint16_t*>(base)[i] = FloatToF16(v);
       break;
     default:
       static_cast<float*>(base)[i] = v;
@@ -157,13 +105,13 @@ void Pack(const void* src, cudaDataType t, int64_t rows, int64_t cols, int64_t l
     case CUDA_R_16BF:
       PackTyped(
           src, rows, cols, ld, out,
-          [](const void* p, int64_t i) { return Bf16ToF32(static_cast<const uint16_t*>(p)[i]); },
+          [](const void* p, int64_t i) { return Bf16ToFloat(static_cast<const uint16_t*>(p)[i]); },
           dst);
       break;
     case CUDA_R_16F:
       PackTyped(
           src, rows, cols, ld, out,
-          [](const void* p, int64_t i) { return F16ToF32(static_cast<const uint16_t*>(p)[i]); },
+          [](const void* p, int64_t i) { return F16ToFloat(static_cast<const uint16_t*>(p)[i]); },
           dst);
       break;
     default:

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "kernels/dtype.h"
+#include "kernels/float16.h"
 
 namespace muse::kernels::test {
 
@@ -28,56 +29,10 @@ inline bool has_device() {
 
 #define CUDA_OK(expr) ASSERT_EQ(cudaSuccess, (expr)) << cudaGetErrorString(cudaGetLastError())
 
-inline uint16_t f32_to_bf16(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);                     // round to nearest even
-  return static_cast<uint16_t>(u >> 16);
-}
-inline float bf16_to_f32(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-inline uint16_t f32_to_f16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);
-  if (ax >= 0x47800000u) return static_cast<uint16_t>(sign | 0x7c00u);  // >= 65536: inf
-  if (ax < 0x38800000u) {  // subnormal half (or zero): value / 2^-24, rounded to even
-    float a;
-    std::memcpy(&a, &ax, 4);
-    const float scaled = a * 16777216.0f;  // exact
-    const uint32_t r = static_cast<uint32_t>(std::nearbyint(scaled));
-    return static_cast<uint16_t>(sign | r);
-  }
-  const uint32_t mant = ax & 0x7fffffu;
-  uint32_t h = ((ax >> 23) - 112u) << 10 | (mant >> 13);
-  const uint32_t rem = mant & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // may carry into the exponent: ok
-  return static_cast<uint16_t>(sign | h);
-}
-inline float f16_to_f32(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16;
-  const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  float f;
-  if (e == 0) {
-    f = std::ldexp(static_cast<float>(m), -24);
-    return sign ? -f : f;
-  }
-  uint32_t u;
-  if (e == 31)
-    u = sign | 0x7f800000u | (m << 13);
-  else
-    u = sign | ((e + 112u) << 23) | (m << 13);
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+inline uint16_t f32_to_bf16(float f) { return FloatToBf16(f); }
+inline float bf16_to_f32(uint16_t h) { return Bf16ToFloat(h); }
+inline uint16_t f32_to_f16(float f) { return FloatToF16(f); }
+inline float f16_to_f32(uint16_t h) { return F16ToFloat(h); }
 
 inline float round_to(float x, DType t) {
   switch (t) {

@@ -1,79 +1,22 @@
 // __half and __nv_bfloat16 as the emulator defines them: 16-bit storage with CUDA's conversion
-// intrinsics (round to nearest even, as the hardware's _rn conversions). Written here rather
-// than taken from the CUDA toolkit's headers because those pull in nvcc's host_defines and
-// device-function declarations, which collide with the emulator's own language macros.
+// intrinsics (round to nearest even, as the hardware's _rn conversions; the bit conversions are
+// kernels/float16.h). Written here rather than taken from the CUDA toolkit's headers because
+// those pull in nvcc's host_defines and device-function declarations, which collide with the
+// emulator's own language macros.
 #pragma once
 
 #include <cstdint>
 #include <cstring>
 
+#include "kernels/float16.h"
 #include "muse_cuda_emu/types.h"
 
 namespace muse::cuda_emu {
 
-inline uint16_t float_to_bf16_bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);  // NaN
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<uint16_t>(u >> 16);
-}
-
-inline float bf16_bits_to_float(uint16_t h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// IEEE binary16, round to nearest even, with subnormals, overflow to inf and NaN kept.
-inline uint16_t float_to_f16_bits(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));
-  if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520
-  if (ax < 0x38800000u) {  // half subnormal (or zero): shift the full significand into place
-    if (ax < 0x33000000u) return static_cast<uint16_t>(sign);  // below half of the smallest
-    const uint32_t e = ax >> 23, m = (ax & 0x7fffffu) | 0x800000u;
-    const uint32_t shift = 126u - e;  // 14..24
-    uint32_t h = m >> shift;
-    const uint32_t rem = m & ((1u << shift) - 1u), half = 1u << (shift - 1u);
-    if (rem > half || (rem == half && (h & 1u))) ++h;
-    return static_cast<uint16_t>(sign | h);
-  }
-  uint32_t h = ((ax >> 23) - 112u) << 10 | ((ax >> 13) & 0x3ffu);
-  const uint32_t rem = ax & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is right
-  return static_cast<uint16_t>(sign | h);
-}
-
-inline float f16_bits_to_float(uint16_t h) {
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-  const uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  uint32_t u;
-  if (e == 0) {
-    if (m == 0) {
-      u = sign;
-    } else {  // subnormal: normalise
-      int shift = 0;
-      uint32_t mm = m;
-      while (!(mm & 0x400u)) {
-        mm <<= 1;
-        ++shift;
-      }
-      u = sign | ((113u - shift) << 23) | ((mm & 0x3ffu) << 13);
-    }
-  } else if (e == 31) {
-    u = sign | 0x7f800000u | (m << 13);
-  } else {
-    u = sign | ((e + 112u) << 23) | (m << 13);
-  }
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
+inline uint16_t float_to_bf16_bits(float f) { return kernels::FloatToBf16(f); }
+inline float bf16_bits_to_float(uint16_t h) { return kernels::Bf16ToFloat(h); }
+inline uint16_t float_to_f16_bits(float f) { return kernels::FloatToF16(f); }
+inline float f16_bits_to_float(uint16_t h) { return kernels::F16ToFloat(h); }
 
 }  // namespace muse::cuda_emu
 
