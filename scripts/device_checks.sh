@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs the GPU checks on a device machine: kernel tests, CPU-vs-CUDA op checks, compute-sanitizer, the CUDA runner vs
-# the fp32 CPU runtime, kernel benchmarks and the torch SDPA baselines. The binaries are built on
-# a CPU machine and staged with their libraries by scripts/stage_device_bins.sh into .devbuild/.
+# Runs the GPU checks on a device machine: kernel tests, CPU-vs-CUDA op checks, device-vs-host
+# sampler parity, compute-sanitizer, the CUDA runner vs the fp32 CPU runtime, kernel benchmarks
+# and the torch SDPA baselines. The binaries are built on a CPU machine and staged with their libraries by scripts/stage_device_bins.sh into .devbuild/.
 # Usage: OUT=/some/dir scripts/device_checks.sh   (every step's output goes to $OUT/*.log)
 set -u
 OUT=${OUT:-/tmp/device_checks}
@@ -20,6 +20,11 @@ echo "cuda_kernels_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/cuda_kernels_test.lo
 # The same sources the CUDA emulator runs in CI (tests/cuda_emu), here on the real device.
 "$BIN/backend_ops_test" --gtest_output="xml:$OUT/backend_ops_test.xml" 2>&1 | tee "$OUT/backend_ops_test.log"
 echo "backend_ops_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/backend_ops_test.log"
+
+# The device sampler against the host sampler: same ids and float bits (issue #14).
+timeout 120 "$BIN/device_sampler_parity_test" --gtest_output="xml:$OUT/device_sampler_parity_test.xml" 2>&1 |
+  tee "$OUT/device_sampler_parity_test.log"
+echo "device_sampler_parity_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/device_sampler_parity_test.log"
 
 timeout 300 "$BIN/cuda_runner_test" --gtest_output="xml:$OUT/cuda_runner_test.xml" 2>&1 |
   tee "$OUT/cuda_runner_test.log"

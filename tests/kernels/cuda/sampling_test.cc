@@ -1,5 +1,8 @@
-// Device sampling: greedy / top-k=1 are argmax, per-row determinism independent of the batch,
-// and the empirical distribution over many seeds matches the filtered softmax (chi-square bound).
+// Device sampling (kernels/cuda/sampling.h): greedy is the FIRST maximum (ties by lowest id) with
+// its log-softmax logprob and top alternatives, per-row determinism independent of the batch (and
+// of the workspace chunking), bad arguments and out-of-range knobs rejected, and the empirical
+// distribution over many seeds matches the host sampler's filter semantics (chi-square bound).
+// Bit-exact parity with the host sampler itself: tests/engine/device_sampler_parity_test.cc.
 #include "kernels/cuda/sampling.h"
 
 #include <algorithm>
@@ -13,40 +16,61 @@
 namespace muse::kernels::test {
 namespace {
 
+constexpr int kTop = kSamplingMaxTopLogprobs;
+
 struct Rows {
   int vocab = 0;
-  std::vector<float> logits, temp, top_p, min_p;
-  std::vector<int32_t> top_k;
-  std::vector<uint64_t> seed, step;
-  void add(const float* row, float t, int k, float p, float mp, uint64_t sd, uint64_t st) {
+  std::vector<float> logits;
+  std::vector<SamplingRowParams> params;
+  void add(const float* row, float t, int k, float p, float mp, uint64_t sd, int step,
+           int logprobs = -1) {
     logits.insert(logits.end(), row, row + vocab);
-    temp.push_back(t);
-    top_k.push_back(k);
-    top_p.push_back(p);
-    min_p.push_back(mp);
-    seed.push_back(sd);
-    step.push_back(st);
+    SamplingRowParams q;
+    q.temperature = t;
+    q.top_k = k;
+    q.top_p = p;
+    q.min_p = mp;
+    q.seed = sd;
+    q.generated = step;
+    q.logprobs = logprobs;
+    params.push_back(q);
   }
-  int size() const { return static_cast<int>(temp.size()); }
+  int size() const { return static_cast<int>(params.size()); }
 };
 
-void sample(const Rows& r, std::vector<int32_t>* ids, std::vector<float>* logprobs) {
-  auto dl = DeviceBuffer::from(r.logits), dt = DeviceBuffer::from(r.temp);
-  auto dk = DeviceBuffer::from(r.top_k), dp = DeviceBuffer::from(r.top_p);
-  auto dm = DeviceBuffer::from(r.min_p), ds = DeviceBuffer::from(r.seed);
-  auto dst = DeviceBuffer::from(r.step);
-  DeviceBuffer dids(r.size() * sizeof(int32_t)), dlp(r.size() * sizeof(float));
+struct Out {
+  std::vector<int32_t> ids, top_ids;
+  std::vector<float> logprobs, top_logprobs;
+};
+
+// rows_per_chunk > 0 sizes the workspace for that many rows (the launcher then loops in chunks).
+void sample(const Rows& r, Out* out, int rows_per_chunk = 0) {
+  auto dl = DeviceBuffer::from(r.logits), dp = DeviceBuffer::from(r.params);
+  const int n = r.size();
+  DeviceBuffer dids(n * sizeof(int32_t)), dlp(n * sizeof(float));
+  DeviceBuffer dtids(n * kTop * sizeof(int32_t)), dtlp(n * kTop * sizeof(float));
   dids.poison();
   dlp.poison();
-  SamplingParams p{dl.get<float>(), dids.get<int32_t>(), dlp.get<float>(),
-                   dt.get<float>(), dk.get<int32_t>(),   dp.get<float>(),
-                   dm.get<float>(), ds.get<uint64_t>(),  dst.get<uint64_t>()};
-  p.num_rows = r.size();
-  p.vocab = r.vocab;
-  ASSERT_EQ(cudaSuccess, launch_sampling(p, nullptr));
+  dtids.poison();
+  dtlp.poison();
+  DeviceBuffer ws(sampling_workspace_bytes(rows_per_chunk > 0 ? rows_per_chunk : n, r.vocab));
+  SamplingArgs a;
+  a.logits = dl.get<float>();
+  a.num_rows = n;
+  a.vocab = r.vocab;
+  a.params = dp.get<SamplingRowParams>();
+  a.out_ids = dids.get<int32_t>();
+  a.out_logprobs = dlp.get<float>();
+  a.out_top_ids = dtids.get<int32_t>();
+  a.out_top_logprobs = dtlp.get<float>();
+  a.workspace = ws.get();
+  a.workspace_bytes = ws.bytes();
+  ASSERT_EQ(cudaSuccess, launch_sampling(a, nullptr));
   ASSERT_EQ(cudaSuccess, cudaDeviceSynchronize());
-  *ids = dids.to_host<int32_t>();
-  *logprobs = dlp.to_host<float>();
+  out->ids = dids.to_host<int32_t>();
+  out->logprobs = dlp.to_host<float>();
+  out->top_ids = dtids.to_host<int32_t>();
+  out->top_logprobs = dtlp.to_host<float>();
 }
 
 std::vector<float> random_logits(int n, std::mt19937& rng, float sd = 3.f) {
@@ -56,28 +80,45 @@ std::vector<float> random_logits(int n, std::mt19937& rng, float sd = 3.f) {
   return v;
 }
 
-TEST(Sampling, GreedyAndTopK1AreArgmaxWithLogprob) {
+TEST(Sampling, GreedyIsFirstArgmaxWithLogprobAndTopAlternatives) {
   MUSE_REQUIRE_DEVICE();
   std::mt19937 rng(11);
-  for (int vocab : {7, 1000, 50257, 128256}) {
+  for (int vocab : {1, 7, 1000, 50257}) {
     Rows r;
     r.vocab = vocab;
     std::vector<std::vector<float>> rows;
-    for (int i = 0; i < 9; ++i) {
+    for (int i = 0; i < 6; ++i) {
       rows.push_back(random_logits(vocab, rng));
-      const bool greedy = i % 2 == 0;
-      r.add(rows.back().data(), greedy ? 0.f : 1.3f, greedy ? 50 : 1, 0.9f, 0.1f, i, 3);
+      auto& x = rows.back();
+      if (i % 3 == 1) {
+        for (auto& v : x) v = std::round(v);  // many ties, incl. at the maximum
+      }
+      if (i % 3 == 2 && vocab > 4) x[vocab - 1] = x[vocab / 2] = x[3] = 50.f;  // tie: first wins
+      // greedy, or top_k = 1 at any temperature: both are the first maximum
+      r.add(x.data(), i % 2 ? 0.f : 1.3f, i % 2 ? 50 : 1, 0.9f, 0.1f, i, 3, i % 2 ? 20 : 5);
     }
-    std::vector<int32_t> ids;
-    std::vector<float> lp;
-    sample(r, &ids, &lp);
+    Out o;
+    sample(r, &o);
     for (int i = 0; i < r.size(); ++i) {
       const auto& x = rows[i];
       const int arg = static_cast<int>(std::max_element(x.begin(), x.end()) - x.begin());
-      EXPECT_EQ(ids[i], arg) << "vocab " << vocab << " row " << i;
+      EXPECT_EQ(o.ids[i], arg) << "vocab " << vocab << " row " << i;
       double m = x[arg], s = 0;
       for (float v : x) s += std::exp(double(v) - m);
-      EXPECT_NEAR(lp[i], x[arg] - (m + std::log(s)), 1e-4) << "vocab " << vocab;
+      EXPECT_NEAR(o.logprobs[i], x[arg] - (m + std::log(s)), 1e-4) << "vocab " << vocab;
+      // alternatives: logit descending, ties by id
+      std::vector<int> order(vocab);
+      std::iota(order.begin(), order.end(), 0);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return x[a] > x[b]; });
+      const int k = std::min(r.params[i].logprobs, vocab);
+      for (int j = 0; j < kTop; ++j) {
+        if (j < k) {
+          EXPECT_EQ(o.top_ids[i * kTop + j], order[j]) << "vocab " << vocab << " top " << j;
+          EXPECT_NEAR(o.top_logprobs[i * kTop + j], x[order[j]] - (m + std::log(s)), 1e-4);
+        } else {
+          EXPECT_EQ(o.top_ids[i * kTop + j], -1);
+        }
+      }
     }
   }
 }
@@ -93,62 +134,138 @@ TEST(Sampling, DeterministicPerRowRegardlessOfBatch) {
     r.vocab = vocab;
     for (int i : order)
       r.add(rows[i].data(), 0.9f, i % 3 ? 40 : 0, i % 2 ? 0.8f : 1.f, i % 4 ? 0.f : 0.05f, 1000 + i,
-            17);
+            17, i % 5 ? -1 : 3);
     return r;
   };
   std::vector<int> all(12);
   std::iota(all.begin(), all.end(), 0);
-  std::vector<int32_t> ids_a, ids_b, ids_c;
-  std::vector<float> lp;
-  sample(build(all), &ids_a, &lp);
+  Out a, b, c, chunked;
+  sample(build(all), &a);
   std::vector<int> rev(all.rbegin(), all.rend());
-  sample(build(rev), &ids_b, &lp);
+  sample(build(rev), &b);
+  sample(build(all), &chunked, 5);  // a workspace for 5 rows: three chunks
+  EXPECT_EQ(a.ids, chunked.ids);
   for (int i = 0; i < 12; ++i) {
-    sample(build({i}), &ids_c, &lp);
-    EXPECT_EQ(ids_a[i], ids_c[0]) << "row " << i;
-    EXPECT_EQ(ids_a[i], ids_b[11 - i]) << "row " << i;
+    sample(build({i}), &c);
+    EXPECT_EQ(a.ids[i], c.ids[0]) << "row " << i;
+    EXPECT_EQ(a.ids[i], b.ids[11 - i]) << "row " << i;
+    EXPECT_EQ(a.logprobs[i], c.logprobs[0]) << "row " << i;
   }
   // a different step gives a different stream (not all rows can coincide)
   Rows r = build(all);
-  for (auto& s : r.step) s += 1;
-  std::vector<int32_t> ids_d;
-  sample(r, &ids_d, &lp);
-  EXPECT_NE(ids_a, ids_d);
+  for (auto& p : r.params) p.generated += 1;
+  Out d;
+  sample(r, &d);
+  EXPECT_NE(a.ids, d.ids);
 }
 
-// Expected distribution with the documented filter semantics.
+TEST(Sampling, BadArgumentsAndKnobsRejected) {
+  MUSE_REQUIRE_DEVICE();
+  const int vocab = 50;
+  std::mt19937 rng(13);
+  const auto x = random_logits(vocab, rng);
+  Rows r;
+  r.vocab = vocab;
+  r.add(x.data(), 1.f, 0, 1.f, 0.f, 1, 0);  // valid
+  const int bad = 9;
+  for (int i = 0; i < bad; ++i) r.add(x.data(), 1.f, 0, 1.f, 0.f, 1, 0, 2);
+  r.params[1].temperature = -1.f;
+  r.params[2].temperature = NAN;
+  r.params[3].top_k = -2;
+  r.params[4].top_p = 0.f;
+  r.params[5].min_p = 1.5f;
+  r.params[6].repetition_penalty = 0.f;
+  r.params[7].presence_penalty = 3.f;
+  r.params[8].logprobs = kTop + 1;
+  r.params[9].frequency_penalty = -2.5f;
+  Out o;
+  sample(r, &o);
+  EXPECT_GE(o.ids[0], 0);
+  EXPECT_LT(o.ids[0], vocab);
+  for (int i = 1; i <= bad; ++i) {
+    EXPECT_EQ(o.ids[i], -1) << "row " << i;
+    EXPECT_TRUE(std::isnan(o.logprobs[i])) << "row " << i;
+  }
+
+  auto dl = DeviceBuffer::from(r.logits), dp = DeviceBuffer::from(r.params);
+  DeviceBuffer dids(r.size() * sizeof(int32_t));
+  DeviceBuffer ws(sampling_workspace_bytes(1, vocab));
+  SamplingArgs ok;
+  ok.logits = dl.get<float>();
+  ok.num_rows = r.size();
+  ok.vocab = vocab;
+  ok.params = dp.get<SamplingRowParams>();
+  ok.out_ids = dids.get<int32_t>();
+  ok.workspace = ws.get();
+  ok.workspace_bytes = ws.bytes();
+  EXPECT_EQ(cudaSuccess, launch_sampling(ok, nullptr));  // chunks of one row
+  EXPECT_EQ(cudaSuccess, cudaDeviceSynchronize());
+  SamplingArgs a = ok;
+  a.num_rows = 0;
+  EXPECT_EQ(cudaSuccess, launch_sampling(a, nullptr));
+  a = ok;
+  a.num_rows = -1;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.vocab = 0;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.logits_stride = vocab - 1;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.workspace_bytes = sampling_workspace_bytes(1, vocab) - 1;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.logits = nullptr;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.params = nullptr;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.out_ids = nullptr;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.workspace = nullptr;
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  a = ok;
+  a.bias_offsets = dids.get<int32_t>();  // offsets without ids / values
+  EXPECT_EQ(cudaErrorInvalidValue, launch_sampling(a, nullptr));
+  EXPECT_EQ(0u, sampling_workspace_bytes(0, vocab));
+  EXPECT_EQ(0u, sampling_workspace_bytes(1, 0));
+}
+
+// Expected distribution with the host sampler's semantics (distinct logits): survivors p >= min_p
+// * p_max, the top_k most likely of them, then the shortest most-likely-first prefix whose mass
+// reaches top_p times the mass kept so far.
 std::vector<double> filtered_probs(const std::vector<float>& x, float t, int k, float top_p,
                                    float min_p) {
   const int V = static_cast<int>(x.size());
-  std::vector<double> p(V);
   const double m = *std::max_element(x.begin(), x.end());
-  std::vector<bool> keep(V, true);
-  std::vector<float> sorted(x);
-  std::sort(sorted.rbegin(), sorted.rend());
-  if (k > 0 && k < V)
-    for (int i = 0; i < V; ++i) keep[i] = x[i] >= sorted[k - 1];
-  for (int i = 0; i < V; ++i) p[i] = keep[i] ? std::exp((x[i] - m) / t) : 0.0;
+  std::vector<double> p(V);
+  for (int i = 0; i < V; ++i) p[i] = std::exp((x[i] - m) / t);
+  std::vector<int> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int a, int b) { return p[a] > p[b]; });
+  std::vector<int> kept;
+  for (int i : order)
+    if (p[i] >= min_p) kept.push_back(i);
+  if (k > 0 && k < static_cast<int>(kept.size())) kept.resize(k);
+  double total = 0;
+  for (int i : kept) total += p[i];
   if (top_p < 1.f) {
-    const double tot = std::accumulate(p.begin(), p.end(), 0.0);
-    // smallest threshold prefix (descending) whose mass reaches top_p
-    double best_thr = -INFINITY;
-    for (float thr : sorted) {
-      double mass = 0;
-      for (int i = 0; i < V; ++i)
-        if (keep[i] && x[i] >= thr) mass += p[i];
-      if (mass >= top_p * tot) {
-        best_thr = thr;
-        break;
-      }
+    double acc = 0;
+    size_t n = 0;
+    while (n < kept.size()) {
+      acc += p[kept[n++]];
+      if (acc >= top_p * total) break;
     }
-    for (int i = 0; i < V; ++i)
-      if (x[i] < best_thr) p[i] = 0;
+    kept.resize(n);
   }
-  for (int i = 0; i < V; ++i)
-    if (std::exp((x[i] - m) / t) < min_p) p[i] = 0;  // p_i / p_max < min_p
-  const double tot = std::accumulate(p.begin(), p.end(), 0.0);
-  for (auto& v : p) v /= tot;
-  return p;
+  std::vector<double> out(V, 0.0);
+  double tot = 0;
+  for (int i : kept) tot += p[i];
+  for (int i : kept) out[i] = p[i] / tot;
+  return out;
 }
 
 struct DistCase {
@@ -165,7 +282,7 @@ struct DistCase {
 // approximation needs e >= ~5 per bin, which 1000 draws do not give every kept token (t = 1:
 // e(x = -3) = 1.3), hence the pooling of small bins below (a no-op at 40000).
 #ifdef MUSE_CUDA_EMULATOR
-constexpr int kDistDraws = 1000;  // emulated: 5 cases x 1000 blocks of 512 fibers take ~20 s
+constexpr int kDistDraws = 1000;  // emulated: 5 cases x 1000 rows x 4 kernels
 #else
 constexpr int kDistDraws = 40000;
 #endif
@@ -211,11 +328,10 @@ TEST(Sampling, EmpiricalDistributionMatchesFilteredSoftmax) {
     r.vocab = V;
     for (int i = 0; i < N; ++i)
       r.add(x.data(), dc.t, dc.k, dc.top_p, dc.min_p, 0x9e3779b9ull * i + 5, i % 7);
-    std::vector<int32_t> ids;
-    std::vector<float> lp;
-    sample(r, &ids, &lp);
+    Out o;
+    sample(r, &o);
     std::vector<int> count(V, 0);
-    for (int id : ids) {
+    for (int id : o.ids) {
       ASSERT_GE(id, 0);
       ASSERT_LT(id, V);
       ++count[id];
