@@ -3,15 +3,18 @@
 // set against the model's step time: the engine must never be the bottleneck.
 //
 //   build-engine/bin/engine_benchmark --benchmark_filter=Step
+//   build-engine/bin/engine_benchmark --benchmark_filter='Sample|ReadLogits'
 #include <benchmark/benchmark.h>
 
 #include <memory>
 #include <numeric>
 #include <random>
 
+#include "kernels/cpu/thread_pool.h"
 #include "src/engine/batch_builder.h"
 #include "src/engine/sampler.h"
 #include "src/engine/scheduler.h"
+#include "tests/engine/reference_sampler.h"
 
 namespace muse::engine {
 namespace {
@@ -80,24 +83,75 @@ void BM_SchedulerStep(benchmark::State& state) {
 }
 BENCHMARK(BM_SchedulerStep)->Arg(64)->Arg(256)->Arg(1024)->Unit(benchmark::kMicrosecond);
 
-// Host sampling over a decode step: `rows` logits rows of a 128k vocabulary.
-void BM_SampleStep(benchmark::State& state) {
-  const int rows = static_cast<int>(state.range(0));
-  const int mode = static_cast<int>(state.range(1));  // 0 greedy, 1 temperature, 2 top-p + top-k
-  constexpr int kVocab = 128256;
-  std::vector<float> logits(static_cast<size_t>(rows) * kVocab);
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.0f, 3.0f);
-  for (auto& l : logits) l = nd(rng);
+// Host sampling over a decode step: 256 logits rows of a 128k vocabulary (N(0, 3) logits).
+// mode 0 greedy, 1 temperature 0.8, 2 temperature 0.8 + top-k 50 + top-p 0.9.
+// BM_SampleStep: Sampler::SampleBatch on `threads` threads (the engine's path);
+// BM_SampleStepReference: the previous sampler, row by row on one thread (tests/engine);
+// BM_ReadLogits: one streaming read (a sum) of the same floats on `threads` threads, the
+// memory-speed floor the sampler is measured against.
+constexpr int kVocab = 128256;
+
+const std::vector<float>& BenchLogits(int rows) {
+  static std::vector<float> logits;
+  if (logits.size() != static_cast<size_t>(rows) * kVocab) {
+    logits.resize(static_cast<size_t>(rows) * kVocab);
+    std::mt19937 rng(3);
+    std::normal_distribution<float> nd(0.0f, 3.0f);
+    for (auto& l : logits) l = nd(rng);
+  }
+  return logits;
+}
+
+SamplingParams BenchParams(int mode) {
   SamplingParams p;
   p.temperature = mode == 0 ? 0.0f : 0.8f;
   if (mode == 2) {
     p.top_p = 0.9f;
     p.top_k = 50;
   }
+  return p;
+}
+
+void BM_SampleStep(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0));
+  const SamplingParams p = BenchParams(static_cast<int>(state.range(1)));
+  const int threads = static_cast<int>(state.range(2));
+  const std::vector<float>& logits = BenchLogits(rows);
   std::vector<int32_t> tokens(600, 5);
   std::vector<int64_t> eos{2};
+  std::vector<SamplingRow> batch;
+  batch.reserve(rows);
+  for (int r = 0; r < rows; ++r) {
+    batch.push_back(
+        SamplingRow{logits.data() + static_cast<size_t>(r) * kVocab, &p, &tokens, 512, 7, r, &eos});
+  }
+  std::vector<SampleResult> results(rows);
+  kernels::cpu::ThreadPool pool(threads);
   Sampler sampler(kVocab);
+  for (auto _ : state) {
+    sampler.SampleBatch(batch, results, &pool);
+    benchmark::DoNotOptimize(results.data());
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK(BM_SampleStep)
+    ->Args({256, 0, 2})
+    ->Args({256, 1, 2})
+    ->Args({256, 2, 2})
+    ->Args({256, 0, 1})
+    ->Args({256, 1, 1})
+    ->Args({256, 2, 1})
+    ->ArgNames({"rows", "mode", "threads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_SampleStepReference(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0));
+  const SamplingParams p = BenchParams(static_cast<int>(state.range(1)));
+  const std::vector<float>& logits = BenchLogits(rows);
+  std::vector<int32_t> tokens(600, 5);
+  std::vector<int64_t> eos{2};
+  testing::ReferenceSampler sampler(kVocab);
   for (auto _ : state) {
     for (int r = 0; r < rows; ++r) {
       SamplingRow row{
@@ -107,12 +161,43 @@ void BM_SampleStep(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * rows);
 }
-BENCHMARK(BM_SampleStep)
+BENCHMARK(BM_SampleStepReference)
     ->Args({256, 0})
     ->Args({256, 1})
     ->Args({256, 2})
     ->ArgNames({"rows", "mode"})
-    ->Unit(benchmark::kMillisecond);
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void BM_ReadLogits(benchmark::State& state) {
+  const int rows = static_cast<int>(state.range(0));
+  const int threads = static_cast<int>(state.range(1));
+  const std::vector<float>& logits = BenchLogits(rows);
+  kernels::cpu::ThreadPool pool(threads);
+  std::vector<float> sums(threads);
+  for (auto _ : state) {
+    pool.Run([&](int t) {
+      const size_t n = logits.size(), begin = n * t / threads, end = n * (t + 1) / threads;
+      float acc[16] = {};
+      size_t i = begin;
+      for (; i + 16 <= end; i += 16) {
+        for (int j = 0; j < 16; ++j) acc[j] += logits[i + j];
+      }
+      float s = 0;
+      for (float a : acc) s += a;
+      for (; i < end; ++i) s += logits[i];
+      sums[t] = s;
+    });
+    benchmark::DoNotOptimize(sums.data());
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(logits.size()) * 4);
+}
+BENCHMARK(BM_ReadLogits)
+    ->Args({256, 2})
+    ->Args({256, 1})
+    ->ArgNames({"rows", "threads"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace muse::engine

@@ -4,6 +4,7 @@
 #include <random>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/thread_pool.h"
 #include "src/common/logging.h"
 #include "src/engine/batch_builder.h"
 
@@ -46,6 +47,20 @@ absl::StatusOr<std::unique_ptr<EngineCore>> EngineCore::Create(runtime::ModelRun
   return std::unique_ptr<EngineCore>(new EngineCore(runner, options, static_cast<int>(blocks)));
 }
 
+namespace {
+
+std::unique_ptr<kernels::cpu::ThreadPool> MakeSamplingPool(int threads) {
+  if (threads <= 0) threads = kernels::cpu::AvailableCpus();
+  if (threads <= 1) return nullptr;
+  return std::make_unique<kernels::cpu::ThreadPool>(threads);
+}
+
+// Steps with fewer logits than this sample on the engine thread: waking the pool (whose workers
+// then spin briefly, next to the runner's threads) costs more than it saves.
+constexpr int64_t kMinParallelSampleLogits = int64_t{1} << 20;
+
+}  // namespace
+
 EngineCore::EngineCore(runtime::ModelRunner* runner, const EngineOptions& options, int num_blocks)
     : runner_(runner),
       options_(options),
@@ -56,6 +71,7 @@ EngineCore::EngineCore(runtime::ModelRunner* runner, const EngineOptions& option
       blocks_(num_blocks, options.scheduler.enable_prefix_caching),
       scheduler_(options.scheduler, &blocks_),
       sampler_(static_cast<int>(runner->config().vocab_size)),
+      sampling_pool_(MakeSamplingPool(options.sampling_threads)),
       seed_base_(options.seed != 0
                      ? options.seed
                      : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {
@@ -415,15 +431,31 @@ absl::Status EngineCore::Step() {
         s.seq->num_computed_tokens += s.num_new_tokens;
         PublishFullBlocks(s.seq);
       }
+      // Sample every row of a forked request at once (over the sampling pool when the step is
+      // large), then apply the tokens in row order; a request's first token forks it instead.
+      sample_rows_.clear();
+      for (size_t r = 0; r < logits_seq_.size(); ++r) {
+        Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
+        const auto* rs = static_cast<const RequestState*>(seq->owner);
+        if (rs->forked) {
+          sample_rows_.push_back(MakeRow(*rs, *seq, logits_.row(static_cast<int>(r))));
+        }
+      }
+      sample_results_.resize(sample_rows_.size());
+      const bool parallel =
+          sample_rows_.size() > 1 &&
+          static_cast<int64_t>(sample_rows_.size()) * vocab_size_ >= kMinParallelSampleLogits;
+      sampler_.SampleBatch(sample_rows_, sample_results_,
+                           parallel ? sampling_pool_.get() : nullptr);
       const absl::Time now = absl::Now();
+      size_t next_result = 0;
       for (size_t r = 0; r < logits_seq_.size(); ++r) {
         Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
         auto* rs = static_cast<RequestState*>(seq->owner);
         if (!rs->forked) {
           Fork(rs, logits_.row(static_cast<int>(r)), now);
         } else {
-          AppendToken(rs, seq->sample_index,
-                      sampler_.Sample(MakeRow(*rs, *seq, logits_.row(static_cast<int>(r)))), now);
+          AppendToken(rs, seq->sample_index, sample_results_[next_result++], now);
         }
       }
     }

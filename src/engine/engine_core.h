@@ -22,6 +22,10 @@
 #include "src/engine/text_decoder.h"
 #include "src/runtime/model_runner.h"
 
+namespace muse::kernels::cpu {
+class ThreadPool;
+}  // namespace muse::kernels::cpu
+
 namespace muse::engine {
 
 struct EngineOptions {
@@ -29,6 +33,9 @@ struct EngineOptions {
   int64_t max_model_len = 0;  // 0 = the model's max_position_embeddings (unbounded if 0 too)
   std::shared_ptr<TextDecoderFactory> text_decoder;  // optional; needed for stop strings / text
   uint64_t seed = 0;  // seeds of unseeded requests derive from it; 0 = from std::random_device
+  // Threads that sample a step's rows (Sampler::SampleBatch); 0 = the CPUs this process may use
+  // (the runner's CPU thread count is the natural setting), 1 = on the engine thread only.
+  int sampling_threads = 0;
 };
 
 // Upper bounds (seconds) of the step-duration histogram buckets; one more bucket is +Inf.
@@ -121,6 +128,7 @@ class EngineCore {
   BlockManager blocks_;
   Scheduler scheduler_;
   Sampler sampler_;
+  std::unique_ptr<kernels::cpu::ThreadPool> sampling_pool_;  // null: sample on the engine thread
   uint64_t seed_base_;
 
   absl::flat_hash_map<std::string, std::unique_ptr<RequestState>> requests_;
@@ -133,6 +141,8 @@ class EngineCore {
   models::Batch batch_;
   models::Logits logits_;
   std::vector<int> logits_seq_;
+  std::vector<SamplingRow> sample_rows_;  // this step's rows of forked requests
+  std::vector<SampleResult> sample_results_;
 };
 
 }  // namespace muse::engine

@@ -1,15 +1,41 @@
 #include "src/engine/sampler.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <utility>
+
+#include "kernels/cpu/thread_pool.h"
+
+// The hot loops are compiled for AVX2 as well as the baseline and picked at load time. Results do
+// not depend on the choice: every loop keeps the scalar code's operation order (8 explicit lanes,
+// no reassociation, and sampler.cc builds with -ffp-contract=off so nothing becomes an FMA).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MUSE_SAMPLER_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MUSE_SAMPLER_CLONES
+#endif
 
 namespace muse::engine {
+
+struct Sampler::Scratch {
+  std::vector<float> work;   // processed logits (when any knob modifies them)
+  std::vector<float> probs;  // exp values: all of them (top-p / min-p) or candidate blocks (top-k)
+  std::vector<int32_t> idx;
+  std::vector<int32_t> count;     // generated-token counts (penalties), kept zeroed between rows
+  std::vector<uint8_t> seen;      // prompt or generated (repetition penalty), kept zeroed
+  std::vector<double> block_sum;  // per 256-token block: SumOf its probs
+  std::vector<float> block_max;   // per block: max of its probs (top-k)
+  std::vector<float> order;       // block maxima, for the top-k threshold
+};
+
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr int kBlock = 256;  // InverseCdf's block
 
 inline uint64_t SplitMix(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -18,42 +44,12 @@ inline uint64_t SplitMix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-}  // namespace
-
-double CounterUniform(uint64_t seed, uint64_t stream, uint64_t step) {
-  uint64_t x = SplitMix(seed);
-  x = SplitMix(x ^ (stream * 0xD1B54A32D192ED03ull));
-  x = SplitMix(x ^ (step * 0x8CB92BA72F3D8DD7ull));
-  return static_cast<double>(x >> 11) * 0x1.0p-53;
-}
-
-void Sampler::ApplyPenalties(const SamplingRow& row) {
-  const SamplingParams& p = *row.params;
-  const bool rep = p.repetition_penalty != 1.0f;
-  const bool freq = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
-  if (!rep && !freq) return;
-  const std::vector<int32_t>& toks = *row.tokens;
-  count_.resize(vocab_size_, 0);
-  seen_.resize(vocab_size_, 0);
-  for (size_t i = 0; i < toks.size(); ++i) {
-    const int32_t t = toks[i];
-    if (t < 0 || t >= vocab_size_) continue;
-    seen_[t] = 1;
-    if (static_cast<int>(i) >= row.num_prompt_tokens) ++count_[t];
-  }
-  for (int32_t t : toks) {
-    if (t < 0 || t >= vocab_size_ || !seen_[t]) continue;  // each token once
-    float& l = work_[t];
-    if (rep) l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
-    if (count_[t] > 0) l -= p.presence_penalty + p.frequency_penalty * count_[t];
-    seen_[t] = 0;
-    count_[t] = 0;
-  }
-}
+// ---- The previous implementation's kernels, unchanged: the fast paths below reproduce their
+// ---- results exactly, and rows they do not cover (NaN / inf) run on them as before.
 
 // exp(x) for x <= 0 (inputs are logit - max), branch-free so the loop vectorizes: Cody-Waite
 // range reduction + degree-6 polynomial, ~2 ulp; x < -87 (incl. -inf for masked tokens) -> 0.
-static inline float ExpNonPositive(float x) {
+__attribute__((always_inline)) static inline float ExpNonPositive(float x) {
   const float xc = x < -87.0f ? -87.0f : x;
   const float kMagic = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
   const float n = (xc * 1.44269504f + kMagic) - kMagic;
@@ -163,15 +159,257 @@ static inline int32_t InverseCdf(const float* probs, int n, double target) {
   return last;
 }
 
-int32_t Sampler::Draw(const SamplingRow& row, const float* logits, double u) {
-  const SamplingParams& p = *row.params;
-  const int V = vocab_size_;
-  const float inv_t = 1.0f / p.temperature;
-  const float mx = MaxOf(logits, V);
-  probs_.resize(V);
-  float* probs = probs_.data();
-  for (int i = 0; i < V; ++i) probs[i] = ExpNonPositive((logits[i] - mx) * inv_t);  // max prob is 1
+// ---- Fused kernels, on GCC vector extensions (8 floats: two SSE registers in the baseline
+// clone, one AVX2 register in the other). Each vector lane is one of the 8 lanes of the scalar
+// kernels above, updated in the same order, so the results are theirs bit for bit.
 
+// The helpers below are always inlined, so their vector arguments never cross an ABI boundary.
+#pragma GCC diagnostic ignored "-Wpsabi"
+using V8f = float __attribute__((vector_size(32)));
+using V8i = int32_t __attribute__((vector_size(32)));
+
+__attribute__((always_inline)) inline V8f Load8(const float* p) {
+  V8f v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+__attribute__((always_inline)) inline void Store8(float* p, V8f v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+__attribute__((always_inline)) inline V8f Splat(float x) { return V8f{} + x; }
+
+// ExpNonPositive on 8 lanes: the same operations in the same order.
+__attribute__((always_inline)) inline V8f Exp8(V8f x) {
+  const V8f lo = Splat(-87.0f);
+  const V8i under = x < lo;
+  const V8f xc = under ? lo : x;
+  const float kMagic = 12582912.0f;
+  const V8f n = (xc * 1.44269504f + kMagic) - kMagic;
+  const V8f r = (xc - n * 0.693145751953125f) - n * 1.428606765330187e-06f;
+  V8f p = Splat(1.0f / 720);
+  p = p * r + 1.0f / 120;
+  p = p * r + 1.0f / 24;
+  p = p * r + 1.0f / 6;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const V8i bits = (__builtin_convertvector(n, V8i) + 127) << 23;
+  const V8f scale = __builtin_bit_cast(V8f, bits);
+  return under ? Splat(0.0f) : p * scale;
+}
+
+__attribute__((always_inline)) inline V8f Max8(V8f m, V8f v) { return m > v ? m : v; }
+
+struct MaxArg {
+  float max;       // == MaxOf(x, n), bit for bit
+  int32_t argmax;  // == ArgMax(x, n) when !unordered
+  bool unordered;  // x holds a NaN (then ArgMax's scan semantics are used instead)
+};
+
+// One pass: MaxOf's lanes, plus per lane the first index of its strict maximum and a NaN flag.
+MUSE_SAMPLER_CLONES MaxArg MaxArgMax(const float* x, int n) {
+  V8f m = Splat(kNegInf), bv = m;
+  V8i bi = {0, 1, 2, 3, 4, 5, 6, 7}, idx = bi, un = V8i{};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const V8f v = Load8(x + i);
+    m = Max8(m, v);
+    const V8i gt = v > bv;
+    bv = gt ? v : bv;
+    bi = gt ? idx : bi;
+    un |= v != v;
+    idx += 8;
+  }
+  const int lanes_end = i;
+  MaxArg r{kNegInf, 0, false};
+  for (int j = 0; j < 8; ++j) r.max = r.max > m[j] ? r.max : m[j];
+  for (; i < n; ++i) {
+    r.max = r.max > x[i] ? r.max : x[i];
+    if (x[i] != x[i]) r.unordered = true;
+  }
+  for (int j = 0; j < 8; ++j) r.unordered = r.unordered || un[j] != 0;
+  if (r.unordered) return r;
+  // First index holding the maximum: the smallest lane index among lanes whose maximum equals
+  // it, else the first tail element equal to it (tail indices follow every lane index).
+  int32_t best = -1;
+  if (lanes_end > 0) {
+    for (int j = 0; j < 8; ++j) {
+      if (bv[j] == r.max && (best < 0 || bi[j] < best)) best = bi[j];
+    }
+  }
+  for (int k = lanes_end; best < 0 && k < n; ++k) {
+    if (x[k] == r.max) best = k;
+  }
+  r.argmax = best < 0 ? 0 : best;
+  return r;
+}
+
+__attribute__((always_inline)) inline float HMax(V8f v) {
+  float h = v[0];
+  for (int j = 1; j < 8; ++j) h = h > v[j] ? h : v[j];
+  return h;
+}
+
+// The exp pass without storing the probs: per 256-block SumOf of the probs (block_sum) and, for
+// top-k, their max (block_max), and the row's SumOf(probs, n). A rescan recomputes the same bits
+// where needed.
+// `next` (nullable): the next row's logits, prefetched while this compute-bound pass runs so
+// that its max pass reads from cache rather than DRAM.
+template <bool kBlockMax>
+__attribute__((always_inline)) inline double ExpSumsImpl(const float* x, int n, float mx,
+                                                         float inv_t, double* block_sum,
+                                                         float* block_max, const float* next) {
+  V8f g{};
+  int tail_begin = n;
+  for (int b = 0, k = 0; b < n; b += kBlock, ++k) {
+    const int end = std::min(n, b + kBlock);
+    V8f bl{}, mm{};
+    int i = b;
+    for (; i + 32 <= end; i += 32) {
+      if (next != nullptr) {
+        __builtin_prefetch(next + i, 0, 2);
+        __builtin_prefetch(next + i + 16, 0, 2);
+      }
+      const V8f p0 = Exp8((Load8(x + i) - mx) * inv_t);
+      const V8f p1 = Exp8((Load8(x + i + 8) - mx) * inv_t);
+      const V8f p2 = Exp8((Load8(x + i + 16) - mx) * inv_t);
+      const V8f p3 = Exp8((Load8(x + i + 24) - mx) * inv_t);
+      bl += p0;
+      bl += p1;
+      bl += p2;
+      bl += p3;
+      g += p0;
+      g += p1;
+      g += p2;
+      g += p3;
+      if (kBlockMax) mm = Max8(mm, Max8(Max8(p0, p1), Max8(p2, p3)));
+    }
+    for (; i + 8 <= end; i += 8) {
+      const V8f p0 = Exp8((Load8(x + i) - mx) * inv_t);
+      bl += p0;
+      g += p0;
+      if (kBlockMax) mm = Max8(mm, p0);
+    }
+    double r = 0;
+    for (int j = 0; j < 8; ++j) r += bl[j];
+    float mb = kBlockMax ? HMax(mm) : 0.0f;
+    if (end == n) tail_begin = i;
+    for (; i < end; ++i) {
+      const float p = ExpNonPositive((x[i] - mx) * inv_t);
+      r += p;
+      mb = mb > p ? mb : p;
+    }
+    block_sum[k] = r;
+    if (kBlockMax) block_max[k] = mb;
+  }
+  double r = 0;
+  for (int j = 0; j < 8; ++j) r += g[j];
+  // SumOf's tail: the last n % 8 probs, in order.
+  for (int i = tail_begin; i < n; ++i) r += ExpNonPositive((x[i] - mx) * inv_t);
+  return r;
+}
+
+MUSE_SAMPLER_CLONES double ExpSums(const float* x, int n, float mx, float inv_t, double* block_sum,
+                                   const float* next) {
+  return ExpSumsImpl<false>(x, n, mx, inv_t, block_sum, nullptr, next);
+}
+
+MUSE_SAMPLER_CLONES double ExpSumsMax(const float* x, int n, float mx, float inv_t,
+                                      double* block_sum, float* block_max, const float* next) {
+  return ExpSumsImpl<true>(x, n, mx, inv_t, block_sum, block_max, next);
+}
+
+// Top-k candidates: recomputes the probs of the 256-blocks whose max reaches th (into probs, at
+// their indices) and appends the indices with prob >= th and > 0 to idx, ascending.
+MUSE_SAMPLER_CLONES void ExpCollect(const float* x, int n, float mx, float inv_t, float th,
+                                    const float* block_max, float* probs,
+                                    std::vector<int32_t>* idx) {
+  for (int b = 0; b < n; b += kBlock) {
+    const float bm = block_max[b / kBlock];
+    if (!(bm >= th && bm > 0)) continue;
+    const int end = std::min(n, b + kBlock);
+    int i = b;
+    for (; i + 8 <= end; i += 8) Store8(probs + i, Exp8((Load8(x + i) - mx) * inv_t));
+    for (; i < end; ++i) probs[i] = ExpNonPositive((x[i] - mx) * inv_t);
+    for (i = b; i < end; ++i) {
+      if (probs[i] >= th && probs[i] > 0) idx->push_back(i);
+    }
+  }
+}
+
+// The exp pass storing every prob (top-p / min-p without top-k need them all); returns SumOf.
+MUSE_SAMPLER_CLONES double ExpStore(const float* x, int n, float mx, float inv_t, float* probs,
+                                    const float* next) {
+  V8f m{};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    if (next != nullptr && i % 16 == 0) __builtin_prefetch(next + i, 0, 2);
+    const V8f p = Exp8((Load8(x + i) - mx) * inv_t);
+    Store8(probs + i, p);
+    m += p;
+  }
+  double r = 0;
+  for (int j = 0; j < 8; ++j) r += m[j];
+  for (; i < n; ++i) {
+    probs[i] = ExpNonPositive((x[i] - mx) * inv_t);
+    r += probs[i];
+  }
+  return r;
+}
+
+// The probs of [b, end) into out[0, end - b).
+inline void ExpRange(const float* x, int b, int end, float mx, float inv_t, float* out) {
+  int i = b;
+  for (; i + 8 <= end; i += 8) Store8(out + (i - b), Exp8((Load8(x + i) - mx) * inv_t));
+  for (; i < end; ++i) out[i - b] = ExpNonPositive((x[i] - mx) * inv_t);
+}
+
+// Whether any of x[0, 16) is > th.
+inline bool AnyGreater16(const float* x, float th) {
+  int any = 0;
+  for (int j = 0; j < 16; ++j) any |= x[j] > th ? 1 : 0;
+  return any != 0;
+}
+
+}  // namespace
+
+double CounterUniform(uint64_t seed, uint64_t stream, uint64_t step) {
+  uint64_t x = SplitMix(seed);
+  x = SplitMix(x ^ (stream * 0xD1B54A32D192ED03ull));
+  x = SplitMix(x ^ (step * 0x8CB92BA72F3D8DD7ull));
+  return static_cast<double>(x >> 11) * 0x1.0p-53;
+}
+
+namespace {
+
+void ApplyPenalties(const SamplingRow& row, int vocab_size, Sampler::Scratch& s) {
+  const SamplingParams& p = *row.params;
+  const bool rep = p.repetition_penalty != 1.0f;
+  const bool freq = p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  if (!rep && !freq) return;
+  const std::vector<int32_t>& toks = *row.tokens;
+  s.count.resize(vocab_size, 0);
+  s.seen.resize(vocab_size, 0);
+  for (size_t i = 0; i < toks.size(); ++i) {
+    const int32_t t = toks[i];
+    if (t < 0 || t >= vocab_size) continue;
+    s.seen[t] = 1;
+    if (static_cast<int>(i) >= row.num_prompt_tokens) ++s.count[t];
+  }
+  for (int32_t t : toks) {
+    if (t < 0 || t >= vocab_size || !s.seen[t]) continue;  // each token once
+    float& l = s.work[t];
+    if (rep) l = l > 0 ? l / p.repetition_penalty : l * p.repetition_penalty;
+    if (s.count[t] > 0) l -= p.presence_penalty + p.frequency_penalty * s.count[t];
+    s.seen[t] = 0;
+    s.count[t] = 0;
+  }
+}
+
+// The previous Draw from its probs on: top-k / min-p / top-p by the threshold search, then the
+// draw. `probs` holds every prob of the row.
+int32_t DrawFromProbs(const SamplingParams& p, int V, const float* logits, const float* probs,
+                      double u, std::vector<int32_t>& idx) {
   const bool use_k = p.top_k > 0 && p.top_k < V;
   const bool use_p = p.top_p < 1.0f;
   const bool use_min_p = p.min_p > 0.0f;
@@ -190,21 +428,21 @@ int32_t Sampler::Draw(const SamplingRow& row, const float* logits, double u) {
     t = t < 0x1.0p-40f ? 0.0f : t * (1.0f / 256);
   }
   const float th = std::max(t, surv);
-  idx_.clear();
+  idx.clear();
   for (int i = 0; i < V; ++i) {
-    if (probs[i] >= th && probs[i] > 0) idx_.push_back(i);
+    if (probs[i] >= th && probs[i] > 0) idx.push_back(i);
   }
   // Descending probability, ties by token id (deterministic).
   auto better = [&](int32_t a, int32_t b) {
     return probs[a] != probs[b] ? probs[a] > probs[b] : a < b;
   };
-  std::sort(idx_.begin(), idx_.end(), better);
-  int n = static_cast<int>(idx_.size());
+  std::sort(idx.begin(), idx.end(), better);
+  int n = static_cast<int>(idx.size());
   if (n == 0) return ArgMax(logits, V);
   if (use_k) n = std::min(n, p.top_k);
   double total = 0;
   if (use_k) {
-    for (int i = 0; i < n; ++i) total += probs[idx_[i]];
+    for (int i = 0; i < n; ++i) total += probs[idx[i]];
   } else {
     total = mass_surv;
   }
@@ -212,7 +450,7 @@ int32_t Sampler::Draw(const SamplingRow& row, const float* logits, double u) {
     double acc = 0;
     int keep = n;
     for (int i = 0; i < n; ++i) {
-      acc += probs[idx_[i]];
+      acc += probs[idx[i]];
       if (acc >= p.top_p * total) {
         keep = i + 1;
         break;
@@ -223,15 +461,118 @@ int32_t Sampler::Draw(const SamplingRow& row, const float* logits, double u) {
   }
   double target = u * total, acc = 0;
   for (int i = 0; i < n; ++i) {
-    acc += probs[idx_[i]];
-    if (acc > target) return idx_[i];
+    acc += probs[idx[i]];
+    if (acc > target) return idx[i];
   }
-  return idx_[n - 1];
+  return idx[n - 1];
 }
 
-SampleResult Sampler::Sample(const SamplingRow& row) {
+// The previous Draw, whole: max, exp into s.probs, DrawFromProbs. For rows whose probs are not
+// all finite (NaN / inf logits, degenerate temperatures), which the fast paths do not cover.
+int32_t DrawSlow(const SamplingParams& p, int V, const float* logits, double u,
+                 Sampler::Scratch& s) {
+  const float inv_t = 1.0f / p.temperature;
+  const float mx = MaxOf(logits, V);
+  s.probs.resize(V);
+  float* probs = s.probs.data();
+  for (int i = 0; i < V; ++i) probs[i] = ExpNonPositive((logits[i] - mx) * inv_t);
+  return DrawFromProbs(p, V, logits, probs, u, s.idx);
+}
+
+// Plain temperature sampling: InverseCdf over the block sums of the exp pass; only the blocks
+// the scan enters are recomputed.
+int32_t DrawInverseCdf(const float* x, int V, float mx, float inv_t, double target,
+                       const Sampler::Scratch& s) {
+  double acc = 0;
+  int32_t last = 0;
+  int last_block = -1;  // `last` is the last positive prob of this skipped block (found lazily)
+  float tmp[kBlock];
+  for (int b = 0, k = 0; b < V; b += kBlock, ++k) {
+    const int len = std::min(kBlock, V - b);
+    const double block = s.block_sum[k];
+    if (acc + block <= target) {
+      acc += block;
+      if (block > 0) last_block = k;
+      continue;
+    }
+    ExpRange(x, b, b + len, mx, inv_t, tmp);
+    for (int i = b; i < b + len; ++i) {
+      if (tmp[i - b] <= 0) continue;
+      acc += tmp[i - b];
+      last = i;
+      last_block = -1;
+      if (acc > target) return i;
+    }
+  }
+  if (last_block >= 0) {
+    const int b = last_block * kBlock;
+    const int len = std::min(kBlock, V - b);
+    ExpRange(x, b, b + len, mx, inv_t, tmp);
+    for (int i = b + len - 1; i >= b; --i) {
+      if (tmp[i - b] > 0) return i;
+    }
+  }
+  return last;
+}
+
+// Top-k (with top-p / min-p): the k best of S = {prob > 0, prob >= min_p} in (prob desc, id asc)
+// order are what the previous threshold search sorted. At least k probs reach the k-th largest
+// 256-block maximum, so only the blocks whose maximum reaches it are recomputed and selected from
+// (nth_element, then a sort of the k).
+int32_t DrawTopK(const SamplingParams& p, int V, const float* x, float mx, float inv_t, double u,
+                 Sampler::Scratch& s) {
+  const int nb = (V + kBlock - 1) / kBlock;
+  const bool use_p = p.top_p < 1.0f;
+  const float surv = p.min_p > 0.0f ? p.min_p : 0.0f;
+  float th = 0.0f;
+  if (p.top_k <= nb) {  // the k-th largest block maximum: at least k probs reach it
+    s.order.assign(s.block_max.begin(), s.block_max.begin() + nb);
+    std::nth_element(s.order.begin(), s.order.begin() + (p.top_k - 1), s.order.end(),
+                     std::greater<float>());
+    th = s.order[p.top_k - 1];
+  }
+  th = std::max(th, surv);
+  s.probs.resize(V);
+  float* probs = s.probs.data();
+  std::vector<int32_t>& idx = s.idx;
+  idx.clear();
+  ExpCollect(x, V, mx, inv_t, th, s.block_max.data(), probs, &idx);
+  auto better = [&](int32_t a, int32_t b) {
+    return probs[a] != probs[b] ? probs[a] > probs[b] : a < b;
+  };
+  int n = static_cast<int>(idx.size());
+  if (n == 0) return ArgMax(x, V);
+  if (n > p.top_k) {
+    std::nth_element(idx.begin(), idx.begin() + (p.top_k - 1), idx.end(), better);
+    n = p.top_k;
+  }
+  std::sort(idx.begin(), idx.begin() + n, better);
+  double total = 0;
+  for (int i = 0; i < n; ++i) total += probs[idx[i]];
+  if (use_p) {
+    double acc = 0;
+    int keep = n;
+    for (int i = 0; i < n; ++i) {
+      acc += probs[idx[i]];
+      if (acc >= p.top_p * total) {
+        keep = i + 1;
+        break;
+      }
+    }
+    n = keep;
+    total = acc;
+  }
+  double target = u * total, acc = 0;
+  for (int i = 0; i < n; ++i) {
+    acc += probs[idx[i]];
+    if (acc > target) return idx[i];
+  }
+  return idx[n - 1];
+}
+
+// `next` (nullable): the logits this thread samples next (prefetched during the exp pass).
+SampleResult SampleOne(const SamplingRow& row, int V, Sampler::Scratch& s, const float* next) {
   const SamplingParams& p = *row.params;
-  const int V = vocab_size_;
   const int generated = static_cast<int>(row.tokens->size()) - row.num_prompt_tokens;
   const bool mask = generated < p.min_tokens;
   const bool modify = mask || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
@@ -239,46 +580,93 @@ SampleResult Sampler::Sample(const SamplingRow& row) {
   // Unmodified logits are read in place (a 128k-vocab row is 512 KiB).
   const float* w = row.logits;
   if (modify) {
-    work_.assign(row.logits, row.logits + V);
+    s.work.assign(row.logits, row.logits + V);
     if (mask) {
       if (!p.ignore_eos && row.eos_token_ids) {
         for (int64_t e : *row.eos_token_ids)
-          if (e >= 0 && e < V) work_[e] = kNegInf;
+          if (e >= 0 && e < V) s.work[e] = kNegInf;
       }
       for (int32_t t : p.stop_token_ids)
-        if (t >= 0 && t < V) work_[t] = kNegInf;
+        if (t >= 0 && t < V) s.work[t] = kNegInf;
     }
     for (const auto& [t, bias] : p.logit_bias) {
-      if (t >= 0 && t < V) work_[t] += bias;
+      if (t >= 0 && t < V) s.work[t] += bias;
     }
-    ApplyPenalties(row);
-    w = work_.data();
+    ApplyPenalties(row, V, s);
+    w = s.work.data();
   }
+
+  // Pass 1: max (MaxOf's bits) and argmax.
+  const MaxArg ma = MaxArgMax(w, V);
+  const int nb = (V + kBlock - 1) / kBlock;
+  s.block_sum.resize(nb);
+  s.block_max.resize(nb);
+  // SumOf(exp(w - max)) when the exp pass at temperature 1 has run (the logprobs' normalizer).
+  double sum_t1 = 0;
+  bool have_sum_t1 = false;
 
   SampleResult result;
   if (p.temperature == 0.0f) {
-    result.token_id = ArgMax(w, V);
+    result.token_id = ma.unordered ? ArgMax(w, V) : ma.argmax;
   } else {
     const double u = CounterUniform(row.seed, static_cast<uint64_t>(row.sample_index),
                                     static_cast<uint64_t>(generated));
-    result.token_id = Draw(row, w, u);
+    const float inv_t = 1.0f / p.temperature;
+    const bool use_k = p.top_k > 0 && p.top_k < V;
+    const bool use_p = p.top_p < 1.0f;
+    const bool use_min_p = p.min_p > 0.0f;
+    if (!use_k && (use_p || use_min_p)) {
+      // Top-p / min-p without top-k: the threshold search needs every prob.
+      s.probs.resize(V);
+      const double total = ExpStore(w, V, ma.max, inv_t, s.probs.data(), next);
+      if (std::isfinite(total)) {
+        result.token_id = DrawFromProbs(p, V, w, s.probs.data(), u, s.idx);
+      } else {
+        result.token_id = DrawSlow(p, V, w, u, s);
+      }
+      if (inv_t == 1.0f) {
+        sum_t1 = total;
+        have_sum_t1 = true;
+      }
+    } else {
+      // Pass 2: exp with block sums / maxima; the probs are not stored.
+      const double total =
+          use_k ? ExpSumsMax(w, V, ma.max, inv_t, s.block_sum.data(), s.block_max.data(), next)
+                : ExpSums(w, V, ma.max, inv_t, s.block_sum.data(), next);
+      if (!std::isfinite(total)) {
+        result.token_id = DrawSlow(p, V, w, u, s);
+      } else if (use_k) {
+        result.token_id = DrawTopK(p, V, w, ma.max, inv_t, u, s);
+      } else {
+        result.token_id = DrawInverseCdf(w, V, ma.max, inv_t, u * total, s);
+      }
+      if (inv_t == 1.0f) {
+        sum_t1 = total;
+        have_sum_t1 = true;
+      }
+    }
   }
 
   if (p.logprobs >= 0) {
-    const float mx = MaxOf(w, V);
-    probs_.resize(V);
-    for (int i = 0; i < V; ++i) probs_[i] = ExpNonPositive(w[i] - mx);
-    const double sum = SumOf(probs_.data(), V);
+    const float mx = ma.max;
+    const double sum = have_sum_t1 ? sum_t1 : ExpSums(w, V, mx, 1.0f, s.block_sum.data(), nullptr);
     const float lse = mx + static_cast<float>(std::log(sum));
     result.logprobs.logprob = w[result.token_id] - lse;
     const int k = std::min(p.logprobs, V);
     if (k > 0) {
-      // Top-k by a bounded insertion list: one pass, no V-sized sort.
-      std::vector<int32_t>& top = idx_;
+      // Top-k by a bounded insertion list: one pass, no V-sized sort. Once the list is full an
+      // element enters only if it is > the last one (it comes later), so runs of 16 that hold
+      // none are skipped.
+      std::vector<int32_t>& top = s.idx;
       top.clear();
       auto better = [&](int32_t a, int32_t b) { return w[a] != w[b] ? w[a] > w[b] : a < b; };
       for (int i = 0; i < V; ++i) {
-        if (static_cast<int>(top.size()) == k && !better(i, top.back())) continue;
+        if (static_cast<int>(top.size()) == k) {
+          const float th = w[top.back()];
+          while (i + 16 <= V && !AnyGreater16(w + i, th)) i += 16;
+          if (i >= V) break;
+          if (!better(i, top.back())) continue;
+        }
         auto pos = std::upper_bound(top.begin(), top.end(), i, better);
         top.insert(pos, i);
         if (static_cast<int>(top.size()) > k) top.pop_back();
@@ -287,6 +675,47 @@ SampleResult Sampler::Sample(const SamplingRow& row) {
     }
   }
   return result;
+}
+
+}  // namespace
+
+Sampler::Sampler(int vocab_size) : vocab_size_(vocab_size) {}
+Sampler::~Sampler() = default;
+
+Sampler::Scratch& Sampler::ScratchFor(int thread) {
+  while (static_cast<int>(scratch_.size()) <= thread) {
+    scratch_.push_back(std::make_unique<Scratch>());
+  }
+  return *scratch_[thread];
+}
+
+SampleResult Sampler::Sample(const SamplingRow& row) {
+  return SampleOne(row, vocab_size_, ScratchFor(0), nullptr);
+}
+
+void Sampler::SampleBatch(std::span<const SamplingRow> rows, std::span<SampleResult> results,
+                          kernels::cpu::ThreadPool* pool) {
+  const int n = static_cast<int>(std::min(rows.size(), results.size()));
+  const int threads = pool == nullptr ? 1 : std::min(pool->num_threads(), n);
+  if (threads <= 1) {
+    Scratch& s = ScratchFor(0);
+    for (int i = 0; i < n; ++i) {
+      results[i] = SampleOne(rows[i], vocab_size_, s, i + 1 < n ? rows[i + 1].logits : nullptr);
+    }
+    return;
+  }
+  ScratchFor(pool->num_threads() - 1);  // every thread's scratch exists before the workers run
+  std::atomic<int> next{0};
+  pool->Run([&](int t) {
+    Scratch& s = *scratch_[t];
+    // Rows are claimed one ahead, so the next one can be prefetched during this one.
+    int i = next.fetch_add(1, std::memory_order_relaxed);
+    while (i < n) {
+      const int j = next.fetch_add(1, std::memory_order_relaxed);
+      results[i] = SampleOne(rows[i], vocab_size_, s, j < n ? rows[j].logits : nullptr);
+      i = j;
+    }
+  });
 }
 
 }  // namespace muse::engine

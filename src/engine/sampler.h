@@ -3,12 +3,24 @@
 // (logprobs taken here) -> greedy argmax, or temperature -> top-k -> min-p -> top-p -> draw.
 // Randomness is counter-based: the draw for (seed, sample index, generated-token index) is a pure
 // function, so a seeded request gives the same tokens in any batch mix, and after preemption.
+//
+// Each row costs about one streaming read of its logits: a fused max / argmax pass, then (with a
+// temperature) one exp pass that also sums 256-token blocks so the draw rescans only its block;
+// top-k selects candidates over a probability threshold (no full sort); penalties touch only the
+// sequence's distinct tokens. SampleBatch spreads rows over a thread pool. Results are
+// bit-identical to the previous one-row implementation (tests/engine/reference_sampler.cc).
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <vector>
 
 #include "src/engine/request.h"
+
+namespace muse::kernels::cpu {
+class ThreadPool;
+}  // namespace muse::kernels::cpu
 
 namespace muse::engine {
 
@@ -32,20 +44,25 @@ double CounterUniform(uint64_t seed, uint64_t stream, uint64_t step);
 
 class Sampler {
  public:
-  explicit Sampler(int vocab_size) : vocab_size_(vocab_size) {}
+  explicit Sampler(int vocab_size);
+  ~Sampler();
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+
   // Not thread-safe (scratch buffers); one per engine thread.
   SampleResult Sample(const SamplingRow& row);
+  // Samples every row (results[i] for rows[i]; the spans have the same size), spreading rows over
+  // `pool` (null: the calling thread). Same results as Sample() row by row, in any thread count.
+  void SampleBatch(std::span<const SamplingRow> rows, std::span<SampleResult> results,
+                   kernels::cpu::ThreadPool* pool);
+
+  struct Scratch;  // per-thread buffers (sampler.cc)
 
  private:
-  void ApplyPenalties(const SamplingRow& row);
-  int32_t Draw(const SamplingRow& row, const float* logits, double u);
+  Scratch& ScratchFor(int thread);
 
   int vocab_size_;
-  std::vector<float> work_;  // processed logits (when any knob modifies them)
-  std::vector<float> probs_;
-  std::vector<int32_t> idx_;
-  std::vector<int32_t> count_;  // generated-token counts (penalties), kept zeroed between rows
-  std::vector<uint8_t> seen_;   // prompt or generated (repetition penalty), kept zeroed
+  std::vector<std::unique_ptr<Scratch>> scratch_;
 };
 
 }  // namespace muse::engine

@@ -122,6 +122,7 @@ absl::Status Server::Impl::LoadModel() {
   eo.scheduler.max_waiting = o.max_waiting;
   eo.max_model_len = o.max_model_len;
   eo.seed = o.seed;
+  eo.sampling_threads = o.threads;  // as many as the runner's CPU threads (0: every CPU)
   eo.text_decoder = std::make_shared<TokenizerDecoderFactory>(m->tokenizer.get());
   ASSIGN_OR_RETURN(ctx.engine, engine::Engine::Create(std::move(runner), eo));
   m->max_model_len = ctx.engine->max_model_len() > 0 ? ctx.engine->max_model_len() : (1 << 30);
