@@ -48,4 +48,65 @@ struct Logits {
   const float* row(int r) const { return data.data() + static_cast<int64_t>(r) * vocab_size; }
 };
 
+// Per-row sampling inputs for a runner that samples on its device (ModelRunner::ForwardAndSample):
+// row r samples logits row r (batch.logits_indices[r]) exactly as engine::Sampler::Sample samples
+// the same row on the host (src/engine/sampler.h): the same knobs, seed, RNG stream and step, and
+// the host's per-row lists written out. Mirrors kernels/cuda/sampling.h (plain C++ here).
+struct SamplingRowParams {
+  float temperature = 1.0f;         // finite >= 0; 0 = greedy (first maximum)
+  int32_t top_k = 0;                // >= -1; <= 0 or >= vocab = off
+  float top_p = 1.0f;               // (0, 1]; 1 = off
+  float min_p = 0.0f;               // [0, 1]; 0 = off
+  float repetition_penalty = 1.0f;  // finite > 0; 1 = off
+  float presence_penalty = 0.0f;    // [-2, 2]
+  float frequency_penalty = 0.0f;   // [-2, 2]
+  int32_t logprobs = -1;            // -1 = none; k in [0, 20]: the token's logprob + top k
+  uint64_t seed = 0;                // the request's seed
+  int32_t sample_index = 0;         // >= 0: RNG stream within the request
+  int32_t generated = 0;            // >= 0: tokens generated so far (the RNG step)
+};
+
+// The three per-row lists are CSR: row r's entries are [offsets[r], offsets[r + 1]); an empty
+// offsets vector means no entries for any row. Ids are in [0, vocab).
+struct SamplingInputs {
+  std::vector<SamplingRowParams> rows;  // [R], R = batch.logits_indices.size()
+  // Masked to -inf (eos ids unless ignore_eos, then stop_token_ids) while generated < min_tokens;
+  // the caller decides which rows get them.
+  std::vector<int32_t> masked_offsets;  // [R + 1] or empty
+  std::vector<int32_t> masked_ids;
+  // logit_bias in the request's list order (a repeated id is added twice, in order).
+  std::vector<int32_t> bias_offsets;  // [R + 1] or empty
+  std::vector<int32_t> bias_ids;
+  std::vector<float> bias_values;  // [bias_ids.size()]
+  // The DISTINCT ids of prompt + generated tokens in first-occurrence order, each with its count
+  // among the generated tokens (>= 0): all take the repetition penalty, those with a count > 0
+  // presence/frequency. May be left out for a row whose three penalties are off.
+  std::vector<int32_t> penalty_offsets;  // [R + 1] or empty
+  std::vector<int32_t> penalty_ids;
+  std::vector<int32_t> penalty_counts;  // [penalty_ids.size()]
+
+  int num_rows() const { return static_cast<int>(rows.size()); }
+  void Clear() {
+    rows.clear();
+    masked_offsets.clear();
+    masked_ids.clear();
+    bias_offsets.clear();
+    bias_ids.clear();
+    bias_values.clear();
+    penalty_offsets.clear();
+    penalty_ids.clear();
+    penalty_counts.clear();
+  }
+};
+
+// What a device sampler returns for each row, on the host.
+struct SampledTokens {
+  static constexpr int kMaxTopLogprobs = 20;  // = the server's kMaxLogprobs
+  int32_t num_rows = 0;
+  std::vector<int32_t> ids;         // [R] sampled token
+  std::vector<float> logprobs;      // [R] its logprob (0 where the row's logprobs < 0)
+  std::vector<int32_t> top_ids;     // [R, kMaxTopLogprobs]: the best min(logprobs, vocab), then -1
+  std::vector<float> top_logprobs;  // [R, kMaxTopLogprobs]
+};
+
 }  // namespace muse::models

@@ -21,6 +21,9 @@ struct RunnerOptions {
   bool cpu_kernels = true;
   int64_t num_kv_blocks = 0;             // > 0: exact pool size
   int64_t kv_cache_bytes = 256ll << 20;  // used when num_kv_blocks == 0
+  // A runner that can sample on its device (CUDA) does so when the engine asks
+  // (ForwardAndSample); false keeps every step's logits going to the host sampler.
+  bool device_sampling = true;
 };
 
 class ModelRunner {
@@ -34,6 +37,21 @@ class ModelRunner {
   // context and returns fp32 logits for batch.logits_indices. Validates the batch (ids in vocab,
   // slots and block ids inside the pool, consistent offsets) and returns InvalidArgument otherwise.
   virtual absl::Status Forward(const models::Batch& batch, models::Logits* out) = 0;
+
+  // True when ForwardAndSample is available (and RunnerOptions::device_sampling is on).
+  virtual bool SamplesOnDevice() const { return false; }
+  // Forward, then samples row r of the logits with sampling.rows[r] etc. on the device, exactly as
+  // engine::Sampler::Sample would on the host (bit-identical ids and logprobs for the same
+  // logits); only the sampled ids and logprobs come back. The batch and the sampling inputs are
+  // validated (models::ValidateSamplingInputs) before any work: InvalidArgument naming the field.
+  virtual absl::Status ForwardAndSample(const models::Batch& batch,
+                                        const models::SamplingInputs& sampling,
+                                        models::SampledTokens* out) {
+    (void)batch;
+    (void)sampling;
+    (void)out;
+    return absl::UnimplementedError("this runner does not sample on a device");
+  }
 };
 
 // Loads the checkpoint in options.model_dir and builds the runner for options.device.

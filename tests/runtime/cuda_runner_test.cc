@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
@@ -15,6 +16,7 @@
 #include "models/checkpoint.h"
 #include "models/llama/llama_cpu_model.h"
 #include "models/testing/random_checkpoint.h"
+#include "src/engine/sampler.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
 #include "tests/runtime/test_configs.h"
 
@@ -285,6 +287,275 @@ TEST(CudaRunner, BadBatchesAreRejectedAndTheRunnerGoesOn) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("batch.positions[1]"), std::string::npos) << st.message();
   EXPECT_TRUE((*r)->Forward(good, &out).ok());
+}
+
+// ---- Device sampling (ForwardAndSample) against the host sampler on the logits Forward returns.
+
+// One logits row as the engine hands it to the host sampler.
+struct HostRow {
+  engine::SamplingParams params;
+  std::vector<int32_t> tokens;  // prompt + generated
+  int num_prompt = 0;
+  uint64_t seed = 0;
+  int sample_index = 0;
+};
+
+// The engine's translation (engine_core.cc AddSamplingRow), written independently.
+models::SamplingInputs ToInputs(const std::vector<HostRow>& rows, const std::vector<int64_t>& eos) {
+  models::SamplingInputs in;
+  in.masked_offsets = {0};
+  in.bias_offsets = {0};
+  in.penalty_offsets = {0};
+  for (const HostRow& r : rows) {
+    const engine::SamplingParams& p = r.params;
+    const int generated = static_cast<int>(r.tokens.size()) - r.num_prompt;
+    in.rows.push_back({.temperature = p.temperature,
+                       .top_k = p.top_k,
+                       .top_p = p.top_p,
+                       .min_p = p.min_p,
+                       .repetition_penalty = p.repetition_penalty,
+                       .presence_penalty = p.presence_penalty,
+                       .frequency_penalty = p.frequency_penalty,
+                       .logprobs = p.logprobs,
+                       .seed = r.seed,
+                       .sample_index = r.sample_index,
+                       .generated = generated});
+    if (generated < p.min_tokens) {
+      if (!p.ignore_eos)
+        for (int64_t e : eos) in.masked_ids.push_back(static_cast<int32_t>(e));
+      for (int32_t t : p.stop_token_ids) in.masked_ids.push_back(t);
+    }
+    in.masked_offsets.push_back(static_cast<int32_t>(in.masked_ids.size()));
+    for (const auto& [t, b] : p.logit_bias) {
+      in.bias_ids.push_back(t);
+      in.bias_values.push_back(b);
+    }
+    in.bias_offsets.push_back(static_cast<int32_t>(in.bias_ids.size()));
+    std::vector<int32_t> order, count;
+    for (size_t i = 0; i < r.tokens.size(); ++i) {
+      const auto it = std::find(order.begin(), order.end(), r.tokens[i]);
+      const size_t k = it - order.begin();
+      if (it == order.end()) {
+        order.push_back(r.tokens[i]);
+        count.push_back(0);
+      }
+      if (static_cast<int>(i) >= r.num_prompt) ++count[k];
+    }
+    in.penalty_ids.insert(in.penalty_ids.end(), order.begin(), order.end());
+    in.penalty_counts.insert(in.penalty_counts.end(), count.begin(), count.end());
+    in.penalty_offsets.push_back(static_cast<int32_t>(in.penalty_ids.size()));
+  }
+  return in;
+}
+
+uint32_t Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  return u;
+}
+
+// Knobs of row `r` at step `i`: greedy, plain and truncated temperature sampling, penalties,
+// biases (a repeated id), min_tokens masking, logprobs 0 / 5 / 20.
+engine::SamplingParams Knobs(int i, int r, int vocab) {
+  engine::SamplingParams p;
+  switch ((i + r) % 6) {
+    case 0:
+      p.temperature = 0.0f;
+      p.logprobs = 5;
+      break;
+    case 1:
+      p.temperature = 0.8f;
+      p.top_k = 40;
+      p.top_p = 0.9f;
+      p.logprobs = 20;
+      break;
+    case 2:
+      p.temperature = 1.3f;
+      p.min_p = 0.05f;
+      p.repetition_penalty = 1.3f;
+      p.presence_penalty = 0.5f;
+      p.frequency_penalty = 0.3f;
+      p.logprobs = 0;
+      break;
+    case 3:
+      p.temperature = 1.0f;
+      p.logit_bias = {{7, 5.0f}, {vocab - 1, -3.0f}, {7, 2.5f}};
+      p.min_tokens = 100;
+      p.stop_token_ids = {3, 4};
+      break;
+    case 4:
+      p.temperature = 0.7f;
+      p.top_k = 5;
+      p.repetition_penalty = 0.8f;
+      p.frequency_penalty = -0.7f;
+      p.logprobs = 5;
+      break;
+    default:
+      p.temperature = 2.0f;
+      p.top_p = 0.5f;
+      p.min_tokens = 100;
+      p.ignore_eos = true;
+      p.stop_token_ids = {9};
+      p.logprobs = 1;
+      break;
+  }
+  return p;
+}
+
+TEST(CudaRunner, ForwardAndSampleMatchesTheHostSamplerExactly) {
+  REQUIRE_GPU();
+  const auto cfg = Config("llama", 32);
+  const std::string dir = TempDir("sample");
+  ASSERT_TRUE(
+      models::WriteRandomCheckpoint(dir, cfg, {.seed = 9, .dtype = models::DType::kBFloat16}).ok());
+  auto r = CudaModelRunner::Create(
+      {.model_dir = dir, .device = "cuda", .dtype = "bfloat16", .num_kv_blocks = 64});
+  ASSERT_TRUE(r.ok()) << r.status();
+  ASSERT_TRUE((*r)->SamplesOnDevice());
+  const std::vector<int64_t> eos = {2, 5};
+  engine::Sampler sampler(static_cast<int>(cfg.vocab_size));
+  const Schedule sched = MakeSchedule(cfg.vocab_size, 64, /*decode_steps=*/6, 21);
+  std::vector<std::vector<int32_t>> history(3);  // tokens so far; the first 10 are the "prompt"
+  for (size_t i = 0; i < sched.steps.size(); ++i) {
+    const Batch& b = sched.steps[i];
+    for (int s = 0; s < 3; ++s) {
+      for (int t = b.query_start_loc[s]; t < b.query_start_loc[s + 1]; ++t)
+        history[s].push_back(b.input_ids[t]);
+    }
+    Logits logits;
+    ASSERT_TRUE((*r)->Forward(b, &logits).ok()) << "step " << i;
+    std::vector<HostRow> rows(3);
+    for (int s = 0; s < 3; ++s) {
+      rows[s].params = Knobs(static_cast<int>(i), s, static_cast<int>(cfg.vocab_size));
+      rows[s].tokens = history[s];
+      rows[s].num_prompt = std::min<int>(10, static_cast<int>(history[s].size()));
+      rows[s].seed = 1000 + s;
+      rows[s].sample_index = s % 2;
+    }
+    models::SampledTokens got;
+    // The same step again (it rewrites the same K/V): logits identical to Forward's.
+    const auto st = (*r)->ForwardAndSample(b, ToInputs(rows, eos), &got);
+    ASSERT_TRUE(st.ok()) << "step " << i << ": " << st;
+    ASSERT_EQ(got.num_rows, 3);
+    for (int s = 0; s < 3; ++s) {
+      SCOPED_TRACE("step " + std::to_string(i) + " row " + std::to_string(s));
+      const engine::SamplingRow row{logits.row(s),
+                                    &rows[s].params,
+                                    &rows[s].tokens,
+                                    rows[s].num_prompt,
+                                    rows[s].seed,
+                                    rows[s].sample_index,
+                                    &eos};
+      const engine::SampleResult want = sampler.Sample(row);
+      EXPECT_EQ(got.ids[s], want.token_id);
+      if (rows[s].params.logprobs < 0) continue;
+      EXPECT_EQ(Bits(got.logprobs[s]), Bits(want.logprobs.logprob))
+          << got.logprobs[s] << " vs " << want.logprobs.logprob;
+      ASSERT_EQ(static_cast<int>(want.logprobs.top.size()), rows[s].params.logprobs);
+      for (int j = 0; j < rows[s].params.logprobs; ++j) {
+        const size_t o = static_cast<size_t>(s) * models::SampledTokens::kMaxTopLogprobs + j;
+        EXPECT_EQ(got.top_ids[o], want.logprobs.top[j].token_id) << "top " << j;
+        EXPECT_EQ(Bits(got.top_logprobs[o]), Bits(want.logprobs.top[j].logprob)) << "top " << j;
+      }
+    }
+    for (int s = 0; s < 3; ++s) {
+      if (rows[s].params.min_tokens > 0) {
+        for (int32_t t : rows[s].params.stop_token_ids) EXPECT_NE(got.ids[s], t);
+      }
+    }
+  }
+  EXPECT_GT((*r)->num_cuda_graphs(), 0) << "decode steps should have replayed CUDA graphs";
+}
+
+TEST(CudaRunner, BadSamplingInputsAreRejectedAndTheRunnerGoesOn) {
+  REQUIRE_GPU();
+  const auto cfg = Config("llama", 32);
+  const std::string dir = TempDir("badsample");
+  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 4}).ok());
+  auto r = CudaModelRunner::Create(
+      {.model_dir = dir, .device = "cuda", .dtype = "bfloat16", .num_kv_blocks = 8});
+  ASSERT_TRUE(r.ok()) << r.status();
+  const Batch good = PrefillStep({5, 6, 7}, 0, {3});
+  std::vector<HostRow> rows(1);
+  rows[0].params = Knobs(2, 0, static_cast<int>(cfg.vocab_size));  // penalties
+  rows[0].params.logit_bias = {{11, 1.0f}};
+  rows[0].params.min_tokens = 1;
+  rows[0].tokens = {5, 6, 7};
+  rows[0].num_prompt = 3;
+  const models::SamplingInputs ok_in = ToInputs(rows, {2});
+  models::SampledTokens out;
+  ASSERT_TRUE((*r)->ForwardAndSample(good, ok_in, &out).ok());
+  const int32_t first = out.ids[0];
+
+  auto expect_bad = [&](const models::SamplingInputs& in, const std::string& field) {
+    const auto st = (*r)->ForwardAndSample(good, in, &out);
+    EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << field << ": " << st;
+    EXPECT_NE(st.message().find(field), std::string::npos) << st.message();
+  };
+  models::SamplingInputs bad = ok_in;
+  bad.rows.push_back(bad.rows[0]);
+  expect_bad(bad, "sampling.rows");
+  bad = ok_in;
+  bad.rows[0].top_p = 0.0f;
+  expect_bad(bad, "sampling.rows[0].top_p");
+  bad = ok_in;
+  bad.rows[0].temperature = std::nanf("");
+  expect_bad(bad, "sampling.rows[0].temperature");
+  bad = ok_in;
+  bad.rows[0].logprobs = 21;
+  expect_bad(bad, "sampling.rows[0].logprobs");
+  bad = ok_in;
+  bad.bias_offsets = {0};
+  expect_bad(bad, "sampling.bias_offsets");
+  bad = ok_in;
+  bad.bias_values.clear();
+  expect_bad(bad, "sampling.bias_values");
+  bad = ok_in;
+  bad.masked_offsets = {0, 5};
+  expect_bad(bad, "sampling.masked_offsets[1]");
+  bad = ok_in;
+  bad.penalty_ids[0] = static_cast<int32_t>(cfg.vocab_size);
+  expect_bad(bad, "sampling.penalty_ids[0]");
+  bad = ok_in;
+  bad.penalty_counts[1] = -1;
+  expect_bad(bad, "sampling.penalty_counts[1]");
+  // A bad batch is named as before.
+  Batch bad_batch = good;
+  bad_batch.input_ids[1] = 5000;
+  const auto st = (*r)->ForwardAndSample(bad_batch, ok_in, &out);
+  EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("batch.input_ids[1]"), std::string::npos) << st.message();
+
+  // The runner goes on: the same step samples the same token.
+  ASSERT_TRUE((*r)->ForwardAndSample(good, ok_in, &out).ok());
+  EXPECT_EQ(out.ids[0], first);
+  // Empty lists (no offsets at all) are fine too.
+  models::SamplingInputs plain;
+  plain.rows = {models::SamplingRowParams{.temperature = 0.0f}};
+  ASSERT_TRUE((*r)->ForwardAndSample(good, plain, &out).ok());
+  Logits logits;
+  ASSERT_TRUE((*r)->Forward(good, &logits).ok());
+  EXPECT_EQ(out.ids[0],
+            std::max_element(logits.data.begin(), logits.data.end()) - logits.data.begin());
+}
+
+TEST(CudaRunner, DeviceSamplingOffLeavesSamplingToTheHost) {
+  REQUIRE_GPU();
+  const auto cfg = Config("llama", 32);
+  const std::string dir = TempDir("hostsample");
+  ASSERT_TRUE(models::WriteRandomCheckpoint(dir, cfg, {.seed = 4}).ok());
+  auto r = CudaModelRunner::Create({.model_dir = dir,
+                                    .device = "cuda",
+                                    .dtype = "bfloat16",
+                                    .num_kv_blocks = 8,
+                                    .device_sampling = false});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE((*r)->SamplesOnDevice());
+  models::SampledTokens out;
+  models::SamplingInputs in;
+  in.rows.resize(1);
+  EXPECT_EQ((*r)->ForwardAndSample(PrefillStep({5, 6}, 0, {1}), in, &out).code(),
+            absl::StatusCode::kFailedPrecondition);
 }
 
 // These run everywhere: option errors come before any device work.

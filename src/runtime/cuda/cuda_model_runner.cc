@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cuda/sampling.h"
 #include "models/batch_validation.h"
 #include "models/checkpoint.h"
 #include "models/cuda_status.h"
@@ -40,6 +42,8 @@ absl::StatusOr<DevPtr> DeviceAlloc(size_t bytes) {
 }
 
 constexpr int kMaxGraphBatch = 256;
+// The sampler's workspace holds at most this many bytes (rows beyond it are sampled in chunks).
+constexpr size_t kMaxSamplingWorkspace = size_t{256} << 20;
 constexpr size_t kCublasWorkspace = 32u << 20;
 
 int NextPow2(int v) {
@@ -86,6 +90,19 @@ struct CudaModelRunner::Impl {
   int64_t cap_override = 0;  // override_host capacity in elements
   HostPtr override_host;     // override_host: image-embedding rows [*, H] in dtype, pinned
 
+  // Device sampling: inputs staged through one pinned block into one device block (both
+  // [cap_sampling_in] bytes, rewritten every step, so never captured in a graph), the per-row
+  // outputs likewise ([cap_sampling_rows] rows), and the sampler's workspace.
+  bool device_sampling = true;
+  size_t cap_sampling_in = 0;
+  DevPtr sampling_in_dev;
+  HostPtr sampling_in_host;
+  int64_t cap_sampling_rows = 0;
+  DevPtr sampling_out_dev;
+  HostPtr sampling_out_host;
+  size_t cap_sampling_ws = 0;
+  DevPtr sampling_ws;
+
   bool use_graphs = true;
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs;  // (padded batch, context bucket)
 
@@ -113,6 +130,12 @@ struct CudaModelRunner::Impl {
   // Converts the batch's image rows into pinned staging (eager steps only: the staging is
   // rewritten only after the step's final synchronisation).
   absl::StatusOr<std::vector<models::CudaEmbeddingRows>> StageEmbeddingRows(const models::Batch& b);
+  // Validates the batch (and `sampling` when given, before any device work), then queues the
+  // step's forward on the stream (eager or a graph replay): fp32 logits rows [R, V] at act.logits.
+  absl::Status Step(const models::Batch& b, const models::SamplingInputs* sampling);
+  // Queues the sampler over the R logits rows and the copies of its outputs, synchronises and
+  // fills `out`.
+  absl::Status Sample(const models::SamplingInputs& in, models::SampledTokens* out);
 };
 
 absl::Status CudaModelRunner::Impl::EnsureActivations(int64_t tokens) {
@@ -271,11 +294,13 @@ CudaModelRunner::~CudaModelRunner() = default;
 const models::ModelConfig& CudaModelRunner::config() const { return impl_->cfg(); }
 int64_t CudaModelRunner::num_kv_blocks() const { return impl_->num_blocks; }
 int64_t CudaModelRunner::kv_block_bytes() const { return impl_->block_bytes; }
+bool CudaModelRunner::SamplesOnDevice() const { return impl_->device_sampling; }
 void CudaModelRunner::set_use_cuda_graphs(bool on) { impl_->use_graphs = on; }
 int CudaModelRunner::num_cuda_graphs() const { return static_cast<int>(impl_->graphs.size()); }
 
 absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const RunnerOptions& o) {
   auto impl = std::make_unique<Impl>();
+  impl->device_sampling = o.device_sampling;
   if (o.device == "cuda") {
     impl->device = 0;
   } else if (o.device.rfind("cuda:", 0) != 0 ||
@@ -347,14 +372,16 @@ absl::StatusOr<std::unique_ptr<CudaModelRunner>> CudaModelRunner::Create(const R
   RETURN_IF_ERROR(impl->EnsureMeta(kMaxGraphBatch, 0));
   spdlog::info(
       "runner: {} ({} layers, hidden {}), {} on {} (muse CUDA kernels + cuBLAS, CUDA "
-      "graphs for decode), {} KV blocks x {} tokens ({} MiB)",
-      c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device, impl->num_blocks,
-      kernels::kKvBlockSize, (impl->num_blocks * impl->block_bytes) >> 20);
+      "graphs for decode, sampling on the {}), {} KV blocks x {} tokens ({} MiB)",
+      c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
+      o.device_sampling ? "device" : "host", impl->num_blocks, kernels::kKvBlockSize,
+      (impl->num_blocks * impl->block_bytes) >> 20);
   return std::unique_ptr<CudaModelRunner>(new CudaModelRunner(std::move(impl)));
 }
 
-absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* out) {
-  Impl& m = *impl_;
+absl::Status CudaModelRunner::Impl::Step(const models::Batch& b,
+                                         const models::SamplingInputs* sampling) {
+  Impl& m = *this;
   const auto& c = m.cfg();
   RETURN_IF_ERROR(models::ValidateBatch(b, {c.vocab_size, m.num_blocks, c.hidden_size}));
   const int max_pos = m.model->max_positions();
@@ -364,6 +391,10 @@ absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* ou
           absl::StrCat("batch.positions[", t, "]: ", b.positions[t],
                        " is outside [0, max_position_embeddings = ", max_pos, ")"));
     }
+  }
+  if (sampling != nullptr) {
+    RETURN_IF_ERROR(models::ValidateSamplingInputs(
+        *sampling, static_cast<int64_t>(b.logits_indices.size()), c.vocab_size));
   }
   MUSE_CUDA_RETURN(cudaSetDevice(m.device));
   // A step that failed after queueing its uploads may have left copies from the pinned staging in
@@ -453,7 +484,14 @@ absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* ou
     ASSIGN_OR_RETURN(std::vector<models::CudaEmbeddingRows> rows, m.StageEmbeddingRows(b));
     RETURN_IF_ERROR(run(rows));
   }
+  return absl::OkStatus();
+}
 
+absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* out) {
+  Impl& m = *impl_;
+  const auto& c = m.cfg();
+  RETURN_IF_ERROR(m.Step(b, nullptr));
+  const int R = static_cast<int>(b.logits_indices.size());
   out->num_rows = R;
   out->vocab_size = static_cast<int32_t>(c.vocab_size);
   out->data.resize(static_cast<size_t>(R) * c.vocab_size);
@@ -473,6 +511,166 @@ absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* ou
   MUSE_CUDA_RETURN(cudaStreamSynchronize(m.stream));
   if (R > 0) std::memcpy(out->data.data(), m.logits_host.get(), out->data.size() * sizeof(float));
   return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::Impl::Sample(const models::SamplingInputs& in,
+                                           models::SampledTokens* out) {
+  const int R = in.num_rows();
+  const int V = static_cast<int>(cfg().vocab_size);
+  out->num_rows = R;
+  out->ids.assign(R, -1);
+  out->logprobs.assign(R, 0.0f);
+  constexpr int kTop = k::kSamplingMaxTopLogprobs;
+  static_assert(kTop == models::SampledTokens::kMaxTopLogprobs);
+  out->top_ids.assign(static_cast<size_t>(R) * kTop, -1);
+  out->top_logprobs.assign(static_cast<size_t>(R) * kTop, -std::numeric_limits<float>::infinity());
+  if (R == 0) {
+    MUSE_CUDA_RETURN(cudaStreamSynchronize(stream));
+    return absl::OkStatus();
+  }
+
+  // Inputs: one block of 16-byte aligned regions, staged in pinned memory, one H2D copy.
+  size_t total = 0;
+  auto region = [&](size_t bytes) {
+    const size_t at = total;
+    total += (bytes + 15) / 16 * 16;
+    return at;
+  };
+  auto bytes_of = [](const auto& v) { return v.size() * sizeof(v[0]); };
+  const size_t o_params = region(sizeof(k::SamplingRowParams) * R);
+  const size_t o_mo = region(bytes_of(in.masked_offsets)), o_mi = region(bytes_of(in.masked_ids));
+  const size_t o_bo = region(bytes_of(in.bias_offsets)), o_bi = region(bytes_of(in.bias_ids));
+  const size_t o_bv = region(bytes_of(in.bias_values));
+  const size_t o_po = region(bytes_of(in.penalty_offsets)), o_pi = region(bytes_of(in.penalty_ids));
+  const size_t o_pc = region(bytes_of(in.penalty_counts));
+  if (total > cap_sampling_in) {
+    const size_t cap = std::max<size_t>(total * 2, 4096);
+    cap_sampling_in = 0;
+    sampling_in_dev.reset();
+    sampling_in_host.reset();
+    ASSIGN_OR_RETURN(sampling_in_dev, DeviceAlloc(cap));
+    void* host = nullptr;
+    MUSE_CUDA_RETURN(cudaMallocHost(&host, cap));
+    sampling_in_host.reset(host);
+    cap_sampling_in = cap;
+  }
+  char* h = static_cast<char*>(sampling_in_host.get());
+  auto* hp = reinterpret_cast<k::SamplingRowParams*>(h + o_params);
+  for (int r = 0; r < R; ++r) {
+    const models::SamplingRowParams& p = in.rows[r];
+    k::SamplingRowParams& d = hp[r];
+    d.temperature = p.temperature;
+    d.top_k = p.top_k;
+    d.top_p = p.top_p;
+    d.min_p = p.min_p;
+    d.repetition_penalty = p.repetition_penalty;
+    d.presence_penalty = p.presence_penalty;
+    d.frequency_penalty = p.frequency_penalty;
+    d.logprobs = p.logprobs;
+    d.seed = p.seed;
+    d.sample_index = p.sample_index;
+    d.generated = p.generated;
+  }
+  auto put = [&](size_t at, const auto& v) {
+    if (!v.empty()) std::memcpy(h + at, v.data(), bytes_of(v));
+  };
+  put(o_mo, in.masked_offsets);
+  put(o_mi, in.masked_ids);
+  put(o_bo, in.bias_offsets);
+  put(o_bi, in.bias_ids);
+  put(o_bv, in.bias_values);
+  put(o_po, in.penalty_offsets);
+  put(o_pi, in.penalty_ids);
+  put(o_pc, in.penalty_counts);
+  MUSE_CUDA_RETURN(
+      cudaMemcpyAsync(sampling_in_dev.get(), h, total, cudaMemcpyHostToDevice, stream));
+
+  // Outputs: ids [R], logprobs [R], then (when a row asks for alternatives) top ids and logprobs
+  // [R, kTop]; one D2H copy of what was written.
+  int max_logprobs = -1;
+  for (const auto& p : in.rows) max_logprobs = std::max(max_logprobs, p.logprobs);
+  const bool top = max_logprobs > 0;
+  const size_t out_bytes = size_t{8} * R + (top ? size_t{8} * kTop * R : 0);
+  if (R > cap_sampling_rows) {
+    const int64_t cap = std::max<int64_t>(NextPow2(R), kMaxGraphBatch);
+    const size_t bytes = static_cast<size_t>(cap) * (8 + 8 * kTop);
+    cap_sampling_rows = 0;
+    sampling_out_dev.reset();
+    sampling_out_host.reset();
+    ASSIGN_OR_RETURN(sampling_out_dev, DeviceAlloc(bytes));
+    void* host = nullptr;
+    MUSE_CUDA_RETURN(cudaMallocHost(&host, bytes));
+    sampling_out_host.reset(host);
+    cap_sampling_rows = cap;
+  }
+  const size_t row_ws = k::sampling_workspace_bytes(1, V);
+  const int ws_rows = static_cast<int>(
+      std::clamp<size_t>(kMaxSamplingWorkspace / row_ws, 1, static_cast<size_t>(R)));
+  const size_t ws_bytes = k::sampling_workspace_bytes(ws_rows, V);
+  if (ws_bytes > cap_sampling_ws) {
+    cap_sampling_ws = 0;
+    sampling_ws.reset();
+    ASSIGN_OR_RETURN(sampling_ws, DeviceAlloc(ws_bytes));
+    cap_sampling_ws = ws_bytes;
+  }
+
+  char* d = static_cast<char*>(sampling_in_dev.get());
+  auto dev_i32 = [&](size_t at, const std::vector<int32_t>& v) {
+    return v.empty() ? nullptr : reinterpret_cast<const int32_t*>(d + at);
+  };
+  char* o = static_cast<char*>(sampling_out_dev.get());
+  k::SamplingArgs a;
+  a.logits = act.logits;
+  a.logits_stride = V;
+  a.num_rows = R;
+  a.vocab = V;
+  a.params = reinterpret_cast<const k::SamplingRowParams*>(d + o_params);
+  if (!in.masked_offsets.empty()) {
+    a.masked_offsets = dev_i32(o_mo, in.masked_offsets);
+    a.masked_ids = reinterpret_cast<const int32_t*>(d + o_mi);  // valid even when empty
+  }
+  if (!in.bias_offsets.empty()) {
+    a.bias_offsets = dev_i32(o_bo, in.bias_offsets);
+    a.bias_ids = reinterpret_cast<const int32_t*>(d + o_bi);
+    a.bias_values = reinterpret_cast<const float*>(d + o_bv);
+  }
+  if (!in.penalty_offsets.empty()) {
+    a.penalty_offsets = dev_i32(o_po, in.penalty_offsets);
+    a.penalty_ids = reinterpret_cast<const int32_t*>(d + o_pi);
+    a.penalty_counts = reinterpret_cast<const int32_t*>(d + o_pc);
+  }
+  a.out_ids = reinterpret_cast<int32_t*>(o);
+  a.out_logprobs = reinterpret_cast<float*>(o + size_t{4} * R);
+  if (top) {
+    a.out_top_ids = reinterpret_cast<int32_t*>(o + size_t{8} * R);
+    a.out_top_logprobs = reinterpret_cast<float*>(o + size_t{8} * R + size_t{4} * kTop * R);
+  }
+  a.workspace = sampling_ws.get();
+  a.workspace_bytes = cap_sampling_ws;
+  MUSE_CUDA_RETURN(k::launch_sampling(a, stream));
+  MUSE_CUDA_RETURN(
+      cudaMemcpyAsync(sampling_out_host.get(), o, out_bytes, cudaMemcpyDeviceToHost, stream));
+  MUSE_CUDA_RETURN(cudaStreamSynchronize(stream));
+  const char* ho = static_cast<const char*>(sampling_out_host.get());
+  std::memcpy(out->ids.data(), ho, size_t{4} * R);
+  std::memcpy(out->logprobs.data(), ho + size_t{4} * R, size_t{4} * R);
+  if (top) {
+    std::memcpy(out->top_ids.data(), ho + size_t{8} * R, size_t{4} * kTop * R);
+    std::memcpy(out->top_logprobs.data(), ho + size_t{8} * R + size_t{4} * kTop * R,
+                size_t{4} * kTop * R);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModelRunner::ForwardAndSample(const models::Batch& b,
+                                               const models::SamplingInputs& sampling,
+                                               models::SampledTokens* out) {
+  if (!impl_->device_sampling) {
+    return absl::FailedPreconditionError(
+        "device_sampling is off for this runner: sample the logits of Forward on the host");
+  }
+  RETURN_IF_ERROR(impl_->Step(b, &sampling));
+  return impl_->Sample(sampling, out);
 }
 
 }  // namespace muse::runtime

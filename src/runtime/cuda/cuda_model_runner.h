@@ -23,6 +23,11 @@ class CudaModelRunner : public ModelRunner {
   int64_t num_kv_blocks() const override;
   int64_t kv_block_bytes() const override;
   absl::Status Forward(const models::Batch& batch, models::Logits* out) override;
+  // Device sampling (kernels/cuda/sampling.h) on the step's fp32 logits, outside any CUDA graph;
+  // on unless RunnerOptions::device_sampling was false.
+  bool SamplesOnDevice() const override;
+  absl::Status ForwardAndSample(const models::Batch& batch, const models::SamplingInputs& sampling,
+                                models::SampledTokens* out) override;
 
   // Decode steps (every sequence one new token, logits for each, no embedding overrides,
   // <= 256 sequences) replay a CUDA graph captured per (padded batch size, context bucket).
