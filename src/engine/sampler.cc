@@ -198,7 +198,38 @@ __attribute__((always_inline)) inline V8f Exp8(V8f x) {
   return under ? Splat(0.0f) : p * scale;
 }
 
+// Exp8 over N vectors at once, stage by stage, so that N independent dependency chains are in
+// flight (the polynomial is one long chain per vector). Same operations per lane as Exp8.
+template <int N>
+__attribute__((always_inline)) inline void ExpN(V8f (&v)[N]) {
+  const V8f lo = Splat(-87.0f);
+  const float kMagic = 12582912.0f;
+  V8i under[N];
+  V8f n[N], r[N], p[N];
+  for (int c = 0; c < N; ++c) under[c] = v[c] < lo;
+  for (int c = 0; c < N; ++c) v[c] = under[c] ? lo : v[c];
+  for (int c = 0; c < N; ++c) n[c] = (v[c] * 1.44269504f + kMagic) - kMagic;
+  for (int c = 0; c < N; ++c)
+    r[c] = (v[c] - n[c] * 0.693145751953125f) - n[c] * 1.428606765330187e-06f;
+  for (int c = 0; c < N; ++c) p[c] = Splat(1.0f / 720) * r[c] + 1.0f / 120;
+  for (int c = 0; c < N; ++c) p[c] = p[c] * r[c] + 1.0f / 24;
+  for (int c = 0; c < N; ++c) p[c] = p[c] * r[c] + 1.0f / 6;
+  for (int c = 0; c < N; ++c) p[c] = p[c] * r[c] + 0.5f;
+  for (int c = 0; c < N; ++c) p[c] = p[c] * r[c] + 1.0f;
+  for (int c = 0; c < N; ++c) p[c] = p[c] * r[c] + 1.0f;
+  for (int c = 0; c < N; ++c) {
+    const V8i bits = (__builtin_convertvector(n[c], V8i) + 127) << 23;
+    v[c] = under[c] ? Splat(0.0f) : p[c] * __builtin_bit_cast(V8f, bits);
+  }
+}
+
 __attribute__((always_inline)) inline V8f Max8(V8f m, V8f v) { return m > v ? m : v; }
+
+__attribute__((always_inline)) inline float HMax(V8f v) {
+  float h = v[0];
+  for (int j = 1; j < 8; ++j) h = h > v[j] ? h : v[j];
+  return h;
+}
 
 struct MaxArg {
   float max;       // == MaxOf(x, n), bit for bit
@@ -206,19 +237,32 @@ struct MaxArg {
   bool unordered;  // x holds a NaN (then ArgMax's scan semantics are used instead)
 };
 
-// One pass: MaxOf's lanes, plus per lane the first index of its strict maximum and a NaN flag.
-MUSE_SAMPLER_CLONES MaxArg MaxArgMax(const float* x, int n) {
+// One pass: MaxOf's lanes, plus per lane the first index of its strict maximum and a NaN flag;
+// with kBlocks also the max logit of every 256-block (block_xmax; meaningless when unordered).
+template <bool kBlocks>
+__attribute__((always_inline)) inline MaxArg MaxArgMaxImpl(const float* x, int n,
+                                                           float* block_xmax) {
   V8f m = Splat(kNegInf), bv = m;
   V8i bi = {0, 1, 2, 3, 4, 5, 6, 7}, idx = bi, un = V8i{};
   int i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const V8f v = Load8(x + i);
-    m = Max8(m, v);
-    const V8i gt = v > bv;
-    bv = gt ? v : bv;
-    bi = gt ? idx : bi;
-    un |= v != v;
-    idx += 8;
+  for (int b = 0; b < n; b += kBlock) {
+    const int end = std::min(n, b + kBlock);
+    V8f bm = Splat(kNegInf);
+    for (; i + 8 <= end; i += 8) {
+      const V8f v = Load8(x + i);
+      m = Max8(m, v);
+      const V8i gt = v > bv;
+      bv = gt ? v : bv;
+      bi = gt ? idx : bi;
+      un |= v != v;
+      idx += 8;
+      if (kBlocks) bm = Max8(bm, v);
+    }
+    if (kBlocks) {
+      float h = HMax(bm);
+      for (int t = i; t < end; ++t) h = h > x[t] ? h : x[t];
+      block_xmax[b / kBlock] = h;
+    }
   }
   const int lanes_end = i;
   MaxArg r{kNegInf, 0, false};
@@ -244,10 +288,12 @@ MUSE_SAMPLER_CLONES MaxArg MaxArgMax(const float* x, int n) {
   return r;
 }
 
-__attribute__((always_inline)) inline float HMax(V8f v) {
-  float h = v[0];
-  for (int j = 1; j < 8; ++j) h = h > v[j] ? h : v[j];
-  return h;
+MUSE_SAMPLER_CLONES MaxArg MaxArgMax(const float* x, int n) {
+  return MaxArgMaxImpl<false>(x, n, nullptr);
+}
+
+MUSE_SAMPLER_CLONES MaxArg MaxArgMaxBlocks(const float* x, int n, float* block_xmax) {
+  return MaxArgMaxImpl<true>(x, n, block_xmax);
 }
 
 // The exp pass without storing the probs: per 256-block SumOf of the probs (block_sum) and, for
@@ -255,6 +301,8 @@ __attribute__((always_inline)) inline float HMax(V8f v) {
 // where needed.
 // `next` (nullable): the next row's logits, prefetched while this compute-bound pass runs so
 // that its max pass reads from cache rather than DRAM.
+constexpr int kChains = 8;  // vectors of 8 per iteration of the exp pass; 8 * kChains | kBlock
+
 template <bool kBlockMax>
 __attribute__((always_inline)) inline double ExpSumsImpl(const float* x, int n, float mx,
                                                          float inv_t, double* block_sum,
@@ -265,24 +313,18 @@ __attribute__((always_inline)) inline double ExpSumsImpl(const float* x, int n, 
     const int end = std::min(n, b + kBlock);
     V8f bl{}, mm{};
     int i = b;
-    for (; i + 32 <= end; i += 32) {
+    for (; i + 8 * kChains <= end; i += 8 * kChains) {
       if (next != nullptr) {
-        __builtin_prefetch(next + i, 0, 2);
-        __builtin_prefetch(next + i + 16, 0, 2);
+        for (int c = 0; c < kChains; c += 2) __builtin_prefetch(next + (i + 8 * c), 0, 2);
       }
-      const V8f p0 = Exp8((Load8(x + i) - mx) * inv_t);
-      const V8f p1 = Exp8((Load8(x + i + 8) - mx) * inv_t);
-      const V8f p2 = Exp8((Load8(x + i + 16) - mx) * inv_t);
-      const V8f p3 = Exp8((Load8(x + i + 24) - mx) * inv_t);
-      bl += p0;
-      bl += p1;
-      bl += p2;
-      bl += p3;
-      g += p0;
-      g += p1;
-      g += p2;
-      g += p3;
-      if (kBlockMax) mm = Max8(mm, Max8(Max8(p0, p1), Max8(p2, p3)));
+      V8f p[kChains];
+      for (int c = 0; c < kChains; ++c) p[c] = (Load8(x + (i + 8 * c)) - mx) * inv_t;
+      ExpN(p);
+      for (int c = 0; c < kChains; ++c) bl += p[c];
+      for (int c = 0; c < kChains; ++c) g += p[c];
+      if (kBlockMax) {
+        for (int c = 0; c < kChains; ++c) mm = Max8(mm, p[c]);
+      }
     }
     for (; i + 8 <= end; i += 8) {
       const V8f p0 = Exp8((Load8(x + i) - mx) * inv_t);
@@ -334,6 +376,34 @@ MUSE_SAMPLER_CLONES void ExpCollect(const float* x, int n, float mx, float inv_t
     for (i = b; i < end; ++i) {
       if (probs[i] >= th && probs[i] > 0) idx->push_back(i);
     }
+  }
+}
+
+// Top-k by logits: for each i in [b, end) with y = (x[i] - mx) * inv_t >= y_lo, probs[i] =
+// ExpNonPositive(y) and i is appended to idx; *th_p = min of those probs whose x[i] >= th_x.
+MUSE_SAMPLER_CLONES void CollectByLogit(const float* x, int b, int end, float mx, float inv_t,
+                                        float y_lo, float th_x, float* probs,
+                                        std::vector<int32_t>* idx, float* th_p) {
+  int i = b;
+  for (; i + 8 <= end; i += 8) {
+    const V8i in = (Load8(x + i) - mx) * inv_t >= y_lo;
+    uint64_t any[4];
+    std::memcpy(any, &in, sizeof(any));
+    if ((any[0] | any[1] | any[2] | any[3]) == 0) continue;
+    for (int t = i; t < i + 8; ++t) {
+      const float y = (x[t] - mx) * inv_t;
+      if (!(y >= y_lo)) continue;
+      probs[t] = ExpNonPositive(y);
+      idx->push_back(t);
+      if (x[t] >= th_x) *th_p = std::min(*th_p, probs[t]);
+    }
+  }
+  for (; i < end; ++i) {
+    const float y = (x[i] - mx) * inv_t;
+    if (!(y >= y_lo)) continue;
+    probs[i] = ExpNonPositive(y);
+    idx->push_back(i);
+    if (x[i] >= th_x) *th_p = std::min(*th_p, probs[i]);
   }
 }
 
@@ -515,28 +585,12 @@ int32_t DrawInverseCdf(const float* x, int V, float mx, float inv_t, double targ
   return last;
 }
 
-// Top-k (with top-p / min-p): the k best of S = {prob > 0, prob >= min_p} in (prob desc, id asc)
-// order are what the previous threshold search sorted. At least k probs reach the k-th largest
-// 256-block maximum, so only the blocks whose maximum reaches it are recomputed and selected from
-// (nth_element, then a sort of the k).
-int32_t DrawTopK(const SamplingParams& p, int V, const float* x, float mx, float inv_t, double u,
-                 Sampler::Scratch& s) {
-  const int nb = (V + kBlock - 1) / kBlock;
+// The previous Draw from its sorted candidates on, for top-k: `idx` holds a superset of the k
+// best (prob desc, id asc) of S = {prob > 0, prob >= min_p} that contains every member of S with a
+// prob at least that of any member left out; probs[i] is set for each i in idx.
+int32_t DrawTopKCandidates(const SamplingParams& p, int V, const float* x, const float* probs,
+                           double u, std::vector<int32_t>& idx) {
   const bool use_p = p.top_p < 1.0f;
-  const float surv = p.min_p > 0.0f ? p.min_p : 0.0f;
-  float th = 0.0f;
-  if (p.top_k <= nb) {  // the k-th largest block maximum: at least k probs reach it
-    s.order.assign(s.block_max.begin(), s.block_max.begin() + nb);
-    std::nth_element(s.order.begin(), s.order.begin() + (p.top_k - 1), s.order.end(),
-                     std::greater<float>());
-    th = s.order[p.top_k - 1];
-  }
-  th = std::max(th, surv);
-  s.probs.resize(V);
-  float* probs = s.probs.data();
-  std::vector<int32_t>& idx = s.idx;
-  idx.clear();
-  ExpCollect(x, V, mx, inv_t, th, s.block_max.data(), probs, &idx);
   auto better = [&](int32_t a, int32_t b) {
     return probs[a] != probs[b] ? probs[a] > probs[b] : a < b;
   };
@@ -570,6 +624,68 @@ int32_t DrawTopK(const SamplingParams& p, int V, const float* x, float mx, float
   return idx[n - 1];
 }
 
+// Top-k (with top-p / min-p): the k best of S = {prob > 0, prob >= min_p} in (prob desc, id asc)
+// order are what the previous threshold search sorted. At least k probs reach the k-th largest
+// 256-block maximum, so only the blocks whose maximum reaches it are recomputed and selected from
+// (nth_element, then a sort of the k).
+int32_t DrawTopK(const SamplingParams& p, int V, const float* x, float mx, float inv_t, double u,
+                 Sampler::Scratch& s) {
+  const int nb = (V + kBlock - 1) / kBlock;
+  const float surv = p.min_p > 0.0f ? p.min_p : 0.0f;
+  float th = 0.0f;
+  if (p.top_k <= nb) {  // the k-th largest block maximum: at least k probs reach it
+    s.order.assign(s.block_max.begin(), s.block_max.begin() + nb);
+    std::nth_element(s.order.begin(), s.order.begin() + (p.top_k - 1), s.order.end(),
+                     std::greater<float>());
+    th = s.order[p.top_k - 1];
+  }
+  th = std::max(th, surv);
+  s.probs.resize(V);
+  float* probs = s.probs.data();
+  std::vector<int32_t>& idx = s.idx;
+  idx.clear();
+  ExpCollect(x, V, mx, inv_t, th, s.block_max.data(), probs, &idx);
+  return DrawTopKCandidates(p, V, x, probs, u, idx);
+}
+
+// Top-k without the exp pass. ExpNonPositive is within ~1e-6 (relative) of exp on [-87, 0] and
+// returns normal floats there, so for y_j < y_i - 1e-3 with y_i >= -80 it returns less for y_j
+// than for y_i (or 0): probabilities follow y = (logit - max) / T up to that margin. At least k
+// logits reach the k-th largest 256-block max logit th_x; every token whose y is under
+// y(th_x) - margin has a smaller prob than all of those, so the candidates are the tokens within
+// the margin (found through the blocks' max logits of pass 1), with a prob >= the smallest prob
+// among the logits >= th_x (and >= min_p). Returns -1 when the preconditions do not hold (the
+// caller then runs the exp pass).
+int32_t DrawTopKByLogits(const SamplingParams& p, int V, const float* x, float mx, float inv_t,
+                         double u, Sampler::Scratch& s) {
+  const int nb = (V + kBlock - 1) / kBlock;
+  if (p.top_k > nb || !std::isfinite(mx) || !std::isfinite(inv_t) || !(inv_t > 0)) return -1;
+  s.order.assign(s.block_max.begin(), s.block_max.begin() + nb);  // block max logits
+  std::nth_element(s.order.begin(), s.order.begin() + (p.top_k - 1), s.order.end(),
+                   std::greater<float>());
+  const float th_x = s.order[p.top_k - 1];
+  const float y_th = (th_x - mx) * inv_t;
+  const float y_lo = y_th - 1e-3f;
+  if (!(y_lo >= -80.0f)) return -1;
+  s.probs.resize(V);
+  float* probs = s.probs.data();
+  std::vector<int32_t>& idx = s.idx;
+  idx.clear();
+  float th_p = std::numeric_limits<float>::infinity();  // min prob over logits >= th_x
+  for (int k = 0; k < nb; ++k) {
+    if (!((s.block_max[k] - mx) * inv_t >= y_lo)) continue;
+    CollectByLogit(x, k * kBlock, std::min(V, (k + 1) * kBlock), mx, inv_t, y_lo, th_x, probs, &idx,
+                   &th_p);
+  }
+  const float th = std::max(th_p, p.min_p > 0.0f ? p.min_p : 0.0f);
+  size_t kept = 0;
+  for (int32_t i : idx) {
+    if (probs[i] >= th && probs[i] > 0) idx[kept++] = i;
+  }
+  idx.resize(kept);
+  return DrawTopKCandidates(p, V, x, probs, u, idx);
+}
+
 // `next` (nullable): the logits this thread samples next (prefetched during the exp pass).
 SampleResult SampleOne(const SamplingRow& row, int V, Sampler::Scratch& s, const float* next) {
   const SamplingParams& p = *row.params;
@@ -596,11 +712,12 @@ SampleResult SampleOne(const SamplingRow& row, int V, Sampler::Scratch& s, const
     w = s.work.data();
   }
 
-  // Pass 1: max (MaxOf's bits) and argmax.
-  const MaxArg ma = MaxArgMax(w, V);
+  // Pass 1: max (MaxOf's bits) and argmax; for top-k also the blocks' max logits.
   const int nb = (V + kBlock - 1) / kBlock;
   s.block_sum.resize(nb);
   s.block_max.resize(nb);
+  const bool top_k = p.temperature != 0.0f && p.top_k > 0 && p.top_k < V;
+  const MaxArg ma = top_k ? MaxArgMaxBlocks(w, V, s.block_max.data()) : MaxArgMax(w, V);
   // SumOf(exp(w - max)) when the exp pass at temperature 1 has run (the logprobs' normalizer).
   double sum_t1 = 0;
   bool have_sum_t1 = false;
@@ -628,6 +745,10 @@ SampleResult SampleOne(const SamplingRow& row, int V, Sampler::Scratch& s, const
         sum_t1 = total;
         have_sum_t1 = true;
       }
+    } else if (const int32_t id =
+                   use_k && !ma.unordered ? DrawTopKByLogits(p, V, w, ma.max, inv_t, u, s) : -1;
+               id >= 0) {
+      result.token_id = id;
     } else {
       // Pass 2: exp with block sums / maxima; the probs are not stored.
       const double total =

@@ -4,11 +4,13 @@
 // Randomness is counter-based: the draw for (seed, sample index, generated-token index) is a pure
 // function, so a seeded request gives the same tokens in any batch mix, and after preemption.
 //
-// Each row costs about one streaming read of its logits: a fused max / argmax pass, then (with a
-// temperature) one exp pass that also sums 256-token blocks so the draw rescans only its block;
-// top-k selects candidates over a probability threshold (no full sort); penalties touch only the
-// sequence's distinct tokens. SampleBatch spreads rows over a thread pool. Results are
-// bit-identical to the previous one-row implementation (tests/engine/reference_sampler.cc).
+// Each row costs about one streaming read of its logits: a fused max / argmax pass (which for
+// top-k also keeps every 256-token block's max logit, so top-k needs no exp pass: candidates are
+// the few tokens near the k-th largest block max, then nth_element), and for plain temperature
+// sampling one exp pass that also sums 256-token blocks so the draw rescans only its block;
+// penalties touch only the sequence's distinct tokens. SampleBatch spreads rows over a thread
+// pool. Results are bit-identical to the previous one-row implementation
+// (tests/engine/reference_sampler.cc, the differential test's oracle).
 #pragma once
 
 #include <cstdint>

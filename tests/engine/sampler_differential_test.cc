@@ -235,6 +235,40 @@ TEST(SamplerDifferentialTest, NearTiesAndSmallTemperatures) {
   }
 }
 
+TEST(SamplerDifferentialTest, TopKThroughBlockMaxima) {
+  // top_k <= vocab / 256 with a temperature: candidates come from the blocks' max logits (no exp
+  // pass). Ties at the threshold, -inf, min_p and top_p on top.
+  Generator gen(99);
+  kernels::cpu::ThreadPool pool(2);
+  for (int V : {2048, 2051, 9000, 33001}) {
+    const int nb = V / 256;
+    std::vector<Case> cases;
+    for (int r = 0; r < 60; ++r) {
+      Case c = gen.Make(V, false);
+      const float temps[] = {0.3f, 0.8f, 1.0f, 2.0f, 0.05f};
+      c.params.temperature = temps[r % 5];
+      c.params.top_k = gen.Uniform(1, nb);
+      cases.push_back(std::move(c));
+    }
+    const std::vector<int64_t> eos{1};
+    testing::ReferenceSampler ref(V);
+    Sampler s(V);
+    std::vector<SamplingRow> batch;
+    batch.reserve(cases.size());
+    std::vector<SampleResult> want;
+    for (const Case& c : cases) {
+      batch.push_back(c.Row(&eos));
+      want.push_back(ref.Sample(batch.back()));
+    }
+    std::vector<SampleResult> got(batch.size());
+    s.SampleBatch(batch, got, &pool);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      ExpectSame(want[i], got[i], "V=" + std::to_string(V) + " row " + std::to_string(i));
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
 TEST(SamplerDifferentialTest, LargeVocabulary) {
   Generator gen(128256);
   kernels::cpu::ThreadPool pool(2);
