@@ -30,6 +30,11 @@ timeout 300 "$BIN/cuda_runner_test" --gtest_output="xml:$OUT/cuda_runner_test.xm
   tee "$OUT/cuda_runner_test.log"
 echo "cuda_runner_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/cuda_runner_test.log"
 
+# The engine sampling on the device vs on the host: identical tokens and logprobs (issue #14).
+timeout 300 "$BIN/engine_device_sampling_test" --gtest_output="xml:$OUT/engine_device_sampling_test.xml" 2>&1 |
+  tee "$OUT/engine_device_sampling_test.log"
+echo "engine_device_sampling_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/engine_device_sampling_test.log"
+
 # Sanitizers on a small subset (compute-sanitizer slows kernels ~100x).
 SUBSET='Kernels/DecodeTest.OddContextsShuffledBlocks/11:Kernels/PrefillTest.*/7:Kernels/ReshapeAndCacheTest.*/5:Kernels/RmsNormTest.*/1:Kernels/RopeTest.*/23:Kernels/SiluAndMulTest.*/1:Sampling.DeterministicPerRowRegardlessOfBatch:DecodeGqa.*'
 if command -v compute-sanitizer >/dev/null; then

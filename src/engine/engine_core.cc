@@ -271,6 +271,13 @@ void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
     row.sample_index = i;
     results[i] = sampler_.Sample(row);
   }
+  ForkWith(rs, results, now);
+}
+
+void EngineCore::ForkWith(RequestState* rs, const std::vector<SampleResult>& results,
+                          absl::Time now) {
+  Sequence* leader = rs->samples[0].seq.get();
+  const int n = static_cast<int>(rs->samples.size());
   // Samples share the prompt's full blocks; each recomputes the partial tail into its own block
   // (the runner has no block copy, so copy-on-write is done by recompute: < kernels::kKvBlockSize
   // tokens).
@@ -299,6 +306,98 @@ void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
   leader->seats = 1;
   rs->forked = true;
   for (int i = 0; i < n; ++i) AppendToken(rs, i, results[i], now);
+}
+
+void EngineCore::AddSamplingRow(const RequestState& rs, const Sequence& seq, int sample_index) {
+  const SamplingParams& p = rs.req.sampling;
+  models::SamplingInputs& in = sampling_inputs_;
+  const int generated = seq.num_generated();
+  models::SamplingRowParams d;
+  d.temperature = p.temperature;
+  d.top_k = p.top_k;
+  d.top_p = p.top_p;
+  d.min_p = p.min_p;
+  d.repetition_penalty = p.repetition_penalty;
+  d.presence_penalty = p.presence_penalty;
+  d.frequency_penalty = p.frequency_penalty;
+  d.logprobs = p.logprobs;
+  d.seed = rs.seed;
+  d.sample_index = sample_index;
+  d.generated = generated;
+  in.rows.push_back(d);
+  // The host sampler's lists (sampler.cc), ids outside the vocabulary left out as it ignores them.
+  const auto in_vocab = [&](int64_t t) { return t >= 0 && t < vocab_size_; };
+  if (generated < p.min_tokens) {
+    if (!p.ignore_eos) {
+      for (int64_t e : eos_token_ids_)
+        if (in_vocab(e)) in.masked_ids.push_back(static_cast<int32_t>(e));
+    }
+    for (int32_t t : p.stop_token_ids)
+      if (in_vocab(t)) in.masked_ids.push_back(t);
+  }
+  in.masked_offsets.push_back(static_cast<int32_t>(in.masked_ids.size()));
+  for (const auto& [t, bias] : p.logit_bias) {
+    if (!in_vocab(t)) continue;
+    in.bias_ids.push_back(t);
+    in.bias_values.push_back(bias);
+  }
+  in.bias_offsets.push_back(static_cast<int32_t>(in.bias_ids.size()));
+  if (p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f) {
+    // Distinct ids of prompt + generated in first-occurrence order, with generated counts.
+    const size_t first = in.penalty_ids.size();
+    for (size_t i = 0; i < seq.tokens.size(); ++i) {
+      const int32_t t = seq.tokens[i];
+      if (!in_vocab(t)) continue;
+      int32_t& slot = penalty_slot_[t];
+      if (slot < 0) {
+        slot = static_cast<int32_t>(in.penalty_ids.size());
+        in.penalty_ids.push_back(t);
+        in.penalty_counts.push_back(0);
+      }
+      if (static_cast<int>(i) >= seq.num_prompt_tokens) ++in.penalty_counts[slot];
+    }
+    for (size_t k = first; k < in.penalty_ids.size(); ++k) penalty_slot_[in.penalty_ids[k]] = -1;
+  }
+  in.penalty_offsets.push_back(static_cast<int32_t>(in.penalty_ids.size()));
+}
+
+void EngineCore::BuildSamplingInputs(const SchedulerOutput& plan) {
+  if (penalty_slot_.empty()) penalty_slot_.assign(vocab_size_, -1);
+  models::SamplingInputs& in = sampling_inputs_;
+  in.Clear();
+  in.masked_offsets.push_back(0);
+  in.bias_offsets.push_back(0);
+  in.penalty_offsets.push_back(0);
+  row_indices_.swap(batch_.logits_indices);
+  batch_.logits_indices.clear();
+  for (size_t r = 0; r < logits_seq_.size(); ++r) {
+    const Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
+    const auto* rs = static_cast<const RequestState*>(seq->owner);
+    if (rs->forked) {
+      batch_.logits_indices.push_back(row_indices_[r]);
+      AddSamplingRow(*rs, *seq, seq->sample_index);
+    } else {
+      // The first tokens of all n samples are drawn from the prompt's logits row.
+      for (int i = 0; i < static_cast<int>(rs->samples.size()); ++i) {
+        batch_.logits_indices.push_back(row_indices_[r]);
+        AddSamplingRow(*rs, *seq, i);
+      }
+    }
+  }
+}
+
+SampleResult EngineCore::SampledResult(int row, int logprobs) const {
+  SampleResult res;
+  res.token_id = sampled_.ids[row];
+  if (logprobs >= 0) {
+    res.logprobs.logprob = sampled_.logprobs[row];
+    const int k = static_cast<int>(std::min<int64_t>(logprobs, vocab_size_));
+    const size_t base = static_cast<size_t>(row) * models::SampledTokens::kMaxTopLogprobs;
+    for (int j = 0; j < k; ++j) {
+      res.logprobs.top.push_back({sampled_.top_ids[base + j], sampled_.top_logprobs[base + j]});
+    }
+  }
+  return res;
 }
 
 void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& result,
@@ -410,10 +509,27 @@ absl::Status EngineCore::Step() {
   }
   if (!plan.scheduled.empty()) {
     BuildBatch(plan.scheduled, &batch_, &logits_seq_);
-    absl::Status st = runner_->Forward(batch_, &logits_);
-    if (st.ok() && logits_.num_rows != static_cast<int>(logits_seq_.size())) {
-      st = absl::InternalError(absl::StrCat("runner returned ", logits_.num_rows,
-                                            " logits rows, expected ", logits_seq_.size()));
+    // Device sampling: the runner samples its logits where they are and returns only the tokens
+    // (and requested logprobs); otherwise the logits come here for the host sampler.
+    const bool on_device = runner_->SamplesOnDevice();
+    absl::Status st;
+    if (on_device) {
+      BuildSamplingInputs(plan);
+      st = runner_->ForwardAndSample(batch_, sampling_inputs_, &sampled_);
+      const size_t rows = sampling_inputs_.rows.size();
+      const size_t tops = rows * models::SampledTokens::kMaxTopLogprobs;
+      if (st.ok() && (sampled_.num_rows != static_cast<int>(rows) || sampled_.ids.size() != rows ||
+                      sampled_.logprobs.size() != rows || sampled_.top_ids.size() != tops ||
+                      sampled_.top_logprobs.size() != tops)) {
+        st = absl::InternalError(
+            absl::StrCat("runner returned ", sampled_.num_rows, " sampled rows, expected ", rows));
+      }
+    } else {
+      st = runner_->Forward(batch_, &logits_);
+      if (st.ok() && logits_.num_rows != static_cast<int>(logits_seq_.size())) {
+        st = absl::InternalError(absl::StrCat("runner returned ", logits_.num_rows,
+                                              " logits rows, expected ", logits_seq_.size()));
+      }
     }
     if (!st.ok()) {
       // The batch's KV is suspect: fail its requests, keep serving the others.
@@ -425,6 +541,28 @@ absl::Status EngineCore::Step() {
       for (RequestState* rs : failed) {
         ++counters_.requests_failed;
         FinishRequest(rs, FinishReason::kError, st);
+      }
+    } else if (on_device) {
+      for (const auto& s : plan.scheduled) {
+        s.seq->num_computed_tokens += s.num_new_tokens;
+        PublishFullBlocks(s.seq);
+      }
+      // The tokens in row order, as below; an unforked request's n rows fork it.
+      const absl::Time now = absl::Now();
+      int row = 0;
+      for (const int seq_index : logits_seq_) {
+        Sequence* seq = plan.scheduled[seq_index].seq;
+        auto* rs = static_cast<RequestState*>(seq->owner);
+        const int logprobs = rs->req.sampling.logprobs;
+        if (!rs->forked) {
+          std::vector<SampleResult> results;
+          for (size_t i = 0; i < rs->samples.size(); ++i) {
+            results.push_back(SampledResult(row++, logprobs));
+          }
+          ForkWith(rs, results, now);
+        } else {
+          AppendToken(rs, seq->sample_index, SampledResult(row++, logprobs), now);
+        }
       }
     } else {
       for (const auto& s : plan.scheduled) {

@@ -1,8 +1,10 @@
 // EngineCore: the single-threaded heart of the engine. Owns every RequestState / Sequence, the
 // block manager, the scheduler and the sampler; runs one iteration per Step(): expire deadlines ->
 // schedule -> build batch -> runner Forward -> publish full blocks to the prefix cache -> sample
-// -> stop checks -> push outputs. Not thread-safe: Engine (engine.h) drives it from one thread.
-// Unit tests drive it directly with a real runner for deterministic step-by-step checks.
+// -> stop checks -> push outputs. With a runner that SamplesOnDevice(), Forward + sample are one
+// ForwardAndSample (the same tokens, sampled where the logits are). Not thread-safe: Engine
+// (engine.h) drives it from one thread. Unit tests drive it directly with a real runner for
+// deterministic step-by-step checks.
 #pragma once
 
 #include <array>
@@ -115,6 +117,14 @@ class EngineCore {
   void ExpireDeadlines(absl::Time now);
   void PublishFullBlocks(Sequence* seq);
   void Fork(RequestState* rs, const float* logits, absl::Time now);
+  // Creates samples 1..n-1 of a request whose first tokens are `results` (one per sample).
+  void ForkWith(RequestState* rs, const std::vector<SampleResult>& results, absl::Time now);
+  // Device sampling: turns this step's logits rows into sampling_inputs_ (what MakeRow gives the
+  // host sampler, written out) and batch_.logits_indices into one row per sample drawn (an
+  // unforked request with n > 1 gets its row n times, sample indices 0..n-1).
+  void BuildSamplingInputs(const SchedulerOutput& plan);
+  void AddSamplingRow(const RequestState& rs, const Sequence& seq, int sample_index);
+  SampleResult SampledResult(int row, int logprobs) const;
   void AppendToken(RequestState* rs, int sample, const SampleResult& result, absl::Time now);
   void FinishSample(RequestState* rs, int sample, FinishReason reason, std::string stop_reason);
   SamplingRow MakeRow(const RequestState& rs, const Sequence& seq, const float* logits) const;
@@ -143,6 +153,11 @@ class EngineCore {
   std::vector<int> logits_seq_;
   std::vector<SamplingRow> sample_rows_;  // this step's rows of forked requests
   std::vector<SampleResult> sample_results_;
+  // Device sampling (runner_->SamplesOnDevice()): this step's inputs and outputs.
+  models::SamplingInputs sampling_inputs_;
+  models::SampledTokens sampled_;
+  std::vector<int32_t> penalty_slot_;  // [vocab] scratch: a token's index in its row's list, or -1
+  std::vector<int32_t> row_indices_;   // scratch: BuildBatch's logits_indices
 };
 
 }  // namespace muse::engine

@@ -86,6 +86,7 @@ absl::Status Server::Impl::LoadModel() {
   ro.num_threads = o.threads;
   ro.num_kv_blocks = o.num_kv_blocks;
   ro.kv_cache_bytes = o.kv_cache_bytes;
+  ro.device_sampling = o.device_sampling;
   ASSIGN_OR_RETURN(auto runner, runtime::CreateModelRunner(ro));
 
   auto m = std::make_unique<ServedModel>();

@@ -28,7 +28,8 @@ struct ServerOptions {
   int port = 50051;  // 0 = ephemeral (see Server::port())
   std::string device = "cpu";
   std::string dtype = "float32";
-  int threads = 0;  // ATen intra-op threads; 0 = libtorch default
+  int threads = 0;              // ATen intra-op threads; 0 = libtorch default
+  bool device_sampling = true;  // cuda: sample on the device (RunnerOptions::device_sampling)
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
   int max_waiting = 256;  // queued requests beyond this are RESOURCE_EXHAUSTED

@@ -29,6 +29,9 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
   app.add_option("--device", o.device, "cpu, cuda or cuda:N");
   app.add_option("--dtype", o.dtype, "weight and activation dtype")
       ->check(CLI::IsMember({"float32", "fp32", "bfloat16", "bf16", "float16", "fp16"}));
+  app.add_option(
+      "--device-sampling", o.device_sampling,
+      "cuda: sample on the device (true) or copy the logits to the host sampler (false)");
   app.add_option("--threads", o.threads, "CPU threads; 0 = every CPU in the affinity mask")
       ->check(AtLeast(0));
 

@@ -62,6 +62,7 @@ TEST(ServerFlagsTest, DefaultsAreServerOptionsDefaults) {
   EXPECT_EQ(o.device, "cpu");
   EXPECT_EQ(o.dtype, "float32");
   EXPECT_EQ(o.threads, def.threads);
+  EXPECT_TRUE(o.device_sampling);
   EXPECT_EQ(o.max_num_seqs, def.max_num_seqs);
   EXPECT_EQ(o.max_num_batched_tokens, def.max_num_batched_tokens);
   EXPECT_EQ(o.max_waiting, def.max_waiting);
@@ -89,6 +90,7 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
       {"--device", "cuda:1"},
       {"--dtype", "bfloat16"},
       {"--threads", "3"},
+      {"--device-sampling", "false"},
       {"--max-num-seqs", "5"},
       {"--max-num-batched-tokens", "77"},
       {"--max-waiting", "9"},
@@ -128,6 +130,7 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
     EXPECT_EQ(o.device, "cuda:1");
     EXPECT_EQ(o.dtype, "bfloat16");
     EXPECT_EQ(o.threads, 3);
+    EXPECT_FALSE(o.device_sampling);
     EXPECT_EQ(o.max_num_seqs, 5);
     EXPECT_EQ(o.max_num_batched_tokens, 77);
     EXPECT_EQ(o.max_waiting, 9);
@@ -194,6 +197,7 @@ TEST(ServerFlagsTest, OutOfRangeValuesNameTheFlag) {
       {{"--max-num-seqs", "2.5"}, "--max-num-seqs"},
       {{"--log-level", "verbose"}, "--log-level"},
       {{"--dtype", "int8"}, "--dtype"},
+      {{"--device-sampling", "maybe"}, "--device-sampling"},
   };
   for (const auto& [bad, name] : cases) {
     std::vector<std::string> args = {"--model", "m", "--no-auth"};
