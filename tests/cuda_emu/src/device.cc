@@ -98,7 +98,6 @@ struct Pending {
   int arg;
   const char* file;
   unsigned line;
-  const char* function;
   uint64_t value, result;
   uint32_t frag[6];  // mma: a0..a3, b0, b1
   float acc[4];      // mma: c in, d out
@@ -571,7 +570,7 @@ void fatal_not_in_kernel(const char* what) {
 }
 
 uint64_t warp_collective(Collective op, unsigned mask, uint64_t value, int arg, int width,
-                         const std::source_location& where) {
+                         const char* file, unsigned line) {
   Block& b = running_block(op_name(op));
   Fiber& f = *b.current;
   f.pending = Pending{};
@@ -579,25 +578,23 @@ uint64_t warp_collective(Collective op, unsigned mask, uint64_t value, int arg, 
   f.pending.mask = mask;
   f.pending.width = width;
   f.pending.arg = arg;
-  f.pending.file = where.file_name();
-  f.pending.line = where.line();
-  f.pending.function = where.function_name();
+  f.pending.file = file;
+  f.pending.line = line;
   f.pending.value = value;
   collective(b, f);
   return f.pending.result;
 }
 
 void mma_m16n8k16(Collective op, float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
-                  const std::source_location& where) {
+                  const char* file, unsigned line) {
   Block& b = running_block(op_name(op));
   Fiber& f = *b.current;
   f.pending = Pending{};
   f.pending.op = op;
   f.pending.mask = 0xffffffffu;
   f.pending.width = 32;
-  f.pending.file = where.file_name();
-  f.pending.line = where.line();
-  f.pending.function = where.function_name();
+  f.pending.file = file;
+  f.pending.line = line;
   for (int i = 0; i < 4; ++i) f.pending.frag[i] = a[i];
   f.pending.frag[4] = b0;
   f.pending.frag[5] = b1;
@@ -606,15 +603,15 @@ void mma_m16n8k16(Collective op, float (&c)[4], const uint32_t (&a)[4], uint32_t
   for (int i = 0; i < 4; ++i) c[i] = f.pending.acc[i];
 }
 
-void syncthreads(const std::source_location& where) {
+void syncthreads(const char* file, unsigned line) {
   Block& b = running_block("__syncthreads");
   Fiber& f = *b.current;
-  fail_if_awaited(b, f, "reached __syncthreads", where.file_name(), where.line());
+  fail_if_awaited(b, f, "reached __syncthreads", file, line);
   tsan_release(&b.barrier_token);
   f.state = State::kBarrier;
   b.warps[f.index / 32].at_barrier |= 1u << (f.index % 32);
-  f.barrier_file = where.file_name();
-  f.barrier_line = where.line();
+  f.barrier_file = file;
+  f.barrier_line = line;
   if (++b.barrier_arrived == b.alive) {
     release_barrier(b);
   } else {

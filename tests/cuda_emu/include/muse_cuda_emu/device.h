@@ -22,7 +22,6 @@
 #include <cstring>
 #include <functional>
 #include <memory>
-#include <source_location>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -78,23 +77,27 @@ enum class Collective : uint8_t {
 
 // A warp collective: every lane of `mask` deposits `value` and gets its result once all of them
 // have arrived at the same collective (same op, mask, width and source line).
+// `file`/`line` are the call site (__builtin_FILE/LINE as default arguments: std::source_location
+// is not usable by clang 14, which lints this code).
 uint64_t warp_collective(Collective op, unsigned mask, uint64_t value, int arg, int width,
-                         const std::source_location& where);
-void syncthreads(const std::source_location& where);
+                         const char* file, unsigned line);
+void syncthreads(const char* file, unsigned line);
 void* dynamic_shared_memory();
 unsigned active_mask();
 // mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}: the warp's 32 fragments are gathered into
 // A (16x16), B (16x8) and C (16x8), D = A B + C is computed in fp32, each lane gets its part.
 void mma_m16n8k16(Collective op, float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
-                  const std::source_location& where);
+                  const char* file, unsigned line);
 
 inline void mma_m16n8k16_bf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
-                              std::source_location where = std::source_location::current()) {
-  mma_m16n8k16(Collective::kMmaBf16, c, a, b0, b1, where);
+                              const char* file = __builtin_FILE(),
+                              unsigned line = __builtin_LINE()) {
+  mma_m16n8k16(Collective::kMmaBf16, c, a, b0, b1, file, line);
 }
 inline void mma_m16n8k16_f16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1,
-                             std::source_location where = std::source_location::current()) {
-  mma_m16n8k16(Collective::kMmaF16, c, a, b0, b1, where);
+                             const char* file = __builtin_FILE(),
+                             unsigned line = __builtin_LINE()) {
+  mma_m16n8k16(Collective::kMmaF16, c, a, b0, b1, file, line);
 }
 
 template <typename T>
@@ -182,24 +185,25 @@ cudaError_t cudaFuncSetAttribute(T* kernel, cudaFuncAttribute attr, int value) {
 }
 
 // ---- synchronisation and warp collectives ----
-inline void __syncthreads(std::source_location where = std::source_location::current()) {
-  ::muse::cuda_emu::syncthreads(where);
+inline void __syncthreads(const char* file = __builtin_FILE(), unsigned line = __builtin_LINE()) {
+  ::muse::cuda_emu::syncthreads(file, line);
 }
-inline void __syncwarp(unsigned mask = 0xffffffffu,
-                       std::source_location where = std::source_location::current()) {
-  ::muse::cuda_emu::warp_collective(::muse::cuda_emu::Collective::kSyncWarp, mask, 0, 0, 32, where);
+inline void __syncwarp(unsigned mask = 0xffffffffu, const char* file = __builtin_FILE(),
+                       unsigned line = __builtin_LINE()) {
+  ::muse::cuda_emu::warp_collective(::muse::cuda_emu::Collective::kSyncWarp, mask, 0, 0, 32, file,
+                                    line);
 }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline unsigned __activemask() { return ::muse::cuda_emu::active_mask(); }
 
-#define MUSE_EMU_SHUFFLE(fn, op)                                                               \
-  template <typename T>                                                                        \
-  T fn(unsigned mask, T var, int arg, int width = 32,                                          \
-       std::source_location where = std::source_location::current()) {                         \
-    return ::muse::cuda_emu::from_bits<T>(                                                     \
-        ::muse::cuda_emu::warp_collective(::muse::cuda_emu::Collective::op, mask,              \
-                                          ::muse::cuda_emu::to_bits(var), arg, width, where)); \
+#define MUSE_EMU_SHUFFLE(fn, op)                                                                  \
+  template <typename T>                                                                           \
+  T fn(unsigned mask, T var, int arg, int width = 32, const char* file = __builtin_FILE(),        \
+       unsigned line = __builtin_LINE()) {                                                        \
+    return ::muse::cuda_emu::from_bits<T>(::muse::cuda_emu::warp_collective(                      \
+        ::muse::cuda_emu::Collective::op, mask, ::muse::cuda_emu::to_bits(var), arg, width, file, \
+        line));                                                                                   \
   }
 MUSE_EMU_SHUFFLE(__shfl_sync, kShflIdx)
 MUSE_EMU_SHUFFLE(__shfl_up_sync, kShflUp)
@@ -207,20 +211,20 @@ MUSE_EMU_SHUFFLE(__shfl_down_sync, kShflDown)
 MUSE_EMU_SHUFFLE(__shfl_xor_sync, kShflXor)
 #undef MUSE_EMU_SHUFFLE
 
-inline unsigned __ballot_sync(unsigned mask, int pred,
-                              std::source_location where = std::source_location::current()) {
+inline unsigned __ballot_sync(unsigned mask, int pred, const char* file = __builtin_FILE(),
+                              unsigned line = __builtin_LINE()) {
   return static_cast<unsigned>(::muse::cuda_emu::warp_collective(
-      ::muse::cuda_emu::Collective::kBallot, mask, pred != 0, 0, 32, where));
+      ::muse::cuda_emu::Collective::kBallot, mask, pred != 0, 0, 32, file, line));
 }
-inline int __any_sync(unsigned mask, int pred,
-                      std::source_location where = std::source_location::current()) {
+inline int __any_sync(unsigned mask, int pred, const char* file = __builtin_FILE(),
+                      unsigned line = __builtin_LINE()) {
   return static_cast<int>(::muse::cuda_emu::warp_collective(::muse::cuda_emu::Collective::kAny,
-                                                            mask, pred != 0, 0, 32, where));
+                                                            mask, pred != 0, 0, 32, file, line));
 }
-inline int __all_sync(unsigned mask, int pred,
-                      std::source_location where = std::source_location::current()) {
+inline int __all_sync(unsigned mask, int pred, const char* file = __builtin_FILE(),
+                      unsigned line = __builtin_LINE()) {
   return static_cast<int>(::muse::cuda_emu::warp_collective(::muse::cuda_emu::Collective::kAll,
-                                                            mask, pred != 0, 0, 32, where));
+                                                            mask, pred != 0, 0, 32, file, line));
 }
 
 // ---- atomics (blocks and threads of a block never run concurrently, but other launches on
