@@ -44,7 +44,7 @@ __global__ void barrier_kernel(const float* in, float* out) {
 
 TEST(CudaEmuDevice, SyncthreadsOrdersSharedMemoryAcrossWarps) {
   const int n = 300, blocks = 3;
-  std::vector<float> in(n * blocks), out(n * blocks, NAN);
+  std::vector<float> in(size_t{n} * blocks), out(size_t{n} * blocks, NAN);
   for (int i = 0; i < n * blocks; ++i) in[i] = 0.5f + i;
   Launch("barrier_kernel", barrier_kernel, dim3(blocks), dim3(n))(in.data(), out.data());
   for (int b = 0; b < blocks; ++b)
@@ -84,7 +84,7 @@ TEST(CudaEmuDevice, ShufflesFollowTheirCudaDefinitions) {
   std::vector<int> in(64);
   for (int i = 0; i < 64; ++i) in[i] = 1000 + i * ((i % 5) + 1);
   for (int width : {32, 8}) {
-    std::vector<int> out(8 * 64, -1);
+    std::vector<int> out(size_t{8} * 64, -1);
     Launch("shuffle_kernel", shuffle_kernel, dim3(1), dim3(64))(in.data(), out.data(), width);
     for (int t = 0; t < 64; ++t) {
       const int lane = t % 32, base = t - lane, seg = lane / width * width;
@@ -122,10 +122,11 @@ __global__ void mma_kernel(const uint16_t* a, const uint16_t* b, const float* c,
   const uint32_t b1 = pair(b[(2 * t + 8) * 8 + g], b[(2 * t + 9) * 8 + g]);
   float acc[4] = {c[g * 8 + 2 * t], c[g * 8 + 2 * t + 1], c[(g + 8) * 8 + 2 * t],
                   c[(g + 8) * 8 + 2 * t + 1]};
-  if (kBf16)
+  if (kBf16) {
     ::muse::cuda_emu::mma_m16n8k16_bf16(acc, af, b0, b1);
-  else
+  } else {
     ::muse::cuda_emu::mma_m16n8k16_f16(acc, af, b0, b1);
+  }
   d[g * 8 + 2 * t] = acc[0];
   d[g * 8 + 2 * t + 1] = acc[1];
   d[(g + 8) * 8 + 2 * t] = acc[2];
@@ -149,12 +150,13 @@ void check_mma() {
   for (auto& x : c) x = u(rng);
   Launch("mma_kernel", mma_kernel<kBf16>, dim3(1), dim3(32))(a.data(), b.data(), c.data(),
                                                              d.data());
-  for (int i = 0; i < 16; ++i)
+  for (int i = 0; i < 16; ++i) {
     for (int j = 0; j < 8; ++j) {
       double ref = c[i * 8 + j];
       for (int k = 0; k < 16; ++k) ref += double(from16(a[i * 16 + k])) * from16(b[k * 8 + j]);
       EXPECT_NEAR(d[i * 8 + j], ref, 1e-5) << i << "," << j;
     }
+  }
 }
 
 TEST(CudaEmuDevice, MmaBf16MatchesTheFragmentLayout) { check_mma<true>(); }
@@ -170,7 +172,7 @@ __global__ void smem_kernel(unsigned char* out, int bytes) {
 
 TEST(CudaEmuDevice, DynamicSharedMemoryIsPoisonedAndLimited) {
   const int bytes = 100;
-  std::vector<unsigned char> out(2 * bytes, 0);
+  std::vector<unsigned char> out(size_t{2} * bytes, 0);
   Launch("smem_kernel", smem_kernel, dim3(2), dim3(32), bytes)(out.data(), bytes);
   ASSERT_EQ(cudaSuccess, cudaGetLastError());
   for (unsigned char c : out) EXPECT_EQ(c, 0xcd);
@@ -209,10 +211,11 @@ __global__ void divergent_shuffle_kernel(int* out) {
 
 __global__ void two_shuffles_kernel(int* out) {
   int v = threadIdx.x;
-  if (threadIdx.x % 2)
+  if (threadIdx.x % 2) {
     v = __shfl_xor_sync(0xffffffffu, v, 1);
-  else
+  } else {
     v = __shfl_xor_sync(0xffffffffu, v, 2);
+  }
   out[threadIdx.x] = v;
 }
 

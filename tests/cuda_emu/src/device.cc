@@ -30,7 +30,9 @@
 #include <ucontext.h>
 #endif
 
-// Sanitizer fiber hooks, resolved only when the sanitizer runtime is linked.
+// Sanitizer fiber hooks, resolved only when the sanitizer runtime is linked (their names are
+// the runtimes', hence reserved identifiers).
+// NOLINTBEGIN(bugprone-reserved-identifier)
 extern "C" {
 void __sanitizer_start_switch_fiber(void** fake_stack_save, const void* bottom, size_t size)
     __attribute__((weak));
@@ -44,6 +46,7 @@ void __tsan_set_fiber_name(void* fiber, const char* name) __attribute__((weak));
 void __tsan_acquire(void* addr) __attribute__((weak));
 void __tsan_release(void* addr) __attribute__((weak));
 }
+// NOLINTEND(bugprone-reserved-identifier)
 
 #if defined(__x86_64__)
 // Saves the callee-saved registers, MXCSR and the x87 control word on the current stack, stores
@@ -87,7 +90,7 @@ thread_local const ThreadState* t_thread = nullptr;
 
 namespace {
 
-constexpr size_t kStackBytes = 256 * 1024;  // virtual; only touched pages are committed
+constexpr size_t kStackBytes = size_t{256} * 1024;  // virtual; only touched pages are committed
 
 enum class State : uint8_t { kReady, kBarrier, kCollective, kExited };
 
@@ -245,10 +248,11 @@ char* allocate_stack() {
 // per thread, not two.
 void transfer(Block& b, Fiber* from, Fiber* to, bool from_exits) {
   void* fake = nullptr;
-  if (__sanitizer_start_switch_fiber)
+  if (__sanitizer_start_switch_fiber) {
     __sanitizer_start_switch_fiber(from_exits ? nullptr : &fake,
                                    to ? static_cast<const void*>(to->stack) : b.sched_stack_bottom,
                                    to ? kStackBytes : b.sched_stack_size);
+  }
   if (__tsan_switch_to_fiber) __tsan_switch_to_fiber(to ? to->tsan : b.sched_tsan, 1 /*no sync*/);
   b.current = to;
   t_thread = to ? &to->ts : nullptr;
@@ -274,14 +278,14 @@ void start_fiber(Block& b, Fiber& f) {
   f.state = State::kReady;
   // A thread that exited left the frames of its exit path (fiber_main and the switch, within the
   // top few KiB) poisoned for ASan; deeper frames had returned and unpoisoned themselves.
-  constexpr size_t kExitFrames = 16 * 1024;
+  constexpr size_t kExitFrames = size_t{16} * 1024;
   if (__asan_unpoison_memory_region)
     __asan_unpoison_memory_region(f.stack + kStackBytes - kExitFrames, kExitFrames);
 #if defined(__x86_64__)
   // The frame muse_emu_switch pops: control words, r15..rbp, then `ret` into fiber_main with
   // the stack aligned as after a call.
   uintptr_t top = reinterpret_cast<uintptr_t>(f.stack + kStackBytes) & ~uintptr_t{15};
-  uint64_t* sp = reinterpret_cast<uint64_t*>(top);
+  uint64_t* sp = reinterpret_cast<uint64_t*>(top);  // NOLINT(performance-no-int-to-ptr)
   *--sp = 0;  // fiber_main's return address slot; it never returns
   *--sp = reinterpret_cast<uint64_t>(&fiber_main);
   for (int i = 0; i < 6; ++i) *--sp = 0;
@@ -435,16 +439,17 @@ void complete_mma(Block& b, int warp, Collective op) {
     }
   }
   float D[16][8];
-  for (int i = 0; i < 16; ++i)
+  for (int i = 0; i < 16; ++i) {
     for (int j = 0; j < 8; ++j) {
       float d = C[i][j];
       // Products of bf16/f16 values are exact in fp32, so this rounds exactly like an fma.
       for (int k = 0; k < 16; ++k) d += A[i][k] * B[k][j];
       D[i][j] = d;
     }
+  }
   for (int lane = 0; lane < 32; ++lane) {
     Pending& p = lane_fiber(b, warp, lane).pending;
-    const int g = lane / 4, t = lane % 4;
+    const size_t g = lane / 4, t = lane % 4;
     p.acc[0] = D[g][2 * t];
     p.acc[1] = D[g][2 * t + 1];
     p.acc[2] = D[g + 8][2 * t];
@@ -490,9 +495,10 @@ void complete(Block& b, int warp, const Pending& self) {
         default:
           break;
       }
-      if (!(mask >> src & 1u))
+      if (!(mask >> src & 1u)) {
         fail("lane " + std::to_string(l) + " of warp " + std::to_string(warp) + " reads lane " +
              std::to_string(src) + " which is not in the mask of " + pending_str(p));
+      }
       p.result = lane_fiber(b, warp, src).pending.value;
     }
   }
@@ -506,22 +512,26 @@ void collective(Block& b, Fiber& f) {
   const int warp = f.index / 32, lane = f.index % 32;
   const unsigned bit = 1u << lane;
   const Pending& me = f.pending;
-  if (!(me.mask & bit))
+  if (!(me.mask & bit)) {
     fail("lane " + std::to_string(lane) + " calls " + pending_str(me) +
          " whose mask does not include it");
+  }
   const bool is_mma = me.op == Collective::kMmaBf16 || me.op == Collective::kMmaF16;
   if (is_mma && me.mask != 0xffffffffu) fail(pending_str(me) + " needs all 32 lanes");
-  if (me.width < 1 || me.width > 32 || (me.width & (me.width - 1)))
+  if (me.width < 1 || me.width > 32 || (me.width & (me.width - 1))) {
     fail(pending_str(me) + " with width " + std::to_string(me.width) +
          " (must be a power of two <= 32)");
+  }
   Warp& w = b.warps[warp];
-  if (const unsigned missing = me.mask & ~w.exists)
+  if (const unsigned missing = me.mask & ~w.exists) {
     fail(pending_str(me) + " names lane " + std::to_string(lowest_lane(missing)) + " of warp " +
          std::to_string(warp) + ", which does not exist (the block has " + std::to_string(b.n) +
          " threads)");
-  if (const unsigned gone = me.mask & w.exited)
+  }
+  if (const unsigned gone = me.mask & w.exited) {
     fail(pending_str(me) + " names lane " + std::to_string(lowest_lane(gone)) +
          ", which has exited");
+  }
   if (const unsigned waiting = me.mask & w.at_barrier) {
     const Fiber& o = lane_fiber(b, warp, lowest_lane(waiting));
     fail("lane " + std::to_string(lane) + " waits in " + pending_str(me) + " for lane " +
@@ -532,10 +542,11 @@ void collective(Block& b, Fiber& f) {
   for (size_t i = 0; i < w.open.size(); ++i) {
     const OpenCollective& o = w.open[i];
     if (!(o.key.mask & (me.mask | bit))) continue;
-    if (!same_collective(o.key, me))
+    if (!same_collective(o.key, me)) {
       fail("lanes of warp " + std::to_string(warp) + " reach different collectives: lane " +
            std::to_string(lane) + " in " + pending_str(me) + ", lane " +
            std::to_string(lowest_lane(o.arrived)) + " in " + pending_str(o.key));
+    }
     g = i;
     break;
   }
@@ -689,8 +700,8 @@ void run_grid(const char* name, const LaunchConfig& c, const std::function<void(
     t.block_dim = c.block;
     t.grid_dim = c.grid;
   }
-  for (unsigned z = 0; z < c.grid.z; ++z)
-    for (unsigned y = 0; y < c.grid.y; ++y)
+  for (unsigned z = 0; z < c.grid.z; ++z) {
+    for (unsigned y = 0; y < c.grid.y; ++y) {
       for (unsigned x = 0; x < c.grid.x; ++x) {
         for (int i = 0; i < n; ++i) b.fibers[i]->ts.block_idx = {x, y, z};
         // Exact size, so ASan reports a read past the requested dynamic shared memory.
@@ -698,6 +709,8 @@ void run_grid(const char* name, const LaunchConfig& c, const std::function<void(
         std::memset(b.dynamic_smem.get(), 0xcd, c.dynamic_smem);
         run_block(b);
       }
+    }
+  }
   b.dynamic_smem.reset();
   b.running = false;
   b.body = nullptr;
