@@ -35,7 +35,7 @@ models::ModelConfig Config(const std::string& variant, int head_dim = 64) {
   c.num_attention_heads = 4;
   c.num_key_value_heads = 2;
   c.head_dim = head_dim;
-  c.hidden_size = 4 * head_dim;
+  c.hidden_size = int64_t{4} * head_dim;
   c.intermediate_size = c.hidden_size * 43 / 16;  // 688 at hidden 256, 172 at 64
   return c;
 }
