@@ -1,5 +1,6 @@
 #include "src/engine/engine.h"
 
+#include <exception>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -116,9 +117,21 @@ void Engine::Loop() {
       core_->AbortAll(FinishReason::kAbort);
     } else if (core_->HasWork()) {
       const int64_t steps_before = core_->Stats().num_steps;
-      if (absl::Status st = core_->Step(); !st.ok()) {
-        spdlog::error("engine step failed: {}; aborting all requests", st.ToString());
-        core_->AbortAll(FinishReason::kError);
+      // A runner failure is contained by Step (only that step's requests fail). Anything else
+      // that escapes (broken invariant, an exception outside the runner) leaves no state to
+      // trust: every live request fails with INTERNAL and the thread serves on.
+      absl::Status st;
+      try {
+        st = core_->Step();
+      } catch (const std::exception& e) {
+        st = absl::InternalError(absl::StrCat("engine step threw: ", e.what()));
+      } catch (...) {
+        st = absl::InternalError("engine step threw a non-standard exception");
+      }
+      if (!st.ok()) {
+        spdlog::error("engine step failed: {}; failing all requests", st.ToString());
+        core_->AbortAll(FinishReason::kError,
+                        absl::InternalError(absl::StrCat("engine step failed: ", st.message())));
       } else if (core_->Stats().num_steps == steps_before) {
         // Nothing could run (should not happen: admission always fits an empty pool); do not spin.
         std::unique_lock lock(mu_);

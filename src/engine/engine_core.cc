@@ -1,6 +1,7 @@
 #include "src/engine/engine_core.h"
 
 #include <algorithm>
+#include <exception>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -214,10 +215,11 @@ bool EngineCore::Abort(const std::string& id) {
   return true;
 }
 
-void EngineCore::AbortAll(FinishReason reason) {
+void EngineCore::AbortAll(FinishReason reason, const absl::Status& error) {
   std::vector<RequestState*> all;
   for (auto& [id, rs] : requests_) all.push_back(rs.get());
-  for (RequestState* rs : all) FinishRequest(rs, reason, absl::OkStatus());
+  if (!error.ok()) counters_.requests_failed += static_cast<int64_t>(all.size());
+  for (RequestState* rs : all) FinishRequest(rs, reason, error);
   FlushOutputs(absl::Now());
 }
 
@@ -513,26 +515,37 @@ absl::Status EngineCore::Step() {
     // (and requested logprobs); otherwise the logits come here for the host sampler.
     const bool on_device = runner_->SamplesOnDevice();
     absl::Status st;
-    if (on_device) {
-      BuildSamplingInputs(plan);
-      st = runner_->ForwardAndSample(batch_, sampling_inputs_, &sampled_);
+    if (on_device) BuildSamplingInputs(plan);
+    // The runner is the one foreign component in the step (ATen, CUDA): whatever it throws stays
+    // inside this step, as an error of this step's requests.
+    try {
+      st = on_device ? runner_->ForwardAndSample(batch_, sampling_inputs_, &sampled_)
+                     : runner_->Forward(batch_, &logits_);
+    } catch (const std::exception& e) {
+      st = absl::InternalError(absl::StrCat("runner threw: ", e.what()));
+    } catch (...) {
+      st = absl::InternalError("runner threw a non-standard exception");
+    }
+    if (st.ok() && on_device) {
       const size_t rows = sampling_inputs_.rows.size();
       const size_t tops = rows * models::SampledTokens::kMaxTopLogprobs;
-      if (st.ok() && (sampled_.num_rows != static_cast<int>(rows) || sampled_.ids.size() != rows ||
-                      sampled_.logprobs.size() != rows || sampled_.top_ids.size() != tops ||
-                      sampled_.top_logprobs.size() != tops)) {
+      if (sampled_.num_rows != static_cast<int>(rows) || sampled_.ids.size() != rows ||
+          sampled_.logprobs.size() != rows || sampled_.top_ids.size() != tops ||
+          sampled_.top_logprobs.size() != tops) {
         st = absl::InternalError(
             absl::StrCat("runner returned ", sampled_.num_rows, " sampled rows, expected ", rows));
       }
-    } else {
-      st = runner_->Forward(batch_, &logits_);
-      if (st.ok() && logits_.num_rows != static_cast<int>(logits_seq_.size())) {
-        st = absl::InternalError(absl::StrCat("runner returned ", logits_.num_rows,
-                                              " logits rows, expected ", logits_seq_.size()));
-      }
+    } else if (st.ok() && logits_.num_rows != static_cast<int>(logits_seq_.size())) {
+      st = absl::InternalError(absl::StrCat("runner returned ", logits_.num_rows,
+                                            " logits rows, expected ", logits_seq_.size()));
     }
     if (!st.ok()) {
-      // The batch's KV is suspect: fail its requests, keep serving the others.
+      // The batch's KV is suspect: fail its requests, keep serving the others. Whatever the
+      // runner's code, it is the server's fault, not the client's: INTERNAL, naming the step.
+      st = absl::InternalError(absl::StrCat("model step ", counters_.num_steps, " failed (",
+                                            plan.scheduled.size(), " sequences, ",
+                                            plan.num_batched_tokens, " tokens): ", st.ToString()));
+      spdlog::error("{}", std::string(st.message()));
       std::vector<RequestState*> failed;
       for (const auto& s : plan.scheduled) {
         auto* rs = static_cast<RequestState*>(s.seq->owner);

@@ -90,11 +90,14 @@ class EngineCore {
   absl::Status AddRequest(Request request, std::shared_ptr<OutputStream> stream);
   // Finishes a live request with "abort" and frees its blocks now; false if unknown.
   bool Abort(const std::string& request_id);
-  // Finishes every live request with `reason`.
-  void AbortAll(FinishReason reason);
+  // Finishes every live request with `reason`; a non-OK `error` goes on each final message (and
+  // counts the requests as failed).
+  void AbortAll(FinishReason reason, const absl::Status& error = absl::OkStatus());
 
-  // One iteration. Runner failures fail the batch's requests (finish reason "error") and return
-  // OK; the error is returned only for broken invariants.
+  // One iteration. A runner failure (an error status or an exception out of Forward /
+  // ForwardAndSample) fails only the batch's requests: finish reason "error", an INTERNAL status
+  // naming the step, blocks freed in this step; Step still returns OK and the engine serves on.
+  // The error is returned only for broken invariants.
   absl::Status Step();
   bool HasWork() const { return scheduler_.num_running() + scheduler_.num_waiting() > 0; }
   std::optional<absl::Time> NextDeadline() const;
