@@ -1,5 +1,6 @@
 #include "src/server/image_encoder_worker.h"
 
+#include <exception>
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
@@ -67,7 +68,23 @@ void ImageEncoderWorker::RunBatch(std::vector<Job> jobs) {
       live.push_back(std::move(j));
     }
   }
-  if (live.empty()) return;
+  if (!live.empty()) EncodeJobs(std::move(live));
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> ImageEncoderWorker::Encode(
+    const std::vector<const vision::PixelValues*>& batch) {
+  // The vision tower is foreign code (ATen): an exception is this batch's error, never the end of
+  // the worker thread.
+  try {
+    return encoder_->EncodeBatch(batch);
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("encoder threw: ", e.what()));
+  } catch (...) {
+    return absl::InternalError("encoder threw a non-standard exception");
+  }
+}
+
+void ImageEncoderWorker::EncodeJobs(std::vector<Job> live) {
   struct DigestHash {
     size_t operator()(const vision::ImageDigest& d) const { return static_cast<size_t>(d.key64()); }
   };
@@ -79,8 +96,24 @@ void ImageEncoderWorker::RunBatch(std::vector<Job> jobs) {
     }
   }
   const absl::Time start = absl::Now();
-  auto encoded = encoder_->EncodeBatch(batch);
+  auto encoded = Encode(batch);
   const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  if (encoded.ok() && encoded->size() != batch.size()) {
+    encoded = absl::InternalError(
+        absl::StrCat("encoder returned ", encoded->size(), " embeddings for ", batch.size()));
+  }
+  if (!encoded.ok() && live.size() > 1) {
+    // One request's image must not fail the others it was batched with: each job alone, so only
+    // the jobs whose own images fail get the error.
+    spdlog::warn("image encoder failed on a batch of {} job(s): {}; encoding each job alone",
+                 live.size(), encoded.status().ToString());
+    for (Job& j : live) {
+      std::vector<Job> one;
+      one.push_back(std::move(j));
+      EncodeJobs(std::move(one));
+    }
+    return;
+  }
   if (!encoded.ok()) {
     spdlog::error("image encoder failed on a batch of {} image(s): {}", batch.size(),
                   encoded.status().ToString());

@@ -28,7 +28,9 @@ class ImageEncoderWorker {
     std::vector<const vision::PreparedImage*> images;  // owned by the submitter until `done` runs
     std::function<bool()> cancelled;  // true: skip (checked when the batch is formed)
     // Called exactly once on the worker thread (or in Stop): the embeddings in `images` order,
-    // Cancelled when skipped, Unavailable after Stop, Internal when the encoder fails.
+    // Cancelled when skipped, Unavailable after Stop, Internal when the encoder fails (returns an
+    // error or throws) on this job's own images: a batch that fails is retried job by job, so a
+    // bad image fails only its request.
     std::function<void(absl::StatusOr<std::vector<vision::ImageEmbedding>>)> done;
   };
 
@@ -46,6 +48,12 @@ class ImageEncoderWorker {
  private:
   void Loop();
   void RunBatch(std::vector<Job> jobs);
+  // Encodes the distinct images of `live` in one batch and delivers; when a batch of several jobs
+  // fails, each job is retried alone so that only the jobs whose images fail get the error.
+  void EncodeJobs(std::vector<Job> live);
+  // EncodeBatch with any exception turned into Internal.
+  absl::StatusOr<std::vector<std::vector<float>>> Encode(
+      const std::vector<const vision::PixelValues*>& batch);
 
   std::unique_ptr<models::llava::ImageEncoder> encoder_;  // worker thread only
   vision::EncoderCache* const cache_;
