@@ -88,6 +88,7 @@ absl::Status Server::Impl::LoadModel() {
   ro.kv_cache_bytes = o.kv_cache_bytes;
   ro.device_sampling = o.device_sampling;
   ASSIGN_OR_RETURN(auto runner, runtime::CreateModelRunner(ro));
+  if (o.wrap_runner_for_testing) runner = o.wrap_runner_for_testing(std::move(runner));
 
   auto m = std::make_unique<ServedModel>();
   m->id = o.served_model_name.empty()

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -48,6 +49,10 @@ struct ServerOptions {
   int64_t max_image_bytes = 20ll << 20;      // encoded size (after base64 for data: URIs)
   int64_t max_image_pixels = 4096ll * 4096;  // width * height, checked from the header
   absl::Duration image_encode_delay_for_testing = absl::ZeroDuration();  // tests only
+  // Tests only (fault injection, issue #15): wraps the runner the server built before the engine
+  // takes it, e.g. in one that fails chosen steps.
+  std::function<std::unique_ptr<runtime::ModelRunner>(std::unique_ptr<runtime::ModelRunner>)>
+      wrap_runner_for_testing;
 };
 
 class Server {
