@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the GPU checks on a device machine: kernel tests, CPU-vs-CUDA op checks, device-vs-host
 # sampler parity, compute-sanitizer, the CUDA runner vs the fp32 CPU runtime, kernel benchmarks
-# and the torch SDPA baselines. The binaries are built on a CPU machine and staged with their libraries by scripts/stage_device_bins.sh into .devbuild/.
+# and the torch SDPA baselines. The binaries are built on a CPU machine and staged with their
+# libraries by scripts/stage_device_bins.sh into .devbuild/.
 # Usage: OUT=/some/dir scripts/device_checks.sh   (every step's output goes to $OUT/*.log)
 set -u
 OUT=${OUT:-/tmp/device_checks}
