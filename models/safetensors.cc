@@ -116,12 +116,24 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-// Product of dims and the byte size, or false on uint64 overflow.
+// Product of dims and the byte size, or false on overflow. The product of the non-zero dims must
+// fit in int64 too, so that every partial product TensorView::numel() (and any caller multiplying
+// dims in order) forms is representable even when a later dim is 0 ([2^62, 3, 0] is rejected).
 bool ByteSize(const std::vector<int64_t>& shape, DType dtype, uint64_t* numel, uint64_t* nbytes) {
-  uint64_t n = 1;
+  uint64_t nonzero = 1;
+  bool any_zero = false;
   for (int64_t d : shape) {
-    if (d < 0 || __builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return false;
+    if (d < 0) return false;
+    if (d == 0) {
+      any_zero = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(nonzero, static_cast<uint64_t>(d), &nonzero) ||
+        nonzero > static_cast<uint64_t>(INT64_MAX)) {
+      return false;
+    }
   }
+  const uint64_t n = any_zero ? 0 : nonzero;
   *numel = n;
   return !__builtin_mul_overflow(n, static_cast<uint64_t>(kernels::dtype_size(dtype)), nbytes);
 }

@@ -188,6 +188,12 @@ TEST_F(SafetensorsTest, NumelOverflow) {
   const std::string header2 =
       R"({"w": {"dtype": "F32", "shape": [4611686018427387904], "data_offsets": [0, 4]}})";
   EXPECT_THAT(OpenError(RawFile(header2, "abcd")), HasSubstr("overflows the element count"));
+  // Zero elements, but the dims before the 0 overflow int64 (found by safetensors_fuzzer: numel()
+  // multiplied them in order, signed overflow).
+  const std::string header3 =
+      R"({"w": {"dtype": "U8", "shape": [4611686018427387904, 3, 0], "data_offsets": [0, 0]}})";
+  EXPECT_THAT(OpenError(RawFile(header3, "")),
+              HasSubstr("shape [4611686018427387904, 3, 0] overflows the element count"));
 }
 
 TEST_F(SafetensorsTest, MalformedDataOffsets) {
