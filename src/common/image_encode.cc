@@ -2,9 +2,11 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace muse {
 namespace {
@@ -67,10 +69,23 @@ std::string EncodePng(std::span<const uint8_t> pixels, int width, int height, in
   if (zlib_level < 0 || zlib_level > 9) Die("zlib level not in 0-9", width, height, channels);
   t_zlib_level = zlib_level;
   std::string out;
-  // An empty span may have a null data(); stb reads nothing then but wants a pointer.
-  static const uint8_t kNone = 0;
-  const uint8_t* data = pixels.empty() ? &kNone : pixels.data();
-  if (stbi_write_png_to_func(Append, &out, width, height, channels, data, width * channels) == 0) {
+  if (width == 0 || height == 0) {
+    // stb writes and reads one pixel per row even when a row is empty (a heap overflow of its own
+    // 0-byte line buffer, found by ASan in scripts/sanitizers.sh): encode one zero pixel per row
+    // (or a 1x1 image) and write the real size into IHDR (width at byte 16, height at 20, the
+    // chunk's CRC-32 over bytes 12..28 at 29).
+    const std::vector<uint8_t> zeros(static_cast<size_t>(std::max(height, 1) * channels), 0);
+    out = EncodePng(zeros, 1, std::max(height, 1), channels, zlib_level);
+    auto put32 = [&out](size_t at, uint32_t v) {
+      for (int i = 0; i < 4; ++i) out[at + i] = static_cast<char>((v >> (24 - 8 * i)) & 0xff);
+    };
+    put32(16, static_cast<uint32_t>(width));
+    put32(20, static_cast<uint32_t>(height));
+    put32(29, static_cast<uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(out.data() + 12), 17)));
+    return out;
+  }
+  if (stbi_write_png_to_func(Append, &out, width, height, channels, pixels.data(),
+                             width * channels) == 0) {
     Die("stb_image_write (out of memory)", width, height, channels);
   }
   return out;
