@@ -478,6 +478,31 @@ void ApplyPenalties(const SamplingRow& row, int vocab_size, Sampler::Scratch& s)
 
 // The previous Draw from its probs on: top-k / min-p / top-p by the threshold search, then the
 // draw. `probs` holds every prob of the row.
+// The end of every filtered draw: the top-p cut over candidates `idx[0, n)` sorted by
+// (prob desc, id asc) with survivor mass `total`, then the inverse CDF at u over what is kept.
+int32_t DrawSorted(const float* probs, const int32_t* idx, int n, double total, bool use_p,
+                   float top_p, double u) {
+  if (use_p) {
+    double acc = 0;
+    int keep = n;
+    for (int i = 0; i < n; ++i) {
+      acc += probs[idx[i]];
+      if (acc >= top_p * total) {
+        keep = i + 1;
+        break;
+      }
+    }
+    n = keep;
+    total = acc;
+  }
+  double target = u * total, acc = 0;
+  for (int i = 0; i < n; ++i) {
+    acc += probs[idx[i]];
+    if (acc > target) return idx[i];
+  }
+  return idx[n - 1];
+}
+
 int32_t DrawFromProbs(const SamplingParams& p, int V, const float* logits, const float* probs,
                       double u, std::vector<int32_t>& idx) {
   const bool use_k = p.top_k > 0 && p.top_k < V;
@@ -516,25 +541,7 @@ int32_t DrawFromProbs(const SamplingParams& p, int V, const float* logits, const
   } else {
     total = mass_surv;
   }
-  if (use_p) {
-    double acc = 0;
-    int keep = n;
-    for (int i = 0; i < n; ++i) {
-      acc += probs[idx[i]];
-      if (acc >= p.top_p * total) {
-        keep = i + 1;
-        break;
-      }
-    }
-    n = keep;
-    total = acc;
-  }
-  double target = u * total, acc = 0;
-  for (int i = 0; i < n; ++i) {
-    acc += probs[idx[i]];
-    if (acc > target) return idx[i];
-  }
-  return idx[n - 1];
+  return DrawSorted(probs, idx.data(), n, total, use_p, p.top_p, u);
 }
 
 // The previous Draw, whole: max, exp into s.probs, DrawFromProbs. For rows whose probs are not
@@ -603,25 +610,7 @@ int32_t DrawTopKCandidates(const SamplingParams& p, int V, const float* x, const
   std::sort(idx.begin(), idx.begin() + n, better);
   double total = 0;
   for (int i = 0; i < n; ++i) total += probs[idx[i]];
-  if (use_p) {
-    double acc = 0;
-    int keep = n;
-    for (int i = 0; i < n; ++i) {
-      acc += probs[idx[i]];
-      if (acc >= p.top_p * total) {
-        keep = i + 1;
-        break;
-      }
-    }
-    n = keep;
-    total = acc;
-  }
-  double target = u * total, acc = 0;
-  for (int i = 0; i < n; ++i) {
-    acc += probs[idx[i]];
-    if (acc > target) return idx[i];
-  }
-  return idx[n - 1];
+  return DrawSorted(probs, idx.data(), n, total, use_p, p.top_p, u);
 }
 
 // Top-k (with top-p / min-p): the k best of S = {prob > 0, prob >= min_p} in (prob desc, id asc)
