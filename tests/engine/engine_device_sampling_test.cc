@@ -17,6 +17,7 @@
 #include "models/testing/random_checkpoint.h"
 #include "src/engine/engine_core.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
+#include "tests/engine/engine_test_model.h"
 
 namespace muse::engine {
 namespace {
@@ -25,43 +26,17 @@ constexpr int kVocab = 512;
 constexpr int kEos = 2;
 
 models::ModelConfig TestConfig() {
-  models::ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.arch = models::Arch::kLlama;
-  c.vocab_size = kVocab;
-  c.hidden_size = 64;
-  c.intermediate_size = 172;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 16;
-  c.max_position_embeddings = 1024;
-  c.rms_norm_eps = 1e-5;
-  c.torch_dtype = "bfloat16";
-  c.bos_token_id = 1;
-  c.eos_token_ids = {kEos};
-  return c;
+  return testing::SmallLlamaConfig(kVocab, 172, "bfloat16", kEos);
 }
 
 std::string ModelDir() {
-  static const std::string dir = [] {
-    auto d = std::filesystem::temp_directory_path() /
-             ("muse_engine_device_sampling_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    auto st = models::WriteRandomCheckpoint(d.string(), TestConfig(),
-                                            {.seed = 17, .dtype = models::DType::kBFloat16});
-    if (!st.ok()) ADD_FAILURE() << st.status();
-    return d.string();
-  }();
+  static const std::string dir =
+      testing::WriteTestModel("muse_engine_device_sampling_", TestConfig(),
+                              {.seed = 17, .dtype = models::DType::kBFloat16});
   return dir;
 }
 
-std::vector<int32_t> Prompt(int len, int seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> p(len);
-  for (auto& t : p) t = 3 + static_cast<int32_t>(rng() % (kVocab - 3));
-  return p;
-}
+std::vector<int32_t> Prompt(int len, int seed) { return testing::RandomPrompt(len, seed, kVocab); }
 
 Request Req(const std::string& id, int prompt_len, int max_tokens, float temperature) {
   Request r;

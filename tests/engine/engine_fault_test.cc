@@ -18,6 +18,7 @@
 #include "src/engine/engine.h"
 #include "src/engine/engine_core.h"
 #include "src/runtime/model_runner.h"
+#include "tests/engine/engine_test_model.h"
 #include "tests/engine/fault_injecting_runner.h"
 
 namespace muse::engine {
@@ -28,34 +29,11 @@ using Kind = FaultInjectingRunner::Kind;
 
 constexpr int kVocab = 300;
 
-models::ModelConfig TestConfig() {
-  models::ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.arch = models::Arch::kLlama;
-  c.vocab_size = kVocab;
-  c.hidden_size = 64;
-  c.intermediate_size = 136;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 4;
-  c.num_key_value_heads = 2;
-  c.head_dim = 16;
-  c.max_position_embeddings = 1024;
-  c.rms_norm_eps = 1e-5;
-  c.torch_dtype = "float32";
-  c.bos_token_id = 1;
-  c.eos_token_ids = {2};
-  return c;
-}
+models::ModelConfig TestConfig() { return testing::SmallLlamaConfig(kVocab, 136, "float32", 2); }
 
 std::string ModelDir() {
-  static const std::string dir = [] {
-    auto d = std::filesystem::temp_directory_path() /
-             ("muse_engine_fault_test_" + std::to_string(::getpid()));
-    std::filesystem::create_directories(d);
-    auto st = models::WriteRandomCheckpoint(d.string(), TestConfig(), {.seed = 17});
-    if (!st.ok()) ADD_FAILURE() << st.status();
-    return d.string();
-  }();
+  static const std::string dir =
+      testing::WriteTestModel("muse_engine_fault_test_", TestConfig(), {.seed = 17});
   return dir;
 }
 
@@ -70,12 +48,7 @@ std::unique_ptr<runtime::ModelRunner> MakeRunner(int64_t num_blocks) {
   return r.ok() ? std::move(*r) : nullptr;
 }
 
-std::vector<int32_t> Prompt(int len, int seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> p(len);
-  for (auto& t : p) t = 3 + static_cast<int32_t>(rng() % (kVocab - 3));
-  return p;
-}
+std::vector<int32_t> Prompt(int len, int seed) { return testing::RandomPrompt(len, seed, kVocab); }
 
 Request Req(const std::string& id, std::vector<int32_t> prompt, int max_tokens, int n = 1) {
   Request r;

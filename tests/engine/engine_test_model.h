@@ -1,0 +1,57 @@
+// The small random Llama the engine tests run on (2 layers, hidden 64, head_dim 16, GQA 4/2),
+// written once per test process, and random prompts over its vocabulary.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "models/model_config.h"
+#include "models/testing/random_checkpoint.h"
+
+namespace muse::testing {
+
+inline models::ModelConfig SmallLlamaConfig(int vocab, int64_t intermediate,
+                                            const std::string& torch_dtype, int64_t eos) {
+  models::ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.arch = models::Arch::kLlama;
+  c.vocab_size = vocab;
+  c.hidden_size = 64;
+  c.intermediate_size = intermediate;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 16;
+  c.max_position_embeddings = 1024;
+  c.rms_norm_eps = 1e-5;
+  c.torch_dtype = torch_dtype;
+  c.bos_token_id = 1;
+  c.eos_token_ids = {eos};
+  return c;
+}
+
+// A random checkpoint of `cfg` in <tmp>/<prefix><pid>; the caller keeps the path in a static.
+inline std::string WriteTestModel(const std::string& prefix, const models::ModelConfig& cfg,
+                                  const models::RandomCheckpointOptions& options) {
+  const auto d = std::filesystem::temp_directory_path() / (prefix + std::to_string(::getpid()));
+  std::filesystem::create_directories(d);
+  auto st = models::WriteRandomCheckpoint(d.string(), cfg, options);
+  if (!st.ok()) ADD_FAILURE() << st.status();
+  return d.string();
+}
+
+// `len` ids in [3, vocab): no BOS (1) or EOS (2), so generation never stops on the prompt.
+inline std::vector<int32_t> RandomPrompt(int len, int seed, int vocab) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> p(len);
+  for (auto& t : p) t = 3 + static_cast<int32_t>(rng() % (vocab - 3));
+  return p;
+}
+
+}  // namespace muse::testing
