@@ -38,14 +38,7 @@ std::string ModelDir() {
 }
 
 std::unique_ptr<runtime::ModelRunner> MakeRunner(int64_t num_blocks) {
-  runtime::RunnerOptions o;
-  o.model_dir = ModelDir();
-  o.device = "cpu";
-  o.num_threads = 1;
-  o.num_kv_blocks = num_blocks;
-  auto r = runtime::CreateModelRunner(o);
-  EXPECT_TRUE(r.ok()) << r.status();
-  return r.ok() ? std::move(*r) : nullptr;
+  return testing::MakeCpuRunner(ModelDir(), num_blocks);
 }
 
 std::vector<int32_t> Prompt(int len, int seed) { return testing::RandomPrompt(len, seed, kVocab); }

@@ -1,5 +1,5 @@
-// The small random Llama the engine tests run on (2 layers, hidden 64, head_dim 16, GQA 4/2),
-// written once per test process, and random prompts over its vocabulary.
+// The small random Llama the engine tests run on (and the CPU runner over it) (2 layers, hidden 64,
+// head_dim 16, GQA 4/2), written once per test process, and random prompts over its vocabulary.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -7,12 +7,14 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "models/model_config.h"
 #include "models/testing/random_checkpoint.h"
+#include "src/runtime/model_runner.h"
 
 namespace muse::testing {
 
@@ -44,6 +46,20 @@ inline std::string WriteTestModel(const std::string& prefix, const models::Model
   auto st = models::WriteRandomCheckpoint(d.string(), cfg, options);
   if (!st.ok()) ADD_FAILURE() << st.status();
   return d.string();
+}
+
+// The fp32 CPU runner on `dir`, one thread, `num_blocks` KV blocks; nullptr (and a test failure)
+// if it cannot be made.
+inline std::unique_ptr<runtime::ModelRunner> MakeCpuRunner(const std::string& dir,
+                                                           int64_t num_blocks) {
+  runtime::RunnerOptions o;
+  o.model_dir = dir;
+  o.device = "cpu";
+  o.num_threads = 1;
+  o.num_kv_blocks = num_blocks;
+  auto r = runtime::CreateModelRunner(o);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? std::move(*r) : nullptr;
 }
 
 // `len` ids in [3, vocab): no BOS (1) or EOS (2), so generation never stops on the prompt.
