@@ -29,7 +29,8 @@ class Engine {
   absl::StatusOr<std::shared_ptr<OutputStream>> AddRequest(Request request);
   // Asynchronous: the request finishes with "abort" before the next step. NotFound if not live.
   absl::Status Abort(const std::string& request_id);
-  // Snapshot published by the engine thread after every step.
+  // Snapshot published by the engine thread after every step: a stream can end a moment before
+  // the step that ended it is counted here.
   EngineStats Stats() const;
   const models::ModelConfig& model_config() const { return runner_->config(); }
   int64_t max_model_len() const { return core_->max_model_len(); }

@@ -343,7 +343,7 @@ TEST(EngineThreadFaultTest, RepeatedFailuresKeepTheEngineServing) {
   const int failed = run_clients(0, 12);
   EXPECT_GT(runner->faults(), 0);
   EXPECT_GT(failed, 0);
-  EngineStats stats = (*engine)->Stats();
+  EngineStats stats = muse::testing::SettledStats(**engine);
   EXPECT_EQ(stats.requests_failed, failed);
   EXPECT_EQ(stats.requests_finished, 12);
   EXPECT_EQ(stats.kv_blocks_used, 0);
@@ -353,7 +353,7 @@ TEST(EngineThreadFaultTest, RepeatedFailuresKeepTheEngineServing) {
   const int64_t faults = runner->faults();
   EXPECT_EQ(run_clients(100, 8), 0);
   EXPECT_EQ(runner->faults(), faults);
-  stats = (*engine)->Stats();
+  stats = muse::testing::SettledStats(**engine);
   EXPECT_EQ(stats.requests_failed, failed);
   EXPECT_EQ(stats.requests_finished, 20);
   EXPECT_EQ(stats.kv_blocks_used, 0);
@@ -391,7 +391,7 @@ TEST(EngineThreadFaultTest, KvExhaustionPreemptsAndCompletesEverything) {
     EXPECT_TRUE(results[i].error.ok()) << reqs[i].id << ": " << results[i].error;
     EXPECT_EQ(results[i].tokens, Alone(reqs[i])) << reqs[i].id;
   }
-  const EngineStats stats = (*engine)->Stats();
+  const EngineStats stats = muse::testing::SettledStats(**engine);
   EXPECT_GT(stats.num_preemptions, 0);
   EXPECT_EQ(stats.requests_failed, 0);
   EXPECT_EQ(stats.requests_finished, 10);

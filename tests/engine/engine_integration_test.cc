@@ -571,8 +571,7 @@ TEST(EngineThreadTest, ConcurrentClientsAbortAndStats) {
   EXPECT_GT(notified.load(), 0);
   EXPECT_EQ((*engine)->AddRequest(Req("big", Prompt(10, 1), 5000)).status().code(),
             absl::StatusCode::kInvalidArgument);
-  absl::SleepFor(absl::Milliseconds(20));
-  const EngineStats stats = (*engine)->Stats();
+  const EngineStats stats = muse::testing::SettledStats(**engine);
   EXPECT_EQ(stats.kv_blocks_used, 0);
   EXPECT_EQ(stats.num_requests, 0);
   EXPECT_EQ(stats.requests_finished, 7);

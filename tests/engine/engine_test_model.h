@@ -5,15 +5,18 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "models/model_config.h"
 #include "models/testing/random_checkpoint.h"
+#include "src/engine/engine.h"
 #include "src/runtime/model_runner.h"
 
 namespace muse::testing {
@@ -68,6 +71,19 @@ inline std::vector<int32_t> RandomPrompt(int len, int seed, int vocab) {
   std::vector<int32_t> p(len);
   for (auto& t : p) t = 3 + static_cast<int32_t>(rng() % (vocab - 3));
   return p;
+}
+
+// Engine::Stats is a snapshot the engine thread publishes after each step, so a client can read
+// its final message a moment before the step that sent it is counted. Waits (up to 10 s) until no
+// request is live and returns that snapshot.
+inline engine::EngineStats SettledStats(const engine::Engine& engine) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  engine::EngineStats s = engine.Stats();
+  while (s.num_requests != 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    s = engine.Stats();
+  }
+  return s;
 }
 
 }  // namespace muse::testing
