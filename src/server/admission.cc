@@ -1,8 +1,4 @@
-// Request admission shared by Generate and GenerateUnary (see service_context.h).
-#include <google/protobuf/descriptor.h>
-#include <google/protobuf/unknown_field_set.h>
-
-#include <chrono>
+// Request admission shared by both faces (see service_context.h).
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,35 +6,9 @@
 #include "src/common/logging.h"
 #include "src/server/image_prompt.h"
 #include "src/server/service_context.h"
-#include "src/tokenizer/utf8.h"
 
 namespace muse::server {
 namespace {
-
-// Walks the wire format (no UTF-8 checks there) with the descriptor to name the bad field.
-std::optional<std::string> FindInvalidUtf8(const google::protobuf::Descriptor* d,
-                                           const google::protobuf::UnknownFieldSet& fields,
-                                           const std::string& prefix) {
-  std::map<int, int> seen;  // field number -> occurrences so far (repeated index)
-  for (int i = 0; i < fields.field_count(); ++i) {
-    const auto& f = fields.field(i);
-    if (f.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED) continue;
-    const google::protobuf::FieldDescriptor* fd = d->FindFieldByNumber(f.number());
-    if (fd == nullptr) continue;
-    const int index = seen[f.number()]++;
-    std::string name = prefix + fd->name();
-    if (fd->is_repeated() && !fd->is_map()) absl::StrAppend(&name, "[", index, "]");
-    if (fd->type() == google::protobuf::FieldDescriptor::TYPE_STRING) {
-      if (!tokenizer::IsValidUtf8(f.length_delimited())) return name;
-    } else if (fd->type() == google::protobuf::FieldDescriptor::TYPE_MESSAGE && !fd->is_map()) {
-      google::protobuf::UnknownFieldSet sub;
-      if (sub.ParseFromString(f.length_delimited())) {
-        if (auto r = FindInvalidUtf8(fd->message_type(), sub, name + ".")) return r;
-      }
-    }
-  }
-  return std::nullopt;
-}
 
 const Tenant& Anonymous() {
   static const Tenant t{.name = "anonymous", .max_priority = engine::Priority::kInteractive};
@@ -47,48 +17,21 @@ const Tenant& Anonymous() {
 
 }  // namespace
 
-absl::Status ParseMessage(const grpc::ByteBuffer& buf, google::protobuf::Message* msg) {
-  std::vector<grpc::Slice> slices;
-  if (!buf.Dump(&slices).ok()) return absl::InvalidArgumentError("request: unreadable message");
-  std::string bytes;
-  for (const auto& s : slices) bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
-  if (msg->ParseFromString(bytes)) return absl::OkStatus();
-  google::protobuf::UnknownFieldSet raw;
-  if (raw.ParseFromString(bytes)) {
-    if (auto field = FindInvalidUtf8(msg->GetDescriptor(), raw, "")) {
-      return absl::InvalidArgumentError(absl::StrCat(*field, ": invalid UTF-8"));
-    }
-  }
-  return absl::InvalidArgumentError(
-      absl::StrCat("request: not a valid ", msg->GetDescriptor()->full_name(), " message"));
-}
-
-grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg) {
-  const std::string bytes = msg.SerializeAsString();
-  grpc::Slice slice(bytes);
-  return grpc::ByteBuffer(&slice, 1);
-}
-
 absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
-                                          const grpc::CallbackServerContext& sctx) {
+                                          std::optional<std::string> authorization) {
   if (ctx.draining.load()) return absl::UnavailableError("server is draining (shutting down)");
   if (!ctx.ready.load()) return absl::UnavailableError("model is loading");
   if (!ctx.keys) return &Anonymous();
-  std::optional<std::string> auth;
-  const auto& md = sctx.client_metadata();
-  if (auto it = md.find("authorization"); it != md.end()) {
-    auth = std::string(it->second.data(), it->second.size());
-  }
-  return ctx.keys->Authenticate(std::move(auth));
+  return ctx.keys->Authenticate(std::move(authorization));
 }
 
-absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
-                                                 const grpc::CallbackServerContext& sctx,
-                                                 const grpc::ByteBuffer& buf) {
+absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tenant* tenant,
+                                                 v1::GenerateRequest request,
+                                                 const AdmitOptions& options) {
   auto a = std::make_unique<Admission>();
-  ASSIGN_OR_RETURN(a->tenant, CheckAccess(ctx, sctx));
-  RETURN_IF_ERROR(ParseMessage(buf, &a->request));
-  ASSIGN_OR_RETURN(a->built, BuildRequest(a->request, *ctx.model));
+  a->tenant = tenant;
+  a->request = std::move(request);
+  ASSIGN_OR_RETURN(a->built, BuildRequest(a->request, *ctx.model, options.build));
   engine::Request& r = a->built.request;
 
   using P = engine::Priority;
@@ -125,9 +68,7 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
   a->client_id = a->request.request_id().empty() ? a->engine_id : a->request.request_id();
   r.id = a->engine_id;
   r.arrival_time = now;
-  const auto deadline = sctx.deadline();
-  if (deadline != std::chrono::system_clock::time_point::max())
-    r.deadline = absl::FromChrono(deadline);
+  if (options.deadline) r.deadline = *options.deadline;
   for (const PendingImage& im : a->built.images) {
     a->embeddings.push_back(ctx.encoder_cache->Lookup(im.prepared.digest));
   }
@@ -182,6 +123,37 @@ absl::Status Launch(ServiceContext& ctx, Admission& a) {
   }
   a.stream = std::move(*stream);
   return absl::OkStatus();
+}
+
+void RecordFinished(ServiceContext& ctx, const Admission& a, const engine::Usage& usage,
+                    const engine::Timings& timings, const std::string& finish_reason) {
+  ctx.metrics.RecordGeneration(usage, timings, finish_reason);
+  ctx.limiter.Finish(*a.tenant, usage.completion_tokens, absl::Now());
+}
+
+absl::StatusOr<v1::TokenizeResponse> Tokenize(ServiceContext& ctx, const v1::TokenizeRequest& req) {
+  const ServedModel& m = *ctx.model;
+  RETURN_IF_ERROR(CheckModelName(req.model(), m));
+  if (req.prompt().empty() == req.messages().empty()) {
+    return absl::InvalidArgumentError("input: set exactly one of prompt or messages");
+  }
+  v1::TokenizeResponse resp;
+  std::vector<int32_t> ids;
+  if (!req.prompt().empty()) {
+    auto enc = m.tokenizer->Encode(req.prompt(), /*add_special_tokens=*/true);
+    if (!enc.ok())
+      return absl::InvalidArgumentError(absl::StrCat("prompt: ", enc.status().message()));
+    ids = std::move(*enc);
+  } else {
+    const bool gen = !req.has_add_generation_prompt() || req.add_generation_prompt();
+    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), {}, gen, m));
+  }
+  for (int32_t id : ids) {
+    resp.add_token_ids(id);
+    if (req.return_tokens()) resp.add_tokens(m.tokenizer->IdToToken(id).value_or(""));
+  }
+  resp.set_max_model_len(m.max_model_len);
+  return resp;
 }
 
 }  // namespace muse::server

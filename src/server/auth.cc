@@ -9,6 +9,20 @@
 #include "src/common/file_util.h"
 
 namespace muse::server {
+namespace {
+
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  volatile unsigned char diff = a.size() != b.size() ? 1 : 0;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const auto x = static_cast<unsigned char>(i < a.size() ? a[i] : 0);
+    const auto y = static_cast<unsigned char>(i < b.size() ? b[i] : 0);
+    diff = diff | static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+}  // namespace
 
 absl::StatusOr<ApiKeys> ApiKeys::FromJson(const std::string& text) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
@@ -72,9 +86,15 @@ absl::StatusOr<const Tenant*> ApiKeys::Authenticate(
   if (!absl::ConsumePrefix(&v, "Bearer ") && !absl::ConsumePrefix(&v, "bearer ")) {
     return absl::UnauthenticatedError("authorization metadata must be 'Bearer <key>'");
   }
-  auto it = keys_.find(absl::StripAsciiWhitespace(v));
-  if (it == keys_.end()) return absl::UnauthenticatedError("invalid API key");
-  return &it->second;
+  // Every key is compared, each in time that depends only on the lengths: no early exit tells a
+  // caller how much of a guess was right.
+  const absl::string_view presented = absl::StripAsciiWhitespace(v);
+  const Tenant* found = nullptr;
+  for (const auto& [key, tenant] : keys_) {
+    if (ConstantTimeEquals(key, presented)) found = &tenant;
+  }
+  if (found == nullptr) return absl::UnauthenticatedError("invalid API key");
+  return found;
 }
 
 void TenantLimiter::Refill(const Tenant& t, Bucket& b, absl::Time now) {

@@ -23,129 +23,10 @@
 #include "absl/time/clock.h"
 #include "src/common/logging.h"
 #include "src/server/inference_service.h"
-#include "src/tokenizer/incremental_detokenizer.h"
+#include "src/server/output_accumulator.h"
 
 namespace muse::server {
 namespace {
-
-v1::FinishReason ToProto(engine::FinishReason r) {
-  switch (r) {
-    case engine::FinishReason::kStop:
-      return v1::FINISH_REASON_STOP;
-    case engine::FinishReason::kLength:
-      return v1::FINISH_REASON_LENGTH;
-    default:
-      return v1::FINISH_REASON_ABORT;
-  }
-}
-
-double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
-
-// Merges engine outputs into per-sample proto deltas; optionally re-decodes text server-side
-// (skip_special_tokens = false keeps special tokens, which the engine's decoder drops).
-class Accumulator {
- public:
-  Accumulator(const ServedModel& model, const Admission& a) {
-    if (!a.built.skip_special_tokens) {
-      tokenizer_ = model.tokenizer.get();
-      prompt_ = a.prompt_ids;
-    }
-  }
-
-  // Returns true when `out` is the final message.
-  bool Add(const engine::RequestOutput& out, std::map<int, v1::SampleDelta>* samples) {
-    for (const engine::SampleDelta& d : out.samples) {
-      v1::SampleDelta& s = (*samples)[d.index];
-      s.set_index(d.index);
-      for (size_t i = 0; i < d.token_ids.size(); ++i) {
-        s.add_token_ids(d.token_ids[i]);
-        if (tokenizer_) s.mutable_text()->append(Detok(d.index).Step(d.token_ids[i]).value_or(""));
-      }
-      if (!tokenizer_) s.mutable_text()->append(d.text);
-      for (const auto& lp : d.logprobs) {
-        v1::TokenLogprob* p = s.add_logprobs();
-        p->set_logprob(lp.logprob);
-        for (const auto& t : lp.top) {
-          v1::TopLogprob* tp = p->add_top();
-          tp->set_token_id(t.token_id);
-          tp->set_logprob(t.logprob);
-        }
-      }
-      // Logprob entries line up with the new tokens.
-      const int base = s.logprobs_size() - static_cast<int>(d.logprobs.size());
-      for (size_t i = 0; i < d.logprobs.size(); ++i) {
-        s.mutable_logprobs(base + static_cast<int>(i))->set_token_id(d.token_ids[i]);
-      }
-      if (d.finish_reason) {
-        if (tokenizer_) s.mutable_text()->append(Detok(d.index).Flush().value_or(""));
-        s.set_finish_reason(ToProto(*d.finish_reason));
-        s.set_stop_reason(d.stop_reason);
-        last_reason_ = engine::FinishReasonName(*d.finish_reason);
-      }
-    }
-    usage_ = out.usage;
-    if (out.finished) {
-      timings_ = out.timings;
-      error_ = out.error;
-    }
-    return out.finished;
-  }
-
-  void FillUsage(v1::Usage* u, v1::Timings* t) const {
-    u->set_prompt_tokens(usage_.prompt_tokens);
-    u->set_cached_tokens(usage_.cached_tokens);
-    u->set_completion_tokens(usage_.completion_tokens);
-    t->set_queue_ms(Ms(timings_.queue));
-    t->set_ttft_ms(Ms(timings_.ttft));
-    t->set_tpot_ms(Ms(timings_.tpot));
-    t->set_total_ms(Ms(timings_.e2e));
-  }
-
-  const engine::Usage& usage() const { return usage_; }
-  const engine::Timings& timings() const { return timings_; }
-  const absl::Status& error() const { return error_; }
-  const std::string& last_reason() const { return last_reason_; }
-
- private:
-  tokenizer::IncrementalDetokenizer& Detok(int index) {
-    auto it = detok_.find(index);
-    if (it == detok_.end()) {
-      it = detok_
-               .emplace(index, std::make_unique<tokenizer::IncrementalDetokenizer>(
-                                   *tokenizer_, prompt_, /*skip_special_tokens=*/false))
-               .first;
-    }
-    return *it->second;
-  }
-
-  const tokenizer::Tokenizer* tokenizer_ = nullptr;
-  std::vector<int32_t> prompt_;
-  std::map<int, std::unique_ptr<tokenizer::IncrementalDetokenizer>> detok_;
-  engine::Usage usage_;
-  engine::Timings timings_;
-  absl::Status error_;
-  std::string last_reason_ = "abort";
-};
-
-// Status of a finished generation: engine error, deadline, shutdown abort, or OK.
-absl::Status FinalStatus(const Accumulator& acc, bool client_cancelled) {
-  if (client_cancelled) return absl::CancelledError("cancelled by the client");
-  if (!acc.error().ok()) {
-    switch (acc.error().code()) {
-      case absl::StatusCode::kUnavailable:
-      case absl::StatusCode::kResourceExhausted:  // lost the queue-full race inside the engine
-      case absl::StatusCode::kInvalidArgument:
-        return acc.error();
-      default:
-        break;
-    }
-    return absl::InternalError(absl::StrCat("generation failed: ", acc.error().message()));
-  }
-  if (acc.last_reason() == "deadline") return absl::DeadlineExceededError("deadline exceeded");
-  if (acc.last_reason() == "abort")
-    return absl::UnavailableError("server shut down before the request finished");
-  return absl::OkStatus();
-}
 
 class ErrorStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
@@ -222,10 +103,7 @@ class GenerateReactor : public GrpcReactor,
   void EndLocked(std::unique_lock<std::mutex>& lock, const absl::Status& st) {
     finish_called_ = true;
     code_name_ = absl::StatusCodeToString(st.code());
-    if (a_->stream) {
-      ctx_->metrics.RecordGeneration(acc_.usage(), acc_.timings(), acc_.last_reason());
-      ctx_->limiter.Finish(*a_->tenant, acc_.usage().completion_tokens, absl::Now());
-    }
+    if (a_->stream) RecordFinished(*ctx_, *a_, acc_.usage(), acc_.timings(), acc_.last_reason());
     lock.unlock();
   }
   void FinishLocked(std::unique_lock<std::mutex>& lock, const absl::Status& st) {
@@ -237,7 +115,7 @@ class GenerateReactor : public GrpcReactor,
   const std::unique_ptr<Admission> a_;
   const char* const method_;  // "Generate" / "GenerateUnary", for metrics and logs
   std::mutex mu_;
-  Accumulator acc_;         // guarded by mu_
+  OutputAccumulator acc_;   // guarded by mu_
   bool cancelled_ = false;  // guarded by mu_: client cancel / disconnect / deadline / failed write
 
  private:

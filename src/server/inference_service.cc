@@ -36,27 +36,7 @@ absl::Status DoTokenize(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
   RETURN_IF_ERROR(CheckAccess(*ctx, *sctx).status());
   v1::TokenizeRequest req;
   RETURN_IF_ERROR(ParseMessage(in, &req));
-  const ServedModel& m = *ctx->model;
-  RETURN_IF_ERROR(CheckModelName(req.model(), m));
-  if (req.prompt().empty() == req.messages().empty()) {
-    return absl::InvalidArgumentError("input: set exactly one of prompt or messages");
-  }
-  v1::TokenizeResponse resp;
-  std::vector<int32_t> ids;
-  if (!req.prompt().empty()) {
-    auto enc = m.tokenizer->Encode(req.prompt(), /*add_special_tokens=*/true);
-    if (!enc.ok())
-      return absl::InvalidArgumentError(absl::StrCat("prompt: ", enc.status().message()));
-    ids = std::move(*enc);
-  } else {
-    const bool gen = !req.has_add_generation_prompt() || req.add_generation_prompt();
-    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), {}, gen, m));
-  }
-  for (int32_t id : ids) {
-    resp.add_token_ids(id);
-    if (req.return_tokens()) resp.add_tokens(m.tokenizer->IdToToken(id).value_or(""));
-  }
-  resp.set_max_model_len(m.max_model_len);
+  ASSIGN_OR_RETURN(v1::TokenizeResponse resp, Tokenize(*ctx, req));
   *out = SerializeMessage(resp);
   return absl::OkStatus();
 }

@@ -38,6 +38,25 @@ class InferenceService final : public InferenceBase {
   ServiceContext* ctx_;
 };
 
+inline grpc::Status ToGrpc(const absl::Status& s) {
+  // absl and gRPC share the canonical code numbering.
+  return s.ok() ? grpc::Status::OK
+                : grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
+}
+
+// grpc_request.cc. Parses `buf` into `msg`. Unlike the stock deserializer (which answers
+// INTERNAL), invalid UTF-8 in a string field is INVALID_ARGUMENT naming the field, e.g.
+// "messages[0].content[1].text".
+absl::Status ParseMessage(const grpc::ByteBuffer& buf, google::protobuf::Message* msg);
+grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg);
+// The core's CheckAccess / Admit with the key from the `authorization` metadata and the call's
+// deadline as the engine deadline.
+absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
+                                          const grpc::CallbackServerContext& sctx);
+absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
+                                                 const grpc::CallbackServerContext& sctx,
+                                                 const grpc::ByteBuffer& buf);
+
 // Implemented in generate_reactors.cc.
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* ctx,
                                                                 grpc::CallbackServerContext* sctx,

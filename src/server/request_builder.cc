@@ -121,7 +121,8 @@ absl::Status CheckSampling(const v1::SamplingParams& s, int64_t vocab, engine::S
 }
 
 absl::Status CheckStopping(const v1::StoppingCriteria& s, int64_t vocab, int64_t prompt_len,
-                           int64_t max_model_len, engine::SamplingParams* p) {
+                           int64_t max_model_len, int64_t default_max_tokens,
+                           engine::SamplingParams* p) {
   const int64_t room = max_model_len - prompt_len;
   if (s.has_max_tokens()) {
     if (s.max_tokens() < 1) {
@@ -134,7 +135,7 @@ absl::Status CheckStopping(const v1::StoppingCriteria& s, int64_t vocab, int64_t
     }
     p->max_tokens = s.max_tokens();
   } else {
-    p->max_tokens = static_cast<int>(std::min<int64_t>(kDefaultMaxTokens, room));
+    p->max_tokens = static_cast<int>(std::max<int64_t>(1, std::min(default_max_tokens, room)));
   }
   if (s.min_tokens() < 0 || s.min_tokens() > p->max_tokens) {
     return Bad("stopping.min_tokens", absl::StrCat("must be in [0, max_tokens = ", p->max_tokens,
@@ -294,8 +295,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
   return std::move(*ids);
 }
 
-absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req,
-                                          const ServedModel& served) {
+absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served,
+                                          const BuildOptions& options) {
   RETURN_IF_ERROR(CheckModelName(req.model(), served));
   if (req.has_response_format() &&
       req.response_format().format_case() != v1::ResponseFormat::FORMAT_NOT_SET) {
@@ -362,7 +363,12 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req,
   }
   engine::SamplingParams& p = out.request.sampling;
   RETURN_IF_ERROR(CheckSampling(req.sampling(), vocab, &p));
-  RETURN_IF_ERROR(CheckStopping(req.stopping(), vocab, prompt_len, served.max_model_len, &p));
+  // What the KV pool holds for one sequence after the prompt (the block check below).
+  const int64_t pool_room = served.kv_blocks_total * kernels::kKvBlockSize - prompt_len;
+  const int64_t default_max_tokens =
+      options.max_tokens_fill_context ? pool_room : int64_t{kDefaultMaxTokens};
+  RETURN_IF_ERROR(CheckStopping(req.stopping(), vocab, prompt_len, served.max_model_len,
+                                default_max_tokens, &p));
   if (p.n > served.max_num_seqs) {
     return Bad("sampling.n",
                absl::StrCat("must be <= max_num_seqs (", served.max_num_seqs, "), got ", p.n));

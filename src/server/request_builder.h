@@ -45,8 +45,14 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
     const ServedModel& served, std::vector<PendingImage>* images = nullptr);
 
-absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req,
-                                          const ServedModel& served);
+struct BuildOptions {
+  // Unset stopping.max_tokens: false = 16 (muse.v1's default); true = as many as the context
+  // length and the KV pool leave after the prompt (OpenAI chat, as vLLM does).
+  bool max_tokens_fill_context = false;
+};
+
+absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served,
+                                          const BuildOptions& options = {});
 
 // Checks that `bytes` hold a PNG or JPEG image (signature and header). Field-named errors.
 absl::Status CheckImageBytes(const std::string& bytes, const std::string& field);

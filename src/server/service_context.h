@@ -1,8 +1,9 @@
-// State shared by the gRPC handlers: the engine, the served model, auth, limits, metrics, and the
-// serving flags the health service mirrors. Owned by Server; handlers hold a pointer.
+// The protocol-neutral core both faces (gRPC: inference_service / generate_reactors; HTTP:
+// openai_*) share: the engine, the served model, auth, limits, metrics, the serving flags the
+// health checks mirror, and admission (auth -> build -> priority -> tenant limits -> encoder
+// cache -> Engine::AddRequest). Owned by Server; handlers hold a pointer. No gRPC in here: the
+// request model is the plain `v1::GenerateRequest` message, which each face fills from its wire.
 #pragma once
-
-#include <grpcpp/grpcpp.h>
 
 #include <atomic>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "absl/time/time.h"
 #include "muse/v1/inference.pb.h"
 #include "src/engine/engine.h"
 #include "src/server/auth.h"
@@ -36,30 +38,20 @@ struct ServiceContext {
   Metrics metrics;
   std::atomic<bool> ready{false};          // model loaded and warmed up
   std::atomic<bool> draining{false};       // SIGTERM: new requests are UNAVAILABLE
-  std::atomic<int64_t> in_flight{0};       // generations admitted and not yet done
+  std::atomic<int64_t> in_flight{0};       // generations admitted and not yet done (both faces)
   std::atomic<int64_t> reactors_alive{0};  // Generate reactor objects not yet destroyed
   std::atomic<uint64_t> next_id{0};
 };
 
-inline grpc::Status ToGrpc(const absl::Status& s) {
-  // absl and gRPC share the canonical code numbering.
-  return s.ok() ? grpc::Status::OK
-                : grpc::Status(static_cast<grpc::StatusCode>(s.code()), std::string(s.message()));
-}
-
-// Parses `buf` into `msg`. Unlike the stock deserializer (which answers INTERNAL), invalid UTF-8
-// in a string field is INVALID_ARGUMENT naming the field, e.g. "messages[0].content[1].text".
-absl::Status ParseMessage(const grpc::ByteBuffer& buf, google::protobuf::Message* msg);
-grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg);
-
-// Ready / draining / auth checks shared by every RPC. Returns the tenant (a built-in
-// "anonymous" one under --no-auth).
+// Ready / draining / auth checks shared by every request of either face. `authorization` is the
+// raw "Bearer <key>" value (gRPC metadata or HTTP header), nullopt when absent. Returns the
+// tenant (a built-in "anonymous" one under --no-auth).
 absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
-                                          const grpc::CallbackServerContext& sctx);
+                                          std::optional<std::string> authorization);
 
-// Everything between the bytes of a GenerateRequest and a live engine stream: parse, build
-// (images decoded + preprocessed), priority, tenant limits, encoder-cache lookups, and -- unless
-// images still need the encoder -- Launch.
+// Everything between a GenerateRequest and a live engine stream: build (images decoded +
+// preprocessed), priority, tenant limits, encoder-cache lookups, and -- unless images still need
+// the encoder -- Launch.
 struct Admission {
   v1::GenerateRequest request;
   BuiltRequest built;
@@ -82,11 +74,27 @@ struct Admission {
   // Fills the missing embeddings with `encoded` (ImagesToEncode order).
   void SetEncoded(std::vector<vision::ImageEmbedding> encoded);
 };
-absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
-                                                 const grpc::CallbackServerContext& sctx,
-                                                 const grpc::ByteBuffer& buf);
+
+struct AdmitOptions {
+  std::optional<absl::Time> deadline;  // the engine finishes the request with `deadline` then
+  BuildOptions build;
+};
+
+// `tenant` comes from CheckAccess. Errors are absl statuses whose InvalidArgument messages start
+// with the proto field path (each face renames them to its own).
+absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tenant* tenant,
+                                                 v1::GenerateRequest request,
+                                                 const AdmitOptions& options = {});
 // Expands the image placeholders with the embeddings (Request::content carries their digests
 // into the prefix-cache keys), then Engine::AddRequest. Sets `a.stream`.
 absl::Status Launch(ServiceContext& ctx, Admission& a);
+
+// A generation that reached the engine is over (any outcome): its usage / timings go to the
+// metrics and its completion tokens to the tenant's bucket. Call once.
+void RecordFinished(ServiceContext& ctx, const Admission& a, const engine::Usage& usage,
+                    const engine::Timings& timings, const std::string& finish_reason);
+
+// Prompt text or chat messages -> token ids as Generate would see them (both faces' Tokenize).
+absl::StatusOr<v1::TokenizeResponse> Tokenize(ServiceContext& ctx, const v1::TokenizeRequest& req);
 
 }  // namespace muse::server
