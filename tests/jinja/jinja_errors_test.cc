@@ -1,4 +1,5 @@
 // Error paths: unsupported constructs fail at parse time; runtime failures become statuses.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -95,6 +96,84 @@ TEST(JinjaErrorsTest, RealTokenizerConfigsParse) {
     ASSERT_TRUE(source.ok()) << model;
     EXPECT_TRUE(ChatTemplate::Parse(*source).ok()) << model;
   }
+}
+
+// Untrusted templates cannot exhaust the stack, memory or CPU: each limit in value.h fails the
+// parse or render with InvalidArgument naming it, and nothing else is affected.
+TEST(JinjaErrorsTest, ResourceLimitsFailWithInvalidArgument) {
+  auto parse_error = [](const std::string& src) {
+    auto t = ChatTemplate::Parse(src);
+    EXPECT_FALSE(t.ok()) << src.substr(0, 60);
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kInvalidArgument);
+    return t.ok() ? std::string() : std::string(t.status().message());
+  };
+  auto render_error = [](const std::string& src) {
+    auto t = ChatTemplate::Parse(src);
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (!t.ok()) return std::string();
+    auto out = t->Render(nlohmann::json::object());
+    EXPECT_FALSE(out.ok()) << src.substr(0, 60);
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+    return out.ok() ? std::string() : std::string(out.status().message());
+  };
+  auto repeat = [](const std::string& s, int n) {
+    std::string out;
+    for (int i = 0; i < n; ++i) out += s;
+    return out;
+  };
+  using ::testing::HasSubstr;
+  // Parser recursion: parentheses, `not`, unary signs, nested statements.
+  EXPECT_THAT(parse_error("{{ " + repeat("(", 5000) + "1" + repeat(")", 5000) + " }}"),
+              HasSubstr("nesting exceeds the limit"));
+  EXPECT_THAT(parse_error("{{ " + repeat("not ", 5000) + "x }}"), HasSubstr("nesting exceeds"));
+  EXPECT_THAT(parse_error("{{ " + repeat("-", 5000) + "1 }}"), HasSubstr("nesting exceeds"));
+  EXPECT_THAT(parse_error(repeat("{% if x %}", 3000) + repeat("{% endif %}", 3000)),
+              HasSubstr("nesting exceeds"));
+  // A long operator chain is parsed by a loop but is a deep tree: refused before evaluation (and
+  // destroyed without recursion).
+  EXPECT_THAT(parse_error("{{ 1" + repeat(" ~ 1", 100000) + " }}"),
+              HasSubstr("expression nesting of"));
+  // Macro recursion.
+  EXPECT_THAT(render_error("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"),
+              HasSubstr("macro recursion exceeds"));
+  // Doubling a string: refused at the size limit.
+  EXPECT_THAT(render_error("{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+                           "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}"),
+              HasSubstr("exceeds the limit of 8388608 bytes"));
+  EXPECT_THAT(render_error("{% set ns = namespace(s='a') %}"
+                           "{% for i in range(22) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"
+                           "{{ ns.s.replace('a', 'aaaaa') }}"),
+              HasSubstr("replace()"));
+  EXPECT_THAT(render_error("{% set ns = namespace(s='a') %}{% for i in range(21) %}"
+                           "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | join(ns.s) }}"),
+              HasSubstr("join"));
+  // Huge ranges and loops.
+  EXPECT_THAT(render_error("{{ range(1000000000) | length }}"), HasSubstr("range() of"));
+  EXPECT_THAT(render_error("{% for i in range(1000000) %}{% for j in range(1000000) %}"
+                           "{% endfor %}{% endfor %}"),
+              HasSubstr("evaluation budget"));
+  // Width arguments that would allocate gigabytes.
+  EXPECT_THAT(render_error("{{ 'a\\nb' | indent(1000000000) }}"), HasSubstr("indent width"));
+  EXPECT_THAT(render_error("{{ [1] | tojson(indent=1000000000) }}"), HasSubstr("tojson indent"));
+  // Deeply nested values and cycles through a namespace.
+  EXPECT_THAT(render_error("{% set ns = namespace(a=[]) %}{% for i in range(1000) %}"
+                           "{% set ns.a = [ns.a] %}{% endfor %}{{ ns.a | tojson }}"),
+              HasSubstr("value nesting exceeds"));
+  EXPECT_THAT(render_error("{% set ns = namespace(a=1) %}{% set ns.a = [ns] %}{{ ns | tojson }}"),
+              HasSubstr("namespace into itself"));
+  // The limits leave real templates alone: a 2,000-message conversation renders.
+  auto t = ChatTemplate::Parse(
+      "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}{% if not loop.last %}\n"
+      "{% endif %}{% endfor %}");
+  ASSERT_TRUE(t.ok());
+  nlohmann::json ctx = {{"messages", nlohmann::json::array()}};
+  for (int i = 0; i < 2000; ++i) {
+    ctx["messages"].push_back({{"role", i % 2 ? "assistant" : "user"},
+                               {"content", std::string(2000, static_cast<char>('a' + i % 26))}});
+  }
+  auto out = t->Render(ctx);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_GT(out->size(), 4'000'000u);
 }
 
 }  // namespace

@@ -56,6 +56,11 @@ struct FilterRef {
 
 struct Node {
   explicit Node(NodeKind k) : kind(k) {}
+  // Iterative: a long operator chain (`a ~ b ~ c ~ ...`) is a deep tree, and destroying it
+  // recursively could overflow the stack.
+  ~Node();
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
   NodeKind kind;
   std::string name;
   double number = 0;
@@ -69,5 +74,9 @@ struct Node {
 };
 
 inline NodePtr MakeNode(NodeKind kind) { return std::make_unique<Node>(kind); }
+
+// The nesting depth of the deepest node under `program` (1 for a flat list), computed without
+// recursion.
+int TreeHeight(const NodeList& program);
 
 }  // namespace muse::jinja

@@ -109,6 +109,19 @@ Value Replace(const std::string& self, const std::vector<Value>& args) {
                                                            : count.number;
   const std::string& from = args[0].str;
   const std::string& to = args[1].str;
+  if (to.size() > from.size()) {  // the result can grow: bound it before building it
+    size_t matches = 0;
+    if (from.empty()) {
+      matches = self.size() + 1;  // at most one per byte boundary
+    } else {
+      for (size_t at = self.find(from); at != std::string::npos && matches < remaining;
+           at = self.find(from, at + from.size())) {
+        ++matches;
+      }
+    }
+    if (matches > remaining) matches = static_cast<size_t>(remaining);
+    CheckStringSize(self.size() + matches * (to.size() - from.size()), "replace()");
+  }
   std::string out;
   if (from.empty()) {
     // Matches at every code point boundary, including both ends.

@@ -75,6 +75,9 @@ Value Interpreter::ApplyFilter(const Value& operand, const FilterRef& filter, co
       return Value::MakeArray(std::move(sorted));
     }
     if (name == "join") {
+      size_t total = 0;
+      for (const Value& x : items) total += x.is_string() ? x.str.size() : 0;
+      CheckStringSize(total, "join");
       std::string out;
       for (const Value& x : items) out += (x.is_null() || x.is_undefined()) ? "" : RawToString(x);
       return Value::String(out);
@@ -170,6 +173,10 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
     const Arguments args = EvalArguments(filter.args, env);
     const Value indent = NamedArg({}, args.keywords, 0, "indent", Value::Null());
     if (!indent.is_int() && !indent.is_null()) Fail("If set, indent must be a number");
+    if (indent.is_int() && indent.number > kMaxIndentWidth) {
+      Fail(
+          absl::StrCat("tojson indent ", indent.number, " exceeds the limit of ", kMaxIndentWidth));
+    }
     const Value ensure_ascii = NamedArg({}, args.keywords, 0, "ensure_ascii", Value::Bool(false));
     if (ensure_ascii.kind != Kind::kBool) Fail("If set, ensure_ascii must be a boolean");
     const Value sort_keys = NamedArg({}, args.keywords, 0, "sort_keys", Value::Bool(false));
@@ -209,6 +216,9 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
     const Arguments args = EvalArguments(filter.args, env);
     const Value sep = NamedArg(args.positional, args.keywords, 0, "separator", Value::String(""));
     if (!sep.is_string()) Fail("separator must be a string");
+    size_t total = parts.empty() ? 0 : (parts.size() - 1) * sep.str.size();
+    for (const std::string& part : parts) total += part.size();
+    CheckStringSize(total, "join");
     std::string out;
     for (size_t i = 0; i < parts.size(); ++i) absl::StrAppend(&out, i ? sep.str : "", parts[i]);
     return Value::String(out);
@@ -335,6 +345,10 @@ Value Interpreter::ApplyCallFilter(const Value& operand, const FilterRef& filter
       const Arguments args = EvalArguments(filter.args, env);
       const Value width = NamedArg(args.positional, args.keywords, 0, "width", Value::Int(4));
       if (!width.is_int()) Fail("width must be a number");
+      if (width.number > kMaxIndentWidth) {
+        Fail(
+            absl::StrCat("indent width ", width.number, " exceeds the limit of ", kMaxIndentWidth));
+      }
       const bool first =
           NamedArg(args.positional, args.keywords, 1, "first", Value::Bool(false)).Truthy();
       const bool blank =

@@ -71,6 +71,10 @@ Value Range(std::vector<Value>& args) {
   }
   if (!has_step) step = 1;
   if (step == 0) Fail("range() step must not be zero");
+  const double count = std::ceil((stop - start) / step);
+  if (count > static_cast<double>(kMaxArrayItems)) {
+    Fail(absl::StrCat("range() of ", count, " items exceeds the limit of ", kMaxArrayItems));
+  }
   Array out;
   auto push = [&](double i) {
     out.push_back(std::trunc(i) == i ? Value::Int(i) : Value::Float(i));

@@ -45,6 +45,15 @@ void FindSpecialNames(const Node& node, bool* kwargs, bool* varargs) {
 }  // namespace
 
 std::string Interpreter::Run(const NodeList& program, const EnvPtr& global) {
+  struct ClearMutated {
+    std::vector<std::shared_ptr<ObjectMap>>* objects;
+    ~ClearMutated() {
+      for (const auto& o : *objects) o->Clear();
+      objects->clear();
+    }
+  } clear{&mutated_};
+  depth_ = 0;
+  fuel_ = 0;
   try {
     return EvalBlock(program, global);
   } catch (const BreakSignal&) {
@@ -58,12 +67,44 @@ std::string Interpreter::EvalBlock(const NodeList& statements, const EnvPtr& env
   std::string out;
   for (const auto& statement : statements) {
     const Value v = Eval(*statement, env);
-    if (!v.is_null() && !v.is_undefined()) out += v.ToString();
+    if (!v.is_null() && !v.is_undefined()) {
+      const std::string s = v.ToString();
+      CheckStringSize(out.size() + s.size(), "template output");
+      out += s;
+    }
   }
   return out;
 }
 
+void Interpreter::Charge(int64_t fuel) {
+  fuel_ += fuel;
+  if (fuel_ > kMaxRenderFuel) {
+    Fail(absl::StrCat("template exceeds its evaluation budget (", kMaxRenderFuel, " steps)"));
+  }
+}
+
 Value Interpreter::Eval(const Node& node, const EnvPtr& env) {
+  if (depth_ >= kMaxEvalDepth) {
+    Fail(absl::StrCat("template nesting or macro recursion exceeds ", kMaxEvalDepth, " levels"));
+  }
+  ++depth_;
+  struct Leave {
+    int* depth;
+    ~Leave() { --*depth; }
+  } leave{&depth_};
+  Value v = EvalNode(node, env);
+  int64_t cost = 1;
+  if (v.is_string()) {
+    CheckStringSize(v.str.size(), "expression");
+    cost += static_cast<int64_t>(v.str.size() / 16);
+  } else if (v.is_array()) {
+    cost += static_cast<int64_t>(v.array->size());
+  }
+  Charge(cost);
+  return v;
+}
+
+Value Interpreter::EvalNode(const Node& node, const EnvPtr& env) {
   switch (node.kind) {
     case NodeKind::kText:
     case NodeKind::kStringLiteral:
@@ -339,7 +380,25 @@ Value Interpreter::EvalSet(const Node& node, const EnvPtr& env) {
     if (target.flag || target.b->kind != NodeKind::kIdentifier) {
       Fail("Cannot assign to member with non-identifier property");
     }
+    // Namespaces are the only mutable containers: refuse a value that contains the namespace
+    // itself (a cycle) or nests too deep, walking it once (charged as fuel).
+    std::vector<std::pair<const Value*, int>> stack{{&rhs, 1}};
+    while (!stack.empty()) {
+      const auto [v, level] = stack.back();
+      stack.pop_back();
+      Charge(1);
+      if (level > kMaxValueDepth) {
+        Fail(absl::StrCat("value nesting exceeds the limit of ", kMaxValueDepth, " levels"));
+      }
+      if (v->object && v->object == object.object) Fail("cannot assign a namespace into itself");
+      if (v->array) {
+        for (const Value& item : *v->array) stack.emplace_back(&item, level + 1);
+      } else if (v->object) {
+        for (const auto& entry : v->object->entries()) stack.emplace_back(&entry.second, level + 1);
+      }
+    }
     object.object->Set(target.b->name, rhs);
+    if (mutated_.empty() || mutated_.back() != object.object) mutated_.push_back(object.object);
   } else {
     Fail("Invalid LHS inside assignment expression");
   }
@@ -406,8 +465,11 @@ Value Interpreter::EvalFor(const Node& node, const EnvPtr& env) {
     loop.Set("nextitem", i + 1 < n ? items[i + 1] : Value::Undefined());
     scope->Set("loop", Value::MakeObject(std::move(loop)));
     bind(scope, items[i]);
+    Charge(10);  // the loop object and bindings cost about ten evaluations
     try {
-      result += EvalBlock(node.body, scope);
+      const std::string part = EvalBlock(node.body, scope);
+      CheckStringSize(result.size() + part.size(), "for loop output");
+      result += part;
     } catch (const ContinueSignal&) {
       continue;
     } catch (const BreakSignal&) {

@@ -2,6 +2,8 @@
 // RenderError internally and converted to absl::Status by ChatTemplate.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -23,7 +25,10 @@ class Interpreter {
     ObjectMap keywords;
   };
 
+  // Evaluates one node within the render's limits (depth, fuel, string size; value.h).
   Value Eval(const Node& node, const EnvPtr& env);
+  Value EvalNode(const Node& node, const EnvPtr& env);
+  void Charge(int64_t fuel);
   std::string EvalBlock(const NodeList& statements, const EnvPtr& env);
   Value EvalBinary(const Node& node, const EnvPtr& env);
   Value EvalUnary(const Node& node, const EnvPtr& env);
@@ -41,6 +46,12 @@ class Interpreter {
   // filters.cc
   Value ApplyFilter(const Value& operand, const FilterRef& filter, const EnvPtr& env);
   Value ApplyCallFilter(const Value& operand, const FilterRef& filter, const EnvPtr& env);
+
+  int depth_ = 0;
+  int64_t fuel_ = 0;
+  // Namespaces assigned to during the render. Their attributes are cleared when Run returns, which
+  // breaks any reference cycle through them (a namespace holding a `caller` that sees it).
+  std::vector<std::shared_ptr<ObjectMap>> mutated_;
 };
 
 }  // namespace muse::jinja

@@ -1,11 +1,14 @@
 #include "src/tokenizer/jinja/parser.h"
 
+#include <algorithm>
 #include <set>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "src/tokenizer/jinja/value.h"
 
 namespace muse::jinja {
 namespace {
@@ -78,7 +81,10 @@ class Parser {
   NodePtr ParseMacro();
   NodePtr ParseFor();
   NodePtr ParseExpressionSequence(bool primary);
-  NodePtr ParseExpression() { return ParseIfExpression(); }
+  NodePtr ParseExpression() {
+    const DepthGuard guard(this);
+    return ParseIfExpression();
+  }
   NodePtr ParseIfExpression();
   NodePtr ParseLogicalOr();
   NodePtr ParseLogicalAnd();
@@ -108,11 +114,24 @@ class Parser {
     Expect(TokenType::kCloseStatement, "Expected %} token");
   }
 
+  // Bounds the parser's recursion (nested statements, parentheses, `not not ...`).
+  struct DepthGuard {
+    explicit DepthGuard(Parser* p) : parser(p) {
+      if (++parser->depth_ > kMaxParseDepth) {
+        parser->Error(absl::StrCat("nesting exceeds the limit of ", kMaxParseDepth, " levels"));
+      }
+    }
+    ~DepthGuard() { --parser->depth_; }
+    Parser* parser;
+  };
+
   const std::vector<Token>& tokens_;
   size_t pos_ = 0;
+  int depth_ = 0;
 };
 
 NodePtr Parser::ParseAny() {
+  const DepthGuard guard(this);
   const Token& t = Peek();
   switch (t.type) {
     case TokenType::kComment:
@@ -310,6 +329,7 @@ NodePtr Parser::ParseLogicalAnd() {
 
 NodePtr Parser::ParseLogicalNegation() {
   if (!IsIdentifier("not")) return ParseComparison();
+  const DepthGuard guard(this);
   ++pos_;
   auto n = MakeNode(NodeKind::kUnary);
   n->name = "not";
@@ -413,6 +433,7 @@ NodePtr Parser::ParseUnarySign() {
     if ((t.type == TokenType::kUnaryOperator || t.type == TokenType::kAdditiveBinaryOperator) &&
         (t.value == "-" || t.value == "+")) {
       ++pos_;
+      const DepthGuard guard(this);
       auto n = MakeNode(NodeKind::kUnary);
       n->name = t.value;
       n->a = ParseUnarySign();
@@ -605,9 +626,64 @@ NodePtr Parser::ParsePrimary() {
 
 }  // namespace
 
+namespace {
+
+// Calls `fn(child)` for every direct child of `n`.
+template <typename Fn>
+void ForEachChild(Node& n, Fn&& fn) {
+  for (NodePtr* child : {&n.a, &n.b, &n.c}) fn(*child);
+  for (NodeList* list : {&n.args, &n.body, &n.alt, &n.filter.args}) {
+    for (NodePtr& child : *list) fn(child);
+  }
+  for (auto& [k, v] : n.pairs) {
+    fn(k);
+    fn(v);
+  }
+}
+
+}  // namespace
+
+Node::~Node() {
+  std::vector<NodePtr> pending;
+  ForEachChild(*this, [&](NodePtr& child) {
+    if (child) pending.push_back(std::move(child));
+  });
+  while (!pending.empty()) {
+    NodePtr n = std::move(pending.back());
+    pending.pop_back();
+    ForEachChild(*n, [&](NodePtr& child) {
+      if (child) pending.push_back(std::move(child));
+    });
+  }  // each `n` is destroyed here with no children left
+}
+
+int TreeHeight(const NodeList& program) {
+  int height = 0;
+  std::vector<std::pair<Node*, int>> stack;
+  for (const NodePtr& n : program) stack.emplace_back(n.get(), 1);
+  while (!stack.empty()) {
+    Node* n = stack.back().first;
+    const int level = stack.back().second;
+    stack.pop_back();
+    height = std::max(height, level);
+    ForEachChild(*n, [&](NodePtr& child) {
+      if (child) stack.emplace_back(child.get(), level + 1);
+    });
+  }
+  return height;
+}
+
 absl::StatusOr<NodeList> ParseTokens(const std::vector<Token>& tokens) {
   try {
-    return Parser(tokens).Run();
+    NodeList program = Parser(tokens).Run();
+    // Operator and member chains are parsed by loops, not recursion, but still make deep trees:
+    // bound them too, so that validating and evaluating stay within the stack.
+    if (const int height = TreeHeight(program); height > kMaxEvalDepth / 2) {
+      return absl::InvalidArgumentError(absl::StrCat("jinja: parse error: expression nesting of ",
+                                                     height, " exceeds the limit of ",
+                                                     kMaxEvalDepth / 2, " levels"));
+    }
+    return program;
   } catch (const ParseError& e) {
     return absl::InvalidArgumentError(absl::StrCat("jinja: parse error: ", e.message));
   }

@@ -6,11 +6,28 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "absl/strings/str_cat.h"
 #include "src/tokenizer/jinja/unicode.h"
 
 namespace muse::jinja {
 
 void Fail(std::string message) { throw RenderError{std::move(message), false}; }
+
+void CheckStringSize(size_t bytes, const char* what) {
+  if (bytes > kMaxStringBytes) {
+    Fail(absl::StrCat(what, ": string of ", bytes, " bytes exceeds the limit of ", kMaxStringBytes,
+                      " bytes"));
+  }
+}
+
+namespace {
+int NestedDepth(int child_depth) {
+  if (child_depth >= kMaxValueDepth) {
+    Fail(absl::StrCat("value nesting exceeds the limit of ", kMaxValueDepth, " levels"));
+  }
+  return child_depth + 1;
+}
+}  // namespace
 
 const Value* ObjectMap::Find(std::string_view key) const {
   for (const auto& [k, v] : entries_) {
@@ -71,6 +88,12 @@ Value Value::String(std::string s) {
 Value Value::MakeArray(Array items) {
   Value v;
   v.kind = Kind::kArray;
+  if (items.size() > kMaxArrayItems) {
+    Fail(absl::StrCat("array of ", items.size(), " items exceeds the limit of ", kMaxArrayItems));
+  }
+  int child = 0;
+  for (const Value& item : items) child = std::max(child, item.depth);
+  v.depth = NestedDepth(child);
   v.array = std::make_shared<Array>(std::move(items));
   return v;
 }
@@ -82,6 +105,9 @@ Value Value::MakeTuple(Array items) {
 Value Value::MakeObject(ObjectMap map, Kind kind) {
   Value v;
   v.kind = kind;
+  int child = 0;
+  for (const auto& entry : map.entries()) child = std::max(child, entry.second.depth);
+  v.depth = NestedDepth(child);
   v.object = std::make_shared<ObjectMap>(std::move(map));
   return v;
 }

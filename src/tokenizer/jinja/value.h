@@ -21,6 +21,21 @@ struct RenderError {
 };
 [[noreturn]] void Fail(std::string message);
 
+// Resource limits of one parse and render. Templates and the messages rendered into them are
+// untrusted input: no template may exhaust the stack, memory or CPU time. Exceeding a limit fails
+// with InvalidArgument naming it. Real chat templates stay far below every one of them.
+inline constexpr int kMaxParseDepth = 128;                  // nested statements / expressions
+inline constexpr int kMaxEvalDepth = 512;                   // nested evaluation, macro recursion
+inline constexpr int kMaxValueDepth = 128;                  // nested arrays / objects
+inline constexpr size_t kMaxStringBytes = size_t{8} << 20;  // any string, the output included
+inline constexpr size_t kMaxArrayItems = size_t{1} << 20;   // range() and other arrays
+inline constexpr int kMaxIndentWidth = 1024;                // indent / tojson(indent=)
+// Evaluation steps (a loop iteration counts 10), plus one per 16 bytes of string and per array
+// item produced. About half a second of CPU at most.
+inline constexpr int64_t kMaxRenderFuel = 5'000'000;
+// Fails when a string of `bytes` would exceed kMaxStringBytes (`what` names the operation).
+void CheckStringSize(size_t bytes, const char* what);
+
 using Array = std::vector<Value>;
 
 // Insertion-ordered string map, like a JavaScript Map.
@@ -29,6 +44,7 @@ class ObjectMap {
   const Value* Find(std::string_view key) const;
   void Set(std::string key, Value value);
   bool Erase(std::string_view key);
+  void Clear();         // defined below Value, as size()
   size_t size() const;  // defined below Value: vector<T>::size() needs a complete T
   const std::vector<std::pair<std::string, Value>>& entries() const { return entries_; }
 
@@ -57,6 +73,8 @@ enum class Kind {
 struct Value {
   Kind kind = Kind::kUndefined;
   bool boolean = false;
+  // Container nesting (0 for scalars) when the container was made; see kMaxValueDepth.
+  int depth = 0;
   double number = 0;  // integers are JavaScript numbers too
   std::string str;
   std::shared_ptr<Array> array;
@@ -94,6 +112,7 @@ struct Value {
 };
 
 inline size_t ObjectMap::size() const { return entries_.size(); }
+inline void ObjectMap::Clear() { entries_.clear(); }
 
 // JavaScript Number.prototype.toString().
 std::string JsNumberToString(double v);
