@@ -14,7 +14,9 @@
 // image-encoder job holds it while one is pending; a pump thread holds it only while its Pump()
 // runs. The engine-side signal holds a weak_ptr, so a signal still queued when OnDone drops self_
 // is skipped, and the last reference is never dropped on the engine thread.
-// Cancel / disconnect / deadline -> Engine::Abort (frees KV before the next step).
+// Cancel / disconnect / deadline -> Engine::Abort (frees KV before the next step); the RPC ends
+// DEADLINE_EXCEEDED when its deadline has passed, else CANCELLED.
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -88,8 +90,9 @@ class GenerateReactor : public GrpcReactor,
   }
 
  protected:
-  GenerateReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, const char* method)
-      : ctx_(ctx), a_(std::move(a)), method_(method), acc_(*ctx->model, *a_) {
+  GenerateReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, const char* method,
+                  std::chrono::system_clock::time_point deadline)
+      : ctx_(ctx), a_(std::move(a)), method_(method), deadline_(deadline), acc_(*ctx->model, *a_) {
     ctx_->in_flight.fetch_add(1);
     ctx_->reactors_alive.fetch_add(1);
   }
@@ -114,6 +117,8 @@ class GenerateReactor : public GrpcReactor,
   ServiceContext* const ctx_;
   const std::unique_ptr<Admission> a_;
   const char* const method_;  // "Generate" / "GenerateUnary", for metrics and logs
+  // The call's deadline: a cancel after it is DEADLINE_EXCEEDED (gRPC's deadline fires OnCancel).
+  const std::chrono::system_clock::time_point deadline_;
   std::mutex mu_;
   OutputAccumulator acc_;   // guarded by mu_
   bool cancelled_ = false;  // guarded by mu_: client cancel / disconnect / deadline / failed write
@@ -156,8 +161,9 @@ class GenerateReactor : public GrpcReactor,
 
 class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
  public:
-  GenerateStream(ServiceContext* ctx, std::unique_ptr<Admission> a)
-      : GenerateReactor(ctx, std::move(a), "Generate") {}
+  GenerateStream(ServiceContext* ctx, std::unique_ptr<Admission> a,
+                 std::chrono::system_clock::time_point deadline)
+      : GenerateReactor(ctx, std::move(a), "Generate", deadline) {}
 
   void OnWriteDone(bool ok) override {
     {
@@ -173,7 +179,7 @@ class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grp
   void PumpLocked(std::unique_lock<std::mutex>& lock) override {
     if (write_in_flight_) return;  // OnWriteDone pumps again
     if (cancelled_) {
-      FinishLocked(lock, absl::CancelledError("cancelled by the client"));
+      FinishLocked(lock, CallEndedStatus(deadline_));
       return;
     }
     if (!a_->stream) return;  // still at the image encoder
@@ -216,8 +222,8 @@ class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grp
 class GenerateUnaryReactor final : public GenerateReactor<grpc::ServerUnaryReactor> {
  public:
   GenerateUnaryReactor(ServiceContext* ctx, std::unique_ptr<Admission> a,
-                       grpc::ByteBuffer* response)
-      : GenerateReactor(ctx, std::move(a), "GenerateUnary"), response_(response) {}
+                       grpc::ByteBuffer* response, std::chrono::system_clock::time_point deadline)
+      : GenerateReactor(ctx, std::move(a), "GenerateUnary", deadline), response_(response) {}
 
  private:
   // Collects until the final message (or a cancel), then answers once.
@@ -232,7 +238,8 @@ class GenerateUnaryReactor final : public GenerateReactor<grpc::ServerUnaryReact
       }
     }
     if (!final && !cancelled_) return;
-    const absl::Status st = FinalStatus(acc_, cancelled_ && !final);
+    const absl::Status st =
+        cancelled_ && !final ? CallEndedStatus(deadline_) : FinalStatus(acc_, false);
     if (st.ok()) {
       v1::GenerateUnaryResponse resp;
       resp.set_request_id(a_->client_id);
@@ -265,7 +272,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* 
     ctx->metrics.RecordRequest("Generate", absl::StatusCodeToString(a.status().code()));
     return new ErrorStream(ToGrpc(a.status()));
   }
-  auto r = std::make_shared<GenerateStream>(ctx, std::move(*a));
+  auto r = std::make_shared<GenerateStream>(ctx, std::move(*a), sctx->deadline());
   r->Start();
   return r.get();  // kept alive by its self_ reference until OnDone
 }
@@ -280,7 +287,7 @@ grpc::ServerUnaryReactor* StartGenerateUnary(ServiceContext* ctx, grpc::Callback
     r->Finish(ToGrpc(a.status()));
     return r;
   }
-  auto r = std::make_shared<GenerateUnaryReactor>(ctx, std::move(*a), response);
+  auto r = std::make_shared<GenerateUnaryReactor>(ctx, std::move(*a), response, sctx->deadline());
   r->Start();
   return r.get();
 }

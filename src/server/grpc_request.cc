@@ -42,7 +42,15 @@ std::optional<std::string> FindInvalidUtf8(const google::protobuf::Descriptor* d
 
 }  // namespace
 
+absl::Status CallEndedStatus(std::chrono::system_clock::time_point deadline) {
+  if (std::chrono::system_clock::now() >= deadline) {
+    return absl::DeadlineExceededError("deadline exceeded");
+  }
+  return absl::CancelledError("cancelled by the client");
+}
+
 absl::Status ParseMessage(const grpc::ByteBuffer& buf, google::protobuf::Message* msg) {
+  if (!buf.Valid()) return absl::CancelledError("the call ended before its request arrived");
   std::vector<grpc::Slice> slices;
   if (!buf.Dump(&slices).ok()) return absl::InvalidArgumentError("request: unreadable message");
   std::string bytes;
@@ -78,6 +86,7 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
                                                  const grpc::CallbackServerContext& sctx,
                                                  const grpc::ByteBuffer& buf) {
   ASSIGN_OR_RETURN(const Tenant* tenant, CheckAccess(ctx, sctx));
+  if (!buf.Valid()) return CallEndedStatus(sctx.deadline());  // see ParseMessage
   v1::GenerateRequest request;
   RETURN_IF_ERROR(ParseMessage(buf, &request));
   AdmitOptions options;

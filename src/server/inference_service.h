@@ -47,7 +47,13 @@ inline grpc::Status ToGrpc(const absl::Status& s) {
 // grpc_request.cc. Parses `buf` into `msg`. Unlike the stock deserializer (which answers
 // INTERNAL), invalid UTF-8 in a string field is INVALID_ARGUMENT naming the field, e.g.
 // "messages[0].content[1].text".
+// A call that ended before its request message arrived (cancel, disconnect, deadline: gRPC
+// still runs the raw-method handler, with no buffer) is CANCELLED, not a malformed request.
 absl::Status ParseMessage(const grpc::ByteBuffer& buf, google::protobuf::Message* msg);
+// The status of a call the client ended -- a cancel, a disconnect, or its deadline, which gRPC
+// reports the same way (OnCancel, or no request message): DEADLINE_EXCEEDED once `deadline` has
+// passed, else CANCELLED.
+absl::Status CallEndedStatus(std::chrono::system_clock::time_point deadline);
 grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg);
 // The core's CheckAccess / Admit with the key from the `authorization` metadata and the call's
 // deadline as the engine deadline.

@@ -3,6 +3,7 @@
 #include "src/server/server.h"
 
 #include <arpa/inet.h>
+#include <grpcpp/generic/generic_stub.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -402,6 +403,51 @@ TEST_F(ServerTest, DeadlineExceeded) {
     }
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   }
+}
+
+// Soak regression (issue 15): a call that ends -- deadline or client cancel -- before its request
+// message arrives still reaches the raw-method handler, with no buffer. It was counted (and
+// answered) INVALID_ARGUMENT "request: unreadable message"; it is CANCELLED / DEADLINE_EXCEEDED.
+TEST_F(ServerTest, CallEndedBeforeItsRequestArrivedIsNotInvalidArgument) {
+  auto count = [](const std::string& code) {
+    const std::string body = HttpGet(server_->metrics_port(), "/metrics");
+    const std::string key = "muse_requests_total{method=\"Generate\",code=\"" + code + "\"} ";
+    const size_t at = body.find(key);
+    return at == std::string::npos ? 0 : std::stoll(body.substr(at + key.size()));
+  };
+  const int64_t invalid0 = count("INVALID_ARGUMENT");
+  const int64_t ended0 = count("CANCELLED") + count("DEADLINE_EXCEEDED");
+  grpc::GenericStub generic(grpc::CreateChannel("127.0.0.1:" + std::to_string(server_->port()),
+                                                grpc::InsecureChannelCredentials()));
+  grpc::CompletionQueue cq;
+  for (const bool use_deadline : {true, false}) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer key-a");
+    if (use_deadline) {
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+    }
+    // Headers only: the request message is never written.
+    auto call = generic.PrepareCall(&ctx, "/muse.v1.Inference/Generate", &cq);
+    void* tag = nullptr;
+    bool ok = false;
+    call->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    if (!use_deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      ctx.TryCancel();
+    }
+    grpc::Status st;
+    call->Finish(&st, reinterpret_cast<void*>(2));
+    while (cq.Next(&tag, &ok) && tag != reinterpret_cast<void*>(2)) {
+    }
+    EXPECT_EQ(st.error_code(),
+              use_deadline ? grpc::StatusCode::DEADLINE_EXCEEDED : grpc::StatusCode::CANCELLED);
+  }
+  cq.Shutdown();
+  // Both calls reached the server (their headers did) and are counted once OnDone has run.
+  EXPECT_TRUE(WaitFor([&] { return count("CANCELLED") + count("DEADLINE_EXCEEDED") == ended0 + 2; },
+                      std::chrono::seconds(5)));
+  EXPECT_EQ(count("INVALID_ARGUMENT"), invalid0);
 }
 
 TEST_F(ServerTest, Auth) {
