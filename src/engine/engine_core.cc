@@ -124,9 +124,9 @@ absl::Status EngineCore::ValidateRequest(const Request& r) const {
     }
     prev_end = c.offset + c.num_tokens;
   }
-  if (r.deadline && r.arrival_time != absl::InfinitePast() && *r.deadline < r.arrival_time) {
-    return absl::InvalidArgumentError("deadline is before the arrival time");
-  }
+  // A deadline already past -- even before arrival_time, e.g. a client deadline that ran out while
+  // the server was building the request -- is not an invalid request: it is expired at the next
+  // step (finish reason `deadline`) like any other.
   return absl::OkStatus();
 }
 

@@ -454,9 +454,17 @@ TEST(EngineIntegrationTest, Deadline) {
   q.arrival_time = absl::Now() - absl::Seconds(1);
   q.deadline = q.arrival_time + absl::Milliseconds(1);  // already past: never scheduled
   h.Add(q);
+  // Soak regression (issue 15): a deadline before the arrival time (the client's deadline ran out
+  // while the server built the request) was rejected as InvalidArgument; it is expired instead.
+  Request e = Req("expired_before_arrival", Prompt(10, 4), 5);
+  e.arrival_time = absl::Now();
+  e.deadline = e.arrival_time - absl::Milliseconds(3);
+  h.Add(e);
   h.Step();
   EXPECT_EQ(h.result("queued_late").finish[0], FinishReason::kDeadline);
   EXPECT_TRUE(h.result("queued_late").tokens[0].empty());
+  EXPECT_EQ(h.result("expired_before_arrival").finish[0], FinishReason::kDeadline);
+  EXPECT_TRUE(h.result("expired_before_arrival").tokens[0].empty());
   h.Step();
   h.Step();
   ASSERT_FALSE(h.result("late").last.finished);
@@ -466,7 +474,7 @@ TEST(EngineIntegrationTest, Deadline) {
   EXPECT_GT(h.result("late").tokens[0].size(), 0u);
   EXPECT_LT(h.result("late").tokens[0].size(), 990u);
   EXPECT_EQ(h.core().Stats().kv_blocks_used, 0);
-  EXPECT_EQ(h.core().Stats().requests_deadline, 2);
+  EXPECT_EQ(h.core().Stats().requests_deadline, 3);
 }
 
 TEST(EngineIntegrationTest, RejectsUpFrontWithSizes) {
