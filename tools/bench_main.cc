@@ -2,6 +2,7 @@
 //   muse-bench --port 50051 --dataset-name random --random-input-len 128 --random-output-len 64
 //              --num-prompts 200 --rates 1,2,4,inf --result-json r.json --html r.html
 //   muse-bench --self-test --streams 2000     # client overhead against an in-process pacer
+//   muse-bench --soak --port 50051 --metrics-port 9090 --soak-requests 10000   # reliability run
 // `muse-bench --help` lists every flag.
 #include <signal.h>
 #include <unistd.h>
@@ -24,6 +25,7 @@
 #include "benchmarks/bench/progress.h"
 #include "benchmarks/bench/report.h"
 #include "benchmarks/bench/self_test.h"
+#include "benchmarks/bench/soak.h"
 #include "src/common/cli.h"
 #include "src/common/logging.h"
 
@@ -90,6 +92,8 @@ int main(int argc, char** argv) try {
   int64_t warmup = 1;
   bool no_progress = false, self_test = false, serve_pacer = false;
   muse::bench::SelfTestConfig st;
+  muse::bench::SoakConfig soak;
+  bool soak_mode = false;
   std::string cmdline = absl::StrJoin(std::vector<std::string>(argv, argv + argc), " ");
 
   CLI::App app("Load generator for muse-server's gRPC API (vLLM benchmark_serving metrics).",
@@ -194,6 +198,7 @@ int main(int argc, char** argv) try {
       ->check(AtLeast(0.0));
   self->add_option("--first-delay-ms", first_delay_ms, "pacer delay of the first message")
       ->check(AtLeast(0.0));
+  muse::bench::AddSoakFlags(app, &soak, &soak_mode);
   if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
 
   const bool progress = !no_progress;
@@ -260,6 +265,14 @@ int main(int argc, char** argv) try {
     }
   }
   run.target = target.empty() ? absl::StrCat(host, ":", port) : target;
+  if (soak_mode) {
+    soak.target = run.target;
+    soak.api_key = run.api_key;
+    soak.model = run.model;
+    soak.connections = run.connections;
+    soak.seed = wc.seed;
+    return muse::bench::SoakMain(soak, result_json);
+  }
   run.arrival.seed = wc.seed;
   auto slo = muse::bench::ParseSlo(slo_spec);
   if (!slo.ok()) {

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "benchmarks/bench/client_channel.h"
 #include "muse/v1/inference.grpc.pb.h"
 
 namespace muse::bench {
@@ -16,20 +17,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-std::shared_ptr<grpc::Channel> MakeChannel(const std::string& target, int index) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(-1);
-  args.SetMaxSendMessageSize(-1);
-  // A distinct arg + a local subchannel pool give each channel its own TCP connection.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetInt("muse.bench.channel_index", index);
-  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-}
-
-void AddAuth(const RunConfig& config, grpc::ClientContext* ctx) {
-  if (!config.api_key.empty()) ctx->AddMetadata("authorization", "Bearer " + config.api_key);
-}
 
 v1::GenerateRequest ToProto(const RunConfig& config, const BenchRequest& b, int64_t index) {
   v1::GenerateRequest req;
@@ -181,7 +168,7 @@ class Runner {
 };
 
 void StreamCall::Start(v1::Inference::Stub* stub, const RunConfig& config) {
-  AddAuth(config, &ctx_);
+  AddAuth(config.api_key, &ctx_);
   if (config.request_timeout_s > 0) {
     ctx_.set_deadline(std::chrono::system_clock::now() +
                       std::chrono::duration_cast<std::chrono::system_clock::duration>(
@@ -255,7 +242,7 @@ absl::StatusOr<ModelFacts> FetchModelFacts(const RunConfig& config, double wait_
                                           std::chrono::duration<double>(wait_s));
   while (true) {
     grpc::ClientContext ctx;
-    AddAuth(config, &ctx);
+    AddAuth(config.api_key, &ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     v1::ModelInfoRequest req;
     req.set_model(config.model);
@@ -281,7 +268,7 @@ TokenizeFn RemoteTokenizer(const RunConfig& config) {
       v1::Inference::NewStub(MakeChannel(config.target, -1));
   return [stub, config](const std::string& text) -> absl::StatusOr<std::vector<int32_t>> {
     grpc::ClientContext ctx;
-    AddAuth(config, &ctx);
+    AddAuth(config.api_key, &ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
     v1::TokenizeRequest req;
     req.set_model(config.model);

@@ -152,6 +152,9 @@ std::string Metrics::Render(const engine::EngineStats& s,
         s.kv_usage);
   Gauge(&out, "muse_kv_blocks_total", "KV blocks in the pool.", s.kv_blocks_total);
   Gauge(&out, "muse_kv_blocks_used", "KV blocks referenced by sequences.", s.kv_blocks_used);
+  Gauge(&out, "muse_kv_blocks_cached",
+        "KV blocks in the prefix cache (referenced or evictable; evictable ones are not used).",
+        s.kv_blocks_cached);
   Gauge(&out, "muse_prefix_cache_hit_rate",
         "Prompt tokens served from the prefix cache / looked up.",
         s.prefix_cache_query_tokens > 0
