@@ -19,7 +19,8 @@ APT_PACKAGES=(
   libabsl-dev libspdlog-dev nlohmann-json3-dev libpcre2-dev libstb-dev zlib1g-dev
   libcli11-dev                                           # CLI11: every binary's command line
   libjpeg62-turbo-dev libpng-dev                         # hardened image decoders (untrusted input)
-  libssl-dev                                             # libcrypto: SHA-256 image digests
+  libssl-dev                                             # libcrypto: SHA-256 image digests; TLS of the HTTP API
+  libboost1.81-dev                                       # Boost.Beast + Asio: the OpenAI-compatible HTTP API
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test
   clang-format-14 clang-tidy-14                          # scripts/lint.sh (style gate in CI)
   libgtest-dev libgmock-dev googletest libbenchmark-dev

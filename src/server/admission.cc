@@ -156,4 +156,20 @@ absl::StatusOr<v1::TokenizeResponse> Tokenize(ServiceContext& ctx, const v1::Tok
   return resp;
 }
 
+absl::StatusOr<std::string> Detokenize(ServiceContext& ctx, const std::string& model,
+                                       const std::vector<int32_t>& ids) {
+  const ServedModel& m = *ctx.model;
+  RETURN_IF_ERROR(CheckModelName(model, m));
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= m.config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tokens[", i, "]: token id ", ids[i], " is out of range [0, ", m.config.vocab_size, ")"));
+    }
+  }
+  auto text = m.tokenizer->Decode(ids, /*skip_special_tokens=*/false);
+  if (!text.ok())
+    return absl::InvalidArgumentError(absl::StrCat("tokens: ", text.status().message()));
+  return text;
+}
+
 }  // namespace muse::server

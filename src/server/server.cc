@@ -16,6 +16,7 @@
 #include "src/runtime/model_runner.h"
 #include "src/server/http_endpoint.h"
 #include "src/server/inference_service.h"
+#include "src/server/openai_server.h"
 #include "src/server/tokenizer_text.h"
 #include "src/tokenizer/jinja/tokenizer_config.h"
 
@@ -27,6 +28,7 @@ struct Server::Impl {
   std::unique_ptr<InferenceService> service;
   std::unique_ptr<grpc::Server> grpc_server;
   HttpEndpoint http;
+  std::unique_ptr<OpenAiServer> openai;  // after ctx: destroyed first
   int port = 0;
   bool http_started = false;
   std::mutex drain_mu;
@@ -230,6 +232,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
                o.no_auth ? "OFF (--no-auth)" : "on");
 
   Impl* p = impl.get();
+  if (o.http_port != 0) {
+    OpenAiServerOptions ho;
+    ho.host = o.host;
+    ho.port = o.http_port == kEphemeralPort ? 0 : o.http_port;
+    ho.threads = o.http_threads;
+    ho.max_body_bytes = o.http_max_body_bytes;
+    ho.ping_interval = o.http_ping_interval;
+    ho.tls_cert = o.tls_cert;
+    ho.tls_key = o.tls_key;
+    ho.tls_client_ca = o.tls_client_ca;
+    ASSIGN_OR_RETURN(p->openai, OpenAiServer::Start(&p->ctx, ho));
+  }
   if (o.metrics_port >= 0) {
     p->http.Route("/metrics", [p] {
       engine::EngineStats s;
@@ -270,6 +284,7 @@ Server::~Server() { Drain(absl::ZeroDuration()); }
 
 int Server::port() const { return impl_->port; }
 int Server::metrics_port() const { return impl_->http_started ? impl_->http.port() : -1; }
+int Server::http_port() const { return impl_->openai ? impl_->openai->port() : -1; }
 bool Server::serving() const { return impl_->ctx.ready.load() && !impl_->ctx.draining.load(); }
 
 engine::EngineStats Server::EngineStats() const {
@@ -297,6 +312,8 @@ void Server::Drain(absl::Duration grace) {
   impl_->grpc_server->Wait();
   // Every RPC is done (OnDone ran): what is still queued can only be a no-op pump.
   ctx.pumps->Stop();
+  // The engine is down, so every HTTP generation has its final message: let them write it.
+  if (impl_->openai) impl_->openai->Stop(absl::Seconds(2));
   impl_->http.Stop();
   spdlog::info("drained");
 }

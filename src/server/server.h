@@ -1,10 +1,10 @@
 // muse-server: the gRPC front end around one Engine. Plain header (no gRPC, no libtorch): tools
 // and tests include it; the implementation lives in server.cc.
 //
-// Start(): validate options, load API keys, start listening (health NOT_SERVING), start the
-// metrics port, load the model, warm it up with one real forward, then health SERVING.
-// Drain(): health NOT_SERVING, new requests UNAVAILABLE, wait for in-flight generations up to
-// the grace period, abort the rest, stop gRPC and the engine.
+// Start(): validate options, load API keys, start listening (health NOT_SERVING; the HTTP API,
+// when on, answers 503 until ready), start the metrics port, load the model, warm it up with one
+// real forward, then health SERVING. Drain(): health NOT_SERVING, new requests UNAVAILABLE, wait
+// for in-flight generations up to the grace period, abort the rest, stop gRPC and the engine.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +21,8 @@ class App;
 }  // namespace CLI
 
 namespace muse::server {
+
+inline constexpr int kEphemeralPort = -1;
 
 struct ServerOptions {
   std::string model_dir;
@@ -43,6 +45,11 @@ struct ServerOptions {
   std::string tls_cert, tls_key;  // PEM files; both or neither
   std::string tls_client_ca;      // set: clients must present a certificate signed by it (mTLS)
   int metrics_port = -1;          // -1 = off, 0 = ephemeral
+  // OpenAI-compatible HTTP API (openai_server.h): 0 = off, kEphemeralPort = any free port.
+  int http_port = 0;
+  int http_threads = 2;                                   // io_context threads
+  int64_t http_max_body_bytes = 32ll << 20;               // larger bodies: 413
+  absl::Duration http_ping_interval = absl::Seconds(15);  // `: ping` on idle SSE streams
   int max_receive_message_bytes = 32 << 20;
   // LLaVA models: encoder cache budget (projected embeddings, fp32) and per-image decode limits.
   int64_t encoder_cache_bytes = 256ll << 20;
@@ -62,6 +69,7 @@ class Server {
 
   int port() const;
   int metrics_port() const;  // -1 when off
+  int http_port() const;     // -1 when off
   bool serving() const;
   engine::EngineStats EngineStats() const;
   // Graceful stop; idempotent. Returns once gRPC and the engine are stopped.

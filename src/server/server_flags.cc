@@ -71,6 +71,14 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
   app.add_option("--metrics-port", o.metrics_port,
                  "HTTP /metrics and /health; -1 = off, 0 = ephemeral")
       ->check(CLI::Range(-1, 65535, "in [-1, 65535]"));
+  app.add_option("--http-port", o.http_port,
+                 "OpenAI-compatible HTTP API (/v1/chat/completions, ...); 0 = off")
+      ->check(kPort);
+  app.add_option("--http-threads", o.http_threads, "HTTP io threads (connections are coroutines)")
+      ->check(AtLeast(1));
+  app.add_option("--http-max-body-bytes", o.http_max_body_bytes,
+                 "largest HTTP request body, images included (larger: 413)")
+      ->check(AtLeast<int64_t>(1024));
   app.add_option("--max-receive-message-bytes", o.max_receive_message_bytes,
                  "largest request, images included")
       ->check(AtLeast(1024));

@@ -96,5 +96,8 @@ void RecordFinished(ServiceContext& ctx, const Admission& a, const engine::Usage
 
 // Prompt text or chat messages -> token ids as Generate would see them (both faces' Tokenize).
 absl::StatusOr<v1::TokenizeResponse> Tokenize(ServiceContext& ctx, const v1::TokenizeRequest& req);
+// Token ids -> text, special tokens kept; ids are range-checked ("tokens[i]: ...").
+absl::StatusOr<std::string> Detokenize(ServiceContext& ctx, const std::string& model,
+                                       const std::vector<int32_t>& ids);
 
 }  // namespace muse::server
