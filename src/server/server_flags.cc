@@ -76,6 +76,11 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
       ->check(kPort);
   app.add_option("--http-threads", o.http_threads, "HTTP io threads (connections are coroutines)")
       ->check(AtLeast(1));
+  app.add_option_function<double>(
+         "--http-ping-seconds",
+         [&o](double s) { o.http_ping_interval = absl::Seconds(s); },
+         "`: ping` comment on an SSE stream idle this long (default 15)")
+      ->check(CLI::Range(0.05, 3600.0));
   app.add_option("--http-max-body-bytes", o.http_max_body_bytes,
                  "largest HTTP request body, images included (larger: 413)")
       ->check(AtLeast<int64_t>(1024));
