@@ -3,6 +3,7 @@
 #include <grpcpp/grpcpp.h>
 #include <signal.h>
 
+#include <array>
 #include <chrono>
 #include <iostream>
 #include <map>
@@ -81,6 +82,54 @@ struct Check {
 
 std::string CodeName(int code) { return StatusCodeName(code); }
 
+const std::vector<std::string> kHttpMethods = {"POST /v1/chat/completions", "POST /v1/completions"};
+
+// Client codes (what each request ended with) against the server's muse_requests_total deltas for
+// the same face. INVALID_ARGUMENT is the server's own answer to a request nobody cancels: equal.
+// Every other code the client saw that is not CANCELLED / DEADLINE_EXCEEDED is also the server's
+// answer, so the server counts at least as many. A request the client saw end CANCELLED or
+// DEADLINE_EXCEEDED (`raced`) is, on the server, CANCELLED, DEADLINE_EXCEEDED, answered first
+// (OK / RESOURCE_EXHAUSTED) or never seen; the detail splits `raced` into those.
+std::vector<Check> CompareCodes(const std::string& face, const std::map<int, int64_t>& client,
+                                const std::map<std::string, int64_t>& server) {
+  auto C = [&](grpc::StatusCode code) {
+    auto it = client.find(static_cast<int>(code));
+    return it == client.end() ? int64_t{0} : it->second;
+  };
+  auto S = [&](const char* code) {
+    auto it = server.find(code);
+    return it == server.end() ? int64_t{0} : it->second;
+  };
+  int64_t client_total = 0, server_total = 0, server_unexpected = 0;
+  for (const auto& [code, n] : client) client_total += n;
+  for (const auto& [code, n] : server) {
+    server_total += n;
+    if (code != "OK" && code != "CANCELLED" && code != "DEADLINE_EXCEEDED" &&
+        code != "RESOURCE_EXHAUSTED" && code != "INVALID_ARGUMENT") {
+      server_unexpected += n;
+    }
+  }
+  const int64_t raced = C(grpc::StatusCode::CANCELLED) + C(grpc::StatusCode::DEADLINE_EXCEEDED);
+  const int64_t ok_extra = S("OK") - C(grpc::StatusCode::OK);
+  const int64_t re_extra = S("RESOURCE_EXHAUSTED") - C(grpc::StatusCode::RESOURCE_EXHAUSTED);
+  const int64_t unseen = client_total - server_total;
+  std::vector<Check> out;
+  out.push_back(
+      {face + " server codes: INVALID_ARGUMENT exact, nothing unexpected",
+       S("INVALID_ARGUMENT") == C(grpc::StatusCode::INVALID_ARGUMENT) && server_unexpected == 0,
+       absl::StrCat("INVALID_ARGUMENT server ", S("INVALID_ARGUMENT"), " client ",
+                    C(grpc::StatusCode::INVALID_ARGUMENT), ", other codes ", server_unexpected)});
+  out.push_back({face + " server codes vs client (exact but for cancel/deadline races)",
+                 ok_extra >= 0 && re_extra >= 0 && unseen >= 0 &&
+                     S("DEADLINE_EXCEEDED") <= C(grpc::StatusCode::DEADLINE_EXCEEDED) &&
+                     S("CANCELLED") <= raced,
+                 absl::StrCat("client CANCELLED+DEADLINE_EXCEEDED ", raced, " = server CANCELLED ",
+                              S("CANCELLED"), " + DEADLINE_EXCEEDED ", S("DEADLINE_EXCEEDED"),
+                              " + answered OK first ", ok_extra, " + RESOURCE_EXHAUSTED first ",
+                              re_extra, " + never reached the server ", unseen)});
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
@@ -122,7 +171,7 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
   if (!end.ok()) return end.status();
 
   // ---- client side ----
-  std::map<int, int64_t> client_codes;
+  std::map<int, int64_t> client_codes, face_codes[2];             // all; [0] gRPC, [1] HTTP
   std::map<std::string, std::map<std::string, int64_t>> by_fate;  // fate -> code -> n
   std::map<std::string, int64_t> by_input, by_kind;
   int64_t bad_terminal = 0, bad_code = 0, incomplete_ok = 0, after_finished = 0;
@@ -138,9 +187,11 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
       continue;
     }
     ++client_codes[o.code];
+    ++face_codes[o.http ? 1 : 0][o.code];
     ++by_fate[FateName(o.fate)][CodeName(o.code)];
     ++by_input[InputName(o.input)];
     ++by_kind[o.unary ? "unary" : "stream"];
+    if (o.http) ++by_kind["http"];
     if (o.n > 1) ++by_kind["n>1"];
     tokens += o.tokens;
     if (o.cancel_sent) ++cancels_sent;
@@ -169,34 +220,19 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
     }
     if (o.message_after_finished) ++after_finished;
   }
-  auto C = [&](grpc::StatusCode code) {
-    auto it = client_codes.find(static_cast<int>(code));
-    return it == client_codes.end() ? int64_t{0} : it->second;
-  };
 
-  // ---- server side: deltas over the measured run ----
-  std::map<std::string, int64_t> server_codes = RequestCodes(end->metrics, kGenerateMethods);
-  for (const auto& [code, n] : RequestCodes(base->metrics, kGenerateMethods)) {
-    server_codes[code] -= n;
-  }
-  auto S = [&](const char* code) {
-    auto it = server_codes.find(code);
-    return it == server_codes.end() ? int64_t{0} : it->second;
+  // ---- server side: deltas over the measured run, per face ----
+  auto server_delta = [&](const std::vector<std::string>& methods) {
+    std::map<std::string, int64_t> codes = RequestCodes(end->metrics, methods);
+    for (const auto& [code, n] : RequestCodes(base->metrics, methods)) codes[code] -= n;
+    return codes;
   };
-  const int64_t client_total = run.count - bad_terminal;
-  const int64_t server_total = Total(server_codes);
-  const int64_t raced = C(grpc::StatusCode::CANCELLED) + C(grpc::StatusCode::DEADLINE_EXCEEDED);
-  int64_t server_unexpected = 0;
-  for (const auto& [code, n] : server_codes) {
-    if (code != "OK" && code != "CANCELLED" && code != "DEADLINE_EXCEEDED" &&
-        code != "RESOURCE_EXHAUSTED" && code != "INVALID_ARGUMENT") {
-      server_unexpected += n;
-    }
-  }
+  const std::map<std::string, int64_t> server_codes[2] = {server_delta(kGenerateMethods),
+                                                          server_delta(kHttpMethods)};
 
   std::vector<Check> checks;
   checks.push_back({"one terminal status per request", bad_terminal == 0,
-                    absl::StrCat(client_total, " of ", run.count, " requests")});
+                    absl::StrCat(run.count - bad_terminal, " of ", run.count, " requests")});
   checks.push_back(
       {"client codes allowed by each fate", bad_code == 0, absl::StrCat(bad_code, " unexpected")});
   checks.push_back({"OK answers complete (one finished message, n finish reasons)",
@@ -218,29 +254,13 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
                     kv_used == 0,
                     absl::StrFormat("kv_blocks_used %g, kv_blocks_cached %g of %g", kv_used,
                                     kv_cached, SampleOr(end->metrics, "muse_kv_blocks_total"))});
-  checks.push_back(
-      {"server codes: INVALID_ARGUMENT exact, nothing unexpected",
-       S("INVALID_ARGUMENT") == C(grpc::StatusCode::INVALID_ARGUMENT) && server_unexpected == 0,
-       absl::StrCat("INVALID_ARGUMENT server ", S("INVALID_ARGUMENT"), " client ",
-                    C(grpc::StatusCode::INVALID_ARGUMENT), ", other codes ", server_unexpected)});
-  // A request the client cancelled (or whose deadline fired) may have been answered OK or
-  // RESOURCE_EXHAUSTED by the server first, or never have reached it: only those `raced` ones
-  // may differ, and each at most once.
-  const int64_t ok_extra = S("OK") - C(grpc::StatusCode::OK);
-  const int64_t re_extra = S("RESOURCE_EXHAUSTED") - C(grpc::StatusCode::RESOURCE_EXHAUSTED);
-  const int64_t unseen = client_total - server_total;
-  // Each request the client saw end CANCELLED or DEADLINE_EXCEEDED (`raced`) is, on the server,
-  // CANCELLED, DEADLINE_EXCEEDED, answered first (OK / RESOURCE_EXHAUSTED) or never seen; every
-  // other client code is the server's own answer, so the server counts at least as many.
-  const bool codes_ok = ok_extra >= 0 && re_extra >= 0 && unseen >= 0 &&
-                        S("DEADLINE_EXCEEDED") <= C(grpc::StatusCode::DEADLINE_EXCEEDED) &&
-                        S("CANCELLED") <= raced;
-  checks.push_back(
-      {"server codes vs client (exact but for cancel/deadline races)", codes_ok,
-       absl::StrCat("client CANCELLED+DEADLINE_EXCEEDED ", raced, " = server CANCELLED ",
-                    S("CANCELLED"), " + DEADLINE_EXCEEDED ", S("DEADLINE_EXCEEDED"),
-                    " + answered OK first ", ok_extra, " + RESOURCE_EXHAUSTED first ", re_extra,
-                    " + never reached the server ", unseen)});
+  for (int face = 0; face < 2; ++face) {
+    if (face == 1 && c.http_port <= 0) break;
+    for (Check& k :
+         CompareCodes(face == 0 ? "gRPC" : "HTTP", face_codes[face], server_codes[face])) {
+      checks.push_back(std::move(k));
+    }
+  }
   const double rss_growth = base->rss_bytes > 0 && end->rss_bytes > 0
                                 ? static_cast<double>(end->rss_bytes - base->rss_bytes) /
                                       static_cast<double>(base->rss_bytes)
@@ -271,9 +291,21 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
   rep.passed = true;
   for (const Check& k : checks) rep.passed = rep.passed && k.ok;
   nlohmann::json client_json, server_json, checks_json = nlohmann::json::array();
-  for (const auto& [code, n] : client_codes) client_json[CodeName(code)] = n;
-  for (const auto& [code, n] : server_codes) {
-    if (n != 0) server_json[code] = n;
+  // code name -> {gRPC client, gRPC server, HTTP client, HTTP server}
+  std::map<std::string, std::array<int64_t, 4>> table;
+  for (int face = 0; face < 2; ++face) {
+    const char* name = face == 0 ? "grpc" : "http";
+    client_json[name] = nlohmann::json::object();
+    server_json[name] = nlohmann::json::object();
+    for (const auto& [code, n] : face_codes[face]) {
+      client_json[name][CodeName(code)] = n;
+      table[CodeName(code)][face * 2] = n;
+    }
+    for (const auto& [code, n] : server_codes[face]) {
+      if (n == 0) continue;
+      server_json[name][code] = n;
+      table[code][face * 2 + 1] = n;
+    }
   }
   for (const Check& k : checks) {
     checks_json.push_back({{"name", k.name}, {"ok", k.ok}, {"detail", k.detail}});
@@ -322,18 +354,10 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
   absl::StrAppendFormat(&t, "%-34s %.1f s (total %.1f s)\n", "Run wall time:", run.wall_s,
                         SecondsSince(t0));
   absl::StrAppendFormat(&t, "%-34s %d\n", "Output tokens received:", tokens);
-  absl::StrAppendFormat(&t, "%-34s %-20s %10s %10s\n", "Per code:", "", "client", "server");
-  std::set<std::string> names;
-  for (const auto& [code, n] : client_codes) names.insert(CodeName(code));
-  for (const auto& [code, n] : server_codes) {
-    if (n != 0) names.insert(code);
-  }
-  for (const std::string& name : names) {
-    int64_t cl = 0;
-    for (const auto& [code, n] : client_codes) {
-      if (CodeName(code) == name) cl = n;
-    }
-    absl::StrAppendFormat(&t, "%-34s %-20s %10d %10d\n", "", name, cl, S(name.c_str()));
+  absl::StrAppendFormat(&t, "%-34s %12s %12s %12s %12s\n", "Per code:", "gRPC client",
+                        "gRPC server", "HTTP client", "HTTP server");
+  for (const auto& [name, n] : table) {
+    absl::StrAppendFormat(&t, "  %-32s %12d %12d %12d %12d\n", name, n[0], n[1], n[2], n[3]);
   }
   absl::StrAppendFormat(&t, "Per fate:\n");
   for (const auto& [fate, codes] : by_fate) {

@@ -36,8 +36,10 @@ struct SoakConfig {
   std::string model;
   int connections = 4;
   std::string metrics_host = "127.0.0.1";
-  int metrics_port = 0;                          // required: the server's --metrics-port
-  int64_t server_pid = 0;                        // 0 = the process listening on the target's port
+  int metrics_port = 0;    // required: the server's --metrics-port
+  int64_t server_pid = 0;  // 0 = the process listening on the target's port
+  int http_port = 0;       // > 0: the server's --http-port; http_fraction of the requests go there
+  double http_fraction = 0.15;
   std::string server_log;                        // optional: scanned for error-level lines
   std::vector<std::string> expected_log_errors;  // substrings of error lines that are expected
 

@@ -15,6 +15,7 @@
 #include "absl/strings/str_format.h"
 #include "benchmarks/bench/client_channel.h"
 #include "benchmarks/bench/soak.h"
+#include "benchmarks/bench/soak_http.h"
 #include "muse/v1/inference.grpc.pb.h"
 
 namespace muse::bench {
@@ -273,7 +274,9 @@ class SoakClient::Impl {
     SoakPhase r;
     r.count = count;
     r.outcomes = std::make_unique<SoakOutcome[]>(static_cast<size_t>(count));
-    InFlight in_flight;
+    // Shared: an HTTP thread may still be returning from Done() when Run returns.
+    auto in_flight_ref = std::make_shared<InFlight>();
+    InFlight& in_flight = *in_flight_ref;
     CallEnv env{&timers_, &in_flight, c_.api_key};
     const int64_t burst_every = bursts > 0 ? count / (bursts + 1) : 0;
     const auto start = Clock::now();
@@ -292,10 +295,16 @@ class SoakClient::Impl {
         o->fate = plan.fate;
         o->input = plan.input;
         o->unary = plan.unary;
+        o->http = plan.http;
         o->n = plan.n;
         in_flight.Add();
         v1::Inference::Stub* stub = stubs_[static_cast<size_t>(i) % stubs_.size()].get();
-        if (plan.unary) {
+        if (plan.http) {  // blocking HTTP/1.1 on its own thread (at most `concurrency` at once)
+          std::thread([this, o, in_flight_ref, plan = std::move(plan)] {
+            RunSoakHttp(c_.metrics_host, c_.http_port, plan, o);
+            in_flight_ref->Done();
+          }).detach();
+        } else if (plan.unary) {
           std::make_shared<UnaryCall>(env, o, std::move(plan))->Start(stub);
         } else {
           std::make_shared<StreamCall>(env, o, std::move(plan))->Start(stub);

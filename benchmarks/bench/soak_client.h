@@ -23,6 +23,7 @@ struct SoakOutcome {
   Fate fate = Fate::kComplete;
   SoakInput input = SoakInput::kPrompt;
   bool unary = false;
+  bool http = false;
   int n = 1;
   std::atomic<int> terminal{0};  // OnDone / unary callbacks seen: must end at exactly 1
   bool cancel_sent = false;      // before the terminal status

@@ -23,6 +23,12 @@ void AddSoakFlags(CLI::App& app, SoakConfig* c, bool* enabled) {
   g->add_option("--server-pid", c->server_pid,
                 "server process for RSS (default: the one listening on the gRPC port)")
       ->check(AtLeast<int64_t>(1));
+  g->add_option("--http-port", c->http_port,
+                "the server's --http-port: --soak-http-fraction of the requests go to its "
+                "OpenAI-compatible API")
+      ->check(InRange(1, 65535));
+  g->add_option("--soak-http-fraction", c->http_fraction, "share sent over HTTP (with --http-port)")
+      ->check(InRange(0.0, 1.0));
   g->add_option("--server-log", c->server_log, "server log file to scan for error-level lines");
   g->add_option("--expected-log-error", c->expected_log_errors,
                 "substring of an error-level log line that is expected (repeatable)");

@@ -210,6 +210,8 @@ SoakPlan MakeSoakPlan(const SoakConfig& c, bool supports_images, int64_t index, 
     default:
       break;
   }
+  // Burst requests stay on gRPC: RESOURCE_EXHAUSTED there is what the bursts check.
+  if (c.http_port > 0 && !burst && Uniform(rng, 0, 1) < c.http_fraction) p.http = true;
   return p;
 }
 

@@ -35,7 +35,8 @@ struct SoakPlan {
   int64_t index = 0;
   Fate fate = Fate::kComplete;
   SoakInput input = SoakInput::kPrompt;
-  bool unary = false;
+  bool unary = false;  // GenerateUnary; over HTTP: "stream": false
+  bool http = false;   // sent to the OpenAI-compatible HTTP API instead of gRPC (soak_http.h)
   int n = 1;
   double delay_s = 0;               // cancel delay, deadline, or slow-reader hold
   int64_t cancel_after_tokens = 0;  // kCancelMidDecode

@@ -1,6 +1,7 @@
 // The soak run (issue 15) in CI size: the real muse-server binary with models/muse-tiny (LLaVA:
 // images go through the vision tower), then `muse-bench --soak` with >= 1,500 requests -- text,
-// chat, images, n > 1, stop strings, unary and streaming, 30 % client cancels at random moments,
+// chat, images, n > 1, stop strings, unary and streaming, gRPC and (15 %) the OpenAI-compatible
+// HTTP API, 30 % client cancels at random moments,
 // 5 % expiring deadlines, slow readers, bursts above --max-waiting -- and the harness's invariants
 // (terminal statuses, codes vs the server's metrics, no KV block held, running = waiting = 0, RSS
 // after the run within 10 % of after the warm-up, no unexpected error-level log line). The test
@@ -84,19 +85,22 @@ class SoakTest : public ::testing::Test {
   void StartServer(const std::string& model, const std::string& log) {
     port_ = FreePort();
     metrics_port_ = FreePort();
+    http_port_ = FreePort();
     ASSERT_NE(port_, 0);
     ASSERT_NE(metrics_port_, 0);
+    ASSERT_NE(http_port_, 0);
     pid_ = fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
       if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
       const std::string bin = std::string(MUSE_BIN_DIR) + "/muse-server";
-      const std::string port = std::to_string(port_), mport = std::to_string(metrics_port_);
+      const std::string port = std::to_string(port_), mport = std::to_string(metrics_port_),
+                        hport = std::to_string(http_port_);
       execl(bin.c_str(), bin.c_str(), "--model", model.c_str(), "--host", "127.0.0.1", "--port",
-            port.c_str(), "--metrics-port", mport.c_str(), "--no-auth", "--threads", "1",
-            "--max-num-seqs", "8", "--max-waiting", "16", "--num-kv-blocks", "256",
-            "--encoder-cache-bytes", "262144", "--drain-grace-seconds", "5", "--log-level", "info",
-            static_cast<char*>(nullptr));
+            port.c_str(), "--metrics-port", mport.c_str(), "--http-port", hport.c_str(),
+            "--no-auth", "--threads", "1", "--max-num-seqs", "8", "--max-waiting", "16",
+            "--num-kv-blocks", "256", "--encoder-cache-bytes", "262144", "--drain-grace-seconds",
+            "5", "--log-level", "info", static_cast<char*>(nullptr));
       _exit(127);
     }
     for (int i = 0; i < 1800; ++i) {
@@ -111,7 +115,7 @@ class SoakTest : public ::testing::Test {
     FAIL() << "muse-server did not listen within 180 s";
   }
 
-  int port_ = 0, metrics_port_ = 0;
+  int port_ = 0, metrics_port_ = 0, http_port_ = 0;
   pid_t pid_ = -1;
 };
 
@@ -124,7 +128,8 @@ TEST_F(SoakTest, FifteenHundredMixedRequestsKeepEveryInvariant) {
 
   const std::string cmd = absl::StrCat(
       MUSE_BIN_DIR, "/muse-bench --soak --port ", port_, " --metrics-port ", metrics_port_,
-      " --server-pid ", pid_, " --server-log ", log,
+      " --http-port ", http_port_, " --soak-http-fraction 0.15", " --server-pid ", pid_,
+      " --server-log ", log,
       " --soak-requests 1500 --soak-warmup 300 --soak-concurrency 16 --soak-max-tokens 16",
       " --soak-long-tokens 512 --soak-bursts 3 --soak-burst-size 64 --seed 15", " --result-json ",
       json);
