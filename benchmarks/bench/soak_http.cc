@@ -242,8 +242,21 @@ void RunSoakHttp(const std::string& host, int port, const SoakPlan& p, SoakOutco
   if (!p.unary) {
     // SSE: one [DONE] at the end, a finish_reason for each of the n choices, no error event.
     out->tokens = events;
-    if (absl::StrContains(payload, "\"error\"")) {
-      finish(kInternal, payload.substr(payload.find("\"error\""), 300));
+    // An error after the headers (e.g. the engine's queue turned out full) comes as one error
+    // event with the OpenAI error shape; the server counts it under the status's code.
+    if (const size_t at = payload.find("data: {\"error\""); at != std::string::npos) {
+      const size_t eol = payload.find('\n', at);
+      const json e = json::parse(payload.substr(at + 6, eol - at - 6), nullptr, false);
+      const std::string type = e.is_discarded() ? "" : e["error"].value("type", "");
+      const std::string code = e.is_discarded() || !e["error"]["code"].is_string()
+                                   ? ""
+                                   : e["error"]["code"].get<std::string>();
+      int c = kInternal;
+      if (type == "rate_limit_error") c = kResourceExhausted;
+      if (type == "invalid_request_error") c = kInvalidArgument;
+      if (code == "service_unavailable") c = kUnavailable;
+      if (code == "timeout") c = kDeadlineExceeded;
+      finish(c, payload.substr(at, std::min<size_t>(300, eol - at)));
       return;
     }
     out->finished_messages = absl::EndsWith(payload, "data: [DONE]\n\n") ? 1 : 0;
