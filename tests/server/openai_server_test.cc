@@ -489,3 +489,81 @@ TEST_F(OpenAiServerTest, DisconnectAbortsAndOthersAreUntouched) {
 
 }  // namespace
 }  // namespace muse::server
+
+namespace muse::server {
+namespace {
+
+using namespace muse::server::testing;
+
+// Raw bytes of a whole streamed response (Connection: close; the server closes). Unlike
+// RawExchange, no half-close after the request: the server takes a client FIN as a hang-up.
+std::string StreamRaw(int port, const json& req) {
+  const std::string body = req.dump();
+  const std::string raw =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+      "Content-Type: application/json\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::send(fd, raw.data(), raw.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(raw.size())) {
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, n);
+  }
+  ::close(fd);
+  return out;
+}
+
+// One engine slot: a stream queued behind another is idle and gets `: ping` comments; SIGTERM's
+// drain answers new requests and /health 503 while the streams in flight finish.
+TEST(OpenAiServerDrainTest, PingsWhileQueuedThenDrain) {
+  ServerOptions o;
+  o.model_dir = TinyModelDir();
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.http_port = kEphemeralPort;
+  o.http_ping_interval = absl::Milliseconds(20);
+  o.threads = 1;
+  o.num_kv_blocks = 256;
+  o.max_num_seqs = 1;
+  o.no_auth = true;
+  auto s = Server::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const int port = (*s)->http_port();
+  json first = Chat("first", 300);
+  first["stream"] = true;
+  json second = Chat("second", 3);
+  second["stream"] = true;
+  std::string a, b;
+  std::thread ta([&] { a = StreamRaw(port, first); });
+  EXPECT_TRUE(
+      WaitFor([&] { return (*s)->EngineStats().num_running_seqs == 1; }, std::chrono::seconds(10)));
+  std::thread tb([&] { b = StreamRaw(port, second); });
+  EXPECT_TRUE(
+      WaitFor([&] { return (*s)->EngineStats().num_requests == 2; }, std::chrono::seconds(10)));
+  std::thread drain([&] { (*s)->Drain(absl::Seconds(30)); });
+  EXPECT_TRUE(WaitFor([&] { return !(*s)->serving(); }, std::chrono::seconds(5)));
+  EXPECT_NE(RawExchange(port, "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .find("HTTP/1.1 503"),
+            std::string::npos);
+  const std::string refused = StreamRaw(port, second);
+  EXPECT_NE(refused.find("HTTP/1.1 503"), std::string::npos) << refused;
+  EXPECT_NE(refused.find("\"code\":\"service_unavailable\""), std::string::npos) << refused;
+  ta.join();
+  tb.join();
+  drain.join();
+  for (const std::string* r : {&a, &b}) {
+    EXPECT_NE(r->find("HTTP/1.1 200"), std::string::npos) << *r;
+    EXPECT_NE(r->find("data: [DONE]"), std::string::npos) << *r;
+    EXPECT_NE(r->find("\"finish_reason\":\"length\""), std::string::npos) << *r;
+  }
+  EXPECT_NE(b.find(": ping"), std::string::npos) << "the queued stream got no keep-alive";
+}
+
+}  // namespace
+}  // namespace muse::server

@@ -20,6 +20,10 @@
 #include <stdlib.h>  // mkdtemp
 #include <unistd.h>
 
+#include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -184,12 +188,49 @@ ServerOptions BaseOptions() {
   o.max_num_seqs = 4;
   o.api_keys_file = TinyModelDir() + "/api_keys.json";
   o.seed = 1;
+  o.http_port = kEphemeralPort;  // the OpenAI HTTP API takes the same certificate flags
   return o;
 }
 
 struct ClientCert {
   std::string cert, key;  // file paths; empty = no client certificate
 };
+
+// GET /v1/models over HTTPS (Beast + asio::ssl, verifying the server as "localhost" against
+// `root_ca`): the HTTP status, or -1 when the TLS handshake or the exchange fails.
+int HttpsModels(int port, const std::string& root_ca, const ClientCert& client = {}) {
+  namespace asio = boost::asio;
+  namespace beast = boost::beast;
+  namespace http = beast::http;
+  asio::io_context ioc;
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  beast::error_code ec;
+  tls.load_verify_file(root_ca, ec);
+  if (!client.cert.empty()) {
+    tls.use_certificate_chain_file(client.cert, ec);
+    tls.use_private_key_file(client.key, asio::ssl::context::pem, ec);
+  }
+  if (ec) return -1;
+  asio::ssl::stream<beast::tcp_stream> stream(ioc, tls);
+  stream.set_verify_mode(asio::ssl::verify_peer);
+  stream.set_verify_callback(asio::ssl::host_name_verification("localhost"));
+  SSL_set_tlsext_host_name(stream.native_handle(), "localhost");
+  beast::get_lowest_layer(stream).expires_after(std::chrono::seconds(10));
+  beast::get_lowest_layer(stream).connect(
+      asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)),
+      ec);
+  if (!ec) stream.handshake(asio::ssl::stream_base::client, ec);
+  if (ec) return -1;
+  http::request<http::empty_body> req{http::verb::get, "/v1/models", 11};
+  req.set(http::field::host, "localhost");
+  req.set(http::field::authorization, "Bearer key-a");
+  http::write(stream, req, ec);
+  beast::flat_buffer buf;
+  http::response<http::string_body> res;
+  if (!ec) http::read(stream, buf, res, ec);
+  if (ec) return -1;
+  return res.result_int();
+}
 
 std::shared_ptr<grpc::Channel> TlsChannel(int port, const std::string& root_ca,
                                           const ClientCert& client = {},
@@ -281,6 +322,21 @@ TEST_F(TlsTest, ClientTrustingTheCaSucceeds) {
   // The certificate's other SAN, DNS:localhost, verifies too.
   st = Generate(TlsChannel(port(), pki().ca, {}, "localhost"));
   EXPECT_TRUE(st.ok()) << st.error_code() << " " << st.error_message();
+}
+
+TEST_F(TlsTest, HttpApiServesHttpsWithTheSameCertificate) {
+  const int http_port = server_->http_port();
+  ASSERT_GT(http_port, 0);
+  EXPECT_EQ(HttpsModels(http_port, pki().ca), 200);
+  EXPECT_EQ(HttpsModels(http_port, pki().other_ca), -1) << "server certificate must not verify";
+}
+
+TEST_F(MtlsTest, HttpApiRequiresAClientCertificate) {
+  const int http_port = server_->http_port();
+  EXPECT_EQ(HttpsModels(http_port, pki().ca, {pki().client_cert, pki().client_key}), 200);
+  EXPECT_EQ(HttpsModels(http_port, pki().ca), -1);
+  EXPECT_EQ(HttpsModels(http_port, pki().ca, {pki().other_client_cert, pki().other_client_key}),
+            -1);
 }
 
 TEST_F(TlsTest, UntrustedConnectionsAreRejected) {
