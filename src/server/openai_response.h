@@ -37,6 +37,7 @@ class OpenAiResponder {
   std::string Body(const engine::Usage& usage) const;
 
  private:
+  // NOLINTNEXTLINE(bugprone-exception-escape): nlohmann::json's destructor may allocate.
   struct Choice {
     bool role_sent = false;
     std::string text;           // non-streaming: the whole text
