@@ -77,8 +77,7 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
   app.add_option("--http-threads", o.http_threads, "HTTP io threads (connections are coroutines)")
       ->check(AtLeast(1));
   app.add_option_function<double>(
-         "--http-ping-seconds",
-         [&o](double s) { o.http_ping_interval = absl::Seconds(s); },
+         "--http-ping-seconds", [&o](double s) { o.http_ping_interval = absl::Seconds(s); },
          "`: ping` comment on an SSE stream idle this long (default 15)")
       ->check(CLI::Range(0.05, 3600.0));
   app.add_option("--http-max-body-bytes", o.http_max_body_bytes,
