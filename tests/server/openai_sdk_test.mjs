@@ -33,8 +33,8 @@ function freePort() {
   });
 }
 
-// An 8-bit RGB PNG of w x h pixels (stored deflate), as a data: URI.
-function pngDataUri(w, h, seed) {
+// An 8-bit RGB PNG of w x h pixels as a data: URI; `stored` = deflate level 0 (as large as the pixels).
+function pngDataUri(w, h, seed, stored = false) {
   const crcChunk = (type, data) => {
     const len = Buffer.alloc(4);
     len.writeUInt32BE(data.length);
@@ -55,7 +55,7 @@ function pngDataUri(w, h, seed) {
   const png = Buffer.concat([
     Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
     crcChunk('IHDR', ihdr),
-    crcChunk('IDAT', zlib.deflateSync(raw)),
+    crcChunk('IDAT', zlib.deflateSync(raw, { level: stored ? 0 : 6 })),
     crcChunk('IEND', Buffer.alloc(0)),
   ]);
   return `data:image/png;base64,${png.toString('base64')}`;
@@ -81,7 +81,7 @@ before(async () => {
   httpPort = await freePort();
   metricsPort = await freePort();
   server = spawn(args.server, ['--model', modelDir, '--served-model-name', 'muse-tiny', '--host', '127.0.0.1', '--port', '0', '--http-port', String(httpPort),
-    '--metrics-port', String(metricsPort), '--api-keys', path.join(dir, 'keys.json'), '--threads', '1', '--num-kv-blocks', '512', '--log-level', 'warn'],
+    '--metrics-port', String(metricsPort), '--max-image-bytes', '65536', '--api-keys', path.join(dir, 'keys.json'), '--threads', '1', '--num-kv-blocks', '512', '--log-level', 'warn'],
   { stdio: ['ignore', 'inherit', 'inherit'] });
   for (let i = 0; i < 600; ++i) {
     try {
@@ -189,6 +189,11 @@ test('images as data: URIs', async () => {
     model: 'muse-tiny', max_tokens: 2,
     messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'data:image/png;base64,AAAA' } }] }],
   }), (e) => e instanceof OpenAI.BadRequestError && e.param === 'messages[0].content[0].image_url');
+  // Over --max-image-bytes (64 KiB here): 413 naming the part.
+  await assert.rejects(client().chat.completions.create({
+    model: 'muse-tiny', max_tokens: 2,
+    messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: pngDataUri(200, 150, 2, true) } }] }],
+  }), (e) => e instanceof OpenAI.APIError && e.status === 413 && e.param === 'messages[0].content[0].image_url');
 });
 
 test('errors are the SDK typed exceptions', async () => {
