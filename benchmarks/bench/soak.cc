@@ -163,6 +163,9 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
   // Warm-up: the same mix (no bursts) on indices past the measured ones.
   SoakPhase warmup;
   if (c.warmup_requests > 0) warmup = client.Run(int64_t{1} << 40, c.warmup_requests, 0, "warm-up");
+  if (warmup.stalled) {
+    return absl::DeadlineExceededError("warm-up stalled: the server stopped answering");
+  }
   auto base = Settle(c, pid);
   if (!base.ok()) return base.status();
 
@@ -231,8 +234,9 @@ absl::StatusOr<SoakReport> RunSoak(const SoakConfig& c) {
                                                           server_delta(kHttpMethods)};
 
   std::vector<Check> checks;
-  checks.push_back({"one terminal status per request", bad_terminal == 0,
-                    absl::StrCat(run.count - bad_terminal, " of ", run.count, " requests")});
+  checks.push_back({"one terminal status per request (no hang)", bad_terminal == 0 && !run.stalled,
+                    absl::StrCat(run.count - bad_terminal, " of ", run.count, " requests",
+                                 run.stalled ? "; the run stalled" : "")});
   checks.push_back(
       {"client codes allowed by each fate", bad_code == 0, absl::StrCat(bad_code, " unexpected")});
   checks.push_back({"OK answers complete (one finished message, n finish reasons)",

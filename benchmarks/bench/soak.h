@@ -63,6 +63,7 @@ struct SoakConfig {
   int64_t burst_size = 96;          // requests fired at once, beyond the concurrency limit
   double slow_reader_hold_s = 1.5;  // longest time a slow reader reads nothing
   double settle_timeout_s = 60;     // for the server to go idle after the last request
+  double stall_timeout_s = 120;     // no request ended for this long: the run is a hang, fail
   double rss_tolerance = 0.10;
 };
 

@@ -85,17 +85,30 @@ class InFlight {
   void Done() {
     std::lock_guard lock(mu_);
     --n_;
+    ++done_;
     cv_.notify_all();
   }
   void WaitBelow(int64_t limit) {
     std::unique_lock lock(mu_);
     cv_.wait(lock, [&] { return n_ < limit; });
   }
+  // Until nothing is in flight; false when no call ended for `stall_s` (a hung server).
+  bool WaitIdle(double stall_s) {
+    std::unique_lock lock(mu_);
+    while (n_ > 0) {
+      const int64_t before = done_;
+      cv_.wait_for(lock, std::chrono::duration<double>(stall_s),
+                   [&] { return n_ == 0 || done_ != before; });
+      if (n_ > 0 && done_ == before) return false;
+    }
+    return true;
+  }
 
  private:
   std::mutex mu_;
   std::condition_variable cv_;
   int64_t n_ = 0;
+  int64_t done_ = 0;
 };
 
 struct CallEnv {
@@ -273,7 +286,7 @@ class SoakClient::Impl {
   SoakPhase Run(int64_t first, int64_t count, int64_t bursts, const char* label) {
     SoakPhase r;
     r.count = count;
-    r.outcomes = std::make_unique<SoakOutcome[]>(static_cast<size_t>(count));
+    r.outcomes = std::shared_ptr<SoakOutcome[]>(new SoakOutcome[static_cast<size_t>(count)]);
     // Shared: an HTTP thread may still be returning from Done() when Run returns.
     auto in_flight_ref = std::make_shared<InFlight>();
     InFlight& in_flight = *in_flight_ref;
@@ -317,9 +330,25 @@ class SoakClient::Impl {
         next_report += std::max<int64_t>(1, count / 10);
       }
     }
-    in_flight.WaitBelow(1);
+    if (!in_flight.WaitIdle(c_.stall_timeout_s)) {
+      // Report what is stuck and leave those calls their memory: they may still end later.
+      int64_t stuck = 0;
+      for (int64_t i = 0; i < count; ++i) {
+        const SoakOutcome& o = r.outcomes[static_cast<size_t>(i)];
+        if (o.terminal.load() == 0 && stuck++ < 20) {
+          std::cerr << absl::StrFormat("soak %s: request %d (%s, %s%s) has no terminal status\n",
+                                       label, first + i, FateName(o.fate), o.http ? "http " : "",
+                                       o.unary ? "unary" : "stream");
+        }
+      }
+      std::cerr << absl::StrFormat("soak %s: no call ended for %.0f s; %d still open\n", label,
+                                   c_.stall_timeout_s, stuck);
+      new std::shared_ptr<InFlight>(in_flight_ref);    // leaked on purpose
+      new std::shared_ptr<SoakOutcome[]>(r.outcomes);  // leaked on purpose
+      r.stalled = true;
+    }
     r.wall_s = SecondsSince(start);
-    std::cerr << absl::StrFormat("soak %s: all %d done in %.1f s\n", label, count, r.wall_s);
+    std::cerr << absl::StrFormat("soak %s: %d requests ended in %.1f s\n", label, count, r.wall_s);
     return r;
   }
 

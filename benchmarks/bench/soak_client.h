@@ -36,9 +36,10 @@ struct SoakOutcome {
 };
 
 struct SoakPhase {
-  std::unique_ptr<SoakOutcome[]> outcomes;  // by request index within the phase
+  std::shared_ptr<SoakOutcome[]> outcomes;  // by request index within the phase
   int64_t count = 0;
   double wall_s = 0;
+  bool stalled = false;  // no call ended for stall_timeout_s; the open ones have terminal 0
 };
 
 class SoakClient {

@@ -68,6 +68,9 @@ void AddSoakFlags(CLI::App& app, SoakConfig* c, bool* enabled) {
       ->check(AtLeast(0.0));
   g->add_option("--soak-settle-timeout", c->settle_timeout_s, "seconds for the server to go idle")
       ->check(AtLeast(0.0));
+  g->add_option("--soak-stall-timeout", c->stall_timeout_s,
+                "fail when no request ends for this many seconds (a hang)")
+      ->check(cli::Above(0.0));
   g->add_option("--soak-rss-tolerance", c->rss_tolerance, "allowed RSS growth after warm-up")
       ->check(AtLeast(0.0));
 }
