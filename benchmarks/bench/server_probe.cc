@@ -179,6 +179,11 @@ namespace {
 // "2026-12-06T20:07:26.676 E ..." (muse's spdlog pattern) or "E1206 20:07:26.676000 ..." (gRPC,
 // absl). Colour escapes (a TTY log) are skipped.
 bool IsErrorLine(absl::string_view line) {
+  // Sanitizer reports in a sanitized server's stderr.
+  for (const char* report : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                             "WARNING: ThreadSanitizer", ": runtime error: "}) {
+    if (absl::StrContains(line, report)) return true;
+  }
   if (absl::StartsWith(line, "\x1b[")) line.remove_prefix(line.find('m') + 1);
   if (line.size() > 5 && (line[0] == 'E' || line[0] == 'F') && std::isdigit(line[1]) &&
       std::isdigit(line[4]) && line[5] == ' ') {

@@ -35,7 +35,8 @@ struct LogScan {
   int64_t end_offset = 0;  // file size when read
 };
 // Error-level lines from byte `offset` on: spdlog's `<time> E ...` / `<time> C ...` (muse's
-// pattern) and gRPC/absl's `E1206 12:00:00.000000 ...`.
+// pattern), gRPC/absl's `E1206 12:00:00.000000 ...`, and sanitizer reports (ASan, LSan, TSan,
+// UBSan).
 absl::StatusOr<LogScan> ScanLogErrors(const std::string& path, int64_t offset,
                                       const std::vector<std::string>& expected);
 
