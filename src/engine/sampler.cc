@@ -13,7 +13,9 @@
 // The hot loops are compiled for AVX2 as well as the baseline and picked at load time. Results do
 // not depend on the choice: every loop keeps the scalar code's operation order (8 explicit lanes,
 // no reassociation, and sampler.cc builds with -ffp-contract=off so nothing becomes an FMA).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Not under TSan: the ifunc resolvers run during relocation, before the TSan runtime is up, and
+// their instrumentation crashes the process at load.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define MUSE_SAMPLER_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define MUSE_SAMPLER_CLONES
