@@ -1,8 +1,10 @@
 #include "src/server/auth.h"
 
 #include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/cord.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -20,6 +22,13 @@ bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
     diff = diff | static_cast<unsigned char>(x ^ y);
   }
   return diff == 0;
+}
+
+absl::Status OverLimit(const std::string& message, double seconds) {
+  absl::Status st = absl::ResourceExhaustedError(message);
+  const int64_t whole = std::max<int64_t>(1, static_cast<int64_t>(std::ceil(seconds)));
+  st.SetPayload(kRetryAfterPayload, absl::Cord(std::to_string(whole)));
+  return st;
 }
 
 }  // namespace
@@ -118,16 +127,19 @@ absl::Status TenantLimiter::Admit(const Tenant& t, int64_t prompt_tokens, absl::
   TenantUsage& u = usage_[t.name];
   if (t.requests_per_minute > 0 && b.requests < 1) {
     ++u.rejected;
-    return absl::ResourceExhaustedError(absl::StrCat("tenant '", t.name, "' is over its limit of ",
-                                                     t.requests_per_minute, " requests/min"));
+    return OverLimit(absl::StrCat("tenant '", t.name, "' is over its limit of ",
+                                  t.requests_per_minute, " requests/min"),
+                     (1 - b.requests) * 60 / t.requests_per_minute);
   }
   // A prompt larger than a whole minute's budget is admitted when the bucket is full, so big
   // prompts are slow rather than impossible.
   if (t.tokens_per_minute > 0 &&
       b.tokens < std::min<double>(static_cast<double>(prompt_tokens), t.tokens_per_minute)) {
     ++u.rejected;
-    return absl::ResourceExhaustedError(absl::StrCat("tenant '", t.name, "' is over its limit of ",
-                                                     t.tokens_per_minute, " tokens/min"));
+    const double need = std::min<double>(static_cast<double>(prompt_tokens), t.tokens_per_minute);
+    return OverLimit(absl::StrCat("tenant '", t.name, "' is over its limit of ",
+                                  t.tokens_per_minute, " tokens/min"),
+                     (need - b.tokens) * 60 / t.tokens_per_minute);
   }
   if (t.requests_per_minute > 0) b.requests -= 1;
   if (t.tokens_per_minute > 0) b.tokens -= static_cast<double>(prompt_tokens);

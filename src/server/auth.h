@@ -49,9 +49,14 @@ class ApiKeys {
   absl::flat_hash_map<std::string, Tenant> keys_;
 };
 
+// Payload of a TenantLimiter refusal: whole seconds until the bucket holds enough again (the HTTP
+// face sends it as Retry-After).
+inline constexpr char kRetryAfterPayload[] = "muse.retry_after_seconds";
+
 class TenantLimiter {
  public:
-  // Takes one request and `prompt_tokens` from the tenant's buckets, or ResourceExhausted.
+  // Takes one request and `prompt_tokens` from the tenant's buckets, or ResourceExhausted (with
+  // a kRetryAfterPayload).
   absl::Status Admit(const Tenant& tenant, int64_t prompt_tokens, absl::Time now);
   // Charges the completion tokens of a finished request.
   void Finish(const Tenant& tenant, int64_t completion_tokens, absl::Time now);

@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "src/server/auth.h"
 
 namespace muse::server {
 namespace {
@@ -607,7 +608,11 @@ HttpError ToHttpError(const absl::Status& status) {
                            param == "model" ? "model_not_found" : "");
     case absl::StatusCode::kResourceExhausted: {
       HttpError e = MakeHttpError(429, message, "rate_limit_error", "", "rate_limit_exceeded");
-      e.retry_after_s = 1;
+      e.retry_after_s = 1;                                   // engine queue full: soon
+      if (auto p = status.GetPayload(kRetryAfterPayload)) {  // tenant bucket: until it refills
+        int64_t s = 0;
+        if (absl::SimpleAtoi(std::string(*p), &s) && s > 0) e.retry_after_s = static_cast<int>(s);
+      }
       return e;
     }
     case absl::StatusCode::kUnavailable:
