@@ -1,7 +1,6 @@
 #include "src/server/openai_server.h"
 
 #include <pthread.h>
-#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -9,7 +8,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
-#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -26,6 +24,7 @@
 #include "src/common/logging.h"
 #include "src/server/openai_request.h"
 #include "src/server/openai_response.h"
+#include "src/server/openai_stream.h"
 #include "src/server/output_accumulator.h"
 #include "src/server/service_context.h"
 
@@ -40,81 +39,12 @@ using json = nlohmann::json;
 using asio::awaitable;
 using Request = http::request<http::string_body>;
 using TlsStream = asio::ssl::stream<beast::tcp_stream>;
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
-
-std::chrono::steady_clock::duration Chrono(absl::Duration d) {
-  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-      absl::ToChronoNanoseconds(d));
-}
-
-// The engine -> io handoff of one generation. The OutputStream hook (engine thread) calls Raise:
-// one atomic exchange and, the first time since the coroutine last took the flag, one post to
-// the connection's strand that cancels the coroutine's wait. Holds no socket and owns no timer
-// (only a weak reference), so whoever drops it last, nothing of the connection is destroyed.
-class Wakeup {
- public:
-  Wakeup(asio::any_io_executor strand, std::weak_ptr<asio::steady_timer> timer)
-      : strand_(std::move(strand)), timer_(std::move(timer)) {}
-
-  void Raise() {
-    if (raised_.exchange(true, std::memory_order_acq_rel)) return;  // a wake is already pending
-    asio::post(strand_, [t = timer_] {
-      if (auto p = t.lock()) p->cancel();
-    });
-  }
-  // On the strand.
-  void RaiseHere() {
-    raised_.store(true, std::memory_order_release);
-    if (auto p = timer_.lock()) p->cancel();
-  }
-  bool Take() { return raised_.exchange(false, std::memory_order_acq_rel); }
-  bool raised() const { return raised_.load(std::memory_order_acquire); }
-
- private:
-  const asio::any_io_executor strand_;
-  const std::weak_ptr<asio::steady_timer> timer_;
-  std::atomic<bool> raised_{false};
-};
-
-// One chat/completions request: its engine requests (one per prompt), their accumulators, and
-// the flags the disconnect watcher and the image encoder set. Touched only on the strand, except
-// `cancelled` (read by the image-encoder thread).
-struct Generation {
-  explicit Generation(const asio::any_io_executor& strand)
-      : timer(std::make_shared<asio::steady_timer>(strand)),
-        wakeup(std::make_shared<Wakeup>(strand, timer)) {}
-
-  void AbortAll(ServiceContext& ctx) {
-    cancelled.store(true);
-    for (auto& a : admissions) {
-      if (a->stream) (void)ctx.engine->Abort(a->engine_id);
-    }
-  }
-
-  std::shared_ptr<asio::steady_timer> timer;  // the coroutine waits on it; cancel() wakes it
-  std::shared_ptr<Wakeup> wakeup;
-  std::vector<std::unique_ptr<Admission>> admissions;
-  std::vector<std::unique_ptr<OutputAccumulator>> accs;  // made at launch
-  std::vector<bool> finished;
-  std::atomic<bool> cancelled{false};  // client gone: the encoder skips, nothing launches
-  bool client_gone = false;
-  bool done = false;  // the coroutine moved on; late watcher completions do nothing
-  int pending_images = 0;
-  absl::Status launch_error;
-};
-
-// Whether the peer of a socket that woke a wait_read with nothing to read has hung up. The
-// wake-up can be stale -- the reactor is edge-triggered and an edge for bytes the request parser
-// already read can complete a wait queued after them (the soak saw live SSE streams cut and
-// requests closed unanswered, ~1 in 1,500 under load) -- so confirm with a non-blocking peek:
-// EOF or an error (ECONNRESET) is a hang-up, EAGAIN is not.
-bool PeerHungUp(int fd) {
-  char c;
-  const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-  if (n > 0) return false;
-  if (n == 0) return true;
-  return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-}
+using openai_io::CancelIo;
+using openai_io::Chrono;
+using openai_io::Generation;
+using openai_io::kNoThrow;
+using openai_io::PeerHungUp;
+using openai_io::TimedWrite;
 
 std::optional<std::string> AuthHeader(const Request& req) {
   auto it = req.find(http::field::authorization);
@@ -192,12 +122,6 @@ const char* CodeName(int http_status) {
     default:
       return "INTERNAL";
   }
-}
-
-template <class Stream>
-void CancelIo(Stream& stream) {
-  beast::error_code ec;
-  beast::get_lowest_layer(stream).socket().cancel(ec);
 }
 
 }  // namespace
@@ -556,8 +480,8 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
     }
     if (gen->client_gone) break;
     if (!out.empty()) {
-      auto [ec, n] =
-          co_await asio::async_write(stream, http::make_chunk(asio::buffer(out)), kNoThrow);
+      const beast::error_code ec = co_await TimedWrite(stream, http::make_chunk(asio::buffer(out)),
+                                                       Chrono(opts.idle_timeout));
       if (ec) {
         gen->client_gone = true;
         gen->AbortAll(*ctx);
@@ -570,8 +494,8 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
     auto [tec] = co_await gen->timer->async_wait(kNoThrow);
     if (!tec && r.stream && !gen->client_gone) {
       static const std::string kPing = ": ping\n\n";
-      auto [ec, n] =
-          co_await asio::async_write(stream, http::make_chunk(asio::buffer(kPing)), kNoThrow);
+      const beast::error_code ec = co_await TimedWrite(
+          stream, http::make_chunk(asio::buffer(kPing)), Chrono(opts.idle_timeout));
       if (ec) {
         gen->client_gone = true;
         gen->AbortAll(*ctx);
@@ -620,10 +544,11 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
   out += "data: [DONE]\n\n";
   ctx->metrics.RecordRequest(
       method, final_status.ok() ? "OK" : absl::StatusCodeToString(final_status.code()));
-  auto [ec1, n1] =
-      co_await asio::async_write(stream, http::make_chunk(asio::buffer(out)), kNoThrow);
+  const beast::error_code ec1 =
+      co_await TimedWrite(stream, http::make_chunk(asio::buffer(out)), Chrono(opts.idle_timeout));
   if (ec1) co_return false;
-  auto [ec2, n2] = co_await asio::async_write(stream, http::make_chunk_last(), kNoThrow);
+  const beast::error_code ec2 =
+      co_await TimedWrite(stream, http::make_chunk_last(), Chrono(opts.idle_timeout));
   co_return !ec2 && keep;
 }
 
