@@ -609,7 +609,13 @@ absl::StatusOr<std::unique_ptr<OpenAiServer>> OpenAiServer::Start(ServiceContext
 }
 
 OpenAiServer::OpenAiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
-OpenAiServer::~OpenAiServer() { Stop(absl::ZeroDuration()); }
+OpenAiServer::~OpenAiServer() {
+  try {
+    Stop(absl::ZeroDuration());
+  } catch (const std::exception& e) {  // std::system_error from a mutex or join: nothing to do
+    spdlog::error("http: stopping the server failed: {}", e.what());
+  }
+}
 
 int OpenAiServer::port() const { return impl_->port; }
 int64_t OpenAiServer::open_connections() const { return impl_->connections.load(); }
