@@ -11,8 +11,18 @@
 # tests/sanitizers/, each entry with a comment naming the third-party cause.
 #
 # Usage: scripts/sanitizers.sh [asan|tsan|all]   (default asan; extra env: JOBS)
-# CI (.ci/run) runs `asan` only: the TSan variant is not yet verified at zero reports (its build
-# did not finish within the time of the change that added it), so it is run by hand for now.
+# CI (.ci/run) runs both.
+#
+# TSan covers our own threads: the thread pool (cpu_kernels_test), the engine thread and its
+# clients (engine_*), the pump pool and the image-encoder worker. The gRPC server tests are not in
+# it: Debian's libgrpc/libgpr/libabsl are not built with -fsanitize=thread, so TSan cannot see
+# their synchronisation and reports their internals (epoll fd, gpr_strdup, absl GraphCycles and
+# StrCat memcpy inside gRPC's threads, seen 2026-12-06); suppressing those by library would also
+# hide races in our reactors. That needs a TSan-built gRPC + absl, which Debian does not ship.
+# (ignore_noninstrumented_modules=1 does not help: gRPC's inline header code is instrumented while
+# the .so that hands its objects between threads is not, so the reports move into grpcpp/.)
+# TSan time, 2026-12-06, loaded 2-core machine: incremental build 107 s, ctest 98 s (105 tests,
+# 0 reports).
 #
 # Time, 2 cores, measured while another full CI build ran on the same machine (load 4-6): ASan
 # configure 3 s, build 26 min wall (23 min user + 2 min sys CPU incl. tests), ctest 186 s (303
@@ -37,14 +47,15 @@ ASAN_TARGETS=(common_test cpu_kernels_test models_test tokenizer_test jinja_test
   engine_unit_test engine_integration_test engine_fault_test sampler_differential_test
   runtime_test vision_test image_decode_test llava_test
   server_test server_fault_test pump_pool_test image_encoder_worker_test stream_handoff_test
-  image_prompt_test)
-# TSan: the thread pool (cpu_kernels_test), the engine and the server.
+  image_prompt_test openai_server_test)
+# TSan: the thread pool (cpu_kernels_test), the engine, the pump pool and the encoder worker.
 TSAN_TARGETS=(cpu_kernels_test engine_unit_test engine_integration_test engine_fault_test
-  server_test server_fault_test pump_pool_test image_encoder_worker_test stream_handoff_test)
+  pump_pool_test image_encoder_worker_test)
 
 # Tests not run through ctest here: NOT_BUILT placeholders (targets outside the lists above) and
-# the script tests that drive other binaries (llamacpp_fidelity, generate_tool) or node.
-CTEST_EXCLUDE='_NOT_BUILT$|^llamacpp_fidelity$|^generate_tool$|_reference|_conformance_test$'
+# the script tests that drive other binaries (llamacpp_fidelity, generate_tool) or node (the
+# references, the OpenAI SDK test, which starts muse-server).
+CTEST_EXCLUDE='_NOT_BUILT$|^llamacpp_fidelity$|^generate_tool$|_reference|_conformance_test$|_sdk_test$'
 
 stage() { # name, then the command
   local name="$1"; shift
