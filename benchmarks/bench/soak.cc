@@ -43,6 +43,7 @@ int64_t Total(const std::map<std::string, int64_t>& codes) {
 }
 
 const std::vector<std::string> kGenerateMethods = {"Generate", "GenerateUnary"};
+const std::vector<std::string> kHttpMethods = {"POST /v1/chat/completions", "POST /v1/completions"};
 
 // Polls /metrics until nothing runs, waits or holds a KV block and the request counters stop
 // moving (OnDone records a code just after the client saw it), then reads RSS.
@@ -53,7 +54,8 @@ absl::StatusOr<ServerState> Settle(const SoakConfig& c, int64_t pid) {
   while (true) {
     auto m = ScrapeMetrics(c.metrics_host, c.metrics_port);
     if (!m.ok()) return m.status();
-    const int64_t total = Total(RequestCodes(*m, kGenerateMethods));
+    const int64_t total =
+        Total(RequestCodes(*m, kGenerateMethods)) + Total(RequestCodes(*m, kHttpMethods));
     const bool idle = SampleOr(*m, "muse_num_requests_running", -1) == 0 &&
                       SampleOr(*m, "muse_num_requests_waiting", -1) == 0 &&
                       SampleOr(*m, "muse_kv_blocks_used", -1) == 0;
@@ -81,8 +83,6 @@ struct Check {
 };
 
 std::string CodeName(int code) { return StatusCodeName(code); }
-
-const std::vector<std::string> kHttpMethods = {"POST /v1/chat/completions", "POST /v1/completions"};
 
 // Client codes (what each request ended with) against the server's muse_requests_total deltas for
 // the same face. INVALID_ARGUMENT is the server's own answer to a request nobody cancels: equal.
