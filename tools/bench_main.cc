@@ -1,6 +1,9 @@
-// muse-bench: load generator for muse-server's gRPC API with vLLM benchmark_serving metrics.
+// muse-bench: load generator for muse-server's gRPC and OpenAI HTTP APIs with vLLM
+// benchmark_serving metrics.
 //   muse-bench --port 50051 --dataset-name random --random-input-len 128 --random-output-len 64
 //              --num-prompts 200 --rates 1,2,4,inf --result-json r.json --html r.html
+//   muse-bench --port 50051 --http-port 8000 --backend grpc,openai-completions --rates inf
+//              --max-concurrency 32 --num-prompts 200   # HTTP overhead vs gRPC, same workload
 //   muse-bench --self-test --streams 2000     # client overhead against an in-process pacer
 //   muse-bench --soak --port 50051 --metrics-port 9090 --soak-requests 10000   # reliability run
 // `muse-bench --help` lists every flag.
@@ -87,7 +90,7 @@ int main(int argc, char** argv) try {
   int port = 50051;
   std::string result_json, html_path, image_sizes, priority_mix;
   std::string request_rate;
-  std::vector<std::string> rate_list;
+  std::vector<std::string> rate_list, backend_list = {"grpc"};
   double wait_s = 30, temperature = 0, interval_ms = 20, first_delay_ms = 50;
   int64_t warmup = 1;
   bool no_progress = false, self_test = false, serve_pacer = false;
@@ -113,8 +116,16 @@ int main(int argc, char** argv) try {
   server_flags->add_option("--model", run.model,
                            "GenerateRequest.model (default: the served model)");
   server_flags
-      ->add_option("--connections", run.connections, "HTTP/2 connections, requests round-robin")
+      ->add_option("--connections", run.connections,
+                   "grpc: HTTP/2 connections, requests round-robin; openai-*: io threads")
       ->check(AtLeast(1));
+  server_flags
+      ->add_option("--backend", backend_list,
+                   "grpc, openai-chat, openai-completions (the latter two: the server's "
+                   "--http-port, SSE); a list runs each rate over each backend in turn and "
+                   "prints the HTTP output tok/s loss vs grpc")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"grpc", "openai-chat", "openai-completions"}));
   server_flags->add_option("--wait-for-server", wait_s, "seconds to wait for ModelInfo to answer")
       ->check(AtLeast(0.0));
   server_flags
@@ -274,6 +285,21 @@ int main(int argc, char** argv) try {
     return muse::bench::SoakMain(soak, result_json);
   }
   run.arrival.seed = wc.seed;
+  run.http_host = host;
+  run.http_port = soak.http_port;  // --http-port is registered with the soak flags
+  std::vector<muse::bench::BackendKind> backends;
+  for (const std::string& b : backend_list) {
+    auto kind = muse::bench::ParseBackend(b);
+    if (!kind.ok()) {
+      std::cerr << "muse-bench: " << kind.status().message() << "\n";
+      return kExitUsage;
+    }
+    if (*kind != muse::bench::BackendKind::kGrpc && run.http_port <= 0) {
+      std::cerr << "muse-bench: --backend " << b << " needs --http-port\n";
+      return kExitUsage;
+    }
+    backends.push_back(*kind);
+  }
   auto slo = muse::bench::ParseSlo(slo_spec);
   if (!slo.ok()) {
     std::cerr << "muse-bench: " << slo.status().message() << "\n";
@@ -319,6 +345,8 @@ int main(int argc, char** argv) try {
       {"burstiness", run.arrival.burstiness},
       {"max_concurrency", run.max_concurrency},
       {"connections", run.connections},
+      {"backends", backend_list},
+      {"http_port", run.http_port},
       {"random_input_len", wc.random_input_len},
       {"random_output_len", wc.random_output_len},
       {"random_range_ratio", wc.random_range_ratio},
@@ -329,9 +357,11 @@ int main(int argc, char** argv) try {
       {"api_key_set", !run.api_key.empty()},
   };
 
-  if (warmup > 0) {
+  for (const muse::bench::BackendKind kind : backends) {
+    if (warmup <= 0) break;
     // Warm-up requests use indices past the measured ones' so the measured set is unchanged.
     muse::bench::RunConfig w = run;
+    w.backend = kind;
     w.arrival.rate = std::numeric_limits<double>::infinity();
     w.duration_s = 0;
     w.num_prompts = warmup;
@@ -340,13 +370,14 @@ int main(int argc, char** argv) try {
     w.index_offset = int64_t{1} << 40;
     auto r = muse::bench::RunLoad(w, **workload, nullptr);
     if (!r.ok()) {
-      std::cerr << "warm-up: " << r.status() << "\n";
+      std::cerr << "warm-up (" << muse::bench::BackendName(kind) << "): " << r.status() << "\n";
       return 1;
     }
     for (const auto& rec : r->records) {
       if (!rec.success()) {
-        std::cerr << "warm-up request failed: " << muse::bench::StatusCodeName(rec.status_code)
-                  << ": " << rec.error << "\n";
+        std::cerr << "warm-up request failed (" << muse::bench::BackendName(kind)
+                  << "): " << muse::bench::StatusCodeName(rec.status_code) << ": " << rec.error
+                  << "\n";
         return 1;
       }
     }
@@ -355,36 +386,43 @@ int main(int argc, char** argv) try {
   std::vector<BenchRun> runs;
   int exit_code = 0;
   for (size_t k = 0; k < rates.size(); ++k) {
-    const double rate = rates[k];
-    run.arrival.rate = rate;
-    // Each sweep point draws fresh requests (same distribution) so earlier points do not warm
-    // the server's prefix cache for later ones; ShareGPT prompts still cycle over one sample.
-    run.index_offset = static_cast<int64_t>(k) << 32;
-    muse::bench::RunProgress counters;
-    absl::StatusOr<muse::bench::RunResult> result;
-    {
-      std::unique_ptr<muse::bench::ProgressBar> bar;
-      const std::string label = std::isinf(rate) ? "rate inf" : absl::StrCat("rate ", rate);
-      if (progress) {
-        bar = std::make_unique<muse::bench::ProgressBar>(
-            &counters, label, run.duration_s > 0 ? 0 : run.num_prompts, run.duration_s);
+    for (size_t b = 0; b < backends.size(); ++b) {
+      const double rate = rates[k];
+      run.arrival.rate = rate;
+      run.backend = backends[b];
+      // Each run draws fresh requests (same distribution, same lengths) so earlier runs do not
+      // warm the server's prefix cache for later ones; ShareGPT prompts still cycle over one
+      // sample. Backends alternate within a rate so a drift in machine load hits both.
+      run.index_offset = static_cast<int64_t>(k * backends.size() + b) << 32;
+      muse::bench::RunProgress counters;
+      absl::StatusOr<muse::bench::RunResult> result;
+      {
+        std::unique_ptr<muse::bench::ProgressBar> bar;
+        std::string label = std::isinf(rate) ? "rate inf" : absl::StrCat("rate ", rate);
+        if (backends.size() > 1) label += absl::StrCat(" ", muse::bench::BackendName(run.backend));
+        if (progress) {
+          bar = std::make_unique<muse::bench::ProgressBar>(
+              &counters, label, run.duration_s > 0 ? 0 : run.num_prompts, run.duration_s);
+        }
+        result = muse::bench::RunLoad(run, **workload, &counters);
       }
-      result = muse::bench::RunLoad(run, **workload, &counters);
+      if (!result.ok()) {
+        std::cerr << result.status() << "\n";
+        return 1;
+      }
+      BenchRun br;
+      br.backend = muse::bench::BackendName(run.backend);
+      br.request_rate = rate;
+      br.burstiness = run.arrival.burstiness;
+      br.max_concurrency = run.max_concurrency;
+      br.result = std::move(*result);
+      muse::bench::Finalize(&br, *slo);
+      std::cout << muse::bench::FormatSummary(br, *slo) << std::flush;
+      if (br.summary.failed > 0) exit_code = muse::cli::kExitFailure;  // the report is written
+      runs.push_back(std::move(br));
     }
-    if (!result.ok()) {
-      std::cerr << result.status() << "\n";
-      return 1;
-    }
-    BenchRun br;
-    br.request_rate = rate;
-    br.burstiness = run.arrival.burstiness;
-    br.max_concurrency = run.max_concurrency;
-    br.result = std::move(*result);
-    muse::bench::Finalize(&br, *slo);
-    std::cout << muse::bench::FormatSummary(br, *slo) << std::flush;
-    if (br.summary.failed > 0) exit_code = muse::cli::kExitFailure;  // the report is still written
-    runs.push_back(std::move(br));
   }
+  std::cout << muse::bench::FormatBackendComparison(runs) << std::flush;
 
   if (!result_json.empty()) {
     auto st2 =

@@ -40,19 +40,17 @@ v1::GenerateRequest ToProto(const RunConfig& config, const BenchRequest& b, int6
   return req;
 }
 
-class Runner;
-
 // One request's stream. Owns itself from Start() until OnDone().
 class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
  public:
-  StreamCall(Runner* runner, RequestRecord* record, v1::GenerateRequest request)
-      : runner_(runner), record_(record), request_(std::move(request)) {}
+  StreamCall(CallSlot slot, v1::GenerateRequest request)
+      : slot_(std::move(slot)), record_(slot_.record), request_(std::move(request)) {}
   void Start(v1::Inference::Stub* stub, const RunConfig& config);
   void OnReadDone(bool ok) override;
   void OnDone(const grpc::Status& status) override;
 
  private:
-  Runner* runner_;
+  CallSlot slot_;
   RequestRecord* record_;
   v1::GenerateRequest request_;
   v1::GenerateResponse response_;
@@ -62,12 +60,10 @@ class StreamCall final : public grpc::ClientReadReactor<v1::GenerateResponse> {
   bool have_usage_ = false;
 };
 
-class Runner {
+class GrpcBackend final : public Backend {
  public:
-  Runner(const RunConfig& config, const Workload& workload, RunProgress* progress)
-      : config_(config), workload_(workload), progress_(progress) {}
-
-  absl::StatusOr<RunResult> Run() {
+  explicit GrpcBackend(const RunConfig& config) : config_(config) {}
+  absl::Status Connect() override {
     for (int i = 0; i < std::max(1, config_.connections); ++i) {
       channels_.push_back(MakeChannel(config_.target, i));
       stubs_.push_back(v1::Inference::NewStub(channels_.back()));
@@ -77,6 +73,29 @@ class Runner {
         return absl::UnavailableError(absl::StrCat("cannot connect to ", config_.target));
       }
     }
+    return absl::OkStatus();
+  }
+  void Start(BenchRequest b, int64_t index, CallSlot slot) override {
+    auto* call = new StreamCall(std::move(slot), ToProto(config_, b, index));
+    call->Start(stubs_[static_cast<size_t>(index) % stubs_.size()].get(), config_);
+  }
+
+ private:
+  const RunConfig& config_;
+  std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<std::unique_ptr<v1::Inference::Stub>> stubs_;
+};
+
+class Runner {
+ public:
+  Runner(const RunConfig& config, const Workload& workload, RunProgress* progress)
+      : config_(config), workload_(workload), progress_(progress) {}
+
+  absl::StatusOr<RunResult> Run() {
+    backend_ = config_.backend == BackendKind::kGrpc
+                   ? MakeGrpcBackend(config_)
+                   : MakeOpenAiBackend(config_, config_.backend == BackendKind::kOpenAiChat);
+    if (absl::Status st = backend_->Connect(); !st.ok()) return st;
     ArrivalProcess arrivals(config_.arrival);
     const bool by_duration = config_.duration_s > 0;
     // A fixed-count run builds every request before t = 0 so the dispatcher only starts calls.
@@ -85,6 +104,7 @@ class Runner {
       prebuilt.reserve(static_cast<size_t>(config_.num_prompts));
       for (int64_t i = 0; i < config_.num_prompts; ++i) {
         prebuilt.push_back(workload_.Make(i + config_.index_offset));
+        if (absl::Status st = backend_->Prepare(&prebuilt.back()); !st.ok()) return st;
       }
     }
     start_ = Clock::now();
@@ -110,17 +130,29 @@ class Runner {
         break;
       }
       RequestRecord* rec = &records_.back();  // deque: stable while others are appended
-      BenchRequest b = by_duration ? workload_.Make(i + config_.index_offset)
-                                   : std::move(prebuilt[static_cast<size_t>(i)]);
+      BenchRequest b;
+      if (by_duration) {
+        b = workload_.Make(i + config_.index_offset);
+        if (absl::Status st = backend_->Prepare(&b); !st.ok()) {
+          rec->status_code = static_cast<int>(st.code());
+          rec->error = std::string(st.message());
+        }
+      } else {
+        b = std::move(prebuilt[static_cast<size_t>(i)]);
+      }
       rec->index = i;
       rec->priority = b.priority;
       rec->scheduled_s = t;
       rec->expected_prompt_tokens = b.expected_prompt_tokens;
       rec->expected_output_tokens = b.max_tokens;
-      auto* call = new StreamCall(this, rec, ToProto(config_, b, i));
       rec->start_s = Now();
-      call->Start(stubs_[static_cast<size_t>(i) % stubs_.size()].get(), config_);
       if (progress_) progress_->sent.fetch_add(1, std::memory_order_relaxed);
+      if (rec->status_code != 0) {
+        CallDone(false);
+        continue;
+      }
+      backend_->Start(std::move(b), i,
+                      CallSlot{start_, rec, progress_, [this](bool ok) { CallDone(ok); }});
     }
     Clock::time_point last_done;
     {
@@ -138,15 +170,12 @@ class Runner {
   }
 
   double Now() const { return Seconds(Clock::now() - start_); }
-  RunProgress* progress() { return progress_; }
-  const RunConfig& config() const { return config_; }
 
-  void CallDone(bool ok, int64_t tokens) {
+  void CallDone(bool ok) {
     if (progress_) {
       progress_->done.fetch_add(1, std::memory_order_relaxed);
       if (!ok) progress_->failed.fetch_add(1, std::memory_order_relaxed);
     }
-    (void)tokens;
     std::lock_guard lock(mu_);
     --in_flight_;
     last_done_ = std::max(last_done_, Clock::now());
@@ -157,8 +186,7 @@ class Runner {
   const RunConfig& config_;
   const Workload& workload_;
   RunProgress* progress_;
-  std::vector<std::shared_ptr<grpc::Channel>> channels_;
-  std::vector<std::unique_ptr<v1::Inference::Stub>> stubs_;
+  std::unique_ptr<Backend> backend_;  // destroyed after every call is done
   Clock::time_point start_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -181,7 +209,7 @@ void StreamCall::Start(v1::Inference::Stub* stub, const RunConfig& config) {
 
 void StreamCall::OnReadDone(bool ok) {
   if (!ok) return;  // stream over; OnDone follows
-  const double t = runner_->Now();
+  const double t = slot_.Now();
   int64_t tokens = 0;
   bool text = false;
   for (const v1::SampleDelta& s : response_.samples()) {
@@ -189,15 +217,9 @@ void StreamCall::OnReadDone(bool ok) {
     text = text || !s.text().empty();
   }
   if (tokens > 0 || text) {
-    if (record_->chunk_s.empty()) {
-      record_->ttft_s = t - record_->start_s;
-    } else {
-      record_->itl_s.push_back(t - record_->chunk_s.back());
-    }
-    record_->chunk_s.push_back(t);
-    record_->chunk_tokens.push_back(static_cast<int32_t>(tokens));
+    RecordChunk(record_, t, static_cast<int32_t>(tokens));
     streamed_tokens_ += tokens;
-    if (RunProgress* p = runner_->progress())
+    if (RunProgress* p = slot_.progress)
       p->output_tokens.fetch_add(tokens, std::memory_order_relaxed);
   }
   if (response_.has_usage()) {
@@ -211,7 +233,7 @@ void StreamCall::OnReadDone(bool ok) {
 }
 
 void StreamCall::OnDone(const grpc::Status& status) {
-  record_->end_s = runner_->Now();
+  record_->end_s = slot_.Now();
   record_->e2e_s = record_->chunk_s.empty() ? 0.0 : record_->chunk_s.back() - record_->start_s;
   if (!have_usage_) record_->output_tokens = streamed_tokens_;
   record_->status_code = static_cast<int>(status.error_code());
@@ -220,14 +242,38 @@ void StreamCall::OnDone(const grpc::Status& status) {
     record_->status_code = static_cast<int>(grpc::StatusCode::DATA_LOSS);
     record_->error = "stream closed OK without a finished message";
   }
-  Runner* runner = runner_;
   const bool ok = record_->success();
-  const int64_t tokens = streamed_tokens_;
+  std::function<void(bool)> done = std::move(slot_.done);
   delete this;
-  runner->CallDone(ok, tokens);
+  done(ok);
 }
 
 }  // namespace
+
+const char* BackendName(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::kGrpc:
+      return "grpc";
+    case BackendKind::kOpenAiChat:
+      return "openai-chat";
+    case BackendKind::kOpenAiCompletions:
+      return "openai-completions";
+  }
+  return "?";
+}
+
+absl::StatusOr<BackendKind> ParseBackend(const std::string& name) {
+  for (BackendKind k :
+       {BackendKind::kGrpc, BackendKind::kOpenAiChat, BackendKind::kOpenAiCompletions}) {
+    if (name == BackendName(k)) return k;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--backend: '", name, "' is not grpc, openai-chat or openai-completions"));
+}
+
+std::unique_ptr<Backend> MakeGrpcBackend(const RunConfig& config) {
+  return std::make_unique<GrpcBackend>(config);
+}
 
 absl::StatusOr<RunResult> RunLoad(const RunConfig& config, const Workload& workload,
                                   RunProgress* progress) {

@@ -1,7 +1,8 @@
-// The load generator: gRPC callback-API streams (one ClientReadReactor per request) over a few
-// channels, started by one dispatcher thread on the arrival schedule, optionally capped at
-// max_concurrency in flight (closed loop when rate = inf). Timestamps are taken in OnReadDone on
-// gRPC's callback threads; no per-request thread exists.
+// The load generator: one dispatcher thread starts requests on the arrival schedule, optionally
+// capped at max_concurrency in flight (closed loop when rate = inf), through a Backend
+// (backend.h): gRPC callback-API streams (one ClientReadReactor per request, timestamps in
+// OnReadDone on gRPC's callback threads) or the OpenAI HTTP API (openai_backend.cc: Beast
+// coroutines on a few io threads). No per-request thread exists.
 #pragma once
 
 #include <atomic>
@@ -14,16 +15,20 @@
 
 #include "absl/status/statusor.h"
 #include "benchmarks/bench/arrivals.h"
+#include "benchmarks/bench/backend.h"
 #include "benchmarks/bench/request_record.h"
 #include "benchmarks/bench/workload.h"
 
 namespace muse::bench {
 
 struct RunConfig {
-  std::string target = "127.0.0.1:50051";
+  std::string target = "127.0.0.1:50051";  // gRPC: requests, and ModelInfo / Tokenize always
+  BackendKind backend = BackendKind::kGrpc;
+  std::string http_host = "127.0.0.1";  // the OpenAI backends' server
+  int http_port = 0;
   std::string api_key;          // sent as "authorization: Bearer <key>"
   std::string model;            // GenerateRequest.model (empty = served model)
-  int connections = 4;          // separate HTTP/2 connections, requests round-robin
+  int connections = 4;          // gRPC: HTTP/2 connections, requests round-robin; HTTP: io threads
   int64_t max_concurrency = 0;  // 0 = unlimited
   ArrivalConfig arrival;
   int64_t num_prompts = 1000;    // used when duration_s == 0

@@ -56,9 +56,45 @@ void Finalize(BenchRun* run, const Slo& slo) {
   }
 }
 
+nlohmann::json BackendComparisonJson(const std::vector<BenchRun>& runs) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const BenchRun& g : runs) {
+    if (g.backend != "grpc") continue;
+    for (const BenchRun& h : runs) {
+      if (h.backend == "grpc" || h.request_rate != g.request_rate) continue;
+      const double grpc = g.summary.output_throughput, http = h.summary.output_throughput;
+      out.push_back({{"backend", h.backend},
+                     {"request_rate", Num(g.request_rate)},
+                     {"grpc_output_tok_s", grpc},
+                     {"http_output_tok_s", http},
+                     {"overhead_pct", grpc > 0 ? (1 - http / grpc) * 100 : 0.0},
+                     {"grpc_mean_tpot_ms", g.summary.tpot_ms.mean},
+                     {"http_mean_tpot_ms", h.summary.tpot_ms.mean}});
+    }
+  }
+  return out;
+}
+
+std::string FormatBackendComparison(const std::vector<BenchRun>& runs) {
+  const nlohmann::json c = BackendComparisonJson(runs);
+  if (c.empty()) return "";
+  std::string out = Center(" HTTP vs gRPC ", '=') + "\n";
+  for (const auto& x : c) {
+    const std::string rate = x["request_rate"].is_string()
+                                 ? "inf"
+                                 : absl::StrFormat("%g", x["request_rate"].get<double>());
+    Row(&out, absl::StrCat(x["backend"].get<std::string>(), " @ rate ", rate, ":"),
+        absl::StrFormat("%.1f vs %.1f tok/s (%+.2f %% loss)", x["http_output_tok_s"].get<double>(),
+                        x["grpc_output_tok_s"].get<double>(), x["overhead_pct"].get<double>()));
+  }
+  out += std::string(50, '=') + "\n";
+  return out;
+}
+
 std::string FormatSummary(const BenchRun& run, const Slo& slo) {
   const Summary& s = run.summary;
   std::string out = Center(" Serving Benchmark Result ", '=') + "\n";
+  Row(&out, "Backend:", run.backend);
   Row(&out, "Request rate (req/s):",
       std::isinf(run.request_rate) ? "inf" : absl::StrFormat("%.2f", run.request_rate));
   if (run.max_concurrency > 0) RowI(&out, "Maximum request concurrency:", run.max_concurrency);
@@ -140,7 +176,8 @@ nlohmann::json ResultJson(const nlohmann::json& config, const std::vector<BenchR
     out["slo_ms"] = s;
   }
   for (const BenchRun& run : runs) {
-    nlohmann::json r = {{"request_rate", Num(run.request_rate)},
+    nlohmann::json r = {{"backend", run.backend},
+                        {"request_rate", Num(run.request_rate)},
                         {"burstiness", run.burstiness},
                         {"max_concurrency", run.max_concurrency},
                         {"start_unix_s", run.result.start_unix_s},
@@ -168,6 +205,7 @@ nlohmann::json ResultJson(const nlohmann::json& config, const std::vector<BenchR
     r["requests"] = std::move(reqs);
     out["runs"].push_back(std::move(r));
   }
+  if (nlohmann::json c = BackendComparisonJson(runs); !c.empty()) out["http_vs_grpc"] = c;
   return out;
 }
 

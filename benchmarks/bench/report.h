@@ -13,7 +13,8 @@
 namespace muse::bench {
 
 struct BenchRun {
-  double request_rate = 0;  // inf allowed
+  std::string backend = "grpc";  // BackendName()
+  double request_rate = 0;       // inf allowed
   double burstiness = 1;
   int64_t max_concurrency = 0;
   RunResult result;
@@ -25,6 +26,10 @@ struct BenchRun {
 void Finalize(BenchRun* run, const Slo& slo);
 
 std::string FormatSummary(const BenchRun& run, const Slo& slo);
+// With runs of gRPC and an HTTP backend at the same rate: output tok/s of each and the HTTP
+// path's loss vs gRPC, (1 - http / grpc) x 100 %; "" when there is nothing to compare.
+std::string FormatBackendComparison(const std::vector<BenchRun>& runs);
+nlohmann::json BackendComparisonJson(const std::vector<BenchRun>& runs);
 nlohmann::json SummaryJson(const Summary& s);
 nlohmann::json ResultJson(const nlohmann::json& config, const std::vector<BenchRun>& runs,
                           const Slo& slo);

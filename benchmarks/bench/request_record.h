@@ -29,6 +29,18 @@ struct RequestRecord {
   bool success() const { return status_code == 0; }
 };
 
+// A token-bearing chunk arrived at `t` (from the benchmark start): the first sets TTFT, later ones
+// add the gap to the previous chunk to the ITLs. Every backend records chunks through this.
+inline void RecordChunk(RequestRecord* r, double t, int32_t tokens) {
+  if (r->chunk_s.empty()) {
+    r->ttft_s = t - r->start_s;
+  } else {
+    r->itl_s.push_back(t - r->chunk_s.back());
+  }
+  r->chunk_s.push_back(t);
+  r->chunk_tokens.push_back(tokens);
+}
+
 // gRPC status code name ("DEADLINE_EXCEEDED") without depending on gRPC.
 const char* StatusCodeName(int code);
 

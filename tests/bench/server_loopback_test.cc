@@ -43,16 +43,18 @@ class ServerLoopback : public ::testing::Test {
     if (!std::filesystem::exists(server_)) GTEST_SKIP() << "no muse-server at " << server_;
     if (!std::filesystem::exists(model_ + "/config.json")) GTEST_SKIP() << "no model at " << model_;
     port_ = FreePort();
+    http_port_ = FreePort();
     ASSERT_NE(port_, 0);
+    ASSERT_NE(http_port_, 0);
     pid_ = fork();
     ASSERT_GE(pid_, 0);
     if (pid_ == 0) {
-      const std::string port = std::to_string(port_);
+      const std::string port = std::to_string(port_), http_port = std::to_string(http_port_);
       const std::string log = ::testing::TempDir() + "/bench_server_" + port + ".log";
       if (freopen(log.c_str(), "w", stderr) == nullptr) _exit(126);
       execl(server_.c_str(), server_.c_str(), "--model", model_.c_str(), "--host", "127.0.0.1",
-            "--port", port.c_str(), "--no-auth", "--drain-grace-seconds", "1", "--log-level",
-            "warn", static_cast<char*>(nullptr));
+            "--port", port.c_str(), "--http-port", http_port.c_str(), "--no-auth",
+            "--drain-grace-seconds", "1", "--log-level", "warn", static_cast<char*>(nullptr));
       _exit(127);
     }
     // Fail fast if the server dies (e.g. a bad flag) instead of letting muse-bench wait it out.
@@ -97,7 +99,7 @@ class ServerLoopback : public ::testing::Test {
   }
 
   std::string server_, model_;
-  int port_ = 0;
+  int port_ = 0, http_port_ = 0;
   pid_t pid_ = -1;
 };
 
@@ -157,6 +159,58 @@ TEST_F(ServerLoopback, DurationBoundClosedLoopWithPriorities) {
     EXPECT_LT(r["scheduled_s"].get<double>(), 1.5);
     EXPECT_EQ(r["output_tokens"], r["max_tokens"]);
   }
+}
+
+// The same workload over gRPC and both OpenAI HTTP routes (SSE) in one invocation: every request
+// completes with exactly max_tokens, TTFT/ITL come from the chunks, usage gives the token counts,
+// and the HTTP-vs-gRPC comparison is reported.
+TEST_F(ServerLoopback, SameWorkloadOverEachBackend) {
+  const std::string json_path = ::testing::TempDir() + "/bench_loopback_backends.json";
+  ASSERT_EQ(Bench(absl::StrCat("--http-port ", http_port_,
+                               " --backend grpc,openai-completions,openai-chat --dataset-name "
+                               "random --random-input-len 16 --random-output-len 8 --num-prompts 6 "
+                               "--rates 4,inf --max-concurrency 3 --seed 5 --result-json ",
+                               json_path)),
+            0);
+  const nlohmann::json j = ReadJson(json_path);
+  ASSERT_EQ(j["runs"].size(), 6u);  // 2 rates x 3 backends, backends alternating per rate
+  const std::vector<std::string> order = {"grpc", "openai-completions", "openai-chat"};
+  for (size_t i = 0; i < j["runs"].size(); ++i) {
+    const auto& run = j["runs"][i];
+    const std::string backend = run["backend"];
+    EXPECT_EQ(backend, order[i % 3]);
+    const auto& s = run["summary"];
+    EXPECT_EQ(s["completed"], 6) << backend;
+    EXPECT_EQ(s["failed"], 0) << backend;
+    EXPECT_EQ(s["total_output_tokens"], 48) << backend;
+    EXPECT_GT(s["output_throughput"].get<double>(), 0);
+    for (const auto& r : run["requests"]) {
+      EXPECT_EQ(r["status"], "OK") << backend << ": " << r["error"];
+      EXPECT_EQ(r["output_tokens"], 8) << backend;  // usage (include_usage over HTTP)
+      if (backend != "openai-chat") {               // chat adds its template's tokens
+        EXPECT_EQ(r["prompt_tokens"], r["expected_prompt_tokens"]) << backend;
+      } else {
+        EXPECT_GT(r["prompt_tokens"].get<int64_t>(), 0);
+      }
+      EXPECT_GT(r["ttft_s"].get<double>(), 0) << backend;
+      EXPECT_GE(r["e2e_s"].get<double>(), r["ttft_s"].get<double>());
+      EXPECT_GE(r["chunk_tokens"].size(), 1u) << backend;
+      EXPECT_EQ(r["itl_s"].size() + 1, r["chunk_tokens"].size()) << backend;
+      int64_t sum = 0;
+      for (const auto& n : r["chunk_tokens"]) sum += n.get<int64_t>();
+      EXPECT_EQ(sum, 8) << backend;
+    }
+  }
+  ASSERT_EQ(j["http_vs_grpc"].size(), 4u);  // 2 HTTP backends x 2 rates
+  for (const auto& c : j["http_vs_grpc"]) {
+    EXPECT_GT(c["http_output_tok_s"].get<double>(), 0);
+    EXPECT_GT(c["grpc_output_tok_s"].get<double>(), 0);
+  }
+}
+
+TEST_F(ServerLoopback, OpenAiBackendNeedsHttpPort) {
+  EXPECT_EQ(Bench("--backend openai-chat --num-prompts 1"), 2);
+  EXPECT_EQ(Bench("--backend http --num-prompts 1"), 2);
 }
 
 }  // namespace
