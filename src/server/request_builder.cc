@@ -17,6 +17,7 @@ constexpr int kMaxN = 16;
 constexpr int kMaxTopLogprobs = 20;
 constexpr int kMaxStops = 16;
 constexpr int kDefaultMaxTokens = 16;
+constexpr int kMaxToolJsonDepth = 64;  // tools[].parameters_json: JSON schemas nest far less
 
 absl::Status Bad(const std::string& field, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", what));
@@ -272,8 +273,21 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     for (int i = 0; i < tools.size(); ++i) {
       nlohmann::json params = nlohmann::json::object();
       if (!tools[i].parameters_json().empty()) {
-        params =
-            nlohmann::json::parse(tools[i].parameters_json(), nullptr, /*allow_exceptions=*/false);
+        // Nesting is bounded while parsing: a deep document parses fine but every later copy,
+        // dump or conversion of it recurses once per level (a 2 MB "[[[[..." overflowed the stack).
+        bool too_deep = false;
+        params = nlohmann::json::parse(
+            tools[i].parameters_json(),
+            [&too_deep](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+              if (depth <= kMaxToolJsonDepth) return true;
+              too_deep = true;
+              return false;
+            },
+            /*allow_exceptions=*/false);
+        if (too_deep) {
+          return Bad(absl::StrCat("tools[", i, "].parameters_json"),
+                     absl::StrCat("nests deeper than ", kMaxToolJsonDepth, " levels"));
+        }
         if (params.is_discarded()) {
           return Bad(absl::StrCat("tools[", i, "].parameters_json"), "is not valid JSON");
         }

@@ -161,6 +161,16 @@ TEST(JinjaErrorsTest, ResourceLimitsFailWithInvalidArgument) {
               HasSubstr("value nesting exceeds"));
   EXPECT_THAT(render_error("{% set ns = namespace(a=1) %}{% set ns.a = [ns] %}{{ ns | tojson }}"),
               HasSubstr("namespace into itself"));
+  // A context nested deeper than any value may be (a request's JSON): refused before converting.
+  {
+    auto deep = ChatTemplate::Parse("{{ x | length }}");
+    ASSERT_TRUE(deep.ok());
+    const std::string nested = std::string(5000, '[') + std::string(5000, ']');
+    auto out = deep->Render(nlohmann::json{{"x", nlohmann::json::parse(nested)}});
+    ASSERT_FALSE(out.ok());
+    EXPECT_EQ(out.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(out.status().message()), HasSubstr("JSON nesting exceeds"));
+  }
   // The limits leave real templates alone: a 2,000-message conversation renders.
   auto t = ChatTemplate::Parse(
       "{% for m in messages %}<|{{ m.role }}|>{{ m.content | trim }}{% if not loop.last %}\n"

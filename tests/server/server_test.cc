@@ -313,6 +313,17 @@ TEST_F(ServerTest, EveryInvalidArgumentNamesTheField) {
          m->add_content()->set_image_url("data:image/png;base64,%%%");
        },
        "messages[0].content[0].image_url"},
+      {"deep tool parameters",  // 200,000 levels: used to overflow the stack when copied
+       [](auto* r) {
+         r->clear_prompt();
+         auto* m = r->add_messages();
+         m->set_role("user");
+         m->add_content()->set_text("hi");
+         auto* t = r->add_tools();
+         t->set_name("f");
+         t->set_parameters_json(std::string(200000, '[') + std::string(200000, ']'));
+       },
+       "tools[0].parameters_json: nests deeper than 64"},
       {"model", [](auto* r) { r->set_model("gpt-17"); }, "model", grpc::StatusCode::NOT_FOUND},
       {"response_format", [](auto* r) { r->mutable_response_format()->set_json_schema("{}"); },
        "response_format", grpc::StatusCode::UNIMPLEMENTED},

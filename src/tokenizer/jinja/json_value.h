@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "src/tokenizer/jinja/value.h"
 
 namespace muse::jinja {
@@ -23,8 +24,13 @@ inline bool IsArrayIndexKey(const std::string& key) {
   return std::stoull(key) < 4294967295ULL;
 }
 
+// Fails (RenderError) past kMaxValueDepth levels before descending further: a request's JSON (tool
+// parameters, say) can nest far deeper than the stack allows.
 template <typename Json>
-Value FromJson(const Json& j) {
+Value FromJson(const Json& j, int depth = 0) {
+  if (depth >= kMaxValueDepth && (j.is_array() || j.is_object())) {
+    Fail(absl::StrCat("JSON nesting exceeds the limit of ", kMaxValueDepth, " levels"));
+  }
   switch (j.type()) {
     case nlohmann::json::value_t::null:
     case nlohmann::json::value_t::discarded:
@@ -44,7 +50,7 @@ Value FromJson(const Json& j) {
     case nlohmann::json::value_t::array: {
       Array items;
       items.reserve(j.size());
-      for (const auto& item : j) items.push_back(FromJson(item));
+      for (const auto& item : j) items.push_back(FromJson(item, depth + 1));
       return Value::MakeArray(std::move(items));
     }
     case nlohmann::json::value_t::object: {
@@ -54,9 +60,9 @@ Value FromJson(const Json& j) {
       }
       std::sort(index_keys.begin(), index_keys.end());
       ObjectMap map;
-      for (const auto& [n, key] : index_keys) map.Set(key, FromJson(j.at(key)));
+      for (const auto& [n, key] : index_keys) map.Set(key, FromJson(j.at(key), depth + 1));
       for (auto it = j.begin(); it != j.end(); ++it) {
-        if (!IsArrayIndexKey(it.key())) map.Set(it.key(), FromJson(it.value()));
+        if (!IsArrayIndexKey(it.key())) map.Set(it.key(), FromJson(it.value(), depth + 1));
       }
       return Value::MakeObject(std::move(map));
     }
