@@ -76,7 +76,8 @@ class OpenAiBackend final : public Backend {
     if (!ec) http::read(s, buf, resp, ec);
     if (ec) return absl::UnavailableError(absl::StrCat("/detokenize: ", ec.message()));
     const auto j = nlohmann::json::parse(resp.body(), nullptr, false);
-    if (resp.result_int() != 200 || !j.is_object() || !j.contains("prompt")) {
+    if (resp.result_int() != 200 || !j.is_object() || !j.contains("prompt") ||
+        !j["prompt"].is_string()) {
       return absl::InternalError(
           absl::StrCat("/detokenize: HTTP ", resp.result_int(), " ", resp.body().substr(0, 200)));
     }
@@ -147,7 +148,7 @@ class OpenAiBackend final : public Backend {
           failed("connect", ec);
           break;
         }
-        s->socket().set_option(tcp::no_delay(true));
+        s->socket().set_option(tcp::no_delay(true), ec);  // best effort
       }
       arm();
       auto [wec, wn] = co_await http::async_write(*s, req, kNoThrow);

@@ -22,6 +22,11 @@ int64_t Int(const json& o, const char* key) {
   return it != o.end() && it->is_number_integer() ? it->get<int64_t>() : 0;
 }
 
+std::string Str(const json& o, const char* key) {  // "" when absent or not a string
+  const auto it = o.find(key);
+  return it != o.end() && it->is_string() ? it->get<std::string>() : "";
+}
+
 }  // namespace
 
 void SseParser::Feed(std::string_view bytes, std::vector<std::string>* events) {
@@ -69,11 +74,8 @@ OpenAiEvent ParseOpenAiEvent(std::string_view data) {
   e.valid = true;
   if (const auto err = j.find("error"); err != j.end() && err->is_object()) {
     e.error = true;
-    const std::string type = err->value("type", "");
-    const auto code = err->find("code");
-    e.error_code = CodeOfOpenAiError(
-        type, code != err->end() && code->is_string() ? code->get<std::string>() : "");
-    e.error_message = err->value("message", "");
+    e.error_code = CodeOfOpenAiError(Str(*err, "type"), Str(*err, "code"));
+    e.error_message = Str(*err, "message");
     return e;
   }
   if (const auto ch = j.find("choices"); ch != j.end() && ch->is_array()) {

@@ -71,6 +71,9 @@ TEST(OpenAiEvent, ChatCompletionsUsageErrorDone) {
   EXPECT_TRUE(err.error);
   EXPECT_EQ(err.error_code, 8);  // RESOURCE_EXHAUSTED
   EXPECT_EQ(err.error_message, "queue full");
+  const OpenAiEvent odd = ParseOpenAiEvent(R"({"error":{"type":5,"message":null,"code":[]}})");
+  EXPECT_TRUE(odd.error);  // wrong JSON types do not throw
+  EXPECT_EQ(odd.error_code, 13);
   EXPECT_TRUE(ParseOpenAiEvent("[DONE]").done);
   EXPECT_FALSE(ParseOpenAiEvent("{not json").valid);
 }
