@@ -14,6 +14,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "benchmarks/bench/openai_sse.h"
 #include "nlohmann/json.hpp"
 
 namespace muse::bench {
@@ -23,32 +24,7 @@ using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 // grpc::StatusCode values.
-constexpr int kOk = 0, kCancelled = 1, kUnknown = 2, kInvalidArgument = 3, kDeadlineExceeded = 4,
-              kResourceExhausted = 8, kInternal = 13, kUnavailable = 14, kDataLoss = 15;
-
-int CodeOfHttp(int status) {  // as the server's muse_requests_total names them
-  switch (status) {
-    case 200:
-      return kOk;
-    case 400:
-    case 413:
-    case 431:
-      return kInvalidArgument;
-    case 429:
-      return kResourceExhausted;
-    case 503:
-      return kUnavailable;
-    case 504:
-      return kDeadlineExceeded;
-    default:
-      return status >= 500 ? kInternal : kUnknown;
-  }
-}
-
-std::string DataUri(const std::string& bytes) {
-  const bool png = absl::StartsWith(bytes, "\x89PNG");
-  return absl::StrCat("data:image/", png ? "png" : "jpeg", ";base64,", absl::Base64Escape(bytes));
-}
+constexpr int kOk = 0, kCancelled = 1, kDeadlineExceeded = 4, kUnavailable = 14, kDataLoss = 15;
 
 // Body of a chunked response (the SSE stream); false if the encoding is broken.
 bool Dechunk(const std::string& in, std::string* out) {
@@ -86,7 +62,8 @@ std::string SoakHttpBody(const SoakPlan& p) {
       json parts = json::array();
       for (const auto& c : m.content()) {
         if (!c.image().empty()) {
-          parts.push_back({{"type", "image_url"}, {"image_url", {{"url", DataUri(c.image())}}}});
+          parts.push_back(
+              {{"type", "image_url"}, {"image_url", {{"url", ImageDataUri(c.image())}}}});
         } else {
           parts.push_back({{"type", "text"}, {"text", c.text()}});
         }
@@ -226,7 +203,7 @@ void RunSoakHttp(const std::string& host, int port, const SoakPlan& p, SoakOutco
     return;
   }
   if (status != 200) {
-    finish(CodeOfHttp(status), raw.substr(header_end + 4, 300));
+    finish(CodeOfHttpStatus(status), raw.substr(header_end + 4, 300));
     return;
   }
   const std::string head = raw.substr(0, header_end);
@@ -251,12 +228,7 @@ void RunSoakHttp(const std::string& host, int port, const SoakPlan& p, SoakOutco
       const std::string code = e.is_discarded() || !e["error"]["code"].is_string()
                                    ? ""
                                    : e["error"]["code"].get<std::string>();
-      int c = kInternal;
-      if (type == "rate_limit_error") c = kResourceExhausted;
-      if (type == "invalid_request_error") c = kInvalidArgument;
-      if (code == "service_unavailable") c = kUnavailable;
-      if (code == "timeout") c = kDeadlineExceeded;
-      finish(c, payload.substr(at, std::min<size_t>(300, eol - at)));
+      finish(CodeOfOpenAiError(type, code), payload.substr(at, std::min<size_t>(300, eol - at)));
       return;
     }
     out->finished_messages = absl::EndsWith(payload, "data: [DONE]\n\n") ? 1 : 0;
