@@ -32,26 +32,6 @@ ServerOptions BaseOptions() {
   return o;
 }
 
-std::string HttpGet(int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    ::close(fd);
-    return "";
-  }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-  ::send(fd, req.data(), req.size(), 0);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, n);
-  ::close(fd);
-  return out;
-}
-
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -121,7 +101,9 @@ TEST_F(ServerTest, TokenizeMatchesLlama3) {
   // [<|begin_of_text|> when the tokenizer.json post-processor adds it] Hello Ġworld
   ASSERT_GE(resp.token_ids_size(), 2);
   const int n = resp.token_ids_size();
-  if (n == 3) EXPECT_EQ(resp.token_ids(0), 128000);
+  if (n == 3) {
+    EXPECT_EQ(resp.token_ids(0), 128000);
+  }
   EXPECT_EQ(resp.token_ids(n - 2), 9906);
   EXPECT_EQ(resp.token_ids(n - 1), 1917);
   EXPECT_EQ(resp.tokens(n - 1), "\xC4\xA0world");

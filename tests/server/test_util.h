@@ -107,6 +107,45 @@ inline std::string PatternPng(int w, int h, int seed) {
   });
 }
 
+// A socket connected to 127.0.0.1:port, or -1.
+inline int ConnectLoopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Sends `bytes` on a fresh loopback connection (then half-closes it when `half_close`) and returns
+// everything the server sends until it closes ("" if the connection failed).
+inline std::string HttpExchange(int port, const std::string& bytes, bool half_close) {
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return "";
+  size_t sent = 0;
+  while (sent < bytes.size()) {
+    const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    sent += static_cast<size_t>(n);
+  }
+  if (half_close) ::shutdown(fd, SHUT_WR);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+// GET `path` (the metrics port's /metrics and /health); the whole reply, headers included.
+inline std::string HttpGet(int port, const std::string& path) {
+  return HttpExchange(port, "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n", /*half_close=*/false);
+}
+
 // A loopback TCP port that was free a moment ago (for a server subprocess to bind).
 inline int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);

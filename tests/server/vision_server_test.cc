@@ -23,26 +23,6 @@ using namespace muse::server::testing;
 // arrive within its batch (150 ms failed once in ~8 suite runs under ctest -j2).
 constexpr int kEncodeDelayMs = 400;
 
-std::string HttpGet(int port, const std::string& path) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
-    ::close(fd);
-    return "";
-  }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-  ::send(fd, req.data(), req.size(), 0);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::recv(fd, buf, sizeof(buf), 0)) > 0) out.append(buf, n);
-  ::close(fd);
-  return out;
-}
-
 class VisionServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
