@@ -24,25 +24,13 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "tests/bench/free_port.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return 0;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
+using muse::bench::testing::FreePort;
 
 bool PortOpen(int port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
