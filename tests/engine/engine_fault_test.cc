@@ -293,6 +293,21 @@ TEST(EngineFaultTest, FaultDuringPreemptionLeavesNoBlockBehind) {
   h.ExpectNoLeak();
 }
 
+// One client thread per request against the threaded Engine; each stream read to its end.
+std::vector<Result> RunClients(Engine& engine, const std::vector<Request>& reqs) {
+  std::vector<Result> results(reqs.size());
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < reqs.size(); ++i) {
+    clients.emplace_back([&, i] {
+      auto s = engine.AddRequest(reqs[i]);
+      ASSERT_TRUE(s.ok()) << s.status();
+      while (auto out = (*s)->Next()) Absorb(std::move(*out), &results[i]);
+    });
+  }
+  for (auto& t : clients) t.join();
+  return results;
+}
+
 // The threaded Engine: concurrent clients, every third step fails (error or throw, in turn). Every
 // stream ends exactly once, either complete and identical to running alone or INTERNAL; then,
 // faults off, the same engine serves everything.
@@ -317,16 +332,7 @@ TEST(EngineThreadFaultTest, RepeatedFailuresKeepTheEngineServing) {
       reqs.push_back(
           Req(absl::StrCat("c", c), Prompt(5 + (c * 11) % 60, c), 4 + c % 9, c % 5 == 0 ? 2 : 1));
     }
-    std::vector<Result> results(reqs.size());
-    std::vector<std::thread> clients;
-    for (size_t i = 0; i < reqs.size(); ++i) {
-      clients.emplace_back([&, i] {
-        auto s = (*engine)->AddRequest(reqs[i]);
-        ASSERT_TRUE(s.ok()) << s.status();
-        while (auto out = (*s)->Next()) Absorb(std::move(*out), &results[i]);
-      });
-    }
-    for (auto& t : clients) t.join();
+    const std::vector<Result> results = RunClients(**engine, reqs);
     int failed = 0;
     for (size_t i = 0; i < reqs.size(); ++i) {
       EXPECT_EQ(results[i].finished_messages, 1) << reqs[i].id;
@@ -376,16 +382,7 @@ TEST(EngineThreadFaultTest, KvExhaustionPreemptsAndCompletesEverything) {
   for (int c = 0; c < 10; ++c) {
     reqs.push_back(Req(absl::StrCat("k", c), Prompt(30 + c * 3, 70 + c), 40, c == 3 ? 2 : 1));
   }
-  std::vector<Result> results(reqs.size());
-  std::vector<std::thread> clients;
-  for (size_t i = 0; i < reqs.size(); ++i) {
-    clients.emplace_back([&, i] {
-      auto s = (*engine)->AddRequest(reqs[i]);
-      ASSERT_TRUE(s.ok()) << s.status();
-      while (auto out = (*s)->Next()) Absorb(std::move(*out), &results[i]);
-    });
-  }
-  for (auto& t : clients) t.join();
+  const std::vector<Result> results = RunClients(**engine, reqs);
   for (size_t i = 0; i < reqs.size(); ++i) {
     ASSERT_EQ(results[i].finished_messages, 1) << reqs[i].id;
     EXPECT_TRUE(results[i].error.ok()) << reqs[i].id << ": " << results[i].error;
