@@ -500,7 +500,9 @@ TEST(OpenAiServerDrainTest, PingsWhileQueuedThenDrain) {
   auto s = Server::Start(o);
   ASSERT_TRUE(s.ok()) << s.status();
   const int port = (*s)->http_port();
-  json first = Chat("first", 300);
+  // The first stream holds the only slot for ~1000 decode steps (a second or more on a 2-core CI
+  // machine), long enough for the second request to be queued behind it even under load.
+  json first = Chat("first", 1000);
   first["stream"] = true;
   json second = Chat("second", 3);
   second["stream"] = true;
