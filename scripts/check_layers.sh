@@ -14,7 +14,7 @@ rank() {
   case "$1" in
     src/common/*) echo 0 ;;
     kernels/*) echo 1 ;;
-    src/tokenizer/*|src/vision/*) echo 2 ;;  # beside the stack: plain C++ over common (+ kernels)
+    src/tokenizer/*|src/vision/*|src/structured/*) echo 2 ;;  # beside the stack: plain C++ over common (+ kernels)
     models/*) echo 3 ;;
     src/runtime/*) echo 4 ;;
     src/engine/*) echo 5 ;;

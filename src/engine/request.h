@@ -11,6 +11,7 @@
 
 #include "absl/time/time.h"
 #include "src/common/status.h"
+#include "src/structured/matcher.h"
 
 namespace muse::engine {
 
@@ -39,6 +40,9 @@ struct SamplingParams {
   std::vector<int32_t> stop_token_ids;  // finish "stop" when generated (token kept in output)
   std::vector<std::string> stop;  // stop strings; need a TextDecoder (text removed from output)
   bool ignore_eos = false;
+  // Structured output: only tokens the grammar allows are sampled (a bitmask applied as -inf
+  // before everything else), EOS only where it may end. Compiled once per constraint and shared.
+  std::shared_ptr<const structured::CompiledGrammar> grammar;
 };
 
 // Non-text content spliced into the prompt (e.g. image features). Its digest enters the prefix
