@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails when an include runs up a layer. Layers, bottom up:
 #   kernels/{cpu,cuda} -> models/ -> src/runtime -> src/engine -> src/server -> tools/
-# Beside them: src/common (below everything), src/tokenizer and src/vision (over common and
+# Beside them: src/common (below everything), src/tokenizer, src/vision and src/structured (over common and
 # kernels only; models may use them). models/testing/ holds fixtures (random checkpoints) for
 # tools, tests and benchmarks only. Also fails when CUDA headers reach the
 # engine or scheduler, or when the Llama weight names appear outside models/llama/llama_weights.cc.
