@@ -17,6 +17,7 @@
 #include <fstream>
 #include <iostream>
 #include <limits>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -29,6 +30,7 @@
 #include "benchmarks/bench/report.h"
 #include "benchmarks/bench/self_test.h"
 #include "benchmarks/bench/soak.h"
+#include "nlohmann/json.hpp"
 #include "src/common/cli.h"
 #include "src/common/logging.h"
 
@@ -92,6 +94,7 @@ int main(int argc, char** argv) try {
   std::string request_rate;
   std::vector<std::string> rate_list, backend_list = {"grpc"};
   double wait_s = 30, temperature = 0, interval_ms = 20, first_delay_ms = 50;
+  std::string json_schema_path;
   int64_t warmup = 1;
   bool no_progress = false, self_test = false, serve_pacer = false;
   muse::bench::SelfTestConfig st;
@@ -188,6 +191,10 @@ int main(int argc, char** argv) try {
       ->add_option("--image-repeat-ratio", wc.image_repeat_ratio, "share of repeated images")
       ->check(muse::cli::InRange(0.0, 1.0));
   workload_flags->add_option("--priority-mix", priority_mix, "e.g. interactive:0.7,batch:0.3");
+  workload_flags
+      ->add_option("--json-schema", json_schema_path,
+                   "structured output: every request constrained by this JSON schema file")
+      ->check(CLI::ExistingFile);
   workload_flags->add_option("--temperature", temperature, "sampling temperature")
       ->check(AtLeast(0.0));
 
@@ -214,6 +221,16 @@ int main(int argc, char** argv) try {
 
   const bool progress = !no_progress;
   run.temperature = static_cast<float>(temperature);
+  if (!json_schema_path.empty()) {
+    std::ifstream in(json_schema_path);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!nlohmann::json::accept(text.str())) {
+      std::cerr << "muse-bench: --json-schema: " << json_schema_path << " is not JSON\n";
+      return kExitUsage;
+    }
+    run.json_schema = text.str();
+  }
   st.pacer.interval_s = interval_ms / 1000;
   st.pacer.first_delay_s = first_delay_ms / 1000;
   std::vector<double> rates = {std::numeric_limits<double>::infinity()};
@@ -354,6 +371,7 @@ int main(int argc, char** argv) try {
       {"image_repeat_ratio", wc.image_repeat_ratio},
       {"priority_mix", wc.priority_mix},
       {"temperature", run.temperature},
+      {"json_schema", run.json_schema},
       {"api_key_set", !run.api_key.empty()},
   };
 

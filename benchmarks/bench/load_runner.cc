@@ -33,6 +33,8 @@ v1::GenerateRequest ToProto(const RunConfig& config, const BenchRequest& b, int6
     req.set_prompt(b.prompt_text);
   }
   req.mutable_sampling()->set_temperature(config.temperature);
+  if (!config.json_schema.empty())
+    req.mutable_response_format()->set_json_schema(config.json_schema);
   req.mutable_stopping()->set_max_tokens(static_cast<int32_t>(b.max_tokens));
   req.mutable_stopping()->set_ignore_eos(b.ignore_eos);
   if (b.priority == "interactive") req.set_priority(v1::PRIORITY_INTERACTIVE);

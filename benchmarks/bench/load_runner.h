@@ -35,6 +35,7 @@ struct RunConfig {
   double duration_s = 0;         // > 0: send until this many seconds, then drain
   double request_timeout_s = 0;  // per-request deadline, 0 = none
   float temperature = 0.0f;      // greedy by default: cheapest sampling, reproducible
+  std::string json_schema;       // non-empty: every request's structured-output schema (text)
   std::string request_id_prefix = "bench-";
   int64_t index_offset = 0;  // request i uses workload.Make(i + index_offset) (warm-up)
 };

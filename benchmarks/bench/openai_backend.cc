@@ -89,7 +89,8 @@ class OpenAiBackend final : public Backend {
   void Start(BenchRequest b, int64_t index, CallSlot slot) override {
     (void)index;
     const bool chat = chat_ || !b.image_png.empty();  // images only go to chat (as over gRPC)
-    std::string body = OpenAiRequestBody(b, chat, config_.model, config_.temperature);
+    std::string body =
+        OpenAiRequestBody(b, chat, config_.model, config_.temperature, config_.json_schema);
     asio::co_spawn(io_,
                    Exchange(chat ? "/v1/chat/completions" : "/v1/completions", std::move(body),
                             std::move(slot)),

@@ -197,7 +197,7 @@ std::string ImageDataUri(const std::string& bytes) {
 }
 
 std::string OpenAiRequestBody(const BenchRequest& b, bool chat, const std::string& model,
-                              float temperature) {
+                              float temperature, const std::string& json_schema) {
   json j;
   if (!model.empty()) j["model"] = model;
   if (chat || !b.image_png.empty()) {
@@ -217,6 +217,12 @@ std::string OpenAiRequestBody(const BenchRequest& b, bool chat, const std::strin
   j["max_tokens"] = b.max_tokens;
   if (b.ignore_eos) j["ignore_eos"] = true;
   if (!b.priority.empty()) j["priority"] = b.priority;
+  if (!json_schema.empty()) {
+    j["response_format"] = {
+        {"type", "json_schema"},
+        {"json_schema",
+         {{"name", "bench"}, {"strict", true}, {"schema", json::parse(json_schema)}}}};
+  }
   j["stream"] = true;
   j["stream_options"] = {{"include_usage", true}};
   return j.dump();

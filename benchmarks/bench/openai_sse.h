@@ -76,9 +76,10 @@ int CodeOfOpenAiError(std::string_view type, std::string_view code);
 std::string ImageDataUri(const std::string& bytes);
 
 // POST body for `b`: chat (messages; image as a data: URI part) or completions (prompt as token
-// ids, or text); stream with include_usage, max_tokens, ignore_eos, temperature, priority.
+// ids, or text); stream with include_usage, max_tokens, ignore_eos, temperature, priority, and
+// a strict json_schema response_format when `json_schema` (the schema's text) is not empty.
 // Chat needs b.prompt_text (token-id prompts are detokenized first, see the HTTP backend).
 std::string OpenAiRequestBody(const BenchRequest& b, bool chat, const std::string& model,
-                              float temperature);
+                              float temperature, const std::string& json_schema = "");
 
 }  // namespace muse::bench
