@@ -26,6 +26,9 @@ class CompiledGrammar {
   ~CompiledGrammar();
   const Grammar& grammar() const;
   const TokenVocabulary& vocab() const;
+  // Computes every per-position token class now (see token_mask_cache.h) instead of on the first
+  // mask that needs it; thread-safe. Costs one vocabulary walk per kernel position.
+  void PrecomputeMasks() const;
 
   struct Impl;  // matcher.cc
   const Impl& impl() const { return *impl_; }
@@ -49,7 +52,8 @@ class GrammarMatcher {
   bool AcceptToken(int32_t id);
   // Advances by raw bytes (all or nothing; false leaves the state unchanged).
   bool AcceptBytes(std::string_view bytes);
-  // Undoes the last `num_tokens` accepted tokens (EOS included).
+  // Undoes the last `num_tokens` accepted tokens (EOS included). Bytes given to AcceptBytes belong
+  // to no token: rolling back the token before them drops them too.
   void RollbackTokens(int num_tokens);
 
   // The grammar accepts the bytes so far (EOS would be allowed).
@@ -59,7 +63,12 @@ class GrammarMatcher {
 
   // Writes the allowed next tokens as bits (`words` has vocab().bitmask_words() entries; token i
   // is bit i % 32 of word i / 32). EOS ids are set iff CanEnd(). After termination only EOS ids.
+  // Uses the compiled grammar's per-position token classes and runs the parser only on the
+  // tokens they leave undecided. Not thread-safe on one matcher (it parses ahead and rolls back).
   void FillNextTokenBitmask(std::span<uint32_t> words) const;
+  // The same mask by walking the whole vocabulary trie with the parser (no cache): the reference
+  // for tests and benchmarks.
+  void FillNextTokenBitmaskByTrie(std::span<uint32_t> words) const;
 
   const CompiledGrammar& compiled() const { return *grammar_; }
 

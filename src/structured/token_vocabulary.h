@@ -42,6 +42,9 @@ class TokenVocabulary {
   // sorted[i - 1] and sorted[i] (lcp[0] = 0).
   std::span<const int32_t> sorted_ids() const { return sorted_; }
   std::span<const int32_t> lcp() const { return lcp_; }
+  // End of the trie subtree at sorted position i: the first j > i whose token does not share the
+  // first `prefix_len` bytes of sorted[i] (sorted_ids().size() when none). O(prefix_len) jumps.
+  int32_t SubtreeEnd(int32_t i, int32_t prefix_len) const;
 
  private:
   int vocab_size_ = 0;
@@ -50,6 +53,8 @@ class TokenVocabulary {
   std::vector<int32_t> eos_;
   std::vector<int32_t> sorted_;
   std::vector<int32_t> lcp_;
+  std::vector<int32_t> next_smaller_;  // first k > j with lcp[k] < lcp[j]
+  void BuildIndex();
 };
 
 }  // namespace muse::structured

@@ -13,6 +13,15 @@ namespace {
 
 class ByteLevelDecoder : public Decoder {
  public:
+  void TokenBytes(std::string& token) const override {
+    std::string bytes;
+    for (size_t i = 0; i < token.size();) {
+      const int b = CharToByte(DecodeUtf8(token, i));
+      if (b < 0) return;  // a character outside the byte map: the token's UTF-8 as is (HF 0.22)
+      bytes.push_back(static_cast<char>(b));
+    }
+    token = std::move(bytes);
+  }
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     std::string bytes;
     for (const std::string& t : tokens) {
@@ -42,25 +51,31 @@ class ReplaceDecoder : public Decoder {
   ReplaceDecoder(StringOrRegex pattern, std::string content)
       : pattern_(std::move(pattern)), content_(std::move(content)) {}
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
-    std::vector<std::pair<size_t, size_t>> m;
-    for (std::string& t : tokens) {
-      m.clear();
-      RETURN_IF_ERROR(pattern_.FindAll(t, m));
-      if (m.empty()) continue;
-      std::string out;
-      size_t prev = 0;
-      for (auto [b, e] : m) {
-        out.append(t, prev, b - prev);
-        out += content_;
-        prev = e;
-      }
-      out.append(t, prev);
-      t = std::move(out);
-    }
+    for (std::string& t : tokens) RETURN_IF_ERROR(ReplaceIn(t));
     return absl::OkStatus();
+  }
+  void TokenBytes(std::string& token) const override {
+    // Vocabulary strings are valid UTF-8, so FindAll cannot fail; on error the token stays as is.
+    ReplaceIn(token).IgnoreError();
   }
 
  private:
+  absl::Status ReplaceIn(std::string& t) const {
+    std::vector<std::pair<size_t, size_t>> m;
+    RETURN_IF_ERROR(pattern_.FindAll(t, m));
+    if (m.empty()) return absl::OkStatus();
+    std::string out;
+    size_t prev = 0;
+    for (auto [b, e] : m) {
+      out.append(t, prev, b - prev);
+      out += content_;
+      prev = e;
+    }
+    out.append(t, prev);
+    t = std::move(out);
+    return absl::OkStatus();
+  }
+
   StringOrRegex pattern_;
   std::string content_;
 };
@@ -74,6 +89,12 @@ int HexDigit(char c) {
 
 class ByteFallbackDecoder : public Decoder {
  public:
+  void TokenBytes(std::string& token) const override {
+    if (token.size() == 6 && token.starts_with("<0x") && token[5] == '>') {
+      const int hi = HexDigit(token[3]), lo = HexDigit(token[4]);
+      if (hi >= 0 && lo >= 0) token.assign(1, static_cast<char>(hi * 16 + lo));
+    }
+  }
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     std::vector<std::string> out;
     out.reserve(tokens.size());
@@ -107,6 +128,7 @@ class ByteFallbackDecoder : public Decoder {
 
 class FuseDecoder : public Decoder {
  public:
+  void TokenBytes(std::string&) const override {}
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     std::string all;
     for (const auto& t : tokens) all += t;
@@ -118,6 +140,9 @@ class FuseDecoder : public Decoder {
 
 class StripDecoder : public Decoder {
  public:
+  // Strip only ever removes the text's leading / trailing characters (Llama 2's space after the
+  // prompt), never bytes in the middle.
+  void TokenBytes(std::string&) const override {}
   StripDecoder(std::string content, size_t start, size_t stop)
       : content_(std::move(content)), start_(start), stop_(stop) {}
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
@@ -147,6 +172,18 @@ class MetaspaceDecoder : public Decoder {
  public:
   MetaspaceDecoder(std::string replacement, bool strip_first)
       : replacement_(std::move(replacement)), strip_first_(strip_first) {}
+  void TokenBytes(std::string& token) const override {
+    std::string out;
+    for (size_t p = 0; p < token.size();) {
+      if (token.compare(p, replacement_.size(), replacement_) == 0) {
+        out += ' ';
+        p += replacement_.size();
+      } else {
+        out += token[p++];
+      }
+    }
+    token = std::move(out);
+  }
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {
     for (size_t i = 0; i < tokens.size(); ++i) {
       std::string out;
@@ -172,6 +209,9 @@ class MetaspaceDecoder : public Decoder {
 
 class SequenceDecoder : public Decoder {
  public:
+  void TokenBytes(std::string& token) const override {
+    for (const auto& p : parts_) p->TokenBytes(token);
+  }
   explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> parts)
       : parts_(std::move(parts)) {}
   absl::Status DecodeChain(std::vector<std::string>& tokens) const override {

@@ -16,6 +16,10 @@ class Decoder {
   virtual ~Decoder() = default;
   // One step of HF's decode_chain: token strings in, token strings out.
   virtual absl::Status DecodeChain(std::vector<std::string>& tokens) const = 0;
+  // The bytes one token appends in the middle of a text, in place: the same per-token mapping
+  // without what depends on neighbours (no UTF-8 repair, no stripping at the start of the text).
+  // Used to build grammar-constrained decoding's byte vocabulary.
+  virtual void TokenBytes(std::string& token) const = 0;
 };
 
 absl::StatusOr<std::unique_ptr<Decoder>> MakeDecoder(const nlohmann::json& config);

@@ -251,6 +251,15 @@ std::optional<int32_t> Tokenizer::TokenToId(std::string_view token) const {
   return impl_->model->TokenToId(token);
 }
 
+std::optional<std::string> Tokenizer::TokenBytes(int32_t id) const {
+  if (const AddedToken* a = impl_->added.FindById(id)) return a->content;
+  const std::string* t = impl_->model->IdToToken(id);
+  if (!t) return std::nullopt;
+  std::string bytes = *t;
+  if (impl_->decoder) impl_->decoder->TokenBytes(bytes);
+  return bytes;
+}
+
 bool Tokenizer::IsSpecial(int32_t id) const { return impl_->added.IsSpecialId(id); }
 
 size_t Tokenizer::vocab_size() const { return impl_->vocab_size; }

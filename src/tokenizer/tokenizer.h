@@ -47,6 +47,10 @@ class Tokenizer {
   // Raw vocab string of `id` (added tokens included).
   std::optional<std::string> IdToToken(int32_t id) const;
   std::optional<int32_t> TokenToId(std::string_view token) const;
+  // The bytes `id` appends in the middle of a decoded text (the decoder's per-token mapping:
+  // byte-level characters back to bytes, SentencePiece "▁" to a space, "<0xNN>" to byte NN; added
+  // tokens verbatim). May be invalid UTF-8 (part of a character). nullopt for unknown ids.
+  std::optional<std::string> TokenBytes(int32_t id) const;
   // True for added tokens flagged "special" (what skip_special_tokens drops).
   bool IsSpecial(int32_t id) const;
   // One past the largest id, added tokens included.

@@ -1,0 +1,56 @@
+// Per-position token classes for fast masks (internal to src/structured; xgrammar's adaptive
+// token-mask cache idea, adapted to a byte-level Earley parser).
+//
+// Every path through a token starts at a "kernel" item of the current Earley set (dot > 0, or the
+// start item). For a kernel position p = "X ::= a . b" the cache parses each vocabulary token in
+// a sub-parse that sees only p and the predictions of X (what any set holding an X item also
+// holds), and sorts the token into:
+//   accepted  - consumed entirely inside that sub-parse: allowed wherever p is in the top set;
+//   uncertain - a rule begun in the context the sub-parse cannot see completed inside the token
+//               and the next byte could continue in that context (the byte is in the rule's
+//               follow set from the references not simulated); decided by the real parser;
+//   rejected  - neither: p contributes nothing for this token.
+// The mask of a set is then the union of its kernel positions' accepted sets, plus the uncertain
+// tokens that the real parser accepts. Entries are computed on first use and shared by threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "src/structured/earley.h"
+#include "src/structured/token_vocabulary.h"
+
+namespace muse::structured::internal {
+
+class TokenMaskCache {
+ public:
+  struct Entry {
+    std::vector<uint32_t> accepted;  // token-id bitmask words; empty when nothing is accepted
+    std::vector<int32_t> uncertain;  // indices into vocab.sorted_ids(), ascending
+  };
+
+  TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* vocab);
+  // Whether p is a kernel position with something to scan (dot > 0 or the start item, and not at
+  // the end of its alternative).
+  bool IsKernel(int32_t pos) const;
+  // The entry of kernel position `pos` (computed on first use; thread-safe).
+  const Entry& Get(int32_t pos) const;
+  // Computes every kernel position's entry now (e.g. at compile time, off the decode path).
+  void ComputeAll() const;
+
+ private:
+  void Compute(int32_t pos, Entry* e) const;
+
+  const FlatGrammar* g_;
+  const TokenVocabulary* vocab_;
+  std::vector<ByteSet> first_rest_;     // per position: first bytes of the rest of its alternative
+  std::vector<uint8_t> rest_nullable_;  // per position: the rest can derive ""
+  std::vector<ByteSet> follow_;         // per rule: bytes that can follow it anywhere
+  std::vector<std::vector<int32_t>> refs_;  // per rule: positions whose next symbol is the rule
+  mutable std::vector<std::unique_ptr<Entry>> entries_;
+  std::unique_ptr<std::once_flag[]> once_;
+};
+
+}  // namespace muse::structured::internal
