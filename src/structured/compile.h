@@ -30,14 +30,22 @@ absl::StatusOr<Grammar> CompileJsonSchema(std::string_view schema_json,
                                           const JsonSchemaOptions& options = {});
 // Any JSON value whose top level is an object (OpenAI's json_object mode).
 absl::StatusOr<Grammar> JsonObjectGrammar(const JsonSchemaOptions& options = {});
-// A regular expression (ECMAScript / PCRE-like subset: literals, ., classes [..] with ranges and
-// negation, \d \w \s \D \W \S, escapes, groups (?:..), alternation, * + ? {m} {m,} {m,n}; anchors
-// ^ $ only at the ends) matching the WHOLE output.
+// A regular expression matching the WHOLE output. The dialect is PCRE2's in UTF mode without UCP,
+// plus ECMAScript's \uHHHH / \u{H..}: literals, "." (any code point but \n), classes [..] with
+// ranges, negation and escapes ("]" first is literal), \d \w \s \D \W \S (ASCII), \n \r \t \f
+// \v (VT, as in ECMAScript) \a \e \0 \xHH \x{H..}, escaped metacharacters, groups ( ) (?: )
+// (?<name> ), alternation, * + ? {m} {m,} {m,n} (a lazy "?" suffix is accepted: same language);
+// ^ only first and $ only last. Refused with their offset: lookaround, backreferences, other
+// anchors, possessive quantifiers, inline flags, \p{..}, and a regex that accepts nothing.
 absl::StatusOr<Grammar> CompileRegex(std::string_view regex);
-// GBNF-like EBNF (llama.cpp's format): rule ::= alternatives, "literal", [classes], ( ),
-// * + ? {m,n}, # comments. The root rule is "root".
+// GBNF-like EBNF (llama.cpp's format): rule ::= alternatives, names [A-Za-z0-9_-]+, "literal" and
+// [classes] with \n \r \t \xHH \uHHHH \UHHHHHHHH (code points) and escaped punctuation, ( ),
+// "." (any code point, \n included, as in llama.cpp), postfix * + ? {m} {m,} {m,n}, # comments.
+// Newlines are whitespace: a rule ends where the next "name ::=" starts. The root rule is "root".
+// Errors name the line:column (undefined or duplicate rules, rules that can never finish, ...).
 absl::StatusOr<Grammar> CompileEbnf(std::string_view text);
-// Exactly one of `choices` (vLLM's guided_choice).
+// Exactly one of `choices` (vLLM's guided_choice), byte for byte; duplicates are harmless, an
+// empty list is InvalidArgument.
 absl::StatusOr<Grammar> ChoiceGrammar(const std::vector<std::string>& choices);
 
 }  // namespace muse::structured

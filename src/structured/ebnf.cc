@@ -251,9 +251,11 @@ class EbnfParser {
     return Error(at, absl::StrCat("unexpected ", Here()));
   }
 
+  // Postfix quantifiers; they stack ("x?*", "x{2}{3}") as in llama.cpp, up to kMaxDepth in a row
+  // (each one nests the tree a level deeper).
   absl::StatusOr<Node> ParseQuantifiers(Node item) {
-    while (true) {
-      // Space may separate an item from its quantifier, but not a newline-started definition.
+    for (int count = 0;; ++count) {
+      // Whitespace may separate an item from its quantifier.
       const size_t save = pos_;
       SkipSpace();
       const size_t at = pos_;
@@ -277,6 +279,9 @@ class EbnfParser {
       } else {
         pos_ = save;
         return item;
+      }
+      if (count == kMaxDepth) {
+        return Error(at, absl::StrCat("more than ", kMaxDepth, " quantifiers in a row"));
       }
       item = Node::Repeat(std::move(item), min, max);
     }

@@ -412,5 +412,66 @@ TEST(ChoiceTest, ExactlyOneOfTheChoices) {
   EXPECT_EQ(empty.status().message(), "choice: the list of choices is empty");
 }
 
+// Token soup: random sequences of EBNF syntax never crash, fail only with InvalidArgument naming a
+// line:column (or the missing root), and what compiles is a valid grammar for the matcher.
+TEST(EbnfTest, TokenSoupCompilesOrIsRefused) {
+  const std::vector<std::string> pieces = {"root",
+                                           " ::= ",
+                                           "a",
+                                           "b-2",
+                                           "::=",
+                                           "\n",
+                                           "\n  | ",
+                                           " | ",
+                                           "|",
+                                           "(",
+                                           ")",
+                                           "[",
+                                           "]",
+                                           "[^",
+                                           "a-z",
+                                           "\"",
+                                           "\"x\"",
+                                           "\"\\u00e9\"",
+                                           "\\",
+                                           "*",
+                                           "+",
+                                           "?",
+                                           "{",
+                                           "}",
+                                           "{1,2}",
+                                           ",",
+                                           "3",
+                                           ".",
+                                           "# c\n",
+                                           " ",
+                                           "é",
+                                           "<",
+                                           "\"\\\"",
+                                           "root ::= a\n",
+                                           "a ::= \"q\" a | \"\"\n"};
+  std::mt19937 rng(31);
+  int compiled = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string text = std::uniform_int_distribution<int>(0, 1)(rng) ? "root ::= " : "";
+    const int n = std::uniform_int_distribution<int>(0, 12)(rng);
+    for (int k = 0; k < n; ++k) {
+      text += pieces[std::uniform_int_distribution<size_t>(0, pieces.size() - 1)(rng)];
+    }
+    auto g = CompileEbnf(text);
+    if (!g.ok()) {
+      EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument) << Escaped(text);
+      const std::string_view msg(g.status().message().data(), g.status().message().size());
+      EXPECT_TRUE(msg.rfind("grammar line ", 0) == 0 || msg.rfind("grammar: ", 0) == 0)
+          << Escaped(text) << ": " << msg;
+      continue;
+    }
+    ++compiled;
+    Acceptor a(*g);  // CompiledGrammar::Create must take it
+  }
+  EXPECT_GT(compiled, 1000);
+  std::cerr << "EBNF token soup: " << compiled << " of 20000 compiled\n";
+}
+
 }  // namespace
 }  // namespace muse::structured

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "src/structured/compile.h"
 #include "tests/structured/frontend_test_util.h"
 
@@ -512,6 +513,46 @@ TEST(RegexTest, ErrorsNameTheConstructAndOffset) {
   for (int i = 0; i < 300; ++i) deep += "(";
   EXPECT_EQ(CompileRegex(deep).status().message(),
             "regex offset 257: groups nested deeper than 256");
+}
+
+// Token soup: random sequences of regex syntax. CompileRegex never crashes, fails only with
+// InvalidArgument naming an offset, and whenever it accepts a pattern PCRE2 accepts it too and
+// both agree on the language.
+TEST(RegexTest, TokenSoupAgreesWithPcre2OrIsRefused) {
+  const std::vector<std::string> pieces = {
+      "(",   ")",   "[",   "]",   "^",       "$",     "\\",         "d",   "w",     "S",   "{",
+      "}",   ",",   "1",   "2",   "0",       "*",     "+",          "?",   "|",     "-",   "a",
+      "b",   "é",   "😀",   ".",   "\\u00e9", "\\x41", "\\x{1F600}", "(?:", "(?<n>", "[^",  "\\d",
+      "\\W", "\\n", "\\.", "\\]", "\\-",     " ",     "\xFF",       "\\b", "(?=",   "\\1", "{2,3}"};
+  std::mt19937 rng(4242);
+  int compiled = 0;
+  int refused = 0;
+  for (int i = 0; i < 20000; ++i) {
+    std::string re;
+    const int n = std::uniform_int_distribution<int>(0, 10)(rng);
+    for (int k = 0; k < n; ++k) {
+      re += pieces[std::uniform_int_distribution<size_t>(0, pieces.size() - 1)(rng)];
+    }
+    auto g = CompileRegex(re);
+    if (!g.ok()) {
+      ++refused;
+      EXPECT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument) << Escaped(re);
+      EXPECT_TRUE(absl::StartsWith(g.status().message(), "regex offset "))
+          << Escaped(re) << ": " << g.status();
+      continue;
+    }
+    ++compiled;
+    Pcre pcre(re);
+    if (!pcre.ok()) {
+      ADD_FAILURE() << "compiled, but PCRE2 refuses " << Escaped(re) << ": " << pcre.error();
+      continue;
+    }
+    std::vector<std::string> strings = TestStrings({}, CharPool(), 30, &rng);
+    for (const std::string& p : pieces) strings.push_back(p);
+    ExpectSameAsPcre(re, strings);
+    if (HasFailure()) break;
+  }
+  std::cerr << "token soup: " << compiled << " compiled, " << refused << " refused\n";
 }
 
 }  // namespace
