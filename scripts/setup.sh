@@ -25,6 +25,7 @@ APT_PACKAGES=(
   clang-format-14 clang-tidy-14                          # scripts/lint.sh (style gate in CI)
   libgtest-dev libgmock-dev googletest libbenchmark-dev
   python3-numpy
+  json-schema-test-suite                                 # JSON Schema conformance cases (structured output)
 )
 
 step "apt packages"

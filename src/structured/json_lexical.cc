@@ -300,7 +300,9 @@ absl::StatusOr<Symbol> JsonLexicon::StringMatching(const Grammar& text, bool any
     }
   }
   if (!canonical_star_) canonical_star_ = b_->Star(CanonicalChar());
-  Alternative alt{b_->Byte('"')};
+  Alternative alt;
+  alt.reserve(5);
+  alt.push_back(b_->Byte('"'));
   if (any_prefix) alt.push_back(*canonical_star_);
   alt.push_back(Symbol::Rule(rule[text.root]));
   if (any_suffix) alt.push_back(*canonical_star_);
@@ -399,7 +401,7 @@ Symbol JsonLexicon::Magnitude(uint64_t lo, std::optional<uint64_t> hi) {
   const size_t last = hi ? hi_s.size() : lo_s.size();
   std::vector<Alternative> alts;
   for (size_t len = lo_s.size(); len <= last; ++len) {
-    const std::string a = len == lo_s.size() ? lo_s : "1" + std::string(len - 1, '0');
+    const std::string a = len == lo_s.size() ? lo_s : absl::StrCat("1", std::string(len - 1, '0'));
     const std::string b = hi && len == hi_s.size() ? hi_s : std::string(len, '9');
     if (a > b) continue;
     Alternative alt;

@@ -231,8 +231,12 @@ absl::Status Merge(View* into, const Json& schema, const std::string& at,
     const bool stackable = key == "type" || key == "required" || Annotations().count(key) > 0;
     for (size_t j = 0; j < before && !stackable; ++j) {
       const Entry& e = into->entries[j];
-      bool clash = e.key == key;
-      for (const auto& group : kGroups) clash |= group.count(key) && group.count(e.key);
+      // Two "properties" stack (their names must differ: checked when the object is compiled).
+      const bool both_properties = key == "properties" && e.key == "properties";
+      bool clash = e.key == key && !both_properties;
+      for (const auto& group : kGroups) {
+        clash |= group.count(key) && group.count(e.key) && !both_properties;
+      }
       if (clash) {
         return Unsupported(at, combinator,
                            absl::StrCat("\"", key, "\" here and \"", e.key, "\" at ",
@@ -619,9 +623,16 @@ SchemaCompiler::Result SchemaCompiler::CompileObject(const View& v, int depth) {
   auto is_required = [&](const std::string& name) {
     return std::find(required.begin(), required.end(), name) != required.end();
   };
-  if (const Entry* e = v.Find("properties")) {
+  std::map<std::string, std::string> declared_at;
+  for (const Entry* e : v.FindAll("properties")) {
     if (!e->value->is_object()) return Error(e->pointer(), "\"properties\" must be an object");
     for (const auto& [name, schema] : e->value->items()) {
+      auto [it, fresh] = declared_at.emplace(name, e->pointer());
+      if (!fresh) {
+        return Unsupported(e->at, "properties",
+                           absl::StrCat("\"", name, "\" is also declared at ", it->second,
+                                        "; one property in two combined schemas is not supported"));
+      }
       Result r = Compile(schema, Child(e->pointer(), name), depth + 1);
       if (!r.ok()) return r;
       props.push_back({name, *r, is_required(name)});

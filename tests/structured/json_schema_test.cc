@@ -403,6 +403,15 @@ TEST(JsonSchemaValues, AnyOfOneOfAllOfMergeWithSiblings) {
   EXPECT_FALSE(all.Accepts(R"({"a":null,"b":1})"));
   EXPECT_FALSE(all.Accepts("null"));
   EXPECT_FALSE(MustCompile(R"({"allOf":[true,{"const":1}]})").Accepts("2"));
+  // Properties of combined schemas stack, the base's first.
+  Language stacked = MustCompile(R"({"properties":{"a":{"type":"integer"}},"required":["a"],
+      "allOf":[{"properties":{"b":{"type":"string"}},"required":["b"]}]})");
+  EXPECT_TRUE(stacked.Accepts(R"({"a":1,"b":"x"})"));
+  EXPECT_FALSE(stacked.Accepts(R"({"a":1})"));
+  EXPECT_FALSE(stacked.Accepts(R"({"a":1,"b":2})"));
+  EXPECT_THAT(CompileError(R"({"properties":{"a":{}},"anyOf":[{"properties":{"a":{}}}]})"),
+              HasSubstr("schema /anyOf/0: unsupported keyword \"properties\" (\"a\" is also "
+                        "declared at /properties"));
   EXPECT_THAT(CompileError(R"({"allOf":[{"properties":{"a":{}}}],"additionalProperties":false})"),
               HasSubstr("unsupported keyword \"allOf\" (\"properties\" here and "
                         "\"additionalProperties\" at (root) constrain the same thing"));
