@@ -51,8 +51,9 @@ EarleyStack::EarleyStack(const FlatGrammar* g) : g_(g), predicted_(g->num_rules(
   table_stamp_.assign(64, 0);
 }
 
-void EarleyStack::SetExitTracking(int32_t exit_origin, const std::vector<ByteSet>* follow) {
-  exit_origin_ = exit_origin;
+void EarleyStack::SetExitTracking(int32_t num_context,
+                                  const std::vector<std::vector<ByteSet>>* follow) {
+  num_context_ = num_context;
   follow_ = follow;
 }
 
@@ -161,8 +162,8 @@ void EarleyStack::Close(int k) {
       case FlatGrammar::Next::kEnd: {
         const int32_t y = g.rule[it.pos];
         if (it.origin == k) break;  // empty completion: done by the nullable step above
-        if (it.origin == exit_origin_ && follow_ && k > exit_origin_ + 1) {
-          exit_follow_[k] |= (*follow_)[y];
+        if (follow_ && it.origin < num_context_ && k > num_context_) {
+          exit_follow_[k] |= (*follow_)[it.origin][y];
         }
         const int32_t b = set_begin_[it.origin], e = set_begin_[it.origin + 1];
         for (int32_t j = b; j < e; ++j) {

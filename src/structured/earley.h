@@ -63,9 +63,10 @@ class EarleyStack {
   // Whether the top set holds "rule ::= ... ." with origin `origin`.
   bool TopHasCompleted(int32_t rule, int32_t origin) const;
 
-  // Sub-parse mode: completing a rule Y whose origin is `exit_origin` (an "exit" to context the
-  // sub-parse does not see) records follow[Y] into exit_follow(set index). Off when follow empty.
-  void SetExitTracking(int32_t exit_origin, const std::vector<ByteSet>* follow);
+  // Sub-parse mode: sets 0..num_context-1 stand for context sets. Completing a rule Y whose origin
+  // r is one of them, in a set after the first byte, is an "exit" to context the sub-parse may not
+  // see: follow[r][Y] (the bytes that could continue there) is recorded into exit_follow(set).
+  void SetExitTracking(int32_t num_context, const std::vector<std::vector<ByteSet>>* follow);
   const ByteSet& exit_follow(int k) const { return exit_follow_[k]; }
 
  private:
@@ -80,8 +81,8 @@ class EarleyStack {
   uint32_t stamp_ = 0;
   std::vector<uint64_t> table_;
   std::vector<uint32_t> table_stamp_;
-  int32_t exit_origin_ = -1;
-  const std::vector<ByteSet>* follow_ = nullptr;
+  int32_t num_context_ = 0;
+  const std::vector<std::vector<ByteSet>>* follow_ = nullptr;
   std::vector<ByteSet> exit_follow_;
 };
 

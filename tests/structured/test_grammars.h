@@ -129,4 +129,24 @@ inline Grammar Utf8Grammar() {
   return *std::move(b).Finish(root);
 }
 
+// Bounded repeats and lists inside unique-parent chains and nullable recursion:
+//   root ::= '[' list(word, ',', 1..4) ']' | A ;  word ::= [a-c]{1,3}
+//   A ::= '<' B '>' A | "" ;  B ::= C C? ;  C ::= 'c' D | 'x' ;  D ::= D 'd' | "".
+inline Grammar NestedGrammar() {
+  GrammarBuilder b;
+  const int32_t root = b.AddRule("root"), a = b.AddRule("a"), bb = b.AddRule("b"),
+                c = b.AddRule("c"), d = b.AddRule("d");
+  const Symbol word = b.Repeat(b.Bytes(ByteSet::Range('a', 'c')), 1, 3);
+  b.AddAlternative(root, {b.Byte('['), b.SeparatedList(word, b.Byte(','), 1, 4), b.Byte(']')});
+  b.AddAlternative(root, {Symbol::Rule(a)});
+  b.AddAlternative(a, {b.Byte('<'), Symbol::Rule(bb), b.Byte('>'), Symbol::Rule(a)});
+  b.AddAlternative(a, {});
+  b.AddAlternative(bb, {Symbol::Rule(c), b.Optional(Symbol::Rule(c))});
+  b.AddAlternative(c, {b.Byte('c'), Symbol::Rule(d)});
+  b.AddAlternative(c, {b.Byte('x')});
+  b.AddAlternative(d, {Symbol::Rule(d), b.Byte('d')});
+  b.AddAlternative(d, {});
+  return *std::move(b).Finish(root);
+}
+
 }  // namespace muse::structured::testing
