@@ -407,10 +407,10 @@ class EbnfParser {
       ranges.push_back({*lo, hi});
     }
     ++pos_;
-    ranges = pattern::NormalizeRanges(std::move(ranges));
+    ranges = pattern::NormalizeRanges(ranges);
     if (negate) ranges = pattern::ComplementRanges(ranges);
     if (ranges.empty()) return Error(open, "character class matches no character");
-    return Node::Class(std::move(ranges));
+    return Node::Class(ranges);
   }
 
   // Every rule reachable from the root must be able to finish (derive some finite string);

@@ -14,7 +14,7 @@ constexpr uint32_t kSurrogateHi = 0xDFFF;
 
 }  // namespace
 
-std::vector<CodepointRange> NormalizeRanges(std::vector<CodepointRange> ranges) {
+std::vector<CodepointRange> NormalizeRanges(const std::vector<CodepointRange>& ranges) {
   std::vector<CodepointRange> split;
   for (CodepointRange r : ranges) {
     if (r.lo > r.hi || r.lo > kMaxCodepoint) continue;
@@ -48,7 +48,7 @@ std::vector<CodepointRange> ComplementRanges(const std::vector<CodepointRange>& 
     next = r.hi + 1;
   }
   if (next <= kMaxCodepoint) out.push_back({next, kMaxCodepoint});
-  return NormalizeRanges(std::move(out));
+  return NormalizeRanges(out);
 }
 
 Node Node::Nothing() {
@@ -65,9 +65,9 @@ Node Node::Literal(std::string bytes) {
   return n;
 }
 
-Node Node::Class(std::vector<CodepointRange> ranges) {
+Node Node::Class(const std::vector<CodepointRange>& ranges) {
   Node n;
-  n.ranges = NormalizeRanges(std::move(ranges));
+  n.ranges = NormalizeRanges(ranges);
   n.kind = n.ranges.empty() ? Kind::kNothing : Kind::kClass;
   return n;
 }

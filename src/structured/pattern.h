@@ -17,7 +17,7 @@ namespace muse::structured::pattern {
 inline constexpr uint32_t kMaxCodepoint = 0x10FFFF;
 
 // Sorted, disjoint, non-adjacent ranges without surrogates (D800-DFFF, which UTF-8 cannot carry).
-std::vector<CodepointRange> NormalizeRanges(std::vector<CodepointRange> ranges);
+std::vector<CodepointRange> NormalizeRanges(const std::vector<CodepointRange>& ranges);
 // U+0000..U+10FFFF (less surrogates) minus `ranges` (normalized).
 std::vector<CodepointRange> ComplementRanges(const std::vector<CodepointRange>& ranges);
 
@@ -46,7 +46,7 @@ struct Node {
   static Node Empty() { return {}; }
   static Node Nothing();
   static Node Literal(std::string bytes);
-  static Node Class(std::vector<CodepointRange> ranges);  // normalizes; empty -> kNothing
+  static Node Class(const std::vector<CodepointRange>& ranges);  // normalizes; empty -> kNothing
   static Node RuleRef(int32_t rule);
   static Node Seq(std::vector<Node> children);
   static Node Alt(std::vector<Node> children);

@@ -425,10 +425,10 @@ class RegexParser {
       }
     }
     ++pos_;  // ]
-    ranges = pattern::NormalizeRanges(std::move(ranges));
+    ranges = pattern::NormalizeRanges(ranges);
     if (negate) ranges = pattern::ComplementRanges(ranges);
     if (ranges.empty() && first_empty_class_ == std::string_view::npos) first_empty_class_ = open;
-    return Node::Class(std::move(ranges));
+    return Node::Class(ranges);
   }
 
   absl::StatusOr<Atom> ClassAtom() {
