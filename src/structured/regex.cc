@@ -69,15 +69,7 @@ class RegexParser {
     if (size_t bad = tokenizer::FindInvalidUtf8(re_); bad != tokenizer::kUtf8Valid) {
       return Error(bad, "invalid UTF-8");
     }
-    if (!re_.empty() && re_[0] == '^') pos_ = 1;
     end_ = re_.size();
-    // A final unescaped $ anchors the end: it is the last byte and not preceded by an odd run of
-    // backslashes.
-    if (end_ > pos_ && re_[end_ - 1] == '$') {
-      size_t slashes = 0;
-      while (end_ - 1 - slashes > pos_ && re_[end_ - 2 - slashes] == '\\') ++slashes;
-      if (slashes % 2 == 0) --end_;
-    }
     absl::StatusOr<Node> n = ParseAlternation(0);
     if (!n.ok()) return n;
     if (pos_ < end_) return Error(pos_, "unmatched )");
@@ -116,6 +108,15 @@ class RegexParser {
   absl::StatusOr<Node> ParseSequence(int depth) {
     std::vector<Node> items;
     while (!AtEnd() && Peek() != '|' && Peek() != ')') {
+      // Anchors that say nothing in a whole match: ^ opening and $ closing a top-level branch.
+      if (depth == 0 && Peek() == '^' && items.empty()) {
+        ++pos_;
+        continue;
+      }
+      if (depth == 0 && Peek() == '$' && (pos_ + 1 == end_ || re_[pos_ + 1] == '|')) {
+        ++pos_;
+        continue;
+      }
       absl::StatusOr<Node> atom = ParseAtom(depth);
       if (!atom.ok()) return atom;
       absl::StatusOr<Node> item = ParseQuantifiers(*std::move(atom));
@@ -200,9 +201,11 @@ class RegexParser {
         ++pos_;
         return Node::Class(pattern::ComplementRanges({{'\n', '\n'}}));
       case '^':
-        return Error(at, "anchor ^ is only supported at the start of the regex");
+        return Error(
+            at, "anchor ^ is only supported at the start of the regex or of a top-level branch");
       case '$':
-        return Error(at, "anchor $ is only supported at the end of the regex");
+        return Error(at,
+                     "anchor $ is only supported at the end of the regex or of a top-level branch");
       case '*':
       case '+':
       case '?':

@@ -76,6 +76,8 @@ TEST(RegexTest, HandWrittenRegexesAgreeWithPcre2) {
       {R"(^)", {""}},
       {R"($)", {""}},
       {R"(a\\$)", {"a\\"}},
+      {R"(^ab$|^c$|d|$)", {"ab", "c", "d", ""}},
+      {R"(^^a|b$)", {"a", "b"}},
       {R"((?:(?:a|b){2}){2})", {"abba"}},
       {R"(((a)|(b(c)?))*)", {"abcb"}},
       {R"([.][*][$][(][|])", {".*$(|"}},
@@ -465,9 +467,18 @@ TEST(RegexTest, ErrorsNameTheConstructAndOffset) {
       {"a\\b", "regex offset 1: anchor \\b is not supported"},
       {"\\Aa", "regex offset 0: anchor \\A is not supported"},
       {"a\\z", "regex offset 1: anchor \\z is not supported"},
-      {"a^b", "regex offset 1: anchor ^ is only supported at the start of the regex"},
-      {"a$b", "regex offset 1: anchor $ is only supported at the end of the regex"},
-      {"(a$)", "regex offset 2: anchor $ is only supported at the end of the regex"},
+      {"a^b",
+       "regex offset 1: anchor ^ is only supported at the start of the regex or of a top-level "
+       "branch"},
+      {"a$b",
+       "regex offset 1: anchor $ is only supported at the end of the regex or of a top-level "
+       "branch"},
+      {"(^a)",
+       "regex offset 1: anchor ^ is only supported at the start of the regex or of a "
+       "top-level branch"},
+      {"(a$)",
+       "regex offset 2: anchor $ is only supported at the end of the regex or of a top-level "
+       "branch"},
       {"*a", "regex offset 0: quantifier * has nothing to repeat"},
       {"a|+", "regex offset 2: quantifier + has nothing to repeat"},
       {"{2}", "regex offset 0: quantifier has nothing to repeat"},
