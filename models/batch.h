@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "kernels/kv_layout.h"
@@ -84,6 +85,15 @@ struct SamplingInputs {
   std::vector<int32_t> penalty_offsets;  // [R + 1] or empty
   std::vector<int32_t> penalty_ids;
   std::vector<int32_t> penalty_counts;  // [penalty_ids.size()]
+  // Structured output: [R, ceil(vocab / 32)] words, or empty when no row is constrained; token i of
+  // row r is allowed iff bit i % 32 of word r * ceil(vocab / 32) + i / 32 is set (unconstrained
+  // rows: every bit set). Disallowed logits are -inf before every other step. A constrained row's
+  // min_tokens is folded into its mask by the caller, so it gets no masked ids.
+  std::vector<uint32_t> allowed_bitmask;
+  // Nullable. When set, the words of allowed_bitmask (not its size) may still be being written
+  // when ForwardAndSample is called: the runner calls this, after queueing the forward pass and
+  // before it reads them, so the caller computes the masks while the forward pass runs.
+  std::function<void()> await_bitmask;
 
   int num_rows() const { return static_cast<int>(rows.size()); }
   void Clear() {
@@ -96,6 +106,8 @@ struct SamplingInputs {
     penalty_offsets.clear();
     penalty_ids.clear();
     penalty_counts.clear();
+    allowed_bitmask.clear();
+    await_bitmask = nullptr;
   }
 };
 

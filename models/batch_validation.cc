@@ -177,6 +177,12 @@ absl::Status ValidateSamplingInputs(const SamplingInputs& in, int64_t num_rows,
     if (in.penalty_counts[i] < 0)
       return BadSampling("penalty_counts[", i, "] = ", in.penalty_counts[i], " < 0");
   }
+  const int64_t words = (vocab_size + 31) / 32;
+  if (!in.allowed_bitmask.empty() &&
+      static_cast<int64_t>(in.allowed_bitmask.size()) != num_rows * words) {
+    return BadSampling("allowed_bitmask: size ", in.allowed_bitmask.size(), " != num_rows * ceil(",
+                       "vocab_size / 32) = ", num_rows * words, " (or empty)");
+  }
   return absl::OkStatus();
 }
 

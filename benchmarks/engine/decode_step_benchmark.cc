@@ -4,6 +4,9 @@
 // + sampling the 32 logits rows. "before" samples row by row with the previous sampler
 // (tests/engine/reference_sampler.cc, one thread, as the engine did); "after" with
 // Sampler::SampleBatch on the engine's sampling pool. Same logits, same run; markdown to stdout.
+// The last mode gives every row a structured-output bitmask (issue #17) allowing 1 token in 8:
+// the sampler's cost of a constrained row (a masked copy into scratch; the mask itself is computed
+// during the forward pass and is not timed here).
 //
 //   decode_step_benchmark [--threads N (default: 2)] [--reps R (default 5)] [--dir DIR]
 #include <chrono>
@@ -135,8 +138,10 @@ int main(int argc, char** argv) {
     muse::kernels::cpu::ThreadPool pool(threads);
     muse::engine::Sampler sampler(vocab);
     muse::engine::testing::ReferenceSampler reference(vocab);
-    const char* names[] = {"greedy", "temperature 0.8", "temp 0.8 + top-k 50 + top-p 0.9"};
-    for (int mode = 0; mode < 3; ++mode) {
+    const char* names[] = {"greedy", "temperature 0.8", "temp 0.8 + top-k 50 + top-p 0.9",
+                           "temperature 0.8 + bitmask (1 in 8 allowed)"};
+    std::vector<uint32_t> mask((vocab + 31) / 32, 0x01010101u);
+    for (int mode = 0; mode < 4; ++mode) {
       muse::engine::SamplingParams p;
       p.temperature = mode == 0 ? 0.0f : 0.8f;
       if (mode == 2) {
@@ -145,7 +150,8 @@ int main(int argc, char** argv) {
       }
       std::vector<muse::engine::SamplingRow> rows;
       for (int s = 0; s < kBatch; ++s) {
-        rows.push_back({logits.row(s), &p, &history, kContext, 7, s, &eos});
+        rows.push_back(
+            {logits.row(s), &p, &history, kContext, 7, s, &eos, mode == 3 ? mask.data() : nullptr});
       }
       std::vector<muse::engine::SampleResult> results(kBatch);
       const double after = MeanMs(reps * 4, [&] { sampler.SampleBatch(rows, results, &pool); });

@@ -4,7 +4,7 @@
 // list (ids and float bits). tests/engine/device_sampler_parity_test.cc checks this EXACTLY under
 // the CUDA emulator and on a GPU.
 //
-// Per row, in the host's order: allowed_bitmask (-inf outside it; no host equivalent yet) ->
+// Per row, in the host's order: allowed_bitmask (-inf outside it; host: same bitmask) ->
 // masked ids (eos/stop until min_tokens) -> logit_bias in list order -> repetition (every listed
 // token: divide positive logits, multiply the others) and presence/frequency (listed tokens with a
 // generated count > 0) -> logprobs are taken on these logits -> temperature 0: first max index;
@@ -66,7 +66,8 @@ struct SamplingArgs {
 
   // Structured output: nullable [num_rows, ceil(vocab / 32)] words; token i of row r is allowed
   // iff bit i % 32 of word r * ceil(vocab / 32) + i / 32 is set. Disallowed logits become -inf
-  // before every other step (the host sampler has no equivalent yet).
+  // before every other step, as SamplingRow::allowed_bitmask on the host, whose rows then skip the
+  // min_tokens mask: give such rows no masked ids (the caller folds min_tokens into the bitmask).
   const uint32_t* allowed_bitmask = nullptr;
 
   // eos/stop ids masked to -inf while generated < min_tokens (the caller decides; host: eos ids

@@ -4,6 +4,7 @@
 #include <exception>
 #include <random>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/thread_pool.h"
 #include "src/common/logging.h"
@@ -16,6 +17,9 @@ struct EngineCore::RequestState {
     std::unique_ptr<Sequence> seq;  // null for samples 1..n-1 until the leader forks
     std::unique_ptr<TextDecoder> decoder;
     std::unique_ptr<StopStringMatcher> stop;
+    // Structured output: this sample's parse state (the leader's is copied at the fork; kept
+    // across preemption, since it depends on the tokens only).
+    std::optional<structured::GrammarMatcher> matcher;
     bool finished = false;
     SampleDelta delta;
     bool dirty = false;
@@ -75,7 +79,8 @@ EngineCore::EngineCore(runtime::ModelRunner* runner, const EngineOptions& option
       sampling_pool_(MakeSamplingPool(options.sampling_threads)),
       seed_base_(options.seed != 0
                      ? options.seed
-                     : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()) {
+                     : (uint64_t{std::random_device{}()} << 32) ^ std::random_device{}()),
+      bitmask_words_(static_cast<int>((runner->config().vocab_size + 31) / 32)) {
   counters_.kv_blocks_total = num_blocks;
 }
 
@@ -156,6 +161,7 @@ absl::Status EngineCore::AddRequest(Request request, std::shared_ptr<OutputStrea
       s.stop = std::make_unique<StopStringMatcher>(p.stop);
     }
   }
+  if (p.grammar) rs->samples[0].matcher.emplace(p.grammar);
   auto seq = std::make_unique<Sequence>();
   seq->id = next_seq_id_++;
   seq->owner = rs.get();
@@ -192,6 +198,15 @@ void EngineCore::FinishSample(RequestState* rs, int sample, FinishReason reason,
   s.dirty = true;
   if (!rs->dirty) dirty_.push_back(rs);
   rs->dirty = true;
+}
+
+void EngineCore::FailSample(RequestState* rs, int sample, const absl::Status& error) {
+  MUSE_LOG_REQ(warn, rs->req.id, "sample {} failed: {}", sample, error.ToString());
+  if (rs->error.ok()) {
+    rs->error = error;
+    ++counters_.requests_failed;
+  }
+  FinishSample(rs, sample, FinishReason::kError, "");
 }
 
 void EngineCore::FinishRequest(RequestState* rs, FinishReason reason, const absl::Status& error) {
@@ -264,13 +279,15 @@ SamplingRow EngineCore::MakeRow(const RequestState& rs, const Sequence& seq,
                      rs.seed, seq.sample_index, &eos_token_ids_};
 }
 
-void EngineCore::Fork(RequestState* rs, const float* logits, absl::Time now) {
+void EngineCore::Fork(RequestState* rs, const float* logits, const uint32_t* allowed_bitmask,
+                      absl::Time now) {
   Sequence* leader = rs->samples[0].seq.get();
   const int n = static_cast<int>(rs->samples.size());
   std::vector<SampleResult> results(n);
   for (int i = 0; i < n; ++i) {
     SamplingRow row = MakeRow(*rs, *leader, logits);
     row.sample_index = i;
+    row.allowed_bitmask = allowed_bitmask;
     results[i] = sampler_.Sample(row);
   }
   ForkWith(rs, results, now);
@@ -304,6 +321,7 @@ void EngineCore::ForkWith(RequestState* rs, const std::vector<SampleResult>& res
     seq->num_cached_blocks = std::min(shared, leader->num_cached_blocks);
     scheduler_.AddRunning(seq.get());
     rs->samples[i].seq = std::move(seq);
+    if (rs->samples[0].matcher) rs->samples[i].matcher = rs->samples[0].matcher;
   }
   leader->seats = 1;
   rs->forked = true;
@@ -329,7 +347,8 @@ void EngineCore::AddSamplingRow(const RequestState& rs, const Sequence& seq, int
   in.rows.push_back(d);
   // The host sampler's lists (sampler.cc), ids outside the vocabulary left out as it ignores them.
   const auto in_vocab = [&](int64_t t) { return t >= 0 && t < vocab_size_; };
-  if (generated < p.min_tokens) {
+  if (generated < p.min_tokens &&
+      !p.grammar) {  // a grammar's mask holds min_tokens (token_masks.h)
     if (!p.ignore_eos) {
       for (int64_t e : eos_token_ids_)
         if (in_vocab(e)) in.masked_ids.push_back(static_cast<int32_t>(e));
@@ -408,6 +427,14 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
   Sequence* seq = s.seq.get();
   const SamplingParams& p = rs->req.sampling;
   const int32_t tok = result.token_id;
+  // The mask allowed only tokens the matcher accepts; a refusal means the logits gave a
+  // disallowed token the best place anyway (NaN / -inf rows), and it is not emitted.
+  if (s.matcher && !s.matcher->AcceptToken(tok)) {
+    FailSample(rs, sample,
+               absl::InternalError(absl::StrCat("structured output: sampled token ", tok,
+                                                " is outside the grammar's mask")));
+    return;
+  }
   seq->tokens.push_back(tok);
   s.delta.token_ids.push_back(tok);
   if (p.logprobs >= 0) s.delta.logprobs.push_back(result.logprobs);
@@ -422,11 +449,15 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
 
   const int generated = seq->num_generated();
   const bool may_stop = generated >= p.min_tokens;
+  const bool is_eos =
+      std::find(eos_token_ids_.begin(), eos_token_ids_.end(), tok) != eos_token_ids_.end();
   const bool is_stop_token =
       std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), tok) != p.stop_token_ids.end() ||
-      (!p.ignore_eos &&
-       std::find(eos_token_ids_.begin(), eos_token_ids_.end(), tok) != eos_token_ids_.end());
-  if (may_stop && is_stop_token) {
+      (!p.ignore_eos && is_eos);
+  // A complete grammar (EOS accepted, or nothing but EOS can follow) ends the sample now, whatever
+  // min_tokens or ignore_eos say: the grammar wins where they conflict.
+  const bool grammar_done = s.matcher && s.matcher->IsTerminated();
+  if ((may_stop && is_stop_token) || (grammar_done && (is_stop_token || is_eos))) {
     if (s.decoder) s.delta.text += s.stop->Append(s.decoder->Flush()).text + s.stop->Flush();
     FinishSample(rs, sample, FinishReason::kStop, absl::StrCat("token:", tok));
     return;
@@ -444,7 +475,102 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
       s.delta.text += piece;  // stop strings only count from min_tokens on
     }
   }
+  if (grammar_done) {
+    if (s.decoder) s.delta.text += s.stop->Append(s.decoder->Flush()).text + s.stop->Flush();
+    FinishSample(rs, sample, FinishReason::kStop, "");
+    return;
+  }
   if (generated >= p.max_tokens) FinishSample(rs, sample, FinishReason::kLength, "");
+}
+
+void EngineCore::StartTokenMasks(const SchedulerOutput& plan, bool on_device) {
+  mask_jobs_.clear();
+  row_mask_job_.assign(logits_seq_.size(), -1);
+  const int W = bitmask_words_;
+  // Device rows: a forked row is one, an unforked request's row is n (one per sample).
+  std::vector<int> device_row(logits_seq_.size());
+  int rows = 0;
+  for (size_t r = 0; r < logits_seq_.size(); ++r) {
+    const Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
+    const auto* rs = static_cast<const RequestState*>(seq->owner);
+    device_row[r] = rows;
+    rows += rs->forked ? 1 : static_cast<int>(rs->samples.size());
+    const auto& sample = rs->samples[rs->forked ? seq->sample_index : 0];
+    if (!sample.matcher) continue;
+    row_mask_job_[r] = static_cast<int>(mask_jobs_.size());
+    TokenMaskJob job;
+    job.matcher = &*sample.matcher;
+    job.num_words = W;
+    job.copies = on_device && !rs->forked ? static_cast<int>(rs->samples.size()) : 1;
+    job.params = &rs->req.sampling;
+    job.eos_token_ids = &eos_token_ids_;
+    job.generated = seq->num_generated();
+    mask_jobs_.push_back(job);
+  }
+  if (mask_jobs_.empty()) return;
+  // The buffers are sized before any job starts, so the word pointers stay valid.
+  if (on_device) {
+    std::vector<uint32_t>& words = sampling_inputs_.allowed_bitmask;
+    words.resize(static_cast<size_t>(rows) * W);
+    for (size_t r = 0; r < logits_seq_.size(); ++r) {
+      const Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
+      const auto* rs = static_cast<const RequestState*>(seq->owner);
+      uint32_t* at = words.data() + static_cast<size_t>(device_row[r]) * W;
+      if (row_mask_job_[r] >= 0) {
+        mask_jobs_[row_mask_job_[r]].words = at;
+      } else {  // unconstrained: every token allowed
+        const int n = rs->forked ? 1 : static_cast<int>(rs->samples.size());
+        std::fill(at, at + static_cast<size_t>(n) * W, ~uint32_t{0});
+      }
+    }
+  } else {
+    host_masks_.resize(mask_jobs_.size() * W);
+    for (size_t j = 0; j < mask_jobs_.size(); ++j) mask_jobs_[j].words = host_masks_.data() + j * W;
+  }
+  if (!mask_worker_) mask_worker_ = std::make_unique<TokenMaskWorker>(sampling_pool_.get());
+  mask_worker_->Start(mask_jobs_);
+  if (on_device) sampling_inputs_.await_bitmask = [this] { mask_worker_->Wait(); };
+}
+
+const uint32_t* EngineCore::HostMask(int r) const {
+  const int j = row_mask_job_[r];
+  return j < 0 ? nullptr : mask_jobs_[j].words;
+}
+
+bool EngineCore::DeadEnd(int r) const {
+  const int j = row_mask_job_[r];
+  return j >= 0 && (mask_jobs_[j].empty || !mask_jobs_[j].error.empty());
+}
+
+bool EngineCore::FailDeadEnd(int r, RequestState* rs, Sequence* seq) {
+  if (!DeadEnd(r)) return false;
+  const TokenMaskJob& job = mask_jobs_[row_mask_job_[r]];
+  absl::Status st;
+  if (!job.error.empty()) {
+    st = absl::InternalError(
+        absl::StrCat("structured output: computing the token mask failed: ", job.error));
+  } else {
+    // The output so far as the grammar saw it (its last bytes), to say where it got stuck.
+    const structured::TokenVocabulary& vocab = rs->req.sampling.grammar->vocab();
+    std::string text;
+    for (size_t i = seq->num_prompt_tokens; i < seq->tokens.size(); ++i) {
+      text += vocab.bytes(seq->tokens[i]);
+    }
+    constexpr size_t kShown = 64;
+    const bool cut = text.size() > kShown;
+    if (cut) text = text.substr(text.size() - kShown);
+    st = absl::InvalidArgumentError(absl::StrCat(
+        "structured output: no token of the vocabulary can continue the grammar after ",
+        seq->num_generated(), " generated tokens (output so far", cut ? ", last bytes" : "", ": \"",
+        absl::CHexEscape(text), "\")"));
+  }
+  if (!rs->forked) {
+    ++counters_.requests_failed;
+    FinishRequest(rs, FinishReason::kError, st);
+  } else {
+    FailSample(rs, seq->sample_index, st);
+  }
+  return true;
 }
 
 void EngineCore::FlushOutputs(absl::Time now) {
@@ -516,6 +642,9 @@ absl::Status EngineCore::Step() {
     const bool on_device = runner_->SamplesOnDevice();
     absl::Status st;
     if (on_device) BuildSamplingInputs(plan);
+    // Structured output: the masks are computed while the forward pass runs (a device runner
+    // waits for them through sampling_inputs_.await_bitmask before it samples).
+    StartTokenMasks(plan, on_device);
     // The runner is the one foreign component in the step (ATen, CUDA): whatever it throws stays
     // inside this step, as an error of this step's requests.
     try {
@@ -526,6 +655,7 @@ absl::Status EngineCore::Step() {
     } catch (...) {
       st = absl::InternalError("runner threw a non-standard exception");
     }
+    if (!mask_jobs_.empty()) mask_worker_->Wait();
     if (st.ok() && on_device) {
       const size_t rows = sampling_inputs_.rows.size();
       const size_t tops = rows * models::SampledTokens::kMaxTopLogprobs;
@@ -563,10 +693,14 @@ absl::Status EngineCore::Step() {
       // The tokens in row order, as below; an unforked request's n rows fork it.
       const absl::Time now = absl::Now();
       int row = 0;
-      for (const int seq_index : logits_seq_) {
-        Sequence* seq = plan.scheduled[seq_index].seq;
+      for (size_t r = 0; r < logits_seq_.size(); ++r) {
+        Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
         auto* rs = static_cast<RequestState*>(seq->owner);
         const int logprobs = rs->req.sampling.logprobs;
+        if (FailDeadEnd(static_cast<int>(r), rs, seq)) {
+          row += rs->forked ? 1 : static_cast<int>(rs->samples.size());
+          continue;
+        }
         if (!rs->forked) {
           std::vector<SampleResult> results;
           for (size_t i = 0; i < rs->samples.size(); ++i) {
@@ -588,8 +722,9 @@ absl::Status EngineCore::Step() {
       for (size_t r = 0; r < logits_seq_.size(); ++r) {
         Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
         const auto* rs = static_cast<const RequestState*>(seq->owner);
-        if (rs->forked) {
+        if (rs->forked && !DeadEnd(static_cast<int>(r))) {
           sample_rows_.push_back(MakeRow(*rs, *seq, logits_.row(static_cast<int>(r))));
+          sample_rows_.back().allowed_bitmask = HostMask(static_cast<int>(r));
         }
       }
       sample_results_.resize(sample_rows_.size());
@@ -603,8 +738,9 @@ absl::Status EngineCore::Step() {
       for (size_t r = 0; r < logits_seq_.size(); ++r) {
         Sequence* seq = plan.scheduled[logits_seq_[r]].seq;
         auto* rs = static_cast<RequestState*>(seq->owner);
+        if (FailDeadEnd(static_cast<int>(r), rs, seq)) continue;  // its row was not sampled
         if (!rs->forked) {
-          Fork(rs, logits_.row(static_cast<int>(r)), now);
+          Fork(rs, logits_.row(static_cast<int>(r)), HostMask(static_cast<int>(r)), now);
         } else {
           AppendToken(rs, seq->sample_index, sample_results_[next_result++], now);
         }

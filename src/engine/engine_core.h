@@ -2,7 +2,10 @@
 // block manager, the scheduler and the sampler; runs one iteration per Step(): expire deadlines ->
 // schedule -> build batch -> runner Forward -> publish full blocks to the prefix cache -> sample
 // -> stop checks -> push outputs. With a runner that SamplesOnDevice(), Forward + sample are one
-// ForwardAndSample (the same tokens, sampled where the logits are). Not thread-safe: Engine
+// ForwardAndSample (the same tokens, sampled where the logits are). Structured output: the token
+// masks of constrained rows are computed on CPU threads while the forward pass runs
+// (token_masks.h), each sample's GrammarMatcher advances by its sampled token, and a grammar that
+// is complete ends the sample at once. Not thread-safe: Engine
 // (engine.h) drives it from one thread. Unit tests drive it directly with a real runner for
 // deterministic step-by-step checks.
 #pragma once
@@ -22,6 +25,7 @@
 #include "src/engine/scheduler.h"
 #include "src/engine/sequence.h"
 #include "src/engine/text_decoder.h"
+#include "src/engine/token_masks.h"
 #include "src/runtime/model_runner.h"
 
 namespace muse::kernels::cpu {
@@ -119,7 +123,8 @@ class EngineCore {
   void FinishRequest(RequestState* rs, FinishReason reason, const absl::Status& error);
   void ExpireDeadlines(absl::Time now);
   void PublishFullBlocks(Sequence* seq);
-  void Fork(RequestState* rs, const float* logits, absl::Time now);
+  // `allowed_bitmask`: the leader's structured-output mask (nullable), the same for every sample.
+  void Fork(RequestState* rs, const float* logits, const uint32_t* allowed_bitmask, absl::Time now);
   // Creates samples 1..n-1 of a request whose first tokens are `results` (one per sample).
   void ForkWith(RequestState* rs, const std::vector<SampleResult>& results, absl::Time now);
   // Device sampling: turns this step's logits rows into sampling_inputs_ (what MakeRow gives the
@@ -130,6 +135,20 @@ class EngineCore {
   SampleResult SampledResult(int row, int logprobs) const;
   void AppendToken(RequestState* rs, int sample, const SampleResult& result, absl::Time now);
   void FinishSample(RequestState* rs, int sample, FinishReason reason, std::string stop_reason);
+  // Finishes one sample with "error" and `error` (kept on the request's final message; the
+  // request counts as failed once). Its siblings go on.
+  void FailSample(RequestState* rs, int sample, const absl::Status& error);
+  // Structured output: lists this step's constrained logits rows as mask jobs (host sampling: into
+  // host_masks_; device: into sampling_inputs_.allowed_bitmask, which BuildSamplingInputs sized)
+  // and starts them on the mask worker. The caller Wait()s after the forward pass.
+  void StartTokenMasks(const SchedulerOutput& plan, bool on_device);
+  // The mask of logits row `r` for the host sampler (null: unconstrained).
+  const uint32_t* HostMask(int r) const;
+  // Logits row `r`'s mask allows no token, or its job failed (then the row is not sampled).
+  bool DeadEnd(int r) const;
+  // Whether logits row `r`'s mask job found no allowed token (or failed); if so, finishes its
+  // samples (the whole request when not yet forked) with "error" and returns true.
+  bool FailDeadEnd(int r, RequestState* rs, Sequence* seq);
   SamplingRow MakeRow(const RequestState& rs, const Sequence& seq, const float* logits) const;
   void FlushOutputs(absl::Time now);
 
@@ -161,6 +180,13 @@ class EngineCore {
   models::SampledTokens sampled_;
   std::vector<int32_t> penalty_slot_;  // [vocab] scratch: a token's index in its row's list, or -1
   std::vector<int32_t> row_indices_;   // scratch: BuildBatch's logits_indices
+  // Structured output (issue #17): this step's mask jobs (one per constrained logits row) and each
+  // logits row's job (-1: unconstrained); the host sampler's masks [jobs, bitmask_words_].
+  int bitmask_words_;
+  std::vector<TokenMaskJob> mask_jobs_;
+  std::vector<int> row_mask_job_;
+  std::vector<uint32_t> host_masks_;
+  std::unique_ptr<TokenMaskWorker> mask_worker_;  // created by the first constrained step
 };
 
 }  // namespace muse::engine

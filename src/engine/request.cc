@@ -82,6 +82,11 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size,
   if (!p.stop.empty() && !have_text_decoder) {
     return Bad("stop strings need a text decoder; the engine was started without one");
   }
+  if (p.grammar && vocab_size > 0 && p.grammar->vocab().vocab_size() != vocab_size) {
+    return Bad(absl::StrCat("grammar was compiled for a vocabulary of ",
+                            p.grammar->vocab().vocab_size(), " tokens, the model's vocab_size is ",
+                            vocab_size));
+  }
   return absl::OkStatus();
 }
 

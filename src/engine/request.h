@@ -41,7 +41,12 @@ struct SamplingParams {
   std::vector<std::string> stop;  // stop strings; need a TextDecoder (text removed from output)
   bool ignore_eos = false;
   // Structured output: only tokens the grammar allows are sampled (a bitmask applied as -inf
-  // before everything else), EOS only where it may end. Compiled once per constraint and shared.
+  // before everything else), EOS only where it may end. Compiled once per constraint and shared;
+  // its vocabulary must have the model's vocab_size. The grammar wins where other knobs conflict:
+  // min_tokens holds EOS / stop ids back only while the grammar allows another token, and a
+  // complete grammar (EOS sampled, or nothing but EOS can follow) ends the sample with "stop" at
+  // once (stop_reason "token:<eos>" or empty), even with ignore_eos or before min_tokens. A state
+  // no token of the vocabulary can continue fails the sample ("error", InvalidArgument).
   std::shared_ptr<const structured::CompiledGrammar> grammar;
 };
 

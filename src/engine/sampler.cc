@@ -443,6 +443,23 @@ inline bool AnyGreater16(const float* x, float th) {
   return any != 0;
 }
 
+// work = logits with the tokens outside `allowed` ([ceil(V / 32)] words) set to -inf.
+void MaskedCopy(const float* x, const uint32_t* allowed, int V, std::vector<float>& work) {
+  work.resize(V);
+  float* out = work.data();
+  for (int b = 0; b < V; b += 32) {
+    const uint32_t word = allowed[b / 32];
+    const int len = std::min(32, V - b);
+    if (word == ~uint32_t{0}) {
+      std::memcpy(out + b, x + b, sizeof(float) * len);
+    } else if (word == 0) {
+      std::fill(out + b, out + b + len, kNegInf);
+    } else {
+      for (int i = 0; i < len; ++i) out[b + i] = (word >> i) & 1u ? x[b + i] : kNegInf;
+    }
+  }
+}
+
 }  // namespace
 
 double CounterUniform(uint64_t seed, uint64_t stream, uint64_t step) {
@@ -681,13 +698,19 @@ int32_t DrawTopKByLogits(const SamplingParams& p, int V, const float* x, float m
 SampleResult SampleOne(const SamplingRow& row, int V, Sampler::Scratch& s, const float* next) {
   const SamplingParams& p = *row.params;
   const int generated = static_cast<int>(row.tokens->size()) - row.num_prompt_tokens;
-  const bool mask = generated < p.min_tokens;
-  const bool modify = mask || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
-                      p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  const uint32_t* allowed = row.allowed_bitmask;
+  const bool mask = generated < p.min_tokens && allowed == nullptr;
+  const bool modify = allowed != nullptr || mask || !p.logit_bias.empty() ||
+                      p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+                      p.frequency_penalty != 0.0f;
   // Unmodified logits are read in place (a 128k-vocab row is 512 KiB).
   const float* w = row.logits;
   if (modify) {
-    s.work.assign(row.logits, row.logits + V);
+    if (allowed != nullptr) {
+      MaskedCopy(row.logits, allowed, V, s.work);
+    } else {
+      s.work.assign(row.logits, row.logits + V);
+    }
     if (mask) {
       if (!p.ignore_eos && row.eos_token_ids) {
         for (int64_t e : *row.eos_token_ids)

@@ -1,6 +1,8 @@
 // Token sampling on host fp32 logits, one row per sequence that reached the end of its tokens.
-// Order per row: min_tokens mask -> logit bias -> repetition/presence/frequency penalties ->
-// (logprobs taken here) -> greedy argmax, or temperature -> top-k -> min-p -> top-p -> draw.
+// Order per row: allowed-token bitmask (structured output) -> min_tokens mask -> logit bias ->
+// repetition/presence/frequency penalties -> (logprobs taken here, so they are those of the
+// masked distribution) -> greedy argmax, or temperature -> top-k -> min-p -> top-p -> draw.
+// The same order, bit for bit, as the device sampler (kernels/cuda/sampling.h).
 // Randomness is counter-based: the draw for (seed, sample index, generated-token index) is a pure
 // function, so a seeded request gives the same tokens in any batch mix, and after preemption.
 //
@@ -8,7 +10,8 @@
 // top-k also keeps every 256-token block's max logit, so top-k needs no exp pass: candidates are
 // the few tokens near the k-th largest block max, then nth_element), and for plain temperature
 // sampling one exp pass that also sums 256-token blocks so the draw rescans only its block;
-// penalties touch only the sequence's distinct tokens. SampleBatch spreads rows over a thread
+// penalties touch only the sequence's distinct tokens; a bitmask costs a masked copy into the
+// thread's scratch for constrained rows only. SampleBatch spreads rows over a thread
 // pool. Results are bit-identical to the previous one-row implementation
 // (tests/engine/reference_sampler.cc, the differential test's oracle).
 #pragma once
@@ -34,6 +37,13 @@ struct SamplingRow {
   uint64_t seed = 0;     // the request's seed (params.seed or one drawn by the engine)
   int sample_index = 0;  // RNG stream within the request
   const std::vector<int64_t>* eos_token_ids = nullptr;  // masked before min_tokens
+  // Structured output, nullable: [ceil(vocab_size / 32)] words, token i allowed iff bit i % 32 of
+  // word i / 32 is set; the others become -inf before every other step (the device sampler's
+  // allowed_bitmask). A row with a bitmask skips the min_tokens mask: the caller folds it into the
+  // bitmask (the engine does, except where it would leave no token: the grammar wins). A row that
+  // allows nothing samples as all -inf logits do (deterministic: greedy gives id 0); the engine
+  // never uses that token.
+  const uint32_t* allowed_bitmask = nullptr;
 };
 
 struct SampleResult {

@@ -40,9 +40,11 @@ struct HostRow {
   std::vector<int64_t> eos;
   uint64_t seed = 0;
   int sample_index = 0;
+  std::vector<uint32_t> allowed;  // structured output's bitmask [ceil(V / 32)], empty = none
 
   SamplingRow Row() const {
-    return {logits.data(), &params, &tokens, num_prompt, seed, sample_index, &eos};
+    return {logits.data(), &params,      &tokens, num_prompt,
+            seed,          sample_index, &eos,    allowed.empty() ? nullptr : allowed.data()};
   }
   int generated() const { return static_cast<int>(tokens.size()) - num_prompt; }
 };
@@ -66,7 +68,7 @@ struct Csr {
 // What a CUDA runner builds from the engine's rows (the host sampler's semantics, see sampling.h).
 void build_lists(const HostRow& r, int V, Csr* masked, Csr* bias, Csr* penalty) {
   const SamplingParams& p = r.params;
-  if (r.generated() < p.min_tokens) {
+  if (r.generated() < p.min_tokens && r.allowed.empty()) {  // a bitmask row folds min_tokens in
     if (!p.ignore_eos) {
       for (int64_t e : r.eos) masked->ids.push_back(static_cast<int32_t>(e));
     }
@@ -117,10 +119,23 @@ SamplingRowParams device_params(const HostRow& r) {
   return d;
 }
 
-// Samples every row (one vocab) on the device; `bitmask` optional [rows, ceil(V / 32)].
+// Samples every row (one vocab) on the device; `bitmask` optional [rows, ceil(V / 32)], else
+// the rows' own bitmasks when any has one (every token allowed in the others).
 DeviceResult device_sample(const std::vector<HostRow>& rows, int V,
                            const std::vector<uint32_t>* bitmask = nullptr) {
   const int n = static_cast<int>(rows.size());
+  std::vector<uint32_t> row_masks;
+  if (bitmask == nullptr &&
+      std::any_of(rows.begin(), rows.end(), [](const HostRow& r) { return !r.allowed.empty(); })) {
+    for (const HostRow& r : rows) {
+      if (r.allowed.empty()) {
+        row_masks.insert(row_masks.end(), (V + 31) / 32, ~uint32_t{0});
+      } else {
+        row_masks.insert(row_masks.end(), r.allowed.begin(), r.allowed.end());
+      }
+    }
+    bitmask = &row_masks;
+  }
   std::vector<float> logits;
   std::vector<SamplingRowParams> params;
   Csr masked, bias, penalty;
@@ -429,6 +444,40 @@ TEST(DeviceSamplerParity, AllowedBitmaskIsNegInfOnTheHost) {
       host_logits.push_back(masked);
     }
     expect_parity(rows, V, device_sample(rows, V, &mask), &host_logits);
+  }
+}
+
+// Structured output on both sides: the host sampler's SamplingRow::allowed_bitmask equals the
+// device's allowed_bitmask, min_tokens folded into the bitmask by the caller (no masked ids for
+// those rows on the device, none applied by the host). Constrained and unconstrained rows mixed.
+TEST(DeviceSamplerParity, HostBitmaskRowsMatchTheDevice) {
+  MUSE_REQUIRE_DEVICE();
+  std::mt19937 rng(17);
+  for (int V : {1, 5, 32, 33, 1001, 4099}) {
+    SCOPED_TRACE("vocab " + std::to_string(V));
+    const int words = (V + 31) / 32;
+    std::vector<HostRow> rows;
+    for (int i = 0; i < 24; ++i) {
+      HostRow r = random_row(V, rng);
+      const int density = pick(rng, {-1, 0, 1, 1, 2, 3});  // unconstrained, none .. all allowed
+      if (density >= 0) {
+        r.allowed.assign(words, 0);
+        for (int t = 0; t < V; ++t) {
+          const bool on =
+              density == 3 || (density == 1 && rng() % 16 == 0) || (density == 2 && rng() % 2 == 0);
+          if (on) r.allowed[t / 32] |= uint32_t{1} << (t % 32);
+        }
+        if (density == 1 && rng() % 2 == 0) {  // only the eos id allowed, below min_tokens
+          std::fill(r.allowed.begin(), r.allowed.end(), 0u);
+          const int64_t e = r.eos[0];
+          r.allowed[e / 32] |= uint32_t{1} << (e % 32);
+          r.params.min_tokens = 100;
+          r.params.ignore_eos = false;
+        }
+      }
+      rows.push_back(r);
+    }
+    expect_parity(rows, V, device_sample(rows, V));
   }
 }
 

@@ -3,21 +3,26 @@
 // with RunnerOptions::device_sampling off, on the host (engine::Sampler) from the same logits.
 // Both must give IDENTICAL token ids and logprob bits for seeded and unseeded temperature sampling
 // with top-k / top-p / min-p, penalties, logit_bias, min_tokens, stop ids, logprobs, n > 1 (the
-// fork), greedy, with requests arriving mid-run so the batch composition keeps changing.
+// fork), greedy, structured output (grammar bitmasks computed while the forward pass runs,
+// min_tokens folded into them), with requests arriving mid-run so the batch composition keeps
+// changing.
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "models/testing/random_checkpoint.h"
 #include "src/engine/engine_core.h"
 #include "src/runtime/cuda/cuda_model_runner.h"
 #include "tests/engine/engine_test_model.h"
+#include "tests/engine/structured_test_grammars.h"
 
 namespace muse::engine {
 namespace {
@@ -34,6 +39,17 @@ std::string ModelDir() {
       testing::WriteTestModel("muse_engine_device_sampling_", TestConfig(),
                               {.seed = 17, .dtype = models::DType::kBFloat16});
   return dir;
+}
+
+// Structured output: grammars over the test byte vocabulary of this model's size.
+struct Grammars {
+  std::shared_ptr<const structured::CompiledGrammar> object, digits, literal;
+};
+const Grammars& TestGrammars() {
+  static const Grammars g{testing::CompileForTest(testing::ObjectGrammar(), kVocab, kEos),
+                          testing::CompileForTest(testing::DigitsGrammar(), kVocab, kEos),
+                          testing::CompileForTest(testing::LiteralGrammar("abc-42"), kVocab, kEos)};
+  return g;
 }
 
 std::vector<int32_t> Prompt(int len, int seed) { return testing::RandomPrompt(len, seed, kVocab); }
@@ -73,6 +89,12 @@ std::vector<std::vector<Request>> Waves() {
   r.sampling.seed = 13;
   r.sampling.logprobs = 5;
   first.push_back(r);
+  r = Req("grammar_object_n2", 14, 40, 1.0f);
+  r.sampling.grammar = TestGrammars().object;
+  r.sampling.n = 2;
+  r.sampling.seed = 21;
+  r.sampling.logprobs = 5;
+  first.push_back(r);
   r = Req("n3", 21, 8, 1.0f);
   r.sampling.n = 3;
   r.sampling.seed = 14;
@@ -81,6 +103,14 @@ std::vector<std::vector<Request>> Waves() {
   second.push_back(r);
   r = Req("unseeded", 5, 10, 0.8f);  // seed drawn from EngineOptions::seed
   r.sampling.logprobs = 0;
+  second.push_back(r);
+  r = Req("grammar_digits_min_tokens", 10, 14, 0.8f);
+  r.sampling.grammar = TestGrammars().digits;
+  r.sampling.min_tokens = 4;  // folded into the mask: EOS only from the 5th token on
+  r.sampling.logit_bias = {{kEos, 5.0f}};
+  r.sampling.top_k = 10;
+  r.sampling.seed = 22;
+  r.sampling.logprobs = 3;
   second.push_back(r);
   r = Req("long_prompt", 150, 6, 0.0f);  // prefilled in chunks
   third.push_back(r);
@@ -92,6 +122,10 @@ std::vector<std::vector<Request>> Waves() {
   r.sampling.frequency_penalty = -0.7f;
   r.sampling.seed = 15;
   r.sampling.logprobs = 20;
+  third.push_back(r);
+  r = Req("grammar_literal_greedy", 7, 20, 0.0f);
+  r.sampling.grammar = TestGrammars().literal;
+  r.sampling.logprobs = 3;
   third.push_back(r);
   return {first, second, third};
 }
@@ -167,7 +201,7 @@ TEST(EngineDeviceSampling, DeviceAndHostSamplingGiveIdenticalTokensAndLogprobs) 
   if (!runtime::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
   const Results dev = RunEngine(true);
   const Results host = RunEngine(false);
-  ASSERT_EQ(dev.size(), 8u);
+  ASSERT_EQ(dev.size(), 11u);
   ASSERT_EQ(host.size(), dev.size());
   int sampled_not_greedy = 0;
   for (const auto& [id, samples] : host) {
@@ -203,6 +237,25 @@ TEST(EngineDeviceSampling, DeviceAndHostSamplingGiveIdenticalTokensAndLogprobs) 
   ASSERT_GE(stops.size(), 3u);
   for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(stops[i] < 3 || stops[i] > 8) << i;
   EXPECT_EQ(host.at("n3").size(), 3u);
+  // Constrained requests (identical on both paths, above): in their grammar's language.
+  const Grammars& g = TestGrammars();
+  for (const auto& [id, grammar, max_tokens] :
+       {std::tuple{"grammar_object_n2", g.object, 40},
+        std::tuple{"grammar_digits_min_tokens", g.digits, 14},
+        std::tuple{"grammar_literal_greedy", g.literal, 20}}) {
+    for (const auto& [index, s] : host.at(id)) {
+      std::optional<FinishReason> finish;  // Sample::finish is the reason's number + stop_reason
+      if (!s.finish.empty()) finish = static_cast<FinishReason>(s.finish[0] - '0');
+      testing::ExpectInLanguage(grammar, s.tokens, finish, max_tokens,
+                                std::string(id) + " sample " + std::to_string(index));
+    }
+  }
+  EXPECT_EQ(host.at("grammar_object_n2").size(), 2u);
+  const auto& digits = host.at("grammar_digits_min_tokens").at(0).tokens;
+  ASSERT_GE(digits.size(), 5u);
+  for (size_t i = 0; i < 4; ++i) EXPECT_NE(digits[i], kEos) << i;
+  EXPECT_EQ(testing::GrammarBytes(*g.literal, host.at("grammar_literal_greedy").at(0).tokens),
+            "abc-42");
   EXPECT_EQ(host.at("greedy").at(0).logprobs.size(), 12u);
 }
 

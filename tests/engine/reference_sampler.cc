@@ -236,13 +236,20 @@ SampleResult ReferenceSampler::Sample(const SamplingRow& row) {
   const SamplingParams& p = *row.params;
   const int V = vocab_size_;
   const int generated = static_cast<int>(row.tokens->size()) - row.num_prompt_tokens;
-  const bool mask = generated < p.min_tokens;
-  const bool modify = mask || !p.logit_bias.empty() || p.repetition_penalty != 1.0f ||
-                      p.presence_penalty != 0.0f || p.frequency_penalty != 0.0f;
+  // Structured output: a bitmask row replaces min_tokens by the bitmask (sampler.h).
+  const bool mask = generated < p.min_tokens && row.allowed_bitmask == nullptr;
+  const bool modify = row.allowed_bitmask != nullptr || mask || !p.logit_bias.empty() ||
+                      p.repetition_penalty != 1.0f || p.presence_penalty != 0.0f ||
+                      p.frequency_penalty != 0.0f;
   // Unmodified logits are read in place (a 128k-vocab row is 512 KiB).
   const float* w = row.logits;
   if (modify) {
     work_.assign(row.logits, row.logits + V);
+    if (row.allowed_bitmask != nullptr) {
+      for (int i = 0; i < V; ++i) {
+        if (!((row.allowed_bitmask[i / 32] >> (i % 32)) & 1u)) work_[i] = kNegInf;
+      }
+    }
     if (mask) {
       if (!p.ignore_eos && row.eos_token_ids) {
         for (int64_t e : *row.eos_token_ids)

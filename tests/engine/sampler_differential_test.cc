@@ -34,8 +34,10 @@ struct Case {
   int num_prompt = 0;
   uint64_t seed = 0;
   int sample_index = 0;
+  std::vector<uint32_t> allowed;  // structured output's bitmask, empty = none
   SamplingRow Row(const std::vector<int64_t>* eos) const {
-    return {logits.data(), &params, &tokens, num_prompt, seed, sample_index, eos};
+    return {logits.data(), &params,      &tokens, num_prompt,
+            seed,          sample_index, eos,     allowed.empty() ? nullptr : allowed.data()};
   }
 };
 
@@ -132,6 +134,15 @@ class Generator {
     }
     c.seed = rng_();
     c.sample_index = Uniform(0, 3);
+    if (Coin(0.3)) {  // a grammar's bitmask: nothing, few, half or every token allowed
+      const int density = Uniform(0, 3);
+      c.allowed.assign((V + 31) / 32, 0);
+      for (int i = 0; i < V; ++i) {
+        const bool on = density == 3 || (density == 1 && Coin(0.05)) || (density == 2 && Coin(0.5));
+        if (on) c.allowed[i / 32] |= uint32_t{1} << (i % 32);
+      }
+      if (Coin(0.2)) c.allowed.back() |= ~uint32_t{0};  // bits past the vocabulary are ignored
+    }
     return c;
   }
 

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 
@@ -240,6 +241,77 @@ TEST(SamplerTest, LogprobsAndTopAlternatives) {
   r = s.Sample(f.Row());
   EXPECT_TRUE(r.logprobs.top.empty());
   EXPECT_NEAR(r.logprobs.logprob, f.logits[5] - lse, 1e-4);
+}
+
+// Structured output: tokens outside the bitmask are -inf before everything else, so the draw,
+// greedy and the logprobs (normalized over the allowed tokens) only see the allowed ones.
+TEST(SamplerTest, AllowedBitmaskMasksBeforeEverythingElse) {
+  Sampler s(kVocab);
+  RowFixture f;
+  std::vector<uint32_t> mask((kVocab + 31) / 32, 0);
+  const std::vector<int32_t> allowed = {3, 11, 33, 36};
+  for (int32_t t : allowed) mask[t / 32] |= uint32_t{1} << (t % 32);
+  SamplingRow row = f.Row();
+  row.allowed_bitmask = mask.data();
+  f.params.temperature = 0;
+  f.params.logprobs = 5;
+  int32_t best = allowed[0];
+  for (int32_t t : allowed) best = f.logits[t] > f.logits[best] ? t : best;
+  SampleResult r = s.Sample(row);
+  EXPECT_EQ(r.token_id, best);
+  double lse = 0;
+  for (int32_t t : allowed) lse += std::exp(double(f.logits[t]));
+  lse = std::log(lse);
+  EXPECT_NEAR(r.logprobs.logprob, f.logits[best] - lse, 1e-4);
+  // Only the allowed tokens have finite top logprobs; the rest of the list is -inf.
+  ASSERT_EQ(r.logprobs.top.size(), 5u);
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_NE(std::find(allowed.begin(), allowed.end(), r.logprobs.top[i].token_id), allowed.end());
+  }
+  EXPECT_TRUE(std::isinf(r.logprobs.top[4].logprob));
+  // A bias cannot bring a disallowed token back (-inf + 100 = -inf).
+  f.params.logit_bias = {{5, 100.0f}};
+  EXPECT_EQ(s.Sample(row).token_id, best);
+  f.params.logit_bias.clear();
+  // Temperature sampling draws only allowed tokens.
+  f.params.temperature = 2.0f;
+  f.params.logprobs = -1;
+  std::map<int32_t, int> seen;
+  for (int i = 0; i < 400; ++i) {
+    f.seed = 1000 + i;
+    row.seed = f.seed;
+    ++seen[s.Sample(row).token_id];
+  }
+  for (const auto& [t, c] : seen) {
+    EXPECT_NE(std::find(allowed.begin(), allowed.end(), t), allowed.end()) << t;
+  }
+  EXPECT_EQ(seen.size(), allowed.size());
+}
+
+// The caller folds min_tokens into the bitmask; the sampler does not mask EOS again (the
+// engine's "grammar wins" when only EOS is allowed). A row allowing nothing is deterministic.
+TEST(SamplerTest, AllowedBitmaskReplacesMinTokensAndAllDisallowedIsDeterministic) {
+  Sampler s(kVocab);
+  RowFixture f;
+  f.params.temperature = 0;
+  f.params.min_tokens = 5;
+  std::vector<uint32_t> mask((kVocab + 31) / 32, 0);
+  mask[(kVocab - 1) / 32] |= uint32_t{1} << ((kVocab - 1) % 32);  // only EOS
+  SamplingRow row = f.Row();
+  row.allowed_bitmask = mask.data();
+  EXPECT_EQ(s.Sample(row).token_id, kVocab - 1);
+  std::fill(mask.begin(), mask.end(), 0u);
+  for (float t : {0.0f, 1.0f}) {
+    f.params.temperature = t;
+    f.params.top_k = t == 0.0f ? 0 : 3;
+    const int32_t a = s.Sample(row).token_id;
+    EXPECT_EQ(a, s.Sample(row).token_id);
+    EXPECT_GE(a, 0);
+    EXPECT_LT(a, kVocab);
+  }
+  f.params.temperature = 0;
+  f.params.top_k = 0;
+  EXPECT_EQ(s.Sample(row).token_id, 0);  // greedy over all -inf: the first index
 }
 
 TEST(ValidateSamplingParamsTest, ErrorsNameTheField) {

@@ -519,6 +519,10 @@ TEST(CudaRunner, BadSamplingInputsAreRejectedAndTheRunnerGoesOn) {
   bad = ok_in;
   bad.penalty_counts[1] = -1;
   expect_bad(bad, "sampling.penalty_counts[1]");
+  const size_t words = (cfg.vocab_size + 31) / 32;
+  bad = ok_in;
+  bad.allowed_bitmask.assign(words + 1, ~0u);
+  expect_bad(bad, "sampling.allowed_bitmask");
   // A bad batch is named as before.
   Batch bad_batch = good;
   bad_batch.input_ids[1] = 5000;
@@ -537,6 +541,20 @@ TEST(CudaRunner, BadSamplingInputsAreRejectedAndTheRunnerGoesOn) {
   ASSERT_TRUE((*r)->Forward(good, &logits).ok());
   EXPECT_EQ(out.ids[0],
             std::max_element(logits.data.begin(), logits.data.end()) - logits.data.begin());
+  // Structured output: the bitmask's words are written by await_bitmask, which the runner calls
+  // after queueing the forward pass (the engine computes the masks meanwhile); greedy then takes
+  // the one allowed token.
+  const int32_t allowed = out.ids[0] == 7 ? 8 : 7;
+  models::SamplingInputs masked = plain;
+  masked.allowed_bitmask.assign(words, 0u);
+  int waits = 0;
+  masked.await_bitmask = [&] {
+    ++waits;
+    masked.allowed_bitmask[allowed / 32] = 1u << (allowed % 32);
+  };
+  ASSERT_TRUE((*r)->ForwardAndSample(good, masked, &out).ok());
+  EXPECT_EQ(waits, 1);
+  EXPECT_EQ(out.ids[0], allowed);
 }
 
 TEST(CudaRunner, DeviceSamplingOffLeavesSamplingToTheHost) {

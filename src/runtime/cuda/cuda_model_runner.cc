@@ -515,6 +515,8 @@ absl::Status CudaModelRunner::Forward(const models::Batch& b, models::Logits* ou
 
 absl::Status CudaModelRunner::Impl::Sample(const models::SamplingInputs& in,
                                            models::SampledTokens* out) {
+  // The forward pass is queued: the engine's structured-output masks are computed meanwhile.
+  if (in.await_bitmask) in.await_bitmask();
   const int R = in.num_rows();
   const int V = static_cast<int>(cfg().vocab_size);
   out->num_rows = R;
@@ -543,6 +545,7 @@ absl::Status CudaModelRunner::Impl::Sample(const models::SamplingInputs& in,
   const size_t o_bv = region(bytes_of(in.bias_values));
   const size_t o_po = region(bytes_of(in.penalty_offsets)), o_pi = region(bytes_of(in.penalty_ids));
   const size_t o_pc = region(bytes_of(in.penalty_counts));
+  const size_t o_mask = region(bytes_of(in.allowed_bitmask));
   if (total > cap_sampling_in) {
     const size_t cap = std::max<size_t>(total * 2, 4096);
     cap_sampling_in = 0;
@@ -582,6 +585,7 @@ absl::Status CudaModelRunner::Impl::Sample(const models::SamplingInputs& in,
   put(o_po, in.penalty_offsets);
   put(o_pi, in.penalty_ids);
   put(o_pc, in.penalty_counts);
+  put(o_mask, in.allowed_bitmask);
   MUSE_CUDA_RETURN(
       cudaMemcpyAsync(sampling_in_dev.get(), h, total, cudaMemcpyHostToDevice, stream));
 
@@ -639,6 +643,8 @@ absl::Status CudaModelRunner::Impl::Sample(const models::SamplingInputs& in,
     a.penalty_ids = reinterpret_cast<const int32_t*>(d + o_pi);
     a.penalty_counts = reinterpret_cast<const int32_t*>(d + o_pc);
   }
+  if (!in.allowed_bitmask.empty())
+    a.allowed_bitmask = reinterpret_cast<const uint32_t*>(d + o_mask);
   a.out_ids = reinterpret_cast<int32_t*>(o);
   a.out_logprobs = reinterpret_cast<float*>(o + size_t{4} * R);
   if (top) {
