@@ -13,6 +13,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -138,6 +139,16 @@ bool JsonEqual(const Json& a, const Json& b, int depth = 0) {
     return true;
   }
   return a == b;
+}
+
+bool IsStringFormat(std::string_view name) {
+  return name == "date" || name == "time" || name == "date-time" || name == "uuid" ||
+         name == "email";
+}
+
+// 32 / 64 for OpenAPI's "int32" / "int64", else 0.
+int IntegerFormatBits(std::string_view name) {
+  return name == "int32" ? 32 : name == "int64" ? 64 : 0;
 }
 
 // Instance types as bits; "number" includes "integer".
@@ -499,6 +510,23 @@ SchemaCompiler::Result SchemaCompiler::CompileLeaf(const View& v, int depth) {
     }
     types &= mask;
   }
+  bool integer_format = false;
+  if (const Entry* format = v.Find("format")) {
+    if (!format->value->is_string()) return Error(format->pointer(), "\"format\" must be a string");
+    const std::string& name = format->value->get_ref<const std::string&>();
+    integer_format = IntegerFormatBits(name) > 0;
+    if (!integer_format && !IsStringFormat(name)) {
+      return Unsupported(format->at, "format",
+                         absl::StrCat("format ", format->value->dump(),
+                                      "; supported: date, time, date-time, uuid, email for "
+                                      "strings, int32, int64 for integers"));
+    }
+    if (integer_format && (types & kNumber)) {
+      return Unsupported(
+          format->at, "format",
+          absl::StrCat("format ", format->value->dump(), " applies to \"type\": \"integer\" only"));
+    }
+  }
   if (v.Find("enum") || v.Find("const")) return CompileEnum(v, types);
   std::vector<Alternative> alts;
   if (types & kNull) alts.push_back({lex_.Null()});
@@ -850,6 +878,9 @@ PatternAnchors Anchors(std::string_view p) {
 
 SchemaCompiler::Result SchemaCompiler::CompileString(const View& v) {
   const Entry* format = v.Find("format");
+  if (format && IntegerFormatBits(format->value->get_ref<const std::string&>())) {
+    format = nullptr;  // an integer format says nothing about strings
+  }
   const Entry* pattern = v.Find("pattern");
   const Entry* min_length = v.Find("minLength");
   const Entry* max_length = v.Find("maxLength");
@@ -933,6 +964,15 @@ SchemaCompiler::Result SchemaCompiler::CompileInteger(const View& v) {
     if (!*b) continue;
     std::optional<int64_t>& side = lower ? lo : hi;
     side = !side ? **b : lower ? std::max(*side, **b) : std::min(*side, **b);
+  }
+  if (const Entry* format = v.Find("format")) {
+    // OpenAPI's integer formats: the two's complement range of that many bits.
+    if (const int bits = IntegerFormatBits(format->value->get_ref<const std::string&>())) {
+      const int64_t max =
+          bits == 64 ? std::numeric_limits<int64_t>::max() : (int64_t{1} << (bits - 1)) - 1;
+      lo = std::max(lo.value_or(-max - 1), -max - 1);
+      hi = std::min(hi.value_or(max), max);
+    }
   }
   return lex_.IntegerRange(lo, hi);
 }

@@ -257,6 +257,24 @@ TEST(JsonSchemaStrings, TimeDateTimeUuidEmail) {
   EXPECT_FALSE(email.Accepts(R"("2962")"));
   EXPECT_THAT(CompileError(R"({"type":"string","format":"ipv4"})"),
               HasSubstr("schema (root): unsupported keyword \"format\" (format \"ipv4\""));
+  // A format applies to its own type only; unknown ones are refused whatever the type.
+  EXPECT_TRUE(MustCompile(R"({"type":["integer","string"],"format":"date"})").Accepts("12"));
+  EXPECT_THAT(CompileError(R"({"type":"integer","format":"color"})"),
+              HasSubstr("unsupported keyword \"format\" (format \"color\""));
+}
+
+TEST(JsonSchemaIntegers, OpenApiIntegerFormats) {
+  Language i32 = MustCompile(R"({"type":["integer","string"],"format":"int32","minimum":-5})");
+  EXPECT_TRUE(i32.Accepts("2147483647"));
+  EXPECT_FALSE(i32.Accepts("2147483648"));
+  EXPECT_TRUE(i32.Accepts("-5"));
+  EXPECT_FALSE(i32.Accepts("-6"));
+  EXPECT_TRUE(i32.Accepts(R"("any text")"));  // int32 says nothing about strings
+  Language i64 = MustCompile(R"({"type":"integer","format":"int64"})");
+  EXPECT_TRUE(i64.Accepts("-9223372036854775808"));
+  EXPECT_FALSE(i64.Accepts("9223372036854775808"));
+  EXPECT_THAT(CompileError(R"({"type":"number","format":"int32"})"),
+              HasSubstr("(format \"int32\" applies to \"type\": \"integer\" only)"));
 }
 
 // ---- objects ----
