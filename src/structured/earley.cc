@@ -1,6 +1,7 @@
 #include "src/structured/earley.h"
 
 #include <algorithm>
+#include <bit>
 
 namespace muse::structured::internal {
 
@@ -105,6 +106,13 @@ void EarleyStack::Truncate(int num_sets) {
   if (follow_ && static_cast<int>(exit_follow_.size()) > num_sets) exit_follow_.resize(num_sets);
 }
 
+namespace {
+// Fibonacci hashing: the top bits of the product depend on every bit of the key.
+size_t Slot(uint64_t key, size_t cap) {
+  return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> (64 - std::countr_zero(cap)));
+}
+}  // namespace
+
 void EarleyStack::Add(int k, Item it) {
   const uint64_t key = (static_cast<uint64_t>(static_cast<uint32_t>(it.pos)) << 32) |
                        static_cast<uint32_t>(it.origin);
@@ -117,7 +125,7 @@ void EarleyStack::Add(int k, Item it) {
     for (size_t i = set_begin_[k]; i < items_.size(); ++i) {
       const uint64_t k2 = (static_cast<uint64_t>(static_cast<uint32_t>(items_[i].pos)) << 32) |
                           static_cast<uint32_t>(items_[i].origin);
-      size_t h = (k2 * 0x9E3779B97F4A7C15ull) >> 20;
+      size_t h = Slot(k2, cap);
       for (;; ++h) {
         h &= cap - 1;
         if (table_stamp_[h] != stamp_) {
@@ -129,7 +137,7 @@ void EarleyStack::Add(int k, Item it) {
     }
   }
   const size_t mask = table_.size() - 1;
-  for (size_t h = (key * 0x9E3779B97F4A7C15ull) >> 20;; ++h) {
+  for (size_t h = Slot(key, table_.size());; ++h) {
     h &= mask;
     if (table_stamp_[h] != stamp_) {
       table_stamp_[h] = stamp_;

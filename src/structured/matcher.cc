@@ -1,6 +1,8 @@
 #include "src/structured/matcher.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -74,7 +76,7 @@ void WalkTrie(EarleyStack& st, const TokenVocabulary& vocab, const Candidates& c
       ++ci;
       continue;
     }
-    const std::string& t = vocab.bytes(id);
+    const std::string_view t = vocab.sorted_bytes(i);
     size_t l = 0;
     const size_t m = std::min(cur.size(), t.size());
     while (l < m && cur[l] == t[l]) ++l;
@@ -98,6 +100,15 @@ void WalkTrie(EarleyStack& st, const TokenVocabulary& vocab, const Candidates& c
     ++ci;
   }
   st.Truncate(base);
+}
+
+// A mask narrower than the vocabulary would be written out of bounds: a caller bug, not input.
+void CheckWidth(std::span<uint32_t> words, const TokenVocabulary& vocab) {
+  if (words.size() < static_cast<size_t>(vocab.bitmask_words())) {
+    std::fprintf(stderr, "GrammarMatcher: bitmask of %zu words for a vocabulary needing %d\n",
+                 words.size(), vocab.bitmask_words());
+    std::abort();
+  }
 }
 
 // All of 0..n-1 without materialising them.
@@ -204,7 +215,9 @@ bool GrammarMatcher::IsTerminated() const {
 void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
   const CompiledGrammar::Impl& impl = grammar_->impl();
   const TokenVocabulary& vocab = *impl.vocab;
+  CheckWidth(words, vocab);
   std::fill(words.begin(), words.end(), 0);
+  const size_t n = vocab.bitmask_words();
   if (!state_->ended()) {
     // Distinct kernel positions of the top set; their accepted sets are unions, their uncertain
     // tokens go to the parser once each.
@@ -219,9 +232,10 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
     positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
     for (int32_t p : positions) {
       const TokenMaskCache::Entry& e = impl.cache.Get(p);
-      if (!e.accepted.empty()) {
-        for (size_t w = 0; w < words.size(); ++w) words[w] |= e.accepted[w];
+      if (!e.accepted_bits.empty()) {
+        for (size_t w = 0; w < n; ++w) words[w] |= e.accepted_bits[w];
       }
+      for (int32_t id : e.accepted_ids) SetBit(words, id);
       cands.insert(cands.end(), e.uncertain.begin(), e.uncertain.end());
     }
     if (!cands.empty()) {
@@ -239,6 +253,7 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
 
 void GrammarMatcher::FillNextTokenBitmaskByTrie(std::span<uint32_t> words) const {
   const TokenVocabulary& vocab = grammar_->vocab();
+  CheckWidth(words, vocab);
   std::fill(words.begin(), words.end(), 0);
   if (!state_->ended()) {
     WalkTrie(state_->stack, vocab, AllIndices{vocab.sorted_ids().size()}, words);

@@ -61,8 +61,9 @@ class GrammarMatcher {
   // EOS accepted, or no byte can follow and the grammar can end: nothing but EOS is allowed.
   bool IsTerminated() const;
 
-  // Writes the allowed next tokens as bits (`words` has vocab().bitmask_words() entries; token i
-  // is bit i % 32 of word i / 32). EOS ids are set iff CanEnd(). After termination only EOS ids.
+  // Writes the allowed next tokens as bits (`words` has at least vocab().bitmask_words() entries,
+  // fewer aborts; token i is bit i % 32 of word i / 32). EOS ids are set iff CanEnd(). After
+  // termination only EOS ids.
   // Uses the compiled grammar's per-position token classes and runs the parser only on the
   // tokens they leave undecided. Not thread-safe on one matcher (it parses ahead and rolls back).
   void FillNextTokenBitmask(std::span<uint32_t> words) const;

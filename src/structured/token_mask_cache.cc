@@ -168,7 +168,7 @@ void TokenMaskCache::Compute(int32_t pos, Entry* e) const {
   std::vector<uint8_t> unsure(1, 0);  // unsure[d]: a live exit happened within the first d bytes
   int depth = 0;
   for (int32_t i = 0; i < n;) {
-    const std::string& t = vocab_->bytes(sorted[i]);
+    const std::string_view t = vocab_->sorted_bytes(i);
     if (depth > lcp[i]) {
       depth = lcp[i];
       sub.Truncate(kBase + depth);
@@ -191,10 +191,19 @@ void TokenMaskCache::Compute(int32_t pos, Entry* e) const {
       unsure[depth] = live;
     }
     if (!ok) continue;
-    if (e->accepted.empty()) e->accepted.assign(vocab_->bitmask_words(), 0);
-    e->accepted[sorted[i] >> 5] |= uint32_t{1} << (sorted[i] & 31);
+    e->accepted_ids.push_back(sorted[i]);
     ++i;
   }
+  // A bitmask costs bitmask_words() words to store and to OR into each mask; ids cost one each.
+  if (e->accepted_ids.size() > static_cast<size_t>(vocab_->bitmask_words()) / 2) {
+    e->accepted_bits.assign(vocab_->bitmask_words(), 0);
+    for (int32_t id : e->accepted_ids) e->accepted_bits[id >> 5] |= uint32_t{1} << (id & 31);
+    e->accepted_ids = {};
+  } else {
+    std::sort(e->accepted_ids.begin(), e->accepted_ids.end());
+    e->accepted_ids.shrink_to_fit();
+  }
+  e->uncertain.shrink_to_fit();
 }
 
 }  // namespace muse::structured::internal

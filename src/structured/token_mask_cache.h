@@ -32,7 +32,10 @@ namespace muse::structured::internal {
 class TokenMaskCache {
  public:
   struct Entry {
-    std::vector<uint32_t> accepted;  // token-id bitmask words; empty when nothing is accepted
+    // Accepted tokens: as ids when few (a literal's position), else as bitmask words; at most one
+    // of the two is non-empty.
+    std::vector<int32_t> accepted_ids;
+    std::vector<uint32_t> accepted_bits;
     std::vector<int32_t> uncertain;  // indices into vocab.sorted_ids(), ascending
   };
 

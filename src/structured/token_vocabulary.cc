@@ -71,6 +71,11 @@ std::shared_ptr<const TokenVocabulary> TokenVocabulary::FromBytes(
 
 void TokenVocabulary::BuildIndex() {
   const size_t n = sorted_.size();
+  sorted_offset_.assign(1, 0);
+  for (int32_t id : sorted_) {
+    sorted_blob_ += bytes_[id];
+    sorted_offset_.push_back(static_cast<uint32_t>(sorted_blob_.size()));
+  }
   lcp_.assign(n, 0);
   for (size_t i = 1; i < n; ++i) {
     const std::string& a = bytes_[sorted_[i - 1]];

@@ -10,6 +10,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -42,6 +43,11 @@ class TokenVocabulary {
   // sorted[i - 1] and sorted[i] (lcp[0] = 0).
   std::span<const int32_t> sorted_ids() const { return sorted_; }
   std::span<const int32_t> lcp() const { return lcp_; }
+  // Bytes of sorted_ids()[i], stored contiguously in sorted order (walks read them in sequence).
+  std::string_view sorted_bytes(int32_t i) const {
+    return std::string_view(sorted_blob_)
+        .substr(sorted_offset_[i], sorted_offset_[i + 1] - sorted_offset_[i]);
+  }
   // End of the trie subtree at sorted position i: the first j > i whose token does not share the
   // first `prefix_len` bytes of sorted[i] (sorted_ids().size() when none). O(prefix_len) jumps.
   int32_t SubtreeEnd(int32_t i, int32_t prefix_len) const;
@@ -53,6 +59,8 @@ class TokenVocabulary {
   std::vector<int32_t> eos_;
   std::vector<int32_t> sorted_;
   std::vector<int32_t> lcp_;
+  std::string sorted_blob_;
+  std::vector<uint32_t> sorted_offset_;
   std::vector<int32_t> next_smaller_;  // first k > j with lcp[k] < lcp[j]
   void BuildIndex();
 };
