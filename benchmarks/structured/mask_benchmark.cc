@@ -3,9 +3,12 @@
 // token (mask, then AcceptToken); each mask is timed alone and p50 / p99 / max are reported as
 // counters. Grammars are built with GrammarBuilder (tests/structured/test_grammars.h), so the
 // figures are the matcher's alone.
-//   Compile/*      CompiledGrammar::Create
-//   Precompute/*   PrecomputeMasks: every kernel position's token classes (lazy otherwise)
-//   MaskCold/*     masks over the documents with a fresh CompiledGrammar (classes filled lazily)
+//   Compile/*      CompiledGrammar::Create (tool_schema: CompileJsonSchema too)
+//   Precompute/*   PrecomputeMasks: every kernel position's token classes (lazy otherwise), on a
+//                  vocabulary that holds none yet
+//   PrecomputeShared/*  the same when the vocabulary already holds them (an equal grammar or
+//                  equal sub-rules were compiled before)
+//   MaskCold/*     masks over the documents, nothing precomputed (classes filled lazily)
 //   MaskWarm/*     masks over the documents after PrecomputeMasks
 //   MaskTrie/*     the reference walk of the whole vocabulary trie (no cache)
 // usage: mask_benchmark [--tokenizer_dir=DIR] [benchmark flags]
@@ -14,11 +17,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "src/structured/compile.h"
 #include "src/structured/matcher.h"
 #include "src/tokenizer/tokenizer.h"
 #include "tests/structured/test_grammars.h"
@@ -37,6 +43,19 @@ std::string g_tokenizer_dir =
 struct Setup {
   std::unique_ptr<muse::tokenizer::Tokenizer> tok;
   std::shared_ptr<const TokenVocabulary> vocab;
+  // A vocabulary with nothing shared yet (token classes are shared per vocabulary), so "cold"
+  // runs walk the vocabulary again.
+  std::shared_ptr<const TokenVocabulary> Fresh() const {
+    std::vector<std::string> bytes(vocab->vocab_size());
+    std::vector<int32_t> special;
+    for (int32_t id = 0; id < vocab->vocab_size(); ++id) {
+      bytes[id] = vocab->bytes(id);
+      if (vocab->is_special(id)) special.push_back(id);
+    }
+    const auto eos = vocab->eos_token_ids();
+    return TokenVocabulary::FromBytes(std::move(bytes), {eos.begin(), eos.end()},
+                                      std::move(special));
+  }
 };
 
 const Setup* Load() {
@@ -77,54 +96,92 @@ const std::vector<std::string> kJsonDocs = {
     R"({"text":"Lorem ipsum dolor sit amet, consectetur adipiscing elit","n":123456789,"nested":{"deep":{"deeper":[[[]]]}}})",
 };
 
+// A typical tool's parameters through the JSON schema front end (strict mode: compact, all
+// properties in order).
+constexpr char kToolSchema[] = R"({"type":"object","properties":{
+  "location":{"type":"string","description":"City and state"},
+  "unit":{"type":"string","enum":["celsius","fahrenheit"]},
+  "days":{"type":"integer","minimum":1,"maximum":14},
+  "hourly":{"type":"boolean"},
+  "fields":{"type":"array","items":{"type":"string"},"maxItems":8}},
+  "required":["location","unit","days","hourly","fields"],"additionalProperties":false})";
+
+Grammar ToolSchema() {
+  auto g = muse::structured::CompileJsonSchema(kToolSchema);
+  if (!g.ok()) {
+    std::fprintf(stderr, "tool schema: %s\n", g.status().ToString().c_str());
+    std::abort();
+  }
+  return *std::move(g);
+}
+
+const std::vector<std::string> kToolDocs = {
+    R"({"location":"Boston, MA","unit":"celsius","days":5,"hourly":false,"fields":["temperature","wind"]})",
+    R"({"location":"Zürich","unit":"fahrenheit","days":14,"hourly":true,"fields":[]})",
+    R"({"location":"東京都 千代田区","unit":"celsius","days":1,"hourly":true,"fields":["humidity","uv index","precipitation probability"]})",
+};
+
 const Case& GetCase(int which) {
-  static const Case cases[] = {{StringProperties, kStringDocs}, {tg::JsonGrammar, kJsonDocs}};
+  static const Case cases[] = {
+      {StringProperties, kStringDocs}, {tg::JsonGrammar, kJsonDocs}, {ToolSchema, kToolDocs}};
   return cases[which];
 }
 
-// Replays every document; `fill` computes one mask. Returns per-mask microseconds.
+double ThreadCpuMicros() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec * 1e6 + ts.tv_nsec * 1e-3;
+}
+
+// Replays every document; `fill` computes one mask. Returns per-mask wall and thread-CPU
+// microseconds (the CPU figure leaves out preemption on a shared machine).
 template <typename Fill>
-std::vector<double> Replay(const std::shared_ptr<const CompiledGrammar>& g, const Case& c,
-                           const muse::tokenizer::Tokenizer& tok, Fill fill, bool* ok) {
-  std::vector<double> us;
+void Replay(const std::shared_ptr<const CompiledGrammar>& g, const Case& c,
+            const muse::tokenizer::Tokenizer& tok, Fill fill, bool* ok, std::vector<double>* us,
+            std::vector<double>* cpu_us) {
   std::vector<uint32_t> words(g->vocab().bitmask_words());
   for (const std::string& doc : c.documents) {
     auto ids = tok.Encode(doc, /*add_special_tokens=*/false);
     if (!ids.ok()) {
       *ok = false;
-      return us;
+      return;
     }
     ids->push_back(128009);  // <|eot_id|>
     GrammarMatcher m(g);
     for (int32_t id : *ids) {
+      const double c0 = ThreadCpuMicros();
       const auto t0 = std::chrono::steady_clock::now();
       fill(m, words);
       const auto t1 = std::chrono::steady_clock::now();
-      us.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+      cpu_us->push_back(ThreadCpuMicros() - c0);
+      us->push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
       if (!((words[id >> 5] >> (id & 31)) & 1) || !m.AcceptToken(id)) {
         std::fprintf(stderr, "token %d of %s not allowed\n", id, doc.c_str());
         *ok = false;
-        return us;
+        return;
       }
     }
   }
-  return us;
 }
 
-void Report(benchmark::State& state, std::vector<double> us) {
+void Report(benchmark::State& state, std::vector<double> us, std::vector<double> cpu_us) {
   std::sort(us.begin(), us.end());
-  auto q = [&](double f) {
-    return us[std::min(us.size() - 1, static_cast<size_t>(f * us.size()))];
+  std::sort(cpu_us.begin(), cpu_us.end());
+  auto q = [](const std::vector<double>& v, double f) {
+    return v[std::min(v.size() - 1, static_cast<size_t>(f * v.size()))];
   };
   state.counters["masks"] = static_cast<double>(us.size());
-  state.counters["p50_us"] = q(0.50);
-  state.counters["p90_us"] = q(0.90);
-  state.counters["p99_us"] = q(0.99);
+  state.counters["p50_us"] = q(us, 0.50);
+  state.counters["p99_us"] = q(us, 0.99);
   state.counters["max_us"] = us.back();
+  state.counters["cpu_p50_us"] = q(cpu_us, 0.50);
+  state.counters["cpu_p99_us"] = q(cpu_us, 0.99);
+  state.counters["cpu_max_us"] = cpu_us.back();
 }
 
-std::shared_ptr<const CompiledGrammar> Compile(const Case& c, const Setup& s) {
-  auto g = CompiledGrammar::Create(c.grammar(), s.vocab);
+std::shared_ptr<const CompiledGrammar> Compile(const Case& c,
+                                               std::shared_ptr<const TokenVocabulary> v) {
+  auto g = CompiledGrammar::Create(c.grammar(), std::move(v));
   return g.ok() ? *g : nullptr;
 }
 
@@ -139,31 +196,34 @@ void BM_Compile(benchmark::State& state) {
   }
 }
 
-void BM_Precompute(benchmark::State& state) {
+// shared: the vocabulary already holds this grammar's token classes (another grammar with the
+// same rules was compiled before), so only the chains and keys are computed.
+void BM_Precompute(benchmark::State& state, bool shared) {
   const Setup* s = Load();
   if (!s) return state.SkipWithError("cannot load the Llama 3 tokenizer");
   const Case& c = GetCase(static_cast<int>(state.range(0)));
+  if (shared) Compile(c, s->vocab)->PrecomputeMasks();
   for (auto _ : state) {
     state.PauseTiming();
-    auto g = Compile(c, *s);
+    auto g = Compile(c, shared ? s->vocab : s->Fresh());
     state.ResumeTiming();
     g->PrecomputeMasks();
   }
 }
 
-// mode 0: cold (lazy classes), 1: warm (precomputed), 2: trie walk.
+// mode 0: cold (lazy classes, fresh vocabulary), 1: warm (precomputed), 2: trie walk.
 void BM_Mask(benchmark::State& state, int mode) {
   const Setup* s = Load();
   if (!s) return state.SkipWithError("cannot load the Llama 3 tokenizer");
   const Case& c = GetCase(static_cast<int>(state.range(0)));
-  std::vector<double> all;
+  std::vector<double> all, all_cpu;
   bool ok = true;
   for (auto _ : state) {
     state.PauseTiming();
-    auto g = Compile(c, *s);
+    auto g = Compile(c, mode == 0 ? s->Fresh() : s->vocab);
     if (mode == 1) g->PrecomputeMasks();
     state.ResumeTiming();
-    std::vector<double> us = Replay(
+    Replay(
         g, c, *s->tok,
         [&](const GrammarMatcher& m, std::vector<uint32_t>& w) {
           if (mode == 2) {
@@ -172,11 +232,10 @@ void BM_Mask(benchmark::State& state, int mode) {
             m.FillNextTokenBitmask(w);
           }
         },
-        &ok);
+        &ok, &all, &all_cpu);
     if (!ok) return state.SkipWithError("a document token was not allowed");
-    all.insert(all.end(), us.begin(), us.end());
   }
-  Report(state, std::move(all));
+  Report(state, std::move(all), std::move(all_cpu));
 }
 
 }  // namespace
@@ -190,12 +249,16 @@ int main(int argc, char** argv) {
       rest.push_back(argv[i]);
     }
   }
-  for (int which : {0, 1}) {
-    const std::string name = which == 0 ? "string_properties" : "json";
+  for (int which : {0, 1, 2}) {
+    const char* names[] = {"string_properties", "json", "tool_schema"};
+    const std::string name = names[which];
     benchmark::RegisterBenchmark(("Compile/" + name).c_str(), BM_Compile)
         ->Arg(which)
         ->Unit(benchmark::kMicrosecond);
-    benchmark::RegisterBenchmark(("Precompute/" + name).c_str(), BM_Precompute)
+    benchmark::RegisterBenchmark(("PrecomputeShared/" + name).c_str(), BM_Precompute, true)
+        ->Arg(which)
+        ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("Precompute/" + name).c_str(), BM_Precompute, false)
         ->Arg(which)
         ->Unit(benchmark::kMillisecond)
         ->Iterations(3);

@@ -74,11 +74,7 @@ bool TokenMaskCache::IsKernel(int32_t pos) const {
 }
 
 const TokenMaskCache::Entry& TokenMaskCache::Get(int32_t pos) const {
-  std::call_once(once_[pos], [&] {
-    auto e = std::make_unique<Entry>();
-    Compute(pos, e.get());
-    entries_[pos] = std::move(e);
-  });
+  std::call_once(once_[pos], [&] { entries_[pos] = Compute(pos); });
   return *entries_[pos];
 }
 
@@ -101,7 +97,58 @@ std::vector<int32_t> TokenMaskCache::PredictedStarts(int32_t x) const {
   return out;
 }
 
-void TokenMaskCache::Compute(int32_t pos, Entry* e) const {
+std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
+                                        const std::vector<std::vector<ByteSet>>& follow_out) const {
+  const FlatGrammar& g = *g_;
+  std::string key;
+  auto put = [&](int32_t v) { key.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+  auto put_set = [&](const ByteSet& b) {
+    key.append(reinterpret_cast<const char*>(b.bits().data()), sizeof(uint64_t) * 4);
+  };
+  std::vector<int32_t> canon(g.num_rules(), -1);
+  std::vector<int32_t> order = {top};
+  canon[top] = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    const int32_t r = order[i];
+    put(static_cast<int32_t>(g.alt_starts[r].size()));
+    for (int32_t p : g.alt_starts[r]) {
+      for (;; ++p) {
+        if (g.next[p] == FlatGrammar::Next::kEnd) {
+          put(-1);
+          break;
+        }
+        if (g.next[p] == FlatGrammar::Next::kBytes) {
+          put(-2);
+          put_set(g.byte_sets[g.next_index[p]]);
+          continue;
+        }
+        const int32_t y = g.next_index[p];
+        if (canon[y] < 0) {
+          canon[y] = static_cast<int32_t>(order.size());
+          order.push_back(y);
+        }
+        put(canon[y]);
+      }
+    }
+  }
+  // A position as (canonical rule, alternative, dot).
+  auto put_pos = [&](int32_t p) {
+    const auto& starts = g.alt_starts[g.rule[p]];
+    const auto alt = std::upper_bound(starts.begin(), starts.end(), p) - starts.begin() - 1;
+    put(canon[g.rule[p]]);
+    put(static_cast<int32_t>(alt));
+    put(g.dot[p]);
+  };
+  put(static_cast<int32_t>(chain.size()));
+  for (int32_t q : chain) put_pos(q);
+  put_pos(pos);
+  for (const auto& level : follow_out) {
+    for (int32_t r : order) put_set(level[r]);
+  }
+  return key;
+}
+
+std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos) const {
   const FlatGrammar& g = *g_;
   // The chain of parents simulated above p: while every item that can wait for rule X (outside
   // X's own predictions) is at one position q, each real X item has a parent at q, so q is
@@ -157,6 +204,18 @@ void TokenMaskCache::Compute(int32_t pos, Entry* e) const {
       }
     }
   }
+  const std::string key = SubParseKey(x, chain, pos, follow_out);
+  SharedTokenClasses& shared = vocab_->shared_token_classes();
+  {
+    std::lock_guard<std::mutex> lock(shared.mu);
+    if (auto it = shared.entries.find(key); it != shared.entries.end()) {
+      ++shared.hits;
+      return it->second;
+    }
+    ++shared.misses;
+  }
+  auto entry = std::make_shared<Entry>();
+  Entry* e = entry.get();
   sub.SetExitTracking(m + 1, &follow_out);
   const Item seed{pos, m};
   sub.PushKernel({&seed, 1});
@@ -204,6 +263,17 @@ void TokenMaskCache::Compute(int32_t pos, Entry* e) const {
     e->accepted_ids.shrink_to_fit();
   }
   e->uncertain.shrink_to_fit();
+  const size_t bytes = key.size() + sizeof(Entry) + e->accepted_ids.size() * sizeof(int32_t) +
+                       e->accepted_bits.size() * sizeof(uint32_t) +
+                       e->uncertain.size() * sizeof(int32_t);
+  std::lock_guard<std::mutex> lock(shared.mu);
+  if (shared.bytes + bytes <= SharedTokenClasses::kMaxBytes) {
+    // Another grammar may have computed the same entry meanwhile: keep the first.
+    auto [it, fresh] = shared.entries.emplace(key, entry);
+    if (fresh) shared.bytes += bytes;
+    return it->second;
+  }
+  return entry;
 }
 
 }  // namespace muse::structured::internal

@@ -22,8 +22,10 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "src/structured/earley.h"
 #include "src/structured/token_vocabulary.h"
 
@@ -49,7 +51,7 @@ class TokenMaskCache {
   void ComputeAll() const;
 
  private:
-  void Compute(int32_t pos, Entry* e) const;
+  std::shared_ptr<const Entry> Compute(int32_t pos) const;
   // Sorted dot-0 positions in the closure of predicting rule x.
   std::vector<int32_t> PredictedStarts(int32_t x) const;
 
@@ -59,8 +61,26 @@ class TokenMaskCache {
   std::vector<uint8_t> rest_nullable_;  // per position: the rest can derive ""
   std::vector<ByteSet> follow_;         // per rule: bytes that can follow it anywhere
   std::vector<std::vector<int32_t>> refs_;  // per rule: positions whose next symbol is the rule
-  mutable std::vector<std::unique_ptr<Entry>> entries_;
+  // Canonical form of position pos's sub-parse: the rules reachable from its top rule (renumbered
+  // in the order met), the chain and seed positions, and the exit follow sets. Equal keys give
+  // equal entries, whatever grammar they come from.
+  std::string SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
+                          const std::vector<std::vector<ByteSet>>& follow_out) const;
+
+  mutable std::vector<std::shared_ptr<const Entry>> entries_;
   std::unique_ptr<std::once_flag[]> once_;
+};
+
+// Entries shared by every grammar compiled against one vocabulary (owned by the TokenVocabulary):
+// the front ends emit the same rules for a JSON string, a number, ... in every schema, so each
+// such sub-parse walks the vocabulary once per process rather than once per schema.
+struct SharedTokenClasses {
+  static constexpr size_t kMaxBytes = size_t{256} << 20;  // then entries stay per grammar
+  std::mutex mu;
+  absl::flat_hash_map<std::string, std::shared_ptr<const TokenMaskCache::Entry>> entries;
+  size_t bytes = 0;
+  int64_t hits = 0;
+  int64_t misses = 0;
 };
 
 }  // namespace muse::structured::internal

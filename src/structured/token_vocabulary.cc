@@ -5,9 +5,13 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "src/structured/token_mask_cache.h"
 #include "src/tokenizer/tokenizer.h"
 
 namespace muse::structured {
+
+TokenVocabulary::TokenVocabulary() : shared_(std::make_unique<internal::SharedTokenClasses>()) {}
+TokenVocabulary::~TokenVocabulary() = default;
 
 absl::StatusOr<std::shared_ptr<const TokenVocabulary>> TokenVocabulary::FromTokenizer(
     const tokenizer::Tokenizer& tok, int vocab_size, std::vector<int32_t> eos_token_ids) {

@@ -21,8 +21,15 @@ class Tokenizer;
 
 namespace muse::structured {
 
+namespace internal {
+struct SharedTokenClasses;  // token_mask_cache.h
+}  // namespace internal
+
 class TokenVocabulary {
  public:
+  TokenVocabulary();
+  ~TokenVocabulary();
+
   // `vocab_size` is the model's (the logits' width; may exceed the tokenizer's, the extra ids are
   // never allowed). `eos_token_ids`: what ends a constrained generation.
   static absl::StatusOr<std::shared_ptr<const TokenVocabulary>> FromTokenizer(
@@ -52,6 +59,9 @@ class TokenVocabulary {
   // first `prefix_len` bytes of sorted[i] (sorted_ids().size() when none). O(prefix_len) jumps.
   int32_t SubtreeEnd(int32_t i, int32_t prefix_len) const;
 
+  // Token classes that grammars compiled against this vocabulary share (thread-safe).
+  internal::SharedTokenClasses& shared_token_classes() const { return *shared_; }
+
  private:
   int vocab_size_ = 0;
   std::vector<std::string> bytes_;
@@ -61,7 +71,8 @@ class TokenVocabulary {
   std::vector<int32_t> lcp_;
   std::string sorted_blob_;
   std::vector<uint32_t> sorted_offset_;
-  std::vector<int32_t> next_smaller_;  // first k > j with lcp[k] < lcp[j]
+  std::vector<int32_t> next_smaller_;
+  std::unique_ptr<internal::SharedTokenClasses> shared_;  // first k > j with lcp[k] < lcp[j]
   void BuildIndex();
 };
 

