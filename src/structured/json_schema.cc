@@ -465,7 +465,12 @@ absl::StatusOr<Grammar> CompileJsonSchema(std::string_view schema_json,
     return absl::InvalidArgumentError(
         absl::StrCat("schema is not JSON (byte ", e.byte, "): ", what));
   }
-  return json_schema::SchemaCompiler(schema, options).Run();
+  try {
+    return json_schema::SchemaCompiler(schema, options).Run();
+  } catch (const json_schema::Json::exception& e) {
+    // Every value is type-checked before use, so this is a bug; it still must not escape.
+    return absl::InternalError(absl::StrCat("schema: ", e.what()));
+  }
 }
 
 absl::StatusOr<Grammar> JsonObjectGrammar(const JsonSchemaOptions& options) {

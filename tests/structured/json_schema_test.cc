@@ -569,3 +569,163 @@ TEST(JsonSchemaGrammar, CompileTimeOfAToolSchema) {
 
 }  // namespace
 }  // namespace muse::structured
+
+namespace muse::structured {
+namespace {
+
+// Random schemas over the keyword vocabulary, values of right and wrong types mixed: compiling
+// never throws or crashes, fails only with InvalidArgument, and what compiles binds to a
+// vocabulary and runs. (A structure-aware stand-in for a fuzzer; the compile is also under the
+// sanitizer builds.)
+class RandomSchemas {
+ public:
+  explicit RandomSchemas(uint32_t seed) : rng_(seed) {}
+
+  Json Schema(int depth) {
+    if (depth > 3 || Pick(8) == 0) return Pick(2) == 0;
+    Json s = Json::object();
+    const int n = 1 + Pick(4);
+    for (int i = 0; i < n; ++i) {
+      static const char* const kKeys[] = {"type",
+                                          "enum",
+                                          "const",
+                                          "properties",
+                                          "required",
+                                          "additionalProperties",
+                                          "items",
+                                          "prefixItems",
+                                          "additionalItems",
+                                          "minItems",
+                                          "maxItems",
+                                          "minLength",
+                                          "maxLength",
+                                          "pattern",
+                                          "format",
+                                          "minimum",
+                                          "maximum",
+                                          "exclusiveMinimum",
+                                          "exclusiveMaximum",
+                                          "anyOf",
+                                          "oneOf",
+                                          "allOf",
+                                          "$ref",
+                                          "$defs",
+                                          "definitions",
+                                          "title",
+                                          "uniqueItems",
+                                          "not",
+                                          "$id"};
+      const std::string key = kKeys[Pick(sizeof(kKeys) / sizeof(kKeys[0]))];
+      s[key] = Value(key, depth);
+    }
+    return s;
+  }
+
+ private:
+  int Pick(int n) { return static_cast<int>(rng_() % static_cast<uint32_t>(n)); }
+
+  Json Scalar() {
+    switch (Pick(7)) {
+      case 0:
+        return nullptr;
+      case 1:
+        return Pick(2) == 0;
+      case 2:
+        return Pick(200) - 100;
+      case 3:
+        return (Pick(2000) - 1000) / 7.0;
+      case 4:
+        return std::string(1 + Pick(3), static_cast<char>('a' + Pick(3)));
+      case 5:
+        return Json::array({Pick(3), "x"});
+      default:
+        return Json::object({{"k", Pick(3)}});
+    }
+  }
+
+  Json Value(const std::string& key, int depth) {
+    if (Pick(10) == 0) return Scalar();  // often the wrong type
+    if (key == "type") {
+      static const char* const kTypes[] = {"null",   "boolean", "object", "array",
+                                           "number", "integer", "string"};
+      if (Pick(3) == 0) return Json::array({kTypes[Pick(7)], kTypes[Pick(7)]});
+      return kTypes[Pick(7)];
+    }
+    if (key == "enum") return Json::array({Scalar(), Scalar(), Scalar()});
+    if (key == "const") return Scalar();
+    if (key == "properties" || key == "$defs" || key == "definitions") {
+      Json p = Json::object();
+      for (int i = Pick(4); i > 0; --i)
+        p[std::string(1, static_cast<char>('a' + Pick(4)))] = Schema(depth + 1);
+      return p;
+    }
+    if (key == "required")
+      return Json::array({"a", std::string(1, static_cast<char>('a' + Pick(4)))});
+    if (key == "prefixItems" || key == "anyOf" || key == "oneOf" || key == "allOf") {
+      Json a = Json::array();
+      for (int i = Pick(3); i >= 0; --i) a.push_back(Schema(depth + 1));
+      return a;
+    }
+    if (key == "additionalProperties" || key == "items" || key == "additionalItems" ||
+        key == "not") {
+      return Pick(4) == 0 ? Json::array({Schema(depth + 1)}) : Schema(depth + 1);
+    }
+    if (key == "pattern") {
+      static const char* const kPatterns[] = {"^a+$", "b|c", "[0-9]{2,3}", "(?=x)", "^x|y$", "\\"};
+      return kPatterns[Pick(6)];
+    }
+    if (key == "format") {
+      static const char* const kFormats[] = {"date",  "time",  "date-time", "uuid",
+                                             "email", "int32", "int64",     "ipv4"};
+      return kFormats[Pick(8)];
+    }
+    if (key == "$ref") {
+      static const char* const kRefs[] = {
+          "#",       "#/$defs/a", "#/definitions/b", "#/properties/c",
+          "#/items", "#/nowhere", "http://x/y",      "#anchor"};
+      return kRefs[Pick(8)];
+    }
+    if (key == "title") return "t";
+    if (key == "uniqueItems") return Pick(2) == 0;
+    if (key == "$id") return "http://x/s";
+    return Pick(12) - 2;  // counts and bounds, sometimes negative
+  }
+
+  std::mt19937 rng_;
+};
+
+TEST(JsonSchemaRobustness, RandomSchemasCompileOrFailCleanly) {
+  RandomSchemas gen(20261206);
+  int compiled = 0, refused = 0;
+  std::mt19937 rng(7);
+  for (int i = 0; i < 3000; ++i) {
+    const std::string text = gen.Schema(0).dump();
+    for (bool compact : {true, false}) {
+      JsonSchemaOptions options;
+      options.compact = compact;
+      options.strict = (i % 2) == 0;
+      absl::StatusOr<Grammar> g = CompileJsonSchema(text, options);
+      if (!g.ok()) {
+        ASSERT_EQ(g.status().code(), absl::StatusCode::kInvalidArgument)
+            << text << ": " << g.status();
+        ++refused;
+        continue;
+      }
+      ++compiled;
+      absl::StatusOr<std::shared_ptr<const CompiledGrammar>> c =
+          CompiledGrammar::Create(*std::move(g), ByteVocab());
+      ASSERT_TRUE(c.ok()) << text << ": " << c.status();
+      GrammarMatcher m(*c);
+      for (int step = 0; step < 8; ++step) {
+        std::string b(1, "{}[]\",:0a-tn"[rng() % 12]);
+        m.AcceptBytes(b);
+      }
+    }
+  }
+  std::cout << "random schemas: " << compiled << " compiled, " << refused << " refused\n";
+  EXPECT_GT(compiled, 500);
+  EXPECT_GT(refused, 500);
+}
+
+}  // namespace
+}  // namespace muse::structured
