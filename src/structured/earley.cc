@@ -52,8 +52,15 @@ EarleyStack::EarleyStack(const FlatGrammar* g) : g_(g), predicted_(g->num_rules(
   table_stamp_.assign(64, 0);
 }
 
-void EarleyStack::SetExitTracking(int32_t num_context,
-                                  const std::vector<std::vector<ByteSet>>* follow) {
+const ByteSet& ExitFollows::Get(int32_t level, int32_t rule) const {
+  const auto& o = overrides[level];
+  auto it =
+      std::lower_bound(o.begin(), o.end(), rule,
+                       [](const std::pair<int32_t, ByteSet>& e, int32_t r) { return e.first < r; });
+  return it != o.end() && it->first == rule ? it->second : (*base)[rule];
+}
+
+void EarleyStack::SetExitTracking(int32_t num_context, const ExitFollows* follow) {
   num_context_ = num_context;
   follow_ = follow;
 }
@@ -171,7 +178,7 @@ void EarleyStack::Close(int k) {
         const int32_t y = g.rule[it.pos];
         if (it.origin == k) break;  // empty completion: done by the nullable step above
         if (follow_ && it.origin < num_context_ && k > num_context_) {
-          exit_follow_[k] |= (*follow_)[it.origin][y];
+          exit_follow_[k] |= follow_->Get(it.origin, y);
         }
         const int32_t b = set_begin_[it.origin], e = set_begin_[it.origin + 1];
         for (int32_t j = b; j < e; ++j) {

@@ -42,6 +42,14 @@ struct FlatGrammar {
   int32_t num_rules() const { return static_cast<int32_t>(alt_starts.size()); }
 };
 
+// The bytes that may follow each rule in context a sub-parse does not see, per context level: a
+// rule without an override at a level uses `base` (its follow set anywhere in the grammar).
+struct ExitFollows {
+  const std::vector<ByteSet>* base = nullptr;
+  std::vector<std::vector<std::pair<int32_t, ByteSet>>> overrides;  // per level, sorted by rule
+  const ByteSet& Get(int32_t level, int32_t rule) const;
+};
+
 class EarleyStack {
  public:
   explicit EarleyStack(const FlatGrammar* g);
@@ -65,8 +73,9 @@ class EarleyStack {
 
   // Sub-parse mode: sets 0..num_context-1 stand for context sets. Completing a rule Y whose origin
   // r is one of them, in a set after the first byte, is an "exit" to context the sub-parse may not
-  // see: follow[r][Y] (the bytes that could continue there) is recorded into exit_follow(set).
-  void SetExitTracking(int32_t num_context, const std::vector<std::vector<ByteSet>>* follow);
+  // see: follow->Get(r, Y) (the bytes that could continue there) is recorded into
+  // exit_follow(set).
+  void SetExitTracking(int32_t num_context, const ExitFollows* follow);
   const ByteSet& exit_follow(int k) const { return exit_follow_[k]; }
 
  private:
@@ -82,7 +91,7 @@ class EarleyStack {
   std::vector<uint64_t> table_;
   std::vector<uint32_t> table_stamp_;
   int32_t num_context_ = 0;
-  const std::vector<std::vector<ByteSet>>* follow_ = nullptr;
+  const ExitFollows* follow_ = nullptr;
   std::vector<ByteSet> exit_follow_;
 };
 

@@ -98,7 +98,7 @@ std::vector<int32_t> TokenMaskCache::PredictedStarts(int32_t x) const {
 }
 
 std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
-                                        const std::vector<std::vector<ByteSet>>& follow_out) const {
+                                        const ExitFollows& follow_out) const {
   const FlatGrammar& g = *g_;
   std::string key;
   auto put = [&](int32_t v) { key.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
@@ -142,8 +142,8 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
   put(static_cast<int32_t>(chain.size()));
   for (int32_t q : chain) put_pos(q);
   put_pos(pos);
-  for (const auto& level : follow_out) {
-    for (int32_t r : order) put_set(level[r]);
+  for (int32_t level = 0; level <= static_cast<int32_t>(chain.size()); ++level) {
+    for (int32_t r : order) put_set(follow_out.Get(level, r));
   }
   return key;
 }
@@ -188,21 +188,35 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   // set r's own predictions (dot 0: its origin must be r) or set r's chain item; other
   // references to Y may sit in the unseen context, so the bytes that can follow them there make
   // the token "uncertain".
-  std::vector<std::vector<ByteSet>> follow_out(m + 1, std::vector<ByteSet>(g.num_rules()));
-  std::vector<uint8_t> simulated(g.num_positions(), 0);
+  // Only rules referenced at a simulated position differ from their grammar-wide follow set.
+  ExitFollows follow_out;
+  follow_out.base = &follow_;
+  follow_out.overrides.resize(m + 1);
+  thread_local std::vector<uint8_t> simulated;
+  simulated.assign(g.num_positions(), 0);
   for (int r = 0; r <= m; ++r) {
-    std::fill(simulated.begin(), simulated.end(), 0);
+    std::vector<int32_t> sim;
     for (const Item& it : sub.set(r)) {
-      if (g.dot[it.pos] == 0 && it.origin == r) simulated[it.pos] = 1;
+      if (g.dot[it.pos] == 0 && it.origin == r) sim.push_back(it.pos);
     }
-    if (r >= 1) simulated[chain[m - r]] = 1;
-    for (int32_t y = 0; y < g.num_rules(); ++y) {
+    if (r >= 1) sim.push_back(chain[m - r]);
+    std::vector<int32_t> rules;
+    for (int32_t q : sim) {
+      simulated[q] = 1;
+      if (g.next[q] == FlatGrammar::Next::kRule) rules.push_back(g.next_index[q]);
+    }
+    std::sort(rules.begin(), rules.end());
+    rules.erase(std::unique(rules.begin(), rules.end()), rules.end());
+    for (int32_t y : rules) {
+      ByteSet f;
       for (int32_t q : refs_[y]) {
         if (simulated[q]) continue;
-        follow_out[r][y] |= first_rest_[q + 1];
-        if (rest_nullable_[q + 1]) follow_out[r][y] |= follow_[g.rule[q]];
+        f |= first_rest_[q + 1];
+        if (rest_nullable_[q + 1]) f |= follow_[g.rule[q]];
       }
+      follow_out.overrides[r].emplace_back(y, f);
     }
+    for (int32_t q : sim) simulated[q] = 0;
   }
   const std::string key = SubParseKey(x, chain, pos, follow_out);
   SharedTokenClasses& shared = vocab_->shared_token_classes();

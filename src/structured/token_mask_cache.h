@@ -65,7 +65,7 @@ class TokenMaskCache {
   // in the order met), the chain and seed positions, and the exit follow sets. Equal keys give
   // equal entries, whatever grammar they come from.
   std::string SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
-                          const std::vector<std::vector<ByteSet>>& follow_out) const;
+                          const ExitFollows& follow_out) const;
 
   mutable std::vector<std::shared_ptr<const Entry>> entries_;
   std::unique_ptr<std::once_flag[]> once_;
