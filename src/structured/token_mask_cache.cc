@@ -4,6 +4,10 @@
 
 namespace muse::structured::internal {
 
+namespace {
+constexpr size_t kMaxSharedRules = 64;
+}  // namespace
+
 TokenMaskCache::TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* vocab)
     : g_(g), vocab_(vocab) {
   const int32_t np = g->num_positions(), nr = g->num_rules();
@@ -109,6 +113,9 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
   std::vector<int32_t> order = {top};
   canon[top] = 0;
   for (size_t i = 0; i < order.size(); ++i) {
+    // A sub-parse reaching much of a big grammar is unlikely to recur elsewhere, and its key
+    // would cost O(grammar) per position: not shared.
+    if (order.size() > kMaxSharedRules) return "";
     const int32_t r = order[i];
     put(static_cast<int32_t>(g.alt_starts[r].size()));
     for (int32_t p : g.alt_starts[r]) {
@@ -220,7 +227,7 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   }
   const std::string key = SubParseKey(x, chain, pos, follow_out);
   SharedTokenClasses& shared = vocab_->shared_token_classes();
-  {
+  if (!key.empty()) {
     std::lock_guard<std::mutex> lock(shared.mu);
     if (auto it = shared.entries.find(key); it != shared.entries.end()) {
       ++shared.hits;
@@ -280,6 +287,7 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   const size_t bytes = key.size() + sizeof(Entry) + e->accepted_ids.size() * sizeof(int32_t) +
                        e->accepted_bits.size() * sizeof(uint32_t) +
                        e->uncertain.size() * sizeof(int32_t);
+  if (key.empty()) return entry;
   std::lock_guard<std::mutex> lock(shared.mu);
   if (shared.bytes + bytes <= SharedTokenClasses::kMaxBytes) {
     // Another grammar may have computed the same entry meanwhile: keep the first.

@@ -63,7 +63,7 @@ class TokenMaskCache {
   std::vector<std::vector<int32_t>> refs_;  // per rule: positions whose next symbol is the rule
   // Canonical form of position pos's sub-parse: the rules reachable from its top rule (renumbered
   // in the order met), the chain and seed positions, and the exit follow sets. Equal keys give
-  // equal entries, whatever grammar they come from.
+  // equal entries, whatever grammar they come from. "" (not shared) past 64 reachable rules.
   std::string SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
                           const ExitFollows& follow_out) const;
 
