@@ -69,10 +69,9 @@ class RegexParser {
     if (size_t bad = tokenizer::FindInvalidUtf8(re_); bad != tokenizer::kUtf8Valid) {
       return Error(bad, "invalid UTF-8");
     }
-    end_ = re_.size();
     absl::StatusOr<Node> n = ParseAlternation(0);
     if (!n.ok()) return n;
-    if (pos_ < end_) return Error(pos_, "unmatched )");
+    if (pos_ < re_.size()) return Error(pos_, "unmatched )");
     return n;
   }
 
@@ -88,8 +87,8 @@ class RegexParser {
     return Error(offset, absl::StrCat(tokenizer::AbslView(construct), " is not supported"));
   }
 
-  bool AtEnd() const { return pos_ >= end_; }
-  char Peek(size_t ahead = 0) const { return pos_ + ahead < end_ ? re_[pos_ + ahead] : '\0'; }
+  bool AtEnd() const { return pos_ >= re_.size(); }
+  char Peek(size_t ahead = 0) const { return pos_ + ahead < re_.size() ? re_[pos_ + ahead] : '\0'; }
 
   absl::StatusOr<Node> ParseAlternation(int depth) {
     if (depth > kMaxDepth)
@@ -113,7 +112,7 @@ class RegexParser {
         ++pos_;
         continue;
       }
-      if (depth == 0 && Peek() == '$' && (pos_ + 1 == end_ || re_[pos_ + 1] == '|')) {
+      if (depth == 0 && Peek() == '$' && (pos_ + 1 == re_.size() || re_[pos_ + 1] == '|')) {
         ++pos_;
         continue;
       }
@@ -132,7 +131,7 @@ class RegexParser {
     auto number = [&](int* out) {
       size_t start = p;
       int64_t v = 0;
-      while (p < end_ && re_[p] >= '0' && re_[p] <= '9') {
+      while (p < re_.size() && re_[p] >= '0' && re_[p] <= '9') {
         v = std::min<int64_t>(v * 10 + (re_[p] - '0'), int64_t{1} << 40);
         ++p;
       }
@@ -140,12 +139,12 @@ class RegexParser {
       return p > start;
     };
     if (!number(min)) return false;
-    if (p < end_ && re_[p] == '}') {
+    if (p < re_.size() && re_[p] == '}') {
       *max = *min;
-    } else if (p < end_ && re_[p] == ',') {
+    } else if (p < re_.size() && re_[p] == ',') {
       ++p;
       if (!number(max)) *max = -1;
-      if (p >= end_ || re_[p] != '}') return false;
+      if (p >= re_.size() || re_[p] != '}') return false;
     } else {
       return false;
     }
@@ -244,7 +243,7 @@ class RegexParser {
     const size_t open = pos_;
     ++pos_;
     if (Peek() == '?') {
-      if (pos_ + 1 >= end_) return Error(open, "incomplete group (?");
+      if (pos_ + 1 >= re_.size()) return Error(open, "incomplete group (?");
       const char k = Peek(1);
       if (k == ':') {
         pos_ += 2;
@@ -257,9 +256,9 @@ class RegexParser {
         const char close = k == '\'' ? '\'' : '>';
         size_t p = pos_ + (k == 'P' ? 3 : 2);
         const size_t name_start = p;
-        while (p < end_ && (IsAsciiAlnum(re_[p]) || re_[p] == '_')) ++p;
-        if (p == name_start || (re_[name_start] >= '0' && re_[name_start] <= '9') || p >= end_ ||
-            re_[p] != close) {
+        while (p < re_.size() && (IsAsciiAlnum(re_[p]) || re_[p] == '_')) ++p;
+        if (p == name_start || (re_[name_start] >= '0' && re_[name_start] <= '9') ||
+            p >= re_.size() || re_[p] != close) {
           return Error(open, "malformed group name");
         }
         pos_ = p + 1;
@@ -370,8 +369,8 @@ class RegexParser {
     if (Peek() == '{') {
       size_t p = pos_ + 1;
       const size_t start = p;
-      while (p < end_ && IsHex(re_[p]) && p - start < 8) v = v * 16 + HexValue(re_[p++]);
-      if (p == start || p >= end_ || re_[p] != '}') {
+      while (p < re_.size() && IsHex(re_[p]) && p - start < 8) v = v * 16 + HexValue(re_[p++]);
+      if (p == start || p >= re_.size() || re_[p] != '}') {
         return Error(at, absl::StrCat("malformed \\", std::string(1, kind), "{...} escape"));
       }
       pos_ = p + 1;
@@ -413,7 +412,7 @@ class RegexParser {
       }
       absl::StatusOr<Atom> lo = ClassAtom();
       if (!lo.ok()) return lo.status();
-      if (Peek() == '-' && pos_ + 1 < end_ && Peek(1) != ']') {
+      if (Peek() == '-' && pos_ + 1 < re_.size() && Peek(1) != ']') {
         if (lo->is_class) return Error(item_at, "class escape as a range start");
         ++pos_;
         absl::StatusOr<Atom> hi = ClassAtom();
@@ -445,7 +444,6 @@ class RegexParser {
 
   std::string_view re_;
   size_t pos_ = 0;
-  size_t end_ = 0;
   size_t first_empty_class_ = std::string_view::npos;
 };
 
