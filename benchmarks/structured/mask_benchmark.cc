@@ -11,6 +11,7 @@
 //   MaskCold/*     masks over the documents, nothing precomputed (classes filled lazily)
 //   MaskWarm/*     masks over the documents after PrecomputeMasks
 //   MaskTrie/*     the reference walk of the whole vocabulary trie (no cache)
+//   WideSchema/*/N schema compile + Create + PrecomputeMasks for an N-property schema
 // usage: mask_benchmark [--tokenizer_dir=DIR] [benchmark flags]
 #include <benchmark/benchmark.h>
 
@@ -196,6 +197,47 @@ void BM_Compile(benchmark::State& state) {
   }
 }
 
+// An object of `n` required properties cycling through string, bounded integer, boolean, array of
+// strings and a small nested object: how compile and precompute grow with the schema.
+std::string WideSchema(int n) {
+  static const char* kTypes[] = {
+      R"({"type":"string"})", R"({"type":"integer","minimum":0,"maximum":1000})",
+      R"({"type":"boolean"})", R"({"type":"array","items":{"type":"string"},"maxItems":5})",
+      R"({"type":"object","properties":{"a":{"type":"number"},"b":{"enum":["x","y","z"]}},)"
+      R"("required":["a","b"]})"};
+  std::string props, req;
+  for (int i = 0; i < n; ++i) {
+    const std::string name = "\"field_" + std::to_string(i) + "\"";
+    props += (i ? "," : "") + name + ":" + kTypes[i % 5];
+    req += (i ? "," : "") + name;
+  }
+  return R"({"type":"object","properties":{)" + props + R"(},"required":[)" + req + "]}";
+}
+
+// Schema compile + Create + PrecomputeMasks for WideSchema(range(0)), on a fresh vocabulary or
+// (shared) on one where the same schema was compiled before.
+void BM_WideSchema(benchmark::State& state, bool shared) {
+  const Setup* s = Load();
+  if (!s) return state.SkipWithError("cannot load the Llama 3 tokenizer");
+  const std::string schema = WideSchema(static_cast<int>(state.range(0)));
+  auto compile = [&](std::shared_ptr<const TokenVocabulary> v) {
+    auto grammar = muse::structured::CompileJsonSchema(schema);
+    if (!grammar.ok()) return std::shared_ptr<const CompiledGrammar>();
+    state.counters["rules"] = static_cast<double>(grammar->rules.size());
+    auto g = CompiledGrammar::Create(*std::move(grammar), std::move(v));
+    if (!g.ok()) return std::shared_ptr<const CompiledGrammar>();
+    (*g)->PrecomputeMasks();
+    return *g;
+  };
+  if (shared && !compile(s->vocab)) return state.SkipWithError("wide schema did not compile");
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto v = shared ? s->vocab : s->Fresh();
+    state.ResumeTiming();
+    if (!compile(std::move(v))) return state.SkipWithError("wide schema did not compile");
+  }
+}
+
 // shared: the vocabulary already holds this grammar's token classes (another grammar with the
 // same rules was compiled before), so only the chains and keys are computed.
 void BM_Precompute(benchmark::State& state, bool shared) {
@@ -274,6 +316,16 @@ int main(int argc, char** argv) {
         ->Arg(which)
         ->Unit(benchmark::kMillisecond)
         ->Iterations(1);
+  }
+  for (int props : {10, 60, 240}) {
+    benchmark::RegisterBenchmark("WideSchema/fresh", BM_WideSchema, false)
+        ->Arg(props)
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(2);
+    benchmark::RegisterBenchmark("WideSchema/shared", BM_WideSchema, true)
+        ->Arg(props)
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(3);
   }
   int n = static_cast<int>(rest.size());
   benchmark::Initialize(&n, rest.data());
