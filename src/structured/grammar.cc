@@ -367,9 +367,52 @@ Symbol GrammarBuilder::SeparatedList(Symbol item, Symbol sep, int min_items, int
   return CountedList(item, sep, min_items, max_items);
 }
 
-// R ::= E_min | ... | E_max (plus "" when min is 0), E_1 ::= item, E_k ::= E_(k-1) [sep] item:
-// left-recursive, so an Earley set in the middle of a run holds O(1) items of it. Unbounded:
-// R ::= E_max(min,1) | R [sep] item.
+// Counts in O(log n) rules (a count of 10000 used to cost 10000 rules, and as many Earley items
+// when a run starts): P_0 = s, P_i ::= P_(i-1) P_(i-1) derives exactly 2^i copies;
+//   exactly m    = the P_i of m's set bits, in sequence;
+//   0..n         = P_0? P_1? ... P_(k-1)? [exactly (n - (2^k - 1))]?  with 2^k - 1 <= n
+// (the optional blocks spell every count below 2^k in binary; the last block shifts that range up
+// to n, so some counts have two derivations, which a recognizer does not mind);
+//   min.. (unbounded) = exactly min, then s* (left-recursive).
+// Lists put the separator in the repeated unit: item (sep item){min-1, max-1}, or "" when min is 0.
+namespace {
+
+struct Powers {
+  GrammarBuilder* b;
+  std::vector<Symbol> p;  // p[i] derives exactly 2^i copies of p[0]
+
+  Symbol Get(int i) {
+    while (static_cast<int>(p.size()) <= i) {
+      const Symbol half = p.back();
+      const int32_t r = b->AddRule(
+          absl::StrCat(b->RuleName(half.is_rule() ? half.index : 0), "_x", int64_t{1} << p.size()));
+      b->AddAlternative(r, {half, half});
+      p.push_back(Symbol::Rule(r));
+    }
+    return p[i];
+  }
+  // Appends the blocks deriving exactly m copies (m >= 0).
+  void Exactly(int m, Alternative* alt) {
+    for (int i = 30; i >= 0; --i) {
+      if ((m >> i) & 1) alt->push_back(Get(i));
+    }
+  }
+  // Appends blocks deriving any count in 0..n (n >= 0).
+  void UpTo(int n, Alternative* alt) {
+    int k = 0;
+    while ((int64_t{2} << k) - 1 <= n) ++k;  // 2^(k+1) - 1 > n >= 2^k - 1
+    for (int i = 0; i < k; ++i) alt->push_back(b->Optional(Get(i)));
+    const int rest = n - ((1 << k) - 1);
+    if (rest > 0) {
+      Alternative block;
+      Exactly(rest, &block);
+      alt->push_back(b->Optional(block.size() == 1 ? block[0] : b->Choice({block}, "block")));
+    }
+  }
+};
+
+}  // namespace
+
 Symbol GrammarBuilder::CountedList(Symbol item, std::optional<Symbol> sep, int min, int max) {
   min = std::max(min, 0);
   const int32_t r = AddRule(sep ? "list" : "repeat");
@@ -378,42 +421,25 @@ Symbol GrammarBuilder::CountedList(Symbol item, std::optional<Symbol> sep, int m
     AddAlternative(r, {Symbol::Rule(r)});
     return Symbol::Rule(r);
   }
-  if (min == 0) AddAlternative(r, {});
-  const int top = max < 0 ? std::max(min, 1) : max;
-  int32_t prev = -1;
-  for (int k = 1; k <= top; ++k) {
-    int32_t e;
-    if (k == 1) {
-      e = AddRule(absl::StrCat(RuleName(r), "_x1"));
-      AddAlternative(e, {item});
-    } else {
-      e = AddRule(absl::StrCat(RuleName(r), "_x", k));
-      Alternative alt{Symbol::Rule(prev)};
-      if (sep) alt.push_back(*sep);
-      alt.push_back(item);
-      AddAlternative(e, std::move(alt));
-    }
-    if (k >= std::max(min, 1) && (max >= 0 || k == top)) AddAlternative(r, {Symbol::Rule(e)});
-    prev = e;
+  // The unit each count adds (after the first, for a list).
+  Symbol unit = item;
+  if (sep) {
+    if (min == 0) AddAlternative(r, {});
+    if (max == 0) return Symbol::Rule(r);
+    unit = Choice({{*sep, item}}, absl::StrCat(RuleName(r), "_next"));
+    min = std::max(min, 1) - 1;
+    max = max < 0 ? -1 : max - 1;
   }
+  Powers powers{this, {unit}};
+  Alternative alt;
+  if (sep) alt.push_back(item);
+  powers.Exactly(min, &alt);
   if (max < 0) {
-    Alternative alt{Symbol::Rule(r)};
-    if (sep) alt.push_back(*sep);
-    alt.push_back(item);
-    if (min == 0) {
-      // R ::= "" | E_1 | R [sep] item would let a separator follow the empty list; the empty
-      // case stays apart: R ::= "" | L, L ::= E_1 | L [sep] item.
-      const int32_t l = AddRule(absl::StrCat(RuleName(r), "_more"));
-      AddAlternative(l, {Symbol::Rule(prev)});
-      Alternative more{Symbol::Rule(l)};
-      if (sep) more.push_back(*sep);
-      more.push_back(item);
-      AddAlternative(l, std::move(more));
-      rules_[r].alternatives = {Alternative{}, Alternative{Symbol::Rule(l)}};
-    } else {
-      AddAlternative(r, std::move(alt));
-    }
+    alt.push_back(Star(unit));
+  } else {
+    powers.UpTo(max - min, &alt);
   }
+  AddAlternative(r, std::move(alt));
   return Symbol::Rule(r);
 }
 

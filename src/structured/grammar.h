@@ -105,8 +105,8 @@ class GrammarBuilder {
   Symbol Optional(Symbol s);
   Symbol Star(Symbol s);
   Symbol Plus(Symbol s);
-  // min..max copies (max < 0: unbounded). R ::= E_min | ... | E_max with E_k ::= E_(k-1) s: O(max)
-  // rules, and left-recursive, so an Earley set inside a long run holds O(1) of its items.
+  // min..max copies (max < 0: unbounded), in O(log max) rules of doubling blocks (grammar.cc), so
+  // an Earley set inside a long run holds O(log max) items of it; unbounded tails left-recursive.
   Symbol Repeat(Symbol s, int min, int max);
   // x (sep x)* when min_items >= 1, optional when 0; counts as in Repeat.
   Symbol SeparatedList(Symbol item, Symbol sep, int min_items, int max_items);

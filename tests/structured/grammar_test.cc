@@ -7,6 +7,8 @@
 #include <random>
 #include <string>
 
+#include "src/structured/matcher.h"
+
 namespace muse::structured {
 namespace {
 
@@ -201,6 +203,56 @@ TEST(GrammarBuilderTest, LiteralsAndByteSetsAreShared) {
   EXPECT_EQ(b.Literal("true").index, b.Literal("true").index);
   EXPECT_NE(b.Literal("true").index, b.Literal("false").index);
   EXPECT_EQ(b.Bytes(ByteSet::Range('0', '9')).index, b.Bytes(ByteSet::Range('0', '9')).index);
+}
+
+// Counted repeats and lists accept exactly the counts asked for (every min/max pair up to 40, and
+// a few large ones), through the real matcher; their rule count stays logarithmic.
+bool Accepts(const Grammar& g, const std::string& text) {
+  std::vector<std::string> bytes;
+  for (int b = 0; b < 256; ++b) bytes.emplace_back(1, static_cast<char>(b));
+  static const auto vocab = TokenVocabulary::FromBytes(bytes, {});
+  auto compiled = CompiledGrammar::Create(g, vocab);
+  EXPECT_TRUE(compiled.ok()) << compiled.status();
+  GrammarMatcher m(*compiled);
+  return m.AcceptBytes(text) && m.CanEnd();
+}
+
+std::string Items(int n, bool list) {
+  std::string out;
+  for (int i = 0; i < n; ++i) out += list && i > 0 ? ",a" : "a";
+  return out;
+}
+
+TEST(GrammarBuilderTest, CountedRepeatsAndListsAcceptExactlyTheirCounts) {
+  std::vector<std::pair<int, int>> bounds;
+  for (int lo = 0; lo <= 9; ++lo) {
+    for (int hi = lo; hi <= 40; hi += (hi < 12 ? 1 : 7)) bounds.emplace_back(lo, hi);
+    bounds.emplace_back(lo, -1);
+  }
+  bounds.emplace_back(33, 100);
+  bounds.emplace_back(0, 1000);
+  bounds.emplace_back(999, 1000);
+  for (const bool list : {false, true}) {
+    for (const auto& [lo, hi] : bounds) {
+      GrammarBuilder b;
+      const Symbol r =
+          list ? b.SeparatedList(b.Byte('a'), b.Byte(','), lo, hi) : b.Repeat(b.Byte('a'), lo, hi);
+      auto g = std::move(b).Finish(r.index);
+      ASSERT_TRUE(g.ok()) << g.status();
+      EXPECT_LE(g->rules.size(), 48u) << lo << ".." << hi;
+      const int top = hi < 0 ? lo + 45 : hi + 3;
+      for (int n = 0; n <= top; n += (top > 200 && n > 5 && n < top - 5 ? 97 : 1)) {
+        const bool want = n >= lo && (hi < 0 || n <= hi);
+        ASSERT_EQ(Accepts(*g, Items(n, list)), want)
+            << (list ? "list " : "repeat ") << lo << ".." << hi << " of " << n;
+      }
+      if (list && lo <= 2 && (hi < 0 || hi >= 2)) {
+        EXPECT_FALSE(Accepts(*g, ",a")) << lo << ".." << hi;
+        EXPECT_FALSE(Accepts(*g, "a,")) << lo << ".." << hi;
+        EXPECT_FALSE(Accepts(*g, "a,,a")) << lo << ".." << hi;
+      }
+    }
+  }
 }
 
 }  // namespace
