@@ -94,7 +94,12 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompileConstraint(
       break;
   }
   if (!g.ok()) return g.status();
-  return CompiledGrammar::Create(*std::move(g), std::move(vocab));
+  auto compiled = CompiledGrammar::Create(*std::move(g), std::move(vocab));
+  // The per-position token classes are computed here, on the compiling (request) thread, not by
+  // the first mask that needs one on the engine's decode path (up to ~100 ms there for a
+  // position the vocabulary has not seen; shared per vocabulary, so most compiles reuse them).
+  if (compiled.ok()) (*compiled)->PrecomputeMasks();
+  return compiled;
 }
 
 GrammarCache::GrammarCache(std::shared_ptr<const TokenVocabulary> vocab, size_t capacity,

@@ -39,7 +39,8 @@ struct Constraint {
   JsonSchemaOptions json;            // kJsonObject, kJsonSchema
 };
 
-// The front end for `c.kind`, then CompiledGrammar::Create. No cache.
+// The front end for `c.kind`, then CompiledGrammar::Create and PrecomputeMasks (so no mask on the
+// decode path computes token classes). No cache.
 absl::StatusOr<std::shared_ptr<const CompiledGrammar>> CompileConstraint(
     const Constraint& c, std::shared_ptr<const TokenVocabulary> vocab);
 
