@@ -529,7 +529,18 @@ void EngineCore::StartTokenMasks(const SchedulerOutput& plan, bool on_device) {
   }
   if (!mask_worker_) mask_worker_ = std::make_unique<TokenMaskWorker>(sampling_pool_.get());
   mask_worker_->Start(mask_jobs_);
-  if (on_device) sampling_inputs_.await_bitmask = [this] { mask_worker_->Wait(); };
+  masks_pending_ = true;
+  if (on_device) sampling_inputs_.await_bitmask = [this] { WaitTokenMasks(); };
+}
+
+void EngineCore::WaitTokenMasks() {
+  if (!masks_pending_) return;
+  const absl::Time start = absl::Now();
+  mask_worker_->Wait();
+  masks_pending_ = false;
+  counters_.sum_token_mask_wait += absl::Now() - start;
+  counters_.sum_token_mask_compute += mask_worker_->last_batch_time();
+  counters_.num_token_masks += static_cast<int64_t>(mask_jobs_.size());
 }
 
 const uint32_t* EngineCore::HostMask(int r) const {
@@ -655,7 +666,7 @@ absl::Status EngineCore::Step() {
     } catch (...) {
       st = absl::InternalError("runner threw a non-standard exception");
     }
-    if (!mask_jobs_.empty()) mask_worker_->Wait();
+    WaitTokenMasks();
     if (st.ok() && on_device) {
       const size_t rows = sampling_inputs_.rows.size();
       const size_t tops = rows * models::SampledTokens::kMaxTopLogprobs;

@@ -78,6 +78,12 @@ struct EngineStats {
   // i <= kStepSecondsBounds[i], the last one +Inf).
   absl::Duration sum_step = absl::ZeroDuration();
   std::array<int64_t, kStepSecondsBounds.size() + 1> step_buckets{};
+  // Structured output: token masks computed (one per constrained logits row), their compute time
+  // (per step, from the mask worker's start to its last job), and the engine thread's time spent
+  // waiting for them after the forward pass -- the part the forward pass did not hide.
+  int64_t num_token_masks = 0;
+  absl::Duration sum_token_mask_compute = absl::ZeroDuration();
+  absl::Duration sum_token_mask_wait = absl::ZeroDuration();
 };
 
 class EngineCore {
@@ -142,6 +148,8 @@ class EngineCore {
   // host_masks_; device: into sampling_inputs_.allowed_bitmask, which BuildSamplingInputs sized)
   // and starts them on the mask worker. The caller Wait()s after the forward pass.
   void StartTokenMasks(const SchedulerOutput& plan, bool on_device);
+  // Waits for the masks StartTokenMasks started (no-op when done or none), counting the wait.
+  void WaitTokenMasks();
   // The mask of logits row `r` for the host sampler (null: unconstrained).
   const uint32_t* HostMask(int r) const;
   // Logits row `r`'s mask allows no token, or its job failed (then the row is not sampled).
@@ -187,6 +195,7 @@ class EngineCore {
   std::vector<int> row_mask_job_;
   std::vector<uint32_t> host_masks_;
   std::unique_ptr<TokenMaskWorker> mask_worker_;  // created by the first constrained step
+  bool masks_pending_ = false;                    // started, not yet waited for
 };
 
 }  // namespace muse::engine

@@ -96,6 +96,7 @@ void TokenMaskWorker::Loop() {
     if (stop_) return;
     const std::span<TokenMaskJob> jobs = jobs_;
     lock.unlock();
+    const absl::Time start = absl::Now();
     if (pool_ == nullptr || jobs.size() == 1) {
       for (TokenMaskJob& job : jobs) ComputeTokenMask(job);
     } else {
@@ -106,7 +107,9 @@ void TokenMaskWorker::Loop() {
         }
       });
     }
+    const absl::Duration took = absl::Now() - start;
     lock.lock();
+    last_batch_time_ = took;
     pending_ = false;
     cv_.notify_all();
   }

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "src/engine/request.h"
 #include "src/structured/matcher.h"
 
@@ -61,6 +62,8 @@ class TokenMaskWorker {
   void Start(std::span<TokenMaskJob> jobs);
   // Returns when every job of the last Start is done (at once if none is pending).
   void Wait();
+  // Wall time the last Start's jobs took on the worker (valid after Wait).
+  absl::Duration last_batch_time() const { return last_batch_time_; }
 
  private:
   void Loop();
@@ -70,7 +73,8 @@ class TokenMaskWorker {
   std::mutex mu_;
   std::condition_variable cv_;
   std::span<TokenMaskJob> jobs_;
-  bool pending_ = false;  // jobs_ started and not done
+  bool pending_ = false;                                   // jobs_ started and not done
+  absl::Duration last_batch_time_ = absl::ZeroDuration();  // written under mu_
   bool stop_ = false;
 };
 

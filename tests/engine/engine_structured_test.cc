@@ -197,7 +197,20 @@ TEST(EngineStructuredTest, CompleteGrammarStopsWithoutExtraTokens) {
       }
     }
   }
-  EXPECT_EQ(h.core().Stats().kv_blocks_used, 0);
+  // One mask per constrained logits row: an unforked request's first row serves all n samples.
+  int64_t masks = 0;
+  for (float t : {0.0f, 1.0f}) {
+    for (int n : {1, 2}) {
+      const Result& res = h.result(absl::StrCat("lit_t", t, "_n", n));
+      masks += n == 1 ? 0 : 1 - n;
+      for (const auto& [idx, s] : res.samples) masks += static_cast<int64_t>(s.tokens.size());
+    }
+  }
+  const EngineStats st = h.core().Stats();
+  EXPECT_EQ(st.num_token_masks, masks);
+  EXPECT_GT(st.sum_token_mask_compute, absl::ZeroDuration());
+  EXPECT_GE(st.sum_token_mask_wait, absl::ZeroDuration());
+  EXPECT_EQ(st.kv_blocks_used, 0);
 }
 
 // Preemption under a tiny pool (recompute) keeps each sample's matcher: identical tokens to the
