@@ -23,6 +23,14 @@ struct EngineCore::RequestState {
     bool finished = false;
     SampleDelta delta;
     bool dirty = false;
+
+    // Releases what the decoder and then the stop-string matcher hold back (in that order: the
+    // matcher must see the decoder's tail before it flushes).
+    void FlushText() {
+      if (!decoder) return;
+      delta.text += stop->Append(decoder->Flush()).text;
+      delta.text += stop->Flush();
+    }
   };
   Request req;
   std::shared_ptr<OutputStream> stream;
@@ -188,11 +196,8 @@ void EngineCore::FinishSample(RequestState* rs, int sample, FinishReason reason,
   s.finished = true;
   ++rs->num_finished;
   if (s.seq) scheduler_.Remove(s.seq.get());
-  if (s.decoder && reason != FinishReason::kStop) {
-    // No stop string cut the text: release what the decoder and the matcher held back.
-    auto r = s.stop->Append(s.decoder->Flush());
-    s.delta.text += r.text + s.stop->Flush();
-  }
+  // No stop string cut the text: release what the decoder and the matcher held back.
+  if (reason != FinishReason::kStop) s.FlushText();
   s.delta.finish_reason = reason;
   s.delta.stop_reason = std::move(stop_reason);
   s.dirty = true;
@@ -458,7 +463,7 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
   // min_tokens or ignore_eos say: the grammar wins where they conflict.
   const bool grammar_done = s.matcher && s.matcher->IsTerminated();
   if ((may_stop && is_stop_token) || (grammar_done && (is_stop_token || is_eos))) {
-    if (s.decoder) s.delta.text += s.stop->Append(s.decoder->Flush()).text + s.stop->Flush();
+    s.FlushText();
     FinishSample(rs, sample, FinishReason::kStop, absl::StrCat("token:", tok));
     return;
   }
@@ -476,7 +481,7 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
     }
   }
   if (grammar_done) {
-    if (s.decoder) s.delta.text += s.stop->Append(s.decoder->Flush()).text + s.stop->Flush();
+    s.FlushText();
     FinishSample(rs, sample, FinishReason::kStop, "");
     return;
   }

@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -62,6 +63,7 @@ struct Sample {
   std::vector<int32_t> tokens;
   std::optional<FinishReason> finish;
   std::string stop_reason;
+  std::string text;
 };
 struct Result {
   std::map<int, Sample> samples;
@@ -70,10 +72,12 @@ struct Result {
 
 class Harness {
  public:
-  explicit Harness(int64_t num_blocks, SchedulerConfig sc = {})
+  explicit Harness(int64_t num_blocks, SchedulerConfig sc = {},
+                   std::shared_ptr<TextDecoderFactory> text = nullptr)
       : runner_(testing::MakeCpuRunner(ModelDir(), num_blocks)) {
     EngineOptions eo;
     eo.scheduler = sc;
+    eo.text_decoder = std::move(text);
     eo.seed = 7;
     eo.sampling_threads = 2;  // the masks go over the pool when a step has several
     auto c = EngineCore::Create(runner_.get(), eo);
@@ -106,6 +110,7 @@ class Harness {
         for (auto& d : out->samples) {
           Sample& smp = results_[id].samples[d.index];
           smp.tokens.insert(smp.tokens.end(), d.token_ids.begin(), d.token_ids.end());
+          smp.text += d.text;
           if (d.finish_reason) {
             smp.finish = d.finish_reason;
             smp.stop_reason = d.stop_reason;
@@ -211,6 +216,67 @@ TEST(EngineStructuredTest, CompleteGrammarStopsWithoutExtraTokens) {
   EXPECT_GT(st.sum_token_mask_compute, absl::ZeroDuration());
   EXPECT_GE(st.sum_token_mask_wait, absl::ZeroDuration());
   EXPECT_EQ(st.kv_blocks_used, 0);
+}
+
+// Text through the grammar's bytes, holding the last byte back until Flush (as a UTF-8 decoder
+// holds an incomplete character).
+class HoldingDecoder : public TextDecoder {
+ public:
+  explicit HoldingDecoder(std::shared_ptr<const CompiledGrammar> g) : g_(std::move(g)) {}
+  std::string Decode(int32_t id) override {
+    held_ += g_->vocab().bytes(id);
+    std::string out = held_.substr(0, held_.empty() ? 0 : held_.size() - 1);
+    held_.erase(0, out.size());
+    return out;
+  }
+  std::string Flush() override { return std::exchange(held_, ""); }
+
+ private:
+  std::shared_ptr<const CompiledGrammar> g_;
+  std::string held_;
+};
+class HoldingFactory : public TextDecoderFactory {
+ public:
+  explicit HoldingFactory(std::shared_ptr<const CompiledGrammar> g) : g_(std::move(g)) {}
+  std::unique_ptr<TextDecoder> Create(const std::vector<int32_t>&) override {
+    return std::make_unique<HoldingDecoder>(g_);
+  }
+
+ private:
+  std::shared_ptr<const CompiledGrammar> g_;
+};
+
+// A complete grammar (or an EOS) releases what the text decoder and the stop-string matcher held
+// back, in that order; a stop string inside the grammar's output still cuts it.
+TEST(EngineStructuredTest, CompleteGrammarFlushesTheTextAndStopStringsStillApply) {
+  const auto g = LiteralGrammar("abc-42");
+  ASSERT_NE(g, nullptr);
+  Harness h(64, {}, std::make_shared<HoldingFactory>(g));
+  Request whole = Constrained("whole", g, 20, 1.0f);
+  whole.sampling.stop = {"2x", "4z"};  // prefixes of both get held back at the end
+  Request cut = Constrained("cut", g, 20, 1.0f);
+  cut.sampling.stop = {"c-"};
+  // EOS right after the first digit: the held digit comes out too.
+  Request eos = Constrained("eos", DigitsGrammar(), 20, 1.0f);
+  eos.sampling.logit_bias = {{kEos, 100.0f}};
+  for (char d = '0'; d <= '9'; ++d) eos.sampling.stop.push_back(std::string(1, d) + "x");
+  ASSERT_TRUE(h.Add(whole).ok());
+  ASSERT_TRUE(h.Add(cut).ok());
+  ASSERT_TRUE(h.Add(eos).ok());
+  h.RunToEnd();
+  const Sample& w = h.result("whole").samples[0];
+  EXPECT_EQ(w.text, "abc-42");
+  EXPECT_EQ(w.finish, FinishReason::kStop);
+  EXPECT_EQ(w.stop_reason, "");
+  const Sample& c = h.result("cut").samples[0];
+  EXPECT_EQ(c.text, "ab");
+  EXPECT_EQ(c.finish, FinishReason::kStop);
+  EXPECT_EQ(c.stop_reason, "c-");
+  const Sample& e = h.result("eos").samples[0];
+  ASSERT_EQ(e.tokens.size(), 2u);
+  EXPECT_EQ(e.stop_reason, absl::StrCat("token:", kEos));
+  EXPECT_FALSE(e.text.empty());
+  EXPECT_EQ(e.text, Bytes(*g, e.tokens));
 }
 
 // Preemption under a tiny pool (recompute) keeps each sample's matcher: identical tokens to the
