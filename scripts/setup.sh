@@ -24,6 +24,7 @@ APT_PACKAGES=(
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test
   clang-format-14 clang-tidy-14                          # scripts/lint.sh (style gate in CI)
   libgtest-dev libgmock-dev googletest libbenchmark-dev
+  libvalijson-dev                                        # structured output tests: an independent JSON Schema validator
   python3-numpy
   json-schema-test-suite                                 # JSON Schema conformance cases (structured output)
 )

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "src/structured/grammar_cache.h"
 
 namespace muse::server {
 namespace {
@@ -71,7 +72,15 @@ Metrics::Metrics()
       tpot_(LatencyBuckets()),
       queue_(LatencyBuckets()),
       e2e_(LatencyBuckets()),
-      encode_(LatencyBuckets()) {}
+      encode_(LatencyBuckets()),
+      grammar_compile_({0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                        0.5, 1, 2.5, 5}) {}
+
+void Metrics::RecordGrammarCompile(const std::string& kind, double seconds, bool ok) {
+  std::lock_guard lock(mu_);
+  ++grammar_compiles_[{kind, ok ? "ok" : "error"}];
+  grammar_compile_.Observe(seconds);
+}
 
 void Metrics::RecordImageEncode(int64_t images, double seconds) {
   std::lock_guard lock(mu_);
@@ -102,7 +111,8 @@ void Metrics::RecordGeneration(const engine::Usage& usage, const engine::Timings
 
 std::string Metrics::Render(const engine::EngineStats& s,
                             const std::map<std::string, TenantUsage>& tenants,
-                            const ImageCacheStats* images) const {
+                            const ImageCacheStats* images,
+                            const structured::GrammarCacheStats* grammars) const {
   std::string out;
   {
     std::lock_guard lock(mu_);
@@ -132,6 +142,28 @@ std::string Metrics::Render(const engine::EngineStats& s,
               encode_batches_);
       encode_.Render("muse_image_encode_seconds", "Duration of one EncodeBatch call.", &out);
     }
+  }
+  if (grammars != nullptr) {
+    {
+      std::lock_guard lock(mu_);
+      Header(&out, "muse_grammar_compiles_total", "counter",
+             "Structured-output constraints compiled, by kind and outcome (cache misses).");
+      for (const auto& [key, n] : grammar_compiles_) {
+        absl::StrAppend(&out, "muse_grammar_compiles_total{kind=\"", key.first, "\",outcome=\"",
+                        key.second, "\"} ", n, "\n");
+      }
+      grammar_compile_.Render("muse_grammar_compile_seconds",
+                              "Compile time of one constraint (front end + matcher tables).", &out);
+    }
+    Counter(&out, "muse_grammar_cache_hits_total",
+            "Constraints answered by the compiled-grammar cache (or a compile in progress).",
+            static_cast<int64_t>(grammars->hits));
+    Counter(&out, "muse_grammar_cache_misses_total", "Constraints that had to be compiled.",
+            static_cast<int64_t>(grammars->misses));
+    Counter(&out, "muse_grammar_cache_evictions_total", "Compiled grammars dropped (LRU).",
+            static_cast<int64_t>(grammars->evictions));
+    Gauge(&out, "muse_grammar_cache_entries", "Compiled grammars (or cached errors) held.",
+          static_cast<double>(grammars->entries));
   }
   if (images != nullptr) {
     Counter(&out, "muse_encoder_cache_hits_total",

@@ -15,6 +15,10 @@
 #include "src/engine/request.h"
 #include "src/server/auth.h"
 
+namespace muse::structured {
+struct GrammarCacheStats;
+}  // namespace muse::structured
+
 namespace muse::server {
 
 class Histogram {
@@ -50,10 +54,15 @@ class Metrics {
   // One EncodeBatch call of the image-encoder worker.
   void RecordImageEncode(int64_t images, double seconds);
 
-  // `stats` and `tenants` are read at scrape time; `images` is null for text-only models.
+  // One compile of a structured-output constraint (kind "json_schema", "regex", ...).
+  void RecordGrammarCompile(const std::string& kind, double seconds, bool ok);
+
+  // `stats` and `tenants` are read at scrape time; `images` is null for text-only models,
+  // `grammars` where structured output is unavailable.
   std::string Render(const engine::EngineStats& stats,
                      const std::map<std::string, TenantUsage>& tenants,
-                     const ImageCacheStats* images = nullptr) const;
+                     const ImageCacheStats* images = nullptr,
+                     const structured::GrammarCacheStats* grammars = nullptr) const;
 
  private:
   mutable std::mutex mu_;
@@ -63,6 +72,8 @@ class Metrics {
   Histogram ttft_, tpot_, queue_, e2e_;
   int64_t images_encoded_ = 0, encode_batches_ = 0;
   Histogram encode_;
+  std::map<std::pair<std::string, std::string>, int64_t> grammar_compiles_;  // (kind, outcome)
+  Histogram grammar_compile_;
 };
 
 }  // namespace muse::server

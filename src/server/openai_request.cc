@@ -8,62 +8,20 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "src/server/auth.h"
+#include "src/server/openai_json.h"
+#include "src/server/openai_response_format.h"
 
 namespace muse::server {
 namespace {
 
-using json = nlohmann::json;
+using json = nlohmann::ordered_json;  // key order kept (a json_schema's property order matters)
+using openai_json::AsBool;
+using openai_json::AsString;
+using openai_json::Bad;
+using openai_json::Field;
+using openai_json::WrongType;
 
 constexpr int kMaxPrompts = 128;  // entries of a /v1/completions prompt array
-
-absl::Status Bad(const std::string& param, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat(param, ": ", what));
-}
-
-const char* TypeName(const json& j) {
-  switch (j.type()) {
-    case json::value_t::null:
-      return "null";
-    case json::value_t::boolean:
-      return "boolean";
-    case json::value_t::number_integer:
-    case json::value_t::number_unsigned:
-      return "integer";
-    case json::value_t::number_float:
-      return "number";
-    case json::value_t::string:
-      return "string";
-    case json::value_t::array:
-      return "array";
-    case json::value_t::object:
-      return "object";
-    default:
-      return "binary";
-  }
-}
-
-absl::Status WrongType(const std::string& param, const char* want, const json& got) {
-  return Bad(param, absl::StrCat("must be ", want, ", got ", TypeName(got)));
-}
-
-// The member `key` of object `o`; null when absent or JSON null (OpenAI treats both as unset).
-const json* Field(const json& o, const char* key) {
-  auto it = o.find(key);
-  if (it == o.end() || it->is_null()) return nullptr;
-  return &*it;
-}
-
-absl::Status AsString(const json& j, const std::string& param, std::string* out) {
-  if (!j.is_string()) return WrongType(param, "a string", j);
-  *out = j.get<std::string>();
-  return absl::OkStatus();
-}
-
-absl::Status AsBool(const json& j, const std::string& param, bool* out) {
-  if (!j.is_boolean()) return WrongType(param, "a boolean", j);
-  *out = j.get<bool>();
-  return absl::OkStatus();
-}
 
 absl::Status AsInt64(const json& j, const std::string& param, int64_t* out) {
   if (j.is_number_integer()) {
@@ -363,15 +321,8 @@ absl::Status ParseCommon(const json& b, OpenAiRequest* r, v1::GenerateRequest* g
       RETURN_IF_ERROR(AsBool(*u, "stream_options.include_usage", &r->include_usage));
     }
   }
-  // Until structured output and tool calling land: refuse rather than ignore.
-  if (const json* v = Field(b, "response_format")) {
-    const json* type = v->is_object() ? Field(*v, "type") : nullptr;
-    if (!(type != nullptr && type->is_string() && type->get<std::string>() == "text")) {
-      return Bad("response_format",
-                 "structured output is not supported yet (only {\"type\": "
-                 "\"text\"})");
-    }
-  }
+  RETURN_IF_ERROR(ParseResponseFormat(b, g->mutable_response_format(), &r->constraint));
+  // Until tool calling lands: refuse rather than ignore.
   if (const json* v = Field(b, "tools"); v != nullptr && !(v->is_array() && v->empty())) {
     return Bad("tools", "tool calling is not supported yet");
   }
@@ -567,6 +518,10 @@ absl::Status RenameCoreError(const absl::Status& status, const OpenAiRequest& re
     }
   } else if (base == "input") {
     param = "messages";
+  } else if (base == "response_format" && !request.constraint.param.empty()) {
+    param = request.constraint.param;  // e.g. structured output unavailable for the model
+  } else if (absl::StartsWith(base, "response_format.") && !request.constraint.field.empty()) {
+    param = request.constraint.field + field.substr(base.size());
   } else {
     return status;  // messages[...], model, priority, ...: the same name in both APIs
   }

@@ -12,6 +12,7 @@
 
 #include "muse/v1/inference.pb.h"
 #include "src/common/status.h"
+#include "src/server/openai_response_format.h"
 
 namespace muse::server {
 
@@ -31,6 +32,8 @@ struct OpenAiRequest {
   // whether none was sent (chat then fills the context, as vLLM does).
   std::string max_tokens_param = "max_tokens";
   bool max_tokens_set = false;
+  // Which parameter carried the structured-output constraint (names the core's compile errors).
+  ConstraintParam constraint;
 };
 
 // Body -> request. Errors are InvalidArgument whose message starts with the OpenAI parameter,
@@ -51,8 +54,9 @@ absl::StatusOr<std::vector<int32_t>> ParseDetokenizeRequest(std::string_view bod
 // Renames the core's proto field path at the start of an error message to the OpenAI parameter
 // the client sent ("sampling.top_p: ..." -> "top_p: ...", "stopping.max_tokens" ->
 // "max_completion_tokens" when that was sent, "input" -> "messages" / "prompt",
-// "prompt_token_ids[3]" -> "prompt[3]"). With several prompts, prompt errors name the prompt:
-// "prompt[<prompt_index>]".
+// "prompt_token_ids[3]" -> "prompt[3]", "response_format.json_schema" -> "guided_json" or
+// "response_format.json_schema.schema" as sent). With several prompts, prompt errors name the
+// prompt: "prompt[<prompt_index>]".
 absl::Status RenameCoreError(const absl::Status& status, const OpenAiRequest& request,
                              int prompt_index = 0);
 

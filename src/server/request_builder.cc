@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "src/engine/block_manager.h"
+#include "src/server/structured_output.h"
 
 namespace muse::server {
 namespace {
@@ -312,10 +313,6 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
 absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served,
                                           const BuildOptions& options) {
   RETURN_IF_ERROR(CheckModelName(req.model(), served));
-  if (req.has_response_format() &&
-      req.response_format().format_case() != v1::ResponseFormat::FORMAT_NOT_SET) {
-    return absl::UnimplementedError("response_format: structured output is not implemented yet");
-  }
   const int64_t vocab = served.config.vocab_size;
   BuiltRequest out;
   const int inputs =
@@ -398,6 +395,8 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
                absl::StrCat("prompt + max_tokens need ", total_blocks,
                             " KV blocks but the pool has ", served.kv_blocks_total));
   }
+  // Last: the one check that may compile (milliseconds), once everything cheap has passed.
+  ASSIGN_OR_RETURN(p.grammar, CompileResponseFormat(req.response_format(), served));
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "models/model_config.h"
+#include "src/server/structured_output.h"
 #include "src/tokenizer/jinja/chat_template.h"
 #include "src/tokenizer/tokenizer.h"
 #include "src/vision/image.h"
@@ -38,6 +39,7 @@ struct ServedModel {
   std::string eos_token;
   bool supports_images = false;  // == vision.has_value()
   std::optional<VisionInfo> vision;
+  StructuredOutput structured;  // response_format's vocabulary + compiled-grammar cache
 };
 
 }  // namespace muse::server

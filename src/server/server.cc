@@ -119,6 +119,21 @@ absl::Status Server::Impl::LoadModel() {
   }
 
   if (models::llava::IsLlavaModelDir(o.model_dir)) RETURN_IF_ERROR(LoadVision(*m));
+  const absl::Time vocab_start = absl::Now();
+  m->structured = LoadStructuredOutput(
+      *m->tokenizer, m->config.vocab_size, m->config.eos_token_ids,
+      static_cast<size_t>(o.grammar_cache_size),
+      [metrics = &ctx.metrics](structured::ConstraintKind kind, double seconds, bool ok) {
+        metrics->RecordGrammarCompile(structured::ConstraintKindName(kind), seconds, ok);
+      });
+  if (m->structured.cache == nullptr) {
+    spdlog::warn("structured output (response_format) is unavailable: {}",
+                 m->structured.unavailable);
+  } else {
+    spdlog::info("structured output: vocabulary of {} tokens as bytes in {:.0f} ms",
+                 m->structured.cache->vocab()->vocab_size(),
+                 absl::ToDoubleMilliseconds(absl::Now() - vocab_start));
+  }
 
   engine::EngineOptions eo;
   eo.scheduler.max_num_seqs = o.max_num_seqs;
@@ -255,8 +270,13 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
                   static_cast<int64_t>(c.num_entries())};
       }
       const bool vision = p->ctx.ready.load() && p->ctx.encoder_cache;
-      return std::pair{
-          200, p->ctx.metrics.Render(s, p->ctx.limiter.Usage(), vision ? &images : nullptr)};
+      std::optional<structured::GrammarCacheStats> grammars;
+      if (p->ctx.ready.load() && p->ctx.model->structured.cache) {
+        grammars = p->ctx.model->structured.cache->stats();
+      }
+      return std::pair{200,
+                       p->ctx.metrics.Render(s, p->ctx.limiter.Usage(), vision ? &images : nullptr,
+                                             grammars ? &*grammars : nullptr)};
     });
     p->http.Route("/health", [p] {
       const bool ok = p->ctx.ready.load() && !p->ctx.draining.load();

@@ -56,6 +56,8 @@ struct ServerOptions {
   int64_t max_image_bytes = 20ll << 20;      // encoded size (after base64 for data: URIs)
   int64_t max_image_pixels = 4096ll * 4096;  // width * height, checked from the header
   absl::Duration image_encode_delay_for_testing = absl::ZeroDuration();  // tests only
+  // Structured output: compiled grammars kept (least recently used dropped first).
+  int grammar_cache_size = 512;
   // Tests only (fault injection, issue #15): wraps the runner the server built before the engine
   // takes it, e.g. in one that fails chosen steps.
   std::function<std::unique_ptr<runtime::ModelRunner>(std::unique_ptr<runtime::ModelRunner>)>

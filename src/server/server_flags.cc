@@ -95,6 +95,10 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
   app.add_option("--max-image-pixels", o.max_image_pixels, "LLaVA: largest width * height")
       ->check(AtLeast<int64_t>(1));
 
+  app.add_option("--grammar-cache-size", o.grammar_cache_size,
+                 "structured output: compiled grammars (response_format) kept in memory")
+      ->check(AtLeast(1));
+
   app.add_option("--log-level", flags->log_level, "log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));
   app.add_option("--drain-grace-seconds", flags->drain_grace_seconds,

@@ -177,6 +177,45 @@ test('chat logprobs', async () => {
   }
 });
 
+test('structured output: response_format json_schema through chat.completions.parse, validated by ajv', async () => {
+  const { default: Ajv } = await import(require.resolve('ajv'));
+  const schema = {
+    type: 'object',
+    properties: {
+      name: { type: 'string', maxLength: 8 },
+      age: { type: 'integer', minimum: 0, maximum: 99 },
+      tags: { type: 'array', items: { enum: ['a', 'b', 'c'] }, maxItems: 3 },
+      address: { $ref: '#/definitions/address' },
+    },
+    required: ['name', 'age', 'address'],
+    additionalProperties: false,
+    definitions: {
+      address: { type: 'object', properties: { zip: { type: 'string', pattern: '^[0-9]{5}$' } }, required: ['zip'], additionalProperties: false },
+    },
+  };
+  const validate = new Ajv({ strict: false }).compile(schema);
+  // parse() JSON-parses message.content into message.parsed (and throws on finish_reason length).
+  const r = await client().chat.completions.parse({
+    model: 'muse-tiny', messages: [{ role: 'user', content: 'Describe a person.' }],
+    max_completion_tokens: 200, temperature: 1, n: 3,
+    response_format: { type: 'json_schema', json_schema: { name: 'person', strict: true, schema } },
+  });
+  assert.equal(r.choices.length, 3);
+  for (const c of r.choices) {
+    assert.equal(c.finish_reason, 'stop');
+    assert.ok(validate(c.message.parsed), `${c.message.content}: ${JSON.stringify(validate.errors)}`);
+  }
+  // An unsupported keyword: the SDK's BadRequestError, param naming the field.
+  await assert.rejects(
+    client().chat.completions.create({
+      model: 'muse-tiny', messages: [{ role: 'user', content: 'x' }], max_completion_tokens: 4,
+      response_format: { type: 'json_schema', json_schema: { name: 'bad', schema: { type: 'object', patternProperties: { x: {} } } } },
+    }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format.json_schema.schema' && /patternProperties/.test(e.message));
+  const m = await metrics();
+  assert.ok(metric(m, 'muse_grammar_cache_misses_total') >= 2);
+});
+
 test('images as data: URIs', async () => {
   const image = pngDataUri(40, 30, 1);
   const msg = { role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: image } }] };
@@ -201,8 +240,8 @@ test('errors are the SDK typed exceptions', async () => {
     client().chat.completions.create({ model: 'muse-tiny', messages: [{ role: 'user', content: 'x' }], top_p: 0 }),
     (e) => e instanceof OpenAI.BadRequestError && e.status === 400 && e.param === 'top_p' && /top_p/.test(e.message));
   await assert.rejects(
-    client().chat.completions.create({ model: 'muse-tiny', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'json_object' } }),
-    (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format');
+    client().chat.completions.create({ model: 'muse-tiny', messages: [{ role: 'user', content: 'x' }], response_format: { type: 'yaml' } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'response_format.type');
   await assert.rejects(client('sk-wrong').models.list(), (e) => e instanceof OpenAI.AuthenticationError && e.status === 401);
   await assert.rejects(
     client().chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }),

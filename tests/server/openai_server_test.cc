@@ -332,8 +332,8 @@ TEST_F(OpenAiServerTest, BadFieldsAre400NamingTheParam) {
   ExpectError(Post(port_, chat, with("stop", 5)), 400, "stop");
   ExpectError(Post(port_, chat, with("stream_options", {{"include_usage", true}})), 400,
               "stream_options");
-  ExpectError(Post(port_, chat, with("response_format", {{"type", "json_object"}})), 400,
-              "response_format");
+  ExpectError(Post(port_, chat, with("response_format", {{"type", "json_schema"}})), 400,
+              "response_format.json_schema");
   EXPECT_EQ(Post(port_, chat, with("response_format", {{"type", "text"}})).status, 200);
   ExpectError(Post(port_, chat, with("tools", json::array({{{"type", "function"}}}))), 400,
               "tools");

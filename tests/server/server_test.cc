@@ -307,8 +307,11 @@ TEST_F(ServerTest, EveryInvalidArgumentNamesTheField) {
        },
        "tools[0].parameters_json: nests deeper than 64"},
       {"model", [](auto* r) { r->set_model("gpt-17"); }, "model", grpc::StatusCode::NOT_FOUND},
-      {"response_format", [](auto* r) { r->mutable_response_format()->set_json_schema("{}"); },
-       "response_format", grpc::StatusCode::UNIMPLEMENTED},
+      {"response_format",
+       [](auto* r) {
+         r->mutable_response_format()->set_json_schema(R"({"type": "object", "not": {}})");
+       },
+       "response_format.json_schema: "},
   };
   for (const auto& c : cases) {
     v1::GenerateRequest req = GreedyPrompt("hello", 4);

@@ -1,0 +1,48 @@
+// Structured output in the core (both faces): the served model's TokenVocabulary and grammar
+// cache, built once at load, and v1::ResponseFormat -> the compiled grammar a request samples
+// under. Compiling runs on the request's own thread (gRPC handler / HTTP io thread) through the
+// cache, never on the engine thread. Errors start with the proto field path
+// ("response_format.json_schema: schema /properties/a: ...").
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "muse/v1/inference.pb.h"
+#include "src/common/status.h"
+#include "src/structured/grammar_cache.h"
+
+namespace muse::tokenizer {
+class Tokenizer;
+}  // namespace muse::tokenizer
+
+namespace muse::server {
+
+struct ServedModel;
+
+// What ServedModel holds: the cache, or why structured output is unavailable for the model.
+struct StructuredOutput {
+  std::unique_ptr<structured::GrammarCache> cache;  // null when unavailable
+  std::string unavailable;                          // the reason, when cache is null
+};
+
+// The vocabulary as bytes (TokenVocabulary::FromTokenizer over the model's vocab_size and EOS
+// ids) and an empty cache of `cache_capacity` grammars. A tokenizer the vocabulary cannot be
+// built from, or a model without EOS ids (a constrained output could never end), leaves
+// structured output unavailable -- the model still serves everything else.
+StructuredOutput LoadStructuredOutput(const tokenizer::Tokenizer& tok, int64_t vocab_size,
+                                      const std::vector<int64_t>& eos_token_ids,
+                                      size_t cache_capacity,
+                                      structured::GrammarCache::CompileObserver on_compile);
+
+// `rf` -> the constraint it names (nullopt: no format set). Checks the fields' shape only.
+absl::StatusOr<std::optional<structured::Constraint>> ConstraintOf(const v1::ResponseFormat& rf);
+
+// `rf` -> the compiled grammar (null when no format is set), through the model's cache.
+absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> CompileResponseFormat(
+    const v1::ResponseFormat& rf, const ServedModel& served);
+
+}  // namespace muse::server
