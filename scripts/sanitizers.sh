@@ -47,12 +47,14 @@ COMMON_CMAKE=(-G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 # ASan + UBSan: every unit and integration test binary of the CPU build.
 ASAN_TARGETS=(common_test cpu_kernels_test models_test tokenizer_test jinja_test
-  engine_unit_test engine_integration_test engine_fault_test sampler_differential_test
+  engine_unit_test engine_integration_test engine_fault_test engine_structured_test
+  sampler_differential_test
   runtime_test vision_test image_decode_test llava_test
   server_test server_fault_test pump_pool_test image_encoder_worker_test stream_handoff_test
   image_prompt_test openai_server_test)
 # TSan: the thread pool (cpu_kernels_test), the engine, the pump pool and the encoder worker.
 TSAN_TARGETS=(cpu_kernels_test engine_unit_test engine_integration_test engine_fault_test
+  engine_structured_test
   pump_pool_test image_encoder_worker_test)
 
 # Tests not run through ctest here: NOT_BUILT placeholders (targets outside the lists above) and
