@@ -352,8 +352,8 @@ void EngineCore::AddSamplingRow(const RequestState& rs, const Sequence& seq, int
   in.rows.push_back(d);
   // The host sampler's lists (sampler.cc), ids outside the vocabulary left out as it ignores them.
   const auto in_vocab = [&](int64_t t) { return t >= 0 && t < vocab_size_; };
-  if (generated < p.min_tokens &&
-      !p.grammar) {  // a grammar's mask holds min_tokens (token_masks.h)
+  // With a grammar, min_tokens is folded into the row's bitmask instead (token_masks.h).
+  if (generated < p.min_tokens && !p.grammar) {
     if (!p.ignore_eos) {
       for (int64_t e : eos_token_ids_)
         if (in_vocab(e)) in.masked_ids.push_back(static_cast<int32_t>(e));
