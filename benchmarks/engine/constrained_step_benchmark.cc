@@ -129,6 +129,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "grammar: %s\n", grammar.status().ToString().c_str());
     return 1;
   }
+  (*grammar)->PrecomputeMasks();  // as the server's GrammarCache does when it compiles
   std::printf(
       "muse-tiny (vocab %lld), CPU runner, %d threads, %d requests x up to %d tokens, "
       "temperature 1\n\n",
