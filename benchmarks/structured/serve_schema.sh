@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Serving throughput with a JSON schema on every request vs the same workload unconstrained
+# (issue #17's ">= 0.90x"), one muse-server, runs interleaved (free, schema, free, schema, ...)
+# so machine drift hits both. Prints each run's output tok/s and mean output length, then the
+# ratio of the medians.
+#
+#   benchmarks/structured/serve_schema.sh [--rounds 3] [--schema FILE] -- [muse-server flags]
+# Defaults: models/muse-tiny, --threads 2, 200 requests of 32 random prompt tokens and up to 128
+# output tokens, 16 at a time.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+rounds=3 schema=benchmarks/structured/tool_schema.json
+while [[ $# -gt 0 ]]; do
+  case $1 in
+    --rounds) rounds=$2; shift 2 ;;
+    --schema) schema=$2; shift 2 ;;
+    --) shift; break ;;
+    *) echo "usage: $0 [--rounds N] [--schema FILE] -- [muse-server flags]" >&2; exit 2 ;;
+  esac
+done
+port=$((20000 + RANDOM % 20000))
+build/bin/muse-server --model models/muse-tiny --port "$port" --no-auth --threads 2 "$@" \
+  2> /tmp/serve_schema.$$.log &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -f /tmp/serve_schema.$$.log' EXIT
+bench=(build/bin/muse-bench --port "$port" --wait-for-server 120 --no-progress
+       --dataset-name random --random-input-len 32 --random-output-len 128 --num-prompts 200
+       --max-concurrency 16 --temperature 1 --seed 5 --warmup 4)
+free=() constrained=()
+for ((r = 0; r < rounds; ++r)); do
+  for mode in free schema; do
+    extra=()
+    [[ $mode == schema ]] && extra=(--json-schema "$schema")
+    out=$("${bench[@]}" "${extra[@]}")
+    tps=$(awk '/Output token throughput/ {print $5}' <<< "$out")
+    toks=$(awk '/Total generated tokens/ {print $4}' <<< "$out")
+    echo "round $r $mode: $tps tok/s, $((toks / 200)) output tokens per request, load $(cut -d' ' -f1 /proc/loadavg)"
+    if [[ $mode == free ]]; then free+=("$tps"); else constrained+=("$tps"); fi
+  done
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+f=$(median "${free[@]}") c=$(median "${constrained[@]}")
+echo "median: free $f tok/s, schema $c tok/s, ratio $(awk -v a="$c" -v b="$f" 'BEGIN {printf "%.2f", a / b}')"
