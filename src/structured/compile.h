@@ -35,8 +35,9 @@ absl::StatusOr<Grammar> JsonObjectGrammar(const JsonSchemaOptions& options = {})
 // ranges, negation and escapes ("]" first is literal), \d \w \s \D \W \S (ASCII), \n \r \t \f
 // \v (VT, as in ECMAScript) \a \e \0 \xHH \x{H..}, escaped metacharacters, groups ( ) (?: )
 // (?<name> ), alternation, * + ? {m} {m,} {m,n} (a lazy "?" suffix is accepted: same language);
-// ^ / $ only opening / closing a top-level branch. Refused with their offset: lookaround, backreferences, other
-// anchors, possessive quantifiers, inline flags, \p{..}, and a regex that accepts nothing.
+// ^ / $ only opening / closing a top-level branch. Refused with their offset: lookaround,
+// backreferences, other anchors, possessive quantifiers, inline flags, \p{..}, and a regex that
+// accepts nothing.
 absl::StatusOr<Grammar> CompileRegex(std::string_view regex);
 // GBNF-like EBNF (llama.cpp's format): rule ::= alternatives, names [A-Za-z0-9_-]+, "literal" and
 // [classes] with \n \r \t \xHH \uHHHH \UHHHHHHHH (code points) and escaped punctuation, ( ),

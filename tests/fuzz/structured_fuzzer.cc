@@ -36,9 +36,9 @@ const std::shared_ptr<const TokenVocabulary>& Vocab() {
   static const auto* vocab = [] {
     std::vector<std::string> tokens;
     for (int b = 0; b < 256; ++b) tokens.emplace_back(1, static_cast<char>(b));
-    for (const char* piece : {"{\"", "\":", "\",\"", "\"}", "true", "null", "\\u00", "\\n", "é",
-                              "\xC3", "\xA9\"", "\xE2\x82", "\xAC", "12", "-0.", "e+", "},{",
-                              "[]", "ab", "abc"}) {
+    for (const char* piece :
+         {"{\"",    "\":",      "\",\"", "\"}", "true", "null", "\\u00", "\\n", "é",  "\xC3",
+          "\xA9\"", "\xE2\x82", "\xAC",  "12",  "-0.",  "e+",   "},{",   "[]",  "ab", "abc"}) {
       tokens.emplace_back(piece);
     }
     tokens.emplace_back("");  // EOS: a special id
@@ -49,7 +49,9 @@ const std::shared_ptr<const TokenVocabulary>& Vocab() {
   return *vocab;
 }
 
-bool Allowed(const std::vector<uint32_t>& words, int id) { return (words[id / 32] >> (id % 32)) & 1; }
+bool Allowed(const std::vector<uint32_t>& words, int id) {
+  return (words[id / 32] >> (id % 32)) & 1;
+}
 
 }  // namespace
 
