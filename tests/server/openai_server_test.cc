@@ -138,12 +138,7 @@ class OpenAiServerTest : public ::testing::Test {
   }
   // Every test leaves the engine idle with no KV referenced.
   void TearDown() override {
-    EXPECT_TRUE(WaitFor(
-        [] {
-          auto s = server_->EngineStats();
-          return s.num_requests == 0 && s.kv_blocks_used == 0;
-        },
-        std::chrono::seconds(10)))
+    EXPECT_TRUE(WaitForIdleEngine(*server_))
         << "kv_blocks_used=" << server_->EngineStats().kv_blocks_used;
   }
 

@@ -174,14 +174,7 @@ class StructuredOutputTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
     stub_ = Stub(server_->port());
   }
-  void TearDown() override {
-    EXPECT_TRUE(WaitFor(
-        [] {
-          auto s = server_->EngineStats();
-          return s.num_requests == 0 && s.kv_blocks_used == 0;
-        },
-        std::chrono::seconds(10)));
-  }
+  void TearDown() override { EXPECT_TRUE(WaitForIdleEngine(*server_)); }
 
   grpc::Status Unary(const v1::GenerateRequest& req, v1::GenerateUnaryResponse* resp) {
     grpc::ClientContext ctx;

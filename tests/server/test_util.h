@@ -189,6 +189,19 @@ inline bool WaitFor(const std::function<bool()>& pred, std::chrono::milliseconds
   return pred();
 }
 
+// Every test of a shared server leaves its engine idle with no KV referenced (a stream's end can
+// reach the client before the engine's stats are published). `server` is a muse::server::Server.
+template <typename ServerT>
+bool WaitForIdleEngine(ServerT& server,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
+  return WaitFor(
+      [&] {
+        auto s = server.EngineStats();
+        return s.num_requests == 0 && s.kv_blocks_used == 0;
+      },
+      timeout);
+}
+
 inline v1::GenerateRequest GreedyPrompt(const std::string& prompt, int max_tokens) {
   v1::GenerateRequest r;
   r.set_prompt(prompt);

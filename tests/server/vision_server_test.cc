@@ -52,12 +52,7 @@ class VisionServerTest : public ::testing::Test {
     stub_ = Stub(server_->port());
   }
   void TearDown() override {
-    EXPECT_TRUE(WaitFor(
-        [] {
-          auto s = server_->EngineStats();
-          return s.num_requests == 0 && s.kv_blocks_used == 0;
-        },
-        std::chrono::seconds(10)))
+    EXPECT_TRUE(WaitForIdleEngine(*server_))
         << "kv_blocks_used=" << server_->EngineStats().kv_blocks_used;
   }
 
