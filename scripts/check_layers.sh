@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Fails when an include runs up a layer. Layers, bottom up:
 #   kernels/{cpu,cuda} -> models/ -> src/runtime -> src/engine -> src/server -> tools/
-# Beside them: src/common (below everything), src/tokenizer, src/vision and src/structured (over common and
-# kernels only; models may use them). models/testing/ holds fixtures (random checkpoints) for
-# tools, tests and benchmarks only. Also fails when CUDA headers reach the
-# engine or scheduler, or when the Llama weight names appear outside models/llama/llama_weights.cc.
+# Beside them: src/common (below everything), src/tokenizer, src/vision, src/structured and src/chat
+# (over common and kernels only; models may use them; src/chat uses tokenizer and structured).
+# models/testing/ holds fixtures (random checkpoints) for tools, tests and benchmarks only. Also
+# fails when CUDA headers reach the engine or scheduler, or when the Llama weight names appear
+# outside models/llama/llama_weights.cc.
 # Usage: scripts/check_layers.sh   (prints every violation as file:line: include; exit 1 if any)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -14,7 +15,7 @@ rank() {
   case "$1" in
     src/common/*) echo 0 ;;
     kernels/*) echo 1 ;;
-    src/tokenizer/*|src/vision/*|src/structured/*) echo 2 ;;  # beside the stack: plain C++ over common (+ kernels)
+    src/tokenizer/*|src/vision/*|src/structured/*|src/chat/*) echo 2 ;;  # beside the stack: plain C++ over common (+ kernels)
     models/*) echo 3 ;;
     src/runtime/*) echo 4 ;;
     src/engine/*) echo 5 ;;

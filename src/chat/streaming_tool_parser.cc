@@ -1,0 +1,93 @@
+#include "src/chat/streaming_tool_parser.h"
+
+#include <utility>
+
+#include "src/chat/marker.h"
+
+namespace muse::chat::internal {
+
+StreamingToolParser::StreamingToolParser(uint64_t id_seed, bool mistral_ids)
+    : ids_(id_seed), mistral_ids_(mistral_ids) {}
+
+std::vector<ChatDelta> StreamingToolParser::Feed(std::string_view delta) {
+  buf_.append(delta);
+  while (Step()) {
+  }
+  return std::exchange(out_, {});
+}
+
+std::vector<ChatDelta> StreamingToolParser::Finish() {
+  eof_ = true;
+  while (Step()) {
+  }
+  if (!buf_.empty()) EmitContent(buf_.size());  // a state left text undecided: never lose it
+  return std::exchange(out_, {});
+}
+
+void StreamingToolParser::EmitContent(size_t n) {
+  if (n == 0) return;
+  if (out_.empty() || out_.back().tool_call.has_value()) out_.emplace_back();
+  out_.back().content.append(buf_, 0, n);
+  buf_.erase(0, n);
+}
+
+void StreamingToolParser::Drop(size_t n) { buf_.erase(0, n); }
+
+void StreamingToolParser::Skip(size_t* i) const {
+  while (*i < buf_.size() && IsJsonWhitespace(buf_[*i])) ++*i;
+}
+
+void StreamingToolParser::OpenCall(std::string name) {
+  ChatDelta d;
+  d.tool_call.emplace();
+  d.tool_call->index = next_index_++;
+  d.tool_call->id = ids_.Next(mistral_ids_);
+  d.tool_call->name = std::move(name);
+  out_.push_back(std::move(d));
+}
+
+void StreamingToolParser::EmitArguments(std::string_view text) {
+  if (text.empty()) return;
+  // Merge into the previous fragment of this call unless that one is the header (id + name).
+  if (out_.empty() || !out_.back().tool_call.has_value() ||
+      out_.back().tool_call->index != next_index_ - 1 || !out_.back().tool_call->name.empty()) {
+    ChatDelta d;
+    d.tool_call.emplace();
+    d.tool_call->index = next_index_ - 1;
+    out_.push_back(std::move(d));
+  }
+  out_.back().tool_call->arguments.append(text);
+}
+
+Scan StreamingToolParser::CommitCallObject(size_t pos) {
+  CallHeader h = ParseCallHeader(buf_, pos);
+  if (h.scan != Scan::kDone) return h.scan;
+  Drop(h.end);
+  OpenCall(std::move(h.name));
+  if (h.no_args) {
+    EmitArguments("{}");  // the client needs JSON arguments; the model wrote none
+    args_open_ = false;
+  } else {
+    args_open_ = true;
+    scanner_ = ExtentScanner();
+  }
+  return Scan::kDone;
+}
+
+void StreamingToolParser::CommitCall(std::string name, size_t args_pos) {
+  Drop(args_pos);
+  OpenCall(std::move(name));
+  args_open_ = true;
+  scanner_ = ExtentScanner();
+}
+
+bool StreamingToolParser::StepArguments() {
+  if (buf_.empty()) return false;
+  const size_t used = scanner_.Feed(buf_);
+  EmitArguments(std::string_view(buf_).substr(0, used));
+  buf_.erase(0, used);
+  if (scanner_.done()) args_open_ = false;
+  return true;
+}
+
+}  // namespace muse::chat::internal
