@@ -122,9 +122,38 @@ const std::vector<std::string> kToolDocs = {
     R"({"location":"東京都 千代田区","unit":"celsius","days":1,"hourly":true,"fields":["humidity","uv index","precipitation probability"]})",
 };
 
+// Length-bounded strings (benchmarks/structured/tool_schema.json, as serve_schema.sh sends it):
+// whether a token fits depends on the characters left.
+constexpr char kBoundedSchema[] = R"({"type":"object","properties":{
+  "name":{"enum":["get_weather","search_web","send_email","create_event"]},
+  "arguments":{"type":"object","properties":{
+    "query":{"type":"string","maxLength":64},
+    "city":{"type":"string","maxLength":32},
+    "days":{"type":"integer","minimum":1,"maximum":14},
+    "tags":{"type":"array","items":{"type":"string","maxLength":16},"maxItems":8}},
+    "required":["query","tags"]}},
+  "required":["name","arguments"]})";
+
+Grammar BoundedSchema() {
+  auto g = muse::structured::CompileJsonSchema(kBoundedSchema);
+  if (!g.ok()) {
+    std::fprintf(stderr, "bounded schema: %s\n", g.status().ToString().c_str());
+    std::abort();
+  }
+  return *std::move(g);
+}
+
+const std::vector<std::string> kBoundedDocs = {
+    R"({"name":"search_web","arguments":{"query":"weather in Lisbon next week, hourly, with wind","city":"Lisbon","days":7,"tags":["travel","weather","wind speed km/h"]}})",
+    R"({"name":"send_email","arguments":{"query":"Müller über Zürich: \"Grüße\" 😀","tags":["a","ab","abc","abcdefghijklmnop"]}})",
+    R"({"name":"get_weather","arguments":{"query":"東京の天気は明日晴れますか","city":"東京","tags":[]}})",
+};
+
 const Case& GetCase(int which) {
-  static const Case cases[] = {
-      {StringProperties, kStringDocs}, {tg::JsonGrammar, kJsonDocs}, {ToolSchema, kToolDocs}};
+  static const Case cases[] = {{StringProperties, kStringDocs},
+                               {tg::JsonGrammar, kJsonDocs},
+                               {ToolSchema, kToolDocs},
+                               {BoundedSchema, kBoundedDocs}};
   return cases[which];
 }
 
@@ -291,8 +320,8 @@ int main(int argc, char** argv) {
       rest.push_back(argv[i]);
     }
   }
-  for (int which : {0, 1, 2}) {
-    const char* names[] = {"string_properties", "json", "tool_schema"};
+  for (int which : {0, 1, 2, 3}) {
+    const char* names[] = {"string_properties", "json", "tool_schema", "bounded_schema"};
     const std::string name = names[which];
     benchmark::RegisterBenchmark(("Compile/" + name).c_str(), BM_Compile)
         ->Arg(which)

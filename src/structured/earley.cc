@@ -28,6 +28,20 @@ FlatGrammar::FlatGrammar(const Grammar& g) {
   }
   start_pos = num_positions();
   add_alt(start_rule, Alternative{Symbol::Rule(g.root)});
+  num_real_positions = num_positions();
+  loops = g.loops;
+  std::vector<Symbol> units;
+  for (const Loop& loop : loops) {
+    const auto it = std::find(units.begin(), units.end(), loop.unit);
+    int32_t synth = start_rule + 1 + static_cast<int32_t>(it - units.begin());
+    if (it == units.end()) {
+      units.push_back(loop.unit);
+      alt_starts.emplace_back();
+      add_alt(synth, Alternative{Symbol::Rule(synth), loop.unit});
+      add_alt(synth, Alternative{});
+    }
+    loop_synth.push_back(synth);
+  }
 
   // Nullable rules by fixed point.
   nullable.assign(num_rules(), 0);

@@ -36,6 +36,15 @@ struct FlatGrammar {
   std::vector<ByteSet> byte_sets;
   int32_t start_rule = 0;  // == number of Grammar rules
   int32_t start_pos = 0;   // "start ::= . root"
+  // The grammar's loops (Grammar::loops), and after the start rule one synthetic rule per distinct
+  // loop unit u: "loop_u ::= loop_u u | ε". Nothing refers to them, so parses never meet them;
+  // token classes (token_mask_cache.h) seed sub-parses with them to repeat a unit without bound.
+  std::vector<Loop> loops;
+  std::vector<int32_t> loop_synth;  // per loop: its unit's synthetic rule
+  int32_t num_real_positions = 0;   // positions of the grammar and the start rule come first
+  bool is_synthetic(int32_t r) const { return r > start_rule; }
+  // "loop_u ::= loop_u . u" of a synthetic rule: a boundary between two units.
+  int32_t SynthBoundary(int32_t synth) const { return alt_starts[synth][0] + 1; }
 
   explicit FlatGrammar(const Grammar& g);
   int32_t num_positions() const { return static_cast<int32_t>(rule.size()); }

@@ -345,17 +345,22 @@ Symbol GrammarBuilder::Optional(Symbol s) {
   return Symbol::Rule(r);
 }
 
-Symbol GrammarBuilder::Star(Symbol s) {
-  const int32_t r = AddRule("star");
+int32_t GrammarBuilder::LeftRecursive(std::string_view name, Symbol s, bool allow_empty) {
+  const int32_t r = AddRule(name);
   AddAlternative(r, {Symbol::Rule(r), s});
-  AddAlternative(r, {});
+  AddAlternative(r, allow_empty ? Alternative{} : Alternative{s});
+  return r;
+}
+
+Symbol GrammarBuilder::Star(Symbol s) {
+  const int32_t r = LeftRecursive("star", s, /*allow_empty=*/true);
+  loops_.push_back(Loop{s, r, {r}});
   return Symbol::Rule(r);
 }
 
 Symbol GrammarBuilder::Plus(Symbol s) {
-  const int32_t r = AddRule("plus");
-  AddAlternative(r, {Symbol::Rule(r), s});
-  AddAlternative(r, {s});
+  const int32_t r = LeftRecursive("plus", s, /*allow_empty=*/false);
+  loops_.push_back(Loop{s, r, {r}});
   return Symbol::Rule(r);
 }
 
@@ -430,16 +435,20 @@ Symbol GrammarBuilder::CountedList(Symbol item, std::optional<Symbol> sep, int m
     min = std::max(min, 1) - 1;
     max = max < 0 ? -1 : max - 1;
   }
+  const int32_t first_new = num_rules();  // the structure's rules are those made from here on
   Powers powers{this, {unit}};
   Alternative alt;
   if (sep) alt.push_back(item);
   powers.Exactly(min, &alt);
   if (max < 0) {
-    alt.push_back(Star(unit));
+    alt.push_back(Symbol::Rule(LeftRecursive("star", unit, /*allow_empty=*/true)));
   } else {
     powers.UpTo(max - min, &alt);
   }
   AddAlternative(r, std::move(alt));
+  Loop loop{unit, r, {r}};
+  for (int32_t x = first_new; x < num_rules(); ++x) loop.parts.push_back(x);
+  loops_.push_back(std::move(loop));
   return Symbol::Rule(r);
 }
 
@@ -529,6 +538,17 @@ absl::StatusOr<Grammar> GrammarBuilder::Finish(int32_t root) && {
       rule.alternatives.push_back(std::move(alt));
     }
     g.rules.push_back(std::move(rule));
+  }
+  // Loops of reachable rules (a reachable top reaches all its parts and its unit).
+  for (Loop& loop : loops_) {
+    if (new_rule[loop.top] < 0) continue;
+    Loop out{loop.unit, new_rule[loop.top], {}};
+    out.unit.index = loop.unit.is_rule() ? new_rule[loop.unit.index] : new_set[loop.unit.index];
+    if (out.unit.index < 0) continue;
+    for (int32_t x : loop.parts) {
+      if (new_rule[x] >= 0) out.parts.push_back(new_rule[x]);
+    }
+    g.loops.push_back(std::move(out));
   }
   return g;
 }

@@ -62,10 +62,22 @@ struct Rule {
   std::vector<Alternative> alternatives;
 };
 
+// A repetition of one unit (Star, Plus, or a counted repeat / list), recorded by GrammarBuilder
+// so token masks can count units instead of parsing every token (token_mask_cache.h): `top` is
+// the rule the rest of the grammar refers to; `parts` are the rules of its structure (top
+// included: the doubling blocks, optional blocks, a left-recursive tail), referred to only from
+// within the structure, every one of them deriving a sequence of `unit`s.
+struct Loop {
+  Symbol unit;
+  int32_t top = 0;
+  std::vector<int32_t> parts;
+};
+
 struct Grammar {
   std::vector<Rule> rules;
   std::vector<ByteSet> byte_sets;  // deduplicated
   int32_t root = 0;
+  std::vector<Loop> loops;  // optional structure hints (a grammar without them is still complete)
 
   // GBNF-like text (rules in index order, the root first), for tests and error messages.
   std::string ToString() const;
@@ -121,8 +133,10 @@ class GrammarBuilder {
 
  private:
   Symbol CountedList(Symbol item, std::optional<Symbol> sep, int min, int max);
+  int32_t LeftRecursive(std::string_view name, Symbol s, bool allow_empty);
 
   std::vector<Rule> rules_;
+  std::vector<Loop> loops_;
   std::vector<bool> defined_;
   std::vector<ByteSet> byte_sets_;
   absl::flat_hash_map<std::string, int32_t> names_;

@@ -50,6 +50,46 @@ absl::Status Validate(const Grammar& g) {
       }
     }
   }
+  // Loop hints must describe their structure truly, or masks built on them would be wrong: every
+  // part derives units only (the top may begin with one other symbol: a list's first item), and
+  // parts other than the top are referred to only from within the loop.
+  std::vector<int32_t> owner(nr, -1);
+  for (size_t l = 0; l < g.loops.size(); ++l) {
+    const Loop& loop = g.loops[l];
+    const int32_t unit_limit = loop.unit.is_rule() ? nr : nb;
+    if (loop.top < 0 || loop.top >= nr || loop.unit.index < 0 || loop.unit.index >= unit_limit ||
+        std::find(loop.parts.begin(), loop.parts.end(), loop.top) == loop.parts.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("loop ", l, ": index out of range"));
+    }
+    for (int32_t x : loop.parts) {
+      if (x < 0 || x >= nr || owner[x] >= 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("loop ", l, ": part ", x, " out of range or in two loops"));
+      }
+      owner[x] = static_cast<int32_t>(l);
+    }
+  }
+  for (int32_t r = 0; r < nr; ++r) {
+    for (const Alternative& alt : g.rules[r].alternatives) {
+      for (size_t i = 0; i < alt.size(); ++i) {
+        const Symbol& s = alt[i];
+        const bool part = s.is_rule() && owner[s.index] >= 0;
+        if (owner[r] >= 0) {
+          const Loop& loop = g.loops[owner[r]];
+          const bool ok =
+              s == loop.unit || (part && owner[s.index] == owner[r]) || (r == loop.top && i == 0);
+          if (!ok) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                "loop ", owner[r], ": rule ", g.rules[r].name, " derives more than units"));
+          }
+        } else if (part && s.index != g.loops[owner[s.index]].top) {
+          return absl::InvalidArgumentError(absl::StrCat("loop ", owner[s.index], ": rule ",
+                                                         g.rules[s.index].name,
+                                                         " is referred to from outside the loop"));
+        }
+      }
+    }
+  }
   return absl::OkStatus();
 }
 
@@ -230,6 +270,7 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
     }
     std::sort(positions.begin(), positions.end());
     positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+    bool unknown_budget = false;
     for (int32_t p : positions) {
       const TokenMaskCache::Entry& e = impl.cache.Get(p);
       if (!e.accepted_bits.empty()) {
@@ -237,6 +278,20 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
       }
       for (int32_t id : e.accepted_ids) SetBit(words, id);
       cands.insert(cands.end(), e.uncertain.begin(), e.uncertain.end());
+      if (e.sized_ids.empty()) continue;
+      // Sized tokens: as many units as the loop has left on the best path through p.
+      int64_t budget = 0;
+      for (const Item& it : state_->stack.top()) {
+        if (it.pos != p) continue;
+        const int64_t b = impl.cache.Budget(state_->stack, it);
+        if (b < 0) unknown_budget = true;
+        budget = std::max(budget, b);
+      }
+      e.AddSized(budget, words);
+    }
+    if (unknown_budget) {  // a loop the budget walk could not read (not built by GrammarBuilder)
+      WalkTrie(state_->stack, vocab, AllIndices{vocab.sorted_ids().size()}, words);
+      cands.clear();
     }
     if (!cands.empty()) {
       if (positions.size() > 1) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_set.h"
+
 namespace muse::structured::internal {
 
 namespace {
@@ -15,7 +17,8 @@ TokenMaskCache::TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* voca
   first_rest_.assign(np, ByteSet());
   rest_nullable_.assign(np, 0);
   refs_.assign(nr, {});
-  for (int32_t p = 0; p < np; ++p) {
+  // Synthetic loop rules stand for context, not grammar: their references are left out.
+  for (int32_t p = 0; p < g->num_real_positions; ++p) {
     if (g->next[p] == FlatGrammar::Next::kRule) refs_[g->next_index[p]].push_back(p);
   }
   // FIRST of every alternative suffix, to a fixed point over the rules' FIRST sets. Positions of
@@ -69,8 +72,211 @@ TokenMaskCache::TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* voca
       }
     }
   }
+  // A unit repeated by its synthetic rule is followed, outside the loops, by what follows them.
+  for (size_t l = 0; l < g->loops.size(); ++l) {
+    follow_[g->loop_synth[l]] = ByteSet();
+  }
+  for (size_t l = 0; l < g->loops.size(); ++l) {
+    follow_[g->loop_synth[l]] |= follow_[g->loops[l].top];
+  }
+  // Loop structure: each part's loop, the units each part derives at most (a cycle through the
+  // parts -- the left-recursive tail -- is unbounded), the units after each part position.
+  part_loop_.assign(nr, -1);
+  unit_synth_.assign(nr, -1);
+  for (size_t l = 0; l < g->loops.size(); ++l) {
+    for (int32_t x : g->loops[l].parts) part_loop_[x] = static_cast<int32_t>(l);
+    if (g->loops[l].unit.is_rule()) unit_synth_[g->loops[l].unit.index] = g->loop_synth[l];
+  }
+  max_units_.assign(nr, 0);
+  std::vector<uint8_t> state(nr, 0);  // 0 new, 1 in progress, 2 done
+  auto units_of = [&](auto&& self, int32_t x) -> int64_t {
+    if (state[x] == 1) return kUnbounded;
+    if (state[x] == 2) return max_units_[x];
+    state[x] = 1;
+    int64_t best = 0;
+    for (int32_t p : g->alt_starts[x]) {
+      int64_t sum = 0;
+      for (; g->next[p] != FlatGrammar::Next::kEnd; ++p) {
+        const int32_t l = part_loop_[x];
+        int64_t u = SymbolUnits(l, p);
+        if (g->next[p] == FlatGrammar::Next::kRule && part_loop_[g->next_index[p]] == l &&
+            !(g->loops[l].unit == Symbol::Rule(g->next_index[p]))) {
+          u = self(self, g->next_index[p]);
+        }
+        sum = std::min(kUnbounded, sum + u);
+      }
+      best = std::max(best, sum);
+    }
+    state[x] = 2;
+    return max_units_[x] = best;
+  };
+  for (int32_t x = 0; x < nr; ++x) {
+    if (part_loop_[x] >= 0) units_of(units_of, x);
+  }
+  units_after_.assign(np, 0);
+  for (int32_t p = np - 1; p >= 0; --p) {
+    const int32_t l = part_loop_[g->rule[p]];
+    if (l < 0 || g->next[p] == FlatGrammar::Next::kEnd ||
+        g->next[p + 1] == FlatGrammar::Next::kEnd) {
+      continue;
+    }
+    units_after_[p] = std::min(kUnbounded, SymbolUnits(l, p + 1) + units_after_[p + 1]);
+  }
+  const int32_t num_synth = nr - 1 - g->start_rule;
+  prefix_code_.assign(num_synth, -1);
+  prefix_once_ = std::make_unique<std::once_flag[]>(std::max(num_synth, 1));
+  budget_kind_.assign(np, BudgetKind::kNone);
+  unit_rule_.assign(np, -1);
   entries_.resize(np);
   once_ = std::make_unique<std::once_flag[]>(np);
+}
+
+int64_t TokenMaskCache::SymbolUnits(int32_t loop, int32_t pos) const {
+  const Symbol& unit = g_->loops[loop].unit;
+  switch (g_->next[pos]) {
+    case FlatGrammar::Next::kEnd:
+      return 0;
+    case FlatGrammar::Next::kBytes:
+      return !unit.is_rule() && unit.index == g_->next_index[pos] ? 1 : 0;
+    case FlatGrammar::Next::kRule: {
+      const int32_t y = g_->next_index[pos];
+      if (unit == Symbol::Rule(y)) return 1;
+      return part_loop_[y] == loop ? max_units_[y] : 0;
+    }
+  }
+  return 0;
+}
+
+bool TokenMaskCache::UnitIsPrefixCode(int32_t synth) const {
+  const int32_t k = synth - g_->start_rule - 1;
+  std::call_once(prefix_once_[k], [&] {
+    const FlatGrammar& g = *g_;
+    const Symbol unit =
+        g.loops[std::find(g.loop_synth.begin(), g.loop_synth.end(), synth) - g.loop_synth.begin()]
+            .unit;
+    if (!unit.is_rule()) {  // one byte
+      prefix_code_[k] = 1;
+      return;
+    }
+    const int32_t u = unit.index;
+    if (g.nullable[u]) {
+      prefix_code_[k] = 0;
+      return;
+    }
+    // Depth-first over every byte string, merging equal parse states: the unit is a prefix code
+    // when no state that completes it can still scan. Units longer than kMaxLen bytes or with
+    // more than kMaxStates states are not analysed (their tokens stay uncertain).
+    constexpr int kMaxLen = 12;
+    constexpr size_t kMaxStates = 4096;
+    EarleyStack st(g_);
+    std::vector<Item> kernel;
+    for (int32_t a : g.alt_starts[u]) kernel.push_back(Item{a, 0});
+    st.Reset(kernel);
+    absl::flat_hash_set<std::string> seen;
+    bool ok = true;
+    auto dfs = [&](auto&& self, int depth) -> void {
+      for (int b = 0; b < 256 && ok; ++b) {
+        if (!st.Push(static_cast<uint8_t>(b))) continue;
+        if (st.TopHasCompleted(u, 0)) {
+          if (st.TopCanScan()) ok = false;
+        } else if (depth + 1 >= kMaxLen || seen.size() >= kMaxStates) {
+          ok = false;
+        } else {
+          std::string sig;
+          for (int i = 1; i < st.num_sets(); ++i) {
+            for (const Item& it : st.set(i)) {
+              sig.append(reinterpret_cast<const char*>(&it), sizeof(it));
+            }
+            sig.push_back('|');
+          }
+          if (seen.insert(std::move(sig)).second) self(self, depth + 1);
+        }
+        st.Truncate(depth + 1);
+      }
+    };
+    dfs(dfs, 0);
+    prefix_code_[k] = ok ? 1 : 0;
+  });
+  return prefix_code_[k] == 1;
+}
+
+int64_t TokenMaskCache::Up(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop,
+                           int depth) const {
+  if (depth > 64) return -1;
+  const FlatGrammar& g = *g_;
+  int64_t best = rule == g.loops[loop].top ? 0 : -1;
+  for (const Item& j : st.set(set)) {
+    if (g.next[j.pos] != FlatGrammar::Next::kRule || g.next_index[j.pos] != rule ||
+        part_loop_[g.rule[j.pos]] != loop) {
+      continue;
+    }
+    // "X ::= . X unit": the left-recursive tail can always take another unit.
+    if (g.rule[j.pos] == rule && j.origin == set) return kUnbounded;
+    const int64_t v = Up(st, j.origin, g.rule[j.pos], loop, depth + 1);
+    if (v < 0) return -1;
+    best = std::max(best, std::min(kUnbounded, units_after_[j.pos] + v));
+  }
+  return best;
+}
+
+int64_t TokenMaskCache::InUnit(const EarleyStack& st, const Item& it, int32_t unit,
+                               int depth) const {
+  if (depth > 16) return -1;
+  const FlatGrammar& g = *g_;
+  const int32_t x = g.rule[it.pos];
+  int64_t best = -1;
+  if (x == unit) {
+    best = 1;  // a use outside the loops: the unit in progress only
+    for (const Item& j : st.set(it.origin)) {
+      if (g.next[j.pos] != FlatGrammar::Next::kRule || g.next_index[j.pos] != unit) continue;
+      const int32_t l = part_loop_[g.rule[j.pos]];
+      if (l < 0 || !(g.loops[l].unit == Symbol::Rule(unit))) continue;
+      const int64_t v = Up(st, j.origin, g.rule[j.pos], l, 0);
+      if (v < 0) return -1;
+      best = std::max(best, std::min(kUnbounded, 1 + units_after_[j.pos] + v));
+    }
+    return best;
+  }
+  for (const Item& j : st.set(it.origin)) {
+    if (g.next[j.pos] != FlatGrammar::Next::kRule || g.next_index[j.pos] != x) continue;
+    const int64_t v = InUnit(st, j, unit, depth + 1);
+    if (v < 0) return -1;
+    best = std::max(best, v);
+  }
+  return best;
+}
+
+int64_t TokenMaskCache::Budget(const EarleyStack& st, const Item& item) const {
+  switch (budget_kind_[item.pos]) {
+    case BudgetKind::kBoundary: {
+      const int32_t l = part_loop_[g_->rule[item.pos]];
+      const int64_t up = Up(st, item.origin, g_->rule[item.pos], l, 0);
+      if (up < 0) return -1;
+      return std::min(kUnbounded, SymbolUnits(l, item.pos) + units_after_[item.pos] + up);
+    }
+    case BudgetKind::kInUnit:
+      return InUnit(st, item, unit_rule_[item.pos], 0);
+    case BudgetKind::kNone:
+      break;
+  }
+  return -1;
+}
+
+void TokenMaskCache::Entry::AddSized(int64_t budget, std::span<uint32_t> words) const {
+  if (budget < 2 || sized_ids.empty()) return;
+  auto add_ids = [&](int64_t above) {
+    const auto lo = std::upper_bound(sized_units.begin(), sized_units.end(), above);
+    const auto hi = std::upper_bound(sized_units.begin(), sized_units.end(), budget);
+    for (auto i = lo - sized_units.begin(); i < hi - sized_units.begin(); ++i) {
+      words[sized_ids[i] >> 5] |= uint32_t{1} << (sized_ids[i] & 31);
+    }
+  };
+  if (sized_bits.empty()) return add_ids(1);
+  const int64_t levels = static_cast<int64_t>(sized_bits.size());
+  const int64_t top = std::min<int64_t>(budget, sized_units.back()) - 2;
+  const std::vector<uint32_t>& bits = sized_bits[std::min(top, levels - 1)];
+  for (size_t w = 0; w < bits.size(); ++w) words[w] |= bits[w];
+  if (top >= levels) add_ids(levels + 1);
 }
 
 bool TokenMaskCache::IsKernel(int32_t pos) const {
@@ -157,6 +363,13 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
 
 std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos) const {
   const FlatGrammar& g = *g_;
+  // Between two units of a loop: the unit's shared entry (its synthetic boundary position).
+  if (const int32_t l = part_loop_[g.rule[pos]]; l >= 0 && UnitIsPrefixCode(g.loop_synth[l])) {
+    const int32_t boundary = g.SynthBoundary(g.loop_synth[l]);
+    Get(boundary);
+    budget_kind_[pos] = BudgetKind::kBoundary;
+    return entries_[boundary];
+  }
   // The chain of parents simulated above p: while every item that can wait for rule X (outside
   // X's own predictions) is at one position q, each real X item has a parent at q, so q is
   // simulated too and X completing is no exit. chain[0] waits for lhs(p), chain[1] for
@@ -173,7 +386,17 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       parent = q;
       ++count;
     }
-    if (count != 1) break;
+    if (count != 1) {
+      // Inside a loop's unit: the unit repeats (its synthetic rule) above it, counted.
+      const int32_t synth = unit_synth_[x];
+      if (synth >= 0 && UnitIsPrefixCode(synth)) {
+        chain.push_back(g.SynthBoundary(synth));
+        budget_kind_[pos] = BudgetKind::kInUnit;
+        unit_rule_[pos] = x;
+        x = synth;
+      }
+      break;
+    }
     const int32_t w = g.rule[parent];
     if (std::find(rules_seen.begin(), rules_seen.end(), w) != rules_seen.end()) break;
     chain.push_back(parent);
@@ -181,6 +404,15 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
     x = w;
   }
   const int m = static_cast<int>(chain.size());
+  // The synthetic loop on top, when counting units; and its unit rule (-1 for a byte unit).
+  const int32_t loop_rule = g.is_synthetic(x) ? x : -1;
+  int32_t loop_unit = -1;
+  if (loop_rule >= 0) {
+    const Symbol& u = g.loops[std::find(g.loop_synth.begin(), g.loop_synth.end(), loop_rule) -
+                              g.loop_synth.begin()]
+                          .unit;
+    if (u.is_rule()) loop_unit = u.index;
+  }
   // Set 0: the predictions of the top rule; set i (1..m): chain[m - i] with origin i - 1 and its
   // closure; set m + 1: the seed p with origin m.
   EarleyStack sub(g_);
@@ -215,9 +447,18 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
     std::sort(rules.begin(), rules.end());
     rules.erase(std::unique(rules.begin(), rules.end()), rules.end());
     for (int32_t y : rules) {
+      if (g.is_synthetic(y)) {  // the loop ends: what follows its loops
+        follow_out.overrides[r].emplace_back(y, follow_[y]);
+        continue;
+      }
       ByteSet f;
       for (int32_t q : refs_[y]) {
         if (simulated[q]) continue;
+        // The loops of the unit being counted are what the synthetic rule simulates.
+        if (y == loop_unit && part_loop_[g.rule[q]] >= 0 &&
+            g.loops[part_loop_[g.rule[q]]].unit == Symbol::Rule(y)) {
+          continue;
+        }
         f |= first_rest_[q + 1];
         if (rest_nullable_[q + 1]) f |= follow_[g.rule[q]];
       }
@@ -225,7 +466,8 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
     }
     for (int32_t q : sim) simulated[q] = 0;
   }
-  const std::string key = SubParseKey(x, chain, pos, follow_out);
+  std::string key = SubParseKey(x, chain, pos, follow_out);
+  if (!key.empty()) key.push_back(loop_rule >= 0 ? 'c' : 'p');  // counted: a different entry
   SharedTokenClasses& shared = vocab_->shared_token_classes();
   if (!key.empty()) {
     std::lock_guard<std::mutex> lock(shared.mu);
@@ -246,6 +488,10 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   const auto lcp = vocab_->lcp();
   const int32_t n = static_cast<int32_t>(sorted.size());
   std::vector<uint8_t> unsure(1, 0);  // unsure[d]: a live exit happened within the first d bytes
+  // When counting: units[d] = units completed within the first d bytes, at_end[d] = one ends at d.
+  std::vector<int32_t> units(1, 0);
+  std::vector<uint8_t> at_end(1, 0);
+  std::vector<std::pair<int32_t, int32_t>> sized;  // (units touched, id)
   int depth = 0;
   for (int32_t i = 0; i < n;) {
     const std::string_view t = vocab_->sorted_bytes(i);
@@ -253,7 +499,11 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       depth = lcp[i];
       sub.Truncate(kBase + depth);
     }
-    if (unsure.size() < t.size() + 1) unsure.resize(t.size() + 1);
+    if (unsure.size() < t.size() + 1) {
+      unsure.resize(t.size() + 1);
+      units.resize(t.size() + 1);
+      at_end.resize(t.size() + 1);
+    }
     bool ok = true;
     while (depth < static_cast<int>(t.size())) {
       const uint8_t b = static_cast<uint8_t>(t[depth]);
@@ -269,10 +519,34 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       }
       ++depth;
       unsure[depth] = live;
+      if (loop_rule >= 0) {
+        at_end[depth] = sub.TopHasCompleted(loop_rule, 0);
+        units[depth] = units[depth - 1] + at_end[depth];
+      }
     }
     if (!ok) continue;
-    e->accepted_ids.push_back(sorted[i]);
+    const int32_t touched = loop_rule < 0 ? 1 : units[depth] + (at_end[depth] ? 0 : 1);
+    if (touched <= 1) {
+      e->accepted_ids.push_back(sorted[i]);
+    } else {
+      sized.emplace_back(touched, sorted[i]);
+    }
     ++i;
+  }
+  std::sort(sized.begin(), sized.end());
+  for (const auto& [u, id] : sized) {
+    e->sized_units.push_back(u);
+    e->sized_ids.push_back(id);
+  }
+  if (e->sized_ids.size() > static_cast<size_t>(vocab_->bitmask_words()) / 2) {
+    const int levels = std::min(kSizedLevels, e->sized_units.back() - 1);
+    e->sized_bits.assign(levels, std::vector<uint32_t>(vocab_->bitmask_words(), 0));
+    for (size_t j = 0; j < sized.size(); ++j) {
+      const int32_t id = e->sized_ids[j];
+      for (int k = std::max(0, e->sized_units[j] - 2); k < levels; ++k) {
+        e->sized_bits[k][id >> 5] |= uint32_t{1} << (id & 31);
+      }
+    }
   }
   // A bitmask costs bitmask_words() words to store and to OR into each mask; ids cost one each.
   if (e->accepted_ids.size() > static_cast<size_t>(vocab_->bitmask_words()) / 2) {
@@ -286,7 +560,9 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   e->uncertain.shrink_to_fit();
   const size_t bytes = key.size() + sizeof(Entry) + e->accepted_ids.size() * sizeof(int32_t) +
                        e->accepted_bits.size() * sizeof(uint32_t) +
-                       e->uncertain.size() * sizeof(int32_t);
+                       e->uncertain.size() * sizeof(int32_t) +
+                       e->sized_ids.size() * 2 * sizeof(int32_t) +
+                       e->sized_bits.size() * vocab_->bitmask_words() * sizeof(uint32_t);
   if (key.empty()) return entry;
   std::lock_guard<std::mutex> lock(shared.mu);
   if (shared.bytes + bytes <= SharedTokenClasses::kMaxBytes) {

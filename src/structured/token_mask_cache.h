@@ -14,14 +14,24 @@
 //               the rule's references that are not simulated); decided by the real parser;
 //   rejected  - neither: p contributes nothing for this token.
 // The mask of a set is then the union of its kernel positions' accepted sets, plus the uncertain
-// tokens that the real parser accepts. Entries are computed on first use (one walk of the
-// vocabulary trie each, ~10-150 ms at 128k tokens) or all at once by ComputeAll, and shared by
-// threads.
+// tokens that the real parser accepts.
+//
+// Counted repeats (a string's `maxLength`, `{m,n}`) would make most tokens uncertain: whether a
+// run of characters fits depends on how many are left, which no fixed sub-parse sees. So inside a
+// loop (Grammar::loops) whose unit is a prefix code (no unit is a prefix of another, so a token
+// splits into units one way only), the sub-parse repeats the unit without bound through the
+// loop's synthetic rule and counts the units each token touches; tokens touching 2 or more units
+// are "sized": allowed where the loop has that many units left on some path through the kernel
+// position. Budget() reads that from the real Earley sets (O(log max) items up the doubling
+// blocks). Positions between units (in the loop's own rules) all share the unit's one entry.
+// Entries are computed on first use (one walk of the vocabulary trie each, ~10-150 ms at 128k
+// tokens) or all at once by ComputeAll, and shared by threads.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,7 +49,17 @@ class TokenMaskCache {
     std::vector<int32_t> accepted_ids;
     std::vector<uint32_t> accepted_bits;
     std::vector<int32_t> uncertain;  // indices into vocab.sorted_ids(), ascending
+    // Sized tokens: ids in order of the units they touch, sized_units[i] for sized_ids[i] (>= 2).
+    // When there are many, sized_bits[k] also holds those touching at most k + 2 units as a
+    // bitmask (k up to kSizedLevels - 1; the last level holds all of them).
+    std::vector<int32_t> sized_ids;
+    std::vector<int32_t> sized_units;
+    std::vector<std::vector<uint32_t>> sized_bits;
+    // Adds the sized tokens touching at most `budget` units to `words`.
+    void AddSized(int64_t budget, std::span<uint32_t> words) const;
   };
+  static constexpr int kSizedLevels = 24;
+  static constexpr int64_t kUnbounded = int64_t{1} << 40;
 
   TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* vocab);
   // Whether p is a kernel position with something to scan (dot > 0 or the start item, and not at
@@ -49,6 +69,10 @@ class TokenMaskCache {
   const Entry& Get(int32_t pos) const;
   // Computes every kernel position's entry now (e.g. at compile time, off the decode path).
   void ComputeAll() const;
+  // For a kernel position whose entry has sized tokens (after Get(item.pos)): the most units its
+  // loop can still take on a path through `item` of the top set of `stack` (kUnbounded for no
+  // limit), counting the unit in progress.
+  int64_t Budget(const EarleyStack& stack, const Item& item) const;
 
  private:
   std::shared_ptr<const Entry> Compute(int32_t pos) const;
@@ -61,6 +85,25 @@ class TokenMaskCache {
   std::vector<uint8_t> rest_nullable_;  // per position: the rest can derive ""
   std::vector<ByteSet> follow_;         // per rule: bytes that can follow it anywhere
   std::vector<std::vector<int32_t>> refs_;  // per rule: positions whose next symbol is the rule
+  // Loops: per rule, the loop it is a part of (-1); per position in a part, the most units the
+  // rest of its alternative can derive after the next symbol (kUnbounded: no limit); per rule, the
+  // most units it derives (parts only).
+  std::vector<int32_t> part_loop_;
+  std::vector<int32_t> unit_synth_;  // per rule: the synthetic rule repeating it as a unit, or -1
+  std::vector<int64_t> units_after_;
+  std::vector<int64_t> max_units_;
+  int64_t SymbolUnits(int32_t loop, int32_t pos) const;  // most units the next symbol derives
+  // Whether synthetic rule `synth`'s unit is a non-nullable prefix code (computed once).
+  bool UnitIsPrefixCode(int32_t synth) const;
+  mutable std::vector<int8_t> prefix_code_;  // per synthetic rule: -1 unknown, 0, 1
+  mutable std::unique_ptr<std::once_flag[]> prefix_once_;
+  // Per position, how Budget() reads its loop: kNone, kBoundary (a part), or kInUnit (the chain
+  // of unique parents reaches the unit rule unit_rule_[pos]).
+  enum class BudgetKind : uint8_t { kNone, kBoundary, kInUnit };
+  mutable std::vector<BudgetKind> budget_kind_;
+  mutable std::vector<int32_t> unit_rule_;
+  int64_t Up(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop, int depth) const;
+  int64_t InUnit(const EarleyStack& st, const Item& it, int32_t unit, int depth) const;
   // Canonical form of position pos's sub-parse: the rules reachable from its top rule (renumbered
   // in the order met), the chain and seed positions, and the exit follow sets. Equal keys give
   // equal entries, whatever grammar they come from. "" (not shared) past 64 reachable rules.

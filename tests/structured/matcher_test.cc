@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "src/structured/compile.h"
 #include "src/structured/token_mask_cache.h"
 #include "src/tokenizer/tokenizer.h"
 #include "src/tokenizer/utf8.h"
@@ -414,6 +415,34 @@ TEST(MaskTest, NullableMatchBruteForce) { CheckMasksOnRandomWalks(NullableGramma
 TEST(MaskTest, NestedBoundedRepeatsMatchBruteForce) {
   CheckMasksOnRandomWalks(NestedGrammar(), 17, 20, 25);
 }
+TEST(MaskTest, BoundedStringsMatchBruteForce) {
+  CheckMasksOnRandomWalks(BoundedStringsGrammar(), 19, 25, 40);
+}
+// Front-end output: length-bounded strings, bounded arrays of them, a counted regex.
+TEST(MaskTest, BoundedSchemaAndRegexMatchBruteForce) {
+  auto schema = CompileJsonSchema(R"({"type": "object", "properties": {
+      "name": {"type": "string", "minLength": 2, "maxLength": 6},
+      "tags": {"type": "array", "items": {"type": "string", "maxLength": 3}, "maxItems": 3},
+      "note": {"type": "string", "maxLength": 30}},
+      "required": ["name", "tags", "note"], "additionalProperties": false})");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  CheckMasksOnRandomWalks(*schema, 20, 25, 40);
+  auto regex = CompileRegex("([a-c]{1,3}-){0,5}x[0-9]{2,4}(,\\d{1,2}){1,3}");
+  ASSERT_TRUE(regex.ok()) << regex.status();
+  CheckMasksOnRandomWalks(*regex, 21, 25, 30);
+}
+// Loop hints that do not describe the grammar are refused, not trusted.
+TEST(MaskTest, WrongLoopHintsRefused) {
+  Grammar g = BoundedStringsGrammar();
+  ASSERT_FALSE(g.loops.empty());
+  Grammar outside = g;
+  outside.loops[0].parts.push_back(outside.root);  // the root derives more than units
+  EXPECT_FALSE(CompiledGrammar::Create(outside, ByteVocab()).ok());
+  Grammar range = g;
+  range.loops[0].unit.index = 1 << 20;
+  EXPECT_FALSE(CompiledGrammar::Create(range, ByteVocab()).ok());
+}
+
 TEST(MaskTest, Utf8MatchBruteForce) { CheckMasksOnRandomWalks(Utf8Grammar(), 16, 10, 30); }
 
 // Grammars compiled against one vocabulary share the token classes of equal sub-parses (the same
@@ -471,7 +500,7 @@ TEST(MaskTest, Llama3VocabularyBytes) {
 TEST(MaskTest, Llama3JsonMatchesTrieAndBruteForce) {
   auto v = Llama3Vocab();
   if (!v) GTEST_SKIP() << "no Llama 3 tokenizer at " << kLlama3Dir << " (npm ci in tests/node)";
-  for (Grammar grammar : {StringPropertiesGrammar(), JsonGrammar()}) {
+  for (Grammar grammar : {StringPropertiesGrammar(), JsonGrammar(), BoundedStringsGrammar()}) {
     auto g = Compile(std::move(grammar), v);
     std::mt19937 rng(3);
     GrammarMatcher m(g);

@@ -32,6 +32,46 @@ inline Symbol JsonString(GrammarBuilder& b) {
 }
 
 // Any compact JSON value (objects, arrays, strings, integers with fraction and exponent, literals).
+// Strings of one shared character rule under several length bounds and none (token masks count
+// characters for the bounded ones):
+//   root ::= '{' '"a":' s{0,3} ',"b":' s{2,5} ',"c":' s{1,40} ',"d":' s* ',"e":' s{4} '}'
+// where s{m,n} is '"' char{m,n} '"' with JsonString's char (escapes included).
+inline Grammar BoundedStringsGrammar() {
+  GrammarBuilder b;
+  const int32_t ch = b.AddRule("char");
+  b.AddAlternative(ch, {*b.Utf8Class({{0x20, 0x21}, {0x23, 0x5B}, {0x5D, 0x10FFFF}})});
+  const int32_t escape = b.AddRule("escape");
+  ByteSet simple;
+  for (char c : std::string("\"\\/bfnrt")) simple.Add(static_cast<uint8_t>(c));
+  b.AddAlternative(escape, {b.Bytes(simple)});
+  ByteSet hex = ByteSet::Range('0', '9');
+  hex.AddRange('a', 'f');
+  b.AddAlternative(escape, {b.Byte('u'), b.Repeat(b.Bytes(hex), 4, 4)});
+  b.AddAlternative(ch, {b.Byte('\\'), Symbol::Rule(escape)});
+  auto str = [&](int min, int max) {
+    return b.Choice(
+        {{b.Byte('"'),
+          max < 0 && min == 0 ? b.Star(Symbol::Rule(ch)) : b.Repeat(Symbol::Rule(ch), min, max),
+          b.Byte('"')}},
+        "str");
+  };
+  const int32_t root = b.AddRule("root");
+  Alternative alt;
+  b.AppendLiteral("{\"a\":", &alt);
+  alt.push_back(str(0, 3));
+  b.AppendLiteral(",\"b\":", &alt);
+  alt.push_back(str(2, 5));
+  b.AppendLiteral(",\"c\":", &alt);
+  alt.push_back(str(1, 40));
+  b.AppendLiteral(",\"d\":", &alt);
+  alt.push_back(str(0, -1));
+  b.AppendLiteral(",\"e\":", &alt);
+  alt.push_back(str(4, 4));
+  b.AppendLiteral("}", &alt);
+  b.AddAlternative(root, alt);
+  return *std::move(b).Finish(root);
+}
+
 inline Grammar JsonGrammar() {
   GrammarBuilder b;
   const int32_t value = b.AddRule("value");
