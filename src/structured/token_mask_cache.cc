@@ -363,8 +363,12 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
 
 std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos) const {
   const FlatGrammar& g = *g_;
-  // Between two units of a loop: the unit's shared entry (its synthetic boundary position).
-  if (const int32_t l = part_loop_[g.rule[pos]]; l >= 0 && UnitIsPrefixCode(g.loop_synth[l])) {
+  // Between two units of a counted loop: the unit's shared entry (its synthetic boundary
+  // position). A plain Star / Plus is one left-recursive rule whose chain of unique parents the
+  // sub-parse below follows exactly (closing quote and all), so it keeps its own entries.
+  if (const int32_t l = part_loop_[g.rule[pos]];
+      l >= 0 && (g.loops[l].parts.size() > 1 || max_units_[g.loops[l].top] < kUnbounded) &&
+      UnitIsPrefixCode(g.loop_synth[l])) {
     const int32_t boundary = g.SynthBoundary(g.loop_synth[l]);
     Get(boundary);
     budget_kind_[pos] = BudgetKind::kBoundary;
