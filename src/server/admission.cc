@@ -72,9 +72,10 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tena
   for (const PendingImage& im : a->built.images) {
     a->embeddings.push_back(ctx.encoder_cache->Lookup(im.prepared.digest));
   }
-  if (!a->NeedsEncoding()) RETURN_IF_ERROR(Launch(ctx, *a));
-  MUSE_LOG_REQ(debug, a->engine_id, "admitted: tenant {} client id '{}' input {}, {} image(s){}",
+  if (!a->NeedsCompile() && !a->NeedsEncoding()) RETURN_IF_ERROR(Launch(ctx, *a));
+  MUSE_LOG_REQ(debug, a->engine_id, "admitted: tenant {} client id '{}' input {}, {} image(s){}{}",
                a->tenant->name, a->client_id, a->built.input_field, a->built.images.size(),
+               a->NeedsCompile() ? " (to the compile pool)" : "",
                a->NeedsEncoding() ? " (to the image encoder)" : "");
   return a;
 }
@@ -92,6 +93,14 @@ void Admission::SetEncoded(std::vector<vision::ImageEmbedding> encoded) {
   for (auto& e : embeddings) {
     if (!e && k < encoded.size()) e = std::move(encoded[k++]);
   }
+}
+
+absl::Status CompilePending(ServiceContext& ctx, Admission& a) {
+  if (!a.built.to_compile) return absl::OkStatus();
+  ASSIGN_OR_RETURN(a.built.request.sampling.grammar,
+                   CompileResponseFormat(*a.built.to_compile, *ctx.model));
+  a.built.to_compile.reset();
+  return absl::OkStatus();
 }
 
 absl::Status Launch(ServiceContext& ctx, Admission& a) {

@@ -10,10 +10,10 @@
 // response and starts one write; OnWriteDone pumps again. So each stream has at most one write in
 // flight, a slow reader only grows its own OutputStream, and no thread ever waits on a stream.
 //
-// Lifetime: the reactor (a shared_ptr) holds itself in self_ from Start until OnDone; the
-// image-encoder job holds it while one is pending; a pump thread holds it only while its Pump()
-// runs. The engine-side signal holds a weak_ptr, so a signal still queued when OnDone drops self_
-// is skipped, and the last reference is never dropped on the engine thread.
+// Lifetime: the reactor (a shared_ptr) holds itself in self_ from Start until OnDone; a
+// compile-pool or image-encoder job holds it while one is pending; a pump thread holds it only
+// while its Pump() runs. The engine-side signal holds a weak_ptr, so a signal still queued when
+// OnDone drops self_ is skipped, and the last reference is never dropped on the engine thread.
 // Cancel / disconnect / deadline -> Engine::Abort (frees KV before the next step); the RPC ends
 // DEADLINE_EXCEEDED when its deadline has passed, else CANCELLED.
 #include <chrono>
@@ -37,27 +37,28 @@ class ErrorStream final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
 };
 
 // The lifecycle both Generate reactors share: start (attach to the engine stream, or go through
-// the image encoder first), the engine -> pump handoff, cancel, done, metrics. The derived class
-// says what a pump does with the queued outputs (PumpLocked).
+// the compile pool and / or the image encoder first), the engine -> pump handoff, cancel, done,
+// metrics. The derived class says what a pump does with the queued outputs (PumpLocked).
 template <typename GrpcReactor>
 class GenerateReactor : public GrpcReactor,
                         public Pumpable,
                         public std::enable_shared_from_this<GenerateReactor<GrpcReactor>> {
  public:
-  // gRPC thread, once, right after make_shared (before the reactor is returned to gRPC).
+  // gRPC thread, once, right after make_shared (before the reactor is returned to gRPC). Whatever
+  // admission left -- a response format to compile, images to encode -- goes to its worker; the
+  // request launches from that worker's completion.
   void Start() {
     self_ = this->shared_from_this();
     if (a_->stream) {
       Attach();
       return;
     }
-    ImageEncoderWorker::Job job;
-    job.images = a_->ImagesToEncode();
-    job.cancelled = [this] { return IsCancelled(); };  // `done` below keeps `this` alive
-    job.done = [self = self_](absl::StatusOr<std::vector<vision::ImageEmbedding>> r) {
-      self->OnImagesEncoded(std::move(r));
-    };
-    ctx_->image_encoder->Submit(std::move(job));
+    if (a_->NeedsCompile()) {
+      ctx_->compiles->Submit(
+          [self = self_](absl::Status st) { self->OnCompileTurn(std::move(st)); });
+      return;
+    }
+    SubmitImages();
   }
 
   void OnCancel() final {
@@ -67,7 +68,8 @@ class GenerateReactor : public GrpcReactor,
     }
     MUSE_LOG_REQ(debug, a_->engine_id,
                  "{}: cancelled by the client (cancel, disconnect or deadline)", method_);
-    (void)ctx_->engine->Abort(a_->engine_id);  // NotFound while still at the image encoder
+    // NotFound while still at the compile pool or the image encoder.
+    (void)ctx_->engine->Abort(a_->engine_id);
     Pump();
   }
 
@@ -129,6 +131,44 @@ class GenerateReactor : public GrpcReactor,
     return cancelled_ || finish_called_;
   }
 
+  // mu_ not held: the images the encoder cache did not have go to the encoder thread.
+  void SubmitImages() {
+    ImageEncoderWorker::Job job;
+    job.images = a_->ImagesToEncode();
+    job.cancelled = [this] { return IsCancelled(); };  // `done` below keeps `this` alive
+    job.done =
+        [self = this->shared_from_this()](absl::StatusOr<std::vector<vision::ImageEmbedding>> r) {
+          self->OnImagesEncoded(std::move(r));
+        };
+    ctx_->image_encoder->Submit(std::move(job));
+  }
+
+  // Compile-pool thread (or the pool's Stop, with Unavailable): this request's turn to compile
+  // its response format. A request cancelled before or during the compile never launches (the
+  // compiled grammar stays in the cache for the next request that asks for it).
+  void OnCompileTurn(absl::Status st) {
+    if (IsCancelled()) return;  // OnCancel's Pump finishes; nothing reached the engine
+    // No lock while compiling: until it launches, only this job touches the request.
+    if (st.ok()) {
+      if (ctx_->compile_hook_for_testing) ctx_->compile_hook_for_testing();
+      st = CompilePending(*ctx_, *a_);
+    }
+    std::unique_lock lock(mu_);
+    if (finish_called_ || cancelled_) return;
+    if (st.ok() && a_->NeedsEncoding()) {
+      lock.unlock();
+      SubmitImages();
+      return;
+    }
+    if (st.ok()) st = Launch(*ctx_, *a_);  // under mu_, as in OnImagesEncoded
+    if (!st.ok()) {
+      FinishLocked(lock, st);
+      return;
+    }
+    lock.unlock();
+    Attach();
+  }
+
   // Image-encoder worker thread: the missing embeddings are ready (or failed / cancelled).
   void OnImagesEncoded(absl::StatusOr<std::vector<vision::ImageEmbedding>> encoded) {
     std::unique_lock lock(mu_);
@@ -182,7 +222,7 @@ class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grp
       FinishLocked(lock, CallEndedStatus(deadline_));
       return;
     }
-    if (!a_->stream) return;  // still at the image encoder
+    if (!a_->stream) return;  // still at the compile pool or the image encoder
     std::map<int, v1::SampleDelta> samples;
     bool final = false, any = false;
     while (auto out = a_->stream->TryNext()) {

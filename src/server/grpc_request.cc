@@ -90,6 +90,8 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
   v1::GenerateRequest request;
   RETURN_IF_ERROR(ParseMessage(buf, &request));
   AdmitOptions options;
+  // A response format the cache does not hold compiles on ctx.compiles, not on this gRPC thread.
+  options.build.defer_compile = ctx.compiles != nullptr;
   const auto deadline = sctx.deadline();
   if (deadline != std::chrono::system_clock::time_point::max()) {
     options.deadline = absl::FromChrono(deadline);

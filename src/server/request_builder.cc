@@ -395,8 +395,14 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
                absl::StrCat("prompt + max_tokens need ", total_blocks,
                             " KV blocks but the pool has ", served.kv_blocks_total));
   }
-  // Last: the one check that may compile (milliseconds), once everything cheap has passed.
-  ASSIGN_OR_RETURN(p.grammar, CompileResponseFormat(req.response_format(), served));
+  // Last: the one check that may compile (0.01-1 s), once everything cheap has passed.
+  if (options.defer_compile) {
+    ASSIGN_OR_RETURN(ResponseFormatLookup rf, LookupResponseFormat(req.response_format(), served));
+    p.grammar = std::move(rf.grammar);
+    out.to_compile = std::move(rf.to_compile);
+  } else {
+    ASSIGN_OR_RETURN(p.grammar, CompileResponseFormat(req.response_format(), served));
+  }
   return out;
 }
 

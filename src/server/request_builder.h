@@ -1,10 +1,12 @@
 // API request -> engine::Request: input selection (prompt text, token ids or chat messages),
 // chat-template rendering, image checks, tokenization, sampling/stopping mapping and every range
-// check. Runs on gRPC threads. Errors are absl statuses whose message starts with the proto field
+// check. Runs on the request's thread; a constraint to compile can be left for a compile pool
+// (BuildOptions::defer_compile). Errors are absl statuses whose message starts with the proto field
 // path ("sampling.top_p: ...", "messages[1].content[0].image: ...").
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,9 @@ struct BuiltRequest {
   // image; ExpandImagePlaceholders (admission) widens each once the embeddings exist. The range
   // checks already used the expanded length.
   std::vector<PendingImage> images;
+  // Set only with BuildOptions::defer_compile when the grammar cache does not hold the request's
+  // constraint yet: request.sampling.grammar is null until CompileResponseFormat(*to_compile).
+  std::optional<structured::Constraint> to_compile;
 };
 
 // Checks `model` against the served model (empty = the served one). NotFound otherwise.
@@ -49,6 +54,9 @@ struct BuildOptions {
   // Unset stopping.max_tokens: false = 16 (muse.v1's default); true = as many as the context
   // length and the KV pool leave after the prompt (OpenAI chat, as vLLM does).
   bool max_tokens_fill_context = false;
+  // true: a response_format the grammar cache does not hold (finished) is not compiled here but
+  // left in BuiltRequest::to_compile; every other check still runs.
+  bool defer_compile = false;
 };
 
 absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served,

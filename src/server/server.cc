@@ -230,6 +230,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   // StartWrite); two threads keep up with hundreds of streams per step without taking the cores
   // the runner needs.
   impl->ctx.pumps = std::make_unique<PumpPool>(kPumpThreads);
+  impl->ctx.compiles = std::make_unique<CompilePool>(o.structured_compile_threads);
+  impl->ctx.compile_hook_for_testing = o.compile_hook_for_testing;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   impl->service = std::make_unique<InferenceService>(&impl->ctx);
@@ -311,6 +313,8 @@ engine::EngineStats Server::EngineStats() const {
   return impl_->ctx.engine ? impl_->ctx.engine->Stats() : engine::EngineStats{};
 }
 
+int64_t Server::in_flight() const { return impl_->ctx.in_flight.load(); }
+
 void Server::Drain(absl::Duration grace) {
   std::lock_guard lock(impl_->drain_mu);
   if (impl_->drained) return;
@@ -324,8 +328,10 @@ void Server::Drain(absl::Duration grace) {
   while ((left = ctx.in_flight.load()) > 0 && absl::Now() < deadline)
     absl::SleepFor(absl::Milliseconds(20));
   if (left > 0) spdlog::warn("drain grace over: aborting {} generation(s)", left);
-  // Image encoder first (requests still waiting for it finish UNAVAILABLE and never reach the
-  // engine), then the engine: its shutdown ends every live stream, so the reactors finish.
+  // Compile pool and image encoder first (requests still waiting for them finish UNAVAILABLE and
+  // never reach the engine), then the engine: its shutdown ends every live stream, so the
+  // reactors finish.
+  ctx.compiles->Stop();
   if (ctx.image_encoder) ctx.image_encoder->Stop();
   if (ctx.engine) ctx.engine->Shutdown();
   impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -58,6 +58,11 @@ struct ServerOptions {
   absl::Duration image_encode_delay_for_testing = absl::ZeroDuration();  // tests only
   // Structured output: compiled grammars kept (least recently used dropped first).
   int grammar_cache_size = 512;
+  // gRPC: threads that compile response formats the grammar cache does not hold (compile_pool.h).
+  int structured_compile_threads = 2;
+  // Tests only: runs on a compile-pool thread right before a gRPC request's compile (after its
+  // cancel check), so a test can hold requests there.
+  std::function<void()> compile_hook_for_testing;
   // Tests only (fault injection, issue #15): wraps the runner the server built before the engine
   // takes it, e.g. in one that fails chosen steps.
   std::function<std::unique_ptr<runtime::ModelRunner>(std::unique_ptr<runtime::ModelRunner>)>
@@ -74,6 +79,9 @@ class Server {
   int http_port() const;     // -1 when off
   bool serving() const;
   engine::EngineStats EngineStats() const;
+  // Generations admitted by either face whose RPC / HTTP response is not done yet (waiting at the
+  // compile pool or the image encoder included).
+  int64_t in_flight() const;
   // Graceful stop; idempotent. Returns once gRPC and the engine are stopped.
   void Drain(absl::Duration grace);
 

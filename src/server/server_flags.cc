@@ -98,6 +98,10 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
   app.add_option("--grammar-cache-size", o.grammar_cache_size,
                  "structured output: compiled grammars (response_format) kept in memory")
       ->check(AtLeast(1));
+  app.add_option("--structured-compile-threads", o.structured_compile_threads,
+                 "structured output: threads compiling new response formats of gRPC requests "
+                 "(off the gRPC threads)")
+      ->check(AtLeast(1));
 
   app.add_option("--log-level", flags->log_level, "log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +16,7 @@
 #include "muse/v1/inference.pb.h"
 #include "src/engine/engine.h"
 #include "src/server/auth.h"
+#include "src/server/compile_pool.h"
 #include "src/server/image_encoder_worker.h"
 #include "src/server/metrics.h"
 #include "src/server/pump_pool.h"
@@ -33,6 +35,12 @@ struct ServiceContext {
   // that runs the vision tower.
   std::unique_ptr<vision::EncoderCache> encoder_cache;
   std::unique_ptr<ImageEncoderWorker> image_encoder;
+  // gRPC face: compiles the response formats the grammar cache does not hold (compile_pool.h).
+  // Started before the gRPC server; Drain stops it before the image encoder and the engine.
+  std::unique_ptr<CompilePool> compiles;
+  // Tests only: runs on the compile-pool thread right before a request's compile (after its
+  // cancel check), so a test can hold requests "while they compile".
+  std::function<void()> compile_hook_for_testing;
   std::optional<ApiKeys> keys;  // empty = --no-auth
   TenantLimiter limiter;
   Metrics metrics;
@@ -50,8 +58,9 @@ absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
                                           std::optional<std::string> authorization);
 
 // Everything between a GenerateRequest and a live engine stream: build (images decoded +
-// preprocessed), priority, tenant limits, encoder-cache lookups, and -- unless images still need
-// the encoder -- Launch.
+// preprocessed), priority, tenant limits, encoder-cache lookups, and -- unless the response format
+// still needs compiling (AdmitOptions::build.defer_compile) or images still need the encoder --
+// Launch.
 struct Admission {
   v1::GenerateRequest request;
   BuiltRequest built;
@@ -63,6 +72,8 @@ struct Admission {
   std::vector<std::optional<vision::ImageEmbedding>> embeddings;
   std::shared_ptr<engine::OutputStream> stream;  // null until launched
 
+  // The response format is still to compile (CompilePending) before the request can launch.
+  bool NeedsCompile() const { return built.to_compile.has_value(); }
   bool NeedsEncoding() const {
     for (const auto& e : embeddings) {
       if (!e) return true;
@@ -85,6 +96,10 @@ struct AdmitOptions {
 absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tenant* tenant,
                                                  v1::GenerateRequest request,
                                                  const AdmitOptions& options = {});
+// NeedsCompile() admissions, on a compile-pool thread: compiles the response format through the
+// grammar cache into the request (errors name the field, as inline ones). Then the caller sends
+// the images to the encoder or Launches.
+absl::Status CompilePending(ServiceContext& ctx, Admission& a);
 // Expands the image placeholders with the embeddings (Request::content carries their digests
 // into the prefix-cache keys), then Engine::AddRequest. Sets `a.stream`.
 absl::Status Launch(ServiceContext& ctx, Admission& a);

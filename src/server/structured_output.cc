@@ -33,6 +33,22 @@ std::string FieldOf(ConstraintKind kind) {
   return "response_format";
 }
 
+absl::Status CheckAvailable(const ServedModel& served) {
+  if (served.structured.cache != nullptr) return absl::OkStatus();
+  return absl::UnimplementedError(
+      absl::StrCat("response_format: structured output is unavailable for model ", served.id, ": ",
+                   served.structured.unavailable));
+}
+
+// A cache answer with its error prefixed by the field the constraint came in (front-end messages
+// name the place inside the constraint).
+absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> Named(
+    ConstraintKind kind, absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> r) {
+  if (r.ok()) return r;
+  const absl::Status& st = r.status();
+  return absl::Status(st.code(), absl::StrCat(FieldOf(kind), ": ", st.message()));
+}
+
 }  // namespace
 
 StructuredOutput LoadStructuredOutput(const tokenizer::Tokenizer& tok, int64_t vocab_size,
@@ -125,18 +141,28 @@ absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> CompileRespon
     const v1::ResponseFormat& rf, const ServedModel& served) {
   ASSIGN_OR_RETURN(std::optional<Constraint> c, ConstraintOf(rf));
   if (!c) return nullptr;
-  if (served.structured.cache == nullptr) {
-    return absl::UnimplementedError(
-        absl::StrCat("response_format: structured output is unavailable for model ", served.id,
-                     ": ", served.structured.unavailable));
+  return CompileResponseFormat(*c, served);
+}
+
+absl::StatusOr<ResponseFormatLookup> LookupResponseFormat(const v1::ResponseFormat& rf,
+                                                          const ServedModel& served) {
+  ResponseFormatLookup out;
+  ASSIGN_OR_RETURN(std::optional<Constraint> c, ConstraintOf(rf));
+  if (!c) return out;
+  RETURN_IF_ERROR(CheckAvailable(served));
+  auto found = served.structured.cache->Find(*c);
+  if (!found) {
+    out.to_compile = std::move(*c);
+    return out;
   }
-  auto compiled = served.structured.cache->Get(*c);
-  if (!compiled.ok()) {
-    const absl::Status& st = compiled.status();
-    // Front-end messages name the place inside the constraint; prefix the field it came in.
-    return absl::Status(st.code(), absl::StrCat(FieldOf(c->kind), ": ", st.message()));
-  }
-  return compiled;
+  ASSIGN_OR_RETURN(out.grammar, Named(c->kind, *std::move(found)));
+  return out;
+}
+
+absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> CompileResponseFormat(
+    const Constraint& c, const ServedModel& served) {
+  RETURN_IF_ERROR(CheckAvailable(served));
+  return Named(c.kind, served.structured.cache->Get(c));
 }
 
 }  // namespace muse::server

@@ -1,7 +1,8 @@
 // Structured output in the core (both faces): the served model's TokenVocabulary and grammar
 // cache, built once at load, and v1::ResponseFormat -> the compiled grammar a request samples
-// under. Compiling runs on the request's own thread (gRPC handler / HTTP io thread) through the
-// cache, never on the engine thread. Errors start with the proto field path
+// under. Compiling runs through the cache on a small admission pool (gRPC: CompilePool; HTTP: the
+// face's admit pool), never on a gRPC / io thread that serves other streams, nor on the engine
+// thread. Errors start with the proto field path
 // ("response_format.json_schema: schema /properties/a: ...").
 #pragma once
 
@@ -41,8 +42,23 @@ StructuredOutput LoadStructuredOutput(const tokenizer::Tokenizer& tok, int64_t v
 // `rf` -> the constraint it names (nullopt: no format set). Checks the fields' shape only.
 absl::StatusOr<std::optional<structured::Constraint>> ConstraintOf(const v1::ResponseFormat& rf);
 
-// `rf` -> the compiled grammar (null when no format is set), through the model's cache.
+// `rf` -> the compiled grammar (null when no format is set), through the model's cache; compiles
+// on the calling thread on a miss.
 absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> CompileResponseFormat(
     const v1::ResponseFormat& rf, const ServedModel& served);
+
+// `rf` without compiling: `grammar` when nothing is left to compile (null: no format set; else the
+// cache held the finished compile), otherwise the constraint `to_compile` (a miss, or a compile
+// another request has in progress). Errors as CompileResponseFormat's, cached ones included.
+struct ResponseFormatLookup {
+  std::shared_ptr<const structured::CompiledGrammar> grammar;
+  std::optional<structured::Constraint> to_compile;
+};
+absl::StatusOr<ResponseFormatLookup> LookupResponseFormat(const v1::ResponseFormat& rf,
+                                                          const ServedModel& served);
+// A `to_compile` of LookupResponseFormat -> the compiled grammar, through the model's cache, on the
+// calling thread. Errors as CompileResponseFormat's.
+absl::StatusOr<std::shared_ptr<const structured::CompiledGrammar>> CompileResponseFormat(
+    const structured::Constraint& c, const ServedModel& served);
 
 }  // namespace muse::server

@@ -149,6 +149,19 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(const C
   return Compile(c, std::move(slot));
 }
 
+std::optional<absl::StatusOr<std::shared_ptr<const CompiledGrammar>>> GrammarCache::Find(
+    const Constraint& c) {
+  const std::string key = Key(c);
+  std::lock_guard lock(mu_);
+  auto it = index_.find(key);
+  if (it == index_.end()) return std::nullopt;
+  const std::shared_future<Result>& result = it->second->slot->result;
+  if (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) return std::nullopt;
+  lru_.splice(lru_.begin(), lru_, it->second);
+  ++stats_.hits;
+  return result.get();
+}
+
 absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Compile(
     const Constraint& c, std::shared_ptr<Slot> slot) {
   const auto t0 = std::chrono::steady_clock::now();

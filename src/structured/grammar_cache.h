@@ -15,6 +15,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -65,6 +66,10 @@ class GrammarCache {
 
   // The compiled grammar of `c`; compiles on the calling thread on a miss.
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Get(const Constraint& c);
+  // Get's answer when an entry for `c` holds a FINISHED compile (a grammar or a cached
+  // InvalidArgument; counted as a hit), else nullopt without touching the cache (no miss counted,
+  // no compile started): lets a caller compile misses off its own thread. Never waits.
+  std::optional<absl::StatusOr<std::shared_ptr<const CompiledGrammar>>> Find(const Constraint& c);
 
   GrammarCacheStats stats() const;
   const std::shared_ptr<const TokenVocabulary>& vocab() const { return vocab_; }

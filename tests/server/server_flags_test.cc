@@ -75,6 +75,7 @@ TEST(ServerFlagsTest, DefaultsAreServerOptionsDefaults) {
   EXPECT_EQ(o.encoder_cache_bytes, def.encoder_cache_bytes);
   EXPECT_EQ(o.max_image_bytes, def.max_image_bytes);
   EXPECT_EQ(o.max_image_pixels, def.max_image_pixels);
+  EXPECT_EQ(o.structured_compile_threads, 2);
   EXPECT_EQ(p.flags.log_level, "info");
   EXPECT_EQ(p.flags.drain_grace_seconds, 30);
 }
@@ -107,6 +108,7 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
       {"--encoder-cache-bytes", "0"},
       {"--max-image-bytes", "11"},
       {"--max-image-pixels", "12"},
+      {"--structured-compile-threads", "3"},
       {"--log-level", "debug"},
       {"--drain-grace-seconds", "2.5"},
   };
@@ -148,6 +150,7 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
     EXPECT_EQ(o.encoder_cache_bytes, 0);
     EXPECT_EQ(o.max_image_bytes, 11);
     EXPECT_EQ(o.max_image_pixels, 12);
+    EXPECT_EQ(o.structured_compile_threads, 3);
     EXPECT_EQ(p.flags.log_level, "debug");
     EXPECT_EQ(p.flags.drain_grace_seconds, 2.5);
   }
@@ -191,6 +194,7 @@ TEST(ServerFlagsTest, OutOfRangeValuesNameTheFlag) {
       {{"--encoder-cache-bytes", "-1"}, "--encoder-cache-bytes"},
       {{"--max-image-bytes", "0"}, "--max-image-bytes"},
       {{"--max-image-pixels", "0"}, "--max-image-pixels"},
+      {{"--structured-compile-threads", "0"}, "--structured-compile-threads: must be >= 1"},
       {{"--drain-grace-seconds", "-0.5"}, "--drain-grace-seconds: must be >= 0"},
       {{"--drain-grace-seconds", "soon"}, "--drain-grace-seconds"},
       {{"--seed", "-1"}, "--seed"},
@@ -299,6 +303,7 @@ TEST(ServerFlagsTest, HelpListsEveryFlag) {
                            "--encoder-cache-bytes",
                            "--max-image-bytes",
                            "--max-image-pixels",
+                           "--structured-compile-threads",
                            "--log-level",
                            "--drain-grace-seconds"}) {
     EXPECT_THAT(help, HasSubstr(flag));

@@ -110,6 +110,30 @@ TEST(GrammarCacheTest, InvalidArgumentIsCachedWithItsMessage) {
   EXPECT_EQ(s.compile_errors, 1u);
 }
 
+TEST(GrammarCacheTest, FindAnswersOnlyFinishedCompilesAndNeverCompiles) {
+  int compiles = 0;
+  GrammarCache cache(Vocab(), 8, [&](ConstraintKind, double, bool) { ++compiles; });
+  EXPECT_FALSE(cache.Find(Regex("ab+")).has_value());  // a miss: nothing started, nothing counted
+  EXPECT_EQ(compiles, 0);
+  EXPECT_EQ(cache.stats().misses, 0u);
+  EXPECT_EQ(cache.stats().entries, 0);
+  auto got = cache.Get(Regex("ab+"));
+  ASSERT_TRUE(got.ok());
+  auto found = cache.Find(Regex("ab+"));
+  ASSERT_TRUE(found.has_value());
+  ASSERT_TRUE(found->ok());
+  EXPECT_EQ(found->value().get(), got->get());
+  // A cached InvalidArgument is found with its message.
+  auto bad = cache.Get(Regex("a(b"));
+  ASSERT_FALSE(bad.ok());
+  auto found_bad = cache.Find(Regex("a(b"));
+  ASSERT_TRUE(found_bad.has_value());
+  EXPECT_EQ(found_bad->status(), bad.status());
+  EXPECT_EQ(compiles, 2);
+  EXPECT_EQ(cache.stats().hits, 2u);
+  EXPECT_EQ(cache.stats().misses, 2u);
+}
+
 TEST(GrammarCacheTest, LeastRecentlyUsedIsEvicted) {
   GrammarCache cache(Vocab(), 2);
   ASSERT_TRUE(cache.Get(Regex("a")).ok());
