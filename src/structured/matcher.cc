@@ -270,31 +270,45 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
     }
     std::sort(positions.begin(), positions.end());
     positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
+    // Positions between units of one loop share one entry: apply each entry once, with the
+    // largest budget any of its positions has.
+    thread_local std::vector<std::pair<const TokenMaskCache::Entry*, int64_t>> entries;
+    entries.clear();
     bool unknown_budget = false;
     for (int32_t p : positions) {
-      const TokenMaskCache::Entry& e = impl.cache.Get(p);
-      if (!e.accepted_bits.empty()) {
-        for (size_t w = 0; w < n; ++w) words[w] |= e.accepted_bits[w];
-      }
-      for (int32_t id : e.accepted_ids) SetBit(words, id);
-      cands.insert(cands.end(), e.uncertain.begin(), e.uncertain.end());
-      if (e.sized_ids.empty()) continue;
-      // Sized tokens: as many units as the loop has left on the best path through p.
+      const TokenMaskCache::Entry* e = &impl.cache.Get(p);
       int64_t budget = 0;
-      for (const Item& it : state_->stack.top()) {
-        if (it.pos != p) continue;
-        const int64_t b = impl.cache.Budget(state_->stack, it);
-        if (b < 0) unknown_budget = true;
-        budget = std::max(budget, b);
+      if (!e->sized_ids.empty()) {
+        // Sized tokens: as many units as the loop has left on the best path through p.
+        for (const Item& it : state_->stack.top()) {
+          if (it.pos != p) continue;
+          const int64_t b = impl.cache.Budget(state_->stack, it);
+          if (b < 0) unknown_budget = true;
+          budget = std::max(budget, b);
+        }
       }
-      e.AddSized(budget, words);
+      auto same =
+          std::find_if(entries.begin(), entries.end(), [&](const auto& x) { return x.first == e; });
+      if (same != entries.end()) {
+        same->second = std::max(same->second, budget);
+      } else {
+        entries.emplace_back(e, budget);
+      }
+    }
+    for (const auto& [e, budget] : entries) {
+      if (!e->accepted_bits.empty()) {
+        for (size_t w = 0; w < n; ++w) words[w] |= e->accepted_bits[w];
+      }
+      for (int32_t id : e->accepted_ids) SetBit(words, id);
+      cands.insert(cands.end(), e->uncertain.begin(), e->uncertain.end());
+      e->AddSized(budget, words);
     }
     if (unknown_budget) {  // a loop the budget walk could not read (not built by GrammarBuilder)
       WalkTrie(state_->stack, vocab, AllIndices{vocab.sorted_ids().size()}, words);
       cands.clear();
     }
     if (!cands.empty()) {
-      if (positions.size() > 1) {
+      if (entries.size() > 1) {
         std::sort(cands.begin(), cands.end());
         cands.erase(std::unique(cands.begin(), cands.end()), cands.end());
       }
