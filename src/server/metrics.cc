@@ -21,6 +21,11 @@ void Counter(std::string* out, const std::string& name, const std::string& help,
   absl::StrAppend(out, name, " ", v, "\n");
 }
 
+void Counter(std::string* out, const std::string& name, const std::string& help, double v) {
+  Header(out, name, "counter", help);
+  absl::StrAppend(out, name, " ", absl::StrFormat("%.9g", v), "\n");
+}
+
 // Label values: escape backslash, quote and newline.
 std::string Esc(const std::string& s) {
   std::string o;
@@ -165,6 +170,17 @@ std::string Metrics::Render(const engine::EngineStats& s,
     Gauge(&out, "muse_grammar_cache_entries", "Compiled grammars (or cached errors) held.",
           static_cast<double>(grammars->entries));
   }
+  // The engine's side of structured output (src/engine/token_masks.h): zero without constraints.
+  Counter(&out, "muse_token_masks_total",
+          "Token masks computed (one per constrained logits row of a step).", s.num_token_masks);
+  Counter(&out, "muse_token_mask_compute_seconds_total",
+          "Time computing token masks (per step, the mask worker's first job start to its last "
+          "job end; overlaps the forward pass).",
+          absl::ToDoubleSeconds(s.sum_token_mask_compute));
+  Counter(&out, "muse_token_mask_wait_seconds_total",
+          "Time the engine thread waited for token masks after the forward pass (the part the "
+          "forward pass did not hide).",
+          absl::ToDoubleSeconds(s.sum_token_mask_wait));
   if (images != nullptr) {
     Counter(&out, "muse_encoder_cache_hits_total",
             "Images whose embeddings came from the encoder cache.",

@@ -523,6 +523,7 @@ TEST_F(StructuredOutputTest, CacheCompilesOnceUnderConcurrencyAndMetricsCount) {
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok.load(), 8);
+  ASSERT_TRUE(WaitForIdleEngine(*server_));  // the last step's counters are published
   const std::string after = Metrics();
   EXPECT_EQ(MetricSum(after, "muse_grammar_cache_misses_total") -
                 MetricSum(before, "muse_grammar_cache_misses_total"),
@@ -540,6 +541,19 @@ TEST_F(StructuredOutputTest, CacheCompilesOnceUnderConcurrencyAndMetricsCount) {
   EXPECT_TRUE(absl::StrContains(after, "muse_grammar_compiles_total{kind=\"json_schema\","))
       << after;
   EXPECT_GE(MetricSum(after, "muse_grammar_cache_entries"), 1);
+  // The engine's mask counters: every token of the 8 constrained completions was sampled under a
+  // mask ({"k":"cache-test"} is several tokens, then EOS), and computing them took time.
+  EXPECT_GE(
+      MetricSum(after, "muse_token_masks_total") - MetricSum(before, "muse_token_masks_total"),
+      8 * 3)
+      << after;
+  EXPECT_GT(MetricSum(after, "muse_token_mask_compute_seconds_total") -
+                MetricSum(before, "muse_token_mask_compute_seconds_total"),
+            0);
+  EXPECT_GE(MetricSum(after, "muse_token_mask_wait_seconds_total") -
+                MetricSum(before, "muse_token_mask_wait_seconds_total"),
+            0);
+  EXPECT_TRUE(absl::StrContains(after, "# TYPE muse_token_mask_wait_seconds_total counter\n"));
 }
 
 }  // namespace
