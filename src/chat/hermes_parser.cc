@@ -16,7 +16,7 @@ constexpr std::string_view kClose = "</tool_call>";
 
 class HermesParser final : public StreamingToolParser {
  public:
-  explicit HermesParser(uint64_t id_seed) : StreamingToolParser(id_seed, /*mistral_ids=*/false) {}
+  explicit HermesParser(uint64_t id_seed) : StreamingToolParser(id_seed, CallIdStyle::kOpenAi) {}
 
  private:
   enum class State { kText, kHeader, kArguments, kTail, kClose, kAfter };

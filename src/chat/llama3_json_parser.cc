@@ -17,7 +17,7 @@ constexpr std::string_view kEom = "<|eom_id|>";
 class Llama3JsonParser final : public StreamingToolParser {
  public:
   explicit Llama3JsonParser(uint64_t id_seed)
-      : StreamingToolParser(id_seed, /*mistral_ids=*/false) {}
+      : StreamingToolParser(id_seed, CallIdStyle::kOpenAi) {}
 
  private:
   enum class State { kStart, kHeader, kArguments, kTail, kAfter, kText };

@@ -22,7 +22,7 @@ bool IsNameByte(char c) {
 
 class MistralParser final : public StreamingToolParser {
  public:
-  explicit MistralParser(uint64_t id_seed) : StreamingToolParser(id_seed, /*mistral_ids=*/true) {}
+  explicit MistralParser(uint64_t id_seed) : StreamingToolParser(id_seed, CallIdStyle::kMistral) {}
 
  private:
   enum class State { kText, kOpen, kListHeader, kNamed, kArguments, kTail, kListNext, kAfter };

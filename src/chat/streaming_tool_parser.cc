@@ -6,8 +6,8 @@
 
 namespace muse::chat::internal {
 
-StreamingToolParser::StreamingToolParser(uint64_t id_seed, bool mistral_ids)
-    : ids_(id_seed), mistral_ids_(mistral_ids) {}
+StreamingToolParser::StreamingToolParser(uint64_t id_seed, CallIdStyle id_style)
+    : ids_(id_seed), id_style_(id_style) {}
 
 std::vector<ChatDelta> StreamingToolParser::Feed(std::string_view delta) {
   buf_.append(delta);
@@ -41,7 +41,7 @@ void StreamingToolParser::OpenCall(std::string name) {
   ChatDelta d;
   d.tool_call.emplace();
   d.tool_call->index = next_index_++;
-  d.tool_call->id = ids_.Next(mistral_ids_);
+  d.tool_call->id = ids_.Next(id_style_);
   d.tool_call->name = std::move(name);
   out_.push_back(std::move(d));
 }

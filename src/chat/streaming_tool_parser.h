@@ -17,7 +17,7 @@ namespace muse::chat::internal {
 
 class StreamingToolParser : public ToolCallParser {
  public:
-  StreamingToolParser(uint64_t id_seed, bool mistral_ids);
+  StreamingToolParser(uint64_t id_seed, CallIdStyle id_style);
   std::vector<ChatDelta> Feed(std::string_view delta) final;
   std::vector<ChatDelta> Finish() final;
 
@@ -51,7 +51,7 @@ class StreamingToolParser : public ToolCallParser {
 
   std::vector<ChatDelta> out_;
   CallIdGenerator ids_;
-  bool mistral_ids_;
+  CallIdStyle id_style_;
   int next_index_ = 0;
   bool args_open_ = false;
   ExtentScanner scanner_;

@@ -24,7 +24,8 @@ void Accumulate(const std::vector<ChatDelta>& deltas, ParsedOutput* out) {
 
 bool ArgumentsAreValidJson(const ToolCall& call) { return nlohmann::json::accept(call.arguments); }
 
-std::string CallIdGenerator::Next(bool mistral) {
+std::string CallIdGenerator::Next(CallIdStyle style) {
+  const bool mistral = style == CallIdStyle::kMistral;
   static constexpr char kAlphabet[] =
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
   std::uniform_int_distribution<int> pick(0, sizeof(kAlphabet) - 2);
@@ -39,6 +40,10 @@ ParsedOutput ToolCallParser::Parse(std::string_view output) {
   Accumulate(Feed(output), &parsed);
   Accumulate(Finish(), &parsed);
   return parsed;
+}
+
+CallIdStyle CallIdStyleOf(std::string_view parser_name) {
+  return parser_name == "mistral" ? CallIdStyle::kMistral : CallIdStyle::kOpenAi;
 }
 
 std::vector<std::string> ToolCallParserNames() { return {"hermes", "llama3_json", "mistral"}; }

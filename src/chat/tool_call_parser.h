@@ -60,12 +60,15 @@ void Accumulate(const std::vector<ChatDelta>& deltas, ParsedOutput* out);
 // Whether a finished call's arguments are one complete JSON value (false when cut off).
 bool ArgumentsAreValidJson(const ToolCall& call);
 
-// Call ids: `call_` + 24 alphanumerics (OpenAI style) or 9 alphanumerics (Mistral's format).
+// Call ids: `call_` + 24 alphanumerics (OpenAI style), or exactly 9 alphanumerics (Mistral's
+// chat templates refuse other ids when the calls come back in the next turn).
+enum class CallIdStyle { kOpenAi, kMistral };
+
 // Seeded, so tests (and replays) are deterministic.
 class CallIdGenerator {
  public:
   explicit CallIdGenerator(uint64_t seed) : rng_(seed) {}
-  std::string Next(bool mistral);
+  std::string Next(CallIdStyle style);
 
  private:
   std::mt19937_64 rng_;
@@ -83,6 +86,9 @@ class ToolCallParser {
 
 // The parser names, as a future --tool-call-parser flag takes them.
 std::vector<std::string> ToolCallParserNames();
+
+// The id style a named parser uses (kOpenAi for unknown names).
+CallIdStyle CallIdStyleOf(std::string_view parser_name);
 
 // `llama3_json`, `hermes` (also Qwen2.5 / Qwen3) or `mistral` (tokenizer v3 and v11+ formats).
 // InvalidArgument naming the field and the known names for anything else.

@@ -64,10 +64,7 @@ inline std::vector<Chunks> AllSplits(std::string_view text, int seeds) {
 // Streams `chunks` through a fresh parser, checking the delta contract on the way: no empty
 // delta; a call's first fragment has index = calls so far, an id, a name and no arguments; later
 // fragments carry only arguments for an index already opened.
-inline ParsedOutput StreamTools(const std::string& parser_name, uint64_t seed,
-                                const Chunks& chunks) {
-  auto parser = MakeToolCallParser(parser_name, seed);
-  EXPECT_TRUE(parser.ok()) << parser.status();
+inline ParsedOutput StreamTools(ToolCallParser& parser, const Chunks& chunks) {
   ParsedOutput out;
   auto check_and_add = [&](const std::vector<ChatDelta>& deltas) {
     for (const ChatDelta& d : deltas) {
@@ -89,9 +86,16 @@ inline ParsedOutput StreamTools(const std::string& parser_name, uint64_t seed,
       Accumulate({d}, &out);
     }
   };
-  for (const std::string& chunk : chunks) check_and_add((*parser)->Feed(chunk));
-  check_and_add((*parser)->Finish());
+  for (const std::string& chunk : chunks) check_and_add(parser.Feed(chunk));
+  check_and_add(parser.Finish());
   return out;
+}
+
+inline ParsedOutput StreamTools(const std::string& parser_name, uint64_t seed,
+                                const Chunks& chunks) {
+  auto parser = MakeToolCallParser(parser_name, seed);
+  EXPECT_TRUE(parser.ok()) << parser.status();
+  return StreamTools(**parser, chunks);
 }
 
 inline ParsedOutput ParseTools(const std::string& parser_name, uint64_t seed,

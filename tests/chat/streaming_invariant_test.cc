@@ -7,6 +7,7 @@
 #include <map>
 #include <random>
 
+#include "src/chat/forced_tool_call.h"
 #include "tests/chat/chat_test_util.h"
 #include "tests/chat/fixtures.h"
 
@@ -96,17 +97,27 @@ std::string RandomOutput(std::mt19937_64& rng) {
   return out;
 }
 
+// The parsers under test by name: the model formats, and "required" (forced calls).
+std::unique_ptr<ToolCallParser> MakeByName(const std::string& name, uint64_t seed) {
+  if (name == "required") return MakeRequiredToolCallParser(seed, CallIdStyle::kOpenAi);
+  return MakeToolCallParser(name, seed).value();
+}
+
 TEST(StreamingInvariantTest, RandomNearMissOutputs) {
   std::mt19937_64 rng(2026);
+  std::vector<std::string> parsers = ToolCallParserNames();
+  parsers.push_back("required");
   std::map<std::string, int> calls;
   for (int n = 0; n < 1500; ++n) {
-    // Two outputs in three open like Llama calls (whose calls must start the output): one whole
-    // call then more pieces, or a header whose arguments are random pieces.
-    static const std::string kLlamaOpen[3] = {"", "{\"name\": \"f\", \"parameters\": {}}; ",
-                                              "<|python_tag|>{\"name\": \"f\", \"parameters\": "};
-    const std::string output = kLlamaOpen[n % 3] + RandomOutput(rng);
-    for (const std::string& parser : ToolCallParserNames()) {
-      const ParsedOutput whole = testing::ParseTools(parser, n, output);
+    // Most outputs open like calls whose position is fixed (Llama's start the output, so do
+    // forced ones): a whole call then more pieces, or a header whose arguments are random pieces.
+    static const std::string kOpen[5] = {"", "{\"name\": \"f\", \"parameters\": {}}; ",
+                                         "<|python_tag|>{\"name\": \"f\", \"parameters\": ",
+                                         "[{\"name\": \"f\", \"parameters\": {}}, ",
+                                         "[{\"name\": \"f\", \"parameters\": "};
+    const std::string output = kOpen[n % 5] + RandomOutput(rng);
+    for (const std::string& parser : parsers) {
+      const ParsedOutput whole = MakeByName(parser, n)->Parse(output);
       calls[parser] += static_cast<int>(whole.calls.size());
       // Syntax is dropped only around committed calls: without one, every byte is content.
       if (whole.calls.empty()) {
@@ -117,7 +128,7 @@ TEST(StreamingInvariantTest, RandomNearMissOutputs) {
         splits.push_back(testing::Random(output, seed * 7919 + n, seed % 2 ? 9 : 2));
       }
       for (const testing::Chunks& chunks : splits) {
-        testing::ExpectSameParse(testing::StreamTools(parser, n, chunks), whole);
+        testing::ExpectSameParse(testing::StreamTools(*MakeByName(parser, n), chunks), whole);
         if (::testing::Test::HasFailure()) {
           ADD_FAILURE() << parser << " on output #" << n << ": " << output;
           return;
@@ -125,7 +136,7 @@ TEST(StreamingInvariantTest, RandomNearMissOutputs) {
       }
     }
   }
-  for (const std::string& parser : ToolCallParserNames()) {
+  for (const std::string& parser : parsers) {
     EXPECT_GT(calls[parser], 100) << parser << ": the generator must produce calls, not only text";
   }
 }
