@@ -1,7 +1,6 @@
-#include "src/chat/chat_output_parser.h"
-
 #include <gtest/gtest.h>
 
+#include "src/chat/chat_output_parser.h"
 #include "src/chat/forced_tool_call.h"
 #include "tests/chat/chat_test_util.h"
 
