@@ -169,6 +169,10 @@ std::string Metrics::Render(const engine::EngineStats& s,
             static_cast<int64_t>(grammars->evictions));
     Gauge(&out, "muse_grammar_cache_entries", "Compiled grammars (or cached errors) held.",
           static_cast<double>(grammars->entries));
+    Gauge(&out, "muse_token_classes_shared",
+          "Token-class tables every grammar of the vocabulary shares (sub-parses such as a JSON "
+          "string, classified once per process; the start-up warm-up fills the common ones).",
+          static_cast<double>(grammars->shared_token_classes));
   }
   // The engine's side of structured output (src/engine/token_masks.h): zero without constraints.
   Counter(&out, "muse_token_masks_total",

@@ -3,8 +3,9 @@
 //
 // Start(): validate options, load API keys, start listening (health NOT_SERVING; the HTTP API,
 // when on, answers 503 until ready), start the metrics port, load the model, warm it up with one
-// real forward, then health SERVING. Drain(): health NOT_SERVING, new requests UNAVAILABLE, wait
-// for in-flight generations up to the grace period, abort the rest, stop gRPC and the engine.
+// real forward, start the structured-output warm-up (background), then health SERVING. Drain():
+// health NOT_SERVING, new requests UNAVAILABLE, wait for in-flight generations up to the grace
+// period, abort the rest, stop gRPC and the engine.
 #pragma once
 
 #include <cstdint>
@@ -60,6 +61,12 @@ struct ServerOptions {
   int grammar_cache_size = 512;
   // gRPC: threads that compile response formats the grammar cache does not hold (compile_pool.h).
   int structured_compile_threads = 2;
+  // At start, compile one representative JSON schema and json_object on the compile pool, so the
+  // vocabulary's shared token classes (JSON string, number, ...) exist before the first request
+  // (the first schema otherwise pays ~0.5 s for them). In the background unless
+  // `structured_warmup_wait`, which holds health SERVING until it is done.
+  bool structured_warmup = true;
+  bool structured_warmup_wait = false;
   // Tests only: runs on a compile-pool thread right before a gRPC request's compile (after its
   // cancel check), so a test can hold requests there.
   std::function<void()> compile_hook_for_testing;

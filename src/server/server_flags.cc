@@ -102,6 +102,12 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
                  "structured output: threads compiling new response formats of gRPC requests "
                  "(off the gRPC threads)")
       ->check(AtLeast(1));
+  app.add_option("--structured-warmup", o.structured_warmup,
+                 "structured output: at start, compile a representative JSON schema and "
+                 "json_object in the background so the first request finds the shared token "
+                 "classes (true|false)");
+  app.add_option("--structured-warmup-wait", o.structured_warmup_wait,
+                 "structured output: hold health SERVING until that warm-up is done (true|false)");
 
   app.add_option("--log-level", flags->log_level, "log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "src/structured/token_mask_cache.h"
 
 namespace muse::structured {
 namespace {
@@ -195,8 +196,15 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Compile(
 }
 
 GrammarCacheStats GrammarCache::stats() const {
-  std::lock_guard lock(mu_);
-  return stats_;
+  GrammarCacheStats s;
+  {
+    std::lock_guard lock(mu_);
+    s = stats_;
+  }
+  internal::SharedTokenClasses& shared = vocab_->shared_token_classes();
+  std::lock_guard lock(shared.mu);
+  s.shared_token_classes = static_cast<int64_t>(shared.entries.size());
+  return s;
 }
 
 }  // namespace muse::structured

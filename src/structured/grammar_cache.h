@@ -52,6 +52,9 @@ struct GrammarCacheStats {
   uint64_t evictions = 0;
   double compile_seconds = 0;  // summed over every compile, failed ones included
   int64_t entries = 0;
+  // The vocabulary's shared token classes (token_mask_cache.h SharedTokenClasses): sub-parses
+  // such as a JSON string, classified once per process and reused by every grammar.
+  int64_t shared_token_classes = 0;
 };
 
 class GrammarCache {

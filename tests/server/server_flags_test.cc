@@ -76,6 +76,8 @@ TEST(ServerFlagsTest, DefaultsAreServerOptionsDefaults) {
   EXPECT_EQ(o.max_image_bytes, def.max_image_bytes);
   EXPECT_EQ(o.max_image_pixels, def.max_image_pixels);
   EXPECT_EQ(o.structured_compile_threads, 2);
+  EXPECT_TRUE(o.structured_warmup);
+  EXPECT_FALSE(o.structured_warmup_wait);
   EXPECT_EQ(p.flags.log_level, "info");
   EXPECT_EQ(p.flags.drain_grace_seconds, 30);
 }
@@ -109,6 +111,8 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
       {"--max-image-bytes", "11"},
       {"--max-image-pixels", "12"},
       {"--structured-compile-threads", "3"},
+      {"--structured-warmup", "false"},
+      {"--structured-warmup-wait", "true"},
       {"--log-level", "debug"},
       {"--drain-grace-seconds", "2.5"},
   };
@@ -151,6 +155,8 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
     EXPECT_EQ(o.max_image_bytes, 11);
     EXPECT_EQ(o.max_image_pixels, 12);
     EXPECT_EQ(o.structured_compile_threads, 3);
+    EXPECT_FALSE(o.structured_warmup);
+    EXPECT_TRUE(o.structured_warmup_wait);
     EXPECT_EQ(p.flags.log_level, "debug");
     EXPECT_EQ(p.flags.drain_grace_seconds, 2.5);
   }
@@ -195,6 +201,7 @@ TEST(ServerFlagsTest, OutOfRangeValuesNameTheFlag) {
       {{"--max-image-bytes", "0"}, "--max-image-bytes"},
       {{"--max-image-pixels", "0"}, "--max-image-pixels"},
       {{"--structured-compile-threads", "0"}, "--structured-compile-threads: must be >= 1"},
+      {{"--structured-warmup", "maybe"}, "--structured-warmup"},
       {{"--drain-grace-seconds", "-0.5"}, "--drain-grace-seconds: must be >= 0"},
       {{"--drain-grace-seconds", "soon"}, "--drain-grace-seconds"},
       {{"--seed", "-1"}, "--seed"},
@@ -304,6 +311,8 @@ TEST(ServerFlagsTest, HelpListsEveryFlag) {
                            "--max-image-bytes",
                            "--max-image-pixels",
                            "--structured-compile-threads",
+                           "--structured-warmup",
+                           "--structured-warmup-wait",
                            "--log-level",
                            "--drain-grace-seconds"}) {
     EXPECT_THAT(help, HasSubstr(flag));

@@ -11,6 +11,7 @@
 // - Cancel and deadline during the compile and while queued behind it: the RPC ends at once, the
 //   request never reaches the engine (no abort, no KV), the in-flight count returns to zero, and a
 //   queued request that was cancelled is never compiled.
+// - The start-up warm-up fills the vocabulary's shared token classes before the first request.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -309,6 +310,49 @@ TEST_F(StructuredAdmissionTest, CancelAndDeadlineWhileCompilingNeverLaunch) {
   gate_->Open();
   ASSERT_TRUE(st.ok()) << st.error_message();
   EXPECT_EQ(Invalid(tag_a, again.completions(0).text()), "") << again.completions(0).text();
+}
+
+// The start-up warm-up (ServerOptions::structured_warmup): with structured_warmup_wait the server
+// is SERVING only once the vocabulary's shared token classes exist -- before any request;
+// without the warm-up there are none until a request compiles a constraint.
+TEST(StructuredWarmupTest, FillsTheSharedTokenClassesBeforeTheFirstRequest) {
+  for (const bool warmup : {true, false}) {
+    SCOPED_TRACE(warmup ? "warm-up" : "no warm-up");
+    ServerOptions o;
+    o.model_dir = TinyModelDir();
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.metrics_port = 0;
+    o.threads = 1;
+    o.num_kv_blocks = 64;
+    o.no_auth = true;
+    o.structured_warmup = warmup;
+    o.structured_warmup_wait = true;
+    auto s = Server::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    ASSERT_TRUE((*s)->serving());
+    const std::string before = HttpGet((*s)->metrics_port(), "/metrics");
+    ASSERT_TRUE(absl::StrContains(before, "# TYPE muse_token_classes_shared gauge")) << before;
+    const double shared = MetricSum(before, "muse_token_classes_shared");
+    if (warmup) {
+      EXPECT_GT(shared, 0);
+    } else {
+      EXPECT_EQ(shared, 0);
+    }
+    // The warm-up went around the grammar cache: no entry, no compile counted.
+    EXPECT_EQ(MetricSum(before, "muse_grammar_cache_entries"), 0);
+    EXPECT_EQ(MetricSum(before, "muse_grammar_cache_misses_total"), 0);
+
+    v1::GenerateRequest req = Constrained("warmup");
+    grpc::ClientContext ctx;
+    v1::GenerateUnaryResponse resp;
+    const grpc::Status st = Stub((*s)->port())->GenerateUnary(&ctx, req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    EXPECT_EQ(Invalid("warmup", resp.completions(0).text()), "") << resp.completions(0).text();
+    const std::string after = HttpGet((*s)->metrics_port(), "/metrics");
+    EXPECT_GT(MetricSum(after, "muse_token_classes_shared"), 0);
+    EXPECT_EQ(MetricSum(after, "muse_grammar_cache_misses_total"), 1);
+  }
 }
 
 }  // namespace

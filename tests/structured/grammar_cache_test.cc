@@ -134,6 +134,18 @@ TEST(GrammarCacheTest, FindAnswersOnlyFinishedCompilesAndNeverCompiles) {
   EXPECT_EQ(cache.stats().misses, 2u);
 }
 
+TEST(GrammarCacheTest, StatsCountTheVocabularysSharedTokenClasses) {
+  GrammarCache cache(Vocab(), 8);
+  EXPECT_EQ(cache.stats().shared_token_classes, 0);
+  ASSERT_TRUE(
+      cache.Get(Schema(R"({"type": "object", "properties": {"s": {"type": "string"}}})")).ok());
+  const int64_t after_first = cache.stats().shared_token_classes;
+  EXPECT_GT(after_first, 0);
+  // Another schema with a string reuses the string's classes rather than adding them again.
+  ASSERT_TRUE(cache.Get(Schema(R"({"type": "array", "items": {"type": "string"}})")).ok());
+  EXPECT_GE(cache.stats().shared_token_classes, after_first);
+}
+
 TEST(GrammarCacheTest, LeastRecentlyUsedIsEvicted) {
   GrammarCache cache(Vocab(), 2);
   ASSERT_TRUE(cache.Get(Regex("a")).ok());
