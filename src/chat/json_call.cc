@@ -91,11 +91,12 @@ CallHeader ParseCallHeader(std::string_view full, size_t pos) {
     i = SkipWs(text, i + 1);
     if (i == text.size()) return Short(capped);
     if (key == "arguments" || key == "parameters") {
-      if (!have_name || text[i] != '{') return Bad();
+      if (text[i] != '{') return Bad();
       CallHeader h;
       h.scan = Scan::kDone;
       h.name = std::move(name);
       h.end = i;
+      h.args_first = !have_name;
       return h;
     }
     if (text[i] != '"') return Bad();  // members before the arguments hold strings
@@ -135,7 +136,7 @@ Extent SkipValue(std::string_view text, size_t pos) {
   return {Scan::kDone, i};
 }
 
-Extent ParseCallTail(std::string_view full, size_t pos) {
+Extent ParseCallTail(std::string_view full, size_t pos, std::string* name) {
   const bool capped = full.size() - pos > kMaxHeaderBytes;
   const std::string_view text = full.substr(0, std::min(full.size(), pos + kMaxHeaderBytes));
   const Extent need_more{capped ? Scan::kMalformed : Scan::kNeedMore, 0};
@@ -151,12 +152,18 @@ Extent ParseCallTail(std::string_view full, size_t pos) {
     if (text[i] != '"') return bad;
     const Extent key = ScanString(text, i);
     if (key.scan != Scan::kDone) return key.scan == Scan::kNeedMore ? need_more : bad;
+    const std::string_view key_literal = text.substr(i, key.end - i);
     i = SkipWs(text, key.end);
     if (i == text.size()) return need_more;
     if (text[i] != ':') return bad;
     i = SkipWs(text, i + 1);
     const Extent value = SkipValue(text, i);
     if (value.scan != Scan::kDone) return value.scan == Scan::kNeedMore ? need_more : bad;
+    std::string decoded_key;
+    if (name != nullptr && DecodeString(key_literal, &decoded_key) && decoded_key == "name") {
+      if (!name->empty() || text[i] != '"') return bad;
+      if (!DecodeString(text.substr(i, value.end - i), name) || name->empty()) return bad;
+    }
     i = value.end;
   }
 }

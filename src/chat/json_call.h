@@ -26,11 +26,15 @@ struct CallHeader {
   // closing the call object.
   size_t end = 0;
   bool no_args = false;  // `{"name": "f"}`: a call without an arguments member
+  // The arguments came before any name (Hermes 2 Pro writes `{"arguments": {...}, "name": "f"}`):
+  // `end` is the `{` of the arguments and the name is still to be found in the tail.
+  bool args_first = false;
 };
 
 // Parses a call object's header at text[pos]: `{`, members whose values are strings (one of
 // them "name", non-empty), then `"arguments"` or `"parameters"` and `:`, up to the `{` of the
-// arguments object. Whitespace is allowed between tokens.
+// arguments object (see args_first when no name came before). Whitespace is allowed between
+// tokens.
 CallHeader ParseCallHeader(std::string_view text, size_t pos);
 
 struct Extent {
@@ -38,8 +42,9 @@ struct Extent {
   size_t end = 0;  // kDone: offset just past the piece
 };
 
-// The rest of a call object after its arguments: members (any JSON values) then `}`.
-Extent ParseCallTail(std::string_view text, size_t pos);
+// The rest of a call object after its arguments: members (any JSON values) then `}`. With
+// `name`, a "name" member's string is stored there (it must be a non-empty string, once).
+Extent ParseCallTail(std::string_view text, size_t pos, std::string* name = nullptr);
 
 // A JSON string literal starting at text[pos] == '"'.
 Extent ScanString(std::string_view text, size_t pos);

@@ -60,8 +60,15 @@ void StreamingToolParser::EmitArguments(std::string_view text) {
 }
 
 Scan StreamingToolParser::CommitCallObject(size_t pos) {
+  if (held_.active) return ContinueArgumentsFirst();
   CallHeader h = ParseCallHeader(buf_, pos);
   if (h.scan != Scan::kDone) return h.scan;
+  if (h.args_first) {
+    held_.active = true;
+    held_.args_begin = held_.scanned = h.end;
+    held_.scanner = ExtentScanner();
+    return ContinueArgumentsFirst();
+  }
   Drop(h.end);
   OpenCall(std::move(h.name));
   if (h.no_args) {
@@ -71,6 +78,29 @@ Scan StreamingToolParser::CommitCallObject(size_t pos) {
     args_open_ = true;
     scanner_ = ExtentScanner();
   }
+  return Scan::kDone;
+}
+
+Scan StreamingToolParser::ContinueArgumentsFirst() {
+  // Scans only the new bytes: the held arguments may be long.
+  if (!held_.scanner.done()) {
+    held_.scanned += held_.scanner.Feed(std::string_view(buf_).substr(held_.scanned));
+  }
+  Scan scan = Scan::kNeedMore;
+  std::string name;
+  Extent tail;
+  if (held_.scanner.done()) {
+    tail = ParseCallTail(buf_, held_.scanned, &name);
+    scan = tail.scan == Scan::kDone && name.empty() ? Scan::kMalformed : tail.scan;
+  }
+  if (scan == Scan::kNeedMore && !eof_) return scan;
+  const HeldObject held = std::exchange(held_, HeldObject());
+  if (scan != Scan::kDone) return scan;  // the caller treats kNeedMore at eof as not a call
+  std::string arguments = buf_.substr(held.args_begin, held.scanned - held.args_begin);
+  Drop(tail.end);
+  OpenCall(std::move(name));
+  EmitArguments(arguments);
+  args_open_ = false;
   return Scan::kDone;
 }
 

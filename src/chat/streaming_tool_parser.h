@@ -32,7 +32,9 @@ class StreamingToolParser : public ToolCallParser {
 
   // Tries to commit a call object whose `{` (after whitespace) is at buf_[pos]. kDone: the
   // header is dropped and the call opened; arguments_open() tells whether its arguments follow
-  // (false for `{"name": "f"}`, which gets arguments `{}`).
+  // (false for `{"name": "f"}`, which gets arguments `{}`, and for arguments written before the
+  // name: that whole object is held until complete, then sent at once). Call again with the
+  // same pos after kNeedMore.
   Scan CommitCallObject(size_t pos);
   // Same for a call whose name was parsed by the format itself; buf_[args_pos] is the `{`.
   void CommitCall(std::string name, size_t args_pos);
@@ -46,6 +48,14 @@ class StreamingToolParser : public ToolCallParser {
   bool eof_ = false;
 
  private:
+  // An arguments-first object being held: where its arguments start and how far they are scanned.
+  struct HeldObject {
+    bool active = false;
+    size_t args_begin = 0;
+    size_t scanned = 0;
+    ExtentScanner scanner;
+  };
+  Scan ContinueArgumentsFirst();
   void OpenCall(std::string name);
   void EmitArguments(std::string_view text);
 
@@ -55,6 +65,7 @@ class StreamingToolParser : public ToolCallParser {
   int next_index_ = 0;
   bool args_open_ = false;
   ExtentScanner scanner_;
+  HeldObject held_;
 };
 
 std::unique_ptr<ToolCallParser> MakeHermesParser(uint64_t id_seed);

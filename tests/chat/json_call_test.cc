@@ -32,7 +32,6 @@ TEST(JsonCallTest, NotHeaders) {
   for (const char* text : {
            "x",                                        // not an object
            "{}",                                       // no name
-           R"({"arguments": {}})",                     // arguments before the name
            R"({"name": "", "arguments": {}})",         // empty name
            R"({"name": "f", "name": "g"})",            // two names
            R"({"name": 1})",                           // not a string
@@ -44,6 +43,22 @@ TEST(JsonCallTest, NotHeaders) {
        }) {
     EXPECT_EQ(ParseCallHeader(text, 0).scan, Scan::kMalformed) << text;
   }
+}
+
+TEST(JsonCallTest, ArgumentsBeforeTheName) {
+  const std::string text = R"({"arguments": {"a": "}"}, "name": "f"})";
+  const CallHeader h = ParseCallHeader(text, 0);
+  ASSERT_EQ(h.scan, Scan::kDone);
+  EXPECT_TRUE(h.args_first);
+  EXPECT_EQ(h.end, 14u);
+  std::string name;
+  const Extent tail = ParseCallTail(text, text.find(", \"name\""), &name);
+  ASSERT_EQ(tail.scan, Scan::kDone);
+  EXPECT_EQ(name, "f");
+  EXPECT_EQ(tail.end, text.size());
+  name.clear();
+  EXPECT_EQ(ParseCallTail(R"(, "name": 3})", 0, &name).scan, Scan::kMalformed);
+  EXPECT_EQ(ParseCallTail(R"(, "name": "a", "name": "b"})", 0, &name).scan, Scan::kMalformed);
 }
 
 TEST(JsonCallTest, CallWithoutArguments) {

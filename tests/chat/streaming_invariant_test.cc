@@ -87,6 +87,8 @@ std::string RandomOutput(std::mt19937_64& rng) {
       "{\"name\": \"g\", \"parameters\": {\"a\": [1, {}]}}",
       "<tool_call>\n{\"name\": \"h\", \"arguments\": {\"s\": \"}\"}}\n</tool_call>",
       "[TOOL_CALLS]m[ARGS]{\"k\": \"v\"}",
+      "{\"arguments\": {\"a\": 1}, \"name\": \"f\"}",
+      "{\"arguments\": ",
       "[TOOL_CALLS] [{\"name\": \"n\", \"arguments\": {}}",
       "<think>",
       "</think>"};

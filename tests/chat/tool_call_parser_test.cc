@@ -91,6 +91,17 @@ TEST(ToolCallParserTest, StreamsHeaderThenArgumentFragments) {
   EXPECT_TRUE(parser->Finish().empty());
 }
 
+// Arguments written before the name are held until the object closes, then sent at once.
+TEST(ToolCallParserTest, ArgumentsFirstCallIsSentWhenComplete) {
+  auto parser = MakeToolCallParser("hermes", 3).value();
+  EXPECT_TRUE(parser->Feed("<tool_call>\n{\"arguments\": {\"city\": ").empty());
+  EXPECT_TRUE(parser->Feed("\"Paris\"}, \"name\": \"get_weather\"").empty());
+  std::vector<ChatDelta> d = parser->Feed("}\n</tool_call>");
+  ASSERT_EQ(d.size(), 2u);
+  EXPECT_EQ(d[0].tool_call->name, "get_weather");
+  EXPECT_EQ(d[1].tool_call->arguments, R"({"city": "Paris"})");
+}
+
 TEST(ToolCallParserTest, MalformedCallIsReleasedAsContentAsSoonAsItIsDecided) {
   auto parser = MakeToolCallParser("hermes", 3).value();
   EXPECT_TRUE(parser->Feed("<tool_call>\n").empty());
