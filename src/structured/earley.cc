@@ -42,6 +42,15 @@ FlatGrammar::FlatGrammar(const Grammar& g) {
     }
     loop_synth.push_back(synth);
   }
+  for (const Loop& loop : loops) {
+    const int32_t synth = static_cast<int32_t>(alt_starts.size());
+    alt_starts.emplace_back();
+    add_alt(synth, Alternative{Symbol::Rule(synth), loop.unit});
+    add_alt(synth, Alternative{});
+    loop_alias_synth.push_back(synth);
+  }
+  alias.assign(alt_starts.size(), -1);
+  for (size_t l = 0; l < loops.size(); ++l) alias[loop_alias_synth[l]] = loops[l].top;
 
   // Nullable rules by fixed point.
   nullable.assign(num_rules(), 0);
@@ -195,9 +204,11 @@ void EarleyStack::Close(int k) {
           exit_follow_[k] |= follow_->Get(it.origin, y);
         }
         const int32_t b = set_begin_[it.origin], e = set_begin_[it.origin + 1];
+        const int32_t as = g.alias[y];  // a synthetic loop completes as its top (sub-parses only)
         for (int32_t j = b; j < e; ++j) {
           const Item w = items_[j];
-          if (g.next[w.pos] == FlatGrammar::Next::kRule && g.next_index[w.pos] == y) {
+          if (g.next[w.pos] == FlatGrammar::Next::kRule &&
+              (g.next_index[w.pos] == y || g.next_index[w.pos] == as)) {
             Add(k, Item{w.pos + 1, w.origin});
           }
         }

@@ -41,7 +41,13 @@ struct FlatGrammar {
   // token classes (token_mask_cache.h) seed sub-parses with them to repeat a unit without bound.
   std::vector<Loop> loops;
   std::vector<int32_t> loop_synth;  // per loop: its unit's synthetic rule
-  int32_t num_real_positions = 0;   // positions of the grammar and the start rule come first
+  // Per loop also "S_l ::= S_l unit | ε" standing for the loop's top: completing S_l advances
+  // the items that wait for the top (alias[S_l] = top; -1 for every other rule).
+  std::vector<int32_t> loop_alias_synth;
+  std::vector<int32_t> alias;
+  // "S ::= S u ." of a synthetic rule: a boundary just after a unit.
+  int32_t SynthAfterUnit(int32_t synth) const { return alt_starts[synth][0] + 2; }
+  int32_t num_real_positions = 0;  // positions of the grammar and the start rule come first
   bool is_synthetic(int32_t r) const { return r > start_rule; }
   // "loop_u ::= loop_u . u" of a synthetic rule: a boundary between two units.
   int32_t SynthBoundary(int32_t synth) const { return alt_starts[synth][0] + 1; }

@@ -464,6 +464,11 @@ absl::StatusOr<Grammar> CompileJsonSchema(std::string_view schema_json,
     if (bracket != std::string::npos) what = what.substr(bracket + 2);
     return absl::InvalidArgumentError(
         absl::StrCat("schema is not JSON (byte ", e.byte, "): ", what));
+  } catch (const json_schema::Json::exception& e) {  // e.g. a number out of double's range
+    std::string what = e.what();
+    const size_t bracket = what.find("] ");
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    return absl::InvalidArgumentError(absl::StrCat("schema is not JSON: ", what));
   }
   try {
     return json_schema::SchemaCompiler(schema, options).Run();

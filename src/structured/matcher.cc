@@ -271,44 +271,63 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
     std::sort(positions.begin(), positions.end());
     positions.erase(std::unique(positions.begin(), positions.end()), positions.end());
     // Positions between units of one loop share one entry: apply each entry once, with the
-    // largest budget any of its positions has.
-    thread_local std::vector<std::pair<const TokenMaskCache::Entry*, int64_t>> entries;
-    entries.clear();
+    // largest budget and every end count any of its positions has.
+    struct Use {
+      const TokenMaskCache::Entry* entry;
+      int64_t budget;
+      internal::UnitCounts ends;
+    };
+    thread_local std::vector<Use> uses;
+    uses.clear();
     bool unknown_budget = false;
     for (int32_t p : positions) {
       const TokenMaskCache::Entry* e = &impl.cache.Get(p);
       int64_t budget = 0;
-      if (!e->sized_ids.empty()) {
-        // Sized tokens: as many units as the loop has left on the best path through p.
+      internal::UnitCounts ends;
+      if (!e->sized_ids.empty() || !e->end_ids.empty()) {
+        // As many units as the loop has left on the best path through p; the counts after which
+        // it can end.
         for (const Item& it : state_->stack.top()) {
           if (it.pos != p) continue;
-          const int64_t b = impl.cache.Budget(state_->stack, it);
-          if (b < 0) unknown_budget = true;
-          budget = std::max(budget, b);
+          if (!e->sized_ids.empty()) {
+            const int64_t b = impl.cache.Budget(state_->stack, it);
+            if (b < 0) unknown_budget = true;
+            budget = std::max(budget, b);
+          }
+          if (!e->end_ids.empty()) {
+            internal::UnitCounts c;
+            if (!impl.cache.EndCounts(state_->stack, it, &c)) unknown_budget = true;
+            ends |= c;
+          }
         }
       }
       auto same =
-          std::find_if(entries.begin(), entries.end(), [&](const auto& x) { return x.first == e; });
-      if (same != entries.end()) {
-        same->second = std::max(same->second, budget);
+          std::find_if(uses.begin(), uses.end(), [&](const Use& u) { return u.entry == e; });
+      if (same != uses.end()) {
+        same->budget = std::max(same->budget, budget);
+        same->ends |= ends;
       } else {
-        entries.emplace_back(e, budget);
+        uses.push_back(Use{e, budget, ends});
       }
     }
-    for (const auto& [e, budget] : entries) {
-      if (!e->accepted_bits.empty()) {
-        for (size_t w = 0; w < n; ++w) words[w] |= e->accepted_bits[w];
+    for (const Use& u : uses) {
+      const TokenMaskCache::Entry& e = *u.entry;
+      if (!e.accepted_bits.empty()) {
+        for (size_t w = 0; w < n; ++w) words[w] |= e.accepted_bits[w];
       }
-      for (int32_t id : e->accepted_ids) SetBit(words, id);
-      cands.insert(cands.end(), e->uncertain.begin(), e->uncertain.end());
-      e->AddSized(budget, words);
+      for (int32_t id : e.accepted_ids) SetBit(words, id);
+      cands.insert(cands.end(), e.uncertain.begin(), e.uncertain.end());
+      e.AddSized(u.budget, words);
+      for (size_t i = 0; i < e.end_ids.size(); ++i) {
+        if (u.ends.Has(e.end_units[i])) SetBit(words, e.end_ids[i]);
+      }
     }
     if (unknown_budget) {  // a loop the budget walk could not read (not built by GrammarBuilder)
       WalkTrie(state_->stack, vocab, AllIndices{vocab.sorted_ids().size()}, words);
       cands.clear();
     }
     if (!cands.empty()) {
-      if (entries.size() > 1) {
+      if (uses.size() > 1) {
         std::sort(cands.begin(), cands.end());
         cands.erase(std::unique(cands.begin(), cands.end()), cands.end());
       }

@@ -78,6 +78,7 @@ TokenMaskCache::TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* voca
   }
   for (size_t l = 0; l < g->loops.size(); ++l) {
     follow_[g->loop_synth[l]] |= follow_[g->loops[l].top];
+    follow_[g->loop_alias_synth[l]] = follow_[g->loops[l].top];
   }
   // Loop structure: each part's loop, the units each part derives at most (a cycle through the
   // parts -- the left-recursive tail -- is unbounded), the units after each part position.
@@ -121,6 +122,50 @@ TokenMaskCache::TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* voca
       continue;
     }
     units_after_[p] = std::min(kUnbounded, SymbolUnits(l, p + 1) + units_after_[p + 1]);
+  }
+  // Unit counts of the parts, to a least fixed point (a left-recursive tail adds one count per
+  // round; counts stop at UnitCounts::kMax).
+  rest_counts_.assign(np, UnitCounts());
+  rule_counts_.assign(nr, UnitCounts());
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (int32_t p = np - 1; p >= 0; --p) {
+      const int32_t l = part_loop_[g->rule[p]];
+      if (l < 0) continue;
+      UnitCounts c = UnitCounts::Only(0);
+      if (g->next[p] != FlatGrammar::Next::kEnd) {
+        const Symbol& unit = g->loops[l].unit;
+        const int32_t y = g->next_index[p];
+        const bool is_rule = g->next[p] == FlatGrammar::Next::kRule;
+        UnitCounts sym = UnitCounts::Only(0);
+        if (unit.is_rule() == is_rule && unit.index == y) {
+          sym = UnitCounts::Only(1);
+        } else if (is_rule && part_loop_[y] == l) {
+          sym = rule_counts_[y];
+        }
+        c = sym.Plus(rest_counts_[p + 1]);
+      }
+      if (!(c == rest_counts_[p])) {
+        rest_counts_[p] = c;
+        changed = true;
+      }
+      if (g->dot[p] == 0) {
+        UnitCounts merged = rule_counts_[g->rule[p]];
+        merged |= c;
+        if (!(merged == rule_counts_[g->rule[p]])) {
+          rule_counts_[g->rule[p]] = merged;
+          changed = true;
+        }
+      }
+    }
+  }
+  exact_exits_.assign(g->loops.size(), 0);
+  for (size_t l = 0; l < g->loops.size(); ++l) {
+    ByteSet both = first_rest_[g->SynthBoundary(g->loop_synth[l])];
+    const ByteSet& after = follow_[g->loops[l].top];
+    bool disjoint = true;
+    for (int w = 0; w < 4; ++w) disjoint &= (both.bits()[w] & after.bits()[w]) == 0;
+    exact_exits_[l] = disjoint;
   }
   const int32_t num_synth = nr - 1 - g->start_rule;
   prefix_code_.assign(num_synth, -1);
@@ -246,6 +291,70 @@ int64_t TokenMaskCache::InUnit(const EarleyStack& st, const Item& it, int32_t un
   return best;
 }
 
+UnitCounts UnitCounts::Plus(const UnitCounts& o) const {
+  UnitCounts out;
+  for (int j = 0; j < kMax; ++j) {
+    if (!Has(j)) continue;
+    // o shifted up by j.
+    if (j == 0) {
+      out |= o;
+    } else if (j < 64) {
+      out.w[1] |= (o.w[1] << j) | (o.w[0] >> (64 - j));
+      out.w[0] |= o.w[0] << j;
+    } else {
+      out.w[1] |= o.w[0] << (j - 64);
+    }
+  }
+  return out;
+}
+
+UnitCounts UnitCounts::Closure(const UnitCounts& step) const {
+  UnitCounts out = *this;
+  for (;;) {
+    UnitCounts next = out;
+    next |= out.Plus(step);
+    if (next == out) return out;
+    out = next;
+  }
+}
+
+bool TokenMaskCache::EndsUp(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop,
+                            int depth, UnitCounts* out) const {
+  if (depth > 64) return false;
+  const FlatGrammar& g = *g_;
+  if (rule == g.loops[loop].top) {
+    *out = UnitCounts::Only(0);
+    return true;
+  }
+  UnitCounts ends, step;
+  bool left_recursive = false;
+  for (const Item& j : st.set(set)) {
+    if (g.next[j.pos] != FlatGrammar::Next::kRule || g.next_index[j.pos] != rule ||
+        part_loop_[g.rule[j.pos]] != loop) {
+      continue;
+    }
+    if (g.rule[j.pos] == rule && j.origin == set) {  // "X ::= . X tail": X again, any times
+      step |= rest_counts_[j.pos + 1];
+      left_recursive = true;
+      continue;
+    }
+    UnitCounts up;
+    if (!EndsUp(st, j.origin, g.rule[j.pos], loop, depth + 1, &up)) return false;
+    ends |= rest_counts_[j.pos + 1].Plus(up);
+  }
+  *out = left_recursive ? ends.Closure(step) : ends;
+  return true;
+}
+
+bool TokenMaskCache::EndCounts(const EarleyStack& st, const Item& item, UnitCounts* out) const {
+  if (budget_kind_[item.pos] != BudgetKind::kBoundary) return false;
+  const int32_t l = part_loop_[g_->rule[item.pos]];
+  UnitCounts up;
+  if (!EndsUp(st, item.origin, g_->rule[item.pos], l, 0, &up)) return false;
+  *out = rest_counts_[item.pos].Plus(up);
+  return true;
+}
+
 int64_t TokenMaskCache::Budget(const EarleyStack& st, const Item& item) const {
   switch (budget_kind_[item.pos]) {
     case BudgetKind::kBoundary: {
@@ -308,7 +417,7 @@ std::vector<int32_t> TokenMaskCache::PredictedStarts(int32_t x) const {
 }
 
 std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
-                                        const ExitFollows& follow_out) const {
+                                        const ExitFollows& follow_out, int32_t extra) const {
   const FlatGrammar& g = *g_;
   std::string key;
   auto put = [&](int32_t v) { key.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
@@ -344,6 +453,20 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
       }
     }
   }
+  // A loop's synthetic rule (reached from nothing): its unit, and the top it completes as.
+  if (extra >= 0) {
+    const int32_t before_unit = g.SynthBoundary(extra);
+    canon[extra] = static_cast<int32_t>(order.size());
+    order.push_back(extra);
+    put(-3);
+    put(canon[g.alias[extra]]);
+    if (g.next[before_unit] == FlatGrammar::Next::kRule) {
+      put(canon[g.next_index[before_unit]]);
+    } else {
+      put(-2);
+      put_set(g.byte_sets[g.next_index[before_unit]]);
+    }
+  }
   // A position as (canonical rule, alternative, dot).
   auto put_pos = [&](int32_t p) {
     const auto& starts = g.alt_starts[g.rule[p]];
@@ -361,71 +484,87 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
   return key;
 }
 
-std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos) const {
-  const FlatGrammar& g = *g_;
-  // Between two units of a counted loop: the unit's shared entry (its synthetic boundary
-  // position). A plain Star / Plus is one left-recursive rule whose chain of unique parents the
-  // sub-parse below follows exactly (closing quote and all), so it keeps its own entries.
-  if (const int32_t l = part_loop_[g.rule[pos]];
-      l >= 0 && (g.loops[l].parts.size() > 1 || max_units_[g.loops[l].top] < kUnbounded) &&
-      UnitIsPrefixCode(g.loop_synth[l])) {
-    const int32_t boundary = g.SynthBoundary(g.loop_synth[l]);
-    Get(boundary);
-    budget_kind_[pos] = BudgetKind::kBoundary;
-    return entries_[boundary];
-  }
-  // The chain of parents simulated above p: while every item that can wait for rule X (outside
-  // X's own predictions) is at one position q, each real X item has a parent at q, so q is
-  // simulated too and X completing is no exit. chain[0] waits for lhs(p), chain[1] for
-  // lhs(chain[0]), ...
+bool TokenMaskCache::ParentChain(int32_t* x, std::vector<int32_t>* chain) const {
+  // While every item that can wait for rule X (outside X's own predictions) is at one position q,
+  // each real X item has a parent at q, so q is simulated too and X completing is no exit.
   constexpr size_t kMaxChain = 8;
-  std::vector<int32_t> chain;
-  int32_t x = g.rule[pos];
-  std::vector<int32_t> rules_seen = {x};
-  while (chain.size() < kMaxChain) {
-    const std::vector<int32_t> own = PredictedStarts(x);
+  std::vector<int32_t> rules_seen = {*x};
+  while (chain->size() < kMaxChain) {
+    const std::vector<int32_t> own = PredictedStarts(*x);
     int32_t parent = -1, count = 0;
-    for (int32_t q : refs_[x]) {
+    for (int32_t q : refs_[*x]) {
       if (std::binary_search(own.begin(), own.end(), q)) continue;
       parent = q;
       ++count;
     }
-    if (count != 1) {
-      // Inside a loop's unit: the unit repeats (its synthetic rule) above it, counted.
-      const int32_t synth = unit_synth_[x];
-      if (synth >= 0 && UnitIsPrefixCode(synth)) {
-        chain.push_back(g.SynthBoundary(synth));
-        budget_kind_[pos] = BudgetKind::kInUnit;
-        unit_rule_[pos] = x;
-        x = synth;
-      }
-      break;
-    }
-    const int32_t w = g.rule[parent];
-    if (std::find(rules_seen.begin(), rules_seen.end(), w) != rules_seen.end()) break;
-    chain.push_back(parent);
+    if (count != 1) return true;
+    const int32_t w = g_->rule[parent];
+    if (std::find(rules_seen.begin(), rules_seen.end(), w) != rules_seen.end()) return false;
+    chain->push_back(parent);
     rules_seen.push_back(w);
-    x = w;
+    *x = w;
+  }
+  return false;
+}
+
+std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos) const {
+  const FlatGrammar& g = *g_;
+  // Between two units of a counted loop: the loop's entry (its synthetic rule standing for the
+  // top, with the top's context simulated) when exits are exact, else the unit's shared entry.
+  // A plain Star / Plus is one left-recursive rule whose chain of unique parents the sub-parse
+  // below follows exactly (closing quote and all), so it keeps its own entries.
+  if (const int32_t l = part_loop_[g.rule[pos]];
+      l >= 0 && (g.loops[l].parts.size() > 1 || max_units_[g.loops[l].top] < kUnbounded) &&
+      UnitIsPrefixCode(g.loop_synth[l])) {
+    int32_t top = g.loops[l].top;
+    std::vector<int32_t> above;
+    ParentChain(&top, &above);
+    const int32_t seed = exact_exits_[l] && !above.empty() ? g.SynthAfterUnit(g.loop_alias_synth[l])
+                                                           : g.SynthBoundary(g.loop_synth[l]);
+    Get(seed);
+    budget_kind_[pos] = BudgetKind::kBoundary;
+    return entries_[seed];
+  }
+  // The chain of parents simulated above p: chain[0] waits for lhs(p), chain[1] for lhs(chain[0]),
+  // ... A loop's synthetic seed "S ::= S u ." stands for its top: the chain starts above that.
+  const int32_t alias = g.alias[g.rule[pos]];
+  std::vector<int32_t> chain;
+  int32_t x = alias >= 0 ? alias : g.rule[pos];
+  if (ParentChain(&x, &chain) && alias < 0) {
+    // Inside a loop's unit: the unit repeats (its synthetic rule) above it, counted.
+    const int32_t synth = unit_synth_[x];
+    if (synth >= 0 && UnitIsPrefixCode(synth)) {
+      chain.push_back(g.SynthBoundary(synth));
+      budget_kind_[pos] = BudgetKind::kInUnit;
+      unit_rule_[pos] = x;
+      x = synth;
+    }
   }
   const int m = static_cast<int>(chain.size());
-  // The synthetic loop on top, when counting units; and its unit rule (-1 for a byte unit).
-  const int32_t loop_rule = g.is_synthetic(x) ? x : -1;
+  // The synthetic loop counting units (-1: none), the set its items start in, its unit rule (-1
+  // for a byte unit) and the unit's first bytes.
+  const int32_t loop_rule = alias >= 0 ? g.rule[pos] : g.is_synthetic(x) ? x : -1;
+  const int32_t loop_origin = alias >= 0 ? m : 0;
   int32_t loop_unit = -1;
+  ByteSet unit_first;
   if (loop_rule >= 0) {
-    const Symbol& u = g.loops[std::find(g.loop_synth.begin(), g.loop_synth.end(), loop_rule) -
-                              g.loop_synth.begin()]
-                          .unit;
-    if (u.is_rule()) loop_unit = u.index;
+    const int32_t before_unit = g.SynthBoundary(loop_rule);  // "S ::= S . u"
+    if (g.next[before_unit] == FlatGrammar::Next::kRule) loop_unit = g.next_index[before_unit];
+    unit_first = first_rest_[before_unit];
   }
   // Set 0: the predictions of the top rule; set i (1..m): chain[m - i] with origin i - 1 and its
   // closure; set m + 1: the seed p with origin m.
+  // A loop's synthetic rule is predicted in set m too, beside the item waiting for its top.
   EarleyStack sub(g_);
   std::vector<Item> kernel;
   for (int32_t s : g.alt_starts[x]) kernel.push_back(Item{s, 0});
   sub.Reset(kernel);
   for (int i = 1; i <= m; ++i) {
-    const Item it{chain[m - i], i - 1};
-    sub.PushKernel({&it, 1});
+    kernel.assign(1, Item{chain[m - i], i - 1});
+    if (alias >= 0 && i == m) {
+      for (int32_t s : g.alt_starts[loop_rule]) kernel.push_back(Item{s, m});
+    }
+    sub.PushKernel(kernel);
   }
   // Exits: a completion with origin r at position q (next symbol Y) is simulated when q is one of
   // set r's own predictions (dot 0: its origin must be r) or set r's chain item; other
@@ -451,12 +590,12 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
     std::sort(rules.begin(), rules.end());
     rules.erase(std::unique(rules.begin(), rules.end()), rules.end());
     for (int32_t y : rules) {
-      if (g.is_synthetic(y)) {  // the loop ends: what follows its loops
+      if (g.is_synthetic(y) && g.alias[y] < 0) {  // the loop ends: what follows its loops
         follow_out.overrides[r].emplace_back(y, follow_[y]);
         continue;
       }
       ByteSet f;
-      for (int32_t q : refs_[y]) {
+      for (int32_t q : refs_[g.is_synthetic(y) ? g.alias[y] : y]) {
         if (simulated[q]) continue;
         // The loops of the unit being counted are what the synthetic rule simulates.
         if (y == loop_unit && part_loop_[g.rule[q]] >= 0 &&
@@ -470,7 +609,7 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
     }
     for (int32_t q : sim) simulated[q] = 0;
   }
-  std::string key = SubParseKey(x, chain, pos, follow_out);
+  std::string key = SubParseKey(x, chain, pos, follow_out, alias >= 0 ? loop_rule : -1);
   if (!key.empty()) key.push_back(loop_rule >= 0 ? 'c' : 'p');  // counted: a different entry
   SharedTokenClasses& shared = vocab_->shared_token_classes();
   if (!key.empty()) {
@@ -493,9 +632,13 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   const int32_t n = static_cast<int32_t>(sorted.size());
   std::vector<uint8_t> unsure(1, 0);  // unsure[d]: a live exit happened within the first d bytes
   // When counting: units[d] = units completed within the first d bytes, at_end[d] = one ends at d.
+  // exited[d]: the units after which the token left the loop within the first d bytes (-1: it
+  // did not) -- at the first byte after a unit that cannot start one (exact exits only).
   std::vector<int32_t> units(1, 0);
-  std::vector<uint8_t> at_end(1, 0);
+  std::vector<uint8_t> at_end(1, alias >= 0 ? 1 : 0);
+  std::vector<int32_t> exited(1, -1);
   std::vector<std::pair<int32_t, int32_t>> sized;  // (units touched, id)
+  std::vector<std::pair<int32_t, int32_t>> ends;   // (units before leaving, id)
   int depth = 0;
   for (int32_t i = 0; i < n;) {
     const std::string_view t = vocab_->sorted_bytes(i);
@@ -507,6 +650,7 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       unsure.resize(t.size() + 1);
       units.resize(t.size() + 1);
       at_end.resize(t.size() + 1);
+      exited.resize(t.size() + 1);
     }
     bool ok = true;
     while (depth < static_cast<int>(t.size())) {
@@ -524,11 +668,23 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       ++depth;
       unsure[depth] = live;
       if (loop_rule >= 0) {
-        at_end[depth] = sub.TopHasCompleted(loop_rule, 0);
+        exited[depth] = exited[depth - 1] >= 0                                  ? exited[depth - 1]
+                        : alias >= 0 && at_end[depth - 1] && !unit_first.Has(b) ? units[depth - 1]
+                                                                                : -1;
+        at_end[depth] = exited[depth] < 0 && sub.TopHasCompleted(loop_rule, loop_origin);
         units[depth] = units[depth - 1] + at_end[depth];
       }
     }
     if (!ok) continue;
+    if (loop_rule >= 0 && exited[depth] >= 0) {
+      if (exited[depth] < UnitCounts::kMax) {
+        ends.emplace_back(exited[depth], sorted[i]);
+      } else {
+        e->uncertain.push_back(i);  // longer than the counts EndCounts tracks
+      }
+      ++i;
+      continue;
+    }
     const int32_t touched = loop_rule < 0 ? 1 : units[depth] + (at_end[depth] ? 0 : 1);
     if (touched <= 1) {
       e->accepted_ids.push_back(sorted[i]);
@@ -536,6 +692,11 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       sized.emplace_back(touched, sorted[i]);
     }
     ++i;
+  }
+  std::sort(ends.begin(), ends.end());
+  for (const auto& [u, id] : ends) {
+    e->end_units.push_back(u);
+    e->end_ids.push_back(id);
   }
   std::sort(sized.begin(), sized.end());
   for (const auto& [u, id] : sized) {
@@ -565,7 +726,7 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   const size_t bytes = key.size() + sizeof(Entry) + e->accepted_ids.size() * sizeof(int32_t) +
                        e->accepted_bits.size() * sizeof(uint32_t) +
                        e->uncertain.size() * sizeof(int32_t) +
-                       e->sized_ids.size() * 2 * sizeof(int32_t) +
+                       (e->sized_ids.size() + e->end_ids.size()) * 2 * sizeof(int32_t) +
                        e->sized_bits.size() * vocab_->bitmask_words() * sizeof(uint32_t);
   if (key.empty()) return entry;
   std::lock_guard<std::mutex> lock(shared.mu);

@@ -28,6 +28,7 @@
 // tokens) or all at once by ComputeAll, and shared by threads.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -40,6 +41,29 @@
 #include "src/structured/token_vocabulary.h"
 
 namespace muse::structured::internal {
+
+// A set of unit counts 0..127 (bit j: exactly j units), for the counts at which a loop can end.
+struct UnitCounts {
+  static constexpr int kMax = 128;
+  std::array<uint64_t, 2> w{};
+  static UnitCounts Only(int j) {
+    UnitCounts c;
+    c.w[j >> 6] |= uint64_t{1} << (j & 63);
+    return c;
+  }
+  bool Has(int j) const { return j >= 0 && j < kMax && ((w[j >> 6] >> (j & 63)) & 1); }
+  bool empty() const { return (w[0] | w[1]) == 0; }
+  UnitCounts& operator|=(const UnitCounts& o) {
+    w[0] |= o.w[0];
+    w[1] |= o.w[1];
+    return *this;
+  }
+  bool operator==(const UnitCounts& o) const { return w == o.w; }
+  // {a + b : a in this, b in o}, counts past kMax dropped.
+  UnitCounts Plus(const UnitCounts& o) const;
+  // this + any number of steps from `step` (a left-recursive tail).
+  UnitCounts Closure(const UnitCounts& step) const;
+};
 
 class TokenMaskCache {
  public:
@@ -55,6 +79,11 @@ class TokenMaskCache {
     std::vector<int32_t> sized_ids;
     std::vector<int32_t> sized_units;
     std::vector<std::vector<uint32_t>> sized_bits;
+    // Tokens that end the loop after a number of units and go on past it (a loop's boundary
+    // entry, when its context is simulated): allowed where the loop can end after exactly
+    // end_units[i] more units. Sorted by units.
+    std::vector<int32_t> end_ids;
+    std::vector<int32_t> end_units;
     // Adds the sized tokens touching at most `budget` units to `words`.
     void AddSized(int64_t budget, std::span<uint32_t> words) const;
   };
@@ -73,6 +102,9 @@ class TokenMaskCache {
   // loop can still take on a path through `item` of the top set of `stack` (kUnbounded for no
   // limit), counting the unit in progress.
   int64_t Budget(const EarleyStack& stack, const Item& item) const;
+  // For a kernel position whose entry has end tokens: the unit counts after which its loop can
+  // end on some path through `item`. false when the Earley sets could not be read.
+  bool EndCounts(const EarleyStack& stack, const Item& item, UnitCounts* out) const;
 
  private:
   std::shared_ptr<const Entry> Compute(int32_t pos) const;
@@ -103,12 +135,25 @@ class TokenMaskCache {
   mutable std::vector<BudgetKind> budget_kind_;
   mutable std::vector<int32_t> unit_rule_;
   int64_t Up(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop, int depth) const;
+  bool EndsUp(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop, int depth,
+              UnitCounts* out) const;
+  // Per position in a part: the counts the rest of its alternative derives from the next symbol
+  // on; per part rule: the counts it derives (least fixed point, so left recursion is exact).
+  std::vector<UnitCounts> rest_counts_;
+  std::vector<UnitCounts> rule_counts_;
+  // Per loop: its exits are exact -- no byte that can follow the loop starts a unit, so a token
+  // leaves the loop at the first such byte after a unit -- and its top has a parent to simulate.
+  std::vector<uint8_t> exact_exits_;
   int64_t InUnit(const EarleyStack& st, const Item& it, int32_t unit, int depth) const;
   // Canonical form of position pos's sub-parse: the rules reachable from its top rule (renumbered
   // in the order met), the chain and seed positions, and the exit follow sets. Equal keys give
   // equal entries, whatever grammar they come from. "" (not shared) past 64 reachable rules.
+  // `extra`: a loop's synthetic rule the sub-parse seeds (not reachable from `top`), or -1.
   std::string SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
-                          const ExitFollows& follow_out) const;
+                          const ExitFollows& follow_out, int32_t extra) const;
+  // Extends `chain` with the unique parents above rule *x (up to 8), moving *x to the top one.
+  // true when it stopped because *x has several parents (or none).
+  bool ParentChain(int32_t* x, std::vector<int32_t>* chain) const;
 
   mutable std::vector<std::shared_ptr<const Entry>> entries_;
   std::unique_ptr<std::once_flag[]> once_;

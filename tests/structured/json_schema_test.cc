@@ -482,6 +482,9 @@ TEST(JsonSchemaErrors, UnsupportedKeywordsNameTheirPointer) {
   }
   EXPECT_THAT(CompileError(R"({"type":"object",})"),
               HasSubstr("schema is not JSON (byte 18): parse error at line 1, column 18"));
+  // Found by structured_fuzzer: a number past double's range threw out of the compiler.
+  EXPECT_THAT(CompileError(R"({"type":"object","properties":1e400})"),
+              HasSubstr("schema is not JSON: number overflow parsing '1e400'"));
   EXPECT_THAT(CompileError(R"({"type":"strin"})"),
               HasSubstr("schema /type: unknown type \"strin\""));
   EXPECT_EQ(CompileError("false"), "schema (root): the schema accepts no value");

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -431,6 +432,50 @@ TEST(MaskTest, BoundedSchemaAndRegexMatchBruteForce) {
   ASSERT_TRUE(regex.ok()) << regex.status();
   CheckMasksOnRandomWalks(*regex, 21, 25, 30);
 }
+// Inside a counted loop the classes count units: "abc" is sized (3 units), `ab",` ends the
+// string after 2 units and goes on (the string's context is simulated), and a mask at
+// '"a":"x' allows the 2-unit token only while the bound leaves room.
+TEST(MaskTest, CountedLoopEntriesSizeAndEndTokens) {
+  std::vector<std::string> t;
+  for (int b = 0; b < 256; ++b) t.emplace_back(1, static_cast<char>(b));
+  for (const char* s : {"abc", "ab\",", "xy", "x\"", "\",\"b\":\""}) t.emplace_back(s);
+  const int32_t abc = 256, ab_end = 257, xy = 258, x_end = 259, next_key = 260, eos = 261;
+  t.push_back("</s>");
+  auto vocab = TokenVocabulary::FromBytes(t, {eos}, {});
+  const Grammar grammar = BoundedStringsGrammar();
+  internal::FlatGrammar flat(grammar);
+  internal::TokenMaskCache cache(&flat, vocab.get());
+  // The loops of "a", "b" and "c" are followed by ',': their entries end strings with `ab",`
+  // ("e" is followed by '}', "d" is unbounded).
+  std::set<const internal::TokenMaskCache::Entry*> ending;
+  for (int32_t p = 0; p < flat.num_real_positions; ++p) {
+    if (!cache.IsKernel(p)) continue;
+    const auto& e = cache.Get(p);
+    if (std::find(e.sized_ids.begin(), e.sized_ids.end(), abc) == e.sized_ids.end()) continue;
+    if (std::find(e.end_ids.begin(), e.end_ids.end(), ab_end) != e.end_ids.end()) {
+      ending.insert(&e);
+    }
+  }
+  EXPECT_EQ(ending.size(), 3u);
+  auto g = Compile(grammar, vocab);
+  GrammarMatcher m(g);
+  ASSERT_TRUE(m.AcceptBytes("{\"a\":\"x"));  // "a" takes 0..3 characters: 2 left
+  auto mask = Mask(m);
+  EXPECT_EQ(mask, BruteForceMask(m));
+  EXPECT_TRUE(Allowed(mask, xy));
+  EXPECT_TRUE(Allowed(mask, ab_end));  // x + ab = 3 characters, then the string ends
+  EXPECT_FALSE(Allowed(mask, abc));    // 4 characters
+  EXPECT_TRUE(Allowed(mask, x_end));
+  EXPECT_TRUE(Allowed(mask, next_key));  // ends "a" at 1 character
+  ASSERT_TRUE(m.AcceptBytes("xy"));      // 3 characters: none left
+  mask = Mask(m);
+  EXPECT_EQ(mask, BruteForceMask(m));
+  EXPECT_FALSE(Allowed(mask, xy));
+  EXPECT_FALSE(Allowed(mask, ab_end));
+  EXPECT_FALSE(Allowed(mask, x_end));
+  EXPECT_TRUE(Allowed(mask, next_key));
+}
+
 // Loop hints that do not describe the grammar are refused, not trusted.
 TEST(MaskTest, WrongLoopHintsRefused) {
   Grammar g = BoundedStringsGrammar();
