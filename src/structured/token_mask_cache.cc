@@ -484,6 +484,24 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
   return key;
 }
 
+bool TokenMaskCache::ReachesMoreThan(int32_t x, size_t limit) const {
+  std::vector<int32_t> order = {x};
+  thread_local std::vector<uint8_t> seen;
+  seen.assign(g_->num_rules(), 0);
+  seen[x] = 1;
+  for (size_t i = 0; i < order.size(); ++i) {
+    for (int32_t p : g_->alt_starts[order[i]]) {
+      for (; g_->next[p] != FlatGrammar::Next::kEnd; ++p) {
+        if (g_->next[p] != FlatGrammar::Next::kRule || seen[g_->next_index[p]]) continue;
+        seen[g_->next_index[p]] = 1;
+        order.push_back(g_->next_index[p]);
+        if (order.size() > limit) return true;
+      }
+    }
+  }
+  return false;
+}
+
 bool TokenMaskCache::ParentChain(int32_t* x, std::vector<int32_t>* chain) const {
   // While every item that can wait for rule X (outside X's own predictions) is at one position q,
   // each real X item has a parent at q, so q is simulated too and X completing is no exit.
@@ -500,6 +518,9 @@ bool TokenMaskCache::ParentChain(int32_t* x, std::vector<int32_t>* chain) const 
     if (count != 1) return true;
     const int32_t w = g_->rule[parent];
     if (std::find(rules_seen.begin(), rules_seen.end(), w) != rules_seen.end()) return false;
+    // A sub-parse reaching more than kMaxSharedRules rules is not shared across grammars (its key
+    // would cost O(grammar)), so every compile would walk the vocabulary for it again: stop below.
+    if (ReachesMoreThan(w, kMaxSharedRules)) return false;
     chain->push_back(parent);
     rules_seen.push_back(w);
     *x = w;

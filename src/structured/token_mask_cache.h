@@ -154,6 +154,7 @@ class TokenMaskCache {
   // Extends `chain` with the unique parents above rule *x (up to 8), moving *x to the top one.
   // true when it stopped because *x has several parents (or none).
   bool ParentChain(int32_t* x, std::vector<int32_t>* chain) const;
+  bool ReachesMoreThan(int32_t x, size_t limit) const;
 
   mutable std::vector<std::shared_ptr<const Entry>> entries_;
   std::unique_ptr<std::once_flag[]> once_;
