@@ -110,6 +110,26 @@ TEST_F(VisionServerTest, ImageRequestStreamsAndCacheHitsReuseKv) {
   EXPECT_EQ(Metric("muse_images_encoded_total"), encoded0 + 1);  // not encoded again
 }
 
+// A new image and a new response format: the gRPC request compiles on the compile pool first, then
+// goes from there to the image encoder, then to the engine.
+TEST_F(VisionServerTest, NewSchemaAndNewImageCompileThenEncode) {
+  const int64_t encoded0 = Metric("muse_images_encoded_total");
+  const int64_t misses0 = Metric("muse_grammar_cache_misses_total");
+  v1::GenerateRequest req = Chat("Which colour?", {PatternPng(36, 28, 9)}, 40);
+  req.mutable_response_format()->set_json_schema(
+      R"({"type": "object", "properties": {"colour": {"enum": ["red", "teal", "ochre"]}},
+          "required": ["colour"], "additionalProperties": false})");
+  StreamResult r = RunStream(*stub_, req);
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  EXPECT_TRUE(r.text == R"({"colour":"red"})" || r.text == R"({"colour":"teal"})" ||
+              r.text == R"({"colour":"ochre"})")
+      << r.text;
+  EXPECT_EQ(r.last.samples(0).finish_reason(), v1::FINISH_REASON_STOP);
+  EXPECT_GT(r.last.usage().prompt_tokens(), 16);  // the image's rows are in the prompt
+  EXPECT_EQ(Metric("muse_images_encoded_total"), encoded0 + 1);
+  EXPECT_EQ(Metric("muse_grammar_cache_misses_total"), misses0 + 1);
+}
+
 TEST_F(VisionServerTest, DifferentImagesGiveDifferentOutputs) {
   const auto a = RunStream(*stub_, Chat("Describe it.", {PatternPng(32, 32, 2)}, 16));
   const auto b = RunStream(
