@@ -38,7 +38,12 @@ absl::StatusOr<Grammar> JsonObjectGrammar(const JsonSchemaOptions& options = {})
 // ^ / $ only opening / closing a top-level branch. Refused with their offset: lookaround,
 // backreferences, other anchors, possessive quantifiers, inline flags, \p{..}, and a regex that
 // accepts nothing.
-absl::StatusOr<Grammar> CompileRegex(std::string_view regex);
+// kEcmaScript (JSON Schema's `pattern`, which ECMA-262 defines): \s \S are ECMA-262's WhiteSpace
+// and LineTerminator sets (NBSP, U+FEFF, category Zs, U+2028/9 included) and "." excludes every
+// LineTerminator (\n \r U+2028 U+2029); \d \w are ASCII in both.
+enum class RegexDialect { kPcre2, kEcmaScript };
+absl::StatusOr<Grammar> CompileRegex(std::string_view regex,
+                                     RegexDialect dialect = RegexDialect::kPcre2);
 // GBNF-like EBNF (llama.cpp's format): rule ::= alternatives, names [A-Za-z0-9_-]+, "literal" and
 // [classes] with \n \r \t \xHH \uHHHH \UHHHHHHHH (code points) and escaped punctuation, ( ),
 // "." (any code point, \n included, as in llama.cpp), postfix * + ? {m} {m,} {m,n}, # comments.

@@ -372,7 +372,7 @@ SchemaCompiler::Result SchemaCompiler::CompileString(const View& v) {
       return Unsupported(pattern->at, "pattern",
                          "anchors inside a top-level alternation; group the alternation");
     }
-    absl::StatusOr<Grammar> text = CompileRegex(p);
+    absl::StatusOr<Grammar> text = CompileRegex(p, RegexDialect::kEcmaScript);
     if (!text.ok()) {
       return Error(pattern->pointer(),
                    absl::StrCat("pattern ", pattern->value->dump(), ": ", text.status().message()));

@@ -37,9 +37,19 @@ const std::vector<CodepointRange>& WordRanges() {
   static const std::vector<CodepointRange> r = {{'0', '9'}, {'A', 'Z'}, {'_', '_'}, {'a', 'z'}};
   return r;
 }
-const std::vector<CodepointRange>& SpaceRanges() {
-  static const std::vector<CodepointRange> r = {{'\t', '\r'}, {' ', ' '}};  // \t \n \v \f \r
-  return r;
+const std::vector<CodepointRange>& SpaceRanges(RegexDialect d) {
+  static const std::vector<CodepointRange> pcre = {{'\t', '\r'}, {' ', ' '}};  // \t \n \v \f \r
+  // ECMA-262 WhiteSpace (TAB VT FF SP NBSP ZWNBSP and category Zs) and LineTerminator (LF CR LS
+  // PS).
+  static const std::vector<CodepointRange> ecma = {
+      {'\t', '\r'},     {' ', ' '},       {0x00A0, 0x00A0}, {0x1680, 0x1680}, {0x2000, 0x200A},
+      {0x2028, 0x2029}, {0x202F, 0x202F}, {0x205F, 0x205F}, {0x3000, 0x3000}, {0xFEFF, 0xFEFF}};
+  return d == RegexDialect::kEcmaScript ? ecma : pcre;
+}
+// What "." does not match: \n (PCRE2), or every ECMA-262 LineTerminator.
+std::vector<CodepointRange> DotExcludes(RegexDialect d) {
+  if (d == RegexDialect::kEcmaScript) return {{'\n', '\n'}, {'\r', '\r'}, {0x2028, 0x2029}};
+  return {{'\n', '\n'}};
 }
 
 bool IsHex(char c) {
@@ -63,7 +73,7 @@ struct Atom {
 
 class RegexParser {
  public:
-  explicit RegexParser(std::string_view re) : re_(re) {}
+  RegexParser(std::string_view re, RegexDialect dialect) : re_(re), dialect_(dialect) {}
 
   absl::StatusOr<Node> Parse() {
     if (size_t bad = tokenizer::FindInvalidUtf8(re_); bad != tokenizer::kUtf8Valid) {
@@ -198,7 +208,7 @@ class RegexParser {
         return ParseClass();
       case '.':
         ++pos_;
-        return Node::Class(pattern::ComplementRanges({{'\n', '\n'}}));
+        return Node::Class(pattern::ComplementRanges(DotExcludes(dialect_)));
       case '^':
         return Error(
             at, "anchor ^ is only supported at the start of the regex or of a top-level branch");
@@ -310,9 +320,9 @@ class RegexParser {
       case 'W':
         return cls(WordRanges(), true);
       case 's':
-        return cls(SpaceRanges(), false);
+        return cls(SpaceRanges(dialect_), false);
       case 'S':
-        return cls(SpaceRanges(), true);
+        return cls(SpaceRanges(dialect_), true);
       case 'n':
         return single('\n');
       case 'r':
@@ -443,14 +453,15 @@ class RegexParser {
   }
 
   std::string_view re_;
+  RegexDialect dialect_;
   size_t pos_ = 0;
   size_t first_empty_class_ = std::string_view::npos;
 };
 
 }  // namespace
 
-absl::StatusOr<Grammar> CompileRegex(std::string_view regex) {
-  RegexParser parser(regex);
+absl::StatusOr<Grammar> CompileRegex(std::string_view regex, RegexDialect dialect) {
+  RegexParser parser(regex, dialect);
   absl::StatusOr<Node> root = parser.Parse();
   if (!root.ok()) return root.status();
   if (root->kind == Node::Kind::kNothing) {

@@ -19,5 +19,7 @@ if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/json_schema_suite_test.cc)
   add_executable(structured_json_schema_suite_test json_schema_suite_test.cc)
   target_link_libraries(structured_json_schema_suite_test PRIVATE muse_structured
                         nlohmann_json::nlohmann_json absl::strings GTest::gtest_main)
+  target_compile_definitions(structured_json_schema_suite_test
+                             PRIVATE MUSE_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
   gtest_discover_tests(structured_json_schema_suite_test DISCOVERY_TIMEOUT 60)
 endif()

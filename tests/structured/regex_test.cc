@@ -420,6 +420,23 @@ TEST(RegexTest, RandomRegexesAgreeWithPcre2) {
             << ", PCRE2 matches: " << matched << "\n";
 }
 
+// JSON Schema's `pattern` is ECMA-262: \s takes Unicode spaces and line terminators, "." stops
+// at every line terminator. PCRE2 (no UCP) does neither.
+TEST(RegexTest, EcmaScriptDialectSpacesAndDot) {
+  auto ecma = CompileRegex("\\s\\S.", RegexDialect::kEcmaScript);
+  ASSERT_TRUE(ecma.ok()) << ecma.status();
+  Acceptor e(*ecma), p(MustCompileRegex("\\s\\S."));
+  for (const char* space : {"\u00a0", "\u2003", "\u2028", "\ufeff", "\u3000", " ", "\t"}) {
+    EXPECT_TRUE(e.Accepts(std::string(space) + "ab")) << space;
+    EXPECT_FALSE(e.Accepts(std::string("a") + space + "b")) << space;  // not \S
+  }
+  EXPECT_FALSE(p.Accepts("\u00a0ab"));
+  EXPECT_TRUE(p.Accepts(" a\r"));
+  EXPECT_FALSE(e.Accepts(" a\r"));
+  EXPECT_FALSE(e.Accepts(" a\u2029"));
+  EXPECT_TRUE(e.Accepts(" a\u0085"));  // NEL is neither space nor line terminator in ECMA-262
+}
+
 TEST(RegexTest, InvalidUtf8InputIsRejected) {
   Acceptor any(MustCompileRegex("(?:.|\\n)*"));
   EXPECT_TRUE(any.Accepts("é€😀\n"));
