@@ -64,8 +64,10 @@ struct ServerOptions {
   // At start, compile one representative JSON schema and json_object on the compile pool, so the
   // vocabulary's shared token classes (JSON string, number, ...) exist before the first request
   // (the first schema otherwise pays ~0.5 s for them). In the background unless
-  // `structured_warmup_wait`, which holds health SERVING until it is done.
-  bool structured_warmup = true;
+  // `structured_warmup_wait`, which holds health SERVING until it is done. muse-server's
+  // --structured-warmup defaults to true; in-process servers (tests, embedders) opt in, so a test
+  // process does not spend ~1 s of CPU per server on it (and Drain does not wait for it).
+  bool structured_warmup = false;
   bool structured_warmup_wait = false;
   // Tests only: runs on a compile-pool thread right before a gRPC request's compile (after its
   // cancel check), so a test can hold requests there.

@@ -102,6 +102,7 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
                  "structured output: threads compiling new response formats of gRPC requests "
                  "(off the gRPC threads)")
       ->check(AtLeast(1));
+  o.structured_warmup = true;  // the binary warms up by default (ServerOptions: opt-in)
   app.add_option("--structured-warmup", o.structured_warmup,
                  "structured output: at start, compile a representative JSON schema and "
                  "json_object in the background so the first request finds the shared token "

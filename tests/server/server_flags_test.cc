@@ -76,7 +76,10 @@ TEST(ServerFlagsTest, DefaultsAreServerOptionsDefaults) {
   EXPECT_EQ(o.max_image_bytes, def.max_image_bytes);
   EXPECT_EQ(o.max_image_pixels, def.max_image_pixels);
   EXPECT_EQ(o.structured_compile_threads, 2);
+  // The one deliberate difference: the binary warms structured output up, in-process servers opt
+  // in.
   EXPECT_TRUE(o.structured_warmup);
+  EXPECT_FALSE(def.structured_warmup);
   EXPECT_FALSE(o.structured_warmup_wait);
   EXPECT_EQ(p.flags.log_level, "info");
   EXPECT_EQ(p.flags.drain_grace_seconds, 30);
