@@ -25,8 +25,10 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "src/structured/compile.h"
 #include "src/structured/matcher.h"
+#include "src/structured/token_mask_cache.h"
 #include "src/tokenizer/tokenizer.h"
 #include "tests/structured/test_grammars.h"
 
@@ -267,6 +269,34 @@ void BM_WideSchema(benchmark::State& state, bool shared) {
   }
 }
 
+// A tool schema the process has not seen (new property names and length bounds each iteration),
+// compiled with every token class computed, on a vocabulary that already compiled the
+// bounded_schema case (as a server has after its first requests): the "compile time for a
+// typical tool schema" of issue 17.
+void BM_NewToolSchema(benchmark::State& state) {
+  const Setup* s = Load();
+  if (!s) return state.SkipWithError("cannot load the Llama 3 tokenizer");
+  Compile(GetCase(3), s->vocab)->PrecomputeMasks();
+  static int serial = 0;
+  for (auto _ : state) {
+    const int k = ++serial;
+    const std::string schema = absl::StrCat(
+        R"({"type":"object","properties":{"query_)", k, R"(":{"type":"string","maxLength":)",
+        20 + k, R"(},"city_)", k, R"(":{"type":"string","minLength":1,"maxLength":)", 7 + k,
+        R"(},"days":{"type":"integer","minimum":1,"maximum":)", 10 + k,
+        R"(},"unit":{"enum":["c","f"]},"tags":{"type":"array","items":{"type":"string","maxLength":)",
+        3 + k, R"(},"maxItems":)", 2 + k, R"(}},"required":["query_)", k, R"(","tags"]})");
+    auto grammar = muse::structured::CompileJsonSchema(schema);
+    if (!grammar.ok()) return state.SkipWithError(std::string(grammar.status().message()).c_str());
+    auto g = CompiledGrammar::Create(*std::move(grammar), s->vocab);
+    if (!g.ok()) return state.SkipWithError("Create failed");
+    const int64_t before = s->vocab->shared_token_classes().misses;
+    (*g)->PrecomputeMasks();
+    // Vocabulary walks this schema needed (token classes no earlier grammar had).
+    state.counters["walks"] = static_cast<double>(s->vocab->shared_token_classes().misses - before);
+  }
+}
+
 // shared: the vocabulary already holds this grammar's token classes (another grammar with the
 // same rules was compiled before), so only the chains and keys are computed.
 void BM_Precompute(benchmark::State& state, bool shared) {
@@ -347,6 +377,11 @@ int main(int argc, char** argv) {
         ->Iterations(1);
   }
   for (int props : {10, 60, 240}) {
+    if (props == 10) {
+      benchmark::RegisterBenchmark("NewToolSchema", BM_NewToolSchema)
+          ->Unit(benchmark::kMillisecond)
+          ->Iterations(5);
+    }
     benchmark::RegisterBenchmark("WideSchema/fresh", BM_WideSchema, false)
         ->Arg(props)
         ->Unit(benchmark::kMillisecond)

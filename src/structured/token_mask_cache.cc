@@ -8,6 +8,10 @@ namespace muse::structured::internal {
 
 namespace {
 constexpr size_t kMaxSharedRules = 64;
+// A loop's entry simulates one parent above its top (a JSON string's closing quote): enough to
+// decide most tokens that end the loop, and it keeps the entry shared by every loop of the same
+// unit in the same kind of string, whatever its bound and wherever it sits.
+constexpr size_t kLoopContext = 1;
 }  // namespace
 
 TokenMaskCache::TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* vocab)
@@ -347,6 +351,10 @@ bool TokenMaskCache::EndsUp(const EarleyStack& st, int32_t set, int32_t rule, in
 }
 
 bool TokenMaskCache::EndCounts(const EarleyStack& st, const Item& item, UnitCounts* out) const {
+  if (budget_kind_[item.pos] == BudgetKind::kLoopStart) {
+    *out = rule_counts_[g_->next_index[item.pos]];
+    return true;
+  }
   if (budget_kind_[item.pos] != BudgetKind::kBoundary) return false;
   const int32_t l = part_loop_[g_->rule[item.pos]];
   UnitCounts up;
@@ -365,6 +373,8 @@ int64_t TokenMaskCache::Budget(const EarleyStack& st, const Item& item) const {
     }
     case BudgetKind::kInUnit:
       return InUnit(st, item, unit_rule_[item.pos], 0);
+    case BudgetKind::kLoopStart:
+      return max_units_[g_->next_index[item.pos]];
     case BudgetKind::kNone:
       break;
   }
@@ -432,6 +442,13 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
     // would cost O(grammar) per position: not shared.
     if (order.size() > kMaxSharedRules) return "";
     const int32_t r = order[i];
+    if (extra >= 0 && r == g.alias[extra]) {
+      // The loop the synthetic rule stands for: its items in the sub-parse never scan (they sit
+      // in a context set), so its structure -- the bound -- does not change the entry; only its
+      // unit does (put below).
+      put(-4);
+      continue;
+    }
     put(static_cast<int32_t>(g.alt_starts[r].size()));
     for (int32_t p : g.alt_starts[r]) {
       for (;; ++p) {
@@ -461,7 +478,38 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
     put(-3);
     put(canon[g.alias[extra]]);
     if (g.next[before_unit] == FlatGrammar::Next::kRule) {
-      put(canon[g.next_index[before_unit]]);
+      // The unit's rules, unless reached already.
+      const int32_t u = g.next_index[before_unit];
+      if (canon[u] < 0) {
+        const size_t first = order.size();
+        canon[u] = static_cast<int32_t>(order.size());
+        order.push_back(u);
+        for (size_t i = first; i < order.size(); ++i) {
+          if (order.size() > kMaxSharedRules) return "";
+          const int32_t r = order[i];
+          put(static_cast<int32_t>(g.alt_starts[r].size()));
+          for (int32_t p : g.alt_starts[r]) {
+            for (;; ++p) {
+              if (g.next[p] == FlatGrammar::Next::kEnd) {
+                put(-1);
+                break;
+              }
+              if (g.next[p] == FlatGrammar::Next::kBytes) {
+                put(-2);
+                put_set(g.byte_sets[g.next_index[p]]);
+                continue;
+              }
+              const int32_t y = g.next_index[p];
+              if (canon[y] < 0) {
+                canon[y] = static_cast<int32_t>(order.size());
+                order.push_back(y);
+              }
+              put(canon[y]);
+            }
+          }
+        }
+      }
+      put(canon[u]);
     } else {
       put(-2);
       put_set(g.byte_sets[g.next_index[before_unit]]);
@@ -502,10 +550,10 @@ bool TokenMaskCache::ReachesMoreThan(int32_t x, size_t limit) const {
   return false;
 }
 
-bool TokenMaskCache::ParentChain(int32_t* x, std::vector<int32_t>* chain) const {
+bool TokenMaskCache::ParentChain(int32_t* x, std::vector<int32_t>* chain, size_t max_chain) const {
   // While every item that can wait for rule X (outside X's own predictions) is at one position q,
   // each real X item has a parent at q, so q is simulated too and X completing is no exit.
-  constexpr size_t kMaxChain = 8;
+  const size_t kMaxChain = max_chain;
   std::vector<int32_t> rules_seen = {*x};
   while (chain->size() < kMaxChain) {
     const std::vector<int32_t> own = PredictedStarts(*x);
@@ -539,19 +587,39 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       UnitIsPrefixCode(g.loop_synth[l])) {
     int32_t top = g.loops[l].top;
     std::vector<int32_t> above;
-    ParentChain(&top, &above);
+    ParentChain(&top, &above, kLoopContext);
     const int32_t seed = exact_exits_[l] && !above.empty() ? g.SynthAfterUnit(g.loop_alias_synth[l])
                                                            : g.SynthBoundary(g.loop_synth[l]);
     Get(seed);
     budget_kind_[pos] = BudgetKind::kBoundary;
     return entries_[seed];
   }
+  // Just before a counted loop, at the one parent its entry simulates ('"' . R '"'): the loop's
+  // entry too, with the loop's whole count left (walking the vocabulary through the loop's own
+  // rules instead would cost a walk per bound and context: ~50-90 ms at 128k each).
+  if (g.next[pos] == FlatGrammar::Next::kRule) {
+    const int32_t y = g.next_index[pos];
+    const int32_t l = part_loop_[y];
+    if (l >= 0 && g.loops[l].top == y && exact_exits_[l] && max_units_[y] >= 1 &&
+        (g.loops[l].parts.size() > 1 || max_units_[y] < kUnbounded) &&
+        UnitIsPrefixCode(g.loop_synth[l])) {
+      int32_t top = y;
+      std::vector<int32_t> above;
+      ParentChain(&top, &above, kLoopContext);
+      if (above.size() == 1 && above[0] == pos) {
+        const int32_t seed = g.SynthAfterUnit(g.loop_alias_synth[l]);
+        Get(seed);
+        budget_kind_[pos] = BudgetKind::kLoopStart;
+        return entries_[seed];
+      }
+    }
+  }
   // The chain of parents simulated above p: chain[0] waits for lhs(p), chain[1] for lhs(chain[0]),
   // ... A loop's synthetic seed "S ::= S u ." stands for its top: the chain starts above that.
   const int32_t alias = g.alias[g.rule[pos]];
   std::vector<int32_t> chain;
   int32_t x = alias >= 0 ? alias : g.rule[pos];
-  if (ParentChain(&x, &chain) && alias < 0) {
+  if (ParentChain(&x, &chain, alias >= 0 ? kLoopContext : 8) && alias < 0) {
     // Inside a loop's unit: the unit repeats (its synthetic rule) above it, counted.
     const int32_t synth = unit_synth_[x];
     if (synth >= 0 && UnitIsPrefixCode(synth)) {

@@ -129,9 +129,10 @@ class TokenMaskCache {
   bool UnitIsPrefixCode(int32_t synth) const;
   mutable std::vector<int8_t> prefix_code_;  // per synthetic rule: -1 unknown, 0, 1
   mutable std::unique_ptr<std::once_flag[]> prefix_once_;
-  // Per position, how Budget() reads its loop: kNone, kBoundary (a part), or kInUnit (the chain
-  // of unique parents reaches the unit rule unit_rule_[pos]).
-  enum class BudgetKind : uint8_t { kNone, kBoundary, kInUnit };
+  // Per position, how Budget() reads its loop: kNone, kBoundary (a part), kInUnit (the chain
+  // of unique parents reaches the unit rule unit_rule_[pos]), or kLoopStart (the next symbol is
+  // the loop's top: all of it is left).
+  enum class BudgetKind : uint8_t { kNone, kBoundary, kInUnit, kLoopStart };
   mutable std::vector<BudgetKind> budget_kind_;
   mutable std::vector<int32_t> unit_rule_;
   int64_t Up(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop, int depth) const;
@@ -151,9 +152,9 @@ class TokenMaskCache {
   // `extra`: a loop's synthetic rule the sub-parse seeds (not reachable from `top`), or -1.
   std::string SubParseKey(int32_t top, const std::vector<int32_t>& chain, int32_t pos,
                           const ExitFollows& follow_out, int32_t extra) const;
-  // Extends `chain` with the unique parents above rule *x (up to 8), moving *x to the top one.
-  // true when it stopped because *x has several parents (or none).
-  bool ParentChain(int32_t* x, std::vector<int32_t>* chain) const;
+  // Extends `chain` with the unique parents above rule *x (up to max_chain), moving *x to the top
+  // one. true when it stopped because *x has several parents (or none).
+  bool ParentChain(int32_t* x, std::vector<int32_t>* chain, size_t max_chain) const;
   bool ReachesMoreThan(int32_t x, size_t limit) const;
 
   mutable std::vector<std::shared_ptr<const Entry>> entries_;
