@@ -279,6 +279,7 @@ void GrammarMatcher::FillNextTokenBitmask(std::span<uint32_t> words) const {
     };
     thread_local std::vector<Use> uses;
     uses.clear();
+    TokenMaskCache::BeginMask(state_->stack);
     bool unknown_budget = false;
     for (int32_t p : positions) {
       const TokenMaskCache::Entry* e = &impl.cache.Get(p);

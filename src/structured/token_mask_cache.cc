@@ -1,6 +1,7 @@
 #include "src/structured/token_mask_cache.h"
 
 #include <algorithm>
+#include <bit>
 
 #include "absl/container/flat_hash_set.h"
 
@@ -249,9 +250,40 @@ bool TokenMaskCache::UnitIsPrefixCode(int32_t synth) const {
   return prefix_code_[k] == 1;
 }
 
+namespace {
+// Up / EndsUp results within one mask (positions of one loop share their ancestors); keyed by
+// (stack, set, rule), cleared by TokenMaskCache::BeginMask.
+struct WalkMemo {
+  const void* stack = nullptr;
+  absl::flat_hash_map<uint64_t, int64_t> up;
+  absl::flat_hash_map<uint64_t, UnitCounts> ends;
+};
+thread_local WalkMemo memo;
+uint64_t MemoKey(int32_t set, int32_t rule) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(set)) << 32) | static_cast<uint32_t>(rule);
+}
+}  // namespace
+
+void TokenMaskCache::BeginMask(const EarleyStack& st) {
+  memo.stack = &st;
+  memo.up.clear();
+  memo.ends.clear();
+}
+
 int64_t TokenMaskCache::Up(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop,
                            int depth) const {
   if (depth > 64) return -1;
+  const bool use_memo = memo.stack == &st;
+  if (use_memo) {
+    if (auto it = memo.up.find(MemoKey(set, rule)); it != memo.up.end()) return it->second;
+  }
+  const int64_t v = UpUncached(st, set, rule, loop, depth);
+  if (use_memo) memo.up[MemoKey(set, rule)] = v;
+  return v;
+}
+
+int64_t TokenMaskCache::UpUncached(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop,
+                                   int depth) const {
   const FlatGrammar& g = *g_;
   int64_t best = rule == g.loops[loop].top ? 0 : -1;
   for (const Item& j : st.set(set)) {
@@ -296,17 +328,23 @@ int64_t TokenMaskCache::InUnit(const EarleyStack& st, const Item& it, int32_t un
 }
 
 UnitCounts UnitCounts::Plus(const UnitCounts& o) const {
+  // Shift the denser set by each count of the sparser one.
+  if (std::popcount(w[0]) + std::popcount(w[1]) > std::popcount(o.w[0]) + std::popcount(o.w[1])) {
+    return o.Plus(*this);
+  }
   UnitCounts out;
-  for (int j = 0; j < kMax; ++j) {
-    if (!Has(j)) continue;
-    // o shifted up by j.
-    if (j == 0) {
-      out |= o;
-    } else if (j < 64) {
-      out.w[1] |= (o.w[1] << j) | (o.w[0] >> (64 - j));
-      out.w[0] |= o.w[0] << j;
-    } else {
-      out.w[1] |= o.w[0] << (j - 64);
+  for (int word = 0; word < 2; ++word) {
+    for (uint64_t bits = w[word]; bits != 0; bits &= bits - 1) {
+      const int j = word * 64 + std::countr_zero(bits);
+      // o shifted up by j.
+      if (j == 0) {
+        out |= o;
+      } else if (j < 64) {
+        out.w[1] |= (o.w[1] << j) | (o.w[0] >> (64 - j));
+        out.w[0] |= o.w[0] << j;
+      } else {
+        out.w[1] |= o.w[0] << (j - 64);
+      }
     }
   }
   return out;
@@ -325,6 +363,20 @@ UnitCounts UnitCounts::Closure(const UnitCounts& step) const {
 bool TokenMaskCache::EndsUp(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop,
                             int depth, UnitCounts* out) const {
   if (depth > 64) return false;
+  const bool use_memo = memo.stack == &st;
+  if (use_memo) {
+    if (auto it = memo.ends.find(MemoKey(set, rule)); it != memo.ends.end()) {
+      *out = it->second;
+      return true;
+    }
+  }
+  if (!EndsUpUncached(st, set, rule, loop, depth, out)) return false;
+  if (use_memo) memo.ends[MemoKey(set, rule)] = *out;
+  return true;
+}
+
+bool TokenMaskCache::EndsUpUncached(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop,
+                                    int depth, UnitCounts* out) const {
   const FlatGrammar& g = *g_;
   if (rule == g.loops[loop].top) {
     *out = UnitCounts::Only(0);
@@ -747,7 +799,10 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
       const bool live = unsure[depth] || (depth >= 1 && sub.exit_follow(kBase - 1 + depth).Has(b));
       if (!sub.Push(b)) {
         const int32_t end = vocab_->SubtreeEnd(i, depth + 1);
-        if (live) {
+        // A token that left a loop (alias) with no unit more is decided where the loop's parent
+        // goes on: wherever the loop can end here, its completion put that parent position in
+        // the set, with an entry of its own that sees more context; elsewhere it is invalid.
+        if (live && !(loop_rule >= 0 && alias >= 0 && exited[depth] == 0)) {
           for (int32_t j = i; j < end; ++j) e->uncertain.push_back(j);
         }
         i = end;

@@ -105,6 +105,9 @@ class TokenMaskCache {
   // For a kernel position whose entry has end tokens: the unit counts after which its loop can
   // end on some path through `item`. false when the Earley sets could not be read.
   bool EndCounts(const EarleyStack& stack, const Item& item, UnitCounts* out) const;
+  // Budget / EndCounts calls until the next BeginMask share their walks up the sets of `stack`
+  // (per thread; the stack must not change in between).
+  static void BeginMask(const EarleyStack& stack);
 
  private:
   std::shared_ptr<const Entry> Compute(int32_t pos) const;
@@ -136,8 +139,12 @@ class TokenMaskCache {
   mutable std::vector<BudgetKind> budget_kind_;
   mutable std::vector<int32_t> unit_rule_;
   int64_t Up(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop, int depth) const;
+  int64_t UpUncached(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop,
+                     int depth) const;
   bool EndsUp(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop, int depth,
               UnitCounts* out) const;
+  bool EndsUpUncached(const EarleyStack& st, int32_t set, int32_t rule, int32_t loop, int depth,
+                      UnitCounts* out) const;
   // Per position in a part: the counts the rest of its alternative derives from the next symbol
   // on; per part rule: the counts it derives (least fixed point, so left recursion is exact).
   std::vector<UnitCounts> rest_counts_;
