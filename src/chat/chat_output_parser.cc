@@ -51,7 +51,7 @@ ChatOutputDelta ChatOutputParser::Finish() {
 
 ChatOutput ChatOutputParser::Parse(std::string_view output) {
   ChatOutput result;
-  for (ChatOutputDelta d : {Feed(output), Finish()}) {
+  for (const ChatOutputDelta& d : {Feed(output), Finish()}) {
     result.reasoning += d.reasoning;
     Accumulate(d.deltas, &result.parsed);
   }

@@ -35,7 +35,7 @@ struct CallHeader {
 // them "name", non-empty), then `"arguments"` or `"parameters"` and `:`, up to the `{` of the
 // arguments object (see args_first when no name came before). Whitespace is allowed between
 // tokens.
-CallHeader ParseCallHeader(std::string_view text, size_t pos);
+CallHeader ParseCallHeader(std::string_view full, size_t pos);
 
 struct Extent {
   Scan scan = Scan::kNeedMore;
@@ -44,7 +44,7 @@ struct Extent {
 
 // The rest of a call object after its arguments: members (any JSON values) then `}`. With
 // `name`, a "name" member's string is stored there (it must be a non-empty string, once).
-Extent ParseCallTail(std::string_view text, size_t pos, std::string* name = nullptr);
+Extent ParseCallTail(std::string_view full, size_t pos, std::string* name = nullptr);
 
 // A JSON string literal starting at text[pos] == '"'.
 Extent ScanString(std::string_view text, size_t pos);

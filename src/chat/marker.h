@@ -11,7 +11,7 @@ namespace muse::chat {
 // Length of the longest suffix of `text` that is a proper prefix of `marker` (0 if none): the
 // bytes to hold back until the next delta decides whether the marker follows.
 inline size_t HeldSuffixLength(std::string_view text, std::string_view marker) {
-  const size_t longest = marker.size() > 0 ? marker.size() - 1 : 0;
+  const size_t longest = marker.empty() ? 0 : marker.size() - 1;
   for (size_t n = text.size() < longest ? text.size() : longest; n > 0; --n) {
     if (text.substr(text.size() - n) == marker.substr(0, n)) return n;
   }

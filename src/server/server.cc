@@ -238,7 +238,7 @@ std::shared_future<void> Server::Impl::WarmUpStructured() {
   std::shared_future<void> future = done->get_future().share();
   // Bypasses the grammar cache (no entries, no compile metrics): what it leaves behind is the
   // vocabulary's shared token classes, which every later compile reuses.
-  ctx.compiles->Submit([this, done](absl::Status pool) {
+  ctx.compiles->Submit([this, done](const absl::Status& pool) {
     if (pool.ok()) {
       const structured::GrammarCache& cache = *ctx.model->structured.cache;
       const absl::Time start = absl::Now();

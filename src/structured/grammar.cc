@@ -203,7 +203,7 @@ namespace {
 constexpr uint32_t kMaxCodepoint = 0x10FFFF;
 
 // Sorted, merged, surrogate-free ranges (optionally complemented within U+0000..U+10FFFF).
-std::vector<CodepointRange> Normalize(std::vector<CodepointRange> ranges, bool negate) {
+std::vector<CodepointRange> Normalize(const std::vector<CodepointRange>& ranges, bool negate) {
   std::vector<CodepointRange> in;
   for (CodepointRange r : ranges) {
     if (r.lo > r.hi || r.lo > kMaxCodepoint) continue;
@@ -301,14 +301,16 @@ void SplitUtf8(uint32_t lo, uint32_t hi,
   Encode(lo, a);
   Encode(hi, b);
   std::vector<std::pair<uint8_t, uint8_t>> seq;
+  seq.reserve(len);
   for (int i = 0; i < len; ++i) seq.emplace_back(a[i], b[i]);
   out->push_back(std::move(seq));
 }
 
 }  // namespace
 
-absl::StatusOr<Symbol> GrammarBuilder::Utf8Class(std::vector<CodepointRange> ranges, bool negate) {
-  const std::vector<CodepointRange> norm = Normalize(std::move(ranges), negate);
+absl::StatusOr<Symbol> GrammarBuilder::Utf8Class(const std::vector<CodepointRange>& ranges,
+                                                 bool negate) {
+  const std::vector<CodepointRange> norm = Normalize(ranges, negate);
   if (norm.empty()) {
     return absl::InvalidArgumentError("character class matches no character");
   }

@@ -110,7 +110,7 @@ class GrammarBuilder {
   // A rule deriving the UTF-8 encoding of one code point in any of `ranges` (surrogates
   // D800-DFFF are never produced; ranges may overlap and be unsorted). `negate` takes the
   // complement within U+0000..U+10FFFF. Fails when the set is empty.
-  absl::StatusOr<Symbol> Utf8Class(std::vector<CodepointRange> ranges, bool negate = false);
+  absl::StatusOr<Symbol> Utf8Class(const std::vector<CodepointRange>& ranges, bool negate = false);
 
   // Repetition helpers: each returns a symbol for a fresh rule. Repetition is left-recursive
   // (R ::= R x | ...), which keeps Earley sets small for long runs.

@@ -147,7 +147,7 @@ absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Get(const C
     }
   }
   if (!compile_here) return slot->result.get();  // waits while another request compiles it
-  return Compile(c, std::move(slot));
+  return Compile(c, slot);
 }
 
 std::optional<absl::StatusOr<std::shared_ptr<const CompiledGrammar>>> GrammarCache::Find(
@@ -164,7 +164,7 @@ std::optional<absl::StatusOr<std::shared_ptr<const CompiledGrammar>>> GrammarCac
 }
 
 absl::StatusOr<std::shared_ptr<const CompiledGrammar>> GrammarCache::Compile(
-    const Constraint& c, std::shared_ptr<Slot> slot) {
+    const Constraint& c, const std::shared_ptr<Slot>& slot) {
   const auto t0 = std::chrono::steady_clock::now();
   Result r;
   try {

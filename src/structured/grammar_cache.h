@@ -88,7 +88,7 @@ class GrammarCache {
 
   // Compiles `c` into `slot` (no lock held) and keeps or drops the entry by the outcome.
   absl::StatusOr<std::shared_ptr<const CompiledGrammar>> Compile(const Constraint& c,
-                                                                 std::shared_ptr<Slot> slot);
+                                                                 const std::shared_ptr<Slot>& slot);
 
   const std::shared_ptr<const TokenVocabulary> vocab_;
   const size_t capacity_;
