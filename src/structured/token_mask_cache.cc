@@ -164,6 +164,19 @@ TokenMaskCache::TokenMaskCache(const FlatGrammar* g, const TokenVocabulary* voca
       }
     }
   }
+  // Loops whose top derives units from its first symbol on (not a list's first item).
+  units_only_.assign(g->loops.size(), 1);
+  for (size_t l = 0; l < g->loops.size(); ++l) {
+    for (int32_t p : g->alt_starts[g->loops[l].top]) {
+      if (g->next[p] == FlatGrammar::Next::kEnd) continue;
+      const Symbol& unit = g->loops[l].unit;
+      const bool is_rule = g->next[p] == FlatGrammar::Next::kRule;
+      const int32_t y = g->next_index[p];
+      const bool ok = (unit.is_rule() == is_rule && unit.index == y) ||
+                      (is_rule && part_loop_[y] == static_cast<int32_t>(l));
+      if (!ok) units_only_[l] = 0;
+    }
+  }
   exact_exits_.assign(g->loops.size(), 0);
   for (size_t l = 0; l < g->loops.size(); ++l) {
     ByteSet both = first_rest_[g->SynthBoundary(g->loop_synth[l])];
@@ -652,7 +665,7 @@ std::shared_ptr<const TokenMaskCache::Entry> TokenMaskCache::Compute(int32_t pos
   if (g.next[pos] == FlatGrammar::Next::kRule) {
     const int32_t y = g.next_index[pos];
     const int32_t l = part_loop_[y];
-    if (l >= 0 && g.loops[l].top == y && exact_exits_[l] && max_units_[y] >= 1 &&
+    if (l >= 0 && g.loops[l].top == y && units_only_[l] && exact_exits_[l] && max_units_[y] >= 1 &&
         (g.loops[l].parts.size() > 1 || max_units_[y] < kUnbounded) &&
         UnitIsPrefixCode(g.loop_synth[l])) {
       int32_t top = y;

@@ -152,6 +152,9 @@ class TokenMaskCache {
   // Per loop: its exits are exact -- no byte that can follow the loop starts a unit, so a token
   // leaves the loop at the first such byte after a unit -- and its top has a parent to simulate.
   std::vector<uint8_t> exact_exits_;
+  // Per loop: its top's alternatives begin with a unit or a part (a list begins with its first
+  // item, which is no unit: before such a loop there is no boundary to stand in for).
+  std::vector<uint8_t> units_only_;
   int64_t InUnit(const EarleyStack& st, const Item& it, int32_t unit, int depth) const;
   // Canonical form of position pos's sub-parse: the rules reachable from its top rule (renumbered
   // in the order met), the chain and seed positions, and the exit follow sets. Equal keys give

@@ -476,6 +476,19 @@ TEST(MaskTest, CountedLoopEntriesSizeAndEndTokens) {
   EXPECT_TRUE(Allowed(mask, next_key));
 }
 
+// Found by structured_output_test (a mask allowed a token the matcher then refused): lists of
+// lists with bounds, and a bounded list of bounded strings.
+TEST(MaskTest, NestedBoundedListsMatchBruteForce) {
+  auto schema = CompileJsonSchema(R"({"type": "object", "properties": {
+      "matrix": {"type": "array", "minItems": 1, "maxItems": 3,
+                 "items": {"type": "array", "minItems": 1, "maxItems": 3,
+                           "items": {"type": "integer", "minimum": -9, "maximum": 9}}},
+      "tags": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 4}}},
+      "required": ["matrix", "tags"]})");
+  ASSERT_TRUE(schema.ok()) << schema.status();
+  for (uint32_t seed : {22u, 23u, 24u}) CheckMasksOnRandomWalks(*schema, seed, 30, 40);
+}
+
 // Loop hints that do not describe the grammar are refused, not trusted.
 TEST(MaskTest, WrongLoopHintsRefused) {
   Grammar g = BoundedStringsGrammar();
