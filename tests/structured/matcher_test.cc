@@ -7,11 +7,13 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "nlohmann/json.hpp"
 #include "src/structured/compile.h"
 #include "src/structured/token_mask_cache.h"
 #include "src/tokenizer/tokenizer.h"
@@ -371,7 +373,8 @@ TEST(MatcherTest, TokensThatSplitUtf8Characters) {
 
 // Random walks: at every state the cached mask, the trie walk and the brute force agree.
 void CheckMasksOnRandomWalks(const Grammar& grammar, uint32_t seed, int walks, int steps,
-                             std::shared_ptr<const TokenVocabulary> vocab = nullptr) {
+                             std::shared_ptr<const TokenVocabulary> vocab = nullptr,
+                             int min_states_per_walk = 3) {
   if (!vocab) vocab = RandomVocab(seed, 1500);
   auto g = Compile(grammar, vocab);
   std::mt19937 rng(seed);
@@ -401,7 +404,7 @@ void CheckMasksOnRandomWalks(const Grammar& grammar, uint32_t seed, int walks, i
       ASSERT_TRUE(m.AcceptToken(id)) << vocab->bytes(id);
     }
   }
-  EXPECT_GT(states, walks * 3);
+  EXPECT_GT(states, walks * min_states_per_walk);
 }
 
 TEST(MaskTest, JsonMatchesBruteForce) { CheckMasksOnRandomWalks(JsonGrammar(), 11, 12, 30); }
@@ -487,6 +490,22 @@ TEST(MaskTest, NestedBoundedListsMatchBruteForce) {
       "required": ["matrix", "tags"]})");
   ASSERT_TRUE(schema.ok()) << schema.status();
   for (uint32_t seed : {22u, 23u, 24u}) CheckMasksOnRandomWalks(*schema, seed, 30, 40);
+}
+
+// Every schema of the xgrammar oracle (tests/structured/xgrammar_schemas.json: bounded strings,
+// lists, enums, nesting, patterns, formats), masks == brute force on random walks.
+TEST(MaskTest, OracleSchemasMatchBruteForce) {
+  std::ifstream in(MUSE_SOURCE_DIR "/tests/structured/xgrammar_schemas.json");
+  ASSERT_TRUE(in.good());
+  const nlohmann::json cases = nlohmann::json::parse(in);
+  ASSERT_GE(cases.size(), 30u);
+  uint32_t seed = 100;
+  for (const nlohmann::json& c : cases) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    auto schema = CompileJsonSchema(c["schema"].dump());
+    ASSERT_TRUE(schema.ok()) << schema.status();
+    CheckMasksOnRandomWalks(*schema, ++seed, 6, 40, nullptr, /*min_states_per_walk=*/1);
+  }
 }
 
 // Loop hints that do not describe the grammar are refused, not trusted.
