@@ -502,39 +502,44 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
   std::vector<int32_t> canon(g.num_rules(), -1);
   std::vector<int32_t> order = {top};
   canon[top] = 0;
-  for (size_t i = 0; i < order.size(); ++i) {
-    // A sub-parse reaching much of a big grammar is unlikely to recur elsewhere, and its key
-    // would cost O(grammar) per position: not shared.
-    if (order.size() > kMaxSharedRules) return "";
-    const int32_t r = order[i];
-    if (extra >= 0 && r == g.alias[extra]) {
-      // The loop the synthetic rule stands for: its items in the sub-parse never scan (they sit
-      // in a context set), so its structure -- the bound -- does not change the entry; only its
-      // unit does (put below).
-      put(-4);
-      continue;
-    }
-    put(static_cast<int32_t>(g.alt_starts[r].size()));
-    for (int32_t p : g.alt_starts[r]) {
-      for (;; ++p) {
-        if (g.next[p] == FlatGrammar::Next::kEnd) {
-          put(-1);
-          break;
+  // Puts the rules of order[first..] (and those they reach, appended as met); false past
+  // kMaxSharedRules: a sub-parse reaching much of a big grammar is unlikely to recur elsewhere,
+  // and its key would cost O(grammar) per position, so it is not shared.
+  auto put_rules = [&](size_t first) {
+    for (size_t i = first; i < order.size(); ++i) {
+      if (order.size() > kMaxSharedRules) return false;
+      const int32_t r = order[i];
+      if (extra >= 0 && r == g.alias[extra]) {
+        // The loop the synthetic rule stands for: its items in the sub-parse never scan (they
+        // sit in a context set), so its structure -- the bound -- does not change the entry; only
+        // its unit does (put below).
+        put(-4);
+        continue;
+      }
+      put(static_cast<int32_t>(g.alt_starts[r].size()));
+      for (int32_t p : g.alt_starts[r]) {
+        for (;; ++p) {
+          if (g.next[p] == FlatGrammar::Next::kEnd) {
+            put(-1);
+            break;
+          }
+          if (g.next[p] == FlatGrammar::Next::kBytes) {
+            put(-2);
+            put_set(g.byte_sets[g.next_index[p]]);
+            continue;
+          }
+          const int32_t y = g.next_index[p];
+          if (canon[y] < 0) {
+            canon[y] = static_cast<int32_t>(order.size());
+            order.push_back(y);
+          }
+          put(canon[y]);
         }
-        if (g.next[p] == FlatGrammar::Next::kBytes) {
-          put(-2);
-          put_set(g.byte_sets[g.next_index[p]]);
-          continue;
-        }
-        const int32_t y = g.next_index[p];
-        if (canon[y] < 0) {
-          canon[y] = static_cast<int32_t>(order.size());
-          order.push_back(y);
-        }
-        put(canon[y]);
       }
     }
-  }
+    return true;
+  };
+  if (!put_rules(0)) return "";
   // A loop's synthetic rule (reached from nothing): its unit, and the top it completes as.
   if (extra >= 0) {
     const int32_t before_unit = g.SynthBoundary(extra);
@@ -549,30 +554,7 @@ std::string TokenMaskCache::SubParseKey(int32_t top, const std::vector<int32_t>&
         const size_t first = order.size();
         canon[u] = static_cast<int32_t>(order.size());
         order.push_back(u);
-        for (size_t i = first; i < order.size(); ++i) {
-          if (order.size() > kMaxSharedRules) return "";
-          const int32_t r = order[i];
-          put(static_cast<int32_t>(g.alt_starts[r].size()));
-          for (int32_t p : g.alt_starts[r]) {
-            for (;; ++p) {
-              if (g.next[p] == FlatGrammar::Next::kEnd) {
-                put(-1);
-                break;
-              }
-              if (g.next[p] == FlatGrammar::Next::kBytes) {
-                put(-2);
-                put_set(g.byte_sets[g.next_index[p]]);
-                continue;
-              }
-              const int32_t y = g.next_index[p];
-              if (canon[y] < 0) {
-                canon[y] = static_cast<int32_t>(order.size());
-                order.push_back(y);
-              }
-              put(canon[y]);
-            }
-          }
-        }
+        if (!put_rules(first)) return "";
       }
       put(canon[u]);
     } else {
