@@ -98,18 +98,12 @@ class RequiredParser final : public internal::StreamingToolParser {
           return true;
         }
         return StepArguments();
-      case State::kTail: {
-        const internal::Extent tail = internal::ParseCallTail(buf_, 0);
-        if (tail.scan == Scan::kDone) {
-          Drop(tail.end);
-          state_ = State::kNext;
-        } else if (tail.scan == Scan::kMalformed || eof_) {
-          state_ = State::kText;
-        } else {
-          return false;
+      case State::kTail:  // a call object that ends badly leaves the rest as text
+        if (const std::optional<bool> ok = StepCallTail()) {
+          state_ = *ok ? State::kNext : State::kText;
+          return true;
         }
-        return true;
-      }
+        return false;
       case State::kNext: {
         size_t i = 0;
         Skip(&i);

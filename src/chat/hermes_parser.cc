@@ -23,16 +23,10 @@ class HermesParser final : public StreamingToolParser {
 
   bool Step() override {
     switch (state_) {
-      case State::kText: {
-        const size_t pos = buf_.find(kOpen);
-        if (pos == std::string::npos) {
-          EmitContent(buf_.size() - (eof_ ? 0 : HeldSuffixLength(buf_, kOpen)));
-          return false;
-        }
-        EmitContent(pos);
+      case State::kText:
+        if (!ContentUpTo(kOpen)) return false;
         state_ = State::kHeader;
         return true;
-      }
       case State::kHeader: {  // buf_ starts with kOpen
         const Scan scan = CommitCallObject(kOpen.size());
         if (scan == Scan::kDone) {
@@ -51,18 +45,12 @@ class HermesParser final : public StreamingToolParser {
           return true;
         }
         return StepArguments();
-      case State::kTail: {
-        const Extent tail = ParseCallTail(buf_, 0);
-        if (tail.scan == Scan::kDone) {
-          Drop(tail.end);
-          state_ = State::kClose;
-        } else if (tail.scan == Scan::kMalformed || eof_) {
-          state_ = State::kText;  // the call object ended badly: the rest is text
-        } else {
-          return false;
+      case State::kTail:  // a call object that ends badly leaves the rest as text
+        if (const std::optional<bool> ok = StepCallTail()) {
+          state_ = *ok ? State::kClose : State::kText;
+          return true;
         }
-        return true;
-      }
+        return false;
       case State::kClose: {
         size_t i = 0;
         Skip(&i);

@@ -60,18 +60,12 @@ class Llama3JsonParser final : public StreamingToolParser {
           return true;
         }
         return StepArguments();
-      case State::kTail: {
-        const Extent tail = ParseCallTail(buf_, 0);
-        if (tail.scan == Scan::kDone) {
-          Drop(tail.end);
-          state_ = State::kAfter;
-        } else if (tail.scan == Scan::kMalformed || eof_) {
-          state_ = State::kText;
-        } else {
-          return false;
+      case State::kTail:  // a call object that ends badly leaves the rest as text
+        if (const std::optional<bool> ok = StepCallTail()) {
+          state_ = *ok ? State::kAfter : State::kText;
+          return true;
         }
-        return true;
-      }
+        return false;
       case State::kAfter: {
         size_t i = 0;
         Skip(&i);

@@ -29,16 +29,10 @@ class MistralParser final : public StreamingToolParser {
 
   bool Step() override {
     switch (state_) {
-      case State::kText: {
-        const size_t pos = buf_.find(kToolCalls);
-        if (pos == std::string::npos) {
-          EmitContent(buf_.size() - (eof_ ? 0 : HeldSuffixLength(buf_, kToolCalls)));
-          return false;
-        }
-        EmitContent(pos);
+      case State::kText:
+        if (!ContentUpTo(kToolCalls)) return false;
         state_ = State::kOpen;
         return true;
-      }
       case State::kOpen: {  // buf_ starts with kToolCalls
         size_t i = kToolCalls.size();
         Skip(&i);
@@ -85,18 +79,12 @@ class MistralParser final : public StreamingToolParser {
           return true;
         }
         return StepArguments();
-      case State::kTail: {
-        const Extent tail = ParseCallTail(buf_, 0);
-        if (tail.scan == Scan::kDone) {
-          Drop(tail.end);
-          state_ = State::kListNext;
-        } else if (tail.scan == Scan::kMalformed || eof_) {
-          state_ = State::kText;
-        } else {
-          return false;
+      case State::kTail:  // a call object that ends badly leaves the rest as text
+        if (const std::optional<bool> ok = StepCallTail()) {
+          state_ = *ok ? State::kListNext : State::kText;
+          return true;
         }
-        return true;
-      }
+        return false;
       case State::kListNext: {
         size_t i = 0;
         Skip(&i);

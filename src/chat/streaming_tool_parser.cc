@@ -31,7 +31,27 @@ void StreamingToolParser::EmitContent(size_t n) {
   buf_.erase(0, n);
 }
 
+bool StreamingToolParser::ContentUpTo(std::string_view marker) {
+  const size_t pos = buf_.find(marker);
+  if (pos == std::string::npos) {
+    EmitContent(buf_.size() - (eof_ ? 0 : HeldSuffixLength(buf_, marker)));
+    return false;
+  }
+  EmitContent(pos);
+  return true;
+}
+
 void StreamingToolParser::Drop(size_t n) { buf_.erase(0, n); }
+
+std::optional<bool> StreamingToolParser::StepCallTail() {
+  const Extent tail = ParseCallTail(buf_, 0);
+  if (tail.scan == Scan::kDone) {
+    Drop(tail.end);
+    return true;
+  }
+  if (tail.scan == Scan::kMalformed || eof_) return false;
+  return std::nullopt;
+}
 
 void StreamingToolParser::Skip(size_t* i) const {
   while (*i < buf_.size() && IsJsonWhitespace(buf_[*i])) ++*i;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -27,6 +28,10 @@ class StreamingToolParser : public ToolCallParser {
   virtual bool Step() = 0;
 
   void EmitContent(size_t n);  // buf_[0, n) as content
+  // Emits the content before `marker` and returns true when buf_ holds it (buf_ then starts with
+  // it); otherwise emits all but a possible partial marker at the end (all of it at eof) and
+  // returns false.
+  bool ContentUpTo(std::string_view marker);
   void Drop(size_t n);         // buf_[0, n) is call syntax
   void Skip(size_t* i) const;  // past JSON whitespace in buf_
 
@@ -39,6 +44,10 @@ class StreamingToolParser : public ToolCallParser {
   // Same for a call whose name was parsed by the format itself; buf_[args_pos] is the `{`.
   void CommitCall(std::string name, size_t args_pos);
   bool arguments_open() const { return args_open_; }
+
+  // After a call's arguments: the rest of its object up to `}`. true: dropped; false: the object
+  // ended badly, or the output ended inside it (the rest is text); nullopt: needs more text.
+  std::optional<bool> StepCallTail();
 
   // Streams argument bytes up to the closing `}`. Returns false when it needs more text (or
   // the output ended inside them: a truncated call). Sets arguments_open() false at the end.
