@@ -120,19 +120,6 @@ v1::GenerateRequest Constrained(const std::string& tag) {
   return r;
 }
 
-// The sum of every sample of `name` in a /metrics body.
-double MetricSum(const std::string& body, const std::string& name) {
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(body, '\n')) {
-    if (!absl::StartsWith(line, name)) continue;
-    const absl::string_view rest = line.substr(name.size());
-    if (!rest.empty() && rest[0] != ' ' && rest[0] != '{') continue;
-    double v = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
-  }
-  return sum;
-}
-
 class StructuredAdmissionTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

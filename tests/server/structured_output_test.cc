@@ -134,19 +134,6 @@ void ExpectHttpError(const HttpResult& r, const std::string& param, const std::s
   EXPECT_TRUE(absl::StrContains(j["error"]["message"].get<std::string>(), contains)) << r.body;
 }
 
-// The sum of every sample of `name` ("muse_grammar_compiles_total") in a /metrics body.
-double MetricSum(const std::string& body, const std::string& name) {
-  double sum = 0;
-  for (absl::string_view line : absl::StrSplit(body, '\n')) {
-    if (!absl::StartsWith(line, name)) continue;
-    const absl::string_view rest = line.substr(name.size());
-    if (!rest.empty() && rest[0] != ' ' && rest[0] != '{') continue;
-    double v = 0;
-    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
-  }
-  return sum;
-}
-
 class StructuredOutputTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {

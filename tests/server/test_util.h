@@ -19,6 +19,10 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "models/testing/random_checkpoint.h"
 #include "muse/v1/inference.grpc.pb.h"
@@ -157,6 +161,19 @@ inline int FreePort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
   ::close(fd);
   return ntohs(a.sin_port);
+}
+
+// The sum of every sample of `name` (all label sets) in a Prometheus /metrics body.
+inline double MetricSum(const std::string& body, const std::string& name) {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(body, '\n')) {
+    if (!absl::StartsWith(line, name)) continue;
+    const absl::string_view rest = line.substr(name.size());
+    if (!rest.empty() && rest[0] != ' ' && rest[0] != '{') continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
+  }
+  return sum;
 }
 
 inline std::unique_ptr<v1::Inference::Stub> Stub(int port) {
