@@ -68,28 +68,12 @@ class HermesParser final : public StreamingToolParser {
         }
         return false;
       }
-      case State::kAfter: {
-        size_t i = 0;
-        Skip(&i);
-        switch (MatchPrefix(std::string_view(buf_).substr(i), kOpen)) {
-          case PrefixMatch::kYes:
-            Drop(i);
-            state_ = State::kHeader;
-            return true;
-          case PrefixMatch::kPartial:
-            if (!eof_) return false;
-            if (i == buf_.size()) {
-              Drop(i);  // trailing whitespace after the last call
-              return false;
-            }
-            state_ = State::kText;
-            return true;
-          case PrefixMatch::kNo:
-            state_ = State::kText;
-            return true;
+      case State::kAfter:
+        if (const std::optional<bool> next = NextCallMarker(kOpen)) {
+          state_ = *next ? State::kHeader : State::kText;
+          return true;
         }
         return false;
-      }
     }
     return false;
   }

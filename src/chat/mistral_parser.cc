@@ -103,28 +103,12 @@ class MistralParser final : public StreamingToolParser {
         }
         return true;
       }
-      case State::kAfter: {
-        size_t i = 0;
-        Skip(&i);
-        switch (MatchPrefix(std::string_view(buf_).substr(i), kToolCalls)) {
-          case PrefixMatch::kYes:
-            Drop(i);
-            state_ = State::kOpen;
-            return true;
-          case PrefixMatch::kPartial:
-            if (!eof_) return false;
-            if (i == buf_.size()) {
-              Drop(i);
-              return false;
-            }
-            state_ = State::kText;
-            return true;
-          case PrefixMatch::kNo:
-            state_ = State::kText;
-            return true;
+      case State::kAfter:
+        if (const std::optional<bool> next = NextCallMarker(kToolCalls)) {
+          state_ = *next ? State::kOpen : State::kText;
+          return true;
         }
         return false;
-      }
     }
     return false;
   }

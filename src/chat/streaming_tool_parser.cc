@@ -43,6 +43,23 @@ bool StreamingToolParser::ContentUpTo(std::string_view marker) {
 
 void StreamingToolParser::Drop(size_t n) { buf_.erase(0, n); }
 
+std::optional<bool> StreamingToolParser::NextCallMarker(std::string_view marker) {
+  size_t i = 0;
+  Skip(&i);
+  switch (MatchPrefix(std::string_view(buf_).substr(i), marker)) {
+    case PrefixMatch::kYes:
+      Drop(i);
+      return true;
+    case PrefixMatch::kPartial:
+      if (!eof_) return std::nullopt;
+      if (i == buf_.size()) Drop(i);  // trailing whitespace after the last call
+      return false;
+    case PrefixMatch::kNo:
+      break;
+  }
+  return false;
+}
+
 std::optional<bool> StreamingToolParser::StepCallTail() {
   const Extent tail = ParseCallTail(buf_, 0);
   if (tail.scan == Scan::kDone) {

@@ -45,6 +45,10 @@ class StreamingToolParser : public ToolCallParser {
   void CommitCall(std::string name, size_t args_pos);
   bool arguments_open() const { return args_open_; }
 
+  // After a call: whitespace, then `marker` opening the next one (true: the whitespace is
+  // dropped, buf_ starts with the marker) or anything else, text (false); nullopt: needs more.
+  // Whitespace alone at the end of the output is dropped (false).
+  std::optional<bool> NextCallMarker(std::string_view marker);
   // After a call's arguments: the rest of its object up to `}`. true: dropped; false: the object
   // ended badly, or the output ended inside it (the rest is text); nullopt: needs more text.
   std::optional<bool> StepCallTail();
