@@ -1,6 +1,7 @@
 #include "src/server/openai_server.h"
 
 #include <pthread.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
@@ -16,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -61,7 +63,8 @@ std::string_view Path(const Request& req) {
 
 struct OpenAiServer::Impl {
   // Declared before ioc: coroutine frames still pending when the io_context is destroyed (Stop
-  // leaves idle connections) run their destructors then and touch these.
+  // shuts their sockets down but runs no more handlers) run their destructors then and touch
+  // these.
   ServiceContext* ctx = nullptr;
   OpenAiServerOptions opts;
   std::atomic<int64_t> connections{0};
@@ -69,6 +72,13 @@ struct OpenAiServer::Impl {
   int port = 0;
   std::mutex stop_mu;
   bool stopped = false;
+  // Descriptors of the open connections. Stop shuts them down once the grace is over: a
+  // connection whose request was still being read, or an idle keep-alive one, would otherwise
+  // stay open with nobody serving it (its client waiting forever) until the server is destroyed.
+  // A session removes its descriptor before its socket closes, so a shutdown never reaches a
+  // reused descriptor.
+  std::mutex sessions_mu;
+  std::unordered_set<int> session_fds;
   std::optional<asio::ssl::context> tls;
   asio::io_context ioc;
   asio::strand<asio::io_context::executor_type> accept_strand{asio::make_strand(ioc)};
@@ -187,11 +197,22 @@ awaitable<void> OpenAiServer::Impl::Accept() {
 template <class Stream>
 awaitable<void> OpenAiServer::Impl::Session(Stream stream) {
   connections.fetch_add(1);
-  struct Count {
-    std::atomic<int64_t>& n;
-    ~Count() { n.fetch_sub(1); }
-  } count{connections};
   auto& tcp_stream = beast::get_lowest_layer(stream);
+  const int fd = tcp_stream.socket().native_handle();
+  {
+    std::lock_guard lock(sessions_mu);
+    session_fds.insert(fd);
+  }
+  // Runs before the stream (a coroutine parameter, destroyed after the locals) closes the socket.
+  struct Registered {
+    Impl* impl;
+    int fd;
+    ~Registered() {
+      impl->connections.fetch_sub(1);
+      std::lock_guard lock(impl->sessions_mu);
+      impl->session_fds.erase(fd);
+    }
+  } registered{this, fd};
   if constexpr (std::is_same_v<Stream, TlsStream>) {
     tcp_stream.expires_after(std::chrono::seconds(30));
     auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, kNoThrow);
@@ -648,6 +669,10 @@ void OpenAiServer::Stop(absl::Duration grace) {
   const absl::Time deadline = absl::Now() + grace;
   while (impl_->generations.load() > 0 && absl::Now() < deadline)
     absl::SleepFor(absl::Milliseconds(10));
+  {
+    std::lock_guard lock(impl_->sessions_mu);
+    for (int fd : impl_->session_fds) ::shutdown(fd, SHUT_RDWR);
+  }
   impl_->ioc.stop();
   for (auto& t : impl_->threads) {
     if (t.joinable()) t.join();

@@ -367,6 +367,9 @@ engine::EngineStats Server::EngineStats() const {
 }
 
 int64_t Server::in_flight() const { return impl_->ctx.in_flight.load(); }
+int64_t Server::http_connections() const {
+  return impl_->openai ? impl_->openai->open_connections() : 0;
+}
 
 void Server::Drain(absl::Duration grace) {
   std::lock_guard lock(impl_->drain_mu);

@@ -91,6 +91,7 @@ class Server {
   // Generations admitted by either face whose RPC / HTTP response is not done yet (waiting at the
   // compile pool or the image encoder included).
   int64_t in_flight() const;
+  int64_t http_connections() const;  // open connections of the OpenAI HTTP face
   // Graceful stop; idempotent. Returns once gRPC and the engine are stopped.
   void Drain(absl::Duration grace);
 

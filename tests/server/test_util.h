@@ -126,10 +126,13 @@ inline int ConnectLoopback(int port) {
 }
 
 // Sends `bytes` on a fresh loopback connection (then half-closes it when `half_close`) and returns
-// everything the server sends until it closes ("" if the connection failed).
+// everything the server sends until it closes ("" if the connection failed). A server that keeps
+// the connection open and silent for 120 s ends the exchange (the test fails, it does not hang).
 inline std::string HttpExchange(int port, const std::string& bytes, bool half_close) {
   const int fd = ConnectLoopback(port);
   if (fd < 0) return "";
+  const timeval silence{120, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &silence, sizeof(silence));
   size_t sent = 0;
   while (sent < bytes.size()) {
     const ssize_t n = ::send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
