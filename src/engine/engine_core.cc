@@ -12,6 +12,93 @@
 
 namespace muse::engine {
 
+namespace {
+
+// A sample's progress through its think block (SamplingParams::thinking, request.h).
+struct ThinkState {
+  enum class Phase {
+    kOff,      // no thinking budget, or the block is over (or never opened): free generation
+    kOpening,  // matching the output's first tokens against start_token_ids
+    kInside,   // in the block, counting reasoning tokens
+    kForcing,  // the budget is spent: forcing end_token_ids + forced_suffix_token_ids
+  };
+  Phase phase = Phase::kOff;
+  int matched = 0;      // kOpening: start ids matched; kForcing: forced ids emitted
+  int in_block = 0;     // kInside: tokens generated inside the block
+  int reasoning = 0;    // reasoning tokens so far
+  int32_t forced = -1;  // kForcing: the token this step's mask allows
+
+  static ThinkState Begin(const ThinkingBudget& t) {
+    ThinkState st;
+    st.phase = Phase::kOpening;
+    if (t.starts_inside) st.EnterBlock(t);
+    return st;
+  }
+  void EnterBlock(const ThinkingBudget& t) {
+    phase = Phase::kInside;
+    in_block = 0;
+    if (t.budget == 0) StartForcing(t);
+  }
+  void StartForcing(const ThinkingBudget& t) {
+    phase = Phase::kForcing;
+    matched = 0;
+    forced = ForcedAt(t, 0);
+  }
+  static int32_t ForcedAt(const ThinkingBudget& t, int i) {
+    const int end = static_cast<int>(t.end_token_ids.size());
+    if (i < end) return t.end_token_ids[i];
+    const int j = i - end;
+    return j < static_cast<int>(t.forced_suffix_token_ids.size()) ? t.forced_suffix_token_ids[j]
+                                                                  : -1;
+  }
+  // Longest proper prefix of the end tag that the block's last tokens spell, or the whole tag
+  // (the model closed the block) -- at most in_block tokens.
+  static int EndTagMatch(const ThinkingBudget& t, const std::vector<int32_t>& tokens,
+                         int in_block) {
+    const std::vector<int32_t>& end = t.end_token_ids;
+    const int n = static_cast<int>(tokens.size());
+    for (int k = std::min<int>(static_cast<int>(end.size()), in_block); k > 0; --k) {
+      if (std::equal(end.begin(), end.begin() + k, tokens.begin() + (n - k))) return k;
+    }
+    return 0;
+  }
+  // Advances by the token just appended to `tokens`.
+  void Advance(const ThinkingBudget& t, const std::vector<int32_t>& tokens) {
+    const int32_t tok = tokens.back();
+    switch (phase) {
+      case Phase::kOff:
+        return;
+      case Phase::kOpening:
+        if (tok != t.start_token_ids[matched]) {
+          phase = Phase::kOff;  // not a think block: all content
+        } else if (++matched == static_cast<int>(t.start_token_ids.size())) {
+          EnterBlock(t);
+        }
+        return;
+      case Phase::kInside: {
+        ++in_block;
+        const int tag = EndTagMatch(t, tokens, in_block);
+        if (tag == static_cast<int>(t.end_token_ids.size())) {
+          reasoning = in_block - tag;  // the model closed the block itself
+          phase = Phase::kOff;
+        } else if (in_block >= t.budget) {
+          reasoning = in_block;  // a partial end tag left here is reasoning text
+          StartForcing(t);
+        } else {
+          reasoning = in_block - tag;  // a partial end tag is not counted (yet)
+        }
+        return;
+      }
+      case Phase::kForcing:
+        forced = ForcedAt(t, ++matched);
+        if (forced < 0) phase = Phase::kOff;
+        return;
+    }
+  }
+};
+
+}  // namespace
+
 struct EngineCore::RequestState {
   struct Sample {
     std::unique_ptr<Sequence> seq;  // null for samples 1..n-1 until the leader forks
@@ -20,6 +107,10 @@ struct EngineCore::RequestState {
     // Structured output: this sample's parse state (the leader's is copied at the fork; kept
     // across preemption, since it depends on the tokens only).
     std::optional<structured::GrammarMatcher> matcher;
+    // Thinking budget (SamplingParams::thinking): where the sample is in its think block. Depends
+    // on the tokens only, so it is kept across preemption; every sample starts the same (the
+    // samples of an unforked request share its first row).
+    ThinkState think;
     bool finished = false;
     SampleDelta delta;
     bool dirty = false;
@@ -168,6 +259,7 @@ absl::Status EngineCore::AddRequest(Request request, std::shared_ptr<OutputStrea
       s.decoder = options_.text_decoder->Create(rs->req.prompt_token_ids);
       s.stop = std::make_unique<StopStringMatcher>(p.stop);
     }
+    if (p.thinking) s.think = ThinkState::Begin(*p.thinking);
   }
   if (p.grammar) rs->samples[0].matcher.emplace(p.grammar);
   auto seq = std::make_unique<Sequence>();
@@ -352,8 +444,12 @@ void EngineCore::AddSamplingRow(const RequestState& rs, const Sequence& seq, int
   in.rows.push_back(d);
   // The host sampler's lists (sampler.cc), ids outside the vocabulary left out as it ignores them.
   const auto in_vocab = [&](int64_t t) { return t >= 0 && t < vocab_size_; };
-  // With a grammar, min_tokens is folded into the row's bitmask instead (token_masks.h).
-  if (generated < p.min_tokens && !p.grammar) {
+  // With a grammar, min_tokens is folded into the row's bitmask instead (token_masks.h); a
+  // thinking budget's forced token wins over it (as on the host, which skips min_tokens when the
+  // row has a bitmask).
+  const bool forcing =
+      rs.samples[rs.forked ? seq.sample_index : 0].think.phase == ThinkState::Phase::kForcing;
+  if (generated < p.min_tokens && !p.grammar && !forcing) {
     if (!p.ignore_eos) {
       for (int64_t e : eos_token_ids_)
         if (in_vocab(e)) in.masked_ids.push_back(static_cast<int32_t>(e));
@@ -440,7 +536,20 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
                                                 " is outside the grammar's mask")));
     return;
   }
+  // Likewise a thinking budget's forced token: the mask allowed only it.
+  if (s.think.phase == ThinkState::Phase::kForcing && tok != s.think.forced) {
+    FailSample(
+        rs, sample,
+        absl::InternalError(absl::StrCat("thinking budget: sampled token ", tok,
+                                         " instead of the forced end token ", s.think.forced)));
+    return;
+  }
   seq->tokens.push_back(tok);
+  if (p.thinking) {
+    const int before = s.think.reasoning;
+    s.think.Advance(*p.thinking, seq->tokens);
+    rs->usage.reasoning_tokens += s.think.reasoning - before;
+  }
   s.delta.token_ids.push_back(tok);
   if (p.logprobs >= 0) s.delta.logprobs.push_back(result.logprobs);
   s.dirty = true;
@@ -501,10 +610,15 @@ void EngineCore::StartTokenMasks(const SchedulerOutput& plan, bool on_device) {
     device_row[r] = rows;
     rows += rs->forked ? 1 : static_cast<int>(rs->samples.size());
     const auto& sample = rs->samples[rs->forked ? seq->sample_index : 0];
-    if (!sample.matcher) continue;
+    const bool forcing = sample.think.phase == ThinkState::Phase::kForcing;
+    if (!sample.matcher && !forcing) continue;
     row_mask_job_[r] = static_cast<int>(mask_jobs_.size());
     TokenMaskJob job;
-    job.matcher = &*sample.matcher;
+    if (forcing) {
+      job.forced_token = sample.think.forced;
+    } else {
+      job.matcher = &*sample.matcher;
+    }
     job.num_words = W;
     job.copies = on_device && !rs->forked ? static_cast<int>(rs->samples.size()) : 1;
     job.params = &rs->req.sampling;
@@ -562,7 +676,10 @@ bool EngineCore::FailDeadEnd(int r, RequestState* rs, Sequence* seq) {
   if (!DeadEnd(r)) return false;
   const TokenMaskJob& job = mask_jobs_[row_mask_job_[r]];
   absl::Status st;
-  if (!job.error.empty()) {
+  if (job.forced_token >= 0) {  // validated ids are in the vocabulary: cannot happen
+    st = absl::InternalError(
+        absl::StrCat("thinking budget: forced token ", job.forced_token, " has no mask bit"));
+  } else if (!job.error.empty()) {
     st = absl::InternalError(
         absl::StrCat("structured output: computing the token mask failed: ", job.error));
   } else {
@@ -597,6 +714,7 @@ void EngineCore::FlushOutputs(absl::Time now) {
     for (auto& s : rs->samples) {
       if (!s.dirty) continue;
       s.dirty = false;
+      s.delta.reasoning_tokens = s.think.reasoning;
       out.samples.push_back(std::move(s.delta));
       s.delta = SampleDelta{};
       s.delta.index = out.samples.back().index;

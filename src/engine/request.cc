@@ -87,6 +87,28 @@ absl::Status ValidateSamplingParams(const SamplingParams& p, int64_t vocab_size,
                             p.grammar->vocab().vocab_size(), " tokens, the model's vocab_size is ",
                             vocab_size));
   }
+  if (p.thinking) {
+    const ThinkingBudget& t = *p.thinking;
+    if (t.budget < 0) return Bad(absl::StrCat("thinking.budget must be >= 0, got ", t.budget));
+    if (t.end_token_ids.empty()) return Bad("thinking.end_token_ids must be non-empty");
+    if (!t.starts_inside && t.start_token_ids.empty()) {
+      return Bad("thinking.start_token_ids must be non-empty unless thinking.starts_inside");
+    }
+    for (int32_t id : t.start_token_ids) {
+      RETURN_IF_ERROR(CheckTokenId("thinking.start_token_ids", id, vocab_size));
+    }
+    for (int32_t id : t.end_token_ids) {
+      RETURN_IF_ERROR(CheckTokenId("thinking.end_token_ids", id, vocab_size));
+    }
+    for (int32_t id : t.forced_suffix_token_ids) {
+      RETURN_IF_ERROR(CheckTokenId("thinking.forced_suffix_token_ids", id, vocab_size));
+    }
+    if (p.grammar) {
+      return Bad(
+          "thinking (a thinking budget) cannot be combined with grammar (structured output) in "
+          "one request");
+    }
+  }
   return absl::OkStatus();
 }
 

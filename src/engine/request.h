@@ -22,6 +22,25 @@ enum class FinishReason { kStop, kLength, kAbort, kDeadline, kError };
 const char* FinishReasonName(
     FinishReason reason);  // "stop", "length", "abort", "deadline", "error"
 
+// Thinking budget (issue #18) for models that reason in a block such as `<think> ... </think>`.
+// Matched on token ids (no text decoder needed): the block opens when the output begins with
+// start_token_ids (or at once with starts_inside: the prompt opened it) and closes when the model
+// writes end_token_ids. Every token generated inside the block before its end tag is a reasoning
+// token (a partial end tag the model abandons counts too). When `budget` reasoning tokens are
+// reached and the block is still open, the next steps force end_token_ids and then
+// forced_suffix_token_ids, one token per step, through the structured-output mask path (a mask
+// allowing exactly that token); then generation goes on freely. The forced tokens and the end
+// tag are completion tokens (they count toward max_tokens) but not reasoning tokens, so a forced
+// close reports exactly `budget` reasoning tokens. An output that does not begin with the start
+// tag has no block (all content, 0 reasoning tokens).
+struct ThinkingBudget {
+  int budget = 0;                        // reasoning tokens allowed in the block, >= 0
+  bool starts_inside = false;            // the prompt opened the block: the output begins inside it
+  std::vector<int32_t> start_token_ids;  // needed unless starts_inside
+  std::vector<int32_t> end_token_ids;    // the end tag, non-empty
+  std::vector<int32_t> forced_suffix_token_ids;  // forced after a forced end tag (e.g. "\n\n")
+};
+
 struct SamplingParams {
   int n = 1;                 // independent samples of the same prompt
   int max_tokens = 16;       // generated tokens per sample, >= 1
@@ -48,6 +67,8 @@ struct SamplingParams {
   // once (stop_reason "token:<eos>" or empty), even with ignore_eos or before min_tokens. A state
   // no token of the vocabulary can continue fails the sample ("error", InvalidArgument).
   std::shared_ptr<const structured::CompiledGrammar> grammar;
+  // Thinking budget (see ThinkingBudget); not combinable with `grammar` (InvalidArgument).
+  std::optional<ThinkingBudget> thinking;
 };
 
 // Non-text content spliced into the prompt (e.g. image features). Its digest enters the prefix
@@ -88,13 +109,15 @@ struct SampleDelta {
   std::vector<TokenLogprobs> logprobs;        // one per new token when logprobs >= 0
   std::string text;                           // newly stable text (only with a TextDecoder)
   std::optional<FinishReason> finish_reason;  // set on the sample's last delta
-  std::string stop_reason;  // matched stop string, or "token:<id>" for EOS / stop token ids
+  std::string stop_reason;   // matched stop string, or "token:<id>" for EOS / stop token ids
+  int reasoning_tokens = 0;  // with SamplingParams::thinking: the sample's reasoning tokens so far
 };
 
 struct Usage {
   int64_t prompt_tokens = 0;
   int64_t cached_tokens = 0;      // prompt tokens served by the prefix cache at first admission
   int64_t completion_tokens = 0;  // over all samples
+  int64_t reasoning_tokens = 0;   // over all samples, part of completion_tokens (ThinkingBudget)
 };
 
 struct Timings {

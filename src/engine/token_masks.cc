@@ -41,12 +41,17 @@ bool FoldMinTokens(const TokenMaskJob& job, std::span<uint32_t> words) {
 void ComputeTokenMask(TokenMaskJob& job) {
   try {
     std::span<uint32_t> words(job.words, static_cast<size_t>(job.num_words));
-    job.matcher->FillNextTokenBitmask(words);
     bool any;
-    if (job.params != nullptr && job.generated < job.params->min_tokens) {
-      any = FoldMinTokens(job, words);
-    } else {
+    if (job.forced_token >= 0) {
+      std::fill(words.begin(), words.end(), uint32_t{0});
+      const int64_t word = job.forced_token / 32;
+      if (word < job.num_words) words[word] = uint32_t{1} << (job.forced_token % 32);
       any = AnyBit(words);
+    } else {
+      job.matcher->FillNextTokenBitmask(words);
+      any = job.params != nullptr && job.generated < job.params->min_tokens
+                ? FoldMinTokens(job, words)
+                : AnyBit(words);
     }
     job.empty = !any;
     for (int c = 1; c < job.copies; ++c) {

@@ -30,7 +30,11 @@ class ThreadPool;
 namespace muse::engine {
 
 struct TokenMaskJob {
+  // The grammar's matcher, or null with forced_token >= 0.
   const structured::GrammarMatcher* matcher = nullptr;
+  // >= 0: the mask allows exactly this token (a thinking budget forcing its end string, issue
+  // #18); the matcher and min_tokens are then not consulted.
+  int32_t forced_token = -1;
   uint32_t* words = nullptr;  // [copies, num_words]: the mask, then copies - 1 copies of it
   int num_words = 0;
   int copies = 1;
