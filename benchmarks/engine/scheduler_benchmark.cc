@@ -4,6 +4,7 @@
 //
 //   build-engine/bin/engine_benchmark --benchmark_filter=Step
 //   build-engine/bin/engine_benchmark --benchmark_filter='Sample|ReadLogits'
+//   build/bin/engine_benchmark --benchmark_filter=SampleMasked
 #include <benchmark/benchmark.h>
 
 #include <memory>
@@ -144,6 +145,48 @@ BENCHMARK(BM_SampleStep)
     ->ArgNames({"rows", "mode", "threads"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// Structured output's rows (issue #17): 16 rows (a serving step) at temperature 1 with a grammar
+// bitmask allowing `allowed` random tokens (0: no bitmask, the unconstrained cost), one thread,
+// CPU time. A JSON position outside strings allows a few to a few hundred tokens; a position
+// inside a string allows most of the vocabulary.
+void BM_SampleMasked(benchmark::State& state) {
+  const int rows = 16;
+  const int allowed = static_cast<int>(state.range(0));
+  const std::vector<float>& logits = BenchLogits(rows);
+  SamplingParams p;
+  p.temperature = 1.0f;
+  std::vector<int32_t> tokens(600, 5);
+  std::vector<int64_t> eos{2};
+  std::vector<std::vector<uint32_t>> masks(rows);
+  std::mt19937 rng(11);
+  std::vector<SamplingRow> batch;
+  for (int r = 0; r < rows; ++r) {
+    masks[r].assign((kVocab + 31) / 32, allowed >= kVocab ? ~uint32_t{0} : 0);
+    for (int i = 0; i < allowed && allowed < kVocab; ++i) {
+      const int t = std::uniform_int_distribution<int>(0, kVocab - 1)(rng);
+      masks[r][t / 32] |= uint32_t{1} << (t % 32);
+    }
+    batch.push_back(SamplingRow{logits.data() + static_cast<size_t>(r) * kVocab, &p, &tokens, 512,
+                                7, r, &eos, allowed == 0 ? nullptr : masks[r].data()});
+  }
+  std::vector<SampleResult> results(rows);
+  Sampler sampler(kVocab);
+  for (auto _ : state) {
+    sampler.SampleBatch(batch, results, nullptr);
+    benchmark::DoNotOptimize(results.data());
+  }
+  state.SetItemsProcessed(state.iterations() * rows);
+}
+BENCHMARK(BM_SampleMasked)
+    ->Arg(0)
+    ->Arg(8)
+    ->Arg(300)
+    ->Arg(4000)
+    ->Arg(64000)
+    ->Arg(kVocab)
+    ->ArgNames({"allowed"})
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_SampleStepReference(benchmark::State& state) {
   const int rows = static_cast<int>(state.range(0));

@@ -280,6 +280,73 @@ TEST(SamplerDifferentialTest, TopKThroughBlockMaxima) {
   }
 }
 
+// Grammar bitmasks that allow few tokens (at most V / 32 take the sparse path): one token, a
+// handful, a cluster inside one 256-block, ids in the row's last V % 8 (the dense tail), the
+// whole allowance; greedy and plain temperature, with -inf, ties and zeros among the allowed.
+// Rows with other knobs (top-k / top-p, penalties, logprobs) fall back to the dense path.
+TEST(SamplerDifferentialTest, SparseGrammarMasks) {
+  Generator gen(4242);
+  kernels::cpu::ThreadPool pool(2);
+  for (int V : {1, 9, 33, 257, 1001, 4099, 33000, 128256}) {
+    const int rows = V > 10000 ? 40 : 200;
+    std::vector<Case> cases;
+    for (int r = 0; r < rows; ++r) {
+      Case c = gen.Make(V, /*allow_nan=*/r % 50 == 7);
+      if (r % 4 != 3) {  // the sparse path's rows: no other knob
+        c.params = SamplingParams{};
+        const float temps[] = {0.0f, 0.3f, 1.0f, 1.0f, 2.0f};
+        c.params.temperature = temps[gen.Uniform(0, 4)];
+      }
+      c.allowed.assign((V + 31) / 32, 0);
+      auto allow = [&](int i) {
+        if (i >= 0 && i < V) c.allowed[i / 32] |= uint32_t{1} << (i % 32);
+      };
+      const int limit = std::max(1, V / 32);
+      switch (r % 5) {
+        case 0:
+          allow(gen.Uniform(0, V - 1));
+          break;
+        case 1:
+          for (int i = gen.Uniform(1, std::min(8, limit)); i > 0; --i) allow(gen.Uniform(0, V - 1));
+          break;
+        case 2: {  // a cluster in one block
+          const int b = gen.Uniform(0, (V - 1) / 256) * 256;
+          for (int i = gen.Uniform(1, std::min(40, limit)); i > 0; --i)
+            allow(b + gen.Uniform(0, 255));
+          break;
+        }
+        case 3:  // the tail and the last block
+          for (int i = gen.Uniform(1, std::min(6, limit)); i > 0; --i)
+            allow(V - 1 - gen.Uniform(0, std::min(V - 1, 12)));
+          break;
+        default:
+          for (int i = limit; i > 0; --i) allow(gen.Uniform(0, V - 1));
+      }
+      if (gen.Coin(0.2)) c.allowed.back() |= ~uint32_t{0} << (V % 32 == 0 ? 31 : V % 32);
+      cases.push_back(std::move(c));
+    }
+    const std::vector<int64_t> eos{0};
+    testing::ReferenceSampler ref(V);
+    Sampler s(V);
+    std::vector<SamplingRow> batch;
+    batch.reserve(cases.size());
+    std::vector<SampleResult> want;
+    for (const Case& c : cases) {
+      batch.push_back(c.Row(&eos));
+      want.push_back(ref.Sample(batch.back()));
+    }
+    std::vector<SampleResult> got(batch.size());
+    s.SampleBatch(batch, got, &pool);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const std::string what = "V=" + std::to_string(V) + " row " + std::to_string(i) +
+                               " T=" + std::to_string(cases[i].params.temperature);
+      ExpectSame(want[i], got[i], what);
+      ExpectSame(want[i], s.Sample(batch[i]), what + " Sample");
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
 TEST(SamplerDifferentialTest, LargeVocabulary) {
   Generator gen(128256);
   kernels::cpu::ThreadPool pool(2);
