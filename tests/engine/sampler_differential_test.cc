@@ -280,10 +280,11 @@ TEST(SamplerDifferentialTest, TopKThroughBlockMaxima) {
   }
 }
 
-// Grammar bitmasks that allow few tokens (at most V / 32 take the sparse path): one token, a
-// handful, a cluster inside one 256-block, ids in the row's last V % 8 (the dense tail), the
-// whole allowance; greedy and plain temperature, with -inf, ties and zeros among the allowed.
-// Rows with other knobs (top-k / top-p, penalties, logprobs) fall back to the dense path.
+// Grammar bitmasks on the paths that skip the masked copy: few tokens (at most V / 32: the sparse
+// path) as one token, a handful, a cluster inside one 256-block, ids in the row's last V % 8 (the
+// dense tail), the whole allowance; and most tokens (the passes reading through the bitmask).
+// Greedy and plain temperature, with -inf, ties and zeros among the allowed. Rows with other
+// knobs (top-k / top-p, penalties, logprobs) take the masked copy.
 TEST(SamplerDifferentialTest, SparseGrammarMasks) {
   Generator gen(4242);
   kernels::cpu::ThreadPool pool(2);
@@ -302,7 +303,7 @@ TEST(SamplerDifferentialTest, SparseGrammarMasks) {
         if (i >= 0 && i < V) c.allowed[i / 32] |= uint32_t{1} << (i % 32);
       };
       const int limit = std::max(1, V / 32);
-      switch (r % 5) {
+      switch (r % 6) {
         case 0:
           allow(gen.Uniform(0, V - 1));
           break;
@@ -319,8 +320,12 @@ TEST(SamplerDifferentialTest, SparseGrammarMasks) {
           for (int i = gen.Uniform(1, std::min(6, limit)); i > 0; --i)
             allow(V - 1 - gen.Uniform(0, std::min(V - 1, 12)));
           break;
-        default:
+        case 4:
           for (int i = limit; i > 0; --i) allow(gen.Uniform(0, V - 1));
+          break;
+        default:  // most of the vocabulary (inside a string): the dense path through the bitmask
+          for (int i = 0; i < V; ++i)
+            if (gen.Coin(0.9)) allow(i);
       }
       if (gen.Coin(0.2)) c.allowed.back() |= ~uint32_t{0} << (V % 32 == 0 ? 31 : V % 32);
       cases.push_back(std::move(c));
