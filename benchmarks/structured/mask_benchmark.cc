@@ -11,6 +11,7 @@
 //   MaskCold/*     masks over the documents, nothing precomputed (classes filled lazily)
 //   MaskWarm/*     masks over the documents after PrecomputeMasks
 //   MaskTrie/*     the reference walk of the whole vocabulary trie (no cache)
+//   MaskRandom/*   random walks through the masks, as a random-weights model decodes (serving)
 //   WideSchema/*/N schema compile + Create + PrecomputeMasks for an N-property schema
 // usage: mask_benchmark [--tokenizer_dir=DIR] [benchmark flags]
 #include <benchmark/benchmark.h>
@@ -151,11 +152,32 @@ const std::vector<std::string> kBoundedDocs = {
     R"({"name":"get_weather","arguments":{"query":"東京の天気は明日晴れますか","city":"東京","tags":[]}})",
 };
 
+// The same without maxLength (benchmarks/structured/tool_schema_unbounded.json).
+constexpr char kUnboundedSchema[] = R"({"type":"object","properties":{
+  "name":{"enum":["get_weather","search_web","send_email","create_event"]},
+  "arguments":{"type":"object","properties":{
+    "query":{"type":"string"},
+    "city":{"type":"string"},
+    "days":{"type":"integer","minimum":1,"maximum":14},
+    "tags":{"type":"array","items":{"type":"string"},"maxItems":8}},
+    "required":["query","tags"]}},
+  "required":["name","arguments"]})";
+
+Grammar UnboundedSchema() {
+  auto g = muse::structured::CompileJsonSchema(kUnboundedSchema);
+  if (!g.ok()) {
+    std::fprintf(stderr, "unbounded schema: %s\n", g.status().ToString().c_str());
+    std::abort();
+  }
+  return *std::move(g);
+}
+
 const Case& GetCase(int which) {
   static const Case cases[] = {{StringProperties, kStringDocs},
                                {tg::JsonGrammar, kJsonDocs},
                                {ToolSchema, kToolDocs},
-                               {BoundedSchema, kBoundedDocs}};
+                               {BoundedSchema, kBoundedDocs},
+                               {UnboundedSchema, kBoundedDocs}};
   return cases[which];
 }
 
@@ -339,6 +361,56 @@ void BM_Mask(benchmark::State& state, int mode) {
   Report(state, std::move(all), std::move(all_cpu));
 }
 
+// What serving a random-weights model sees (serve_schema.sh): 16 walks of up to 128 tokens, each
+// token drawn uniformly from the mask (EOS when the grammar is complete and nothing else is left),
+// after PrecomputeMasks. Reports the mask time and AcceptToken's (the engine runs both per token).
+void BM_MaskRandom(benchmark::State& state) {
+  const Setup* s = Load();
+  if (!s) return state.SkipWithError("cannot load the Llama 3 tokenizer");
+  const Case& c = GetCase(static_cast<int>(state.range(0)));
+  auto g = Compile(c, s->vocab);
+  g->PrecomputeMasks();
+  std::vector<double> all, all_cpu, accept;
+  std::vector<uint32_t> words(g->vocab().bitmask_words());
+  std::vector<int32_t> allowed;
+  uint64_t rng = 0x9E3779B97F4A7C15ull;
+  auto next = [&rng] {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+  };
+  for (auto _ : state) {
+    for (int walk = 0; walk < 16; ++walk) {
+      GrammarMatcher m(g);
+      for (int t = 0; t < 128 && !m.IsTerminated(); ++t) {
+        const double c0 = ThreadCpuMicros();
+        const auto t0 = std::chrono::steady_clock::now();
+        m.FillNextTokenBitmask(words);
+        const auto t1 = std::chrono::steady_clock::now();
+        all_cpu.push_back(ThreadCpuMicros() - c0);
+        all.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        allowed.clear();
+        for (int32_t id = 0; id < g->vocab().vocab_size(); ++id) {
+          if ((words[id >> 5] >> (id & 31)) & 1) allowed.push_back(id);
+        }
+        if (allowed.empty()) return state.SkipWithError("a mask allowed nothing");
+        const int32_t id = allowed[next() % allowed.size()];
+        const double a0 = ThreadCpuMicros();
+        if (!m.AcceptToken(id)) return state.SkipWithError("an allowed token was refused");
+        accept.push_back(ThreadCpuMicros() - a0);
+      }
+    }
+  }
+  std::sort(accept.begin(), accept.end());
+  double sum = 0;
+  for (double a : all_cpu) sum += a;
+  state.counters["cpu_mean_us"] = sum / static_cast<double>(all_cpu.size());
+  state.counters["accept_cpu_p50_us"] = accept[accept.size() / 2];
+  state.counters["accept_cpu_p99_us"] = accept[accept.size() * 99 / 100];
+  Report(state, std::move(all), std::move(all_cpu));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -349,6 +421,13 @@ int main(int argc, char** argv) {
     } else {
       rest.push_back(argv[i]);
     }
+  }
+  for (int which : {3, 4}) {
+    const char* names[] = {"", "", "", "bounded_schema", "unbounded_schema"};
+    benchmark::RegisterBenchmark((std::string("MaskRandom/") + names[which]).c_str(), BM_MaskRandom)
+        ->Arg(which)
+        ->Unit(benchmark::kMillisecond)
+        ->Iterations(1);
   }
   for (int which : {0, 1, 2, 3}) {
     const char* names[] = {"string_properties", "json", "tool_schema", "bounded_schema"};
