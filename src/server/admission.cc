@@ -31,7 +31,11 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tena
   auto a = std::make_unique<Admission>();
   a->tenant = tenant;
   a->request = std::move(request);
-  ASSIGN_OR_RETURN(a->built, BuildRequest(a->request, *ctx.model, options.build));
+  BuildOptions build = options.build;
+  if (!build.default_thinking_token_budget) {
+    build.default_thinking_token_budget = ctx.default_thinking_token_budget;
+  }
+  ASSIGN_OR_RETURN(a->built, BuildRequest(a->request, *ctx.model, build));
   engine::Request& r = a->built.request;
 
   using P = engine::Priority;

@@ -33,6 +33,7 @@ bool OutputAccumulator::Add(const engine::RequestOutput& out,
   for (const engine::SampleDelta& d : out.samples) {
     v1::SampleDelta& s = (*samples)[d.index];
     s.set_index(d.index);
+    s.set_reasoning_tokens(d.reasoning_tokens);  // a running total: the latest wins
     for (size_t i = 0; i < d.token_ids.size(); ++i) {
       s.add_token_ids(d.token_ids[i]);
       if (tokenizer_) s.mutable_text()->append(Detok(d.index).Step(d.token_ids[i]).value_or(""));
@@ -71,6 +72,7 @@ void OutputAccumulator::FillUsage(v1::Usage* u, v1::Timings* t) const {
   u->set_prompt_tokens(usage_.prompt_tokens);
   u->set_cached_tokens(usage_.cached_tokens);
   u->set_completion_tokens(usage_.completion_tokens);
+  u->set_reasoning_tokens(usage_.reasoning_tokens);
   t->set_queue_ms(Ms(timings_.queue));
   t->set_ttft_ms(Ms(timings_.ttft));
   t->set_tpot_ms(Ms(timings_.tpot));

@@ -3,8 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <span>
+#include <string_view>
 #include <utility>
+#include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -31,6 +35,39 @@ absl::Status CheckTokenId(const std::string& field, int64_t id, int64_t vocab) {
     return Bad(field, absl::StrCat("token id ", id, " is out of range [0, ", vocab, ")"));
   }
   return absl::OkStatus();
+}
+
+// The thinking budget (sampling.thinking_token_budget, issue #18) as the engine takes it: the
+// `<think>` / `</think>` tags tokenized by the served tokenizer, and "\n\n" forced after a forced
+// end tag (what Qwen3-style templates, models/muse-tiny-think's included, write after the block).
+// The output starts inside the block when the prompt ends with the start tag (the template opened
+// it); otherwise the block opens only if the output begins with the start tag.
+absl::StatusOr<engine::ThinkingBudget> MakeThinkingBudget(int budget,
+                                                          const std::vector<int32_t>& prompt,
+                                                          const ServedModel& served) {
+  constexpr std::string_view kField = "sampling.thinking_token_budget";
+  const std::string field(kField);
+  if (budget < 0) return Bad(field, absl::StrCat("must be >= 0, got ", budget));
+  engine::ThinkingBudget t;
+  t.budget = budget;
+  auto start = served.tokenizer->Encode("<think>", /*add_special_tokens=*/false);
+  auto end = served.tokenizer->Encode("</think>", /*add_special_tokens=*/false);
+  auto suffix = served.tokenizer->Encode("\n\n", /*add_special_tokens=*/false);
+  if (!start.ok() || !end.ok() || !suffix.ok() || start->empty() || end->empty()) {
+    return Bad(field, "the model's tokenizer cannot encode the <think> / </think> tags");
+  }
+  t.start_token_ids = std::move(*start);
+  t.end_token_ids = std::move(*end);
+  t.forced_suffix_token_ids = std::move(*suffix);
+  // The prompt's last few tokens decode to its tail text (special tokens kept).
+  constexpr size_t kTail = 8;
+  const std::span<const int32_t> tail(
+      prompt.data() + prompt.size() - std::min(kTail, prompt.size()),
+      std::min(kTail, prompt.size()));
+  if (auto text = served.tokenizer->Decode(tail, /*skip_special_tokens=*/false); text.ok()) {
+    t.starts_inside = absl::EndsWith(absl::StripTrailingAsciiWhitespace(*text), "<think>");
+  }
+  return t;
 }
 
 // "data:image/png;base64,...." -> bytes.
@@ -380,6 +417,15 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
       options.max_tokens_fill_context ? pool_room : int64_t{kDefaultMaxTokens};
   RETURN_IF_ERROR(CheckStopping(req.stopping(), vocab, prompt_len, served.max_model_len,
                                 default_max_tokens, &p));
+  std::optional<int> budget = options.default_thinking_token_budget;
+  if (req.sampling().has_thinking_token_budget()) budget = req.sampling().thinking_token_budget();
+  // The server's default leaves structured-output requests alone; an explicit budget with one is
+  // refused below.
+  const bool constrained =
+      req.response_format().format_case() != v1::ResponseFormat::FORMAT_NOT_SET;
+  if (budget && (req.sampling().has_thinking_token_budget() || !constrained)) {
+    ASSIGN_OR_RETURN(p.thinking, MakeThinkingBudget(*budget, ids, served));
+  }
   if (p.n > served.max_num_seqs) {
     return Bad("sampling.n",
                absl::StrCat("must be <= max_num_seqs (", served.max_num_seqs, "), got ", p.n));
@@ -402,6 +448,10 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
     out.to_compile = std::move(rf.to_compile);
   } else {
     ASSIGN_OR_RETURN(p.grammar, CompileResponseFormat(req.response_format(), served));
+  }
+  if (p.thinking && (p.grammar || out.to_compile)) {
+    return Bad("sampling.thinking_token_budget",
+               "cannot be combined with response_format (structured output) yet");
   }
   return out;
 }

@@ -57,6 +57,9 @@ struct BuildOptions {
   // true: a response_format the grammar cache does not hold (finished) is not compiled here but
   // left in BuiltRequest::to_compile; every other check still runs.
   bool defer_compile = false;
+  // --thinking-token-budget: sampling.thinking_token_budget when the request leaves it unset
+  // (requests with a response_format then get none). Unset: no budget.
+  std::optional<int> default_thinking_token_budget;
 };
 
 absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const ServedModel& served,

@@ -281,6 +281,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   impl->ctx.pumps = std::make_unique<PumpPool>(kPumpThreads);
   impl->ctx.compiles = std::make_unique<CompilePool>(o.structured_compile_threads);
   impl->ctx.compile_hook_for_testing = o.compile_hook_for_testing;
+  if (o.thinking_token_budget && *o.thinking_token_budget < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--thinking-token-budget must be >= 0, got ", *o.thinking_token_budget));
+  }
+  impl->ctx.default_thinking_token_budget = o.thinking_token_budget;
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   impl->service = std::make_unique<InferenceService>(&impl->ctx);

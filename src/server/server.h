@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -61,6 +62,8 @@ struct ServerOptions {
   int grammar_cache_size = 512;
   // gRPC: threads that compile response formats the grammar cache does not hold (compile_pool.h).
   int structured_compile_threads = 2;
+  // Reasoning models: the thinking budget of requests that do not set one (>= 0; unset = none).
+  std::optional<int> thinking_token_budget;
   // At start, compile one representative JSON schema and json_object on the compile pool, so the
   // vocabulary's shared token classes (JSON string, number, ...) exist before the first request
   // (the first schema otherwise pays ~0.5 s for them). In the background unless

@@ -109,6 +109,10 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
                  "classes (true|false)");
   app.add_option("--structured-warmup-wait", o.structured_warmup_wait,
                  "structured output: hold health SERVING until that warm-up is done (true|false)");
+  app.add_option("--thinking-token-budget", o.thinking_token_budget,
+                 "reasoning models: at most this many tokens in a <think> block, then </think> "
+                 "is forced, for requests that set no thinking_token_budget (default: none)")
+      ->check(AtLeast(0));
 
   app.add_option("--log-level", flags->log_level, "log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}));

@@ -49,6 +49,8 @@ struct ServiceContext {
   std::atomic<int64_t> in_flight{0};       // generations admitted and not yet done (both faces)
   std::atomic<int64_t> reactors_alive{0};  // Generate reactor objects not yet destroyed
   std::atomic<uint64_t> next_id{0};
+  // --thinking-token-budget: requests that set none get it (BuildOptions).
+  std::optional<int> default_thinking_token_budget;
 };
 
 // Ready / draining / auth checks shared by every request of either face. `authorization` is the
