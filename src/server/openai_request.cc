@@ -246,6 +246,10 @@ absl::Status ParseCommon(const json& b, OpenAiRequest* r, v1::GenerateRequest* g
     RETURN_IF_ERROR(AsInt64(*v, "seed", &seed));
     s->set_seed(static_cast<uint64_t>(seed));  // two's complement: negative seeds are distinct
   }
+  if (const json* v = Field(b, "thinking_token_budget")) {  // vLLM's name; checked by the core
+    RETURN_IF_ERROR(AsInt32(*v, "thinking_token_budget", &i32));
+    s->set_thinking_token_budget(i32);
+  }
   if (const json* v = Field(b, "logit_bias")) {
     if (!v->is_object()) return WrongType("logit_bias", "an object {token id: bias}", *v);
     for (const auto& [key, bias] : v->items()) {

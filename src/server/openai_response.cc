@@ -87,7 +87,8 @@ json OpenAiResponder::Usage(const engine::Usage& u) const {
   return {{"prompt_tokens", u.prompt_tokens},
           {"completion_tokens", u.completion_tokens},
           {"total_tokens", u.prompt_tokens + u.completion_tokens},
-          {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
+          {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}},
+          {"completion_tokens_details", {{"reasoning_tokens", u.reasoning_tokens}}}};
 }
 
 void OpenAiResponder::AppendChunks(int prompt_index, const std::map<int, v1::SampleDelta>& deltas,

@@ -559,6 +559,7 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
     usage.prompt_tokens += acc.usage().prompt_tokens;
     usage.cached_tokens += acc.usage().cached_tokens;
     usage.completion_tokens += acc.usage().completion_tokens;
+    usage.reasoning_tokens += acc.usage().reasoning_tokens;
   }
   MUSE_LOG_REQ(debug, id, "http {}: {} prompt(s), {} completion tokens, {}", method,
                gen->admissions.size(), usage.completion_tokens, final_status.ToString());

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -45,6 +46,7 @@ std::unique_ptr<Server> StartServer(std::optional<int> default_budget) {
   o.host = "127.0.0.1";
   o.port = 0;
   o.metrics_port = 0;
+  o.http_port = FreePort();
   o.threads = 1;
   o.num_kv_blocks = 128;
   o.max_num_seqs = 8;
@@ -206,6 +208,44 @@ TEST_F(ThinkingTest, BadBudgetsAreInvalidArgumentNamingTheField) {
   EXPECT_NE(r.status.error_message().find("sampling.thinking_token_budget"), std::string::npos)
       << r.status.error_message();
   EXPECT_NE(r.status.error_message().find("response_format"), std::string::npos);
+}
+
+// The OpenAI HTTP face: `thinking_token_budget` in,
+// usage.completion_tokens_details.reasoning_tokens out; a bad value is 400 naming the parameter.
+nlohmann::json PostChat(int port, const nlohmann::json& body, int* status) {
+  const std::string payload = body.dump();
+  const std::string raw =
+      HttpExchange(port,
+                   "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                   "Content-Type: application/json\r\nContent-Length: " +
+                       std::to_string(payload.size()) + "\r\n\r\n" + payload,
+                   /*half_close=*/false);
+  *status = raw.size() > 12 ? std::atoi(raw.substr(9, 3).c_str()) : 0;
+  const size_t at = raw.find("\r\n\r\n");
+  if (at == std::string::npos) return nullptr;
+  return nlohmann::json::parse(raw.substr(at + 4), nullptr, /*allow_exceptions=*/false);
+}
+
+TEST_F(ThinkingTest, HttpBudgetReportsReasoningTokens) {
+  nlohmann::json body = {
+      {"model", "think"},   {"messages", {{{"role", "user"}, {"content", "Why is the sky blue?"}}}},
+      {"max_tokens", 30},   {"temperature", 0},
+      {"ignore_eos", true}, {"thinking_token_budget", 8}};
+  int status = 0;
+  nlohmann::json r = PostChat(server_->http_port(), body, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["usage"]["completion_tokens"], 30) << r.dump();
+  EXPECT_EQ(r["usage"]["completion_tokens_details"]["reasoning_tokens"], 8) << r.dump();
+
+  body["thinking_token_budget"] = -1;
+  r = PostChat(server_->http_port(), body, &status);
+  EXPECT_EQ(status, 400) << r.dump();
+  EXPECT_EQ(r["error"]["param"], "thinking_token_budget") << r.dump();
+
+  body.erase("thinking_token_budget");
+  r = PostChat(server_->http_port(), body, &status);
+  ASSERT_EQ(status, 200) << r.dump();
+  EXPECT_EQ(r["usage"]["completion_tokens_details"]["reasoning_tokens"], 0) << r.dump();
 }
 
 // --thinking-token-budget: requests without the field get it; a request's own value wins;
