@@ -52,6 +52,10 @@ const Grammars& TestGrammars() {
   return g;
 }
 
+// Thinking budget: ids standing for "</think>" and "\n\n".
+const std::vector<int32_t> kThinkEnd = {300, 301};
+const std::vector<int32_t> kThinkSuffix = {302};
+
 std::vector<int32_t> Prompt(int len, int seed) { return testing::RandomPrompt(len, seed, kVocab); }
 
 Request Req(const std::string& id, int prompt_len, int max_tokens, float temperature) {
@@ -125,6 +129,26 @@ std::vector<std::vector<Request>> Waves() {
   third.push_back(r);
   r = Req("grammar_literal_greedy", 7, 20, 0.0f);
   r.sampling.grammar = TestGrammars().literal;
+  r.sampling.logprobs = 3;
+  third.push_back(r);
+  // Thinking budget (issue #18): the end tag forced through the same bitmask path, also over
+  // min_tokens masking the forced id (a stop token id).
+  r = Req("thinking_n2", 13, 16, 1.0f);
+  r.sampling.thinking = ThinkingBudget{.budget = 4,
+                                       .starts_inside = true,
+                                       .end_token_ids = kThinkEnd,
+                                       .forced_suffix_token_ids = kThinkSuffix};
+  r.sampling.n = 2;
+  r.sampling.seed = 23;
+  r.sampling.min_tokens = 8;
+  r.sampling.stop_token_ids = {kThinkEnd[0]};
+  r.sampling.logprobs = 2;
+  second.push_back(r);
+  r = Req("thinking_budget0_greedy", 11, 8, 0.0f);
+  r.sampling.thinking = ThinkingBudget{.budget = 0,
+                                       .starts_inside = true,
+                                       .end_token_ids = kThinkEnd,
+                                       .forced_suffix_token_ids = kThinkSuffix};
   r.sampling.logprobs = 3;
   third.push_back(r);
   return {first, second, third};
@@ -201,7 +225,7 @@ TEST(EngineDeviceSampling, DeviceAndHostSamplingGiveIdenticalTokensAndLogprobs) 
   if (!runtime::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
   const Results dev = RunEngine(true);
   const Results host = RunEngine(false);
-  ASSERT_EQ(dev.size(), 11u);
+  ASSERT_EQ(dev.size(), 13u);
   ASSERT_EQ(host.size(), dev.size());
   int sampled_not_greedy = 0;
   for (const auto& [id, samples] : host) {
@@ -257,6 +281,16 @@ TEST(EngineDeviceSampling, DeviceAndHostSamplingGiveIdenticalTokensAndLogprobs) 
   EXPECT_EQ(testing::GrammarBytes(*g.literal, host.at("grammar_literal_greedy").at(0).tokens),
             "abc-42");
   EXPECT_EQ(host.at("greedy").at(0).logprobs.size(), 12u);
+  // Thinking budget: the end tag and suffix right after the budget, in every sample.
+  const std::vector<int32_t> forced = {kThinkEnd[0], kThinkEnd[1], kThinkSuffix[0]};
+  ASSERT_EQ(host.at("thinking_n2").size(), 2u);
+  for (const auto& [index, s] : host.at("thinking_n2")) {
+    ASSERT_GE(s.tokens.size(), 7u) << index;
+    EXPECT_EQ(std::vector<int32_t>(s.tokens.begin() + 4, s.tokens.begin() + 7), forced) << index;
+  }
+  const auto& b0 = host.at("thinking_budget0_greedy").at(0).tokens;
+  ASSERT_GE(b0.size(), 3u);
+  EXPECT_EQ(std::vector<int32_t>(b0.begin(), b0.begin() + 3), forced);
 }
 
 }  // namespace
