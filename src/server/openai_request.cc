@@ -190,7 +190,9 @@ absl::Status ParseMessages(const json& j,
     }
     if (const json* tc = Field(m, "tool_calls");
         tc != nullptr && !(tc->is_array() && tc->empty())) {
-      return Bad(field + ".tool_calls", "tool calling is not supported yet");
+      return Bad(field + ".tool_calls",
+                 "assistant tool_calls in the history are not supported yet (send the calls "
+                 "as the message's text; tool results with tool_call_id are)");
     }
   }
   return absl::OkStatus();
@@ -326,23 +328,147 @@ absl::Status ParseCommon(const json& b, OpenAiRequest* r, v1::GenerateRequest* g
     }
   }
   RETURN_IF_ERROR(ParseResponseFormat(b, g->mutable_response_format(), &r->constraint));
-  // Until tool calling lands: refuse rather than ignore.
-  if (const json* v = Field(b, "tools"); v != nullptr && !(v->is_array() && v->empty())) {
-    return Bad("tools", "tool calling is not supported yet");
-  }
-  if (const json* v = Field(b, "tool_choice");
-      v != nullptr && !(v->is_string() && v->get<std::string>() == "none")) {
-    return Bad("tool_choice", "tool calling is not supported yet");
-  }
   for (const char* name : {"functions", "function_call"}) {
-    if (Field(b, name) != nullptr) return Bad(name, "function calling is not supported yet");
+    if (Field(b, name) != nullptr) {
+      return Bad(name, "the deprecated function calling is not supported (use tools)");
+    }
   }
+  return absl::OkStatus();
+}
+
+// tools: [{"type": "function", "function": {"name", "description"?, "parameters"?, "strict"?}}]
+absl::Status ParseTools(const json& j, OpenAiRequest* r, v1::GenerateRequest* g) {
+  if (!j.is_array()) return WrongType("tools", "an array", j);
+  for (size_t i = 0; i < j.size(); ++i) {
+    const std::string field = absl::StrCat("tools[", i, "]");
+    const json& t = j[i];
+    if (!t.is_object()) return WrongType(field, "an object", t);
+    std::string type = "function";
+    if (const json* v = Field(t, "type")) RETURN_IF_ERROR(AsString(*v, field + ".type", &type));
+    if (type != "function") {
+      return Bad(field + ".type", absl::StrCat("must be function, got '", type, "'"));
+    }
+    const json* f = Field(t, "function");
+    if (f == nullptr) return Bad(field + ".function", "is required");
+    if (!f->is_object()) return WrongType(field + ".function", "an object", *f);
+    chat::ToolSpec spec;
+    v1::Tool* tool = g->add_tools();
+    tool->set_type("function");
+    const json* name = Field(*f, "name");
+    if (name == nullptr) return Bad(field + ".function.name", "is required");
+    RETURN_IF_ERROR(AsString(*name, field + ".function.name", &spec.name));
+    if (spec.name.empty()) return Bad(field + ".function.name", "must not be empty");
+    for (size_t k = 0; k < i; ++k) {
+      if (r->tools[k].name == spec.name) {
+        return Bad(field + ".function.name",
+                   absl::StrCat("\"", spec.name, "\" appears twice (also tools[", k, "])"));
+      }
+    }
+    tool->set_name(spec.name);
+    if (const json* d = Field(*f, "description")) {
+      RETURN_IF_ERROR(AsString(*d, field + ".function.description", tool->mutable_description()));
+    }
+    if (const json* s = Field(*f, "strict")) {
+      bool strict = false;  // forced calls are always enforced; auto ones never
+      RETURN_IF_ERROR(AsBool(*s, field + ".function.strict", &strict));
+    }
+    if (const json* p = Field(*f, "parameters"); p != nullptr && !p->is_null()) {
+      if (!p->is_object()) {
+        return WrongType(field + ".function.parameters", "a JSON Schema object", *p);
+      }
+      spec.parameters = p->dump(-1, ' ', false, json::error_handler_t::replace);
+      tool->set_parameters_json(spec.parameters);
+    }
+    r->tools.push_back(std::move(spec));
+  }
+  return absl::OkStatus();
+}
+
+// tool_choice and parallel_tool_calls; "required" / a named function -> the forced call's schema
+// as the request's structured-output constraint.
+absl::Status ParseToolChoice(const json& b, OpenAiRequest* r, v1::GenerateRequest* g) {
+  using TC = OpenAiRequest::ToolChoice;
+  r->tool_choice = r->tools.empty() ? TC::kNone : TC::kAuto;
+  if (const json* v = Field(b, "parallel_tool_calls")) {
+    RETURN_IF_ERROR(AsBool(*v, "parallel_tool_calls", &r->parallel_tool_calls));
+  }
+  const json* v = Field(b, "tool_choice");
+  if (v == nullptr || v->is_null()) return absl::OkStatus();
+  if (v->is_string()) {
+    const std::string c = v->get<std::string>();
+    if (c == "none") {
+      r->tool_choice = TC::kNone;
+    } else if (c == "auto") {
+      r->tool_choice = r->tools.empty() ? TC::kNone : TC::kAuto;
+    } else if (c == "required") {
+      if (r->tools.empty()) return Bad("tool_choice", "is required but no tools are given");
+      r->tool_choice = TC::kRequired;
+    } else {
+      return Bad("tool_choice",
+                 absl::StrCat("must be none, auto, required or {\"type\": \"function\", "
+                              "\"function\": {\"name\": ...}}, got '",
+                              c, "'"));
+    }
+  } else if (v->is_object()) {
+    std::string type;
+    const json* t = Field(*v, "type");
+    if (t == nullptr) return Bad("tool_choice.type", "is required");
+    RETURN_IF_ERROR(AsString(*t, "tool_choice.type", &type));
+    if (type != "function") {
+      return Bad("tool_choice.type", absl::StrCat("must be function, got '", type, "'"));
+    }
+    const json* f = Field(*v, "function");
+    if (f == nullptr) return Bad("tool_choice.function", "is required");
+    if (!f->is_object()) return WrongType("tool_choice.function", "an object", *f);
+    const json* name = Field(*f, "name");
+    if (name == nullptr) return Bad("tool_choice.function.name", "is required");
+    RETURN_IF_ERROR(AsString(*name, "tool_choice.function.name", &r->tool_choice_name));
+    if (r->tools.empty()) {
+      return Bad("tool_choice.function.name",
+                 absl::StrCat("names \"", r->tool_choice_name, "\" but no tools are given"));
+    }
+    r->tool_choice = TC::kNamed;
+  } else {
+    return WrongType("tool_choice", "a string or an object", *v);
+  }
+  if (r->tool_choice != TC::kRequired && r->tool_choice != TC::kNamed) return absl::OkStatus();
+  if (!r->constraint.param.empty()) {
+    return Bad("tool_choice",
+               absl::StrCat("a forced tool call conflicts with ", r->constraint.param,
+                            " (the call is itself a structured-output constraint)"));
+  }
+  std::string schema;
+  if (r->tool_choice == TC::kRequired) {
+    ASSIGN_OR_RETURN(schema, chat::RequiredToolCallSchema(r->tools));
+    if (!r->parallel_tool_calls) {  // exactly one call
+      json s = json::parse(schema, nullptr, /*allow_exceptions=*/false);
+      if (s.is_object()) {
+        s["maxItems"] = 1;
+        schema = s.dump();
+      }
+    }
+    r->constraint = {"tools", "tools"};
+  } else {
+    ASSIGN_OR_RETURN(schema, chat::NamedToolCallSchema(r->tools, r->tool_choice_name));
+    for (size_t i = 0; i < r->tools.size(); ++i) {
+      if (r->tools[i].name == r->tool_choice_name) {
+        const std::string p = absl::StrCat("tools[", i, "].function.parameters");
+        r->constraint = {p, p};
+      }
+    }
+  }
+  g->mutable_response_format()->set_json_schema(std::move(schema));
+  g->mutable_response_format()->set_strict(true);
   return absl::OkStatus();
 }
 
 absl::Status ParseChat(const json& b, OpenAiRequest* r) {
   v1::GenerateRequest g;
   RETURN_IF_ERROR(ParseCommon(b, r, &g));
+  if (const json* v = Field(b, "tools"); v != nullptr && !v->is_null()) {
+    RETURN_IF_ERROR(ParseTools(*v, r, &g));
+  }
+  RETURN_IF_ERROR(ParseToolChoice(b, r, &g));
   const json* msgs = Field(b, "messages");
   if (msgs == nullptr) return Bad("messages", "is required");
   RETURN_IF_ERROR(ParseMessages(*msgs, g.mutable_messages()));
@@ -365,6 +491,9 @@ absl::Status ParseChat(const json& b, OpenAiRequest* r) {
 absl::Status ParseCompletions(const json& b, OpenAiRequest* r) {
   v1::GenerateRequest g;
   RETURN_IF_ERROR(ParseCommon(b, r, &g));
+  for (const char* name : {"tools", "tool_choice", "parallel_tool_calls"}) {
+    if (Field(b, name) != nullptr) return Bad(name, "only /v1/chat/completions takes tools");
+  }
   // Legacy logprobs: an integer, how many alternatives per token (0 = the sampled one only).
   if (const json* v = Field(b, "logprobs")) {
     int32_t k = 0;

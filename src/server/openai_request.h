@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "muse/v1/inference.pb.h"
+#include "src/chat/forced_tool_call.h"
 #include "src/common/status.h"
 #include "src/server/openai_response_format.h"
 
@@ -34,6 +35,15 @@ struct OpenAiRequest {
   bool max_tokens_set = false;
   // Which parameter carried the structured-output constraint (names the core's compile errors).
   ConstraintParam constraint;
+  // Chat tools (also copied into prompts[0].tools for the chat template) and tool_choice:
+  // "none" (also the default without tools), "auto" (default with tools), "required" or a named
+  // function. "required" and a named function set prompts[0].response_format to the forced
+  // call's JSON schema (src/chat/forced_tool_call.h), with `constraint` naming tool_choice.
+  std::vector<chat::ToolSpec> tools;
+  enum class ToolChoice { kNone, kAuto, kRequired, kNamed };
+  ToolChoice tool_choice = ToolChoice::kNone;
+  std::string tool_choice_name;     // kNamed
+  bool parallel_tool_calls = true;  // false + required: exactly one call
 };
 
 // Body -> request. Errors are InvalidArgument whose message starts with the OpenAI parameter,

@@ -1,6 +1,7 @@
 #include "src/server/openai_response.h"
 
 #include <array>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 
@@ -91,6 +92,58 @@ json OpenAiResponder::Usage(const engine::Usage& u) const {
           {"completion_tokens_details", {{"reasoning_tokens", u.reasoning_tokens}}}};
 }
 
+chat::ChatOutputParser* OpenAiResponder::Parser(int index, Choice& c) {
+  if (!make_parser_ || request_.endpoint != OpenAiEndpoint::kChat) return nullptr;
+  if (!c.parser) c.parser = make_parser_(index);
+  return c.parser.get();
+}
+
+std::vector<json> OpenAiResponder::ParsedDeltas(Choice& c, const std::string& text, bool finish) {
+  chat::ChatOutputDelta d = c.parser->Feed(text);
+  if (finish) {
+    chat::ChatOutputDelta f = c.parser->Finish();
+    d.reasoning += f.reasoning;  // reasoning always precedes content: no order is lost
+    for (chat::ChatDelta& x : f.deltas) d.deltas.push_back(std::move(x));
+  }
+  std::vector<json> out;
+  if (!d.reasoning.empty()) out.push_back({{"reasoning_content", d.reasoning}});
+  for (const chat::ChatDelta& x : d.deltas) {
+    if (!x.tool_call) {
+      if (x.content.empty()) continue;
+      if (!out.empty() && out.back().contains("content")) {
+        out.back()["content"] = out.back()["content"].get<std::string>() + x.content;
+      } else {
+        out.push_back({{"content", x.content}});
+      }
+      continue;
+    }
+    const chat::ToolCallDelta& t = *x.tool_call;
+    const bool first = !t.id.empty() || !t.name.empty();
+    // A call's first delta goes out alone with empty arguments (OpenAI's shape; clients key on
+    // it): its argument text starts the next chunk.
+    if (out.empty() || !out.back().contains("tool_calls") ||
+        (!first && out.back()["tool_calls"].back().contains("id"))) {
+      out.push_back({{"tool_calls", json::array()}});
+    }
+    json& calls = out.back()["tool_calls"];
+    if (!first && !calls.empty() && calls.back()["index"] == t.index) {
+      json& args = calls.back()["function"]["arguments"];
+      args = args.get<std::string>() + t.arguments;
+      continue;
+    }
+    json call = {{"index", t.index}};
+    if (first) {
+      call["id"] = t.id;
+      call["type"] = "function";
+      call["function"] = {{"name", t.name}, {"arguments", t.arguments}};
+    } else {
+      call["function"] = {{"arguments", t.arguments}};
+    }
+    calls.push_back(std::move(call));
+  }
+  return out;
+}
+
 void OpenAiResponder::AppendChunks(int prompt_index, const std::map<int, v1::SampleDelta>& deltas,
                                    std::string* sse) {
   const bool chat = request_.endpoint == OpenAiEndpoint::kChat;
@@ -98,6 +151,34 @@ void OpenAiResponder::AppendChunks(int prompt_index, const std::map<int, v1::Sam
     const int index = ChoiceIndex(prompt_index, sample);
     Choice& c = choices_[index];
     const char* finish = FinishName(d.finish_reason());
+    if (chat::ChatOutputParser* parser = Parser(index, c)) {
+      std::vector<json> parts = ParsedDeltas(c, d.text(), finish != nullptr);
+      if (finish != nullptr && std::string_view(finish) == "stop" && parser->saw_tool_call()) {
+        finish = "tool_calls";
+      }
+      json lp = request_.logprobs && d.logprobs_size() > 0 ? Logprobs(d, c) : json(nullptr);
+      if (!c.role_sent) {
+        if (parts.empty()) parts.push_back({{"content", ""}});
+        parts.front()["role"] = "assistant";
+        c.role_sent = true;
+      }
+      if (parts.empty() && (finish != nullptr || !lp.is_null())) parts.push_back(json::object());
+      for (size_t k = 0; k < parts.size(); ++k) {
+        const bool last = k + 1 == parts.size();
+        json choice = {{"index", index},
+                       {"delta", std::move(parts[k])},
+                       {"logprobs", last ? lp : json(nullptr)},
+                       {"finish_reason", last && finish != nullptr ? json(finish) : json(nullptr)}};
+        json chunk = {{"id", id_},
+                      {"object", "chat.completion.chunk"},
+                      {"created", created_},
+                      {"model", model_},
+                      {"choices", json::array({std::move(choice)})}};
+        if (request_.include_usage) chunk["usage"] = nullptr;
+        absl::StrAppend(sse, "data: ", Dump(chunk), "\n\n");
+      }
+      continue;
+    }
     json choice = {{"index", index}};
     if (chat) {
       json delta = json::object();
@@ -157,7 +238,28 @@ std::string OpenAiResponder::Body(const engine::Usage& usage) const {
   json choices = json::array();
   for (const auto& [index, c] : choices_) {
     json choice = {{"index", index}};
-    if (chat) {
+    std::string finish = c.finish_reason;
+    if (chat && make_parser_) {
+      std::unique_ptr<chat::ChatOutputParser> parser = make_parser_(index);
+      const chat::ChatOutput out = parser->Parse(c.text);
+      json message = {{"role", "assistant"},
+                      {"content", out.parsed.content.empty() && !out.parsed.calls.empty()
+                                      ? json(nullptr)
+                                      : json(out.parsed.content)},
+                      {"refusal", nullptr}};
+      if (!out.reasoning.empty()) message["reasoning_content"] = out.reasoning;
+      if (!out.parsed.calls.empty()) {
+        json calls = json::array();
+        for (const chat::ToolCall& call : out.parsed.calls) {
+          calls.push_back({{"id", call.id},
+                           {"type", "function"},
+                           {"function", {{"name", call.name}, {"arguments", call.arguments}}}});
+        }
+        message["tool_calls"] = std::move(calls);
+      }
+      if (finish == "stop" && parser->saw_tool_call()) finish = "tool_calls";
+      choice["message"] = std::move(message);
+    } else if (chat) {
       choice["message"] = {{"role", "assistant"}, {"content", c.text}, {"refusal", nullptr}};
     } else {
       choice["text"] = c.text;
@@ -171,7 +273,7 @@ std::string OpenAiResponder::Body(const engine::Usage& usage) const {
                        {"text_offset", json::array()}};
     }
     choice["logprobs"] = request_.logprobs ? std::move(lp) : json(nullptr);
-    choice["finish_reason"] = c.finish_reason.empty() ? json(nullptr) : json(c.finish_reason);
+    choice["finish_reason"] = finish.empty() ? json(nullptr) : json(finish);
     choices.push_back(std::move(choice));
   }
   json body = {{"id", id_},

@@ -6,12 +6,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "muse/v1/inference.pb.h"
+#include "src/chat/chat_output_parser.h"
 #include "src/engine/request.h"
 #include "src/server/openai_request.h"
 #include "src/tokenizer/tokenizer.h"
@@ -23,6 +26,15 @@ class OpenAiResponder {
   // `id` e.g. "chatcmpl-req-7"; `model` the served model id; `created` Unix seconds.
   OpenAiResponder(const OpenAiRequest& request, const tokenizer::Tokenizer& tokenizer,
                   std::string id, std::string model, int64_t created);
+
+  // Chat: each choice's text goes through the parser `make(choice index)` returns (reasoning,
+  // content and tool calls, src/chat). Streamed: `reasoning_content`, `content` and `tool_calls`
+  // deltas (a call's first delta: index, id, type, function.name, arguments ""; then raw
+  // argument text), consecutive deltas of one kind in one chunk; a choice that made a call and
+  // stopped finishes with "tool_calls". Non-streaming: message.tool_calls (content null when
+  // there is no text) and reasoning_content. Call before the first Append/Collect.
+  using ParserFactory = std::function<std::unique_ptr<chat::ChatOutputParser>(int choice)>;
+  void SetChatParsers(ParserFactory make) { make_parser_ = std::move(make); }
 
   // Streaming: appends one `data: {chunk}\n\n` event per choice with news in `deltas` (samples
   // of prompt `prompt_index`), in choice order. A chat choice's first chunk carries the role;
@@ -44,7 +56,11 @@ class OpenAiResponder {
     int64_t text_offset = 0;    // completions logprobs: offset of the next token's text
     nlohmann::json logprobs;    // non-streaming: entries so far
     std::string finish_reason;  // set once finished
+    std::unique_ptr<chat::ChatOutputParser> parser;  // chat with SetChatParsers
   };
+  chat::ChatOutputParser* Parser(int index, Choice& c);
+  // One streamed chat step through the parser: its chunks' deltas, in order.
+  std::vector<nlohmann::json> ParsedDeltas(Choice& c, const std::string& text, bool finish);
   int ChoiceIndex(int prompt_index, int sample) const { return prompt_index * request_.n + sample; }
   // The logprob entries of `d` in this endpoint's shape (chat: list; completions: the legacy
   // parallel lists); updates the choice's text offset.
@@ -57,6 +73,7 @@ class OpenAiResponder {
   const std::string id_, model_;
   const int64_t created_;
   std::map<int, Choice> choices_;  // by choice index
+  ParserFactory make_parser_;
 };
 
 }  // namespace muse::server

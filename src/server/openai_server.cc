@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "src/common/logging.h"
+#include "src/server/chat_formats.h"
 #include "src/server/openai_request.h"
 #include "src/server/openai_response.h"
 #include "src/server/openai_stream.h"
@@ -366,6 +367,26 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
   if (!parsed.ok()) co_return co_await ReplyStatus(stream, req, method, parsed.status());
   OpenAiRequest& r = *parsed;
 
+  // Chat output parsing (chat_formats.h): the forced tool calls, the model's own call format
+  // (tool_choice auto with tools) and the reasoning channel.
+  const ChatFormats& formats = ctx->model->chat_formats;
+  using TC = OpenAiRequest::ToolChoice;
+  const ToolMode tool_mode = r.tool_choice == TC::kRequired ? ToolMode::kRequired
+                             : r.tool_choice == TC::kNamed  ? ToolMode::kNamed
+                             : r.tool_choice == TC::kAuto   ? ToolMode::kModel
+                                                            : ToolMode::kNone;
+  const bool parse_output = chat && ParsesOutput(formats, tool_mode);
+  // The model's own markers may be special tokens: keep them in the text the parser sees, unless
+  // the client chose skip_special_tokens or sent stop strings (the core refuses those together).
+  bool keep_special = false;
+  // Forced calls are plain JSON: no markers to keep.
+  if (parse_output && formats.keep_special_tokens &&
+      (tool_mode == ToolMode::kModel || (tool_mode == ToolMode::kNone && formats.reasoning)) &&
+      !r.prompts[0].has_skip_special_tokens() && r.prompts[0].stopping().stop().empty()) {
+    r.prompts[0].set_skip_special_tokens(false);
+    keep_special = true;
+  }
+
   const asio::any_io_executor strand = beast::get_lowest_layer(stream).get_executor();
   auto gen = std::make_shared<Generation>(strand);
   AdmitOptions ao;
@@ -462,7 +483,7 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
   }
   gen->finished.assign(gen->admissions.size(), false);
   for (auto& a : gen->admissions) {
-    gen->accs.push_back(std::make_unique<OutputAccumulator>(*ctx->model, *a));
+    gen->accs.push_back(std::make_unique<OutputAccumulator>(*ctx->model, *a, keep_special));
     if (a->stream && final_status.ok()) {
       a->stream->SetNotify([w = gen->wakeup] { w->Raise(); });
     }
@@ -471,6 +492,14 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
   const std::string id = absl::StrCat(chat ? "chatcmpl-" : "cmpl-", gen->admissions[0]->engine_id);
   const std::string model = r.model.empty() ? ctx->model->id : r.model;
   OpenAiResponder responder(r, *ctx->model->tokenizer, id, model, absl::ToUnixSeconds(absl::Now()));
+  if (parse_output) {
+    // Call ids are seeded from the response id and the choice: deterministic per response.
+    const uint64_t seed = std::hash<std::string>{}(id);
+    responder.SetChatParsers([&formats, tool_mode, name = r.tool_choice_name, seed](int choice) {
+      return MakeChatParser(formats, tool_mode, name,
+                            seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(choice + 1)));
+    });
+  }
   bool headers_sent = false;
   if (final_status.ok() && r.stream) {
     http::response<http::empty_body> res{http::status::ok, req.version()};

@@ -1,5 +1,6 @@
 #include "src/server/output_accumulator.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
 namespace muse::server {
@@ -21,7 +22,9 @@ double Ms(absl::Duration d) { return absl::ToDoubleMilliseconds(d); }
 
 }  // namespace
 
-OutputAccumulator::OutputAccumulator(const ServedModel& model, const Admission& a) {
+OutputAccumulator::OutputAccumulator(const ServedModel& model, const Admission& a,
+                                     bool drop_stop_token_text)
+    : drop_stop_token_text_(drop_stop_token_text) {
   if (!a.built.skip_special_tokens) {
     tokenizer_ = model.tokenizer.get();
     prompt_ = a.prompt_ids;
@@ -34,8 +37,12 @@ bool OutputAccumulator::Add(const engine::RequestOutput& out,
     v1::SampleDelta& s = (*samples)[d.index];
     s.set_index(d.index);
     s.set_reasoning_tokens(d.reasoning_tokens);  // a running total: the latest wins
+    // The stop token (stop_reason "token:<id>") is the sample's last token.
+    const bool drop_last = drop_stop_token_text_ && d.finish_reason.has_value() &&
+                           absl::StartsWith(d.stop_reason, "token:");
     for (size_t i = 0; i < d.token_ids.size(); ++i) {
       s.add_token_ids(d.token_ids[i]);
+      if (drop_last && i + 1 == d.token_ids.size()) continue;
       if (tokenizer_) s.mutable_text()->append(Detok(d.index).Step(d.token_ids[i]).value_or(""));
     }
     if (!tokenizer_) s.mutable_text()->append(d.text);

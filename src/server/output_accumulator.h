@@ -22,7 +22,10 @@ v1::FinishReason ToProto(engine::FinishReason r);
 
 class OutputAccumulator {
  public:
-  OutputAccumulator(const ServedModel& model, const Admission& a);
+  // `drop_stop_token_text`: with skip_special_tokens false, leave out the text of the stop token
+  // that ends a sample (the chat parsers keep special tokens but not the final <|eot_id|>).
+  OutputAccumulator(const ServedModel& model, const Admission& a,
+                    bool drop_stop_token_text = false);
 
   // Merges `out` into `samples` (by sample index). Returns true when `out` is the final message.
   bool Add(const engine::RequestOutput& out, std::map<int, v1::SampleDelta>* samples);
@@ -38,6 +41,7 @@ class OutputAccumulator {
   tokenizer::IncrementalDetokenizer& Detok(int index);
 
   const tokenizer::Tokenizer* tokenizer_ = nullptr;
+  bool drop_stop_token_text_ = false;
   std::vector<int32_t> prompt_;
   std::map<int, std::unique_ptr<tokenizer::IncrementalDetokenizer>> detok_;
   engine::Usage usage_;

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "models/model_config.h"
+#include "src/server/chat_formats.h"
 #include "src/server/structured_output.h"
 #include "src/tokenizer/jinja/chat_template.h"
 #include "src/tokenizer/tokenizer.h"
@@ -40,6 +41,7 @@ struct ServedModel {
   bool supports_images = false;  // == vision.has_value()
   std::optional<VisionInfo> vision;
   StructuredOutput structured;  // response_format's vocabulary + compiled-grammar cache
+  ChatFormats chat_formats;     // tool-call parser and reasoning channel (chat_formats.h)
 };
 
 }  // namespace muse::server

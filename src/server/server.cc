@@ -105,6 +105,7 @@ absl::Status Server::Impl::LoadModel() {
   m->kv_blocks_total = runner->num_kv_blocks();
   m->max_num_seqs = o.max_num_seqs;
   ASSIGN_OR_RETURN(m->tokenizer, tokenizer::Tokenizer::FromDirectory(o.model_dir));
+  std::string template_source;  // for ResolveChatFormats
   const std::string tc_path = o.model_dir + "/tokenizer_config.json";
   if (std::filesystem::exists(tc_path)) {
     ASSIGN_OR_RETURN(auto tc, jinja::LoadTokenizerConfig(tc_path));
@@ -112,6 +113,7 @@ absl::Status Server::Impl::LoadModel() {
     m->eos_token = tc.eos_token.value_or("");
     if (!tc.templates.empty()) {
       ASSIGN_OR_RETURN(std::string source, tc.SelectTemplate());  // the template text
+      template_source = source;
       auto tmpl = jinja::ChatTemplate::Parse(std::move(source));
       if (tmpl.ok()) {
         m->chat_template.emplace(std::move(*tmpl));
@@ -122,6 +124,16 @@ absl::Status Server::Impl::LoadModel() {
     }
   }
 
+  ASSIGN_OR_RETURN(m->chat_formats,
+                   ResolveChatFormats(o.tool_call_parser, o.reasoning_parser, template_source,
+                                      m->chat_template ? &*m->chat_template : nullptr, m->bos_token,
+                                      m->eos_token));
+  spdlog::info("chat output: tool-call parser {}, reasoning channel {}",
+               m->chat_formats.tool_call_parser.empty() ? "none" : m->chat_formats.tool_call_parser,
+               !m->chat_formats.reasoning ? "none"
+               : m->chat_formats.reasoning_options.start == chat::ReasoningStart::kInsideBlock
+                   ? "<think> (opened by the prompt)"
+                   : "<think>");
   if (models::llava::IsLlavaModelDir(o.model_dir)) RETURN_IF_ERROR(LoadVision(*m));
   const absl::Time vocab_start = absl::Now();
   m->structured = LoadStructuredOutput(

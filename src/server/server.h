@@ -62,6 +62,9 @@ struct ServerOptions {
   int grammar_cache_size = 512;
   // gRPC: threads that compile response formats the grammar cache does not hold (compile_pool.h).
   int structured_compile_threads = 2;
+  // Chat output formats (chat_formats.h): "auto" (from the chat template), "none" or a name.
+  std::string tool_call_parser = "auto";  // hermes | llama3_json | mistral
+  std::string reasoning_parser = "auto";  // think
   // Reasoning models: the thinking budget of requests that do not set one (>= 0; unset = none).
   std::optional<int> thinking_token_budget;
   // At start, compile one representative JSON schema and json_object on the compile pool, so the

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "src/common/cli.h"
+#include "src/server/chat_formats.h"
 #include "src/server/server.h"
 
 namespace muse::server {
@@ -109,6 +110,14 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
                  "classes (true|false)");
   app.add_option("--structured-warmup-wait", o.structured_warmup_wait,
                  "structured output: hold health SERVING until that warm-up is done (true|false)");
+  app.add_option("--tool-call-parser", o.tool_call_parser,
+                 "tool calls in the model's own format (tool_choice auto): auto (from the chat "
+                 "template), none, hermes, llama3_json or mistral")
+      ->check(CLI::IsMember(ToolCallParserFlagValues()));
+  app.add_option("--reasoning-parser", o.reasoning_parser,
+                 "reasoning channel (reasoning_content): auto (from the chat template), none or "
+                 "think (<think> ... </think>)")
+      ->check(CLI::IsMember(ReasoningParserFlagValues()));
   app.add_option("--thinking-token-budget", o.thinking_token_budget,
                  "reasoning models: at most this many tokens in a <think> block, then </think> "
                  "is forced, for requests that set no thinking_token_budget (default: none)")

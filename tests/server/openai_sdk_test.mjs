@@ -216,6 +216,49 @@ test('structured output: response_format json_schema through chat.completions.pa
   assert.ok(metric(m, 'muse_grammar_cache_misses_total') >= 2);
 });
 
+test('tool calls: tool_choice required streamed through the SDK stream helper, a named function not streamed', async () => {
+  const { default: Ajv } = await import(require.resolve('ajv'));
+  const ajv = new Ajv({ strict: false });
+  const params = {
+    get_weather: { type: 'object', properties: { city: { type: 'string', maxLength: 8 }, unit: { enum: ['c', 'f'] } }, required: ['city', 'unit'], additionalProperties: false },
+    add: { type: 'object', properties: { a: { type: 'integer', minimum: 0, maximum: 99 }, b: { type: 'integer', minimum: 0, maximum: 99 } }, required: ['a', 'b'], additionalProperties: false },
+  };
+  const tools = Object.entries(params).map(([name, parameters]) => ({ type: 'function', function: { name, description: `the ${name} tool`, parameters } }));
+  const checkCalls = (choice) => {
+    assert.equal(choice.finish_reason, 'tool_calls');
+    assert.ok(choice.message.tool_calls.length >= 1);
+    for (const call of choice.message.tool_calls) {
+      assert.equal(call.type, 'function');
+      assert.match(call.id, /^call_[A-Za-z0-9]{24}$/);
+      const validate = ajv.compile(params[call.function.name]);
+      assert.ok(validate(JSON.parse(call.function.arguments)), `${call.function.name}(${call.function.arguments}): ${JSON.stringify(validate.errors)}`);
+    }
+  };
+  // The SDK's stream helper accumulates tool_calls deltas (it throws on a malformed one).
+  const stream = client().chat.completions.stream({
+    model: 'muse-tiny', messages: [{ role: 'user', content: 'Weather in Paris?' }], tools, tool_choice: 'required',
+    max_completion_tokens: 300, temperature: 1, seed: 5, n: 2,
+  });
+  const argDeltas = [];
+  stream.on('tool_calls.function.arguments.delta', (e) => argDeltas.push(e.arguments_delta));
+  const streamed = await stream.finalChatCompletion();
+  assert.equal(streamed.choices.length, 2);
+  for (const c of streamed.choices) checkCalls(c);
+  assert.ok(argDeltas.length > 0, 'argument deltas were streamed');
+  // A named function, not streamed: one call to it.
+  const r = await client().chat.completions.create({
+    model: 'muse-tiny', messages: [{ role: 'user', content: 'Add two numbers.' }], tools,
+    tool_choice: { type: 'function', function: { name: 'add' } }, max_completion_tokens: 100, temperature: 1, seed: 6,
+  });
+  checkCalls(r.choices[0]);
+  assert.equal(r.choices[0].message.tool_calls.length, 1);
+  assert.equal(r.choices[0].message.tool_calls[0].function.name, 'add');
+  assert.equal(r.choices[0].message.content, null);
+  await assert.rejects(
+    client().chat.completions.create({ model: 'muse-tiny', messages: [{ role: 'user', content: 'x' }], tools, tool_choice: { type: 'function', function: { name: 'nope' } } }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'tool_choice.function.name');
+});
+
 test('images as data: URIs', async () => {
   const image = pngDataUri(40, 30, 1);
   const msg = { role: 'user', content: [{ type: 'text', text: 'What is this?' }, { type: 'image_url', image_url: { url: image } }] };

@@ -81,6 +81,8 @@ TEST(ServerFlagsTest, DefaultsAreServerOptionsDefaults) {
   EXPECT_TRUE(o.structured_warmup);
   EXPECT_FALSE(def.structured_warmup);
   EXPECT_FALSE(o.structured_warmup_wait);
+  EXPECT_EQ(o.tool_call_parser, "auto");
+  EXPECT_EQ(o.reasoning_parser, "auto");
   EXPECT_EQ(p.flags.log_level, "info");
   EXPECT_EQ(p.flags.drain_grace_seconds, 30);
 }
@@ -116,6 +118,8 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
       {"--structured-compile-threads", "3"},
       {"--structured-warmup", "false"},
       {"--structured-warmup-wait", "true"},
+      {"--tool-call-parser", "hermes"},
+      {"--reasoning-parser", "think"},
       {"--log-level", "debug"},
       {"--drain-grace-seconds", "2.5"},
   };
@@ -160,6 +164,8 @@ TEST(ServerFlagsTest, EveryFlagSetsItsFieldInBothValueForms) {
     EXPECT_EQ(o.structured_compile_threads, 3);
     EXPECT_FALSE(o.structured_warmup);
     EXPECT_TRUE(o.structured_warmup_wait);
+    EXPECT_EQ(o.tool_call_parser, "hermes");
+    EXPECT_EQ(o.reasoning_parser, "think");
     EXPECT_EQ(p.flags.log_level, "debug");
     EXPECT_EQ(p.flags.drain_grace_seconds, 2.5);
   }
@@ -212,6 +218,8 @@ TEST(ServerFlagsTest, OutOfRangeValuesNameTheFlag) {
       {{"--log-level", "verbose"}, "--log-level"},
       {{"--dtype", "int8"}, "--dtype"},
       {{"--device-sampling", "maybe"}, "--device-sampling"},
+      {{"--tool-call-parser", "qwen9"}, "--tool-call-parser"},
+      {{"--reasoning-parser", "deepthought"}, "--reasoning-parser"},
   };
   for (const auto& [bad, name] : cases) {
     std::vector<std::string> args = {"--model", "m", "--no-auth"};
@@ -316,6 +324,8 @@ TEST(ServerFlagsTest, HelpListsEveryFlag) {
                            "--structured-compile-threads",
                            "--structured-warmup",
                            "--structured-warmup-wait",
+                           "--tool-call-parser",
+                           "--reasoning-parser",
                            "--log-level",
                            "--drain-grace-seconds"}) {
     EXPECT_THAT(help, HasSubstr(flag));

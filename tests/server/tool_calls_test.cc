@@ -1,0 +1,374 @@
+// Tool calls over the OpenAI HTTP API end to end (issue 18): the real server in-process with the
+// tiny RANDOM Llama-3-shaped checkpoint, so only the structured-output grammar makes the calls
+// valid. tool_choice "required" and a named function, streamed and not, n = 2: every call's
+// arguments parse and validate (valijson) against its function's parameters, finish_reason is
+// "tool_calls", a stream's deltas have OpenAI's shape and accumulate to the same calls as the
+// non-streamed response of the same seed. Bad tools / tool_choice are 400 naming the parameter,
+// and the server keeps serving.
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <valijson/adapters/nlohmann_json_adapter.hpp>
+#include <valijson/schema.hpp>
+#include <valijson/schema_parser.hpp>
+#include <valijson/validator.hpp>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "src/server/server.h"
+#include "tests/server/test_util.h"
+
+namespace muse::server {
+namespace {
+
+using namespace muse::server::testing;
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using json = nlohmann::json;
+
+constexpr int kMaxTokens = 400;  // every call below is short (bounded strings and integers)
+
+// Draft 7 (valijson's draft); bounded so a random model always finishes within kMaxTokens.
+const json& Tools() {
+  static const json* t = new json(json::parse(R"([
+    {"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+      "parameters": {"type": "object", "additionalProperties": false,
+                     "properties": {"city": {"type": "string", "maxLength": 8},
+                                    "unit": {"enum": ["c", "f"]}},
+                     "required": ["city", "unit"]}}},
+    {"type": "function", "function": {"name": "add",
+      "parameters": {"type": "object", "additionalProperties": false,
+                     "properties": {"a": {"type": "integer", "minimum": 0, "maximum": 99},
+                                    "b": {"type": "integer", "minimum": 0, "maximum": 99}},
+                     "required": ["a", "b"]}}},
+    {"type": "function", "function": {"name": "ping", "description": "takes nothing"}}
+  ])"));
+  return *t;
+}
+
+// The parameters schema of tool `name` (an empty object schema when it has none).
+json ParametersOf(const std::string& name) {
+  for (const json& t : Tools()) {
+    if (t["function"]["name"] == name) {
+      return t["function"].contains("parameters")
+                 ? t["function"]["parameters"]
+                 : json{{"type", "object"}, {"additionalProperties", false}};
+    }
+  }
+  return nullptr;
+}
+
+// valijson: "" when `instance` (JSON text) parses and is valid against `schema`, else why not.
+std::string Invalid(const json& schema_doc, const std::string& instance) {
+  json doc = json::parse(instance, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) return "does not parse as JSON";
+  valijson::Schema schema;
+  valijson::SchemaParser parser;
+  valijson::adapters::NlohmannJsonAdapter schema_adapter(schema_doc);
+  parser.populateSchema(schema_adapter, schema);
+  valijson::Validator validator;
+  valijson::ValidationResults results;
+  valijson::adapters::NlohmannJsonAdapter target(doc);
+  if (validator.validate(schema, target, &results)) return "";
+  std::string why;
+  valijson::ValidationResults::Error e;
+  while (results.popError(e)) {
+    for (const std::string& c : e.context) why += c;
+    why += ": " + e.description + "; ";
+  }
+  return why;
+}
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  json Json() const { return json::parse(body, nullptr, false); }
+};
+
+HttpResult Post(int port, const std::string& path, const json& body) {
+  asio::io_context ioc;
+  asio::ip::tcp::socket sock(ioc);
+  sock.connect({asio::ip::make_address("127.0.0.1"), static_cast<uint16_t>(port)});
+  http::request<http::string_body> req{http::verb::post, path, 11};
+  req.set(http::field::host, "127.0.0.1");
+  req.set(http::field::authorization, "Bearer key-a");
+  req.set(http::field::content_type, "application/json");
+  req.body() = body.dump();
+  req.prepare_payload();
+  http::write(sock, req);
+  beast::flat_buffer buf;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(64 << 20);
+  http::read(sock, buf, parser);
+  return {static_cast<int>(parser.get().result_int()), parser.get().body()};
+}
+
+void ExpectHttpError(const HttpResult& r, const std::string& param, const std::string& contains) {
+  EXPECT_EQ(r.status, 400) << r.body;
+  const json j = r.Json();
+  ASSERT_TRUE(j.is_object() && j.contains("error")) << r.body;
+  EXPECT_EQ(j["error"]["type"], "invalid_request_error") << r.body;
+  EXPECT_EQ(j["error"]["param"], param) << r.body;
+  EXPECT_TRUE(absl::StrContains(j["error"]["message"].get<std::string>(), contains)) << r.body;
+}
+
+struct Call {
+  std::string id, name, arguments;
+};
+// One choice as the client sees it at the end.
+struct ChoiceOut {
+  json content;  // string or null
+  std::vector<Call> calls;
+  std::string finish;
+};
+
+std::map<int, ChoiceOut> FromMessage(const json& body) {
+  std::map<int, ChoiceOut> out;
+  for (const json& c : body["choices"]) {
+    ChoiceOut& o = out[c["index"].get<int>()];
+    o.content = c["message"]["content"];
+    o.finish = c["finish_reason"].is_string() ? c["finish_reason"].get<std::string>() : "";
+    if (c["message"].contains("tool_calls")) {
+      for (const json& t : c["message"]["tool_calls"]) {
+        EXPECT_EQ(t["type"], "function") << t;
+        o.calls.push_back({t["id"], t["function"]["name"], t["function"]["arguments"]});
+      }
+    }
+  }
+  return out;
+}
+
+// Accumulates an SSE stream the way a client does, checking each tool-call delta's shape: the
+// first delta of a call carries index, id, type "function", function.name and arguments ""; the
+// later ones only index and function.arguments.
+std::map<int, ChoiceOut> FromStream(const std::string& sse) {
+  std::map<int, ChoiceOut> out;
+  std::map<int, std::map<int, bool>> opened;  // choice -> call index -> first delta seen
+  for (absl::string_view ev : absl::StrSplit(sse, "\n\n")) {
+    if (!absl::ConsumePrefix(&ev, "data: ") || ev == "[DONE]") continue;
+    const json chunk = json::parse(ev);
+    EXPECT_EQ(chunk["object"], "chat.completion.chunk") << chunk;
+    for (const json& c : chunk["choices"]) {
+      ChoiceOut& o = out[c["index"].get<int>()];
+      const json& d = c["delta"];
+      if (d.contains("content") && d["content"].is_string()) {
+        o.content = (o.content.is_string() ? o.content.get<std::string>() : "") +
+                    d["content"].get<std::string>();
+      }
+      if (d.contains("tool_calls")) {
+        for (const json& t : d["tool_calls"]) {
+          const int i = t["index"];
+          bool& seen = opened[c["index"].get<int>()][i];
+          if (!seen) {
+            seen = true;
+            EXPECT_EQ(i, static_cast<int>(o.calls.size())) << t;
+            EXPECT_TRUE(t["id"].is_string()) << t;
+            EXPECT_EQ(t["type"], "function") << t;
+            EXPECT_TRUE(t["function"]["name"].is_string()) << t;
+            EXPECT_EQ(t["function"]["arguments"], "") << t;
+            o.calls.push_back({t["id"], t["function"]["name"], ""});
+          } else {
+            EXPECT_FALSE(t.contains("id")) << t;
+            EXPECT_FALSE(t["function"].contains("name")) << t;
+            o.calls.at(i).arguments += t["function"]["arguments"].get<std::string>();
+          }
+        }
+      }
+      if (c["finish_reason"].is_string()) o.finish = c["finish_reason"];
+    }
+  }
+  return out;
+}
+
+class ToolCallsTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ServerOptions o;
+    o.model_dir = TinyModelDir();
+    o.served_model_name = "tiny";
+    o.host = "127.0.0.1";
+    o.port = 0;
+    o.http_port = kEphemeralPort;
+    o.metrics_port = 0;
+    o.threads = 1;
+    o.num_kv_blocks = 512;
+    o.max_num_seqs = 16;
+    o.api_keys_file = TinyModelDir() + "/api_keys.json";
+    o.seed = 1;
+    auto s = Server::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = s->release();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  void SetUp() override { ASSERT_NE(server_, nullptr); }
+  void TearDown() override { EXPECT_TRUE(WaitForIdleEngine(*server_)); }
+
+  static json Chat(const json& extra) {
+    json body = {
+        {"model", "tiny"},          {"messages", {{{"role", "user"}, {"content", "Call a tool."}}}},
+        {"temperature", 1},         {"seed", 42},
+        {"max_tokens", kMaxTokens}, {"tools", Tools()}};
+    body.update(extra);
+    return body;
+  }
+  static HttpResult PostChat(const json& body) {
+    return Post(server_->http_port(), "/v1/chat/completions", body);
+  }
+  // Every choice made valid calls (of `only` when set) and finished with tool_calls.
+  static void ExpectValidCalls(const std::map<int, ChoiceOut>& choices, size_t n,
+                               const std::string& only = "") {
+    ASSERT_EQ(choices.size(), n);
+    for (const auto& [index, c] : choices) {
+      SCOPED_TRACE(index);
+      EXPECT_EQ(c.finish, "tool_calls");
+      // No text: null in a message; streamed, at most the role chunk's "".
+      EXPECT_TRUE(c.content.is_null() || c.content == "") << c.content;
+      ASSERT_FALSE(c.calls.empty());
+      for (const Call& call : c.calls) {
+        EXPECT_TRUE(absl::StartsWith(call.id, "call_") && call.id.size() == 29) << call.id;
+        if (!only.empty()) EXPECT_EQ(call.name, only);
+        const json params = ParametersOf(call.name);
+        ASSERT_FALSE(params.is_null()) << "unknown tool " << call.name;
+        EXPECT_EQ(Invalid(params, call.arguments), "") << call.name << " " << call.arguments;
+      }
+    }
+  }
+
+  static Server* server_;
+};
+Server* ToolCallsTest::server_ = nullptr;
+
+TEST_F(ToolCallsTest, RequiredCallsValidateStreamedAndNot) {
+  const json body = Chat({{"tool_choice", "required"}, {"n", 2}});
+  HttpResult r = PostChat(body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto whole = FromMessage(r.Json());
+  ExpectValidCalls(whole, 2);
+  for (const auto& [index, c] : whole) EXPECT_TRUE(c.content.is_null()) << c.content;
+
+  json streamed_body = body;
+  streamed_body["stream"] = true;
+  HttpResult s = PostChat(streamed_body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  const auto streamed = FromStream(s.body);
+  ExpectValidCalls(streamed, 2);
+  // Same seed: the streamed deltas accumulate to the non-streamed calls (ids are per response).
+  for (const auto& [index, c] : whole) {
+    ASSERT_EQ(streamed.at(index).calls.size(), c.calls.size()) << index;
+    for (size_t k = 0; k < c.calls.size(); ++k) {
+      EXPECT_EQ(streamed.at(index).calls[k].name, c.calls[k].name);
+      EXPECT_EQ(streamed.at(index).calls[k].arguments, c.calls[k].arguments);
+    }
+  }
+}
+
+TEST_F(ToolCallsTest, NamedFunctionCallsValidateStreamedAndNot) {
+  for (const char* name : {"add", "get_weather", "ping"}) {
+    SCOPED_TRACE(name);
+    const json body =
+        Chat({{"tool_choice", {{"type", "function"}, {"function", {{"name", name}}}}}, {"n", 2}});
+    HttpResult r = PostChat(body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto whole = FromMessage(r.Json());
+    ExpectValidCalls(whole, 2, name);
+    json streamed_body = body;
+    streamed_body["stream"] = true;
+    HttpResult s = PostChat(streamed_body);
+    ASSERT_EQ(s.status, 200) << s.body;
+    const auto streamed = FromStream(s.body);
+    ExpectValidCalls(streamed, 2, name);
+    for (const auto& [index, c] : whole) {
+      ASSERT_EQ(streamed.at(index).calls.size(), 1u);
+      ASSERT_EQ(c.calls.size(), 1u);
+      EXPECT_EQ(streamed.at(index).calls[0].arguments, c.calls[0].arguments);
+    }
+    if (std::string(name) == "ping") {  // no parameters: an empty object, kept as written
+      EXPECT_EQ(whole.at(0).calls[0].arguments, "{}");
+    }
+  }
+}
+
+TEST_F(ToolCallsTest, ParallelToolCallsFalseMakesOneCall) {
+  HttpResult r =
+      PostChat(Chat({{"tool_choice", "required"}, {"parallel_tool_calls", false}, {"n", 2}}));
+  ASSERT_EQ(r.status, 200) << r.body;
+  const auto whole = FromMessage(r.Json());
+  ExpectValidCalls(whole, 2);
+  for (const auto& [index, c] : whole) EXPECT_EQ(c.calls.size(), 1u) << index;
+}
+
+TEST_F(ToolCallsTest, ToolChoiceNoneAndAutoAnswerWithText) {
+  // none: the tools only reach the template; the output is plain content.
+  for (const char* choice : {"none", "auto"}) {
+    SCOPED_TRACE(choice);
+    HttpResult r = PostChat(Chat({{"tool_choice", choice}, {"max_tokens", 8}}));
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json c = r.Json()["choices"][0];
+    if (std::string(choice) == "none") {
+      EXPECT_FALSE(c["message"].contains("tool_calls")) << c;
+      EXPECT_TRUE(c["message"]["content"].is_string()) << c;
+      EXPECT_NE(c["finish_reason"], "tool_calls") << c;
+    } else {  // the model's own format (llama3_json on this template, if it wrote a call)
+      const bool called = c["message"].contains("tool_calls");
+      EXPECT_EQ(c["finish_reason"] == "tool_calls", called && c["finish_reason"] != "length") << c;
+    }
+  }
+}
+
+TEST_F(ToolCallsTest, BadToolsAndToolChoiceAre400NamingTheParam) {
+  json no_name = Tools();
+  no_name[1]["function"].erase("name");
+  json bad_params = Tools();
+  bad_params[0]["function"]["parameters"] = "object";
+  json bad_schema = Tools();
+  bad_schema[1]["function"]["parameters"] = {{"type", "object"},
+                                             {"properties", {{"a", {{"type", 5}}}}}};
+  json no_function = Tools();
+  no_function[2].erase("function");
+  const std::vector<std::tuple<json, std::string, std::string>> cases = {
+      {{{"tools", json::array({json{{"type", "function"}}})}}, "tools[0].function", "is required"},
+      {{{"tools", json::array({json{{"type", "retrieval"}}})}}, "tools[0].type", "retrieval"},
+      {{{"tools", "get_weather"}}, "tools", "must be an array"},
+      {{{"tools", no_name}}, "tools[1].function.name", "is required"},
+      {{{"tools", bad_params}}, "tools[0].function.parameters", "JSON Schema"},
+      {{{"tools", no_function}}, "tools[2].function", "is required"},
+      {{{"tool_choice", {{"type", "function"}, {"function", {{"name", "nope"}}}}}},
+       "tool_choice.function.name",
+       "nope"},
+      {{{"tool_choice", "required"}, {"tools", json::array()}}, "tool_choice", "no tools"},
+      {{{"tool_choice", "always"}}, "tool_choice", "always"},
+      {{{"tool_choice", 3}}, "tool_choice", "a string or an object"},
+      {{{"tool_choice", "required"}, {"response_format", {{"type", "json_object"}}}},
+       "tool_choice",
+       "response_format"},
+      {{{"parallel_tool_calls", "yes"}}, "parallel_tool_calls", "boolean"},
+      {{{"tools", bad_schema},
+        {"tool_choice", {{"type", "function"}, {"function", {{"name", "add"}}}}}},
+       "tools[1].function.parameters",
+       "schema"},
+  };
+  for (const auto& [params, param, contains] : cases) {
+    SCOPED_TRACE(params.dump());
+    ExpectHttpError(PostChat(Chat(params)), param, contains);
+  }
+  ExpectHttpError(Post(server_->http_port(), "/v1/completions",
+                       {{"prompt", "x"}, {"max_tokens", 4}, {"tools", Tools()}}),
+                  "tools", "chat");
+  // Still serving, tool calls included.
+  HttpResult ok = PostChat(Chat({{"tool_choice", "required"}}));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  ExpectValidCalls(FromMessage(ok.Json()), 1);
+}
+
+}  // namespace
+}  // namespace muse::server
