@@ -67,7 +67,7 @@ absl::StatusOr<ChatFormats> ResolveChatFormats(const std::string& tool_flag,
       }
     }
   }
-  f.keep_special_tokens = !f.tool_call_parser.empty() || f.reasoning;
+  f.keep_special_tokens = !f.tool_call_parser.empty();
   return f;
 }
 

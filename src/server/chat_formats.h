@@ -22,9 +22,9 @@ struct ChatFormats {
   std::string tool_call_parser;              // "hermes", "llama3_json", "mistral"; "" = none
   bool reasoning = false;                    // a <think> ... </think> channel
   chat::ReasoningOptions reasoning_options;  // .start: kInsideBlock when the prompt opens it
-  // Whether the parsers need special tokens in the text they see (Llama 3's <|python_tag|>,
-  // Mistral's [TOOL_CALLS], Qwen3's <think> may be special tokens): text is then decoded with
-  // them kept, the stop token's text left out.
+  // Whether the model's own tool-call format may use special tokens (Llama 3's <|python_tag|>,
+  // Mistral's [TOOL_CALLS]): tool_choice auto then decodes text with them kept, the stop token's
+  // text left out. (`<think>` and Qwen's `<tool_call>` are not special in their tokenizers.)
   bool keep_special_tokens = false;
 };
 

@@ -379,9 +379,8 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
   // The model's own markers may be special tokens: keep them in the text the parser sees, unless
   // the client chose skip_special_tokens or sent stop strings (the core refuses those together).
   bool keep_special = false;
-  // Forced calls are plain JSON: no markers to keep.
-  if (parse_output && formats.keep_special_tokens &&
-      (tool_mode == ToolMode::kModel || (tool_mode == ToolMode::kNone && formats.reasoning)) &&
+  // Forced calls are plain JSON and `<think>` is plain text: only tool_choice auto needs them.
+  if (parse_output && formats.keep_special_tokens && tool_mode == ToolMode::kModel &&
       !r.prompts[0].has_skip_special_tokens() && r.prompts[0].stopping().stop().empty()) {
     r.prompts[0].set_skip_special_tokens(false);
     keep_special = true;

@@ -4,13 +4,15 @@
 // arguments parse and validate (valijson) against its function's parameters, finish_reason is
 // "tool_calls", a stream's deltas have OpenAI's shape and accumulate to the same calls as the
 // non-streamed response of the same seed. Bad tools / tool_choice are 400 naming the parameter,
-// and the server keeps serving.
+// and the server keeps serving. The reasoning channel on a think-template model.
 #include <gtest/gtest.h>
 
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <filesystem>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <valijson/adapters/nlohmann_json_adapter.hpp>
@@ -368,6 +370,96 @@ TEST_F(ToolCallsTest, BadToolsAndToolChoiceAre400NamingTheParam) {
   HttpResult ok = PostChat(Chat({{"tool_choice", "required"}}));
   ASSERT_EQ(ok.status, 200) << ok.body;
   ExpectValidCalls(FromMessage(ok.Json()), 1);
+}
+
+// The reasoning channel on the think-template variant of muse-tiny (`muse-make-model
+// --think-template`: the prompt opens "<think>\n", so the output starts inside the block) with a
+// thinking budget of 8: reasoning_content, then content, streamed and not; the split loses
+// nothing (reasoning + "</think>" + content is the text a --reasoning-parser none server returns).
+std::string ThinkModelDir() {
+  static const std::string dir = [] {
+    namespace fs = std::filesystem;
+    fs::path d = fs::temp_directory_path() / ("muse_tools_think_" + std::to_string(::getpid()));
+    const std::string cmd =
+        std::string(MUSE_BIN_DIR) +
+        "/muse-make-model --preset llava-tiny --seed 0 --think-template --out " + d.string() +
+        " --tokenizer " + kTokenizerDir + " > /dev/null";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(fs::temp_directory_path() / ("muse_tools_think_" + std::to_string(::getpid())),
+                     ec);
+    });
+    return d.string();
+  }();
+  return dir;
+}
+
+std::unique_ptr<Server> StartThinkServer(const std::string& reasoning_parser) {
+  ServerOptions o;
+  o.model_dir = ThinkModelDir();
+  o.served_model_name = "think";
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.metrics_port = -1;
+  o.http_port = kEphemeralPort;
+  o.threads = 1;
+  o.num_kv_blocks = 128;
+  o.max_num_seqs = 8;
+  o.api_keys_file = TinyModelDir() + "/api_keys.json";
+  o.seed = 3;
+  o.reasoning_parser = reasoning_parser;
+  auto s = Server::Start(o);
+  EXPECT_TRUE(s.ok()) << s.status();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+TEST(ReasoningChannelTest, ThinkTemplateSplitsReasoningFromContent) {
+  const json body = {
+      {"model", "think"},   {"messages", {{{"role", "user"}, {"content", "Why is the sky blue?"}}}},
+      {"max_tokens", 30},   {"temperature", 0},
+      {"ignore_eos", true}, {"thinking_token_budget", 8}};
+  std::string raw;
+  {
+    std::unique_ptr<Server> plain = StartThinkServer("none");
+    ASSERT_NE(plain, nullptr);
+    HttpResult r = Post(plain->http_port(), "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json m = r.Json()["choices"][0]["message"];
+    EXPECT_FALSE(m.contains("reasoning_content")) << m;
+    raw = m["content"];
+  }
+  std::unique_ptr<Server> server = StartThinkServer("auto");
+  ASSERT_NE(server, nullptr);
+  HttpResult r = Post(server->http_port(), "/v1/chat/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json m = r.Json()["choices"][0]["message"];
+  ASSERT_TRUE(m.contains("reasoning_content")) << m;
+  const std::string reasoning = m["reasoning_content"], content = m["content"];
+  EXPECT_FALSE(reasoning.empty());
+  EXPECT_FALSE(absl::StrContains(reasoning, "think>")) << reasoning;
+  EXPECT_FALSE(absl::StrContains(content, "think>")) << content;
+  // The budget forced "</think>" after 8 tokens: all of them reasoning, the rest content.
+  EXPECT_EQ(reasoning + "</think>" + content, raw);
+  EXPECT_EQ(r.Json()["usage"]["completion_tokens_details"]["reasoning_tokens"], 8) << r.body;
+
+  json streamed_body = body;
+  streamed_body["stream"] = true;
+  HttpResult s = Post(server->http_port(), "/v1/chat/completions", streamed_body);
+  ASSERT_EQ(s.status, 200) << s.body;
+  std::string streamed_reasoning, streamed_content;
+  for (absl::string_view ev : absl::StrSplit(s.body, "\n\n")) {
+    if (!absl::ConsumePrefix(&ev, "data: ") || ev == "[DONE]") continue;
+    const json chunk = json::parse(ev);
+    for (const json& c : chunk["choices"]) {
+      const json& d = c["delta"];
+      if (d.contains("reasoning_content"))
+        streamed_reasoning += d["reasoning_content"].get<std::string>();
+      if (d.contains("content")) streamed_content += d["content"].get<std::string>();
+    }
+  }
+  EXPECT_EQ(streamed_reasoning, reasoning);
+  EXPECT_EQ(streamed_content, content);
 }
 
 }  // namespace
