@@ -330,9 +330,11 @@ TEST_F(OpenAiServerTest, BadFieldsAre400NamingTheParam) {
   ExpectError(Post(port_, chat, with("response_format", {{"type", "json_schema"}})), 400,
               "response_format.json_schema");
   EXPECT_EQ(Post(port_, chat, with("response_format", {{"type", "text"}})).status, 200);
+  // Tools (more in tool_calls_test): a tool without its function, required without tools.
   ExpectError(Post(port_, chat, with("tools", json::array({{{"type", "function"}}}))), 400,
-              "tools");
-  ExpectError(Post(port_, chat, with("tool_choice", "auto")), 400, "tool_choice");
+              "tools[0].function");
+  ExpectError(Post(port_, chat, with("tool_choice", "required")), 400, "tool_choice");
+  EXPECT_EQ(Post(port_, chat, with("tool_choice", "auto")).status, 200);
   ExpectError(Post(port_, chat, with("messages", json::array())), 400, "messages");
   ExpectError(Post(port_, chat, with("messages", "hi")), 400, "messages");
   ExpectError(Post(port_, chat, with("messages", {{{"role", "wizard"}, {"content", "x"}}})), 400,

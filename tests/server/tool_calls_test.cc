@@ -372,6 +372,62 @@ TEST_F(ToolCallsTest, BadToolsAndToolChoiceAre400NamingTheParam) {
   ExpectValidCalls(FromMessage(ok.Json()), 1);
 }
 
+// tool_choice auto: the model's own format, parsed by --tool-call-parser hermes. guided_choice
+// makes the random model write exactly the Hermes text, so the parse is checked end to end (the
+// tools still reach the template; the constraint only picks the words).
+TEST(ModelFormatToolCallsTest, HermesCallsParsedFromTheOutputStreamedAndNot) {
+  ServerOptions o;
+  o.model_dir = TinyModelDir();
+  o.served_model_name = "tiny";
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.metrics_port = -1;
+  o.http_port = kEphemeralPort;
+  o.threads = 1;
+  o.num_kv_blocks = 128;
+  o.max_num_seqs = 8;
+  o.api_keys_file = TinyModelDir() + "/api_keys.json";
+  o.tool_call_parser = "hermes";
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string call =
+      "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1, \"b\": [2, "
+      "\"}\"]}}\n</tool_call>";
+  for (const std::string& prefix : {std::string(), std::string("Let me add. ")}) {
+    SCOPED_TRACE(prefix);
+    json body = {{"messages", {{{"role", "user"}, {"content", "add"}}}},
+                 {"max_tokens", 400},
+                 {"tools", Tools()},
+                 {"guided_choice", {prefix + call + "\n" + call}}};
+    HttpResult r = Post((*server)->http_port(), "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const auto whole = FromMessage(r.Json());
+    const ChoiceOut& c = whole.at(0);
+    EXPECT_EQ(c.finish, "tool_calls");
+    if (prefix.empty()) {
+      EXPECT_TRUE(c.content.is_null()) << c.content;
+    } else {
+      EXPECT_EQ(c.content, prefix);
+    }
+    ASSERT_EQ(c.calls.size(), 2u);
+    for (const Call& k : c.calls) {
+      EXPECT_EQ(k.name, "add");
+      EXPECT_EQ(k.arguments, R"({"a": 1, "b": [2, "}"]})");  // raw, as written
+      EXPECT_TRUE(absl::StartsWith(k.id, "call_")) << k.id;
+    }
+    EXPECT_NE(c.calls[0].id, c.calls[1].id);
+    body["stream"] = true;
+    HttpResult s = Post((*server)->http_port(), "/v1/chat/completions", body);
+    ASSERT_EQ(s.status, 200) << s.body;
+    const auto streamed = FromStream(s.body);
+    const ChoiceOut& sc = streamed.at(0);
+    EXPECT_EQ(sc.finish, "tool_calls");
+    ASSERT_EQ(sc.calls.size(), 2u);
+    for (const Call& k : sc.calls) EXPECT_EQ(k.arguments, R"({"a": 1, "b": [2, "}"]})");
+    EXPECT_EQ(sc.content.is_string() ? sc.content.get<std::string>() : "", prefix);
+  }
+}
+
 // The reasoning channel on the think-template variant of muse-tiny (`muse-make-model
 // --think-template`: the prompt opens "<think>\n", so the output starts inside the block) with a
 // thinking budget of 8: reasoning_content, then content, streamed and not; the split loses
