@@ -23,6 +23,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
+#include "src/server/chat_formats.h"
 #include "src/server/server.h"
 #include "tests/server/test_util.h"
 
@@ -370,6 +371,45 @@ TEST_F(ToolCallsTest, BadToolsAndToolChoiceAre400NamingTheParam) {
   HttpResult ok = PostChat(Chat({{"tool_choice", "required"}}));
   ASSERT_EQ(ok.status, 200) << ok.body;
   ExpectValidCalls(FromMessage(ok.Json()), 1);
+}
+
+// --tool-call-parser / --reasoning-parser auto: from the chat template's text.
+TEST(ChatFormatsTest, AutoReadsTheTemplateAndNamesBadFlags) {
+  struct Case {
+    std::string source, parser;
+    bool reasoning;
+  };
+  for (const Case& c : std::vector<Case>{
+           {"{{ '<tool_call>' }}", "hermes", false},
+           {"{{ '[TOOL_CALLS]' }}", "mistral", false},
+           {"{% if m.role == 'ipython' %}{{ '<|python_tag|>' }}{% endif %}", "llama3_json", false},
+           {"{{ messages[0].content }}<think>", "", true},
+           {"{{ messages[0].content }}", "", false}}) {
+    SCOPED_TRACE(c.source);
+    auto f = ResolveChatFormats("auto", "auto", c.source, nullptr, "", "");
+    ASSERT_TRUE(f.ok()) << f.status();
+    EXPECT_EQ(f->tool_call_parser, c.parser);
+    EXPECT_EQ(f->reasoning, c.reasoning);
+    EXPECT_EQ(f->keep_special_tokens, !c.parser.empty());
+  }
+  // A template whose generation prompt opens the block: the output starts as reasoning.
+  const std::string opens = "{% for m in messages %}{{ m.content }}{% endfor %}<think>\n";
+  auto tmpl = jinja::ChatTemplate::Parse(opens);
+  ASSERT_TRUE(tmpl.ok()) << tmpl.status();
+  auto f = ResolveChatFormats("none", "auto", opens, &*tmpl, "", "");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->tool_call_parser, "");
+  EXPECT_EQ(f->reasoning_options.start, chat::ReasoningStart::kInsideBlock);
+  f = ResolveChatFormats("mistral", "none", opens, &*tmpl, "", "");
+  ASSERT_TRUE(f.ok()) << f.status();
+  EXPECT_EQ(f->tool_call_parser, "mistral");
+  EXPECT_FALSE(f->reasoning);
+  EXPECT_TRUE(
+      absl::StartsWith(ResolveChatFormats("qwen9", "auto", "", nullptr, "", "").status().message(),
+                       "--tool-call-parser: "));
+  EXPECT_TRUE(
+      absl::StartsWith(ResolveChatFormats("auto", "deep", "", nullptr, "", "").status().message(),
+                       "--reasoning-parser: "));
 }
 
 // tool_choice auto: the model's own format, parsed by --tool-call-parser hermes. guided_choice
