@@ -231,7 +231,13 @@ TEST_F(Qwen2AudioTowerTest, PaddedFramesDoNotChangeTheTokens) {
 TEST_F(Qwen2AudioTowerTest, WhisperFeaturesOfATone) {
   std::vector<float> pcm(16000 * 123 / 100);  // 1.23 s: 123 valid frames -> 31 tokens
   for (size_t i = 0; i < pcm.size(); ++i) pcm[i] = 0.3f * std::sin(2 * M_PI * 440.0 * i / 16000);
-  auto mel = audio::WhisperLogMel(pcm, audio::WhisperFeatureConfig{});
+  // The fixture's preprocessor_config.json is what the extractor reads.
+  ASSERT_TRUE(IsQwen2AudioModelDir(*dir_));
+  auto fc = audio::ParseWhisperFeatureConfig(*muse::ReadFile(*dir_ + "/preprocessor_config.json"));
+  ASSERT_TRUE(fc.ok()) << fc.status();
+  EXPECT_EQ(fc->feature_size, 80);
+  EXPECT_EQ(fc->nb_max_frames(), 3000);
+  auto mel = audio::WhisperLogMel(pcm, *fc);
   ASSERT_TRUE(mel.ok()) << mel.status();
   EXPECT_EQ(mel->valid_frames, 123);
   EXPECT_EQ(Check(*mel), 31);
@@ -259,6 +265,16 @@ TEST_F(Qwen2AudioTowerTest, BadFeaturesNameTheField) {
   bad.data.pop_back();
   r = encoder_->Encode(bad);
   EXPECT_NE(r.status().message().find("data"), std::string::npos) << r.status();
+}
+
+TEST(Qwen2AudioCheckpointTest, BadOptionsAndDirectories) {
+  AudioEncoderOptions o;
+  o.dtype = "int8";
+  auto e = CreateAudioEncoder("/nonexistent", o);
+  EXPECT_EQ(e.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(e.status().message().find("dtype"), std::string::npos) << e.status();
+  EXPECT_FALSE(CreateAudioEncoder("/nonexistent", {}).ok());
+  EXPECT_FALSE(IsQwen2AudioModelDir("/nonexistent"));
 }
 
 TEST(Qwen2AudioCheckpointTest, WeightSpecNamesAndShapes) {
