@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "models/qwen2_audio/qwen2_audio_config.h"
-#include "src/audio/whisper_features.h"
+#include "src/audio/log_mel.h"
 #include "src/common/status.h"
 
 namespace muse::models::qwen2_audio {

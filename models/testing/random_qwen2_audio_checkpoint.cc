@@ -113,6 +113,7 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomQwen2AudioCheckpoint(
   std::sort(tensors.begin(), tensors.end(),
             [](const auto& a, const auto& b) { return a.first.name < b.first.name; });
   std::vector<TensorSpec> specs;
+  specs.reserve(tensors.size());
   for (const auto& t : tensors) specs.push_back(t.first);
   std::vector<uint8_t> bytes;
   const auto produce = [&](size_t i, const ByteSink& sink) -> absl::Status {

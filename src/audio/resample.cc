@@ -2,6 +2,8 @@
 
 #include <soxr.h>
 
+#include <cmath>
+
 #include "absl/strings/str_cat.h"
 
 namespace muse::audio {
@@ -13,7 +15,7 @@ absl::StatusOr<std::vector<float>> Resample(std::span<const float> in, int in_ra
   }
   if (in_rate == out_rate || in.empty()) return std::vector<float>(in.begin(), in.end());
   const auto want =
-      static_cast<size_t>((static_cast<long double>(in.size()) * out_rate + in_rate / 2) / in_rate);
+      static_cast<size_t>(std::llround(static_cast<long double>(in.size()) * out_rate / in_rate));
   std::vector<float> out(want);
   const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
   const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);

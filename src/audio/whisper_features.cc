@@ -127,8 +127,9 @@ std::vector<double> SlaneyMelFilters(int num_frequency_bins, int num_mel_filters
       Linspace(HertzToMel(min_frequency), HertzToMel(max_frequency), num_mel_filters + 2);
   std::vector<double> filter_freqs(mel.size());
   for (size_t i = 0; i < mel.size(); ++i) filter_freqs[i] = MelToHertz(mel[i]);
-  // HF: fft_freqs = np.linspace(0, sampling_rate // 2, num_frequency_bins).
-  const std::vector<double> fft_freqs = Linspace(0, sampling_rate / 2, num_frequency_bins);
+  // HF: fft_freqs = np.linspace(0, sampling_rate // 2, num_frequency_bins) (integer Nyquist).
+  const int nyquist = sampling_rate / 2;
+  const std::vector<double> fft_freqs = Linspace(0, nyquist, num_frequency_bins);
   std::vector<double> out(static_cast<size_t>(num_frequency_bins) * num_mel_filters);
   for (int f = 0; f < num_frequency_bins; ++f) {
     for (int m = 0; m < num_mel_filters; ++m) {
@@ -164,7 +165,7 @@ absl::StatusOr<LogMel> WhisperLogMel(std::span<const float> samples,
   }
   // Centre: reflect-pad n_fft / 2 on both sides (numpy's "reflect": the edge is not repeated).
   const int pad = c.n_fft / 2;
-  std::vector<double> x(static_cast<size_t>(n) + 2 * pad);
+  std::vector<double> x(static_cast<size_t>(n) + 2 * static_cast<size_t>(pad));
   for (int i = 0; i < n; ++i) x[pad + i] = wave[i];
   for (int i = 1; i <= pad; ++i) {
     x[pad - i] = wave[std::min(i, n - 1)];

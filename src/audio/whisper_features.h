@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "src/audio/log_mel.h"
 #include "src/common/status.h"
 
 namespace muse::audio {
@@ -29,13 +30,6 @@ struct WhisperFeatureConfig {
 // preprocessor_config.json of a WhisperFeatureExtractor (absent keys keep the defaults above);
 // errors name the key. A non-zero `dither` is refused (it adds random noise).
 absl::StatusOr<WhisperFeatureConfig> ParseWhisperFeatureConfig(const std::string& json_text);
-
-struct LogMel {
-  int n_mels = 0;
-  int n_frames = 0;         // nb_max_frames
-  int valid_frames = 0;     // frames covering the audio (HF's attention mask: ceil(samples / hop))
-  std::vector<float> data;  // [n_mels, n_frames], row-major
-};
 
 // `samples` at config.sampling_rate (resample first). Audio longer than the chunk is truncated.
 absl::StatusOr<LogMel> WhisperLogMel(std::span<const float> samples,

@@ -30,13 +30,13 @@ struct ChatFormats {
 
 // The flag values (`auto`, `none` or a parser name) -> the formats. "auto" looks at the chat
 // template's text: `<tool_call>` -> hermes, `[TOOL_CALLS]` -> mistral, `<|python_tag|>` or the
-// `ipython` role -> llama3_json; `<think>` -> reasoning. With reasoning, `template` (may be null)
-// is rendered once with a user message and the generation prompt: a prompt that ends inside an
-// open think block makes the output start as reasoning. InvalidArgument naming the flag for
-// unknown names.
-absl::StatusOr<ChatFormats> ResolveChatFormats(const std::string& tool_call_parser_flag,
-                                               const std::string& reasoning_parser_flag,
-                                               const std::string& template_source,
+// `ipython` role -> llama3_json; `<think>` -> reasoning. With reasoning, `chat_template` (may be
+// null; `source` is its text) is rendered once with a user message and the generation prompt: a
+// prompt that ends inside an open think block makes the output start as reasoning. InvalidArgument
+// naming the flag for unknown names.
+absl::StatusOr<ChatFormats> ResolveChatFormats(const std::string& tool_flag,
+                                               const std::string& reasoning_flag,
+                                               const std::string& source,
                                                const jinja::ChatTemplate* chat_template,
                                                const std::string& bos_token,
                                                const std::string& eos_token);
