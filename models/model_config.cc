@@ -1,10 +1,12 @@
 #include "models/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_join.h"
+#include "models/nested_text_config.h"
 #include "src/common/file_util.h"
 
 namespace muse::models {
@@ -370,6 +372,73 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   }
   j["transformers_version"] = "4.44.0";
   return j.dump(2) + "\n";
+}
+
+absl::StatusOr<ModelConfig> ParseNestedTextConfig(const std::string& text_config_json,
+                                                  const std::string& default_model_type,
+                                                  const std::vector<std::string>& supported) {
+  using json = nlohmann::json;
+  auto bad = [](const std::string& key, const std::string& what) {
+    return absl::InvalidArgumentError(absl::StrCat("config.json: key '", key, "' ", what));
+  };
+  json t = json::parse(text_config_json, nullptr, /*allow_exceptions=*/false);
+  if (!t.is_object()) return bad("text_config", "must be an object");
+  std::string model_type = default_model_type;
+  // HF writes absent keys as null too.
+  auto has = [&t](const std::string& key) { return t.contains(key) && !t.at(key).is_null(); };
+  if (has("model_type")) {
+    const json* it = &t.at("model_type");
+    if (!it->is_string()) return bad("text_config.model_type", "must be a string");
+    model_type = it->get<std::string>();
+  }
+  if (std::find(supported.begin(), supported.end(), model_type) == supported.end()) {
+    return bad("text_config.model_type", absl::StrCat("'", model_type, "' is not supported (",
+                                                      absl::StrJoin(supported, ", "), ")"));
+  }
+  // transformers' LlamaConfig / MistralConfig / Qwen2Config defaults.
+  json d;
+  if (model_type == "llama") {
+    d = {{"architectures", {"LlamaForCausalLM"}},
+         {"vocab_size", 32000},
+         {"hidden_size", 4096},
+         {"intermediate_size", 11008},
+         {"num_hidden_layers", 32},
+         {"num_attention_heads", 32},
+         {"max_position_embeddings", 2048},
+         {"rms_norm_eps", 1e-6}};
+  } else if (model_type == "mistral") {
+    d = {{"architectures", {"MistralForCausalLM"}},
+         {"vocab_size", 32000},
+         {"hidden_size", 4096},
+         {"intermediate_size", 14336},
+         {"num_hidden_layers", 32},
+         {"num_attention_heads", 32},
+         {"num_key_value_heads", 8},
+         {"max_position_embeddings", 131072},
+         {"rms_norm_eps", 1e-6},
+         {"sliding_window", 4096}};
+  } else if (model_type == "qwen2") {
+    d = {{"architectures", {"Qwen2ForCausalLM"}},
+         {"vocab_size", 151936},
+         {"hidden_size", 4096},
+         {"intermediate_size", 22016},
+         {"num_hidden_layers", 32},
+         {"num_attention_heads", 32},
+         {"max_position_embeddings", 32768},
+         {"rms_norm_eps", 1e-6}};
+  } else {
+    return bad("text_config.model_type", absl::StrCat("'", model_type, "' has no defaults here"));
+  }
+  for (auto it = d.begin(); it != d.end(); ++it) {
+    if (!has(it.key())) t[it.key()] = it.value();
+  }
+  auto c = ParseModelConfig(t.dump());
+  if (!c.ok()) {
+    std::string msg(c.status().message());
+    if (msg.rfind("config.json: ", 0) == 0) msg = msg.substr(13);
+    return absl::InvalidArgumentError(absl::StrCat("config.json: text_config: ", msg));
+  }
+  return c;
 }
 
 }  // namespace muse::models

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "models/nested_text_config.h"
 #include "src/common/file_util.h"
 
 namespace muse::models::qwen2_audio {
@@ -74,45 +75,9 @@ absl::StatusOr<AudioEncoderConfig> ParseAudio(const json& j) {
   return a;
 }
 
-// Fills the decoder config's missing keys with its transformers class defaults (Qwen2Config,
-// LlamaConfig), then parses it with the decoder's own parser.
-absl::StatusOr<ModelConfig> ParseText(json t) {
-  if (!t.is_object()) return KeyError("text_config", "must be an object");
-  std::string model_type = "qwen2";
-  RETURN_IF_ERROR(GetString(t, "model_type", "text_config.", &model_type));
-  json d;
-  if (model_type == "qwen2") {
-    d = {{"architectures", {"Qwen2ForCausalLM"}},
-         {"vocab_size", 151936},
-         {"hidden_size", 4096},
-         {"intermediate_size", 22016},
-         {"num_hidden_layers", 32},
-         {"num_attention_heads", 32},
-         {"max_position_embeddings", 32768},
-         {"rms_norm_eps", 1e-6}};
-  } else if (model_type == "llama") {
-    d = {{"architectures", {"LlamaForCausalLM"}},
-         {"vocab_size", 32000},
-         {"hidden_size", 4096},
-         {"intermediate_size", 11008},
-         {"num_hidden_layers", 32},
-         {"num_attention_heads", 32},
-         {"max_position_embeddings", 2048},
-         {"rms_norm_eps", 1e-6}};
-  } else {
-    return KeyError("text_config.model_type",
-                    absl::StrCat("'", model_type, "' is not supported (qwen2, llama)"));
-  }
-  for (auto it = d.begin(); it != d.end(); ++it) {
-    if (!Has(t, it.key().c_str())) t[it.key()] = it.value();
-  }
-  auto c = ParseModelConfig(t.dump());
-  if (!c.ok()) {
-    std::string msg(c.status().message());
-    if (msg.rfind("config.json: ", 0) == 0) msg = msg.substr(13);
-    return absl::InvalidArgumentError(absl::StrCat("config.json: text_config: ", msg));
-  }
-  return c;
+// The decoder's config with its transformers class defaults filled in (nested_text_config.h).
+absl::StatusOr<ModelConfig> ParseText(const json& t) {
+  return ParseNestedTextConfig(t.dump(), "qwen2", {"qwen2", "llama"});
 }
 
 absl::StatusOr<Qwen2AudioConfig> ParseObject(const json& j) {
