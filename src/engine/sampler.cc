@@ -181,28 +181,6 @@ __attribute__((always_inline)) inline void Store8(float* p, V8f v) {
 }
 __attribute__((always_inline)) inline V8f Splat(float x) { return V8f{} + x; }
 
-// Where the fused passes read a row's logits: the row itself, or the row seen through a grammar's
-// bitmask (tokens outside it read as -inf: the values MaskedCopy would store), so a masked row is
-// sampled without a copy. Load(i) takes i % 8 == 0.
-struct PlainRow {
-  const float* x;
-  __attribute__((always_inline)) V8f Load(int i) const { return Load8(x + i); }
-  __attribute__((always_inline)) float At(int i) const { return x[i]; }
-};
-struct MaskedRow {
-  const float* x;
-  const uint32_t* allowed;
-  __attribute__((always_inline)) V8f Load(int i) const {
-    const V8i lane_bit = {1, 2, 4, 8, 16, 32, 64, 128};
-    const auto byte = static_cast<int32_t>((allowed[i / 32] >> (i % 32)) & 0xffu);
-    const V8i on = ((V8i{} + byte) & lane_bit) != 0;
-    return on ? Load8(x + i) : Splat(-std::numeric_limits<float>::infinity());
-  }
-  __attribute__((always_inline)) float At(int i) const {
-    return (allowed[i / 32] >> (i % 32)) & 1u ? x[i] : -std::numeric_limits<float>::infinity();
-  }
-};
-
 // ExpNonPositive on 8 lanes: the same operations in the same order.
 __attribute__((always_inline)) inline V8f Exp8(V8f x) {
   const V8f lo = Splat(-87.0f);
@@ -264,8 +242,9 @@ struct MaxArg {
 
 // One pass: MaxOf's lanes, plus per lane the first index of its strict maximum and a NaN flag;
 // with kBlocks also the max logit of every 256-block (block_xmax; meaningless when unordered).
-template <bool kBlocks, class Row>
-__attribute__((always_inline)) inline MaxArg MaxArgMaxImpl(const Row& x, int n, float* block_xmax) {
+template <bool kBlocks>
+__attribute__((always_inline)) inline MaxArg MaxArgMaxImpl(const float* x, int n,
+                                                           float* block_xmax) {
   V8f m = Splat(kNegInf), bv = m;
   V8i bi = {0, 1, 2, 3, 4, 5, 6, 7}, idx = bi, un = V8i{};
   int i = 0;
@@ -273,7 +252,7 @@ __attribute__((always_inline)) inline MaxArg MaxArgMaxImpl(const Row& x, int n, 
     const int end = std::min(n, b + kBlock);
     V8f bm = Splat(kNegInf);
     for (; i + 8 <= end; i += 8) {
-      const V8f v = x.Load(i);
+      const V8f v = Load8(x + i);
       m = Max8(m, v);
       const V8i gt = v > bv;
       bv = gt ? v : bv;
@@ -284,7 +263,7 @@ __attribute__((always_inline)) inline MaxArg MaxArgMaxImpl(const Row& x, int n, 
     }
     if (kBlocks) {
       float h = HMax(bm);
-      for (int t = i; t < end; ++t) h = h > x.At(t) ? h : x.At(t);
+      for (int t = i; t < end; ++t) h = h > x[t] ? h : x[t];
       block_xmax[b / kBlock] = h;
     }
   }
@@ -292,8 +271,8 @@ __attribute__((always_inline)) inline MaxArg MaxArgMaxImpl(const Row& x, int n, 
   MaxArg r{kNegInf, 0, false};
   for (int j = 0; j < 8; ++j) r.max = r.max > m[j] ? r.max : m[j];
   for (; i < n; ++i) {
-    r.max = r.max > x.At(i) ? r.max : x.At(i);
-    if (x.At(i) != x.At(i)) r.unordered = true;
+    r.max = r.max > x[i] ? r.max : x[i];
+    if (x[i] != x[i]) r.unordered = true;
   }
   for (int j = 0; j < 8; ++j) r.unordered = r.unordered || un[j] != 0;
   if (r.unordered) return r;
@@ -306,22 +285,18 @@ __attribute__((always_inline)) inline MaxArg MaxArgMaxImpl(const Row& x, int n, 
     }
   }
   for (int k = lanes_end; best < 0 && k < n; ++k) {
-    if (x.At(k) == r.max) best = k;
+    if (x[k] == r.max) best = k;
   }
   r.argmax = best < 0 ? 0 : best;
   return r;
 }
 
 MUSE_SAMPLER_CLONES MaxArg MaxArgMax(const float* x, int n) {
-  return MaxArgMaxImpl<false>(PlainRow{x}, n, nullptr);
-}
-
-MUSE_SAMPLER_CLONES MaxArg MaxArgMaxMasked(const float* x, const uint32_t* allowed, int n) {
-  return MaxArgMaxImpl<false>(MaskedRow{x, allowed}, n, nullptr);
+  return MaxArgMaxImpl<false>(x, n, nullptr);
 }
 
 MUSE_SAMPLER_CLONES MaxArg MaxArgMaxBlocks(const float* x, int n, float* block_xmax) {
-  return MaxArgMaxImpl<true>(PlainRow{x}, n, block_xmax);
+  return MaxArgMaxImpl<true>(x, n, block_xmax);
 }
 
 // The exp pass without storing the probs: per 256-block SumOf of the probs (block_sum) and, for
@@ -331,10 +306,10 @@ MUSE_SAMPLER_CLONES MaxArg MaxArgMaxBlocks(const float* x, int n, float* block_x
 // that its max pass reads from cache rather than DRAM.
 constexpr int kChains = 8;  // vectors of 8 per iteration of the exp pass; 8 * kChains | kBlock
 
-template <bool kBlockMax, class Row>
-__attribute__((always_inline)) inline double ExpSumsImpl(const Row& x, int n, float mx, float inv_t,
-                                                         double* block_sum, float* block_max,
-                                                         const float* next) {
+template <bool kBlockMax>
+__attribute__((always_inline)) inline double ExpSumsImpl(const float* x, int n, float mx,
+                                                         float inv_t, double* block_sum,
+                                                         float* block_max, const float* next) {
   V8f g{};
   int tail_begin = n;
   for (int b = 0, k = 0; b < n; b += kBlock, ++k) {
@@ -346,7 +321,7 @@ __attribute__((always_inline)) inline double ExpSumsImpl(const Row& x, int n, fl
         for (int c = 0; c < kChains; c += 2) __builtin_prefetch(next + (i + 8 * c), 0, 2);
       }
       V8f p[kChains];
-      for (int c = 0; c < kChains; ++c) p[c] = (x.Load(i + 8 * c) - mx) * inv_t;
+      for (int c = 0; c < kChains; ++c) p[c] = (Load8(x + (i + 8 * c)) - mx) * inv_t;
       ExpN(p);
       for (int c = 0; c < kChains; ++c) bl += p[c];
       for (int c = 0; c < kChains; ++c) g += p[c];
@@ -355,7 +330,7 @@ __attribute__((always_inline)) inline double ExpSumsImpl(const Row& x, int n, fl
       }
     }
     for (; i + 8 <= end; i += 8) {
-      const V8f p0 = Exp8((x.Load(i) - mx) * inv_t);
+      const V8f p0 = Exp8((Load8(x + i) - mx) * inv_t);
       bl += p0;
       g += p0;
       if (kBlockMax) mm = Max8(mm, p0);
@@ -365,7 +340,7 @@ __attribute__((always_inline)) inline double ExpSumsImpl(const Row& x, int n, fl
     float mb = kBlockMax ? HMax(mm) : 0.0f;
     if (end == n) tail_begin = i;
     for (; i < end; ++i) {
-      const float p = ExpNonPositive((x.At(i) - mx) * inv_t);
+      const float p = ExpNonPositive((x[i] - mx) * inv_t);
       r += p;
       mb = mb > p ? mb : p;
     }
@@ -375,23 +350,18 @@ __attribute__((always_inline)) inline double ExpSumsImpl(const Row& x, int n, fl
   double r = 0;
   for (int j = 0; j < 8; ++j) r += g[j];
   // SumOf's tail: the last n % 8 probs, in order.
-  for (int i = tail_begin; i < n; ++i) r += ExpNonPositive((x.At(i) - mx) * inv_t);
+  for (int i = tail_begin; i < n; ++i) r += ExpNonPositive((x[i] - mx) * inv_t);
   return r;
 }
 
 MUSE_SAMPLER_CLONES double ExpSums(const float* x, int n, float mx, float inv_t, double* block_sum,
                                    const float* next) {
-  return ExpSumsImpl<false>(PlainRow{x}, n, mx, inv_t, block_sum, nullptr, next);
-}
-
-MUSE_SAMPLER_CLONES double ExpSumsMasked(const float* x, const uint32_t* allowed, int n, float mx,
-                                         float inv_t, double* block_sum, const float* next) {
-  return ExpSumsImpl<false>(MaskedRow{x, allowed}, n, mx, inv_t, block_sum, nullptr, next);
+  return ExpSumsImpl<false>(x, n, mx, inv_t, block_sum, nullptr, next);
 }
 
 MUSE_SAMPLER_CLONES double ExpSumsMax(const float* x, int n, float mx, float inv_t,
                                       double* block_sum, float* block_max, const float* next) {
-  return ExpSumsImpl<true>(PlainRow{x}, n, mx, inv_t, block_sum, block_max, next);
+  return ExpSumsImpl<true>(x, n, mx, inv_t, block_sum, block_max, next);
 }
 
 // Top-k candidates: recomputes the probs of the 256-blocks whose max reaches th (into probs, at
@@ -461,11 +431,10 @@ MUSE_SAMPLER_CLONES double ExpStore(const float* x, int n, float mx, float inv_t
 }
 
 // The probs of [b, end) into out[0, end - b).
-template <class Row>
-inline void ExpRange(const Row& x, int b, int end, float mx, float inv_t, float* out) {
+inline void ExpRange(const float* x, int b, int end, float mx, float inv_t, float* out) {
   int i = b;
-  for (; i + 8 <= end; i += 8) Store8(out + (i - b), Exp8((x.Load(i) - mx) * inv_t));
-  for (; i < end; ++i) out[i - b] = ExpNonPositive((x.At(i) - mx) * inv_t);
+  for (; i + 8 <= end; i += 8) Store8(out + (i - b), Exp8((Load8(x + i) - mx) * inv_t));
+  for (; i < end; ++i) out[i - b] = ExpNonPositive((x[i] - mx) * inv_t);
 }
 
 // Whether any of x[0, 16) is > th.
@@ -611,8 +580,7 @@ int32_t DrawSlow(const SamplingParams& p, int V, const float* logits, double u,
 
 // Plain temperature sampling: InverseCdf over the block sums of the exp pass; only the blocks
 // the scan enters are recomputed.
-template <class Row>
-int32_t DrawInverseCdf(const Row& x, int V, float mx, float inv_t, double target,
+int32_t DrawInverseCdf(const float* x, int V, float mx, float inv_t, double target,
                        const Sampler::Scratch& s) {
   double acc = 0;
   int32_t last = 0;
@@ -805,32 +773,6 @@ bool SampleSparseAllowed(const SamplingRow& row, int V, Sampler::Scratch& s, Sam
   return true;
 }
 
-// The same rows when the bitmask allows many tokens (inside a JSON string): the dense passes read
-// the row through the bitmask (MaskedRow) instead of a masked copy, so the same values go through
-// the same code in the same order. False (the caller takes the copy path): NaN, or every allowed
-// logit -inf, or a non-finite sum.
-bool SampleDenseAllowed(const SamplingRow& row, int V, Sampler::Scratch& s, const float* next,
-                        SampleResult* result) {
-  const SamplingParams& p = *row.params;
-  const MaxArg ma = MaxArgMaxMasked(row.logits, row.allowed_bitmask, V);
-  if (ma.unordered || ma.max == kNegInf) return false;
-  if (p.temperature == 0.0f) {
-    result->token_id = ma.argmax;
-    return true;
-  }
-  const int generated = static_cast<int>(row.tokens->size()) - row.num_prompt_tokens;
-  const double u = CounterUniform(row.seed, static_cast<uint64_t>(row.sample_index),
-                                  static_cast<uint64_t>(generated));
-  const float inv_t = 1.0f / p.temperature;
-  s.block_sum.resize((V + kBlock - 1) / kBlock);
-  const double total =
-      ExpSumsMasked(row.logits, row.allowed_bitmask, V, ma.max, inv_t, s.block_sum.data(), next);
-  if (!std::isfinite(total)) return false;
-  result->token_id =
-      DrawInverseCdf(MaskedRow{row.logits, row.allowed_bitmask}, V, ma.max, inv_t, u * total, s);
-  return true;
-}
-
 // Top-k (with top-p / min-p): the k best of S = {prob > 0, prob >= min_p} in (prob desc, id asc)
 // order are what the previous threshold search sorted. At least k probs reach the k-th largest
 // 256-block maximum, so only the blocks whose maximum reaches it are recomputed and selected from
@@ -906,8 +848,8 @@ SampleResult SampleOne(const SamplingRow& row, int V, Sampler::Scratch& s, const
       p.presence_penalty == 0.0f && p.frequency_penalty == 0.0f && p.logprobs < 0 &&
       (p.temperature == 0.0f ||
        ((p.top_k <= 0 || p.top_k >= V) && p.top_p >= 1.0f && p.min_p <= 0.0f))) {
-    SampleResult r;
-    if (SampleSparseAllowed(row, V, s, &r) || SampleDenseAllowed(row, V, s, next, &r)) return r;
+    SampleResult sparse;
+    if (SampleSparseAllowed(row, V, s, &sparse)) return sparse;
   }
   // Unmodified logits are read in place (a 128k-vocab row is 512 KiB).
   const float* w = row.logits;
@@ -979,7 +921,7 @@ SampleResult SampleOne(const SamplingRow& row, int V, Sampler::Scratch& s, const
       } else if (use_k) {
         result.token_id = DrawTopK(p, V, w, ma.max, inv_t, u, s);
       } else {
-        result.token_id = DrawInverseCdf(PlainRow{w}, V, ma.max, inv_t, u * total, s);
+        result.token_id = DrawInverseCdf(w, V, ma.max, inv_t, u * total, s);
       }
       if (inv_t == 1.0f) {
         sum_t1 = total;

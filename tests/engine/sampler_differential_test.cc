@@ -280,9 +280,9 @@ TEST(SamplerDifferentialTest, TopKThroughBlockMaxima) {
   }
 }
 
-// Grammar bitmasks on the paths that skip the masked copy: few tokens (at most V / 32: the sparse
+// Grammar bitmasks: few tokens (at most V / 32: the sparse
 // path) as one token, a handful, a cluster inside one 256-block, ids in the row's last V % 8 (the
-// dense tail), the whole allowance; and most tokens (the passes reading through the bitmask).
+// dense tail), the whole allowance; and most tokens (the masked copy's dense path).
 // Greedy and plain temperature, with -inf, ties and zeros among the allowed. Rows with other
 // knobs (top-k / top-p, penalties, logprobs) take the masked copy.
 TEST(SamplerDifferentialTest, SparseGrammarMasks) {
@@ -323,7 +323,7 @@ TEST(SamplerDifferentialTest, SparseGrammarMasks) {
         case 4:
           for (int i = limit; i > 0; --i) allow(gen.Uniform(0, V - 1));
           break;
-        default:  // most of the vocabulary (inside a string): the dense path through the bitmask
+        default:  // most of the vocabulary (inside a string): the dense path
           for (int i = 0; i < V; ++i)
             if (gen.Coin(0.9)) allow(i);
       }
