@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/config_json.h"
 #include "models/nested_text_config.h"
 #include "src/common/file_util.h"
 
@@ -10,18 +11,9 @@ namespace {
 
 using json = nlohmann::json;
 
-absl::Status KeyError(const std::string& key, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("config.json: key '", key, "' ", what));
-}
-
-bool Has(const json& j, const char* key) { return j.contains(key) && !j.at(key).is_null(); }
-
-absl::Status GetInt(const json& j, const char* key, const std::string& where, int64_t* out) {
-  if (!Has(j, key)) return absl::OkStatus();
-  if (!j.at(key).is_number_integer()) return KeyError(where + key, "must be an integer");
-  *out = j.at(key).get<int64_t>();
-  return absl::OkStatus();
-}
+using config_json::GetInt;
+using config_json::Has;
+using config_json::KeyError;
 
 absl::Status Positive(int64_t v, const std::string& key) {
   if (v <= 0) return KeyError(key, absl::StrCat("must be positive, got ", v));

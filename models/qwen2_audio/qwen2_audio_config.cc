@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "models/config_json.h"
 #include "models/nested_text_config.h"
 #include "src/common/file_util.h"
 
@@ -13,25 +14,10 @@ using json = nlohmann::json;
 
 constexpr const char* kArchitecture = "Qwen2AudioForConditionalGeneration";
 
-absl::Status KeyError(const std::string& key, const std::string& what) {
-  return absl::InvalidArgumentError(absl::StrCat("config.json: key '", key, "' ", what));
-}
-
-bool Has(const json& j, const char* key) { return j.contains(key) && !j.at(key).is_null(); }
-
-absl::Status GetInt(const json& j, const char* key, const std::string& where, int64_t* out) {
-  if (!Has(j, key)) return absl::OkStatus();
-  if (!j.at(key).is_number_integer()) return KeyError(where + key, "must be an integer");
-  *out = j.at(key).get<int64_t>();
-  return absl::OkStatus();
-}
-
-absl::Status GetString(const json& j, const char* key, const std::string& where, std::string* out) {
-  if (!Has(j, key)) return absl::OkStatus();
-  if (!j.at(key).is_string()) return KeyError(where + key, "must be a string");
-  *out = j.at(key).get<std::string>();
-  return absl::OkStatus();
-}
+using config_json::GetInt;
+using config_json::GetString;
+using config_json::Has;
+using config_json::KeyError;
 
 absl::StatusOr<AudioEncoderConfig> ParseAudio(const json& j) {
   const std::string w = "audio_config.";
