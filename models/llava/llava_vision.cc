@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "models/aten_dtype.h"
 #include "models/checkpoint.h"
 #include "models/cpu_threads.h"
 
@@ -210,17 +211,7 @@ absl::StatusOr<std::unique_ptr<ImageEncoder>> LoadEncoder(const std::string& dir
 
 absl::StatusOr<std::unique_ptr<ImageEncoder>> CreateImageEncoder(const std::string& model_dir,
                                                                  const ImageEncoderOptions& o) {
-  at::ScalarType dtype;
-  if (o.dtype == "float32" || o.dtype == "fp32") {
-    dtype = at::kFloat;
-  } else if (o.dtype == "bfloat16" || o.dtype == "bf16") {
-    dtype = at::kBFloat16;
-  } else if (o.dtype == "float16" || o.dtype == "fp16") {
-    dtype = at::kHalf;
-  } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("dtype: '", o.dtype, "' is not one of float32, bfloat16, float16"));
-  }
+  ASSIGN_OR_RETURN(const at::ScalarType dtype, ParseAtenDtype(o.dtype));
   if (o.num_threads > 0) ConfigureCpuThreads(o.num_threads);
   return LoadEncoder(model_dir, dtype);
 }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "kernels/cpu/packed_gemm.h"
 #include "kernels/cpu/thread_pool.h"
+#include "models/aten_dtype.h"
 #include "models/batch_validation.h"
 #include "models/cpu_threads.h"
 #include "models/llava/llava_config.h"
@@ -17,14 +18,6 @@
 namespace muse::runtime {
 namespace {
 
-absl::StatusOr<at::ScalarType> ParseDtype(const std::string& s) {
-  if (s == "float32" || s == "fp32") return at::kFloat;
-  if (s == "bfloat16" || s == "bf16") return at::kBFloat16;
-  if (s == "float16" || s == "fp16") return at::kHalf;
-  return absl::InvalidArgumentError(
-      absl::StrCat("dtype: '", s, "' is not one of float32, bfloat16, float16"));
-}
-
 at::Tensor LongTensor(const std::vector<int64_t>& v, at::Device dev) {
   return at::tensor(v, at::TensorOptions().dtype(at::kLong)).to(dev);
 }
@@ -32,7 +25,7 @@ at::Tensor LongTensor(const std::vector<int64_t>& v, at::Device dev) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const RunnerOptions& o) {
-  ASSIGN_OR_RETURN(at::ScalarType dtype, ParseDtype(o.dtype));
+  ASSIGN_OR_RETURN(at::ScalarType dtype, models::ParseAtenDtype(o.dtype));
   at::Device device = at::kCPU;
   if (o.device != "cpu") {
     return absl::InvalidArgumentError(
