@@ -20,7 +20,10 @@ void ChatOutputParser::Content(std::string_view text, bool finish, ChatOutputDel
                   std::make_move_iterator(rest.end()));
   }
   for (ChatDelta& d : deltas) {
-    if (d.tool_call.has_value()) saw_tool_call_ = true;
+    if (d.tool_call.has_value()) {
+      if (max_tool_calls_ >= 0 && d.tool_call->index >= max_tool_calls_) continue;
+      saw_tool_call_ = true;
+    }
     out->deltas.push_back(std::move(d));
   }
 }

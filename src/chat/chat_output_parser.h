@@ -37,12 +37,17 @@ class ChatOutputParser {
   // finish_reason "tool_calls" when true at the end.
   bool saw_tool_call() const { return saw_tool_call_; }
 
+  // parallel_tool_calls false: only the first `n` calls (indexes 0..n-1) come out; the fragments
+  // of later calls are dropped, not turned into content (vLLM's behaviour). Before the first Feed.
+  void set_max_tool_calls(int n) { max_tool_calls_ = n; }
+
  private:
   void Content(std::string_view text, bool finish, ChatOutputDelta* out);
 
   std::optional<ReasoningParser> reasoning_;
   std::unique_ptr<ToolCallParser> tools_;
   bool saw_tool_call_ = false;
+  int max_tool_calls_ = -1;  // < 0: no limit
 };
 
 }  // namespace muse::chat

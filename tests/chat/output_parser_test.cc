@@ -85,5 +85,44 @@ TEST(ChatOutputParserTest, PlainTextNoCall) {
   EXPECT_EQ(got.parsed.content, "Just text.");
 }
 
+// A call written inside the think block is not parsed (tool calls come from content only) and not
+// lost: it stays in the reasoning text, byte for byte (vLLM issues 19017 / 42021).
+TEST(ChatOutputParserTest, CallInsideTheThinkBlockStaysReasoning) {
+  const std::string call =
+      "<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>";
+  const std::string output = "<think>maybe " + call + "</think>No call.";
+  for (const testing::Chunks& chunks : testing::AllSplits(output, 50)) {
+    ChatOutputParser parser = Make(ReasoningStart::kModelOpens, "hermes");
+    bool saw_call = false;
+    const ChatOutput got = Stream(parser, chunks, &saw_call);
+    EXPECT_FALSE(saw_call);
+    EXPECT_EQ(got.reasoning, "maybe " + call);
+    EXPECT_EQ(got.parsed.content, "No call.");
+    EXPECT_TRUE(got.parsed.calls.empty());
+    if (HasFailure()) return;
+  }
+}
+
+// parallel_tool_calls false: the first call is kept, later ones are dropped (not content).
+TEST(ChatOutputParserTest, MaxToolCallsKeepsTheFirstEverySplit) {
+  const std::string output =
+      "Two.<tool_call>\n{\"name\": \"f\", \"arguments\": {\"a\": 1}}\n</tool_call>\n"
+      "<tool_call>\n{\"name\": \"g\", \"arguments\": {}}\n</tool_call>";
+  for (const testing::Chunks& chunks : testing::AllSplits(output, 50)) {
+    ChatOutputParser parser = Make(std::nullopt, "hermes");
+    parser.set_max_tool_calls(1);
+    bool saw_call = false;
+    const ChatOutput got = Stream(parser, chunks, &saw_call);
+    EXPECT_TRUE(saw_call);
+    ASSERT_EQ(got.parsed.calls.size(), 1u);
+    EXPECT_EQ(got.parsed.calls[0].name, "f");
+    EXPECT_EQ(got.parsed.calls[0].arguments, R"({"a": 1})");
+    EXPECT_EQ(got.parsed.content, "Two.");  // the blank between the calls is not content
+    if (HasFailure()) return;
+  }
+  ChatOutputParser all = Make(std::nullopt, "hermes");
+  EXPECT_EQ(all.Parse(output).parsed.calls.size(), 2u);
+}
+
 }  // namespace
 }  // namespace muse::chat
