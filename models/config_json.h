@@ -12,6 +12,10 @@
 
 namespace muse::models::config_json {
 
+// The tri-modal composite (models/muse/muse_config.h): LLaVA's vision side and Qwen2-Audio's audio
+// side over one decoder. The LLaVA and Qwen2-Audio parsers read their own side of it.
+inline constexpr const char* kMuseArchitecture = "MuseForConditionalGeneration";
+
 inline absl::Status KeyError(const std::string& key, const std::string& what) {
   return absl::InvalidArgumentError(absl::StrCat("config.json: key '", key, "' ", what));
 }

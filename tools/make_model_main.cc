@@ -2,7 +2,7 @@
 // model.safetensors or shards + index) with deterministic random weights, for tests and
 // benchmarks without downloading a model.
 //
-//   muse-make-model --preset llava-tiny --tokenizer DIR --out models/muse-tiny
+//   muse-make-model --preset muse-tiny --tokenizer DIR --out models/muse-tiny
 //   muse-make-model --preset llava-tiny --tokenizer DIR --think-template --out
 //   models/muse-tiny-think muse-make-model --preset small --arch qwen2 --dtype bfloat16 --seed 7
 //   --out /tmp/small muse-make-model --preset llama3-8b-shape --out /data/l3-shape   (16 GB in
@@ -25,6 +25,8 @@
 #include "models/testing/presets.h"
 #include "models/testing/random_checkpoint.h"
 #include "models/testing/random_llava_checkpoint.h"
+#include "models/testing/random_muse_checkpoint.h"
+#include "models/testing/random_qwen2_audio_checkpoint.h"
 #include "src/common/cli.h"
 #include "src/common/file_util.h"
 #include "src/common/logging.h"
@@ -56,8 +58,8 @@ void AddFlags(CLI::App& app, Flags* f) {
   using muse::cli::AtLeast;
   app.add_option("--out", f->out, "output directory")->required();
   app.add_option("--preset", f->preset, "model shape (LLaVA presets: below)")
-      ->check(
-          CLI::IsMember({"tiny", "small", "llama3-8b-shape", "llava-tiny", "llava-1.5-7b-shape"}));
+      ->check(CLI::IsMember(
+          {"tiny", "small", "llama3-8b-shape", "llava-tiny", "llava-1.5-7b-shape", "muse-tiny"}));
   app.add_option("--arch", f->arch, "decoder architecture")
       ->check(CLI::IsMember({"llama", "mistral", "qwen2"}));
   app.add_option("--seed", f->seed, "weights seed")->check(muse::cli::kUnsigned);
@@ -84,9 +86,11 @@ void AddFlags(CLI::App& app, Flags* f) {
       ->allow_extra_args(false)
       ->check(AtLeast<int64_t>(0));
   app.add_flag("--tie", f->tie, "tie lm_head to the embedding");
-  app.add_flag("--think-template", f->think_template,
-               "llava-tiny with --tokenizer: the chat template opens a <think> block at the start "
-               "of the assistant turn (enable_thinking=false: an empty <think></think> block)");
+  app.add_flag(
+      "--think-template", f->think_template,
+      "llava-tiny / muse-tiny with --tokenizer: the chat template opens a <think> block at "
+      "the start "
+      "of the assistant turn (enable_thinking=false: an empty <think></think> block)");
   app.add_option("--rope-scaling", f->rope_scaling,
                  "default: llama3 for --arch llama presets, none otherwise")
       ->check(CLI::IsMember({"llama3", "none"}));
@@ -101,7 +105,12 @@ LLaVA presets (LlavaForConditionalGeneration, HF layout, + preprocessor_config.j
                       decoder, which the decoder flags shape; with --tokenizer, "<image>" is
                       added as the next token id and a Llama 3 chat template renders image
                       parts as it
-  llava-1.5-7b-shape  CLIP ViT-L/14-336 + Llama-2-7B dimensions (bfloat16, ~14 GB))");
+  llava-1.5-7b-shape  CLIP ViT-L/14-336 + Llama-2-7B dimensions (bfloat16, ~14 GB)
+Tri-modal preset (MuseForConditionalGeneration, docs/ARCHITECTURE.md):
+  muse-tiny           llava-tiny's tower + a Qwen2-Audio tower (d_model 64, 2 layers, 80 mels,
+                      30 s chunks) over the tiny decoder; with --tokenizer, <image>,
+                      <|audio_bos|>, <|AUDIO|>, <|audio_eos|> are added and the chat template
+                      renders image and audio parts (the default model, scripts/setup.sh))");
 }
 
 // Number of token ids tokenizer.json defines: max id + 1 over the model vocab and added tokens.
@@ -149,19 +158,27 @@ absl::Status CopyTokenizer(const std::string& from, const std::string& to) {
 }
 
 constexpr const char* kImageToken = "<image>";
+// Qwen2-Audio's audio markers: the placeholder <|AUDIO|> between begin / end tokens.
+constexpr const char* kAudioBos = "<|audio_bos|>";
+constexpr const char* kAudioToken = "<|AUDIO|>";
+constexpr const char* kAudioEos = "<|audio_eos|>";
 
-// The Llama 3 chat template with list content: text parts as text, image parts as "<image>".
+// The Llama 3 chat template with list content: text parts as text, image parts as "<image>"
+// (and, with audio, audio parts as Qwen2-Audio renders them).
 // String content renders exactly as Llama 3's (trim, bos_token, headers, generation prompt).
-constexpr const char* kLlama3ImageTemplate =
-    "{% set loop_messages = messages %}{% for message in loop_messages %}"
-    "{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
-    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] | trim }}"
-    "{% else %}{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}{{ '<image>' }}{% elif part['type'] == 'text' %}{{ "
-    "part['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}{{ '<|eot_id|>' }}{% endfor %}"
-    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}";
+std::string Llama3PartsTemplate(bool audio) {
+  return absl::StrCat(
+      "{% set loop_messages = messages %}{% for message in loop_messages %}"
+      "{% if loop.index0 == 0 %}{{ bos_token }}{% endif %}"
+      "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' }}"
+      "{% if message['content'] is string %}{{ message['content'] | trim }}"
+      "{% else %}{% for part in message['content'] %}"
+      "{% if part['type'] == 'image' %}{{ '<image>' }}",
+      audio ? "{% elif part['type'] == 'audio' %}{{ '<|audio_bos|><|AUDIO|><|audio_eos|>' }}" : "",
+      "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+      "{% endfor %}{% endif %}{{ '<|eot_id|>' }}{% endfor %}"
+      "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}");
+}
 
 // --think-template (issue #18): the same, and the assistant turn opens a reasoning block as
 // Qwen3's template does with its enable_thinking switch: "<think>\n" (the output begins inside the
@@ -170,16 +187,33 @@ constexpr const char* kThinkTail =
     "{% if enable_thinking is defined and not enable_thinking %}"
     "{{ '<think>\n\n</think>\n\n' }}{% else %}{{ '<think>\n' }}{% endif %}";
 
-// Id of "<image>" in DIR/tokenizer.json: its existing added token, else the next free id.
-absl::StatusOr<int64_t> ImageTokenId(const std::string& tokenizer_dir) {
+struct AddedToken {
+  std::string content;
+  int64_t id = -1;
+  bool exists = false;  // already in the tokenizer
+};
+
+// Ids of `contents` in DIR/tokenizer.json: an existing added token keeps its id, the others get
+// the next free ids in order.
+absl::StatusOr<std::vector<AddedToken>> AddedTokenIds(const std::string& tokenizer_dir,
+                                                      const std::vector<std::string>& contents) {
   ASSIGN_OR_RETURN(const nlohmann::json j, muse::ParseJsonFile(tokenizer_dir + "/tokenizer.json"));
-  if (j.is_object() && j.contains("added_tokens") && j["added_tokens"].is_array()) {
-    for (const auto& t : j["added_tokens"]) {
-      if (t.is_object() && t.value("content", "") == kImageToken && t.contains("id"))
-        return t["id"].get<int64_t>();
+  ASSIGN_OR_RETURN(int64_t next, TokenizerVocabSize(tokenizer_dir + "/tokenizer.json"));
+  std::vector<AddedToken> out;
+  for (const std::string& c : contents) {
+    AddedToken t{c};
+    if (j.is_object() && j.contains("added_tokens") && j["added_tokens"].is_array()) {
+      for (const auto& e : j["added_tokens"]) {
+        if (e.is_object() && e.value("content", "") == c && e.contains("id")) {
+          t.id = e["id"].get<int64_t>();
+          t.exists = true;
+        }
+      }
     }
+    if (!t.exists) t.id = next++;
+    out.push_back(t);
   }
-  return TokenizerVocabSize(tokenizer_dir + "/tokenizer.json");
+  return out;
 }
 
 absl::Status WriteText(const fs::path& path, const std::string& text) {
@@ -189,17 +223,25 @@ absl::Status WriteText(const fs::path& path, const std::string& text) {
   return absl::OkStatus();
 }
 
-// Copies the tokenizer with "<image>" as an added special token (id `image_id`, as the
-// llava-llama-3 conversions add it) and, for a Llama 3 style chat template, a template that
-// renders image content parts as "<image>".
-absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::string& to,
-                                         int64_t image_id, bool think_template) {
+// Copies the tokenizer with `tokens` as added special tokens (as the llava-llama-3 conversions
+// add "<image>") and, for a Llama 3 style chat template, a template that renders image (and with
+// `audio`, audio) content parts as their placeholders.
+absl::Status CopyTokenizerWithAddedTokens(const std::string& from, const std::string& to,
+                                          const std::vector<AddedToken>& tokens, bool audio,
+                                          bool think_template) {
   using ojson = nlohmann::ordered_json;
   ASSIGN_OR_RETURN(std::string text, muse::ReadFile(from + "/tokenizer.json"));
-  // Splice the entry into the "added_tokens" array as text: re-serialising keeps the file as is
+  // Splice the entries into the "added_tokens" array as text: re-serialising keeps the file as is
   // (and an ordered parse of a 128k-entry vocab is quadratic).
-  ASSIGN_OR_RETURN(const int64_t vocab, TokenizerVocabSize(from + "/tokenizer.json"));
-  if (image_id >= vocab) {  // else ImageTokenId found "<image>" already there
+  std::string entries;
+  for (const AddedToken& t : tokens) {
+    if (t.exists) continue;
+    const ojson entry = {{"id", t.id},      {"content", t.content}, {"single_word", false},
+                         {"lstrip", false}, {"rstrip", false},      {"normalized", false},
+                         {"special", true}};
+    entries += (entries.empty() ? "" : ",") + entry.dump();
+  }
+  if (!entries.empty()) {
     const size_t key = text.find("\"added_tokens\"");
     const size_t open = key == std::string::npos ? key : text.find('[', key);
     if (open == std::string::npos)
@@ -227,35 +269,112 @@ absl::Status CopyTokenizerWithImageToken(const std::string& from, const std::str
     }
     if (depth != 0)
       return absl::InvalidArgumentError(from + "/tokenizer.json: unterminated added_tokens");
-    const ojson entry = {{"id", image_id},  {"content", kImageToken}, {"single_word", false},
-                         {"lstrip", false}, {"rstrip", false},        {"normalized", false},
-                         {"special", true}};
-    text.insert(i - 1, (any ? "," : "") + entry.dump());
+    text.insert(i - 1, (any ? "," : "") + entries);
   }
   RETURN_IF_ERROR(WriteText(fs::path(to) / "tokenizer.json", text));
-  std::printf("  %s (from %s, + %s = %lld)\n", (fs::path(to) / "tokenizer.json").c_str(),
-              from.c_str(), kImageToken, static_cast<long long>(image_id));
+  std::string added;
+  for (const AddedToken& t : tokens) absl::StrAppend(&added, " + ", t.content, " = ", t.id);
+  std::printf("  %s (from %s%s)\n", (fs::path(to) / "tokenizer.json").c_str(), from.c_str(),
+              added.c_str());
   const fs::path tc_path = fs::path(from) / "tokenizer_config.json";
   if (!fs::exists(tc_path)) return absl::OkStatus();
   ASSIGN_OR_RETURN(std::string tc_text, muse::ReadFile(tc_path.string()));
   ojson tc = ojson::parse(tc_text, nullptr, /*allow_exceptions=*/false);
   if (tc.is_discarded() || !tc.is_object())
     return absl::InvalidArgumentError(tc_path.string() + ": not JSON");
-  tc["added_tokens_decoder"][std::to_string(image_id)] = {
-      {"content", kImageToken}, {"lstrip", false},      {"normalized", false},
-      {"rstrip", false},        {"single_word", false}, {"special", true}};
+  for (const AddedToken& t : tokens) {
+    tc["added_tokens_decoder"][std::to_string(t.id)] = {{"content", t.content}, {"lstrip", false},
+                                                        {"normalized", false},  {"rstrip", false},
+                                                        {"single_word", false}, {"special", true}};
+  }
   if (tc.contains("chat_template") && tc["chat_template"].is_string() &&
       tc["chat_template"].get<std::string>().find("<|start_header_id|>") != std::string::npos) {
-    tc["chat_template"] = think_template ? absl::StrCat(kLlama3ImageTemplate, kThinkTail)
-                                         : std::string(kLlama3ImageTemplate);
+    tc["chat_template"] = think_template ? absl::StrCat(Llama3PartsTemplate(audio), kThinkTail)
+                                         : Llama3PartsTemplate(audio);
   } else if (think_template) {
     return absl::InvalidArgumentError(
         "--think-template: the tokenizer's chat template is not Llama 3 style");
   } else {
-    std::fprintf(stderr, "note: chat template is not Llama 3 style; left as is (no image parts)\n");
+    std::fprintf(stderr,
+                 "note: chat template is not Llama 3 style; left as is (no image/audio parts)\n");
   }
   RETURN_IF_ERROR(WriteText(fs::path(to) / "tokenizer_config.json", tc.dump(2)));
-  std::printf("  %s (+ image chat template)\n", (fs::path(to) / "tokenizer_config.json").c_str());
+  std::printf("  %s (+ %s chat template)\n", (fs::path(to) / "tokenizer_config.json").c_str(),
+              audio ? "image + audio" : "image");
+  return absl::OkStatus();
+}
+
+int64_t CountParams(const std::vector<std::pair<std::string, std::vector<int64_t>>>& list) {
+  int64_t n = 0;
+  for (const auto& [name, shape] : list) {
+    int64_t k = 1;
+    for (int64_t d : shape) k *= d;
+    n += k;
+  }
+  return n;
+}
+
+// muse-tiny: llava-tiny's vision side and qwen2-audio-tiny's audio side over the tiny decoder
+// (which the decoder flags shape). With --tokenizer, <image>, <|audio_bos|>, <|AUDIO|> and
+// <|audio_eos|> are the next ids and the chat template renders image and audio parts.
+absl::Status RunMuse(const Flags& f, const ModelConfig& decoder,
+                     const muse::models::RandomCheckpointOptions& opts) {
+  namespace mc = muse::models::muse_composite;
+  if (f.vision != "clip") return absl::InvalidArgumentError("--vision: muse-tiny has a clip tower");
+  ModelConfig text = decoder;
+  std::vector<AddedToken> tokens;
+  if (!f.tokenizer.empty()) {
+    ASSIGN_OR_RETURN(tokens,
+                     AddedTokenIds(f.tokenizer, {kImageToken, kAudioBos, kAudioToken, kAudioEos}));
+    for (const AddedToken& t : tokens) text.vocab_size = std::max(text.vocab_size, t.id + 1);
+  }
+  ASSIGN_OR_RETURN(mc::MuseConfig mc_config, mc::MusePreset(f.preset, text));
+  if (!tokens.empty()) {
+    mc_config.vision.image_token_index = tokens[0].id;
+    mc_config.audio.audio_token_index = tokens[2].id;
+  }
+  const auto& lc = mc_config.vision;
+  const auto& ac = mc_config.audio;
+  std::printf("muse-make-model: %s preset=%s (text + image + audio) dtype=%s seed=%llu\n",
+              f.out.c_str(), f.preset.c_str(), muse::models::TorchDTypeName(opts.dtype),
+              static_cast<unsigned long long>(f.seed));
+  std::printf(
+      "  vision: image=%lld patch=%lld hidden=%lld layers=%lld, image tokens=%lld, "
+      "params=%.2fM\n",
+      (long long)lc.vision.image_size, (long long)lc.vision.patch_size,
+      (long long)lc.vision.hidden_size, (long long)lc.vision.num_hidden_layers,
+      (long long)lc.num_image_tokens(),
+      (CountParams(muse::models::llava::ExpectedVisionTensors(lc, true)) +
+       CountParams(muse::models::llava::ExpectedProjectorTensors(lc))) /
+          1e6);
+  std::printf(
+      "  audio: d_model=%lld layers=%lld heads=%lld mels=%lld chunk=%llds, tokens per chunk=%lld, "
+      "params=%.2fM\n",
+      (long long)ac.audio.d_model, (long long)ac.audio.encoder_layers,
+      (long long)ac.audio.encoder_attention_heads, (long long)ac.audio.num_mel_bins,
+      (long long)(ac.audio.input_frames() / 100), (long long)ac.max_audio_tokens(),
+      (CountParams(muse::models::qwen2_audio::ExpectedAudioTensors(ac)) +
+       CountParams(muse::models::qwen2_audio::ExpectedAudioProjectorTensors(ac))) /
+          1e6);
+  std::printf(
+      "  text: vocab=%lld hidden=%lld layers=%lld, image_token_index=%lld audio_token_index=%lld\n",
+      (long long)lc.text.vocab_size, (long long)lc.text.hidden_size,
+      (long long)lc.text.num_hidden_layers, (long long)lc.image_token_index,
+      (long long)ac.audio_token_index);
+  std::fflush(stdout);
+  if (opts.num_shards != 1)
+    return absl::InvalidArgumentError("--shards is not supported for the muse-tiny preset");
+  ASSIGN_OR_RETURN(auto files,
+                   mc::WriteRandomMuseCheckpoint(f.out, mc_config,
+                                                 muse::models::llava::PreprocessorFor(lc), opts));
+  for (const auto& file : files) {
+    std::printf("  %s (%llu bytes)\n", file.path.c_str(),
+                static_cast<unsigned long long>(file.bytes));
+  }
+  if (!tokens.empty()) {
+    RETURN_IF_ERROR(
+        CopyTokenizerWithAddedTokens(f.tokenizer, f.out, tokens, /*audio=*/true, f.think_template));
+  }
   return absl::OkStatus();
 }
 
@@ -275,7 +394,8 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
   int64_t image_id = -1;
   if (!f.tokenizer.empty() && name != "llava-1.5-7b-shape") {
     // "<image>" gets the next id after the tokenizer's vocabulary; the decoder's vocab grows to it.
-    ASSIGN_OR_RETURN(image_id, ImageTokenId(f.tokenizer));
+    ASSIGN_OR_RETURN(auto ids, AddedTokenIds(f.tokenizer, {kImageToken}));
+    image_id = ids[0].id;
     text.vocab_size = std::max(text.vocab_size, image_id + 1);
   }
   ASSIGN_OR_RETURN(auto lc, muse::models::llava::LlavaPreset(name, text));
@@ -316,7 +436,9 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
                 static_cast<unsigned long long>(file.bytes));
   }
   if (image_id >= 0) {
-    RETURN_IF_ERROR(CopyTokenizerWithImageToken(f.tokenizer, f.out, image_id, f.think_template));
+    ASSIGN_OR_RETURN(auto ids, AddedTokenIds(f.tokenizer, {kImageToken}));
+    RETURN_IF_ERROR(
+        CopyTokenizerWithAddedTokens(f.tokenizer, f.out, ids, /*audio=*/false, f.think_template));
   } else if (!f.tokenizer.empty()) {
     RETURN_IF_ERROR(CopyTokenizer(f.tokenizer, f.out));
   }
@@ -325,7 +447,9 @@ absl::Status RunLlava(const Flags& f, const ModelConfig& decoder,
 
 absl::Status Run(const Flags& f) {
   const bool llava = f.preset.rfind("llava", 0) == 0;
-  ASSIGN_OR_RETURN(ModelConfig c, muse::models::DecoderPreset(llava ? "tiny" : f.preset));
+  const bool muse_tiny = f.preset == "muse-tiny";
+  ASSIGN_OR_RETURN(ModelConfig c,
+                   muse::models::DecoderPreset(llava || muse_tiny ? "tiny" : f.preset));
   if (f.arch == "llama") {
     c.arch = Arch::kLlama;
     c.architecture = "LlamaForCausalLM";
@@ -396,9 +520,12 @@ absl::Status Run(const Flags& f) {
                                    f.preset == "llama3-8b-shape" || f.preset == "llava-1.5-7b-shape"
                                        ? "bfloat16"
                                        : "float32")));
-  if (f.think_template && (f.preset != "llava-tiny" || f.tokenizer.empty())) {
-    return absl::InvalidArgumentError("--think-template needs --preset llava-tiny and --tokenizer");
+  if (f.think_template &&
+      ((f.preset != "llava-tiny" && f.preset != "muse-tiny") || f.tokenizer.empty())) {
+    return absl::InvalidArgumentError(
+        "--think-template needs --preset llava-tiny or muse-tiny and --tokenizer");
   }
+  if (muse_tiny) return RunMuse(f, c, opts);
   if (llava) return RunLlava(f, c, opts);
   int64_t params = 0;
   for (const auto& [name, shape] : muse::models::ExpectedDecoderTensors(c)) {

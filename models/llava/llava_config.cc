@@ -89,8 +89,11 @@ absl::StatusOr<LlavaConfig> ParseObject(const json& j) {
   if (!j.is_object()) return absl::InvalidArgumentError("config.json: top level must be an object");
   if (!Has(j, "architectures") || !j.at("architectures").is_array() ||
       j.at("architectures").empty() ||
-      j.at("architectures")[0] != "LlavaForConditionalGeneration") {
-    return KeyError("architectures", "must be [\"LlavaForConditionalGeneration\"]");
+      (j.at("architectures")[0] != "LlavaForConditionalGeneration" &&
+       j.at("architectures")[0] != config_json::kMuseArchitecture)) {
+    return KeyError("architectures",
+                    absl::StrCat("must be [\"LlavaForConditionalGeneration\"] or [\"",
+                                 config_json::kMuseArchitecture, "\"]"));
   }
   LlavaConfig c;
   ASSIGN_OR_RETURN(c.vision,
@@ -189,7 +192,9 @@ bool IsLlavaModelDir(const std::string& model_dir) {
   if (!text.ok()) return false;
   json j = json::parse(*text, nullptr, false);
   return j.is_object() && j.contains("architectures") && j["architectures"].is_array() &&
-         !j["architectures"].empty() && j["architectures"][0] == "LlavaForConditionalGeneration";
+         !j["architectures"].empty() &&
+         (j["architectures"][0] == "LlavaForConditionalGeneration" ||
+          j["architectures"][0] == config_json::kMuseArchitecture);
 }
 
 std::string LlavaConfigToJson(const LlavaConfig& c) {

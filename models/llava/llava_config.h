@@ -53,12 +53,15 @@ struct LlavaConfig {
   int64_t num_image_tokens() const;
 };
 
-// Parses config.json text. Missing keys take transformers' defaults (LlavaConfig,
-// CLIPVisionConfig / SiglipVisionConfig, LlamaConfig / MistralConfig / Qwen2Config), so the terse
-// configs of published checkpoints (llava-hf/llava-1.5-7b-hf) load. Errors name the key.
+// Parses config.json text (LlavaForConditionalGeneration, or the LLaVA side of a
+// MuseForConditionalGeneration composite, models/muse/muse_config.h). Missing keys take
+// transformers' defaults (LlavaConfig, CLIPVisionConfig / SiglipVisionConfig, LlamaConfig /
+// MistralConfig / Qwen2Config), so the terse configs of published checkpoints
+// (llava-hf/llava-1.5-7b-hf) load. Errors name the key.
 absl::StatusOr<LlavaConfig> ParseLlavaConfig(const std::string& json_text);
 absl::StatusOr<LlavaConfig> LoadLlavaConfig(const std::string& model_dir);
-// True when <model_dir>/config.json names LlavaForConditionalGeneration.
+// True when <model_dir>/config.json names LlavaForConditionalGeneration or the tri-modal
+// MuseForConditionalGeneration (whose vision side, decoder and image token parse as LLaVA's).
 bool IsLlavaModelDir(const std::string& model_dir);
 std::string LlavaConfigToJson(const LlavaConfig& config);
 

@@ -62,20 +62,28 @@ absl::StatusOr<AudioEncoderConfig> ParseAudio(const json& j) {
 }
 
 // The decoder's config with its transformers class defaults filled in (nested_text_config.h).
-absl::StatusOr<ModelConfig> ParseText(const json& t) {
+// The composite's decoder is LLaVA's (default llama; mistral too).
+absl::StatusOr<ModelConfig> ParseText(const json& t, bool muse) {
+  if (muse) return ParseNestedTextConfig(t.dump(), "llama", {"llama", "mistral", "qwen2"});
   return ParseNestedTextConfig(t.dump(), "qwen2", {"qwen2", "llama"});
 }
 
 absl::StatusOr<Qwen2AudioConfig> ParseObject(const json& j) {
   if (!j.is_object()) return absl::InvalidArgumentError("config.json: top level must be an object");
   if (!Has(j, "architectures") || !j.at("architectures").is_array() ||
-      j.at("architectures").empty() || j.at("architectures")[0] != kArchitecture) {
-    return KeyError("architectures", absl::StrCat("must be [\"", kArchitecture, "\"]"));
+      j.at("architectures").empty() ||
+      (j.at("architectures")[0] != kArchitecture &&
+       j.at("architectures")[0] != config_json::kMuseArchitecture)) {
+    return KeyError("architectures", absl::StrCat("must be [\"", kArchitecture, "\"] or [\"",
+                                                  config_json::kMuseArchitecture, "\"]"));
   }
+  const bool muse = j.at("architectures")[0] == config_json::kMuseArchitecture;
   Qwen2AudioConfig c;
+  if (muse) c.weight_prefix = kMuseAudioPrefix;
   ASSIGN_OR_RETURN(c.audio,
                    ParseAudio(Has(j, "audio_config") ? j.at("audio_config") : json::object()));
-  ASSIGN_OR_RETURN(c.text, ParseText(Has(j, "text_config") ? j.at("text_config") : json::object()));
+  ASSIGN_OR_RETURN(c.text,
+                   ParseText(Has(j, "text_config") ? j.at("text_config") : json::object(), muse));
   if (c.text.torch_dtype.empty() && Has(j, "torch_dtype") && j.at("torch_dtype").is_string()) {
     c.text.torch_dtype = j.at("torch_dtype").get<std::string>();
   }
@@ -122,7 +130,9 @@ bool IsQwen2AudioModelDir(const std::string& model_dir) {
   if (!text.ok()) return false;
   json j = json::parse(*text, nullptr, false);
   return j.is_object() && j.contains("architectures") && j["architectures"].is_array() &&
-         !j["architectures"].empty() && j["architectures"][0] == kArchitecture;
+         !j["architectures"].empty() &&
+         (j["architectures"][0] == kArchitecture ||
+          j["architectures"][0] == config_json::kMuseArchitecture);
 }
 
 std::string Qwen2AudioConfigToJson(const Qwen2AudioConfig& c) {
@@ -151,7 +161,7 @@ std::string Qwen2AudioConfigToJson(const Qwen2AudioConfig& c) {
 TensorList ExpectedAudioTensors(const Qwen2AudioConfig& c) {
   const AudioEncoderConfig& a = c.audio;
   const int64_t D = a.d_model, F = a.encoder_ffn_dim, M = a.num_mel_bins;
-  const std::string p = kAudioPrefix;
+  const std::string p = c.weight_prefix + kAudioPrefix;
   TensorList out;
   out.push_back({p + "conv1.weight", {D, M, 3}});
   out.push_back({p + "conv1.bias", {D}});
@@ -181,7 +191,7 @@ TensorList ExpectedAudioTensors(const Qwen2AudioConfig& c) {
 }
 
 TensorList ExpectedAudioProjectorTensors(const Qwen2AudioConfig& c) {
-  const std::string p = kProjectorPrefix;
+  const std::string p = c.weight_prefix + kProjectorPrefix;
   return {{p + "linear.weight", {c.text.hidden_size, c.audio.d_model}},
           {p + "linear.bias", {c.text.hidden_size}}};
 }

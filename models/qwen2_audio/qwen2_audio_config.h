@@ -32,6 +32,9 @@ struct Qwen2AudioConfig {
   AudioEncoderConfig audio;
   ModelConfig text;
   int64_t audio_token_index = 151646;
+  // Prepended to kAudioPrefix / kProjectorPrefix: "" in a Qwen2-Audio checkpoint, kMuseAudioPrefix
+  // in a MuseForConditionalGeneration one (where multi_modal_projector.* is the image side's).
+  std::string weight_prefix;
 
   // HF Qwen2AudioEncoder._get_feat_extract_output_lengths, for valid_frames >= 1 mel frames
   // (the feature extractor's attention mask sum): encoder rows after conv2, and the audio tokens
@@ -42,12 +45,16 @@ struct Qwen2AudioConfig {
   int64_t max_audio_tokens() const { return NumAudioTokens(audio.input_frames()); }
 };
 
-// Parses config.json text. Missing keys take transformers' defaults (Qwen2AudioConfig,
-// Qwen2AudioEncoderConfig, Qwen2Config), as Qwen/Qwen2-Audio-7B's terse config relies on.
-// Errors name the key (e.g. "config.json: key 'audio_config.d_model' must be positive").
+// Parses config.json text (Qwen2AudioForConditionalGeneration, or the audio side of a
+// MuseForConditionalGeneration composite, models/muse/muse_config.h, which sets weight_prefix and
+// parses text_config with LLaVA's default model_type llama). Missing keys take transformers'
+// defaults (Qwen2AudioConfig, Qwen2AudioEncoderConfig, Qwen2Config), as Qwen/Qwen2-Audio-7B's terse
+// config relies on. Errors name the key (e.g. "config.json: key 'audio_config.d_model' must be
+// positive").
 absl::StatusOr<Qwen2AudioConfig> ParseQwen2AudioConfig(const std::string& json_text);
 absl::StatusOr<Qwen2AudioConfig> LoadQwen2AudioConfig(const std::string& model_dir);
-// True when <model_dir>/config.json names Qwen2AudioForConditionalGeneration.
+// True when <model_dir>/config.json names Qwen2AudioForConditionalGeneration or the tri-modal
+// MuseForConditionalGeneration (both have a Qwen2-Audio audio tower).
 bool IsQwen2AudioModelDir(const std::string& model_dir);
 std::string Qwen2AudioConfigToJson(const Qwen2AudioConfig& config);
 
@@ -55,10 +62,14 @@ std::string Qwen2AudioConfigToJson(const Qwen2AudioConfig& config);
 inline constexpr const char* kDecoderPrefix = "language_model.";
 inline constexpr const char* kAudioPrefix = "audio_tower.";
 inline constexpr const char* kProjectorPrefix = "multi_modal_projector.";
+// The audio side of a MuseForConditionalGeneration checkpoint: audio.audio_tower.*,
+// audio.multi_modal_projector.*.
+inline constexpr const char* kMuseAudioPrefix = "audio.";
 
 using TensorList = std::vector<std::pair<std::string, std::vector<int64_t>>>;
-// The weight spec, written once: every audio tower tensor of an HF checkpoint with its shape
-// (k_proj has no bias), and the projector (Linear d_model -> text hidden_size).
+// The weight spec, written once (names under config.weight_prefix): every audio tower tensor of an
+// HF checkpoint with its shape (k_proj has no bias), and the projector (Linear d_model -> text
+// hidden_size).
 TensorList ExpectedAudioTensors(const Qwen2AudioConfig& config);
 TensorList ExpectedAudioProjectorTensors(const Qwen2AudioConfig& config);
 

@@ -58,7 +58,7 @@ absl::StatusOr<std::unique_ptr<Qwen2AudioTower>> Qwen2AudioTower::Load(const Qwe
       ASSIGN_OR_RETURN(t[name], get(name, shape));
     }
   }
-  const std::string p = kAudioPrefix;
+  const std::string p = c.weight_prefix + kAudioPrefix;
   m->conv1_w_ = t[p + "conv1.weight"];
   m->conv1_b_ = t[p + "conv1.bias"];
   m->conv2_w_ = t[p + "conv2.weight"];
@@ -86,8 +86,8 @@ absl::StatusOr<std::unique_ptr<Qwen2AudioTower>> Qwen2AudioTower::Load(const Qwe
   }
   m->ln_w_ = t[p + "layer_norm.weight"];
   m->ln_b_ = t[p + "layer_norm.bias"];
-  m->proj_w_ = t[std::string(kProjectorPrefix) + "linear.weight"];
-  m->proj_b_ = t[std::string(kProjectorPrefix) + "linear.bias"];
+  m->proj_w_ = t[c.weight_prefix + kProjectorPrefix + "linear.weight"];
+  m->proj_b_ = t[c.weight_prefix + kProjectorPrefix + "linear.bias"];
   return m;
 }
 

@@ -158,6 +158,14 @@ absl::Status RemoveOldWeights(const std::string& dir) {
 
 }  // namespace
 
+void EncodeTensorValues(const float* in, size_t n, DType dtype, std::vector<uint8_t>* out) {
+  Encode(in, n, dtype, out);
+}
+
+absl::Status WriteTextFileAtomically(const std::string& path, const std::string& text) {
+  return WriteText(path, text);
+}
+
 std::vector<float> RandomTensorValues(const std::string& name, int64_t numel, uint64_t seed) {
   std::vector<float> out(static_cast<size_t>(numel));
   TensorValues(name, seed).Fill(out.data(), out.size());

@@ -33,6 +33,11 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomCheckpoint(
 // norms 1 + 0.1 * N(0,1), everything else 0.02 * N(0,1).
 std::vector<float> RandomTensorValues(const std::string& name, int64_t numel, uint64_t seed);
 
+// float32 values -> the bytes of `dtype` (float32, bfloat16, float16), round to nearest even.
+void EncodeTensorValues(const float* in, size_t n, DType dtype, std::vector<uint8_t>* out);
+// Writes `text` to path.tmp, then renames it over `path`.
+absl::Status WriteTextFileAtomically(const std::string& path, const std::string& text);
+
 // "float32" / "bfloat16" / "float16" <-> DType.
 absl::StatusOr<DType> DTypeFromTorchName(const std::string& name);
 const char* TorchDTypeName(DType dtype);
