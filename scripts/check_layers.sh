@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fails when an include runs up a layer. Layers, bottom up:
 #   kernels/{cpu,cuda} -> models/ -> src/runtime -> src/engine -> src/server -> tools/
-# Beside them: src/common (below everything), src/tokenizer, src/vision, src/audio, src/structured and src/chat
+# Beside them: src/common (below everything), src/tokenizer, src/vision, src/audio, src/collective, src/structured and src/chat
 # (over common and kernels only; models may use them; src/chat uses tokenizer and structured).
 # models/testing/ holds fixtures (random checkpoints) for tools, tests and benchmarks only. Also
 # fails when CUDA headers reach the engine or scheduler, or when the Llama weight names appear
@@ -15,7 +15,7 @@ rank() {
   case "$1" in
     src/common/*) echo 0 ;;
     kernels/*) echo 1 ;;
-    src/tokenizer/*|src/vision/*|src/audio/*|src/structured/*|src/chat/*) echo 2 ;;  # beside the stack: plain C++ over common (+ kernels)
+    src/tokenizer/*|src/vision/*|src/audio/*|src/collective/*|src/structured/*|src/chat/*) echo 2 ;;  # beside the stack: plain C++ over common (+ kernels)
     models/*) echo 3 ;;
     src/runtime/*) echo 4 ;;
     src/engine/*) echo 5 ;;

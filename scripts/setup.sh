@@ -23,6 +23,7 @@ APT_PACKAGES=(
   libssl-dev                                             # libcrypto: SHA-256 image digests; TLS of the HTTP API
   libboost1.81-dev                                       # Boost.Beast + Asio: the OpenAI-compatible HTTP API
   libsndfile1-dev libsoxr-dev libfftw3-dev               # audio input: decoding, resampling, Whisper STFT
+  libgloo-dev                                            # tensor parallelism on CPU processes (collectives over TCP)
   espeak-ng                                              # audio tests: real speech made at test time
   clang-14 libclang-rt-14-dev                            # libFuzzer + sanitizers for the image fuzz test
   clang-format-14 clang-tidy-14                          # scripts/lint.sh (style gate in CI)
