@@ -16,6 +16,8 @@
 #include "kernels/cpu/thread_pool.h"
 #include "models/batch.h"
 #include "models/checkpoint.h"
+#include "models/tensor_parallel.h"
+#include "src/collective/communicator.h"
 #include "src/common/status.h"
 
 namespace muse::models {
@@ -25,17 +27,28 @@ class LlamaCpuModel {
   // Loads and validates every decoder tensor of `ckpt` (names and shapes as
   // ExpectedDecoderTensors; `weight_prefix` as LlamaAtenModel::Load) and packs it. Requires
   // kernels::cpu::PackedGemmSupported(). `threads` >= 1.
-  static absl::StatusOr<std::unique_ptr<LlamaCpuModel>> Load(const Checkpoint& ckpt,
-                                                             const std::string& weight_prefix,
-                                                             int threads);
+  //
+  // Tensor parallel (issue 20): with `comm` (size > 1) this rank loads and packs only its shard
+  // (models/tensor_parallel.h) of the unchanged checkpoint, and every Forward takes part in the
+  // ranks' collectives (two all-reduces per layer, one all-gather of logits); every rank must call
+  // Forward with the same batch. `comm` outlives the model. Shapes that do not split are
+  // InvalidArgument naming the key and the rank.
+  static absl::StatusOr<std::unique_ptr<LlamaCpuModel>> Load(
+      const Checkpoint& ckpt, const std::string& weight_prefix, int threads,
+      collective::Communicator* comm = nullptr);
 
   const ModelConfig& config() const { return config_; }
   int num_threads() const { return pool_.num_threads(); }
+  const TensorParallelShard& shard() const { return shard_; }
+  // KV heads this rank caches (config().num_key_value_heads without tensor parallelism).
+  int64_t num_local_kv_heads() const { return shard_.num_kv_heads; }
 
   // One step over a validated batch. k_caches / v_caches: per layer, fp32
-  // [num_blocks, kernels::kKvBlockSize, nKV, D]. logits: [batch.logits_indices.size(), vocab] fp32.
-  void Forward(const models::Batch& batch, const std::vector<float*>& k_caches,
-               const std::vector<float*>& v_caches, float* logits);
+  // [num_blocks, kernels::kKvBlockSize, num_local_kv_heads(), D]. logits:
+  // [batch.logits_indices.size(), vocab] fp32, on every rank. The only errors are a failed
+  // collective (Unavailable; the ranks are out of step from then on).
+  absl::Status Forward(const models::Batch& batch, const std::vector<float*>& k_caches,
+                       const std::vector<float*>& v_caches, float* logits);
 
  private:
   struct Layer {
@@ -45,6 +58,8 @@ class LlamaCpuModel {
   explicit LlamaCpuModel(int threads) : pool_(threads) {}
 
   ModelConfig config_;
+  TensorParallelShard shard_;
+  collective::Communicator* comm_ = nullptr;  // null or size 1: no collectives
   kernels::cpu::ThreadPool pool_;
   std::vector<Layer> layers_;
   kernels::cpu::PackedWeight lm_head_;
@@ -52,6 +67,7 @@ class LlamaCpuModel {
   std::vector<float> final_norm_, inv_freq_;
   // Step buffers, grown on demand.
   std::vector<float> h_, xn_, qkv_, attn_, act_, cos_, sin_, rows_;
+  std::vector<float> local_logits_, gathered_logits_;  // tensor parallel
 };
 
 }  // namespace muse::models

@@ -10,10 +10,12 @@
 #include "kernels/cpu/packed_gemm.h"
 #include "kernels/cpu/thread_pool.h"
 #include "models/aten_dtype.h"
+#include "models/batch_codec.h"
 #include "models/batch_validation.h"
 #include "models/cpu_threads.h"
 #include "models/llava/llava_config.h"
 #include "spdlog/spdlog.h"
+#include "src/collective/communicator.h"
 
 namespace muse::runtime {
 namespace {
@@ -40,16 +42,30 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const Run
   const std::string& prefix = dc.weight_prefix;
   auto r = std::unique_ptr<CpuModelRunner>(new CpuModelRunner());
   r->config_ = ckpt->config();
-  if (o.cpu_kernels && dtype == at::kFloat && kernels::cpu::PackedGemmSupported()) {
+  const bool cpu_kernels =
+      o.cpu_kernels && dtype == at::kFloat && kernels::cpu::PackedGemmSupported();
+  collective::Communicator* tp =
+      o.tensor_parallel != nullptr && o.tensor_parallel->size() > 1 ? o.tensor_parallel : nullptr;
+  if (tp != nullptr && !cpu_kernels) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor_parallel: on CPU it runs on muse's kernels only (dtype float32, a CPU with AVX2 + "
+        "FMA, cpu_kernels on); got dtype ",
+        o.dtype));
+  }
+  if (cpu_kernels) {
     const int n = o.num_threads > 0 ? o.num_threads : kernels::cpu::AvailableCpus();
-    ASSIGN_OR_RETURN(r->cpu_model_, models::LlamaCpuModel::Load(*ckpt, prefix, n));
+    ASSIGN_OR_RETURN(r->cpu_model_, models::LlamaCpuModel::Load(*ckpt, prefix, n, tp));
+    r->tp_ = tp;
   } else {
     ASSIGN_OR_RETURN(r->model_, models::LlamaAtenModel::Load(*ckpt, dtype, device, prefix));
   }
   const auto& c = r->config_;
   const int64_t elem = at::elementSize(dtype);
-  r->block_bytes_ =
-      c.num_hidden_layers * 2 * kernels::kKvBlockSize * c.num_key_value_heads * c.head_dim * elem;
+  // A tensor-parallel rank caches only its KV heads (the same number on every rank, so every rank
+  // sizes the same pool from the same options).
+  const int64_t kv_heads =
+      r->cpu_model_ ? r->cpu_model_->num_local_kv_heads() : c.num_key_value_heads;
+  r->block_bytes_ = c.num_hidden_layers * 2 * kernels::kKvBlockSize * kv_heads * c.head_dim * elem;
   r->num_blocks_ = o.num_kv_blocks > 0 ? o.num_kv_blocks : o.kv_cache_bytes / r->block_bytes_;
   if (r->num_blocks_ < 1) {
     return absl::InvalidArgumentError(absl::StrCat("kv_cache_bytes: ", o.kv_cache_bytes,
@@ -58,20 +74,22 @@ absl::StatusOr<std::unique_ptr<CpuModelRunner>> CpuModelRunner::Create(const Run
   }
   const auto opts = at::TensorOptions().dtype(dtype).device(device);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    r->k_caches_.push_back(at::zeros(
-        {r->num_blocks_, kernels::kKvBlockSize, c.num_key_value_heads, c.head_dim}, opts));
-    r->v_caches_.push_back(at::zeros(
-        {r->num_blocks_, kernels::kKvBlockSize, c.num_key_value_heads, c.head_dim}, opts));
+    r->k_caches_.push_back(
+        at::zeros({r->num_blocks_, kernels::kKvBlockSize, kv_heads, c.head_dim}, opts));
+    r->v_caches_.push_back(
+        at::zeros({r->num_blocks_, kernels::kKvBlockSize, kv_heads, c.head_dim}, opts));
     r->k_ptrs_.push_back(static_cast<float*>(r->k_caches_.back().data_ptr()));
     r->v_ptrs_.push_back(static_cast<float*>(r->v_caches_.back().data_ptr()));
   }
   if (r->cpu_model_) {
     spdlog::info(
         "runner: {} ({} layers, hidden {}), {} on {} with muse CPU kernels ({} threads), "
-        "{} KV blocks x {} tokens ({} MiB)",
+        "{} KV blocks x {} tokens ({} MiB){}",
         c.architecture, c.num_hidden_layers, c.hidden_size, o.dtype, o.device,
         r->cpu_model_->num_threads(), r->num_blocks_, kernels::kKvBlockSize,
-        (r->num_blocks_ * r->block_bytes_) >> 20);
+        (r->num_blocks_ * r->block_bytes_) >> 20,
+        tp != nullptr ? absl::StrCat(", tensor-parallel rank ", tp->rank(), " of ", tp->size())
+                      : std::string());
   } else {
     spdlog::info(
         "runner: {} ({} layers, hidden {}), {} on {} with ATen (threads: {} BLAS, {} "
@@ -159,9 +177,15 @@ absl::Status CpuModelRunner::Forward(const models::Batch& b, models::Logits* out
   out->num_rows = static_cast<int32_t>(b.logits_indices.size());
   out->vocab_size = static_cast<int32_t>(c.vocab_size);
   out->data.resize(static_cast<size_t>(out->num_rows) * c.vocab_size);
+  if (tp_ != nullptr) {
+    if (tp_->rank() != 0) {
+      return absl::FailedPreconditionError("tensor-parallel ranks > 0 serve rank 0's batches");
+    }
+    std::string message = models::EncodeBatch(b, c.hidden_size);
+    RETURN_IF_ERROR(tp_->BroadcastMessage(&message, 0));
+  }
   if (cpu_model_) {
-    cpu_model_->Forward(b, k_ptrs_, v_ptrs_, out->data.data());
-    return absl::OkStatus();
+    return cpu_model_->Forward(b, k_ptrs_, v_ptrs_, out->data.data());
   }
   const at::Device dev = model_->device();
   at::NoGradGuard no_grad;
@@ -180,6 +204,31 @@ absl::Status CpuModelRunner::Forward(const models::Batch& b, models::Logits* out
   at::Tensor logits = model_->Logits(rows).contiguous().to(at::kCPU);
   std::memcpy(out->data.data(), logits.data_ptr<float>(), out->data.size() * sizeof(float));
   return absl::OkStatus();
+}
+
+CpuModelRunner::~CpuModelRunner() {
+  if (tp_ == nullptr || tp_->rank() != 0) return;
+  std::string stop;  // an empty message: the workers' ServeTensorParallelWorker returns
+  const absl::Status st = tp_->BroadcastMessage(&stop, 0);
+  if (!st.ok()) spdlog::warn("runner: stopping the tensor-parallel workers: {}", st.ToString());
+}
+
+absl::Status CpuModelRunner::ServeTensorParallelWorker() {
+  if (tp_ == nullptr || tp_->rank() == 0) {
+    return absl::FailedPreconditionError("not a tensor-parallel worker rank");
+  }
+  const auto& c = config_;
+  std::string message;
+  models::DecodedBatch step;
+  std::vector<float> logits;
+  while (true) {
+    RETURN_IF_ERROR(tp_->BroadcastMessage(&message, 0));
+    if (message.empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(models::DecodeBatch(message, c.hidden_size, &step));
+    logits.resize(step.batch.logits_indices.size() * c.vocab_size);
+    // Rank 0 validated the batch before broadcasting it.
+    RETURN_IF_ERROR(cpu_model_->Forward(step.batch, k_ptrs_, v_ptrs_, logits.data()));
+  }
 }
 
 }  // namespace muse::runtime

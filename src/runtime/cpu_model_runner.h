@@ -22,6 +22,9 @@ class CpuModelRunner : public ModelRunner {
   int64_t num_kv_blocks() const override { return num_blocks_; }
   int64_t kv_block_bytes() const override { return block_bytes_; }
   absl::Status Forward(const models::Batch& batch, models::Logits* out) override;
+  absl::Status ServeTensorParallelWorker() override;
+  // Rank 0 of a tensor-parallel group tells the workers to stop (an empty message).
+  ~CpuModelRunner() override;
 
   // Per-layer caches, [num_blocks, kernels::kKvBlockSize, nKV, D] each (tests read them back).
   const std::vector<at::Tensor>& k_caches() const { return k_caches_; }
@@ -37,6 +40,7 @@ class CpuModelRunner : public ModelRunner {
   std::unique_ptr<models::LlamaCpuModel> cpu_model_;
   std::vector<float*> k_ptrs_, v_ptrs_;  // cache data, for cpu_model_
   std::vector<at::Tensor> k_caches_, v_caches_;
+  collective::Communicator* tp_ = nullptr;  // set when tensor parallel (size > 1)
   int64_t num_blocks_ = 0;
   int64_t block_bytes_ = 0;
 };

@@ -9,6 +9,10 @@
 #include "models/model_config.h"
 #include "src/common/status.h"
 
+namespace muse::collective {
+class Communicator;
+}  // namespace muse::collective
+
 namespace muse::runtime {
 
 struct RunnerOptions {
@@ -24,6 +28,11 @@ struct RunnerOptions {
   // A runner that can sample on its device (CUDA) does so when the engine asks
   // (ForwardAndSample); false keeps every step's logits going to the host sampler.
   bool device_sampling = true;
+  // Tensor parallelism (issue 20): this runner is one rank of comm->size() (> 1), holding its
+  // shard of the weights and of the KV heads (models/tensor_parallel.h); every rank is created with
+  // the same options. Rank 0's Forward broadcasts each batch; the other ranks run
+  // ServeTensorParallelWorker. CPU: fp32 on the CPU kernels only. Outlives the runner.
+  collective::Communicator* tensor_parallel = nullptr;
 };
 
 class ModelRunner {
@@ -51,6 +60,12 @@ class ModelRunner {
     (void)sampling;
     (void)out;
     return absl::UnimplementedError("this runner does not sample on a device");
+  }
+
+  // Tensor-parallel ranks > 0: executes every batch rank 0's Forward broadcasts, until rank 0's
+  // runner is destroyed (then OK) or a collective fails (Unavailable: rank 0 died or hung).
+  virtual absl::Status ServeTensorParallelWorker() {
+    return absl::UnimplementedError("this runner has no tensor-parallel worker");
   }
 };
 

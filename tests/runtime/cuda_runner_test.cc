@@ -139,7 +139,7 @@ void ExpectCudaMatchesCpu(const models::ModelConfig& cfg, const std::string& nam
   for (size_t i = 0; i < sched.steps.size(); ++i) {
     const Batch& b = sched.steps[i];
     std::vector<float> want(b.logits_indices.size() * cfg.vocab_size);
-    (*ref)->Forward(b, kp, vp, want.data());
+    ASSERT_TRUE((*ref)->Forward(b, kp, vp, want.data()).ok());
     Logits got;
     const auto st = (*gpu)->Forward(b, &got);
     ASSERT_TRUE(st.ok()) << "step " << i << ": " << st;
