@@ -33,6 +33,13 @@ struct RunnerOptions {
   // the same options. Rank 0's Forward broadcasts each batch; the other ranks run
   // ServeTensorParallelWorker. CPU: fp32 on the CPU kernels only. Outlives the runner.
   collective::Communicator* tensor_parallel = nullptr;
+  // Or let CreateModelRunner start the group (tensor_parallel_group.h): > 1 starts ranks
+  // 1..size-1 as `muse-tp-worker` processes (default: the one beside this executable) with these
+  // same options, and returns rank 0's runner, which owns them. Collectives, the rendezvous and the
+  // workers' exit time out after tensor_parallel_timeout_seconds.
+  int tensor_parallel_size = 1;
+  int tensor_parallel_timeout_seconds = 30;
+  std::string tensor_parallel_worker;
 };
 
 class ModelRunner {
@@ -61,6 +68,10 @@ class ModelRunner {
     (void)out;
     return absl::UnimplementedError("this runner does not sample on a device");
   }
+
+  // OK while the runner can run steps. Unavailable once it never can again (a tensor-parallel
+  // worker died or hung): the engine then fails every request and the server stops.
+  virtual absl::Status Health() const { return absl::OkStatus(); }
 
   // Tensor-parallel ranks > 0: executes every batch rank 0's Forward broadcasts, until rank 0's
   // runner is destroyed (then OK) or a collective fails (Unavailable: rank 0 died or hung).
