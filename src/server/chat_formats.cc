@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "src/chat/tool_call_parser.h"
+#include "src/common/status.h"
 
 namespace muse::server {
 
@@ -74,6 +75,30 @@ absl::StatusOr<ChatFormats> ResolveChatFormats(const std::string& tool_flag,
 bool ParsesOutput(const ChatFormats& formats, ToolMode mode) {
   return formats.reasoning || mode == ToolMode::kRequired || mode == ToolMode::kNamed ||
          (mode == ToolMode::kModel && !formats.tool_call_parser.empty());
+}
+
+absl::StatusOr<std::string> ForcedToolCallSchema(const std::vector<chat::ToolSpec>& tools,
+                                                 ToolMode mode, std::string_view function_name,
+                                                 bool parallel_tool_calls) {
+  if (mode == ToolMode::kNamed) return chat::NamedToolCallSchema(tools, function_name);
+  if (mode != ToolMode::kRequired) {
+    return absl::InternalError("ForcedToolCallSchema: tool_choice is not a forced call");
+  }
+  ASSIGN_OR_RETURN(std::string schema, chat::RequiredToolCallSchema(tools));
+  if (parallel_tool_calls) return schema;
+  // Exactly one call. Key order kept: the items' property order is what the grammar writes.
+  nlohmann::ordered_json s = nlohmann::ordered_json::parse(schema, nullptr, false);
+  if (!s.is_object()) return absl::InternalError("RequiredToolCallSchema: not a JSON object");
+  s["maxItems"] = 1;
+  return s.dump();
+}
+
+bool KeepsSpecialTokens(const ChatFormats& formats, ToolMode mode, bool client_set_skip,
+                        bool has_stop_strings) {
+  // Forced calls are plain JSON and `<think>` is plain text: only the model's own format needs
+  // them.
+  return mode == ToolMode::kModel && formats.keep_special_tokens &&
+         !formats.tool_call_parser.empty() && !client_set_skip && !has_stop_strings;
 }
 
 std::unique_ptr<chat::ChatOutputParser> MakeChatParser(const ChatFormats& formats, ToolMode mode,

@@ -63,4 +63,19 @@ std::unique_ptr<chat::ChatOutputParser> MakeChatParser(const ChatFormats& format
 // Whether a request in `mode` on `formats` parses its output at all (else text goes out as is).
 bool ParsesOutput(const ChatFormats& formats, ToolMode mode);
 
+// The structured-output schema that enforces a forced call (both faces): kRequired -> the array
+// of {"name", "parameters"} items (at most one item when !parallel_tool_calls), kNamed -> the
+// arguments of `function_name`. Errors are src/chat's (forced_tool_call.h), named the OpenAI way
+// ("tool_choice.function.name: ..."); callers validate the tools first to name their own fields.
+absl::StatusOr<std::string> ForcedToolCallSchema(const std::vector<chat::ToolSpec>& tools,
+                                                 ToolMode mode, std::string_view function_name,
+                                                 bool parallel_tool_calls);
+
+// Whether the text the parser sees must keep special tokens (the model's own markers may be
+// special: Llama 3's <|python_tag|>, Mistral's [TOOL_CALLS]) -- only for tool_choice auto, and not
+// when the client chose skip_special_tokens itself or sent stop strings (the core refuses stop
+// strings without skipping). The stop token's text is then left out (OutputAccumulator).
+bool KeepsSpecialTokens(const ChatFormats& formats, ToolMode mode, bool client_set_skip,
+                        bool has_stop_strings);
+
 }  // namespace muse::server
