@@ -2,7 +2,8 @@
 // Flags: `muse-server --help` (declared once, in src/server/server_flags.cc).
 //
 // SIGTERM / SIGINT: health NOT_SERVING, new requests UNAVAILABLE, in-flight requests get
-// --drain-grace-seconds to finish, then exit 0.
+// --drain-grace-seconds to finish, then exit 0. A lost model runner (a tensor-parallel worker
+// died or hung): requests fail UNAVAILABLE, health NOT_SERVING, exit 1.
 #include <csignal>
 #include <cstdio>
 #include <exception>
@@ -33,7 +34,17 @@ int main(int argc, char** argv) try {
     return muse::cli::kExitFailure;
   }
   int sig = 0;
-  sigwait(&signals, &sig);
+  while (true) {
+    const timespec tick = {0, 200'000'000};
+    sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig > 0) break;
+    if (absl::Status fatal = (*server)->fatal_error(); !fatal.ok()) {
+      spdlog::error("muse-server: exiting: {}", fatal.ToString());
+      (*server)->Drain(absl::ZeroDuration());
+      server->reset();
+      return muse::cli::kExitFailure;
+    }
+  }
   spdlog::info("received {}: draining for up to {} s", sig == SIGTERM ? "SIGTERM" : "SIGINT",
                flags.drain_grace_seconds);
   (*server)->Drain(absl::Seconds(flags.drain_grace_seconds));

@@ -1,5 +1,6 @@
 #include "src/engine/engine.h"
 
+#include <chrono>
 #include <exception>
 #include <utility>
 
@@ -45,6 +46,7 @@ absl::StatusOr<std::shared_ptr<OutputStream>> Engine::AddRequest(Request request
   {
     std::lock_guard lock(mu_);
     if (stop_) return absl::UnavailableError("engine is shutting down");
+    if (!lost_.ok()) return lost_;
     if (auto it = live_.find(request.id); it != live_.end() && !it->second->finished()) {
       ++rejected_;
       return absl::AlreadyExistsError(
@@ -93,7 +95,9 @@ void Engine::Loop() {
       std::unique_lock lock(mu_);
       auto ready = [&] { return stop_ || !inbox_.empty() || !aborts_.empty(); };
       if (!core_->HasWork()) {
-        cv_.wait(lock, ready);
+        // Idle: wake now and then to notice a runner that failed with nothing running (a
+        // tensor-parallel worker that died between requests).
+        cv_.wait_for(lock, std::chrono::milliseconds(100), ready);
       }
       stopping = stop_;
       adds.swap(inbox_);
@@ -136,6 +140,26 @@ void Engine::Loop() {
         // Nothing could run (should not happen: admission always fits an empty pool); do not spin.
         std::unique_lock lock(mu_);
         cv_.wait_for(lock, std::chrono::milliseconds(1));
+      }
+    }
+    if (lost_.ok() && !stopping) {
+      if (absl::Status health = runner_->Health(); !health.ok()) {
+        spdlog::error("engine: the runner is lost ({}); failing every request", health.ToString());
+        const absl::Status lost = absl::UnavailableError(health.message());
+        core_->AbortAll(FinishReason::kError, lost);
+        {
+          std::lock_guard lock(mu_);
+          lost_ = lost;
+          for (auto& p : inbox_) {  // queued after this iteration's drain
+            RequestOutput out;
+            out.request_id = p.stream->request_id();
+            out.finished = true;
+            out.error = lost;
+            p.stream->Push(std::move(out));
+          }
+          inbox_.clear();
+        }
+        if (options_.on_runner_lost) options_.on_runner_lost(lost);
       }
     }
     const std::vector<std::string> finished = core_->TakeFinished();

@@ -49,6 +49,7 @@ class Engine {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;
+  absl::Status lost_;  // the runner's Health() once it failed: requests are refused with it
   struct Pending {
     Request request;
     std::shared_ptr<OutputStream> stream;

@@ -805,10 +805,14 @@ absl::Status EngineCore::Step() {
     }
     if (!st.ok()) {
       // The batch's KV is suspect: fail its requests, keep serving the others. Whatever the
-      // runner's code, it is the server's fault, not the client's: INTERNAL, naming the step.
-      st = absl::InternalError(absl::StrCat("model step ", counters_.num_steps, " failed (",
-                                            plan.scheduled.size(), " sequences, ",
-                                            plan.num_batched_tokens, " tokens): ", st.ToString()));
+      // runner's code, it is the server's fault, not the client's: INTERNAL, naming the step --
+      // or UNAVAILABLE when the runner is lost for good (Health(); the engine then fails the rest).
+      const absl::Status health = runner_->Health();
+      st = absl::Status(health.ok() ? absl::StatusCode::kInternal : absl::StatusCode::kUnavailable,
+                        absl::StrCat("model step ", counters_.num_steps, " failed (",
+                                     plan.scheduled.size(), " sequences, ",
+                                     plan.num_batched_tokens, " tokens): ",
+                                     health.ok() ? st.ToString() : health.ToString()));
       spdlog::error("{}", std::string(st.message()));
       std::vector<RequestState*> failed;
       for (const auto& s : plan.scheduled) {

@@ -12,6 +12,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +43,10 @@ struct EngineOptions {
   // Threads that sample a step's rows (Sampler::SampleBatch); 0 = the CPUs this process may use
   // (the runner's CPU thread count is the natural setting), 1 = on the engine thread only.
   int sampling_threads = 0;
+  // Called once, on the engine thread, when the runner reports it can never run a step again
+  // (ModelRunner::Health(), e.g. a tensor-parallel worker died): every live request has been
+  // failed with that UNAVAILABLE status and new ones are refused with it. The server stops.
+  std::function<void(const absl::Status&)> on_runner_lost;
 };
 
 // Upper bounds (seconds) of the step-duration histogram buckets; one more bucket is +Inf.

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "src/runtime/cpu_model_runner.h"
@@ -33,10 +35,15 @@ class TensorParallelRunner final : public ModelRunner {
     RETURN_IF_ERROR(Health());
     absl::Status st = rank0_->Forward(batch, out);
     if (st.code() == absl::StatusCode::kUnavailable) {
-      // A failed collective leaves the ranks out of step for good; the group's own account (which
-      // worker died, and how) says more when there is one.
+      // A failed collective leaves the ranks out of step for good. The group's own account (which
+      // worker died, and how) says more; its watcher reaps a dead worker within ~100 ms of the
+      // sockets closing, so wait that long for it (a hung worker has none: the timeout spoke).
+      absl::Status group = group_->Health();
+      for (int i = 0; i < 50 && group.ok(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        group = group_->Health();
+      }
       std::lock_guard lock(mu_);
-      const absl::Status group = group_->Health();
       if (lost_.ok()) lost_ = group.ok() ? st : group;
       return lost_;
     }

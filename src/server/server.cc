@@ -35,6 +35,8 @@ struct Server::Impl {
   bool http_started = false;
   std::mutex drain_mu;
   bool drained = false;
+  mutable std::mutex fatal_mu;
+  absl::Status fatal;  // the runner's loss (EngineOptions::on_runner_lost)
 
   absl::Status LoadModel();
   absl::Status LoadVision(ServedModel& m);
@@ -93,6 +95,8 @@ absl::Status Server::Impl::LoadModel() {
   ro.num_kv_blocks = o.num_kv_blocks;
   ro.kv_cache_bytes = o.kv_cache_bytes;
   ro.device_sampling = o.device_sampling;
+  ro.tensor_parallel_size = o.tensor_parallel_size;
+  ro.tensor_parallel_timeout_seconds = o.tp_timeout_seconds;
   ASSIGN_OR_RETURN(auto runner, runtime::CreateModelRunner(ro));
   if (o.wrap_runner_for_testing) runner = o.wrap_runner_for_testing(std::move(runner));
 
@@ -159,6 +163,15 @@ absl::Status Server::Impl::LoadModel() {
   eo.seed = o.seed;
   eo.sampling_threads = o.threads;  // as many as the runner's CPU threads (0: every CPU)
   eo.text_decoder = std::make_shared<TokenizerDecoderFactory>(m->tokenizer.get());
+  eo.on_runner_lost = [this](const absl::Status& st) {
+    spdlog::error("model runner lost: {}; NOT_SERVING", st.ToString());
+    {
+      std::lock_guard lock(fatal_mu);
+      fatal = st;
+    }
+    ctx.draining = true;  // new requests: UNAVAILABLE
+    SetServing(false);
+  };
   ASSIGN_OR_RETURN(ctx.engine, engine::Engine::Create(std::move(runner), eo));
   m->max_model_len = ctx.engine->max_model_len() > 0 ? ctx.engine->max_model_len() : (1 << 30);
   ctx.model = std::move(m);
@@ -377,6 +390,11 @@ Server::~Server() { Drain(absl::ZeroDuration()); }
 int Server::port() const { return impl_->port; }
 int Server::metrics_port() const { return impl_->http_started ? impl_->http.port() : -1; }
 int Server::http_port() const { return impl_->openai ? impl_->openai->port() : -1; }
+absl::Status Server::fatal_error() const {
+  std::lock_guard lock(impl_->fatal_mu);
+  return impl_->fatal;
+}
+
 bool Server::serving() const { return impl_->ctx.ready.load() && !impl_->ctx.draining.load(); }
 
 engine::EngineStats Server::EngineStats() const {

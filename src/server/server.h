@@ -34,6 +34,9 @@ struct ServerOptions {
   std::string device = "cpu";
   std::string dtype = "float32";
   int threads = 0;              // ATen intra-op threads; 0 = libtorch default
+  // Tensor parallelism (issue 20): > 1 starts ranks 1..N-1 as muse-tp-worker processes.
+  int tensor_parallel_size = 1;
+  int tp_timeout_seconds = 30;
   bool device_sampling = true;  // cuda: sample on the device (RunnerOptions::device_sampling)
   int max_num_seqs = 64;
   int max_num_batched_tokens = 2048;
@@ -100,6 +103,9 @@ class Server {
   int64_t http_connections() const;  // open connections of the OpenAI HTTP face
   // Graceful stop; idempotent. Returns once gRPC and the engine are stopped.
   void Drain(absl::Duration grace);
+  // Not OK once the model runner is lost for good (a tensor-parallel worker died or hung): health
+  // is NOT_SERVING, every request failed UNAVAILABLE; muse-server then exits non-zero.
+  absl::Status fatal_error() const;
 
   struct Impl;
 

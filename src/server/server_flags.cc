@@ -35,6 +35,13 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
       "cuda: sample on the device (true) or copy the logits to the host sampler (false)");
   app.add_option("--threads", o.threads, "CPU threads; 0 = every CPU in the affinity mask")
       ->check(AtLeast(0));
+  app.add_option("--tensor-parallel-size", o.tensor_parallel_size,
+                 "ranks one model is split over; > 1 starts muse-tp-worker processes (CPU, fp32)")
+      ->check(AtLeast(1));
+  app.add_option("--tp-timeout-seconds", o.tp_timeout_seconds,
+                 "a tensor-parallel rank that does not answer for this long is lost: the server "
+                 "fails its requests UNAVAILABLE and exits non-zero")
+      ->check(AtLeast(1));
 
   app.add_option("--max-num-seqs", o.max_num_seqs, "most sequences in one engine step")
       ->check(AtLeast(1));
