@@ -1,10 +1,12 @@
 // muse: command-line client for muse-server. `muse --help`, `muse <command> --help`.
 //
-//   muse generate --prompt TEXT [--image PATH]... [--no-stream]   a completion of raw text; each
-//                                                 <image> placeholder takes the next --image
-//   muse chat [--system TEXT] [--image PATH]...   read lines from stdin, keep the conversation,
-//                                                 stream each answer; --image goes with the next
-//                                                 user line
+//   muse generate --prompt TEXT [--image PATH]... [--audio PATH]... [--no-stream]   a completion
+//                                                 of raw text; each <image> placeholder takes the
+//                                                 next --image, each audio placeholder (<|AUDIO|>)
+//                                                 the next --audio
+//   muse chat [--system TEXT] [--image PATH]... [--audio PATH]...   read lines from stdin, keep
+//                                                 the conversation, stream each answer; --image
+//                                                 and --audio go with the next user line
 //   muse tokenize --prompt TEXT [--tokens]
 //   muse models
 //
@@ -35,6 +37,7 @@ struct Flags {
   std::string tls_ca, tls_cert, tls_key;
   std::vector<std::string> stop;
   std::vector<std::string> images;  // --image PATH (repeatable)
+  std::vector<std::string> audios;  // --audio PATH (repeatable): WAV, FLAC, Ogg, MP3
   int max_tokens = 256, n = 1;
   std::optional<int> top_k;
   std::optional<double> temperature, top_p;
@@ -204,11 +207,16 @@ int Tokenize(const Flags& f, muse::v1::Inference::Stub& stub) {
   return 0;
 }
 
-int Generate(const Flags& f, muse::v1::Inference::Stub& stub,
-             const std::vector<std::string>& images) {
+// The --image and --audio files' bytes, in flag order per kind.
+struct Media {
+  std::vector<std::string> images, audios;
+};
+
+int Generate(const Flags& f, muse::v1::Inference::Stub& stub, const Media& media) {
   muse::v1::GenerateRequest req;
   req.set_prompt(f.prompt);
-  for (const auto& b : images) req.add_images()->set_image(b);
+  for (const auto& b : media.images) req.add_images()->set_image(b);
+  for (const auto& b : media.audios) req.add_images()->set_audio(b);
   FillParams(f, &req);
   if (!f.no_stream) return StreamOnce(f, stub, req, nullptr);
   grpc::ClientContext ctx;
@@ -223,7 +231,7 @@ int Generate(const Flags& f, muse::v1::Inference::Stub& stub,
   return 0;
 }
 
-int Chat(const Flags& f, muse::v1::Inference::Stub& stub, std::vector<std::string> images) {
+int Chat(const Flags& f, muse::v1::Inference::Stub& stub, Media media) {
   muse::v1::GenerateRequest req;
   FillParams(f, &req);
   auto add = [&](const std::string& role, const std::string& text) {
@@ -235,12 +243,14 @@ int Chat(const Flags& f, muse::v1::Inference::Stub& stub, std::vector<std::strin
   std::string line;
   while (std::fprintf(stderr, "> "), std::getline(std::cin, line)) {
     if (line.empty()) continue;
-    // --image parts go with the next user message, before its text (as LLaVA prompts place them).
+    // --image / --audio parts go with the next user message, before its text (as LLaVA and
+    // Qwen2-Audio prompts place them).
     auto* m = req.add_messages();
     m->set_role("user");
-    for (const auto& bytes : images) m->add_content()->set_image(bytes);
+    for (const auto& bytes : media.images) m->add_content()->set_image(bytes);
+    for (const auto& bytes : media.audios) m->add_content()->set_audio(bytes);
     m->add_content()->set_text(line);
-    images.clear();
+    media = {};
     std::string answer;
     if (int rc = StreamOnce(f, stub, req, &answer); rc != 0) return rc;
     add("assistant", answer);
@@ -261,6 +271,9 @@ void AddSamplingFlags(CLI::App* cmd, Flags* f) {
   cmd->add_option("--priority", f->priority, "scheduling class")
       ->check(CLI::IsMember({"interactive", "batch"}));
   cmd->add_option("--image", f->images, "image file (repeatable)")
+      ->allow_extra_args(false)
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--audio", f->audios, "audio file: WAV, FLAC, Ogg or MP3 (repeatable)")
       ->allow_extra_args(false)
       ->check(CLI::ExistingFile);
   cmd->add_flag("--ids", f->ids, "print token ids instead of text");
@@ -291,7 +304,10 @@ int main(int argc, char** argv) try {
       ->check(muse::cli::AtLeast(0.0));
 
   CLI::App* generate = app.add_subcommand("generate", "complete a raw-text prompt (streamed)");
-  generate->add_option("--prompt", f.prompt, "prompt text; each <image> takes the next --image")
+  generate
+      ->add_option(
+          "--prompt", f.prompt,
+          "prompt text; each <image> takes the next --image, each <|AUDIO|> the next --audio")
       ->required()
       ->check(muse::cli::kNonEmpty);
   AddSamplingFlags(generate, &f);
@@ -312,19 +328,22 @@ int main(int argc, char** argv) try {
 
   if (auto rc = muse::cli::ParseCommandLine(app, argc, argv)) return *rc;
 
-  std::vector<std::string> image_bytes;
-  for (const auto& path : f.images) {
-    auto bytes = muse::ReadFile(path);
-    if (!bytes.ok()) return Fail(bytes.status());
-    image_bytes.push_back(std::move(*bytes));
+  Media media;
+  for (const auto& [paths, out] :
+       {std::pair{&f.images, &media.images}, {&f.audios, &media.audios}}) {
+    for (const auto& path : *paths) {
+      auto bytes = muse::ReadFile(path);
+      if (!bytes.ok()) return Fail(bytes.status());
+      out->push_back(std::move(*bytes));
+    }
   }
   auto channel = Connect(f);
   if (!channel.ok()) return Fail(channel.status());
   auto stub = muse::v1::Inference::NewStub(*channel);
   if (models->parsed()) return Models(f, *stub);
   if (tokenize->parsed()) return Tokenize(f, *stub);
-  if (generate->parsed()) return Generate(f, *stub, image_bytes);
-  return Chat(f, *stub, std::move(image_bytes));  // require_subcommand(1): chat is left
+  if (generate->parsed()) return Generate(f, *stub, media);
+  return Chat(f, *stub, std::move(media));  // require_subcommand(1): chat is left
 } catch (const std::exception& e) {
   std::fprintf(stderr, "muse: %s\n", e.what());
   return 1;

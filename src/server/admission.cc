@@ -67,6 +67,7 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tena
     prompt_len +=
         static_cast<int64_t>(a->built.images.size()) * (ctx.model->vision->num_image_tokens - 1);
   }
+  for (const PendingAudio& au : a->built.audios) prompt_len += au.num_tokens - 1;
   RETURN_IF_ERROR(ctx.limiter.Admit(*a->tenant, prompt_len, now));
   a->engine_id = absl::StrCat("req-", ctx.next_id.fetch_add(1) + 1);
   a->client_id = a->request.request_id().empty() ? a->engine_id : a->request.request_id();
@@ -76,18 +77,31 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tena
   for (const PendingImage& im : a->built.images) {
     a->embeddings.push_back(ctx.encoder_cache->Lookup(im.prepared.digest));
   }
+  for (const PendingAudio& au : a->built.audios) {
+    a->embeddings.push_back(ctx.encoder_cache->Lookup(au.prepared.digest));
+  }
   if (!a->NeedsCompile() && !a->NeedsEncoding()) RETURN_IF_ERROR(Launch(ctx, *a));
-  MUSE_LOG_REQ(debug, a->engine_id, "admitted: tenant {} client id '{}' input {}, {} image(s){}{}",
+  MUSE_LOG_REQ(debug, a->engine_id,
+               "admitted: tenant {} client id '{}' input {}, {} image(s), {} audio clip(s){}{}",
                a->tenant->name, a->client_id, a->built.input_field, a->built.images.size(),
-               a->NeedsCompile() ? " (to the compile pool)" : "",
-               a->NeedsEncoding() ? " (to the image encoder)" : "");
+               a->built.audios.size(), a->NeedsCompile() ? " (to the compile pool)" : "",
+               a->NeedsEncoding() ? " (to the encoder)" : "");
   return a;
 }
 
 std::vector<const vision::PreparedImage*> Admission::ImagesToEncode() const {
   std::vector<const vision::PreparedImage*> out;
-  for (size_t i = 0; i < embeddings.size(); ++i) {
+  for (size_t i = 0; i < built.images.size(); ++i) {
     if (!embeddings[i]) out.push_back(&built.images[i].prepared);
+  }
+  return out;
+}
+
+std::vector<const PreparedAudio*> Admission::AudiosToEncode() const {
+  std::vector<const PreparedAudio*> out;
+  const size_t first = built.images.size();
+  for (size_t i = 0; i < built.audios.size(); ++i) {
+    if (!embeddings[first + i]) out.push_back(&built.audios[i].prepared);
   }
   return out;
 }
@@ -109,15 +123,23 @@ absl::Status CompilePending(ServiceContext& ctx, Admission& a) {
 
 absl::Status Launch(ServiceContext& ctx, Admission& a) {
   engine::Request& r = a.built.request;
-  if (!a.built.images.empty()) {
-    const VisionInfo& v = *ctx.model->vision;
-    std::vector<vision::ImageEmbedding> images;
-    for (auto& e : a.embeddings) {
-      if (!e) return absl::InternalError("image embeddings missing at launch");
-      images.push_back(*e);
+  if (!a.built.images.empty() || !a.built.audios.empty()) {
+    std::vector<PlaceholderGroup> groups;
+    if (ctx.model->vision) {
+      groups.push_back({"images", "image", "image(s)", ctx.model->vision->image_token_id, {}});
+      for (size_t i = 0; i < a.built.images.size(); ++i) {
+        if (!a.embeddings[i]) return absl::InternalError("image embeddings missing at launch");
+        groups.back().embeddings.push_back(*a.embeddings[i]);
+      }
     }
-    auto expanded =
-        ExpandImagePlaceholders(r.prompt_token_ids, v.image_token_id, images, v.hidden_size);
+    if (ctx.model->audio) {
+      groups.push_back({"audio", "audio", "audio clip(s)", ctx.model->audio->audio_token_id, {}});
+      for (size_t i = a.built.images.size(); i < a.embeddings.size(); ++i) {
+        if (!a.embeddings[i]) return absl::InternalError("audio embeddings missing at launch");
+        groups.back().embeddings.push_back(*a.embeddings[i]);
+      }
+    }
+    auto expanded = ExpandPlaceholders(r.prompt_token_ids, groups, ctx.model->config.hidden_size);
     if (!expanded.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat(a.built.input_field, ": ", expanded.status().message()));

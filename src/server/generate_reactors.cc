@@ -135,6 +135,7 @@ class GenerateReactor : public GrpcReactor,
   void SubmitImages() {
     ImageEncoderWorker::Job job;
     job.images = a_->ImagesToEncode();
+    job.audios = a_->AudiosToEncode();
     job.cancelled = [this] { return IsCancelled(); };  // `done` below keeps `this` alive
     job.done =
         [self = this->shared_from_this()](absl::StatusOr<std::vector<vision::ImageEmbedding>> r) {

@@ -9,10 +9,15 @@
 
 namespace muse::server {
 
-ImageEncoderWorker::ImageEncoderWorker(std::unique_ptr<models::llava::ImageEncoder> encoder,
-                                       vision::EncoderCache* cache, Metrics* metrics,
-                                       absl::Duration delay)
-    : encoder_(std::move(encoder)), cache_(cache), metrics_(metrics), delay_(delay) {
+ImageEncoderWorker::ImageEncoderWorker(
+    std::unique_ptr<models::llava::ImageEncoder> encoder, vision::EncoderCache* cache,
+    Metrics* metrics, absl::Duration delay,
+    std::unique_ptr<models::qwen2_audio::AudioEncoder> audio_encoder)
+    : encoder_(std::move(encoder)),
+      audio_encoder_(std::move(audio_encoder)),
+      cache_(cache),
+      metrics_(metrics),
+      delay_(delay) {
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -73,6 +78,8 @@ void ImageEncoderWorker::RunBatch(std::vector<Job> jobs) {
 
 absl::StatusOr<std::vector<std::vector<float>>> ImageEncoderWorker::Encode(
     const std::vector<const vision::PixelValues*>& batch) {
+  if (batch.empty()) return std::vector<std::vector<float>>{};
+  if (!encoder_) return absl::InternalError("the model has no image encoder");
   // The vision tower is foreign code (ATen): an exception is this batch's error, never the end of
   // the worker thread.
   try {
@@ -84,15 +91,48 @@ absl::StatusOr<std::vector<std::vector<float>>> ImageEncoderWorker::Encode(
   }
 }
 
+absl::StatusOr<std::vector<std::vector<float>>> ImageEncoderWorker::EncodeAudio(
+    const std::vector<const PreparedAudio*>& clips) {
+  std::vector<std::vector<float>> out;
+  if (clips.empty()) return out;
+  if (!audio_encoder_) return absl::InternalError("the model has no audio encoder");
+  const auto hidden = static_cast<size_t>(audio_encoder_->hidden_size());
+  for (const PreparedAudio* clip : clips) {
+    absl::StatusOr<std::vector<float>> rows;
+    try {  // as above: the audio tower is ATen too
+      rows = audio_encoder_->Encode(clip->features);
+    } catch (const std::exception& e) {
+      rows = absl::InternalError(absl::StrCat("audio encoder threw: ", e.what()));
+    } catch (...) {
+      rows = absl::InternalError("audio encoder threw a non-standard exception");
+    }
+    if (!rows.ok()) return rows.status();
+    const auto want = static_cast<size_t>(models::qwen2_audio::Qwen2AudioConfig::NumAudioTokens(
+                          clip->features.valid_frames)) *
+                      hidden;
+    if (rows->size() != want) {
+      return absl::InternalError(
+          absl::StrCat("audio encoder returned ", rows->size(), " floats, expected ", want));
+    }
+    out.push_back(std::move(*rows));
+  }
+  return out;
+}
+
 void ImageEncoderWorker::EncodeJobs(std::vector<Job> live) {
   struct DigestHash {
     size_t operator()(const vision::ImageDigest& d) const { return static_cast<size_t>(d.key64()); }
   };
-  std::unordered_map<vision::ImageDigest, size_t, DigestHash> slot;  // digest -> batch index
+  std::unordered_map<vision::ImageDigest, size_t, DigestHash> slot;   // digest -> batch index
+  std::unordered_map<vision::ImageDigest, size_t, DigestHash> aslot;  // digest -> clip index
   std::vector<const vision::PixelValues*> batch;
+  std::vector<const PreparedAudio*> clips;
   for (const Job& j : live) {
     for (const vision::PreparedImage* im : j.images) {
       if (slot.emplace(im->digest, batch.size()).second) batch.push_back(&im->pixels);
+    }
+    for (const PreparedAudio* a : j.audios) {
+      if (aslot.emplace(a->digest, clips.size()).second) clips.push_back(a);
     }
   }
   const absl::Time start = absl::Now();
@@ -102,11 +142,16 @@ void ImageEncoderWorker::EncodeJobs(std::vector<Job> live) {
     encoded = absl::InternalError(
         absl::StrCat("encoder returned ", encoded->size(), " embeddings for ", batch.size()));
   }
-  if (!encoded.ok() && live.size() > 1) {
-    // One request's image must not fail the others it was batched with: each job alone, so only
-    // the jobs whose own images fail get the error.
-    spdlog::warn("image encoder failed on a batch of {} job(s): {}; encoding each job alone",
-                 live.size(), encoded.status().ToString());
+  const absl::Time audio_start = absl::Now();
+  absl::StatusOr<std::vector<std::vector<float>>> audio_encoded =
+      encoded.ok() ? EncodeAudio(clips) : absl::StatusOr<std::vector<std::vector<float>>>{};
+  const double audio_seconds = absl::ToDoubleSeconds(absl::Now() - audio_start);
+  const absl::Status st = encoded.ok() ? audio_encoded.status() : encoded.status();
+  if (!st.ok() && live.size() > 1) {
+    // One request's input must not fail the others it was batched with: each job alone, so only
+    // the jobs whose own inputs fail get the error.
+    spdlog::warn("encoder failed on a batch of {} job(s): {}; encoding each job alone", live.size(),
+                 st.ToString());
     for (Job& j : live) {
       std::vector<Job> one;
       one.push_back(std::move(j));
@@ -114,32 +159,43 @@ void ImageEncoderWorker::EncodeJobs(std::vector<Job> live) {
     }
     return;
   }
-  if (!encoded.ok()) {
-    spdlog::error("image encoder failed on a batch of {} image(s): {}", batch.size(),
-                  encoded.status().ToString());
-    const absl::Status st =
-        absl::InternalError(absl::StrCat("image encoder failed: ", encoded.status().message()));
-    for (Job& j : live) j.done(st);
+  if (!st.ok()) {
+    spdlog::error("encoder failed on {} image(s) and {} audio clip(s): {}", batch.size(),
+                  clips.size(), st.ToString());
+    const absl::Status err = absl::InternalError(
+        absl::StrCat(encoded.ok() ? "audio" : "image", " encoder failed: ", st.message()));
+    for (Job& j : live) j.done(err);
     return;
   }
-  metrics_->RecordImageEncode(static_cast<int64_t>(batch.size()), seconds);
-  const auto rows = static_cast<int32_t>(encoder_->num_image_tokens());
-  const auto hidden = static_cast<int32_t>(encoder_->hidden_size());
+  if (!batch.empty()) metrics_->RecordImageEncode(static_cast<int64_t>(batch.size()), seconds);
+  if (!clips.empty()) {
+    metrics_->RecordAudioEncode(static_cast<int64_t>(clips.size()), audio_seconds);
+  }
   std::vector<vision::ImageEmbedding> embeddings(batch.size());
   for (const auto& [digest, i] : slot) {
     vision::ImageEmbedding& e = embeddings[i];
-    e.num_tokens = rows;
-    e.hidden_size = hidden;
+    e.num_tokens = static_cast<int32_t>(encoder_->num_image_tokens());
+    e.hidden_size = static_cast<int32_t>(encoder_->hidden_size());
     e.digest = digest;
     e.data = std::make_shared<const std::vector<float>>(std::move((*encoded)[i]));
     cache_->Insert(e);
   }
-  spdlog::debug("image encoder: {} job(s), {} image(s) in {:.1f} ms", live.size(), batch.size(),
-                seconds * 1e3);
+  std::vector<vision::ImageEmbedding> audio_embeddings(clips.size());
+  for (const auto& [digest, i] : aslot) {
+    vision::ImageEmbedding& e = audio_embeddings[i];
+    e.hidden_size = static_cast<int32_t>(audio_encoder_->hidden_size());
+    e.num_tokens = static_cast<int32_t>((*audio_encoded)[i].size() / e.hidden_size);
+    e.digest = digest;
+    e.data = std::make_shared<const std::vector<float>>(std::move((*audio_encoded)[i]));
+    cache_->Insert(e);
+  }
+  spdlog::debug("encoder: {} job(s), {} image(s) in {:.1f} ms, {} audio clip(s) in {:.1f} ms",
+                live.size(), batch.size(), seconds * 1e3, clips.size(), audio_seconds * 1e3);
   for (Job& j : live) {
     std::vector<vision::ImageEmbedding> out;
-    out.reserve(j.images.size());
+    out.reserve(j.images.size() + j.audios.size());
     for (const vision::PreparedImage* im : j.images) out.push_back(embeddings[slot.at(im->digest)]);
+    for (const PreparedAudio* a : j.audios) out.push_back(audio_embeddings[aslot.at(a->digest)]);
     j.done(std::move(out));
   }
 }

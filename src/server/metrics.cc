@@ -78,6 +78,7 @@ Metrics::Metrics()
       queue_(LatencyBuckets()),
       e2e_(LatencyBuckets()),
       encode_(LatencyBuckets()),
+      audio_encode_(LatencyBuckets()),
       grammar_compile_({0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
                         0.5, 1, 2.5, 5}) {}
 
@@ -92,6 +93,12 @@ void Metrics::RecordImageEncode(int64_t images, double seconds) {
   images_encoded_ += images;
   ++encode_batches_;
   encode_.Observe(seconds);
+}
+
+void Metrics::RecordAudioEncode(int64_t clips, double seconds) {
+  std::lock_guard lock(mu_);
+  audio_clips_encoded_ += clips;
+  audio_encode_.Observe(seconds);
 }
 
 void Metrics::RecordRequest(const std::string& method, const std::string& code) {
@@ -146,6 +153,10 @@ std::string Metrics::Render(const engine::EngineStats& s,
       Counter(&out, "muse_image_encode_batches_total", "EncodeBatch calls of the image encoder.",
               encode_batches_);
       encode_.Render("muse_image_encode_seconds", "Duration of one EncodeBatch call.", &out);
+      Counter(&out, "muse_audio_clips_encoded_total", "Audio clips run through the audio tower.",
+              audio_clips_encoded_);
+      audio_encode_.Render("muse_audio_encode_seconds",
+                           "Audio tower time of one encoder batch's clips.", &out);
     }
   }
   if (grammars != nullptr) {
@@ -187,15 +198,17 @@ std::string Metrics::Render(const engine::EngineStats& s,
           absl::ToDoubleSeconds(s.sum_token_mask_wait));
   if (images != nullptr) {
     Counter(&out, "muse_encoder_cache_hits_total",
-            "Images whose embeddings came from the encoder cache.",
+            "Images and audio clips whose embeddings came from the encoder cache.",
             static_cast<int64_t>(images->hits));
-    Counter(&out, "muse_encoder_cache_misses_total", "Images not in the encoder cache.",
+    Counter(&out, "muse_encoder_cache_misses_total",
+            "Images and audio clips not in the encoder cache.",
             static_cast<int64_t>(images->misses));
     Counter(&out, "muse_encoder_cache_evictions_total", "Encoder cache evictions.",
             static_cast<int64_t>(images->evictions));
     Gauge(&out, "muse_encoder_cache_bytes", "Bytes of embeddings held by the encoder cache.",
           images->bytes);
-    Gauge(&out, "muse_encoder_cache_entries", "Images held by the encoder cache.", images->entries);
+    Gauge(&out, "muse_encoder_cache_entries", "Images and audio clips held by the encoder cache.",
+          images->entries);
   }
   Gauge(&out, "muse_num_requests_running", "Sequences running in the engine.", s.num_running_seqs);
   Gauge(&out, "muse_num_requests_waiting", "Sequences waiting (queued or preempted).",

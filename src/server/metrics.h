@@ -53,6 +53,7 @@ class Metrics {
 
   // One EncodeBatch call of the image-encoder worker.
   void RecordImageEncode(int64_t images, double seconds);
+  void RecordAudioEncode(int64_t clips, double seconds);  // the audio tower's clips of one batch
 
   // One compile of a structured-output constraint (kind "json_schema", "regex", ...).
   void RecordGrammarCompile(const std::string& kind, double seconds, bool ok);
@@ -72,6 +73,8 @@ class Metrics {
   Histogram ttft_, tpot_, queue_, e2e_;
   int64_t images_encoded_ = 0, encode_batches_ = 0;
   Histogram encode_;
+  int64_t audio_clips_encoded_ = 0;
+  Histogram audio_encode_;
   std::map<std::pair<std::string, std::string>, int64_t> grammar_compiles_;  // (kind, outcome)
   Histogram grammar_compile_;
 };

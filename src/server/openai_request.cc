@@ -4,6 +4,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -136,7 +137,8 @@ absl::StatusOr<json> ParseBody(std::string_view body) {
 }
 
 // messages[] -> v1 ChatMessage list: text parts, image_url parts (data: URIs; the core rejects
-// remote URLs), name, tool_call_id. "developer" is OpenAI's newer name for the system role.
+// remote URLs), input_audio (OpenAI) and audio_url (vLLM) parts, name, tool_call_id. "developer" is
+// OpenAI's newer name for the system role.
 absl::Status ParseMessages(const json& j,
                            google::protobuf::RepeatedPtrField<v1::ChatMessage>* out) {
   if (!j.is_array()) return WrongType("messages", "an array", j);
@@ -173,9 +175,38 @@ absl::Status ParseMessages(const json& j,
             if (url == nullptr) return Bad(pf + ".image_url.url", "is required");
             RETURN_IF_ERROR(
                 AsString(*url, pf + ".image_url.url", cm->add_content()->mutable_image_url()));
+          } else if (type == "input_audio") {  // OpenAI: {data: base64, format: wav | mp3 | ...}
+            const json* ia = Field(p, "input_audio");
+            if (ia == nullptr) return Bad(pf + ".input_audio", "is required");
+            if (!ia->is_object()) return WrongType(pf + ".input_audio", "an object", *ia);
+            const json* data = Field(*ia, "data");
+            if (data == nullptr) return Bad(pf + ".input_audio.data", "is required");
+            std::string b64, format;
+            RETURN_IF_ERROR(AsString(*data, pf + ".input_audio.data", &b64));
+            const json* f = Field(*ia, "format");
+            if (f == nullptr) return Bad(pf + ".input_audio.format", "is required");
+            RETURN_IF_ERROR(AsString(*f, pf + ".input_audio.format", &format));
+            // The decoder reads the container from the bytes; the format is only checked.
+            if (format != "wav" && format != "mp3" && format != "flac" && format != "ogg" &&
+                format != "opus") {
+              return Bad(pf + ".input_audio.format",
+                         absl::StrCat("'", format, "' is not one of wav, mp3, flac, ogg, opus"));
+            }
+            if (!absl::Base64Unescape(b64, cm->add_content()->mutable_audio())) {
+              return Bad(pf + ".input_audio.data", "is not valid base64");
+            }
+          } else if (type == "audio_url") {  // vLLM: {audio_url: {url: "data:audio/...;base64,"}}
+            const json* au = Field(p, "audio_url");
+            if (au == nullptr) return Bad(pf + ".audio_url", "is required");
+            const json* url = au->is_object() ? Field(*au, "url") : au;
+            if (url == nullptr) return Bad(pf + ".audio_url.url", "is required");
+            RETURN_IF_ERROR(
+                AsString(*url, pf + ".audio_url.url", cm->add_content()->mutable_audio_url()));
           } else {
-            return Bad(pf + ".type", absl::StrCat("unsupported content part type '", type,
-                                                  "' (this server accepts text and image_url)"));
+            return Bad(pf + ".type",
+                       absl::StrCat("unsupported content part type '", type,
+                                    "' (this server accepts text, image_url, input_audio and "
+                                    "audio_url)"));
           }
         }
       } else {

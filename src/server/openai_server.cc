@@ -451,6 +451,7 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
     ++gen->pending_images;
     ImageEncoderWorker::Job job;
     job.images = a.ImagesToEncode();
+    job.audios = a.AudiosToEncode();
     job.cancelled = [gen] { return gen->cancelled.load(); };
     job.done = [this, gen, i, strand](absl::StatusOr<std::vector<vision::ImageEmbedding>> enc) {
       asio::post(strand, [this, gen, i, enc = std::move(enc)]() mutable {

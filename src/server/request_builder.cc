@@ -225,6 +225,32 @@ absl::Status PrepareImagePart(const v1::ContentPart& part, const std::string& pf
   return absl::OkStatus();
 }
 
+// One audio / audio_url part -> PendingAudio (decode + resample + features on the calling thread).
+absl::Status PrepareAudioPart(const v1::ContentPart& part, const std::string& pfield,
+                              const ServedModel& served, std::vector<PendingAudio>* audios) {
+  const bool is_url = part.part_case() == v1::ContentPart::kAudioUrl;
+  const std::string afield = pfield + (is_url ? ".audio_url" : ".audio");
+  if (!served.audio) return Bad(afield, absl::StrCat("model ", served.id, " does not accept audio"));
+  const std::string& input = is_url ? part.audio_url() : part.audio();
+  if (is_url && !vision::IsDataUri(input)) {
+    return Bad(afield, "only data: URIs are accepted (remote audio is not fetched)");
+  }
+  if (input.empty()) return Bad(afield, "empty audio");
+  if (audios == nullptr) return absl::OkStatus();
+  auto prepared = PrepareAudio(input, is_url, served.audio->features, served.audio->limits);
+  if (!prepared.ok()) return Bad(afield, std::string(prepared.status().message()));
+  const int32_t tokens = AudioInfo::NumTokens(prepared->features.valid_frames);
+  if (tokens < 1) {
+    return Bad(afield, absl::StrCat("clip too short: ", prepared->seconds * 1e3,
+                                    " ms gives no audio token (at least ",
+                                    3 * served.audio->features.hop_length * 1000 /
+                                        served.audio->features.sampling_rate,
+                                    " ms needed)"));
+  }
+  audios->push_back({afield, std::move(*prepared), tokens});
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status CheckImageBytes(const std::string& b, const std::string& field) {
@@ -260,7 +286,8 @@ absl::Status CheckModelName(const std::string& model, const ServedModel& served)
 absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages,
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
-    const ServedModel& served, std::vector<PendingImage>* images) {
+    const ServedModel& served, std::vector<PendingImage>* images,
+    std::vector<PendingAudio>* audios) {
   nlohmann::json msgs = nlohmann::json::array();
   for (int i = 0; i < messages.size(); ++i) {
     const v1::ChatMessage& m = messages[i];
@@ -271,8 +298,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
                  absl::StrCat("must be system, user, assistant or tool, got '", m.role(), "'"));
     }
     std::string text;
-    nlohmann::json parts = nlohmann::json::array();  // used when the message has an image
-    bool has_image = false;
+    nlohmann::json parts = nlohmann::json::array();  // used when the message has image / audio
+    bool has_media = false;
     for (int j = 0; j < m.content_size(); ++j) {
       const v1::ContentPart& part = m.content(j);
       const std::string pfield = absl::StrCat(field, ".content[", j, "]");
@@ -284,16 +311,22 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
         case v1::ContentPart::kImage:
         case v1::ContentPart::kImageUrl:
           RETURN_IF_ERROR(PrepareImagePart(part, pfield, served, images));
-          has_image = true;
+          has_media = true;
           parts.push_back({{"type", "image"}});
           continue;
+        case v1::ContentPart::kAudio:
+        case v1::ContentPart::kAudioUrl:
+          RETURN_IF_ERROR(PrepareAudioPart(part, pfield, served, audios));
+          has_media = true;
+          parts.push_back({{"type", "audio"}});
+          continue;
         case v1::ContentPart::PART_NOT_SET:
-          return Bad(pfield, "empty content part (set text, image or image_url)");
+          return Bad(pfield, "empty content part (set text, image, image_url, audio or audio_url)");
       }
     }
     // Text-only messages stay strings: the template renders them exactly as before.
     nlohmann::json jm = {{"role", m.role()},
-                         {"content", has_image ? std::move(parts) : nlohmann::json(text)}};
+                         {"content", has_media ? std::move(parts) : nlohmann::json(text)}};
     if (!m.name().empty()) jm["name"] = m.name();
     if (!m.tool_call_id().empty()) jm["tool_call_id"] = m.tool_call_id();
     msgs.push_back(std::move(jm));
@@ -363,8 +396,12 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
     for (int k = 0; k < req.images_size(); ++k) {
       const std::string field = absl::StrCat("images[", k, "]");
       const auto pc = req.images(k).part_case();
+      if (pc == v1::ContentPart::kAudio || pc == v1::ContentPart::kAudioUrl) {
+        RETURN_IF_ERROR(PrepareAudioPart(req.images(k), field, served, &out.audios));
+        continue;
+      }
       if (pc != v1::ContentPart::kImage && pc != v1::ContentPart::kImageUrl) {
-        return Bad(field, "must be an image or image_url part");
+        return Bad(field, "must be an image, image_url, audio or audio_url part");
       }
       RETURN_IF_ERROR(PrepareImagePart(req.images(k), field, served, &out.images));
     }
@@ -388,7 +425,8 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
     out.input_field = "messages";
     const bool gen_prompt = !req.has_add_generation_prompt() || req.add_generation_prompt();
     ASSIGN_OR_RETURN(ids,
-                     TokenizeChat(req.messages(), req.tools(), gen_prompt, served, &out.images));
+                     TokenizeChat(req.messages(), req.tools(), gen_prompt, served, &out.images,
+                                  &out.audios));
   }
   if (ids.empty()) return Bad(out.input_field, "tokenizes to zero tokens");
   int64_t prompt_len = static_cast<int64_t>(ids.size());
@@ -403,6 +441,18 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
                               out.input_field == "messages" ? "" : " in images"));
     }
     prompt_len += n * (served.vision->num_image_tokens - 1);
+  }
+  if (served.audio) {
+    // Audio placeholders map to clips in order; each expands to its own number of rows.
+    const int64_t placeholders = std::count(ids.begin(), ids.end(), served.audio->audio_token_id);
+    const int64_t n = static_cast<int64_t>(out.audios.size());
+    if (placeholders != n) {
+      return Bad(out.input_field,
+                 absl::StrCat(placeholders, " audio placeholder(s) ", served.audio->audio_token,
+                              " (token ", served.audio->audio_token_id, ") but ", n,
+                              " audio clip(s)", out.input_field == "messages" ? "" : " in images"));
+    }
+    for (const PendingAudio& a : out.audios) prompt_len += a.num_tokens - 1;
   }
   if (prompt_len >= served.max_model_len) {
     return Bad(out.input_field,

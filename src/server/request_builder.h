@@ -13,6 +13,7 @@
 #include "muse/v1/inference.pb.h"
 #include "src/common/status.h"
 #include "src/engine/request.h"
+#include "src/server/audio_input.h"
 #include "src/server/served_model.h"
 #include "src/vision/image_input.h"
 
@@ -24,6 +25,13 @@ struct PendingImage {
   vision::PreparedImage prepared;
 };
 
+// A decoded clip with its features, in placeholder order.
+struct PendingAudio {
+  std::string field;  // "messages[0].content[1].audio", "images[1].audio_url"
+  PreparedAudio prepared;
+  int32_t num_tokens = 0;  // the prompt rows it expands to (>= 1)
+};
+
 struct BuiltRequest {
   engine::Request request;  // id, priority and deadline are left for the caller
   bool skip_special_tokens = true;
@@ -32,6 +40,8 @@ struct BuiltRequest {
   // image; ExpandImagePlaceholders (admission) widens each once the embeddings exist. The range
   // checks already used the expanded length.
   std::vector<PendingImage> images;
+  // Audio clips in placeholder order, likewise: one placeholder each until admission expands it.
+  std::vector<PendingAudio> audios;
   // Set only with BuildOptions::defer_compile when the grammar cache does not hold the request's
   // constraint yet: request.sampling.grammar is null until CompileResponseFormat(*to_compile).
   std::optional<structured::Constraint> to_compile;
@@ -43,12 +53,14 @@ absl::Status CheckModelName(const std::string& model, const ServedModel& served)
 // Renders `messages` with the chat template and tokenizes the result (no extra BOS: templates
 // carry their own). A message with image parts reaches the template with list content
 // ({"type": "text", "text": ...} / {"type": "image"}), which renders each image as the model's
-// placeholder token. Images are decoded + preprocessed into `images` (null: only checked to be
-// present, e.g. for Tokenize). Errors name the field ("messages[0].content[1].image: ...").
+// placeholder token; audio parts ({"type": "audio"}) likewise. Images are decoded + preprocessed
+// into `images` and clips into `audios` (null: only checked to be present, e.g. for Tokenize).
+// Errors name the field ("messages[0].content[1].image: ...").
 absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages,
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
-    const ServedModel& served, std::vector<PendingImage>* images = nullptr);
+    const ServedModel& served, std::vector<PendingImage>* images = nullptr,
+    std::vector<PendingAudio>* audios = nullptr);
 
 struct BuildOptions {
   // Unset stopping.max_tokens: false = 16 (muse.v1's default); true = as many as the context

@@ -8,6 +8,9 @@
 #include <string>
 
 #include "models/model_config.h"
+#include "models/qwen2_audio/qwen2_audio_config.h"
+#include "src/audio/audio_decode.h"
+#include "src/audio/whisper_features.h"
 #include "src/server/chat_formats.h"
 #include "src/server/structured_output.h"
 #include "src/tokenizer/jinja/chat_template.h"
@@ -28,6 +31,21 @@ struct VisionInfo {
   int32_t hidden_size = 0;                  // of the decoder (= embedding row width)
 };
 
+// What the API layer needs of a model's audio side (Qwen2-Audio tower; the encoder itself lives in
+// the encoder worker).
+struct AudioInfo {
+  audio::WhisperFeatureConfig features;  // preprocessor_config.json
+  audio::AudioLimits limits;             // --max-audio-bytes / --max-audio-seconds
+  int32_t audio_token_id = 0;            // the placeholder (<|AUDIO|>) token
+  std::string audio_token;               // its text
+  int32_t hidden_size = 0;               // of the decoder (= embedding row width)
+  // Prompt rows one clip expands to: Qwen2-Audio's conv + pool lengths of its valid mel frames.
+  static int32_t NumTokens(int valid_frames) {
+    return static_cast<int32_t>(
+        models::qwen2_audio::Qwen2AudioConfig::NumAudioTokens(valid_frames));
+  }
+};
+
 struct ServedModel {
   std::string id;  // served model name (directory basename unless --served-model-name)
   models::ModelConfig config;
@@ -40,8 +58,9 @@ struct ServedModel {
   std::string eos_token;
   bool supports_images = false;  // == vision.has_value()
   std::optional<VisionInfo> vision;
-  StructuredOutput structured;  // response_format's vocabulary + compiled-grammar cache
-  ChatFormats chat_formats;     // tool-call parser and reasoning channel (chat_formats.h)
+  std::optional<AudioInfo> audio;  // set for models with an audio tower (Muse, Qwen2-Audio)
+  StructuredOutput structured;     // response_format's vocabulary + compiled-grammar cache
+  ChatFormats chat_formats;        // tool-call parser and reasoning channel (chat_formats.h)
 };
 
 }  // namespace muse::server

@@ -13,6 +13,8 @@
 #include "absl/time/clock.h"
 #include "models/llava/image_encoder.h"
 #include "models/llava/llava_config.h"
+#include "models/muse/muse_config.h"
+#include "models/qwen2_audio/audio_encoder.h"
 #include "src/common/file_util.h"
 #include "src/common/logging.h"
 #include "src/runtime/model_runner.h"
@@ -39,7 +41,9 @@ struct Server::Impl {
   absl::Status fatal;  // the runner's loss (EngineOptions::on_runner_lost)
 
   absl::Status LoadModel();
-  absl::Status LoadVision(ServedModel& m);
+  absl::Status LoadVision(ServedModel& m, std::unique_ptr<models::llava::ImageEncoder>* encoder);
+  absl::Status LoadAudio(ServedModel& m,
+                         std::unique_ptr<models::qwen2_audio::AudioEncoder>* encoder);
   absl::Status WarmUp();
   // Submits the structured-output warm-up to the compile pool; the future is ready when it ends.
   std::shared_future<void> WarmUpStructured();
@@ -138,7 +142,20 @@ absl::Status Server::Impl::LoadModel() {
                : m->chat_formats.reasoning_options.start == chat::ReasoningStart::kInsideBlock
                    ? "<think> (opened by the prompt)"
                    : "<think>");
-  if (models::llava::IsLlavaModelDir(o.model_dir)) RETURN_IF_ERROR(LoadVision(*m));
+  std::unique_ptr<models::llava::ImageEncoder> image_encoder;
+  std::unique_ptr<models::qwen2_audio::AudioEncoder> audio_encoder;
+  if (models::llava::IsLlavaModelDir(o.model_dir)) RETURN_IF_ERROR(LoadVision(*m, &image_encoder));
+  if (models::qwen2_audio::IsQwen2AudioModelDir(o.model_dir)) {
+    RETURN_IF_ERROR(LoadAudio(*m, &audio_encoder));
+  }
+  if (image_encoder || audio_encoder) {
+    // One encoder thread for both towers (image_encoder_worker.h says why).
+    ctx.encoder_cache = std::make_unique<vision::EncoderCache>(o.encoder_cache_bytes);
+    ctx.image_encoder = std::make_unique<ImageEncoderWorker>(
+        std::move(image_encoder), ctx.encoder_cache.get(), &ctx.metrics,
+        o.image_encode_delay_for_testing, std::move(audio_encoder));
+    spdlog::info("encoder cache {} MiB", o.encoder_cache_bytes >> 20);
+  }
   const absl::Time vocab_start = absl::Now();
   m->structured = LoadStructuredOutput(
       *m->tokenizer, m->config.vocab_size, m->config.eos_token_ids,
@@ -177,16 +194,17 @@ absl::Status Server::Impl::LoadModel() {
   ctx.model = std::move(m);
   spdlog::info(
       "model {} loaded: {} layers, vocab {}, context {}, {} KV blocks, chat template: {}, images: "
-      "{}",
+      "{}, audio: {}",
       ctx.model->id, ctx.model->config.num_hidden_layers, ctx.model->config.vocab_size,
       ctx.model->max_model_len, ctx.model->kv_blocks_total, ctx.model->chat_template ? "yes" : "no",
-      ctx.model->supports_images ? "yes" : "no");
+      ctx.model->supports_images ? "yes" : "no", ctx.model->audio ? "yes" : "no");
   return absl::OkStatus();
 }
 
 // LLaVA: preprocessor config, vision tower + projector (warmed up with one blank image), the
 // encoder cache and the image-encoder thread.
-absl::Status Server::Impl::LoadVision(ServedModel& m) {
+absl::Status Server::Impl::LoadVision(ServedModel& m,
+                                      std::unique_ptr<models::llava::ImageEncoder>* out) {
   const ServerOptions& o = options;
   ASSIGN_OR_RETURN(auto lc, models::llava::LoadLlavaConfig(o.model_dir));
   VisionInfo v;
@@ -219,13 +237,63 @@ absl::Status Server::Impl::LoadVision(ServedModel& m) {
     return absl::InternalError(
         absl::StrCat("image encoder warm-up failed: ", w.status().message()));
   }
-  ctx.encoder_cache = std::make_unique<vision::EncoderCache>(o.encoder_cache_bytes);
-  ctx.image_encoder = std::make_unique<ImageEncoderWorker>(
-      std::move(encoder), ctx.encoder_cache.get(), &ctx.metrics, o.image_encode_delay_for_testing);
-  spdlog::info("vision: {} image token(s) per image, placeholder {} ({}), encoder cache {} MiB",
-               v.num_image_tokens, v.image_token, v.image_token_id, o.encoder_cache_bytes >> 20);
+  *out = std::move(encoder);
+  spdlog::info("vision: {} image token(s) per image, placeholder {} ({})", v.num_image_tokens,
+               v.image_token, v.image_token_id);
   m.vision = std::move(v);
   m.supports_images = true;
+  return absl::OkStatus();
+}
+
+// Muse / Qwen2-Audio: Whisper feature settings, the audio tower + projector (warmed up with one
+// clip of silence).
+absl::Status Server::Impl::LoadAudio(ServedModel& m,
+                                     std::unique_ptr<models::qwen2_audio::AudioEncoder>* out) {
+  const ServerOptions& o = options;
+  ASSIGN_OR_RETURN(auto ac, models::qwen2_audio::LoadQwen2AudioConfig(o.model_dir));
+  AudioInfo a;
+  ASSIGN_OR_RETURN(a.features, models::muse_composite::LoadAudioFeatureConfig(o.model_dir));
+  if (a.features.feature_size != ac.audio.num_mel_bins ||
+      a.features.nb_max_frames() != ac.audio.input_frames()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        o.model_dir, "/preprocessor_config.json: feature_size ", a.features.feature_size, " x ",
+        a.features.nb_max_frames(), " frames does not match the audio tower's ",
+        ac.audio.num_mel_bins, " x ", ac.audio.input_frames()));
+  }
+  a.limits.max_bytes = o.max_audio_bytes;
+  a.limits.max_seconds = o.max_audio_seconds;
+  a.audio_token_id = static_cast<int32_t>(ac.audio_token_index);
+  if (a.audio_token_id < 0 || a.audio_token_id >= m.config.vocab_size) {
+    return absl::InvalidArgumentError(absl::StrCat(o.model_dir, ": audio_token_index ",
+                                                   a.audio_token_id, " is outside the vocabulary (",
+                                                   m.config.vocab_size, ")"));
+  }
+  a.audio_token = m.tokenizer->IdToToken(a.audio_token_id).value_or("");
+  if (a.audio_token.empty()) {
+    spdlog::warn(
+        "{}: the tokenizer has no token for audio_token_index {}; only prompt_token_ids can "
+        "place audio",
+        o.model_dir, a.audio_token_id);
+  }
+  a.hidden_size = static_cast<int32_t>(ac.text.hidden_size);
+  models::qwen2_audio::AudioEncoderOptions eo;
+  eo.dtype = o.dtype;
+  eo.num_threads = o.threads;
+  ASSIGN_OR_RETURN(auto encoder, models::qwen2_audio::CreateAudioEncoder(o.model_dir, eo));
+  audio::LogMel silence;
+  silence.n_mels = a.features.feature_size;
+  silence.n_frames = a.features.nb_max_frames();
+  silence.valid_frames = 100;
+  silence.data.assign(static_cast<size_t>(silence.n_mels) * silence.n_frames, -1.5f);
+  if (auto w = encoder->Encode(silence); !w.ok()) {
+    return absl::InternalError(
+        absl::StrCat("audio encoder warm-up failed: ", w.status().message()));
+  }
+  *out = std::move(encoder);
+  spdlog::info("audio: {} mel bins, {} s window (up to {} audio tokens), placeholder {} ({})",
+               a.features.feature_size, a.features.chunk_length, ac.max_audio_tokens(),
+               a.audio_token, a.audio_token_id);
+  m.audio = std::move(a);
   return absl::OkStatus();
 }
 

@@ -61,6 +61,9 @@ struct ServerOptions {
   int64_t max_image_bytes = 20ll << 20;      // encoded size (after base64 for data: URIs)
   int64_t max_image_pixels = 4096ll * 4096;  // width * height, checked from the header
   absl::Duration image_encode_delay_for_testing = absl::ZeroDuration();  // tests only
+  // Models with an audio tower (Muse, Qwen2-Audio): per-clip limits, checked from the header.
+  int64_t max_audio_bytes = 32ll << 20;  // encoded size (after base64 for data: URIs)
+  double max_audio_seconds = 600;        // longer clips are refused (the features keep 30 s)
   // Structured output: compiled grammars kept (least recently used dropped first).
   int grammar_cache_size = 512;
   // gRPC: threads that compile response formats the grammar cache does not hold (compile_pool.h).

@@ -96,12 +96,18 @@ void AddServerFlags(CLI::App& app, ServerCommandLine* flags) {
       ->check(AtLeast(1024));
 
   app.add_option("--encoder-cache-bytes", o.encoder_cache_bytes,
-                 "LLaVA: budget of the cache of projected image embeddings")
+                 "image / audio models: budget of the cache of projected embeddings")
       ->check(AtLeast<int64_t>(0));
   app.add_option("--max-image-bytes", o.max_image_bytes, "LLaVA: largest encoded image")
       ->check(AtLeast<int64_t>(1));
   app.add_option("--max-image-pixels", o.max_image_pixels, "LLaVA: largest width * height")
       ->check(AtLeast<int64_t>(1));
+  app.add_option("--max-audio-bytes", o.max_audio_bytes, "audio models: largest encoded clip")
+      ->check(AtLeast<int64_t>(1));
+  app.add_option("--max-audio-seconds", o.max_audio_seconds,
+                 "audio models: longest clip (checked from the header; the features keep the "
+                 "model's window, 30 s)")
+      ->check(CLI::Range(0.01, 86400.0));
 
   app.add_option("--grammar-cache-size", o.grammar_cache_size,
                  "structured output: compiled grammars (response_format) kept in memory")

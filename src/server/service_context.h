@@ -31,8 +31,8 @@ struct ServiceContext {
   // server, stopped after it. The engine thread only raises signals into it.
   std::unique_ptr<PumpPool> pumps;
   std::unique_ptr<ServedModel> model;  // set once, before ready
-  // LLaVA models only (set once, before ready): embeddings by image digest, and the one thread
-  // that runs the vision tower.
+  // Models with an image or audio tower only (set once, before ready): embeddings by image or
+  // audio digest, and the one thread that runs the vision and audio towers.
   std::unique_ptr<vision::EncoderCache> encoder_cache;
   std::unique_ptr<ImageEncoderWorker> image_encoder;
   // gRPC face: compiles the response formats the grammar cache does not hold (compile_pool.h).
@@ -70,7 +70,8 @@ struct Admission {
   std::string engine_id;            // unique server-side id
   std::string client_id;            // echoed back (engine id when the client gave none)
   std::vector<int32_t> prompt_ids;  // kept only when the server decodes text itself
-  // One per built.images entry: set on an encoder-cache hit, else filled by the encoder worker.
+  // One per built.images entry, then one per built.audios entry: set on an encoder-cache hit, else
+  // filled by the encoder worker.
   std::vector<std::optional<vision::ImageEmbedding>> embeddings;
   std::shared_ptr<engine::OutputStream> stream;  // null until launched
 
@@ -82,9 +83,11 @@ struct Admission {
     }
     return false;
   }
-  // The images the encoder still has to run (cache misses), in order.
+  // The images / audio clips the encoder still has to run (cache misses), in order.
   std::vector<const vision::PreparedImage*> ImagesToEncode() const;
-  // Fills the missing embeddings with `encoded` (ImagesToEncode order).
+  std::vector<const PreparedAudio*> AudiosToEncode() const;
+  // Fills the missing embeddings with `encoded` (ImagesToEncode, then AudiosToEncode order: what
+  // the encoder worker's job returns).
   void SetEncoded(std::vector<vision::ImageEmbedding> encoded);
 };
 
@@ -102,8 +105,8 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx, const Tena
 // grammar cache into the request (errors name the field, as inline ones). Then the caller sends
 // the images to the encoder or Launches.
 absl::Status CompilePending(ServiceContext& ctx, Admission& a);
-// Expands the image placeholders with the embeddings (Request::content carries their digests
-// into the prefix-cache keys), then Engine::AddRequest. Sets `a.stream`.
+// Expands the image and audio placeholders with the embeddings (Request::content carries their
+// digests into the prefix-cache keys), then Engine::AddRequest. Sets `a.stream`.
 absl::Status Launch(ServiceContext& ctx, Admission& a);
 
 // A generation that reached the engine is over (any outcome): its usage / timings go to the
