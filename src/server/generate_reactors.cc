@@ -20,6 +20,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -92,9 +94,17 @@ class GenerateReactor : public GrpcReactor,
   }
 
  protected:
-  GenerateReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, const char* method,
-                  std::chrono::system_clock::time_point deadline)
-      : ctx_(ctx), a_(std::move(a)), method_(method), deadline_(deadline), acc_(*ctx->model, *a_) {
+  GenerateReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, ToolPlan plan,
+                  const char* method, std::chrono::system_clock::time_point deadline)
+      : ctx_(ctx),
+        a_(std::move(a)),
+        method_(method),
+        deadline_(deadline),
+        plan_(std::move(plan)),
+        acc_(*ctx->model, *a_, plan_.keep_special) {
+    if (plan_.parse) {  // call ids seeded from the request: deterministic per request
+      parsers_.emplace(ctx->model->chat_formats, plan_, std::hash<std::string>{}(a_->engine_id));
+    }
     ctx_->in_flight.fetch_add(1);
     ctx_->reactors_alive.fetch_add(1);
   }
@@ -121,8 +131,10 @@ class GenerateReactor : public GrpcReactor,
   const char* const method_;  // "Generate" / "GenerateUnary", for metrics and logs
   // The call's deadline: a cancel after it is DEADLINE_EXCEEDED (gRPC's deadline fires OnCancel).
   const std::chrono::system_clock::time_point deadline_;
+  const ToolPlan plan_;  // tools / reasoning: how the text is split (chat_request.h)
   std::mutex mu_;
-  OutputAccumulator acc_;   // guarded by mu_
+  OutputAccumulator acc_;                     // guarded by mu_
+  std::optional<SampleChatParsers> parsers_;  // guarded by mu_; set when plan_.parse
   bool cancelled_ = false;  // guarded by mu_: client cancel / disconnect / deadline / failed write
 
  private:
@@ -152,7 +164,7 @@ class GenerateReactor : public GrpcReactor,
     // No lock while compiling: until it launches, only this job touches the request.
     if (st.ok()) {
       if (ctx_->compile_hook_for_testing) ctx_->compile_hook_for_testing();
-      st = CompilePending(*ctx_, *a_);
+      st = RenameToolChoiceError(CompilePending(*ctx_, *a_), plan_);
     }
     std::unique_lock lock(mu_);
     if (finish_called_ || cancelled_) return;
@@ -202,9 +214,9 @@ class GenerateReactor : public GrpcReactor,
 
 class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grpc::ByteBuffer>> {
  public:
-  GenerateStream(ServiceContext* ctx, std::unique_ptr<Admission> a,
+  GenerateStream(ServiceContext* ctx, std::unique_ptr<Admission> a, ToolPlan plan,
                  std::chrono::system_clock::time_point deadline)
-      : GenerateReactor(ctx, std::move(a), "Generate", deadline) {}
+      : GenerateReactor(ctx, std::move(a), std::move(plan), "Generate", deadline) {}
 
   void OnWriteDone(bool ok) override {
     {
@@ -234,6 +246,7 @@ class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grp
       }
     }
     if (!any) return;
+    if (parsers_) parsers_->Apply(&samples);
     v1::GenerateResponse resp;
     resp.set_request_id(a_->client_id);
     for (auto& [i, s] : samples) *resp.add_samples() = std::move(s);
@@ -262,9 +275,10 @@ class GenerateStream final : public GenerateReactor<grpc::ServerWriteReactor<grp
 
 class GenerateUnaryReactor final : public GenerateReactor<grpc::ServerUnaryReactor> {
  public:
-  GenerateUnaryReactor(ServiceContext* ctx, std::unique_ptr<Admission> a,
+  GenerateUnaryReactor(ServiceContext* ctx, std::unique_ptr<Admission> a, ToolPlan plan,
                        grpc::ByteBuffer* response, std::chrono::system_clock::time_point deadline)
-      : GenerateReactor(ctx, std::move(a), "GenerateUnary", deadline), response_(response) {}
+      : GenerateReactor(ctx, std::move(a), std::move(plan), "GenerateUnary", deadline),
+        response_(response) {}
 
  private:
   // Collects until the final message (or a cancel), then answers once.
@@ -292,6 +306,7 @@ class GenerateUnaryReactor final : public GenerateReactor<grpc::ServerUnaryReact
         *c->mutable_logprobs() = std::move(*s.mutable_logprobs());
         c->set_finish_reason(s.finish_reason());
         c->set_stop_reason(s.stop_reason());
+        if (parsers_) parsers_->ApplyWhole(c);
       }
       acc_.FillUsage(resp.mutable_usage(), resp.mutable_timings());
       *response_ = SerializeMessage(resp);
@@ -308,12 +323,13 @@ class GenerateUnaryReactor final : public GenerateReactor<grpc::ServerUnaryReact
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* ctx,
                                                                 grpc::CallbackServerContext* sctx,
                                                                 const grpc::ByteBuffer& request) {
-  auto a = Admit(*ctx, *sctx, request);
+  ToolPlan plan;
+  auto a = Admit(*ctx, *sctx, request, &plan);
   if (!a.ok()) {
     ctx->metrics.RecordRequest("Generate", absl::StatusCodeToString(a.status().code()));
     return new ErrorStream(ToGrpc(a.status()));
   }
-  auto r = std::make_shared<GenerateStream>(ctx, std::move(*a), sctx->deadline());
+  auto r = std::make_shared<GenerateStream>(ctx, std::move(*a), std::move(plan), sctx->deadline());
   r->Start();
   return r.get();  // kept alive by its self_ reference until OnDone
 }
@@ -321,14 +337,16 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* 
 grpc::ServerUnaryReactor* StartGenerateUnary(ServiceContext* ctx, grpc::CallbackServerContext* sctx,
                                              const grpc::ByteBuffer& request,
                                              grpc::ByteBuffer* response) {
-  auto a = Admit(*ctx, *sctx, request);
+  ToolPlan plan;
+  auto a = Admit(*ctx, *sctx, request, &plan);
   if (!a.ok()) {
     ctx->metrics.RecordRequest("GenerateUnary", absl::StatusCodeToString(a.status().code()));
     auto* r = sctx->DefaultReactor();
     r->Finish(ToGrpc(a.status()));
     return r;
   }
-  auto r = std::make_shared<GenerateUnaryReactor>(ctx, std::move(*a), response, sctx->deadline());
+  auto r = std::make_shared<GenerateUnaryReactor>(ctx, std::move(*a), std::move(plan), response,
+                                                  sctx->deadline());
   r->Start();
   return r.get();
 }

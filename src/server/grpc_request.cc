@@ -84,11 +84,12 @@ absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
 
 absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
                                                  const grpc::CallbackServerContext& sctx,
-                                                 const grpc::ByteBuffer& buf) {
+                                                 const grpc::ByteBuffer& buf, ToolPlan* plan) {
   ASSIGN_OR_RETURN(const Tenant* tenant, CheckAccess(ctx, sctx));
   if (!buf.Valid()) return CallEndedStatus(sctx.deadline());  // see ParseMessage
   v1::GenerateRequest request;
   RETURN_IF_ERROR(ParseMessage(buf, &request));
+  ASSIGN_OR_RETURN(*plan, ApplyToolChoice(ctx.model->chat_formats, &request));
   AdmitOptions options;
   // A response format the cache does not hold compiles on ctx.compiles, not on this gRPC thread.
   options.build.defer_compile = ctx.compiles != nullptr;
@@ -96,7 +97,9 @@ absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
   if (deadline != std::chrono::system_clock::time_point::max()) {
     options.deadline = absl::FromChrono(deadline);
   }
-  return Admit(ctx, tenant, std::move(request), options);
+  auto a = Admit(ctx, tenant, std::move(request), options);
+  if (!a.ok()) return RenameToolChoiceError(a.status(), *plan);
+  return a;
 }
 
 }  // namespace muse::server

@@ -6,6 +6,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "muse/v1/inference.grpc.pb.h"
+#include "src/server/chat_request.h"
 #include "src/server/service_context.h"
 
 namespace muse::server {
@@ -56,12 +57,13 @@ absl::Status ParseMessage(const grpc::ByteBuffer& buf, google::protobuf::Message
 absl::Status CallEndedStatus(std::chrono::system_clock::time_point deadline);
 grpc::ByteBuffer SerializeMessage(const google::protobuf::Message& msg);
 // The core's CheckAccess / Admit with the key from the `authorization` metadata and the call's
-// deadline as the engine deadline.
+// deadline as the engine deadline. Tools and tool_choice go through ApplyToolChoice first
+// (chat_request.h); `plan` receives how the output is parsed.
 absl::StatusOr<const Tenant*> CheckAccess(ServiceContext& ctx,
                                           const grpc::CallbackServerContext& sctx);
 absl::StatusOr<std::unique_ptr<Admission>> Admit(ServiceContext& ctx,
                                                  const grpc::CallbackServerContext& sctx,
-                                                 const grpc::ByteBuffer& buf);
+                                                 const grpc::ByteBuffer& buf, ToolPlan* plan);
 
 // Implemented in generate_reactors.cc.
 grpc::ServerWriteReactor<grpc::ByteBuffer>* StartGenerateStream(ServiceContext* ctx,

@@ -283,12 +283,30 @@ absl::Status CheckModelName(const std::string& model, const ServedModel& served)
   return absl::OkStatus();
 }
 
+absl::StatusOr<nlohmann::ordered_json> ParseToolJson(const std::string& text,
+                                                     const std::string& field) {
+  // Nesting is bounded while parsing: a deep document parses fine but every later copy, dump or
+  // conversion of it recurses once per level (a 2 MB "[[[[..." overflowed the stack).
+  bool too_deep = false;
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(
+      text,
+      [&too_deep](int depth, nlohmann::ordered_json::parse_event_t, nlohmann::ordered_json&) {
+        if (depth <= kMaxToolJsonDepth) return true;
+        too_deep = true;
+        return false;
+      },
+      /*allow_exceptions=*/false);
+  if (too_deep) return Bad(field, absl::StrCat("nests deeper than ", kMaxToolJsonDepth, " levels"));
+  if (j.is_discarded()) return Bad(field, "is not valid JSON");
+  return j;
+}
+
 absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::ChatMessage>& messages,
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
     const ServedModel& served, std::vector<PendingImage>* images,
     std::vector<PendingAudio>* audios) {
-  nlohmann::json msgs = nlohmann::json::array();
+  nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
   for (int i = 0; i < messages.size(); ++i) {
     const v1::ChatMessage& m = messages[i];
     const std::string field = absl::StrCat("messages[", i, "]");
@@ -298,7 +316,8 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
                  absl::StrCat("must be system, user, assistant or tool, got '", m.role(), "'"));
     }
     std::string text;
-    nlohmann::json parts = nlohmann::json::array();  // used when the message has image / audio
+    nlohmann::ordered_json parts =
+        nlohmann::ordered_json::array();  // used when the message has an image or audio
     bool has_media = false;
     for (int j = 0; j < m.content_size(); ++j) {
       const v1::ContentPart& part = m.content(j);
@@ -325,43 +344,52 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
       }
     }
     // Text-only messages stay strings: the template renders them exactly as before.
-    nlohmann::json jm = {{"role", m.role()},
-                         {"content", has_media ? std::move(parts) : nlohmann::json(text)}};
+    nlohmann::ordered_json jm = {
+        {"role", m.role()},
+        {"content", has_media ? std::move(parts) : nlohmann::ordered_json(text)}};
     if (!m.name().empty()) jm["name"] = m.name();
     if (!m.tool_call_id().empty()) jm["tool_call_id"] = m.tool_call_id();
+    if (!m.tool_calls().empty()) {
+      if (m.role() != "assistant") {
+        return Bad(field + ".tool_calls", absl::StrCat("only assistant messages carry tool calls, "
+                                                       "this one is role '",
+                                                       m.role(), "'"));
+      }
+      // OpenAI's shape; the arguments as an object, as the templates (and vLLM) expect.
+      nlohmann::ordered_json calls = nlohmann::ordered_json::array();
+      for (int k = 0; k < m.tool_calls_size(); ++k) {
+        const v1::ToolCall& c = m.tool_calls(k);
+        const std::string cfield = absl::StrCat(field, ".tool_calls[", k, "]");
+        if (c.id().empty()) return Bad(cfield + ".id", "must not be empty");
+        if (c.name().empty()) return Bad(cfield + ".name", "must not be empty");
+        nlohmann::ordered_json args = nlohmann::ordered_json::object();
+        if (!c.arguments().empty()) {
+          ASSIGN_OR_RETURN(args, ParseToolJson(c.arguments(), cfield + ".arguments"));
+          if (!args.is_object()) return Bad(cfield + ".arguments", "must be a JSON object");
+        }
+        calls.push_back({{"id", c.id()},
+                         {"type", "function"},
+                         {"function", {{"name", c.name()}, {"arguments", std::move(args)}}}});
+      }
+      jm["tool_calls"] = std::move(calls);
+    }
     msgs.push_back(std::move(jm));
   }
   if (msgs.empty()) return Bad("messages", "must not be empty");
   if (!served.chat_template) {
     return Bad("messages", absl::StrCat("model ", served.id, " has no chat template; send prompt"));
   }
-  nlohmann::json ctx = {{"messages", std::move(msgs)},
-                        {"add_generation_prompt", add_generation_prompt},
-                        {"bos_token", served.bos_token},
-                        {"eos_token", served.eos_token}};
+  nlohmann::ordered_json ctx = {{"messages", std::move(msgs)},
+                                {"add_generation_prompt", add_generation_prompt},
+                                {"bos_token", served.bos_token},
+                                {"eos_token", served.eos_token}};
   if (!tools.empty()) {
-    nlohmann::json jt = nlohmann::json::array();
+    nlohmann::ordered_json jt = nlohmann::ordered_json::array();
     for (int i = 0; i < tools.size(); ++i) {
-      nlohmann::json params = nlohmann::json::object();
+      nlohmann::ordered_json params = nlohmann::ordered_json::object();
       if (!tools[i].parameters_json().empty()) {
-        // Nesting is bounded while parsing: a deep document parses fine but every later copy,
-        // dump or conversion of it recurses once per level (a 2 MB "[[[[..." overflowed the stack).
-        bool too_deep = false;
-        params = nlohmann::json::parse(
-            tools[i].parameters_json(),
-            [&too_deep](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
-              if (depth <= kMaxToolJsonDepth) return true;
-              too_deep = true;
-              return false;
-            },
-            /*allow_exceptions=*/false);
-        if (too_deep) {
-          return Bad(absl::StrCat("tools[", i, "].parameters_json"),
-                     absl::StrCat("nests deeper than ", kMaxToolJsonDepth, " levels"));
-        }
-        if (params.is_discarded()) {
-          return Bad(absl::StrCat("tools[", i, "].parameters_json"), "is not valid JSON");
-        }
+        ASSIGN_OR_RETURN(params, ParseToolJson(tools[i].parameters_json(),
+                                               absl::StrCat("tools[", i, "].parameters_json")));
       }
       jt.push_back({{"type", tools[i].type().empty() ? "function" : tools[i].type()},
                     {"function",

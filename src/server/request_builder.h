@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
@@ -61,6 +62,12 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
     const google::protobuf::RepeatedPtrField<v1::Tool>& tools, bool add_generation_prompt,
     const ServedModel& served, std::vector<PendingImage>* images = nullptr,
     std::vector<PendingAudio>* audios = nullptr);
+
+// Tool JSON of the request (tools[].parameters_json, a history call's arguments) parsed with its
+// key order kept (HF renders the client's order) and its nesting bounded (64 levels). Errors:
+// "<field>: is not valid JSON", "<field>: nests deeper than 64 levels".
+absl::StatusOr<nlohmann::ordered_json> ParseToolJson(const std::string& text,
+                                                     const std::string& field);
 
 struct BuildOptions {
   // Unset stopping.max_tokens: false = 16 (muse.v1's default); true = as many as the context

@@ -87,7 +87,8 @@ v1::GenerateRequest Chat(int max_tokens) {
 struct Samples {
   grpc::Status status;
   std::map<int, std::vector<int32_t>> ids;
-  std::map<int, std::string> text;
+  std::map<int, std::string> text;            // content (chat messages: the channel split off)
+  std::map<int, std::string> reasoning_text;  // the reasoning channel
   std::map<int, int> reasoning;
   v1::GenerateResponse last;
 };
@@ -101,6 +102,7 @@ Samples Generate(v1::Inference::Stub& stub, const v1::GenerateRequest& req) {
     for (const auto& s : resp.samples()) {
       r.ids[s.index()].insert(r.ids[s.index()].end(), s.token_ids().begin(), s.token_ids().end());
       r.text[s.index()] += s.text();
+      r.reasoning_text[s.index()] += s.reasoning();
       r.reasoning[s.index()] = s.reasoning_tokens();
     }
     r.last = resp;
@@ -142,18 +144,20 @@ TEST_F(ThinkingTest, BudgetEightGivesEightReasoningTokensThenTheEndThenContent) 
   EXPECT_EQ(r.reasoning.at(0), 8);
   EXPECT_EQ(r.last.usage().reasoning_tokens(), 8);
   EXPECT_EQ(r.last.usage().completion_tokens(), 30);
-  // The text: 8 tokens of reasoning, the end tag, then content.
+  // The text: 8 tokens of reasoning (the reasoning channel), the end tag, then content.
   const std::string& text = r.text.at(0);
-  const size_t end = text.find("</think>\n\n");
-  ASSERT_NE(end, std::string::npos) << text;
-  EXPECT_GT(text.size(), end + 10) << "no content after the block: " << text;
+  EXPECT_FALSE(r.reasoning_text.at(0).empty());
+  EXPECT_EQ(text.find("think>"), std::string::npos) << text;
+  ASSERT_TRUE(text.starts_with("\n\n")) << text;
+  EXPECT_GT(text.size(), 10u) << "no content after the block: " << text;
 
   // Without the budget the same greedy request writes the same first 8 tokens and no end tag.
   const Samples free = Generate(*stub_, Chat(30));
   ASSERT_TRUE(free.status.ok());
   EXPECT_EQ(Slice(free.ids.at(0), 0, 8), Slice(ids, 0, 8));
   EXPECT_EQ(free.last.usage().reasoning_tokens(), 0);
-  EXPECT_EQ(free.text.at(0).find("</think>"), std::string::npos);
+  EXPECT_EQ(free.text.at(0), "");  // all reasoning: the block never closed
+  EXPECT_EQ(free.reasoning_text.at(0).find("</think>"), std::string::npos);
 }
 
 TEST_F(ThinkingTest, BudgetZeroClosesTheBlockFirst) {
