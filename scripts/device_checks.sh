@@ -36,6 +36,11 @@ timeout 300 "$BIN/engine_device_sampling_test" --gtest_output="xml:$OUT/engine_d
   tee "$OUT/engine_device_sampling_test.log"
 echo "engine_device_sampling_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/engine_device_sampling_test.log"
 
+# The NCCL communicator (tensor parallelism, issue 20): one rank, and two when there are 2 GPUs.
+timeout 120 "$BIN/nccl_communicator_test" --gtest_output="xml:$OUT/nccl_communicator_test.xml" 2>&1 |
+  tee "$OUT/nccl_communicator_test.log"
+echo "nccl_communicator_test rc=${PIPESTATUS[0]}" | tee -a "$OUT/nccl_communicator_test.log"
+
 # Sanitizers on a small subset (compute-sanitizer slows kernels ~100x).
 SUBSET='Kernels/DecodeTest.OddContextsShuffledBlocks/11:Kernels/PrefillTest.*/7:Kernels/ReshapeAndCacheTest.*/5:Kernels/RmsNormTest.*/1:Kernels/RopeTest.*/23:Kernels/SiluAndMulTest.*/1:Sampling.DeterministicPerRowRegardlessOfBatch:DecodeGqa.*'
 if command -v compute-sanitizer >/dev/null; then

@@ -7,10 +7,10 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$ROOT/build/bin"; DEST="$ROOT/.devbuild"
 cmake --build "$ROOT/build" -j "$(nproc)" --target cuda_kernels_test backend_ops_test cuda_kernels_bench cuda_runner_test cuda_runner_bench \
-  device_sampler_parity_test engine_device_sampling_test
+  device_sampler_parity_test engine_device_sampling_test nccl_communicator_test
 rm -rf "$DEST" && mkdir -p "$DEST/lib"
 for b in cuda_kernels_test backend_ops_test cuda_kernels_bench cuda_runner_test cuda_runner_bench \
-  device_sampler_parity_test engine_device_sampling_test; do
+  device_sampler_parity_test engine_device_sampling_test nccl_communicator_test; do
   cp "$BIN/$b" "$DEST/"
   for lib in $(ldd "$BIN/$b" | awk '$3 ~ /^\// {print $3}'); do
     case "$lib" in
