@@ -545,10 +545,16 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
     return;
   }
   seq->tokens.push_back(tok);
+  // The token's text is part of the think block (tags included) and skips the stop strings.
+  bool block_text = false;
   if (p.thinking) {
     const int before = s.think.reasoning;
+    const ThinkState::Phase was = s.think.phase;
     s.think.Advance(*p.thinking, seq->tokens);
     rs->usage.reasoning_tokens += s.think.reasoning - before;
+    // An output that turns out not to open a block is content from this token on.
+    block_text = p.thinking->stops_after_block && was != ThinkState::Phase::kOff &&
+                 !(was == ThinkState::Phase::kOpening && s.think.phase == ThinkState::Phase::kOff);
   }
   s.delta.token_ids.push_back(tok);
   if (p.logprobs >= 0) s.delta.logprobs.push_back(result.logprobs);
@@ -578,7 +584,7 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
   }
   if (s.decoder) {
     std::string piece = s.decoder->Decode(tok);
-    if (may_stop) {
+    if (may_stop && !block_text) {
       auto r = s.stop->Append(piece);
       s.delta.text += r.text;
       if (r.stopped) {
@@ -586,7 +592,7 @@ void EngineCore::AppendToken(RequestState* rs, int sample, const SampleResult& r
         return;
       }
     } else {
-      s.delta.text += piece;  // stop strings only count from min_tokens on
+      s.delta.text += piece;  // stop strings count from min_tokens on, after a think block
     }
   }
   if (grammar_done) {

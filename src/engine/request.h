@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -32,13 +33,19 @@ const char* FinishReasonName(
 // allowing exactly that token); then generation goes on freely. The forced tokens and the end
 // tag are completion tokens (they count toward max_tokens) but not reasoning tokens, so a forced
 // close reports exactly `budget` reasoning tokens. An output that does not begin with the start
-// tag has no block (all content, 0 reasoning tokens).
+// tag has no block (all content, 0 reasoning tokens). budget = kUnlimited only follows the block
+// (reasoning tokens counted, nothing forced), e.g. for stops_after_block.
 struct ThinkingBudget {
+  static constexpr int kUnlimited = std::numeric_limits<int>::max();
   int budget = 0;                        // reasoning tokens allowed in the block, >= 0
   bool starts_inside = false;            // the prompt opened the block: the output begins inside it
   std::vector<int32_t> start_token_ids;  // needed unless starts_inside
   std::vector<int32_t> end_token_ids;    // the end tag, non-empty
   std::vector<int32_t> forced_suffix_token_ids;  // forced after a forced end tag (e.g. "\n\n")
+  // Stop strings apply to content only: the text of the block's tokens (start tag, reasoning, end
+  // tag, forced suffix) bypasses the stop-string matcher; matching starts after the block. (The
+  // server sets it when it parses the reasoning channel.) Stop token ids still apply everywhere.
+  bool stops_after_block = false;
 };
 
 struct SamplingParams {

@@ -136,6 +136,57 @@ absl::StatusOr<json> ParseBody(std::string_view body) {
   return j;
 }
 
+// An assistant message's earlier calls: [{"id", "type": "function", "function": {"name",
+// "arguments": "<JSON object text>"}}] -> ChatMessage.tool_calls (the core hands the template the
+// arguments parsed, as vLLM does). Checked here so errors name OpenAI's fields.
+absl::Status ParseHistoryToolCalls(const json& j, const std::string& field, v1::ChatMessage* cm) {
+  const std::string tf = field + ".tool_calls";
+  if (!j.is_array()) return WrongType(tf, "an array", j);
+  if (!j.empty() && cm->role() != "assistant") {
+    return Bad(tf, absl::StrCat("only assistant messages carry tool calls, this one is role '",
+                                cm->role(), "'"));
+  }
+  for (size_t k = 0; k < j.size(); ++k) {
+    const std::string cf = absl::StrCat(tf, "[", k, "]");
+    const json& c = j[k];
+    if (!c.is_object()) return WrongType(cf, "an object", c);
+    v1::ToolCall* call = cm->add_tool_calls();
+    call->set_index(static_cast<int32_t>(k));
+    const json* id = Field(c, "id");
+    if (id == nullptr) return Bad(cf + ".id", "is required");
+    RETURN_IF_ERROR(AsString(*id, cf + ".id", call->mutable_id()));
+    if (call->id().empty()) return Bad(cf + ".id", "must not be empty");
+    std::string type = "function";
+    if (const json* t = Field(c, "type")) RETURN_IF_ERROR(AsString(*t, cf + ".type", &type));
+    if (type != "function") {
+      return Bad(cf + ".type", absl::StrCat("must be function, got '", type, "'"));
+    }
+    const json* f = Field(c, "function");
+    if (f == nullptr) return Bad(cf + ".function", "is required");
+    if (!f->is_object()) return WrongType(cf + ".function", "an object", *f);
+    const json* name = Field(*f, "name");
+    if (name == nullptr) return Bad(cf + ".function.name", "is required");
+    RETURN_IF_ERROR(AsString(*name, cf + ".function.name", call->mutable_name()));
+    if (call->name().empty()) return Bad(cf + ".function.name", "must not be empty");
+    const json* args = Field(*f, "arguments");
+    if (args == nullptr) return Bad(cf + ".function.arguments", "is required");
+    // OpenAI sends JSON text; an object is taken as well (what some clients send).
+    if (args->is_object()) {
+      call->set_arguments(args->dump(-1, ' ', false, json::error_handler_t::replace));
+      continue;
+    }
+    RETURN_IF_ERROR(AsString(*args, cf + ".function.arguments", call->mutable_arguments()));
+    if (call->arguments().empty()) continue;  // "" = no arguments ({})
+    const json parsed = json::parse(call->arguments(), nullptr, /*allow_exceptions=*/false);
+    if (parsed.is_discarded()) return Bad(cf + ".function.arguments", "is not valid JSON");
+    if (!parsed.is_object()) {
+      return Bad(cf + ".function.arguments",
+                 absl::StrCat("must be a JSON object, got ", parsed.type_name()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 // messages[] -> v1 ChatMessage list: text parts, image_url parts (data: URIs; the core rejects
 // remote URLs), input_audio (OpenAI) and audio_url (vLLM) parts, name, tool_call_id. "developer" is
 // OpenAI's newer name for the system role.
@@ -219,11 +270,8 @@ absl::Status ParseMessages(const json& j,
     if (const json* id = Field(m, "tool_call_id")) {
       RETURN_IF_ERROR(AsString(*id, field + ".tool_call_id", cm->mutable_tool_call_id()));
     }
-    if (const json* tc = Field(m, "tool_calls");
-        tc != nullptr && !(tc->is_array() && tc->empty())) {
-      return Bad(field + ".tool_calls",
-                 "assistant tool_calls in the history are not supported yet (send the calls "
-                 "as the message's text; tool results with tool_call_id are)");
+    if (const json* tc = Field(m, "tool_calls")) {
+      RETURN_IF_ERROR(ParseHistoryToolCalls(*tc, field, cm));
     }
   }
   return absl::OkStatus();

@@ -378,13 +378,10 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
   const bool parse_output = chat && ParsesOutput(formats, tool_mode);
   // The model's own markers may be special tokens: keep them in the text the parser sees, unless
   // the client chose skip_special_tokens or sent stop strings (the core refuses those together).
-  bool keep_special = false;
-  // Forced calls are plain JSON and `<think>` is plain text: only tool_choice auto needs them.
-  if (parse_output && formats.keep_special_tokens && tool_mode == ToolMode::kModel &&
-      !r.prompts[0].has_skip_special_tokens() && r.prompts[0].stopping().stop().empty()) {
-    r.prompts[0].set_skip_special_tokens(false);
-    keep_special = true;
-  }
+  const bool keep_special =
+      parse_output && KeepsSpecialTokens(formats, tool_mode, r.prompts[0].has_skip_special_tokens(),
+                                         !r.prompts[0].stopping().stop().empty());
+  if (keep_special) r.prompts[0].set_skip_special_tokens(false);
 
   const asio::any_io_executor strand = beast::get_lowest_layer(stream).get_executor();
   auto gen = std::make_shared<Generation>(strand);
@@ -495,9 +492,15 @@ awaitable<bool> OpenAiServer::Impl::Generate(Stream& stream, Request& req,
   if (parse_output) {
     // Call ids are seeded from the response id and the choice: deterministic per response.
     const uint64_t seed = std::hash<std::string>{}(id);
-    responder.SetChatParsers([&formats, tool_mode, name = r.tool_choice_name, seed](int choice) {
-      return MakeChatParser(formats, tool_mode, name,
-                            seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(choice + 1)));
+    // parallel_tool_calls false: one call (auto keeps the model's first; the forced schemas allow
+    // one already).
+    responder.SetChatParsers([&formats, tool_mode, name = r.tool_choice_name, seed,
+                              single = !r.parallel_tool_calls](int choice) {
+      auto parser =
+          MakeChatParser(formats, tool_mode, name,
+                         seed ^ (0x9e3779b97f4a7c15ull * static_cast<uint64_t>(choice + 1)));
+      if (single) parser->set_max_tool_calls(1);
+      return parser;
     });
   }
   bool headers_sent = false;

@@ -504,6 +504,17 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
   if (budget && (req.sampling().has_thinking_token_budget() || !constrained)) {
     ASSIGN_OR_RETURN(p.thinking, MakeThinkingBudget(*budget, ids, served));
   }
+  // Stop strings apply to content only where the reasoning channel is parsed (chat messages on a
+  // model with one): the engine follows the think block (without a budget: an unlimited one) and
+  // matches them after it. Forced tool calls / response formats have no block.
+  if (!p.stop.empty() && served.chat_formats.reasoning && out.input_field == "messages" &&
+      !constrained) {
+    if (!p.thinking) {
+      auto follow = MakeThinkingBudget(engine::ThinkingBudget::kUnlimited, ids, served);
+      if (follow.ok()) p.thinking = std::move(*follow);  // tags not encodable: stops apply to all
+    }
+    if (p.thinking) p.thinking->stops_after_block = true;
+  }
   if (p.n > served.max_num_seqs) {
     return Bad("sampling.n",
                absl::StrCat("must be <= max_num_seqs (", served.max_num_seqs, "), got ", p.n));

