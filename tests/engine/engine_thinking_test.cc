@@ -3,7 +3,8 @@
 // step through the structured-output mask path, then free generation identical in kind to a run
 // without the budget; budget 0; a model that closes its block itself is never forced; an output
 // that does not open the block has none; n = 2 counts per sample; preemption (recompute) gives
-// the same tokens; max_tokens cuts inside the block; every bad field is InvalidArgument naming it.
+// the same tokens; max_tokens cuts inside the block; every bad field is InvalidArgument naming it;
+// stops_after_block: stop strings match the text after the block only.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -58,6 +59,7 @@ ThinkingBudget Inside(int budget) {
 
 struct Sample {
   std::vector<int32_t> tokens;
+  std::string text;  // with a text decoder
   std::optional<FinishReason> finish;
   int reasoning = -1;  // the last delta's running count
 };
@@ -68,10 +70,12 @@ struct Result {
 
 class Harness {
  public:
-  explicit Harness(int64_t num_blocks, SchedulerConfig sc = {})
+  explicit Harness(int64_t num_blocks, SchedulerConfig sc = {},
+                   std::shared_ptr<TextDecoderFactory> decoder = nullptr)
       : runner_(testing::MakeCpuRunner(ModelDir(), num_blocks)) {
     EngineOptions eo;
     eo.scheduler = sc;
+    eo.text_decoder = std::move(decoder);
     eo.seed = 7;
     eo.sampling_threads = 2;
     auto c = EngineCore::Create(runner_.get(), eo);
@@ -104,6 +108,7 @@ class Harness {
         for (auto& d : out->samples) {
           Sample& smp = results_[id].samples[d.index];
           smp.tokens.insert(smp.tokens.end(), d.token_ids.begin(), d.token_ids.end());
+          smp.text += d.text;
           // Running totals never go down.
           EXPECT_GE(d.reasoning_tokens, smp.reasoning) << id;
           smp.reasoning = d.reasoning_tokens;
@@ -312,6 +317,78 @@ TEST(EngineThinkingTest, BadFieldsAreInvalidArgumentNamingThem) {
   EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("thinking"), std::string::npos) << st;
   EXPECT_NE(st.message().find("grammar"), std::string::npos) << st;
+}
+
+// Token id -> "<id>": a stop string "<7>" matches exactly where token 7 was written.
+class IdTextDecoder : public TextDecoder {
+ public:
+  std::string Decode(int32_t id) override { return absl::StrCat("<", id, ">"); }
+  std::string Flush() override { return ""; }
+};
+class IdTextDecoderFactory : public TextDecoderFactory {
+ public:
+  std::unique_ptr<TextDecoder> Create(const std::vector<int32_t>&) override {
+    return std::make_unique<IdTextDecoder>();
+  }
+};
+
+Sample RunWithText(const Request& r) {
+  Harness h(256, {}, std::make_shared<IdTextDecoderFactory>());
+  EXPECT_TRUE(h.Add(r).ok());
+  h.RunToEnd();
+  return h.result(r.id).samples.at(0);
+}
+
+// ThinkingBudget::stops_after_block: a stop string the model writes inside the block (reasoning,
+// tags, forced suffix) does not end the sample; after the block it does. Without the flag the
+// same stop string ends it inside the block.
+TEST(EngineThinkingTest, StopsAfterBlockSkipTheBlock) {
+  Request r = Plain("stops", 24);
+  r.sampling.thinking = Inside(6);
+  const Sample free = RunWithText(r);
+  ASSERT_EQ(free.tokens.size(), 24u);
+  const size_t content_at = 6 + Forced().size();  // 6 reasoning tokens, then the forced tokens
+  // Two stop strings: the text of a reasoning token and of a content token.
+  const int32_t in_block = free.tokens[2], in_content = free.tokens[content_at + 3];
+  auto is_stop = [&](int32_t t) { return t == in_block || t == in_content; };
+  Request with = r;
+  with.sampling.stop = {absl::StrCat("<", in_block, ">"), absl::StrCat("<", in_content, ">")};
+  SCOPED_TRACE(with.sampling.stop[0] + " " + with.sampling.stop[1]);
+  with.sampling.thinking->stops_after_block = true;
+  const Sample got = RunWithText(with);
+  // Stopped at the content's first stop token (its text left out), not inside the block.
+  const size_t at = std::find_if(free.tokens.begin() + content_at, free.tokens.end(), is_stop) -
+                    free.tokens.begin();
+  ASSERT_LE(at, content_at + 3);
+  EXPECT_EQ(got.finish, FinishReason::kStop);
+  EXPECT_EQ(got.tokens, Slice(free.tokens, 0, at + 1));
+  std::string text;  // the free run's text up to that token
+  for (size_t k = 0; k < at; ++k) absl::StrAppend(&text, "<", free.tokens[k], ">");
+  EXPECT_EQ(got.text, text);
+  // Without the flag: the first stop token, inside the block, ends the sample.
+  with.sampling.thinking->stops_after_block = false;
+  const Sample cut = RunWithText(with);
+  const size_t first =
+      std::find_if(free.tokens.begin(), free.tokens.end(), is_stop) - free.tokens.begin();
+  EXPECT_LE(first, 2u);
+  EXPECT_EQ(cut.finish, FinishReason::kStop);
+  EXPECT_EQ(cut.tokens.size(), first + 1);
+  // An output that does not open the block is content from its first token: the flag changes
+  // nothing there (the start tag is biased away; the first token's text is the stop string).
+  Request no_block = Plain("stops", 24);
+  ThinkingBudget t = Inside(6);
+  t.starts_inside = false;
+  t.start_token_ids = kStart;
+  t.stops_after_block = true;
+  no_block.sampling.thinking = t;
+  no_block.sampling.logit_bias.push_back({kStart[0], -100.0f});
+  const Sample plain = RunWithText(no_block);
+  ASSERT_FALSE(plain.tokens.empty());
+  no_block.sampling.stop = {absl::StrCat("<", plain.tokens[0], ">")};
+  const Sample stopped = RunWithText(no_block);
+  EXPECT_EQ(stopped.finish, FinishReason::kStop);
+  EXPECT_EQ(stopped.tokens.size(), 1u);
+  EXPECT_EQ(stopped.text, "");
 }
 
 }  // namespace
