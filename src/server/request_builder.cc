@@ -230,7 +230,8 @@ absl::Status PrepareAudioPart(const v1::ContentPart& part, const std::string& pf
                               const ServedModel& served, std::vector<PendingAudio>* audios) {
   const bool is_url = part.part_case() == v1::ContentPart::kAudioUrl;
   const std::string afield = pfield + (is_url ? ".audio_url" : ".audio");
-  if (!served.audio) return Bad(afield, absl::StrCat("model ", served.id, " does not accept audio"));
+  if (!served.audio)
+    return Bad(afield, absl::StrCat("model ", served.id, " does not accept audio"));
   const std::string& input = is_url ? part.audio_url() : part.audio();
   if (is_url && !vision::IsDataUri(input)) {
     return Bad(afield, "only data: URIs are accepted (remote audio is not fetched)");
@@ -452,9 +453,8 @@ absl::StatusOr<BuiltRequest> BuildRequest(const v1::GenerateRequest& req, const 
   } else {
     out.input_field = "messages";
     const bool gen_prompt = !req.has_add_generation_prompt() || req.add_generation_prompt();
-    ASSIGN_OR_RETURN(ids,
-                     TokenizeChat(req.messages(), req.tools(), gen_prompt, served, &out.images,
-                                  &out.audios));
+    ASSIGN_OR_RETURN(ids, TokenizeChat(req.messages(), req.tools(), gen_prompt, served, &out.images,
+                                       &out.audios));
   }
   if (ids.empty()) return Bad(out.input_field, "tokenizes to zero tokens");
   int64_t prompt_len = static_cast<int64_t>(ids.size());
