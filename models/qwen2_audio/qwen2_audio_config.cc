@@ -99,12 +99,6 @@ absl::StatusOr<Qwen2AudioConfig> ParseObject(const json& j) {
 
 }  // namespace
 
-int64_t Qwen2AudioConfig::NumAudioTokens(int64_t valid_frames) {
-  const int64_t n = EncoderLength(valid_frames) - 2;
-  // Python's floor division: one encoder row (1 or 2 frames) gives no token.
-  return (n >= 0 ? n / 2 : -((-n + 1) / 2)) + 1;
-}
-
 absl::StatusOr<Qwen2AudioConfig> ParseQwen2AudioConfig(const std::string& json_text) {
   json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return absl::InvalidArgumentError("config.json is not valid JSON");

@@ -40,7 +40,11 @@ struct Qwen2AudioConfig {
   // (the feature extractor's attention mask sum): encoder rows after conv2, and the audio tokens
   // after the stride-2 average pool, i.e. the rows one clip contributes to the prompt.
   static int64_t EncoderLength(int64_t valid_frames) { return (valid_frames - 1) / 2 + 1; }
-  static int64_t NumAudioTokens(int64_t valid_frames);
+  static int64_t NumAudioTokens(int64_t valid_frames) {
+    const int64_t n = EncoderLength(valid_frames) - 2;
+    // Python's floor division: one encoder row (1 or 2 frames) gives no token.
+    return (n >= 0 ? n / 2 : -((-n + 1) / 2)) + 1;
+  }
   // Tokens of a full chunk (750 for 3000 frames).
   int64_t max_audio_tokens() const { return NumAudioTokens(audio.input_frames()); }
 };

@@ -44,7 +44,7 @@ std::string MuseTinyDir() {
     fs::remove_all(d, ec);
   });
   const std::string cmd = std::string(MUSE_BIN_DIR) +
-                          "/muse-make-model --preset llava-tiny --seed 0 --out " + d.string() +
+                          "/muse-make-model --preset muse-tiny --seed 0 --out " + d.string() +
                           " --tokenizer " + kTokenizerDir + " > /dev/null";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return d.string();
