@@ -17,7 +17,7 @@ void Put(std::string& out, const T& v) {
 template <typename T>
 void PutVector(std::string& out, const std::vector<T>& v) {
   Put<uint64_t>(out, v.size());
-  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  if (!v.empty()) out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
 }
 
 class Reader {
@@ -48,6 +48,7 @@ class Reader {
   template <typename T>
   absl::Status Append(const char* what, uint64_t n, std::vector<T>* v) {
     if (n > (s_.size() - pos_) / sizeof(T)) return Cut(what);
+    if (n == 0) return absl::OkStatus();  // (an empty vector's data() may be null)
     const size_t old = v->size();
     v->resize(old + n);
     std::memcpy(v->data() + old, s_.data() + pos_, n * sizeof(T));
@@ -82,8 +83,10 @@ std::string EncodeBatch(const Batch& b, int64_t hidden_size) {
   for (const EmbeddingOverride& e : b.embedding_overrides) {
     Put(out, e.token_index);
     Put(out, e.num_rows);
-    out.append(reinterpret_cast<const char*>(e.data),
-               static_cast<size_t>(e.num_rows) * hidden_size * sizeof(float));
+    if (e.num_rows > 0) {
+      out.append(reinterpret_cast<const char*>(e.data),
+                 static_cast<size_t>(e.num_rows) * hidden_size * sizeof(float));
+    }
   }
   return out;
 }

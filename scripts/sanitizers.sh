@@ -51,7 +51,8 @@ ASAN_TARGETS=(common_test cpu_kernels_test models_test tokenizer_test jinja_test
   sampler_differential_test
   runtime_test vision_test image_decode_test llava_test
   server_test server_fault_test pump_pool_test image_encoder_worker_test stream_handoff_test
-  compile_pool_test structured_admission_test image_prompt_test openai_server_test audio_test)
+  compile_pool_test structured_admission_test image_prompt_test openai_server_test audio_test
+  collective_test tensor_parallel_test engine_tensor_parallel_test tensor_parallel_process_test)
 # TSan: the thread pool (cpu_kernels_test), the engine, the pump pool, the encoder worker and the
 # compile pool.
 TSAN_TARGETS=(cpu_kernels_test engine_unit_test engine_integration_test engine_fault_test

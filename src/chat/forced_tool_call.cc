@@ -177,7 +177,8 @@ class NamedParser final : public ToolCallParser {
 
 }  // namespace
 
-absl::StatusOr<std::string> RequiredToolCallSchema(const std::vector<ToolSpec>& tools) {
+absl::StatusOr<std::string> RequiredToolCallSchema(const std::vector<ToolSpec>& tools,
+                                                   bool parallel_tool_calls) {
   if (tools.empty()) {
     return absl::InvalidArgumentError("tools: tool_choice \"required\" needs at least one tool");
   }
@@ -201,6 +202,7 @@ absl::StatusOr<std::string> RequiredToolCallSchema(const std::vector<ToolSpec>& 
   json schema = json::object();
   schema["type"] = "array";
   schema["minItems"] = 1;
+  if (!parallel_tool_calls) schema["maxItems"] = 1;
   schema["items"] = json{{"anyOf", std::move(any_of)}};
   return schema.dump();
 }

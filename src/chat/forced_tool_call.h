@@ -26,8 +26,9 @@ struct ToolSpec {
 // The schema of a "required" output. Each tool's parameters are embedded under
 // /items/anyOf/<i>/properties/parameters, with its local `$ref`s rewritten to match.
 // InvalidArgument naming the field: no tools, an empty or repeated name, parameters that are not
-// a JSON object.
-absl::StatusOr<std::string> RequiredToolCallSchema(const std::vector<ToolSpec>& tools);
+// a JSON object. `parallel_tool_calls` false: exactly one call (maxItems 1).
+absl::StatusOr<std::string> RequiredToolCallSchema(const std::vector<ToolSpec>& tools,
+                                                   bool parallel_tool_calls = true);
 
 // The schema of a named output: that tool's parameters (an empty object when it has none).
 // InvalidArgument "tool_choice.function.name: ..." when no tool has that name.

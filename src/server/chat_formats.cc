@@ -84,13 +84,7 @@ absl::StatusOr<std::string> ForcedToolCallSchema(const std::vector<chat::ToolSpe
   if (mode != ToolMode::kRequired) {
     return absl::InternalError("ForcedToolCallSchema: tool_choice is not a forced call");
   }
-  ASSIGN_OR_RETURN(std::string schema, chat::RequiredToolCallSchema(tools));
-  if (parallel_tool_calls) return schema;
-  // Exactly one call. Key order kept: the items' property order is what the grammar writes.
-  nlohmann::ordered_json s = nlohmann::ordered_json::parse(schema, nullptr, false);
-  if (!s.is_object()) return absl::InternalError("RequiredToolCallSchema: not a JSON object");
-  s["maxItems"] = 1;
-  return s.dump();
+  return chat::RequiredToolCallSchema(tools, parallel_tool_calls);
 }
 
 bool KeepsSpecialTokens(const ChatFormats& formats, ToolMode mode, bool client_set_skip,

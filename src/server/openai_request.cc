@@ -518,14 +518,7 @@ absl::Status ParseToolChoice(const json& b, OpenAiRequest* r, v1::GenerateReques
   }
   std::string schema;
   if (r->tool_choice == TC::kRequired) {
-    ASSIGN_OR_RETURN(schema, chat::RequiredToolCallSchema(r->tools));
-    if (!r->parallel_tool_calls) {  // exactly one call
-      json s = json::parse(schema, nullptr, /*allow_exceptions=*/false);
-      if (s.is_object()) {
-        s["maxItems"] = 1;
-        schema = s.dump();
-      }
-    }
+    ASSIGN_OR_RETURN(schema, chat::RequiredToolCallSchema(r->tools, r->parallel_tool_calls));
     r->constraint = {"tools", "tools"};
   } else {
     ASSIGN_OR_RETURN(schema, chat::NamedToolCallSchema(r->tools, r->tool_choice_name));
