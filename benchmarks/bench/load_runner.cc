@@ -299,7 +299,8 @@ absl::StatusOr<ModelFacts> FetchModelFacts(const RunConfig& config, double wait_
     if (st.ok()) {
       if (model_id) *model_id = resp.id();
       return ModelFacts{resp.vocab_size(), resp.context_length(), resp.supports_images(),
-                        resp.supports_images() ? resp.image_token_id() : -1};
+                        resp.supports_images() ? resp.image_token_id() : -1,
+                        resp.supports_audio() ? resp.audio_token_id() : -1};
     }
     const bool retry = st.error_code() == grpc::StatusCode::UNAVAILABLE ||
                        st.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;

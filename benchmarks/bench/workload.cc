@@ -32,11 +32,12 @@ int64_t DrawLen(std::mt19937_64& rng, int64_t len, double ratio, int64_t min_len
   return std::uniform_int_distribution<int64_t>(lo, hi)(rng);
 }
 
-// A uniform token id that is not the model's image placeholder (which needs an image).
+// A uniform token id that is not one of the model's media placeholders (they need an image or a
+// clip).
 template <class Dist, class Gen>
 int32_t DrawTextToken(Dist& dist, Gen& rng, const ModelFacts& facts) {
   int32_t t = dist(rng);
-  while (t == facts.image_token_id) t = dist(rng);
+  while (t == facts.image_token_id || t == facts.audio_token_id) t = dist(rng);
   return t;
 }
 

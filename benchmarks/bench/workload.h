@@ -45,6 +45,7 @@ struct ModelFacts {
   int64_t context_length = 0;
   bool supports_images = false;
   int32_t image_token_id = -1;  // never drawn into random prompts (it needs an image)
+  int32_t audio_token_id = -1;  // nor the audio placeholder (it needs a clip)
 };
 
 struct BenchRequest {

@@ -29,6 +29,11 @@ void FillInfo(const ServedModel& m, v1::ModelInfoResponse* out) {
     out->set_image_token(m.vision->image_token);
     out->set_num_image_tokens(m.vision->num_image_tokens);
   }
+  if (m.audio) {
+    out->set_supports_audio(true);
+    out->set_audio_token_id(m.audio->audio_token_id);
+    out->set_audio_token(m.audio->audio_token);
+  }
 }
 
 absl::Status DoTokenize(ServiceContext* ctx, grpc::CallbackServerContext* sctx,

@@ -35,20 +35,22 @@ TEST(RandomWorkload, ExactLengthsWithoutRange) {
   EXPECT_NE((*w)->Make(0).prompt_ids, (*w)->Make(1).prompt_ids);
 }
 
-// The image placeholder token needs an image: random prompts (and the shared prefix) skip it.
-TEST(RandomWorkload, NeverDrawsTheImageToken) {
+// The image and audio placeholder tokens need an image / a clip (the server refuses a placeholder
+// without one): random prompts (and the shared prefix) skip them.
+TEST(RandomWorkload, NeverDrawsTheMediaPlaceholders) {
   WorkloadConfig c;
   c.random_input_len = 200;
   c.random_output_len = 4;
   c.random_prefix_len = 50;
-  const ModelFacts facts{4, 4096, true, /*image_token_id=*/2};
+  const ModelFacts facts{5, 4096, true, /*image_token_id=*/2, /*audio_token_id=*/4};
   auto w = Workload::Create(c, facts, nullptr);
   ASSERT_TRUE(w.ok()) << w.status();
-  int seen[4] = {0, 0, 0, 0};
+  int seen[5] = {0, 0, 0, 0, 0};
   for (int i = 0; i < 20; ++i) {
     for (int32_t t : (*w)->Make(i).prompt_ids) ++seen[t];
   }
   EXPECT_EQ(seen[2], 0);
+  EXPECT_EQ(seen[4], 0);
   EXPECT_GT(seen[0], 0);
   EXPECT_GT(seen[1], 0);
   EXPECT_GT(seen[3], 0);
