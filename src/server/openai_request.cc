@@ -273,6 +273,19 @@ absl::Status ParseMessages(const json& j,
     if (const json* tc = Field(m, "tool_calls")) {
       RETURN_IF_ERROR(ParseHistoryToolCalls(*tc, field, cm));
     }
+    // An earlier turn's reasoning, as this server returns it (`reasoning_content`) or under the
+    // newer name `reasoning`; null is absent.
+    for (const char* key : {"reasoning_content", "reasoning"}) {
+      const json* rc = Field(m, key);
+      if (rc == nullptr || rc->is_null()) continue;
+      std::string text;
+      RETURN_IF_ERROR(AsString(*rc, absl::StrCat(field, ".", key), &text));
+      if (!cm->reasoning_content().empty() && cm->reasoning_content() != text) {
+        return Bad(absl::StrCat(field, ".reasoning"),
+                   "differs from reasoning_content (send one of them)");
+      }
+      cm->set_reasoning_content(text);
+    }
   }
   return absl::OkStatus();
 }

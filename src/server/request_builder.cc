@@ -350,6 +350,14 @@ absl::StatusOr<std::vector<int32_t>> TokenizeChat(
         {"content", has_media ? std::move(parts) : nlohmann::ordered_json(text)}};
     if (!m.name().empty()) jm["name"] = m.name();
     if (!m.tool_call_id().empty()) jm["tool_call_id"] = m.tool_call_id();
+    if (!m.reasoning_content().empty()) {
+      if (m.role() != "assistant") {
+        return Bad(field + ".reasoning_content",
+                   absl::StrCat("only assistant messages carry reasoning, this one is role '",
+                                m.role(), "'"));
+      }
+      jm["reasoning_content"] = m.reasoning_content();
+    }
     if (!m.tool_calls().empty()) {
       if (m.role() != "assistant") {
         return Bad(field + ".tool_calls", absl::StrCat("only assistant messages carry tool calls, "

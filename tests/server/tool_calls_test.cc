@@ -582,6 +582,57 @@ TEST(HistoryToolCallsTest, CallResultAndNextTurnRoundTripThroughTheTemplate) {
   EXPECT_EQ(RenderedPrompt(port, object), prompt);
 }
 
+// An earlier turn's reasoning goes back as `reasoning_content` (what this server returns) or
+// `reasoning`: Qwen3's template renders it inside <think> for the turn after the last user message.
+TEST(HistoryReasoningTest, ReasoningOfTheLastTurnReachesTheTemplate) {
+  ServerOptions o;
+  o.model_dir = QwenTemplateModelDir();
+  o.served_model_name = "qwen-tiny";
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.metrics_port = -1;
+  o.http_port = kEphemeralPort;
+  o.threads = 1;
+  o.num_kv_blocks = 64;
+  o.api_keys_file = TinyModelDir() + "/api_keys.json";
+  auto server = Server::Start(o);
+  ASSERT_TRUE(server.ok()) << server.status();
+  const int port = (*server)->http_port();
+  json messages = {{{"role", "user"}, {"content", "Is it sunny?"}},
+                   {{"role", "assistant"},
+                    {"content", "Yes."},
+                    {"reasoning_content", "The user asks about the weather."}}};
+  const std::string prompt = RenderedPrompt(port, messages);
+  EXPECT_TRUE(absl::StrContains(
+      prompt, "<|im_start|>assistant\n<think>\nThe user asks about the weather.\n</think>\n\nYes."))
+      << prompt;
+  json alias = messages;
+  alias[1].erase("reasoning_content");
+  alias[1]["reasoning"] = "The user asks about the weather.";
+  EXPECT_EQ(RenderedPrompt(port, alias), prompt);
+  // Without it the turn renders with an empty think block: the reasoning really came from the
+  // field.
+  json none = messages;
+  none[1].erase("reasoning_content");
+  EXPECT_FALSE(absl::StrContains(RenderedPrompt(port, none), "asks about the weather")) << prompt;
+  // Bad: not a string; on a user message; two different texts.
+  json bad = messages;
+  bad[1]["reasoning_content"] = 3;
+  HttpResult r = Post(port, "/tokenize", {{"messages", bad}});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.Json()["error"]["param"], "messages[1].reasoning_content") << r.body;
+  bad = messages;
+  bad[0]["reasoning"] = "no";
+  r = Post(port, "/v1/chat/completions", {{"messages", bad}, {"max_tokens", 2}});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.Json()["error"]["param"], "messages[0].reasoning_content") << r.body;
+  bad = messages;
+  bad[1]["reasoning"] = "something else";
+  r = Post(port, "/v1/chat/completions", {{"messages", bad}, {"max_tokens", 2}});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_EQ(r.Json()["error"]["param"], "messages[1].reasoning") << r.body;
+}
+
 TEST_F(ToolCallsTest, BadHistoryToolCallsAre400NamingTheField) {
   const json call = {{"id", "call_1"},
                      {"type", "function"},
