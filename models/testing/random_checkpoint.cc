@@ -11,6 +11,7 @@
 #include <regex>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "models/checkpoint.h"
 #include "models/half.h"
@@ -271,7 +272,7 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomCheckpoint(
       }
       return absl::OkStatus();
     };
-    const std::string path = dir + "/" + file;
+    const std::string path = absl::StrCat(dir, "/", file);
     RETURN_IF_ERROR(WriteSafetensorsStreamed(path, specs, produce, {{"format", "pt"}}));
     written.push_back({path, FileSize(path)});
   }

@@ -85,6 +85,7 @@ void TensorParallelGroup::Watch() {
                                      absl::StrCat("--timeout-seconds=", options_.timeout_seconds)};
     args.insert(args.end(), options_.worker_args.begin(), options_.worker_args.end());
     std::vector<char*> argv;
+    argv.reserve(args.size() + 1);
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
     const pid_t pid = fork();

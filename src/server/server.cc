@@ -41,9 +41,8 @@ struct Server::Impl {
   absl::Status fatal;  // the runner's loss (EngineOptions::on_runner_lost)
 
   absl::Status LoadModel();
-  absl::Status LoadVision(ServedModel& m, std::unique_ptr<models::llava::ImageEncoder>* encoder);
-  absl::Status LoadAudio(ServedModel& m,
-                         std::unique_ptr<models::qwen2_audio::AudioEncoder>* encoder);
+  absl::Status LoadVision(ServedModel& m, std::unique_ptr<models::llava::ImageEncoder>* out);
+  absl::Status LoadAudio(ServedModel& m, std::unique_ptr<models::qwen2_audio::AudioEncoder>* out);
   absl::Status WarmUp();
   // Submits the structured-output warm-up to the compile pool; the future is ready when it ends.
   std::shared_future<void> WarmUpStructured();
