@@ -17,21 +17,6 @@ namespace fs = std::filesystem;
 
 constexpr size_t kChunkElems = size_t{1} << 20;
 
-absl::Status WriteText(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot create ", tmp));
-    out << text;
-    out.close();
-    if (!out) return absl::InternalError(absl::StrCat("write failed: ", tmp));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("rename ", tmp, ": ", ec.message()));
-  return absl::OkStatus();
-}
-
 bool IsLayerNormWeight(const std::string& name) {
   return absl::EndsWith(name, ".weight") &&
          (absl::StrContains(name, "layer_norm") || absl::StrContains(name, "layrnorm") ||
@@ -79,7 +64,7 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomLlavaCheckpoint(
   std::vector<WrittenFile> written;
   auto add_text = [&](const std::string& name, const std::string& text) -> absl::Status {
     const std::string path = dir + "/" + name;
-    RETURN_IF_ERROR(WriteText(path, text));
+    RETURN_IF_ERROR(WriteTextFileAtomically(path, text));
     written.push_back({path, text.size()});
     return absl::OkStatus();
   };
@@ -106,6 +91,7 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomLlavaCheckpoint(
   std::sort(tensors.begin(), tensors.end(),
             [](const auto& a, const auto& b) { return a.first.name < b.first.name; });
   std::vector<TensorSpec> specs;
+  specs.reserve(tensors.size());
   for (const auto& t : tensors) specs.push_back(t.first);
   std::vector<float> values;
   std::vector<uint8_t> bytes;

@@ -16,21 +16,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-absl::Status WriteText(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return absl::PermissionDeniedError(absl::StrCat("cannot create ", tmp));
-    out << text;
-    out.close();
-    if (!out) return absl::InternalError(absl::StrCat("write failed: ", tmp));
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) return absl::InternalError(absl::StrCat("rename ", tmp, ": ", ec.message()));
-  return absl::OkStatus();
-}
-
 void Encode(const float* in, size_t n, DType dtype, std::vector<uint8_t>* out) {
   out->resize(n * kernels::dtype_size(dtype));
   if (dtype == DType::kFloat32) {
@@ -88,7 +73,7 @@ absl::StatusOr<std::vector<WrittenFile>> WriteRandomQwen2AudioCheckpoint(
   std::vector<WrittenFile> written;
   auto add_text = [&](const std::string& name, const std::string& text) -> absl::Status {
     const std::string path = dir + "/" + name;
-    RETURN_IF_ERROR(WriteText(path, text));
+    RETURN_IF_ERROR(WriteTextFileAtomically(path, text));
     written.push_back({path, text.size()});
     return absl::OkStatus();
   };
